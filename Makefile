@@ -1,0 +1,52 @@
+# Jobcast: `make run` starts everything, `make test` runs every test.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SOCKETIO_CLIENT_VERSION ?= 4.8.4
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test lint bench browser vendor clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Secrets for local runs; never committed (see .gitignore).
+.env:
+	$(PYTHON) -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(32)); print('PROGRESS_TOKEN=' + secrets.token_urlsafe(32))" > $@
+	@echo "wrote fresh SECRET_KEY and PROGRESS_TOKEN to .env"
+
+run: $(VENV)/.installed .env
+	@echo "Jobcast: open http://127.0.0.1:$${PORT:-5000}/  (Ctrl-C stops web, worker$(if $(REDIS_URL),, and Redis))"
+	$(BIN)/honcho start $(if $(REDIS_URL),web worker,)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy shared website worker
+
+test: $(VENV)/.installed browser lint
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+# Debian's Chromium for the browser tests (root on Debian only; else they skip).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "could not install chromium: browser tests will skip"; \
+	else echo "chromium not installed and not root: browser tests will skip"; fi
+
+# Refresh the vendored Socket.IO browser client from the npm registry.
+vendor:
+	rm -rf var/vendor && mkdir -p var/vendor
+	cd var/vendor && npm pack --silent socket.io-client@$(SOCKETIO_CLIENT_VERSION) && tar xzf socket.io-client-*.tgz
+	cp var/vendor/package/dist/socket.io.min.js website/static/vendor/socket.io.min.js
+	cp var/vendor/package/LICENSE website/static/vendor/socket.io-client.LICENSE
+	sed -i -E "s/^\| socket.io.min.js \|(.*)\| [^|]+ \| [0-9a-f]+ \|$$/| socket.io.min.js |\1| $(SOCKETIO_CLIENT_VERSION) | $$(sha256sum website/static/vendor/socket.io.min.js | cut -d' ' -f1) |/" website/static/vendor/README.md
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,34 @@
+"""gunicorn settings for the Jobcast web process, read from the environment.
+
+Run: ``gunicorn 'website:create_app()'`` (this file is picked up from the
+working directory). ``ASYNC_MODE`` picks the worker class (eventlet or
+gevent), ``WORKER_CONNECTIONS`` the number of simultaneous connections
+(Socket.IO clients included) one process serves.
+"""
+
+from __future__ import annotations
+
+import resource
+
+from shared.config import Config
+
+_cfg = Config()  # fails fast, with a clear message, on a missing secret
+
+worker_class = {"eventlet": "eventlet", "gevent": "gevent"}.get(_cfg.ASYNC_MODE, "sync")
+workers = 1  # Socket.IO needs sticky sessions: scale with more instances
+worker_connections = _cfg.WORKER_CONNECTIONS
+bind = _cfg.WEB_BIND
+control_socket_disable = True
+timeout = 60
+graceful_timeout = 5
+accesslog = "-" if _cfg.ACCESS_LOG else None
+loglevel = _cfg.LOG_LEVEL.lower()
+
+
+def on_starting(server: object) -> None:
+    """Let the process hold as many sockets as it is allowed connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _cfg.WORKER_CONNECTIONS + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))

@@ -1,0 +1,1 @@
+"""Code shared by the Jobcast web site and worker: config, protocol, storage."""

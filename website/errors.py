@@ -1,0 +1,45 @@
+"""Error pages: JSON for API clients, HTML for browsers; never a bare 500."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+def wants_json() -> bool:
+    """True for API paths and clients that prefer JSON over HTML."""
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def error_response(status: int, message: str) -> tuple[Response | str, int]:
+    """A JSON ``{"error": message}`` or an HTML error page, with ``status``."""
+    if wants_json():
+        return jsonify(error=message), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def register(app: Flask) -> None:
+    """Install the error handlers on ``app``."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response | str, int]:
+        status = exc.code or 500
+        body, status = error_response(status, exc.description or exc.name)
+        if isinstance(body, Response):
+            for key, value in exc.get_headers():
+                if key.lower() not in ("content-type", "content-length"):
+                    body.headers[key] = value
+        return body, status
+
+    @app.errorhandler(redis.RedisError)
+    def storage_error(exc: redis.RedisError) -> tuple[Response | str, int]:
+        log.warning("Redis unavailable for %s %s: %s", request.method, request.path, exc)
+        return error_response(503, "The job store is unavailable; try again shortly.")

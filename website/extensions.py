@@ -1,0 +1,47 @@
+"""Extensions, created unbound and bound to an app in ``create_app``."""
+
+from __future__ import annotations
+
+import redis
+from flask import Flask, current_app
+from flask_socketio import SocketIO
+from rq import Queue
+
+from shared.store import JobStore
+
+socketio = SocketIO()
+
+
+class RedisExtension:
+    """One Redis connection pool per app, plus the job store and RQ queue on it."""
+
+    name = "jobcast.redis"
+
+    def init_app(self, app: Flask) -> None:
+        """Create the app's Redis clients from ``REDIS_URL``."""
+        url = app.config["REDIS_URL"]
+        text = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        raw = redis.Redis.from_url(url, health_check_interval=30)  # RQ wants bytes
+        app.extensions[self.name] = {
+            "client": text,
+            "store": JobStore(text, ttl=app.config["JOB_TTL"]),
+            "queue": Queue(app.config["QUEUE_NAME"], connection=raw),
+        }
+
+    @property
+    def client(self) -> redis.Redis:
+        """The current app's Redis client (str responses)."""
+        return current_app.extensions[self.name]["client"]  # type: ignore[no-any-return]
+
+    @property
+    def store(self) -> JobStore:
+        """The current app's job store."""
+        return current_app.extensions[self.name]["store"]  # type: ignore[no-any-return]
+
+    @property
+    def queue(self) -> Queue:
+        """The current app's RQ queue."""
+        return current_app.extensions[self.name]["queue"]  # type: ignore[no-any-return]
+
+
+redis_ext = RedisExtension()

@@ -1,0 +1,72 @@
+"""Socket.IO handlers: map connections to job rooms, then send the current state.
+
+The order matters: a connection first joins the job's room and only then
+reads the stored state and sends it. An update that lands between the two is
+then either in the state read or delivered to the room; none can be missed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from flask import request
+from flask_socketio import ConnectionRefusedError, join_room, leave_room
+
+from shared.protocol import SUBSCRIBE, UPDATE_PROGRESS, is_uuid, room_for
+from website.extensions import redis_ext, socketio
+
+log = logging.getLogger(__name__)
+
+
+def _join_job(job_id: object) -> dict[str, Any]:
+    """Join the job's room, then return its current state payload."""
+    if not is_uuid(job_id):
+        raise ValueError("jobId must be a UUID")
+    assert isinstance(job_id, str)
+    job_id = job_id.lower()
+    join_room(room_for(job_id))
+    state = redis_ext.store.get(job_id)
+    if state is None:
+        leave_room(room_for(job_id))
+        raise LookupError(f"unknown job {job_id}")
+    return state.to_payload()
+
+
+def on_connect(auth: object = None) -> None:
+    """Accept a connection; with ``?jobId=`` join that job and send its state."""
+    job_id = request.args.get("jobId")
+    if job_id is None and isinstance(auth, dict):
+        job_id = auth.get("jobId")
+    if job_id is None:
+        return
+    try:
+        payload = _join_job(job_id)
+    except (ValueError, LookupError) as exc:
+        raise ConnectionRefusedError(str(exc)) from None
+    except redis.RedisError as exc:
+        log.warning("connect for job %s: Redis unavailable: %s", job_id, exc)
+        raise ConnectionRefusedError("state store unavailable, retry later") from None
+    socketio.emit(UPDATE_PROGRESS, payload, to=request.sid)  # type: ignore[attr-defined]
+
+
+def on_subscribe(data: object) -> dict[str, Any]:
+    """``subscribe`` with ``{"jobId": ...}``: join, then send the state; acks the result."""
+    if not isinstance(data, dict) or "jobId" not in data:
+        return {"ok": False, "error": "subscribe needs an object with jobId"}
+    try:
+        payload = _join_job(data["jobId"])
+    except (ValueError, LookupError) as exc:
+        return {"ok": False, "error": str(exc)}
+    except redis.RedisError as exc:
+        log.warning("subscribe: Redis unavailable: %s", exc)
+        return {"ok": False, "error": "state store unavailable, retry later"}
+    socketio.emit(UPDATE_PROGRESS, payload, to=request.sid)  # type: ignore[attr-defined]
+    return {"ok": True}
+
+
+def register() -> None:
+    """Attach the handlers to the (freshly initialised) Socket.IO server."""
+    socketio.on_event("connect", on_connect)
+    socketio.on_event(SUBSCRIBE, on_subscribe)

@@ -1,0 +1,1 @@
+"""The Jobcast worker: RQ job functions and the worker process entry point."""

@@ -1,0 +1,63 @@
+"""Run the Jobcast worker: ``python -m worker [--burst]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import redis
+from rq import Queue, SimpleWorker, Worker
+
+from shared.config import Config
+
+log = logging.getLogger("worker")
+
+WORKER_CLASSES: dict[str, type[Worker] | type[SimpleWorker]] = {
+    "fork": Worker,
+    "simple": SimpleWorker,
+}
+
+
+def preload_jobs() -> None:
+    """Import the job modules once in the parent, so forked work horses reuse them."""
+    import worker.jobs  # noqa: F401
+
+
+def wait_for_redis(conn: redis.Redis, timeout: float) -> None:
+    """Block until Redis answers PING (honcho starts Redis beside us)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.ping()
+            return
+        except redis.ConnectionError as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"Redis is not reachable: {exc}") from exc
+            time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, connect to Redis and work the queue."""
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--name", help="worker name (default: RQ's)")
+    args = parser.parse_args(argv)
+
+    cfg = Config()
+    logging.basicConfig(level=cfg.LOG_LEVEL,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    conn = redis.Redis.from_url(cfg.REDIS_URL)
+    wait_for_redis(conn, timeout=60)
+    preload_jobs()
+    worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
+    queue = Queue(cfg.QUEUE_NAME, connection=conn)
+    worker = worker_class([queue], connection=conn, name=args.name)
+    log.info("worker %s (%s) on queue %s, reporting to %s",
+             worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME, cfg.PROGRESS_URL)
+    worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

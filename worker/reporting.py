@@ -1,0 +1,85 @@
+"""How a job reports: a reporter built from the config, and the job boundary.
+
+``job_boundary`` is the one catch-all of the worker: whatever a job raises
+(including RQ's timeout) is logged with its traceback and reported as
+``failed`` before it is re-raised for RQ to record, so a page never shows
+"running" for a job that has ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+import redis
+
+from shared.config import Config
+from shared.protocol import FAILED, SUCCEEDED, UPDATE_PROGRESS, ProgressUpdate, room_for
+from shared.reporter import ProgressReporter
+from shared.store import JobStore, UnknownJob
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=4)
+def _store(redis_url: str, ttl: int) -> JobStore:
+    return JobStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
+
+
+class DirectStore:
+    """Fallback when the site is unreachable: write the state straight to Redis.
+
+    When a Socket.IO message queue is configured the update is also emitted
+    through it (write-only), so open pages still see it.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def __call__(self, update: ProgressUpdate) -> None:
+        """Apply ``update`` to the job store and, if possible, emit it."""
+        try:
+            state = _store(self.cfg.REDIS_URL, self.cfg.JOB_TTL).apply(update)
+        except UnknownJob:
+            log.warning("fallback: job %s is unknown to the store", update.job_id)
+            return
+        if state is not None and self.cfg.SOCKETIO_MESSAGE_QUEUE:
+            emitter(self.cfg.SOCKETIO_MESSAGE_QUEUE).emit(
+                UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
+
+
+@lru_cache(maxsize=2)
+def emitter(message_queue: str):  # type: ignore[no-untyped-def]
+    """A write-only Socket.IO emitter on the message queue (no eventlet needed)."""
+    from flask_socketio import SocketIO
+
+    return SocketIO(message_queue=message_queue, async_mode="threading",
+                    channel="jobcast")
+
+
+def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
+    """A reporter for one job: its per-job token if given, else the shared one."""
+    return ProgressReporter(
+        cfg.PROGRESS_URL,
+        token or cfg.PROGRESS_TOKEN,
+        retry_seconds=cfg.REPORT_RETRY_SECONDS,
+        fallback=DirectStore(cfg),
+    )
+
+
+@contextmanager
+def job_boundary(job_id: str, reporter: ProgressReporter) -> Iterator[None]:
+    """Report ``succeeded`` when the block ends, ``failed`` when it raises."""
+    try:
+        yield
+    except BaseException as exc:  # the job boundary: report, then let RQ see it
+        log.exception("job %s failed", job_id)
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        try:
+            reporter.report(job_id, 0, FAILED, message[:500])
+        except Exception:  # noqa: BLE001 - reporting must not hide the job's error
+            log.exception("could not report the failure of job %s", job_id)
+        raise
+    reporter.report(job_id, 100, SUCCEEDED, "")
