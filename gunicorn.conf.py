@@ -11,12 +11,15 @@ from __future__ import annotations
 import resource
 import warnings
 
-from shared.config import Config
+from shared.config import Config, ConfigError
 
 # eventlet warns on import that it is retiring; ASYNC_MODE=gevent is the way out.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-_cfg = Config()  # fails fast, with a clear message, on a missing secret
+try:
+    _cfg = Config()  # fails fast, with a clear message, on a missing secret
+except ConfigError as exc:
+    raise SystemExit(f"jobcast web: configuration error: {exc}") from None
 
 worker_class = {"eventlet": "eventlet", "gevent": "gevent"}.get(_cfg.ASYNC_MODE, "sync")
 workers = 1  # Socket.IO needs sticky sessions: scale with more instances

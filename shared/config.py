@@ -50,6 +50,29 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+_RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """``"30/minute"`` -> ``(30, 60)``; ``"5/10"`` -> 5 per 10 s; ``"0"`` -> disabled ``(0, 0)``."""
+    raw = text.strip().lower()
+    if raw in ("0", "off", "none", ""):
+        return 0, 0
+    count, sep, unit = raw.partition("/")
+    unit = unit.strip()
+    try:
+        limit = int(count)
+        window = _RATE_UNITS.get(unit.removesuffix("s")) or int(unit)
+    except ValueError as exc:
+        raise ConfigError(
+            f"RATE_LIMIT must look like '30/minute', '5/second', '100/hour', '10/60' "
+            f"(seconds) or '0' to disable; got {text!r}"
+        ) from exc
+    if not sep or limit < 0 or window <= 0:
+        raise ConfigError(f"RATE_LIMIT must be a positive count per window or 0, got {text!r}")
+    return (limit, window) if limit else (0, 0)
+
+
 class Config:
     """All settings, upper-case attributes as Flask expects them.
 
@@ -91,6 +114,10 @@ class Config:
         self.LOG_LEVEL: str = (env.get("LOG_LEVEL", "") or "INFO").upper()
         self.ACCESS_LOG: bool = env.get("ACCESS_LOG", "1") not in ("0", "false", "no", "")
         self.WEB_BIND: str = env.get("WEB_BIND", "") or f"127.0.0.1:{env.get('PORT') or 5000}"
+        # Hardening: a job whose worker died is failed after this many seconds.
+        self.ABANDONED_AFTER: int = _int(env, "ABANDONED_AFTER", 60, minimum=3)
+        # Creations (jobs, snippets) per client and window; "0" disables.
+        self.RATE_LIMIT: str = env.get("RATE_LIMIT", "30/minute").strip() or "0"
 
         for key, value in overrides.items():
             if not isinstance(value, str):
@@ -114,6 +141,7 @@ class Config:
             raise ConfigError("ASYNC_MODE must be eventlet, gevent or threading")
         if self.WORKER_CLASS not in ("fork", "simple"):
             raise ConfigError("WORKER_CLASS must be fork or simple")
+        parse_rate(self.RATE_LIMIT)
 
     def as_dict(self) -> dict[str, Any]:
         """The upper-case settings as a plain dict."""

@@ -15,3 +15,18 @@ def job_key(job_id: str) -> str:
 def snippet_key(snippet_id: str) -> str:
     """Hash holding a snippet's source and, once done, its highlighted HTML."""
     return f"{PREFIX}:snippet:{snippet_id}"
+
+
+def rate_limit_key(scope: str, client: str, window: int) -> str:
+    """Counter of one client's requests in one fixed rate-limit window."""
+    return f"{PREFIX}:ratelimit:{scope}:{client}:{window}"
+
+
+def worker_lease_key(worker_name: str) -> str:
+    """Exists (with a TTL) while the worker of that name is alive."""
+    return f"{PREFIX}:worker-lease:{worker_name}"
+
+
+def abandoned_check_lock(queue_name: str) -> str:
+    """Held by the one worker that looks for abandoned jobs of a queue right now."""
+    return f"{PREFIX}:abandoned-check:{queue_name}"

@@ -274,3 +274,14 @@ def final_state_received(event: str = "updateProgress") -> Callable[[list[tuple[
                    and data.get("state") in ("succeeded", "failed", "cancelled")
                    for name, data in events)
     return check
+
+
+def csrf_token_in(html: str | bytes) -> str:
+    """The CSRF token of the first form in a page (for tests that post forms)."""
+    import re
+
+    text = html.decode() if isinstance(html, bytes) else html
+    match = re.search(r'name="csrf_token" value="([^"]+)"', text)
+    if match is None:
+        raise AssertionError("no csrf_token field in the page")
+    return match.group(1)

@@ -12,7 +12,7 @@ from rq import Queue
 
 from shared.protocol import DEMO_JOB, new_id
 from shared.signing import sign_job_token
-from tests.support import TEST_SECRET_KEY, auth
+from tests.support import TEST_SECRET_KEY, auth, csrf_token_in
 
 
 def new_job(client: FlaskClient) -> str:
@@ -32,7 +32,8 @@ def test_home_page_has_start_button(client: FlaskClient) -> None:
 
 def test_post_jobs_redirects_to_status_page_and_enqueues(client: FlaskClient, redis_url: str,
                                                          app: Flask) -> None:
-    resp = client.post("/jobs")
+    token = csrf_token_in(client.get("/").data)
+    resp = client.post("/jobs", data={"csrf_token": token})
     assert resp.status_code == 303
     job_id = resp.headers["Location"].rsplit("/", 1)[1]
     page = client.get(f"/jobs/{job_id}")

@@ -32,10 +32,13 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     )
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager)
 
-    from website import api, errors, jobs, sockets
+    from website import api, errors, jobs, ratelimit, security, sockets
 
     app.register_blueprint(jobs.bp)
     app.register_blueprint(api.bp)
     errors.register(app)
     sockets.register()
+    security.init_app(app)  # CSRF on forms, cross-site API refusal, security headers
+    ratelimit.init_app(app)
+    ratelimit.limit(app, "jobs", "jobs.create", "api.create_job")
     return app

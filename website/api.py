@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import BadRequest
@@ -23,6 +27,21 @@ from website.services import start_demo_job
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+
+
+@lru_cache(maxsize=1)
+def openapi_spec() -> dict[str, Any]:
+    """The OpenAPI 3 description of the JSON API, kept in ``website/openapi.json``."""
+    spec: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    return spec
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """Serve the OpenAPI spec (the callback contract and the JSON endpoints)."""
+    return jsonify(openapi_spec())
 
 
 @bp.post("/jobs")

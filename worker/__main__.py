@@ -7,15 +7,16 @@ import logging
 import time
 
 import redis
-from rq import Queue, SimpleWorker, Worker
+from rq import Queue
 
-from shared.config import Config
+from shared.config import Config, ConfigError
+from worker.recovery import JobcastSimpleWorker, JobcastWorker
 
 log = logging.getLogger("worker")
 
-WORKER_CLASSES: dict[str, type[Worker] | type[SimpleWorker]] = {
-    "fork": Worker,
-    "simple": SimpleWorker,
+WORKER_CLASSES: dict[str, type[JobcastWorker] | type[JobcastSimpleWorker]] = {
+    "fork": JobcastWorker,
+    "simple": JobcastSimpleWorker,
 }
 
 
@@ -44,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="worker name (default: RQ's)")
     args = parser.parse_args(argv)
 
-    cfg = Config()
+    try:
+        cfg = Config()
+    except ConfigError as exc:
+        raise SystemExit(f"jobcast worker: configuration error: {exc}") from None
     logging.basicConfig(level=cfg.LOG_LEVEL,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conn = redis.Redis.from_url(cfg.REDIS_URL)
@@ -53,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
     queue = Queue(cfg.QUEUE_NAME, connection=conn)
     # log_job_description=False: job arguments include the per-job callback token.
-    worker = worker_class([queue], connection=conn, name=args.name, log_job_description=False)
+    worker = worker_class([queue], connection=conn, name=args.name, log_job_description=False,
+                          cfg=cfg)
     log.info("worker %s (%s) on queue %s, reporting to %s",
              worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME, cfg.PROGRESS_URL)
     worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=False)

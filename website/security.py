@@ -1,0 +1,123 @@
+"""Site-wide protections: CSRF on forms, cross-site API refusal, security headers.
+
+The rules are decided once here and apply to every route, including routes
+added later:
+
+* Every state-changing request (POST, PUT, PATCH, DELETE) outside ``/api/``
+  needs the CSRF token of the session (Flask-WTF): forms carry it as the hidden
+  field ``csrf_token`` (templates call ``csrf_token()``), scripts as the header
+  ``X-CSRFToken``. A missing or wrong token is a 400 page saying so.
+* ``/api/`` is for programs (workers, scripts) and is exempt from the token,
+  but a browser request from another site is refused with 403: its ``Origin``
+  must be this site, and ``Sec-Fetch-Site: cross-site`` is refused. Programs
+  send neither header, so they are unaffected.
+* Every response gets the security headers below (a view may set its own).
+
+Socket.IO requests are answered by the engine.io middleware before Flask sees
+them; their cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
+(same origin by default).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, current_app, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from website.errors import error_response
+
+csrf = CSRFProtect()
+
+API_PREFIX = "/api/"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+STATIC_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def content_security_policy(host: str) -> str:
+    """The CSP: scripts, styles and connections only from this site (no inline script).
+
+    ``connect-src`` names ``ws://``/``wss://`` of the host explicitly because
+    older browsers do not count websockets as ``'self'``.
+    """
+    connect = "'self'"
+    if _HOST_RE.match(host):
+        connect += f" ws://{host} wss://{host}"
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        f"connect-src {connect}",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def _own_hosts() -> set[str]:
+    hosts = {request.host.lower()}
+    site = urlsplit(current_app.config.get("SITE_URL", ""))
+    if site.netloc:
+        hosts.add(site.netloc.lower())
+    return hosts
+
+
+def cross_site_reason() -> str | None:
+    """Why the current request looks like a browser request from another site, or None."""
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return "cross-site requests are not allowed"
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    if urlsplit(origin).netloc.lower() not in _own_hosts():
+        return "cross-site requests are not allowed (Origin does not match this site)"
+    return None
+
+
+def _protect() -> tuple[Response | str, int] | None:
+    if request.method not in UNSAFE_METHODS or not current_app.config["WTF_CSRF_ENABLED"]:
+        return None
+    if request.path.startswith(API_PREFIX):
+        reason = cross_site_reason()
+        return error_response(403, reason) if reason else None
+    csrf.protect(apply_exemptions=True)
+    return None
+
+
+def _add_headers(response: Response) -> Response:
+    for name, value in STATIC_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Content-Security-Policy", content_security_policy(request.host))
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
+    return error_response(400, f"{exc.description} Reload the page and try again.")
+
+
+def init_app(app: Flask) -> None:
+    """Install CSRF protection, the cross-site API rule and the security headers."""
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # the rule above decides
+    app.config.setdefault("WTF_CSRF_ENABLED", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    if app.config.get("SITE_URL", "").startswith("https://"):
+        app.config.setdefault("SESSION_COOKIE_SECURE", True)
+    csrf.init_app(app)  # also makes csrf_token() available to templates
+    app.before_request(_protect)
+    app.after_request(_add_headers)
+    app.register_error_handler(CSRFError, _csrf_error)
