@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,14 @@ def register(app: Flask) -> None:
     """Install the error handlers on ``app``."""
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response | str, int]:
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
         body, status = error_response(status, exc.description or exc.name)
-        if isinstance(body, Response):
-            for key, value in exc.get_headers():
-                if key.lower() not in ("content-type", "content-length"):
-                    body.headers[key] = value
-        return body, status
+        response = make_response(body)
+        for key, value in exc.get_headers():  # Allow, Retry-After, WWW-Authenticate...
+            if key.lower() not in ("content-type", "content-length"):
+                response.headers[key] = value
+        return response, status
 
     @app.errorhandler(redis.RedisError)
     def storage_error(exc: redis.RedisError) -> tuple[Response | str, int]:

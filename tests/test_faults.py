@@ -1,0 +1,276 @@
+"""Faults against real processes: a killed worker or work horse, a killed web
+process, a restarted Redis. Each test starts its own stack on free ports."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import redis
+import requests
+from rq import Queue
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from shared import keys
+from tests.conftest import Stack, start_stack, stop_stack
+from tests.support import (
+    EventRecorder,
+    Process,
+    final_state_received,
+    start_worker,
+    wait_until,
+)
+from worker.recovery import LOST_MESSAGE
+
+ABANDONED_AFTER = 4  # seconds; production default is 60
+
+Events = list[tuple[str, Any]]
+
+
+@pytest.fixture
+def stacks(log_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Start stacks (and extra processes, via ``extras``) that are stopped at the end."""
+    started: list[Stack] = []
+    extras: list[Process] = []
+
+    def make(**env: str) -> Stack:
+        stack = start_stack(log_dir, tmp_path / f"redis-{len(started)}", **env)
+        stack.extras = extras  # type: ignore[attr-defined]
+        started.append(stack)
+        return stack
+
+    yield make
+    for proc in extras:
+        proc.stop()
+    for stack in started:
+        stop_stack(stack)
+
+
+def running_at_least(job_id: str, progress: int) -> Callable[[Events], bool]:
+    """Predicate: a running update at or above ``progress`` arrived."""
+    def check(events: Events) -> bool:
+        return any(name == "updateProgress" and data.get("jobId") == job_id
+                   and data["state"] == "running" and data["progress"] >= progress
+                   for name, data in events)
+    return check
+
+
+def last_update(rec: EventRecorder) -> dict[str, Any]:
+    return rec.payloads("updateProgress")[-1]  # type: ignore[no-any-return]
+
+
+def horse_of(worker: Process) -> psutil.Process:
+    """The work horse (forked child running a job) of a fork worker."""
+    def child() -> psutil.Process | None:
+        children = psutil.Process(worker.pid).children()
+        return children[0] if children else None
+    return wait_until(child, timeout=10, what="work horse")
+
+
+def kill_worker_and_horse(worker: Process) -> None:
+    """SIGKILL the worker first (so nobody is left to notice), then its horse."""
+    horse = horse_of(worker)
+    worker.kill()
+    horse.kill()
+    _gone, alive = psutil.wait_procs([horse], timeout=10)
+    assert not alive, "the work horse survived SIGKILL"
+
+
+def rq_registries(stack: Stack, job_id: str) -> tuple[bool, bool]:
+    """(in StartedJobRegistry, in FailedJobRegistry) for ``job_id``."""
+    conn = redis.Redis.from_url(stack.redis.url)
+    queue = Queue("jobcast", connection=conn)
+    started = job_id in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    failed = job_id in FailedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    conn.close()
+    return started, failed
+
+
+# -- the worker dies ---------------------------------------------------------------
+
+
+def test_killed_worker_job_is_failed_by_another_worker_and_pushed(
+        stacks: Callable[..., Stack], log_dir: Path) -> None:
+    stack = stacks(ABANDONED_AFTER=str(ABANDONED_AFTER), DEMO_STEP_DELAY="0.5")
+    job_id = stack.start_job()
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        rec.wait_for(running_at_least(job_id, 20), timeout=20, what="job running")
+        kill_worker_and_horse(stack.worker)
+        # Nothing is left to report: a second worker (another machine, or the
+        # supervisor's replacement) must notice within ABANDONED_AFTER.
+        other = start_worker(stack.env, log_dir, name="worker-2")
+        stack.extras.append(other)  # type: ignore[attr-defined]
+        rec.wait_for(final_state_received(), timeout=ABANDONED_AFTER + 10,
+                     what="failed state pushed")
+        final = last_update(rec)
+    finally:
+        rec.close()
+    assert final["state"] == "failed" and final["message"] == LOST_MESSAGE
+    assert final["progress"] >= 20  # the bar does not move back
+    assert stack.job_state(job_id)["state"] == "failed"
+    assert rq_registries(stack, job_id) == (False, True)
+    # the surviving worker goes on working
+    after = stack.start_job()
+    wait_until(lambda: stack.job_state(after)["state"] == "succeeded", timeout=30,
+               what="next job on the new worker")
+
+
+def test_worker_restarted_under_same_name_fails_its_lost_job(
+        stacks: Callable[..., Stack], log_dir: Path) -> None:
+    stack = stacks(ABANDONED_AFTER=str(ABANDONED_AFTER), DEMO_STEP_DELAY="0.5")
+    job_id = stack.start_job()
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        rec.wait_for(running_at_least(job_id, 20), timeout=20, what="job running")
+        kill_worker_and_horse(stack.worker)
+        stack.worker.start()  # what a supervisor does: same command, same --name
+        rec.wait_for(final_state_received(), timeout=ABANDONED_AFTER + 10,
+                     what="failed state pushed")
+        final = last_update(rec)
+    finally:
+        rec.close()
+    assert final["state"] == "failed" and final["message"] == LOST_MESSAGE
+    assert stack.worker.alive(), stack.worker.log_tail()
+    after = stack.start_job()
+    wait_until(lambda: stack.job_state(after)["state"] == "succeeded", timeout=30,
+               what="next job on the restarted worker")
+
+
+def test_killed_work_horse_is_reported_failed_at_once(stacks: Callable[..., Stack]) -> None:
+    # ABANDONED_AFTER stays at its default (60 s): the parent worker reports directly.
+    stack = stacks(DEMO_STEP_DELAY="0.5")
+    job_id = stack.start_job()
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        rec.wait_for(running_at_least(job_id, 20), timeout=20, what="job running")
+        horse_of(stack.worker).send_signal(signal.SIGKILL)
+        rec.wait_for(final_state_received(), timeout=15, what="failed state pushed")
+        final = last_update(rec)
+    finally:
+        rec.close()
+    assert final["state"] == "failed"
+    assert final["message"] == "The job's process was killed by signal 9."
+    assert stack.worker.alive()
+    assert rq_registries(stack, job_id) == (False, True)
+
+
+# -- the web process dies ----------------------------------------------------------
+
+
+def test_web_killed_and_restarted_mid_job_loses_nothing(stacks: Callable[..., Stack]) -> None:
+    stack = stacks(DEMO_STEP_DELAY="0.3", REPORT_RETRY_SECONDS="60")
+    job_id = stack.start_job()
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        rec.wait_for(running_at_least(job_id, 20), timeout=20, what="job running")
+        stack.web.kill()
+    finally:
+        rec.close()
+    # The worker keeps retrying its callback while the site is down...
+    wait_until(lambda: "retrying in" in stack.worker.log_tail(20_000), timeout=10,
+               what="the reporter to retry")
+    stack.web.start()
+    wait_until(lambda: requests.get(stack.url + "/", timeout=1).status_code == 200,
+               timeout=30, what="web to come back")
+    wait_until(lambda: stack.job_state(job_id)["state"] == "succeeded", timeout=30,
+               what="job to finish")
+    # ...and every update got through the site: none needed the fallback.
+    assert "using fallback" not in stack.worker.log_tail(50_000)
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        events = rec.wait_for(lambda ev: len(ev) >= 1, timeout=10, what="state on connect")
+    finally:
+        rec.close()
+    assert events[0] == ("updateProgress", {"jobId": job_id, "progress": 100,
+                                            "state": "succeeded", "message": ""})
+
+
+def test_site_down_longer_than_retries_still_stores_the_final_state(
+        stacks: Callable[..., Stack]) -> None:
+    stack = stacks(DEMO_STEP_DELAY="0.2", REPORT_RETRY_SECONDS="1")
+    job_id = stack.start_job()
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        rec.wait_for(running_at_least(job_id, 10), timeout=20, what="job running")
+        stack.web.kill()
+    finally:
+        rec.close()
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    try:
+        # with the site still down, the worker wrote the end straight into Redis
+        wait_until(lambda: client.hget(keys.job_key(job_id), "state") == "succeeded",
+                   timeout=40, what="final state in Redis")
+        assert client.hget(keys.job_key(job_id), "progress") == "100"
+    finally:
+        client.close()
+    assert "using fallback" in stack.worker.log_tail(50_000)
+    stack.web.start()
+    wait_until(lambda: requests.get(stack.url + "/", timeout=1).status_code == 200,
+               timeout=30, what="web to come back")
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        events = rec.wait_for(lambda ev: len(ev) >= 1, timeout=10, what="state on connect")
+    finally:
+        rec.close()
+    assert events[0][1]["state"] == "succeeded" and events[0][1]["progress"] == 100
+
+
+# -- Redis restarts ----------------------------------------------------------------
+
+
+def jobcast_keys(url: str) -> dict[str, Any]:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        found = {}
+        for key in client.scan_iter(f"{keys.PREFIX}:*"):
+            kind = client.type(key)
+            if kind == "hash":
+                found[key] = client.hgetall(key)
+            elif kind == "zset":
+                found[key] = client.zrange(key, 0, -1)
+        return found
+    finally:
+        client.close()
+
+
+def test_redis_restart_keeps_queued_jobs_and_state_and_everyone_reconnects(
+        stacks: Callable[..., Stack]) -> None:
+    stack = stacks(DEMO_STEP_DELAY="0.05")
+    done = stack.start_job()
+    wait_until(lambda: stack.job_state(done)["state"] == "succeeded", timeout=30,
+               what="first job")
+    stack.worker.stop()
+    waiting = [stack.start_job() for _ in range(3)]
+    before = jobcast_keys(stack.redis.url)
+    stack.redis.stop()  # SIGTERM: Redis flushes its append-only file
+    down = requests.post(stack.url + "/api/jobs", timeout=10)
+    assert down.status_code == 503 and "unavailable" in down.json()["error"]
+    stack.redis.start()
+    # the web process reconnects by itself; everything stored is back
+    wait_until(lambda: stack.job_state(done)["state"] == "succeeded", timeout=20,
+               what="web to read Redis again")
+    assert jobcast_keys(stack.redis.url) == before
+    assert [stack.job_state(j)["state"] for j in waiting] == ["queued"] * 3
+    stack.worker.start()
+    for job_id in waiting:
+        wait_until(lambda j=job_id: stack.job_state(j)["state"] == "succeeded", timeout=30,
+                   what=f"queued job {job_id} to run after the restart")
+
+    # A running worker and web survive a restart under them, without a restart of their own.
+    stack.redis.stop()
+    stack.redis.start()
+    worker_pid = stack.worker.pid
+    job_id = wait_until(lambda: stack.start_job(), timeout=20, what="job creation")
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        rec.wait_for(final_state_received(), timeout=60, what="job after Redis restart")
+    finally:
+        rec.close()
+    assert last_update(rec)["state"] == "succeeded"
+    assert stack.worker.alive() and stack.worker.pid == worker_pid
+    assert stack.web.alive()

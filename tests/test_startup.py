@@ -1,0 +1,43 @@
+"""The real entry points refuse to start without secrets, with a clear message."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, free_port
+
+
+def run_without_secrets(cmd: list[str], **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SECRET_KEY", "PROGRESS_TOKEN", "JOBCAST_ENV")}
+    env.update({"PYTHONPATH": str(ROOT), "PORT": str(free_port()),
+                "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", **extra})
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("name, cmd", [
+    ("web", [str(BIN / "gunicorn"), "website:create_app()"]),
+    ("worker", [sys.executable, "-m", "worker"]),
+])
+@pytest.mark.parametrize("extra", [{}, {"SECRET_KEY": "only-this-one"}])
+def test_entry_point_without_secrets_exits_with_message(name: str, cmd: list[str],
+                                                        extra: dict[str, str]) -> None:
+    result = run_without_secrets(cmd, **extra)
+    assert result.returncode != 0
+    assert f"jobcast {name}: configuration error" in result.stderr
+    assert "PROGRESS_TOKEN" in result.stderr and "must be set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_worker_with_bad_setting_names_it() -> None:
+    result = run_without_secrets([sys.executable, "-m", "worker"], SECRET_KEY="s",
+                                 PROGRESS_TOKEN="t", RATE_LIMIT="many")
+    assert result.returncode != 0 and "RATE_LIMIT must" in result.stderr
