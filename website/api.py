@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.protocol import (
     CALLBACK_MAX_BYTES,
@@ -64,17 +64,29 @@ def job_state(job_id: str) -> Response | tuple[Response | str, int]:
     return jsonify(state.to_payload())
 
 
+def read_json_body(max_bytes: int) -> object | None:
+    """The request's JSON body (any content type), None when it is not JSON.
+
+    Raises 413 when the body is over ``max_bytes``, also for a chunked body
+    without ``Content-Length`` (which werkzeug would otherwise cut silently).
+    """
+    request.max_content_length = max_bytes + 1
+    raw = request.get_data(cache=True)
+    if len(raw) > max_bytes:
+        raise RequestEntityTooLarge()
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, bad UTF-8, nested too deep
+        return None
+
+
 @bp.post("/progress")
 def progress() -> Response | tuple[Response | str, int]:
     """Progress callback for workers: store the update, then push it to watchers."""
-    request.max_content_length = CALLBACK_MAX_BYTES
     token = parse_bearer(request.headers.get("Authorization"))
     if token is None:
         return error_response(401, "missing bearer token")
-    try:
-        body = request.get_json(force=True, silent=False)
-    except BadRequest:
-        body = None
+    body = read_json_body(CALLBACK_MAX_BYTES)
     job_id = body.get("jobId") if isinstance(body, dict) else None
     cfg = current_app.config
     if not is_authorised(cfg["PROGRESS_TOKEN"], cfg["SECRET_KEY"], token,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import current_app
 
-from shared.protocol import DEMO_JOB, new_id
+from shared.protocol import DEMO_JOB, FAILED, new_id
 from shared.signing import sign_job_token
 from shared.store import JobState
 from website.extensions import redis_ext
@@ -25,16 +26,24 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None,
     cfg = current_app.config
     job_id = job_id or new_id()
     state = redis_ext.store.create(job_id, kind=kind)
-    redis_ext.queue.enqueue(
-        function,
-        job_id,
-        token=sign_job_token(cfg["SECRET_KEY"], job_id),
-        **kwargs,
-        job_id=job_id,
-        job_timeout=cfg["JOB_TIMEOUT"],
-        result_ttl=cfg["JOB_TTL"],
-        failure_ttl=cfg["JOB_TTL"],
-    )
+    try:
+        redis_ext.queue.enqueue(
+            function,
+            job_id,
+            token=sign_job_token(cfg["SECRET_KEY"], job_id),
+            **kwargs,
+            job_id=job_id,
+            job_timeout=cfg["JOB_TIMEOUT"],
+            result_ttl=cfg["JOB_TTL"],
+            failure_ttl=cfg["JOB_TTL"],
+        )
+    except redis.RedisError:
+        # Never leave a "queued" job that no worker will ever see.
+        try:
+            redis_ext.store.finish(job_id, FAILED, "The job could not be queued; try again.")
+        except redis.RedisError as exc:
+            log.warning("job %s: could not record the enqueue failure: %s", job_id, exc)
+        raise
     log.info("job %s enqueued (%s)", job_id, function)
     return state
 

@@ -1,0 +1,142 @@
+"""Property tests (hypothesis): payload validation and the store's update rules,
+the latter on a real Redis against a plain-Python model of the rules."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.protocol import (
+    MESSAGE_MAX,
+    REPORTABLE_STATES,
+    STAGE_MAX,
+    TERMINAL_STATES,
+    PayloadError,
+    ProgressUpdate,
+    is_uuid,
+)
+from shared.store import JobStore
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                               max_size=4),
+    max_leaves=12,
+)
+uuids = st.uuids().map(str)
+maybe_bad_ids = st.one_of(uuids, uuids.map(str.upper), st.text(max_size=40), st.integers(),
+                          st.none())
+bodies = st.fixed_dictionaries(
+    {"jobId": maybe_bad_ids,
+     "progress": st.one_of(st.integers(-10, 110), st.floats(), st.booleans(), st.text(max_size=4)),
+     "state": st.one_of(st.sampled_from([*REPORTABLE_STATES, "queued", "RUNNING"]), json_values)},
+    optional={"message": st.one_of(st.text(max_size=700), json_values),
+              "stage": st.one_of(st.text(max_size=120), json_values),
+              "seq": st.one_of(st.integers(-3, 2**54), json_values),
+              "extra": json_values},
+)
+
+
+def check_valid(update: ProgressUpdate) -> None:
+    assert is_uuid(update.job_id) and update.job_id == update.job_id.lower()
+    assert isinstance(update.progress, int) and 0 <= update.progress <= 100
+    assert update.state in REPORTABLE_STATES
+    assert len(update.message) <= MESSAGE_MAX and len(update.stage) <= STAGE_MAX
+    assert update.seq is None or (isinstance(update.seq, int) and 0 <= update.seq < 2**53)
+
+
+@given(st.one_of(json_values, bodies))
+@settings(max_examples=400, deadline=None)
+def test_from_json_accepts_only_the_contract_and_raises_only_payload_error(body: Any) -> None:
+    try:
+        update = ProgressUpdate.from_json(body)
+    except PayloadError as exc:
+        assert str(exc)  # always a reason
+        return
+    check_valid(update)
+    assert update == ProgressUpdate.from_json(json.loads(json.dumps(update.to_json())))
+
+
+valid_bodies = st.fixed_dictionaries(
+    {"jobId": uuids, "progress": st.one_of(st.integers(0, 100), st.floats(0, 100)),
+     "state": st.sampled_from(REPORTABLE_STATES)},
+    optional={"message": st.text(max_size=700), "stage": st.text(max_size=100),
+              "seq": st.integers(0, 2**53 - 1)},
+)
+
+
+@given(valid_bodies)
+@settings(max_examples=200, deadline=None)
+def test_every_valid_body_is_accepted(body: dict[str, Any]) -> None:
+    update = ProgressUpdate.from_json(body)
+    check_valid(update)
+    assert update.progress == int(body["progress"])
+    assert update.message == body.get("message", "")[:MESSAGE_MAX]
+
+
+# -- store rules --------------------------------------------------------------------
+
+
+@dataclass
+class Model:
+    """The rules of shared/store.py, in plain Python."""
+
+    state: str = "queued"
+    progress: int = 0
+    message: str = ""
+    stage: str = ""
+    seq: int | None = None
+
+    def apply(self, u: ProgressUpdate) -> bool:
+        if self.state in TERMINAL_STATES:
+            return False
+        if u.seq is not None and self.seq is not None and u.seq <= self.seq:
+            return False
+        progress = 100 if u.state == "succeeded" else max(self.progress, u.progress)
+        if (u.state, progress, u.message, u.stage) == (self.state, self.progress, self.message,
+                                                       self.stage):
+            return False
+        self.state, self.progress, self.message, self.stage = u.state, progress, u.message, u.stage
+        if u.seq is not None:
+            self.seq = u.seq
+        return True
+
+
+updates = st.builds(
+    lambda progress, state, message, seq: (progress, state, message, seq),
+    st.integers(0, 100),
+    st.sampled_from(["running"] * 6 + ["succeeded", "failed", "cancelled"]),
+    st.sampled_from(["", "a", "b"]),
+    st.one_of(st.none(), st.integers(0, 12)),
+)
+
+
+@given(st.lists(updates, min_size=1, max_size=25))
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_store_follows_the_rules(redis_client: redis.Redis, steps: list[tuple[Any, ...]]) -> None:
+    store = JobStore(redis_client, ttl=600)
+    job_id = str(uuid.uuid4())
+    store.create(job_id, kind="prop")
+    model = Model()
+    shown = 0
+    for progress, state, message, seq in steps:
+        update = ProgressUpdate(job_id, progress, state, message, seq=seq)
+        expected = model.apply(update)
+        applied = store.apply(update)
+        assert (applied is not None) == expected, (update, model)
+        stored = store.get(job_id)
+        assert stored is not None
+        assert (stored.state, stored.progress, stored.message) == (
+            model.state, model.progress, model.message)
+        if applied is not None:  # what the site would emit
+            assert applied.progress >= shown
+            shown = applied.progress
+            assert applied.to_payload() == stored.to_payload()
+    redis_client.delete(f"jobcast:job:{job_id}")
