@@ -146,3 +146,12 @@ def test_web_restart_mid_job_reconnects_and_catches_up(slow_site: Stack, page: P
     expect(page.locator("#connection-text")).to_have_text(DONE_TEXT)
     assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
 
+
+
+def test_light_and_dark_colour_schemes(site: Stack, new_page: Callable[..., Page]) -> None:
+    backgrounds = {}
+    for scheme in ("light", "dark"):
+        page = new_page(color_scheme=scheme)
+        page.goto(site.url + "/")
+        backgrounds[scheme] = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert backgrounds == {"light": "rgb(255, 255, 255)", "dark": "rgb(13, 17, 23)"}
