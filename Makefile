@@ -34,11 +34,11 @@ bench: $(VENV)/.installed
 
 # Debian's Chromium for the browser tests (root on Debian only; else they skip).
 browser:
-	@if command -v chromium >/dev/null 2>&1; then :; \
+	@if [ -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" ] || command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "could not install chromium: browser tests will skip"; \
-	else echo "chromium not installed and not root: browser tests will skip"; fi
+	else echo "chromium not installed (installing needs root and apt-get): browser tests will skip"; fi
 
 # Refresh the vendored Socket.IO browser client from the npm registry.
 vendor:
