@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.e2e.browser import MISSING_REASON, browser_required, find_chromium, launch
+from tests.support import start_worker
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +104,16 @@ def slow_site(browser: Any, log_dir: Path,
                           DEMO_STEP_DELAY="0.8", JOB_TIMEOUT="120")
     yield running
     stop_stack(running)
+
+
+@pytest.fixture
+def paused_worker(site: Stack) -> Iterator[Callable[[], None]]:
+    """Stop the worker so new jobs wait in the queue; call the result to start it again."""
+    site.worker.stop()
+
+    def resume() -> None:
+        site.worker = start_worker(site.env, site.log_dir)
+
+    yield resume
+    if not site.worker.alive():
+        resume()

@@ -95,6 +95,23 @@ def test_page_falls_back_to_polling_without_the_socketio_client(site: Stack,
     assert polls and all(url.endswith(f"/api/jobs/{job_id}") for url in polls), polls
 
 
+def test_failure_message_is_shown_as_text(site: Stack, page: Page,
+                                          paused_worker: Callable[[], None]) -> None:
+    job_id = site.start_job()
+    page.goto(f"{site.url}/jobs/{job_id}")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "live")
+    expect(page.locator("#state")).to_have_text("queued")
+    message = '<img src=x onerror="window.__pwned = 1">disk <b>full</b>'
+
+    resp = site.report({"jobId": job_id, "progress": 30, "state": "failed", "message": message})
+    assert resp.status_code == 204, resp.text
+    expect(page.locator("#state")).to_have_text("failed")
+    expect(page.locator("#message")).to_have_text(": " + message)
+    expect(page.locator("#connection-text")).to_have_text(DONE_TEXT)
+    assert page.locator("#job img, #job b").count() == 0
+    assert page.evaluate("window.__pwned") is None
+
+
 def test_without_javascript_the_page_refreshes_to_the_final_state(
         site: Stack, new_page: Callable[..., Page]) -> None:
     page = new_page(java_script_enabled=False)
