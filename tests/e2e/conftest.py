@@ -1,4 +1,4 @@
-"""Fixtures for the browser tests: one Chromium per session, a real stack per module.
+"""Fixtures for the browser tests: one Chromium for them all, a real stack per module.
 
 Without Chromium these tests skip with the reason shown in the summary;
 with ``REQUIRE_BROWSER=1`` (CI) a missing browser is an error instead.
@@ -31,9 +31,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, shared by the whole session."""
+    """Debian's Chromium, headless: one for all the browser tests of the session.
+
+    Package scope: it is closed once the tests in ``tests/e2e`` are done, so it
+    does not stay around (nor keep Playwright's event loop) for the rest of the run.
+    """
     executable = find_chromium()
     if executable is None:
         if browser_required():
