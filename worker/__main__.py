@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     preload_jobs()
     worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
     queue = Queue(cfg.QUEUE_NAME, connection=conn)
-    worker = worker_class([queue], connection=conn, name=args.name)
+    # log_job_description=False: job arguments include the per-job callback token.
+    worker = worker_class([queue], connection=conn, name=args.name, log_job_description=False)
     log.info("worker %s (%s) on queue %s, reporting to %s",
              worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME, cfg.PROGRESS_URL)
     worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=False)
