@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +19,29 @@ from rq import Queue
 from rq.job import Job
 
 from shared.config import Config
-from shared.protocol import HIGHLIGHT, HIGHLIGHT_JOB, HIGHLIGHT_KIND, UPDATE_PROGRESS, new_id
+from shared.protocol import (
+    HIGHLIGHT,
+    HIGHLIGHT_JOB,
+    HIGHLIGHT_KIND,
+    UPDATE_PROGRESS,
+    ProgressUpdate,
+    new_id,
+)
 from shared.signing import sign_job_token
 from shared.snippets import SnippetStore
 from shared.store import JobStore
 from tests.conftest import Stack
 from tests.highlight_jobs import BLOCKER_JOB, SLOW_HIGHLIGHT_JOB
-from tests.support import TEST_SECRET_KEY, EventRecorder, wait_until
+from tests.support import (
+    TEST_SECRET_KEY,
+    EventRecorder,
+    free_port,
+    stack_env,
+    start_web,
+    wait_until,
+)
+from worker.highlight import run_highlight
+from worker.reporting import DirectStore
 
 HOSTILE = "<script>alert(1)</script>"
 PYTHON = "def greet(name):\n    return f'hello {name}'\n"
@@ -72,7 +89,12 @@ def submit(stack: Stack, source: str, language: str = "auto") -> dict[str, Any]:
 
 def subscribe(stack: Stack, snippet_id: str) -> EventRecorder:
     """A real Socket.IO client subscribed to the snippet (ack checked)."""
-    rec = EventRecorder(stack.url)
+    return subscribe_url(stack.url, snippet_id)
+
+
+def subscribe_url(url: str, snippet_id: str) -> EventRecorder:
+    """A real Socket.IO client on ``url`` subscribed to the snippet (ack checked)."""
+    rec = EventRecorder(url)
     ack = rec.client.call("subscribe", {"snippetId": snippet_id}, timeout=5)
     assert ack == {"ok": True}, ack
     return rec
@@ -221,3 +243,30 @@ def test_a_highlight_past_the_job_timeout_ends_failed_and_is_pushed(
                       what="the failed state on subscribe")
     finally:
         late.close()
+
+
+def test_worker_fallback_pushes_the_result_through_the_message_queue(
+        redis_url: str, redis_client: redis.Redis, log_dir: Path) -> None:
+    """When the site is unreachable the worker writes to Redis itself; with a
+    Socket.IO message queue, the snippet's room still gets ``highlight``."""
+    env = stack_env(redis_url, free_port(), SOCKETIO_MESSAGE_QUEUE=redis_url)
+    web = start_web(env, log_dir, name="web-mq")
+    try:
+        job_id = new_id()
+        snippets = SnippetStore(redis_client)
+        snippet = snippets.create(PYTHON, "python", job_id)
+        JobStore(redis_client).create(job_id, kind=HIGHLIGHT_KIND, snippet_id=snippet.snippet_id)
+        rec = subscribe_url(env["SITE_URL"], snippet.snippet_id)
+        try:
+            run_highlight(job_id, snippet.snippet_id, snippets, lambda *args: None)
+            DirectStore(Config(environ=env))(
+                ProgressUpdate(job_id=job_id, progress=100, state="succeeded", seq=1))
+            rec.wait_for(got(UPDATE_PROGRESS, snippetId=snippet.snippet_id, state="succeeded"),
+                         timeout=10, what="the fallback's update via the message queue")
+        finally:
+            rec.close()
+    finally:
+        web.stop()
+    stored = snippets.get(snippet.snippet_id)
+    assert stored is not None
+    assert rec.payloads(HIGHLIGHT) == [stored.highlight_payload()]
