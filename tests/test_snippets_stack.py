@@ -7,6 +7,7 @@ highlight job then waits behind it, deterministically.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,8 +172,11 @@ def test_subscribe_refuses_malformed_and_unknown_snippets(stack: Stack) -> None:
 
 def test_hostile_source_is_escaped_on_the_page_and_in_the_highlighted_html(
         stack: Stack) -> None:
-    resp = requests.post(stack.url + "/snippets", data={"source": HOSTILE, "language": "auto"},
-                         allow_redirects=False, timeout=5)
+    session = requests.Session()
+    page = session.get(stack.url + "/snippets", timeout=5).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)  # once the site has CSRF
+    data = {"source": HOSTILE, "language": "auto", **({"csrf_token": token[1]} if token else {})}
+    resp = session.post(stack.url + "/snippets", data=data, allow_redirects=False, timeout=5)
     assert resp.status_code == 303, resp.text
     page_url = stack.url + resp.headers["Location"]
     sid = page_url.rsplit("/", 1)[1]

@@ -7,6 +7,8 @@ result exists, and the style sheet. The worker's part is in test_snippets_stack.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import redis
 from flask.testing import FlaskClient
@@ -17,6 +19,13 @@ from shared.protocol import HIGHLIGHT_JOB, HIGHLIGHT_KIND, new_id
 from shared.snippets import SOURCE_MAX_BYTES, SnippetStore
 
 HOSTILE = "<script>alert(1)</script>"
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def form(client: FlaskClient, **fields: str) -> dict[str, str]:
+    """The form fields, plus the page's CSRF token when the site issues one."""
+    match = CSRF_FIELD.search(client.get("/snippets").get_data(as_text=True))
+    return {**fields, "csrf_token": match.group(1)} if match else fields
 
 
 def nothing_stored(redis_client: redis.Redis) -> bool:
@@ -40,7 +49,7 @@ def test_form_page_lists_languages_and_carries_csrf_slot(client: FlaskClient) ->
 
 def test_post_form_stores_snippet_enqueues_job_and_redirects(
         client: FlaskClient, redis_client: redis.Redis) -> None:
-    resp = client.post("/snippets", data={"source": "x = 1\r\n", "language": "python"})
+    resp = client.post("/snippets", data=form(client, source="x = 1\r\n", language="python"))
     assert resp.status_code == 303
     snippet_id = resp.headers["Location"].rsplit("/", 1)[1]
     snippet = SnippetStore(redis_client).get(snippet_id)
@@ -61,7 +70,7 @@ def test_post_form_stores_snippet_enqueues_job_and_redirects(
 
 
 def test_page_shows_the_escaped_source_until_highlighted(client: FlaskClient) -> None:
-    resp = client.post("/snippets", data={"source": HOSTILE, "language": "auto"})
+    resp = client.post("/snippets", data=form(client, source=HOSTILE, language="auto"))
     page = client.get(resp.headers["Location"])
     assert page.status_code == 200
     text = page.get_data(as_text=True)
@@ -83,7 +92,7 @@ def test_page_shows_the_escaped_source_until_highlighted(client: FlaskClient) ->
 def test_form_refusals_are_clear_and_store_nothing(
         client: FlaskClient, redis_client: redis.Redis, data: dict[str, str], status: int,
         message: str) -> None:
-    resp = client.post("/snippets", data=data)
+    resp = client.post("/snippets", data=form(client, **data))
     assert resp.status_code == status
     text = resp.get_data(as_text=True)
     assert 'role="alert"' in text and message in text
@@ -92,7 +101,7 @@ def test_form_refusals_are_clear_and_store_nothing(
 
 
 def test_form_refusal_keeps_the_pasted_source_escaped(client: FlaskClient) -> None:
-    resp = client.post("/snippets", data={"source": HOSTILE, "language": "nope"})
+    resp = client.post("/snippets", data=form(client, source=HOSTILE, language="nope"))
     assert resp.status_code == 400
     text = resp.get_data(as_text=True)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;</textarea>" in text

@@ -126,11 +126,7 @@ def index() -> tuple[str, int] | tuple[Response | str, int]:
 @bp.post("/snippets")
 def create() -> Response | tuple[str, int] | tuple[Response | str, int]:
     """Store a snippet, enqueue its highlight, and 303 to its page."""
-    try:
-        form = request.form
-    except RequestEntityTooLarge:
-        return _index(413, too_large_message(request.content_length))
-    source, language = form.get("source"), form.get("language")
+    source, language = request.form.get("source"), request.form.get("language")
     try:
         source, language = validate_submission(source, language)
     except Rejected as exc:
@@ -139,6 +135,12 @@ def create() -> Response | tuple[str, int] | tuple[Response | str, int]:
     snippet, _job = start_highlight(source, language)
     target = url_for("snippets.show", snippet_id=snippet.snippet_id)
     return redirect(target, code=303)  # type: ignore[return-value]
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def body_too_large(exc: RequestEntityTooLarge) -> tuple[str, int] | tuple[Response | str, int]:
+    """A body over the site's request limit (found wherever it is read): the form, with 413."""
+    return _index(413, too_large_message(request.content_length))
 
 
 @bp.get("/snippets/pygments.css")

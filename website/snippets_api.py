@@ -24,8 +24,6 @@ def create_snippet() -> tuple[Response, int, dict[str, str]] | tuple[Response | 
     """``{"source", "language"?}``: store it, enqueue its highlight; 202 with the snippet."""
     try:
         body = request.get_json(force=True, silent=False)
-    except RequestEntityTooLarge:
-        return error_response(413, too_large_message(request.content_length))
     except BadRequest:
         body = None
     if not isinstance(body, dict):
@@ -37,6 +35,12 @@ def create_snippet() -> tuple[Response, int, dict[str, str]] | tuple[Response | 
     snippet, job = start_highlight(source, language)
     status_url = url_for("snippets_api.get_snippet", snippet_id=snippet.snippet_id)
     return jsonify(snippet_json(snippet, job)), 202, {"Location": status_url}
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def body_too_large(exc: RequestEntityTooLarge) -> tuple[Response | str, int]:
+    """A body over the site's request limit: 413 with the snippet limit in the message."""
+    return error_response(413, too_large_message(request.content_length))
 
 
 @bp.get("/<snippet_id>")
