@@ -20,6 +20,7 @@ from shared.store import UnknownJob
 from website.errors import error_response
 from website.extensions import redis_ext, socketio
 from website.services import start_demo_job
+from website.sockets import push_snippet_events
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -72,4 +73,5 @@ def progress() -> Response | tuple[Response | str, int]:
         return error_response(404, "unknown job id")
     if applied is not None:
         socketio.emit(UPDATE_PROGRESS, applied.to_payload(), to=room_for(update.job_id))
+        push_snippet_events(applied)
     return Response(status=204, headers={"X-Jobcast-Applied": "1" if applied else "0"})
