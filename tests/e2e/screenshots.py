@@ -1,8 +1,8 @@
 """Screenshots for the README, taken from the real stack: ``python -m tests.e2e.screenshots``.
 
 Starts Redis, the site and a worker on free ports (the test helpers), drives
-Debian's Chromium and writes ``docs/job-page.png`` (a job mid-progress) and,
-when the snippet pages exist, ``docs/snippet.png``.
+Debian's Chromium and writes ``docs/job-page.png`` (a job mid-progress) and
+``docs/snippet.png`` (a highlighted snippet).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tests.support import ROOT
 
 log = logging.getLogger("screenshots")
 VIEWPORT = {"width": 900, "height": 400}
+SNIPPET_VIEWPORT = {"width": 900, "height": 560}
 
 
 def job_page(page: Page, site: Stack, out: Path) -> Path:
@@ -32,6 +33,33 @@ def job_page(page: Page, site: Stack, out: Path) -> Path:
         " && document.getElementById('connection').dataset.status === 'live'",
         timeout=30_000, polling=50)
     path = out / "job-page.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+SNIPPET_SOURCE = '''from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a background job."""
+
+    job_id: str
+    percent: int = 0
+
+    def done(self) -> bool:
+        return self.percent >= 100
+'''
+
+
+def snippet_page(page: Page, site: Stack, out: Path) -> Path:
+    """Submit a snippet with the form and capture it once highlighted."""
+    page.goto(site.url + "/snippets")
+    page.get_by_label("Source").fill(SNIPPET_SOURCE)
+    page.get_by_label("Language").select_option("python")
+    page.get_by_role("button", name="Highlight").click()
+    page.locator("#code .highlight").wait_for(timeout=30_000)
+    path = out / "snippet.png"
     page.screenshot(path=str(path))
     return path
 
@@ -54,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                 browser = launch(playwright, executable)
                 page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
                 log.info("wrote %s", job_page(page, site, args.out))
+                page.set_viewport_size(SNIPPET_VIEWPORT)
+                log.info("wrote %s", snippet_page(page, site, args.out))
                 browser.close()
         finally:
             stop_stack(site)
