@@ -10,6 +10,7 @@ from flask import current_app
 from shared.protocol import DEMO_JOB, new_id
 from shared.signing import sign_job_token
 from shared.store import JobState
+from website import dashboard
 from website.extensions import redis_ext
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None,
         failure_ttl=cfg["JOB_TTL"],
     )
     log.info("job %s enqueued (%s)", job_id, function)
+    dashboard.notify(state, state.created_at, created=True)
     return state
 
 
