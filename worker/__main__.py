@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     preload_jobs()
     worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
     queue = Queue(cfg.QUEUE_NAME, connection=conn)
+    # log_job_description=False: job arguments include the per-job callback token.
     # worker_ttl: an idle worker sends a heartbeat every WORKER_TTL - 15 s (/healthz).
-    worker = worker_class([queue], connection=conn, name=args.name, worker_ttl=cfg.WORKER_TTL)
+    worker = worker_class([queue], connection=conn, name=args.name, log_job_description=False,
+                          worker_ttl=cfg.WORKER_TTL)
     log.info("worker %s (%s) on queue %s, reporting to %s",
              worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME, cfg.PROGRESS_URL)
     worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=False)
