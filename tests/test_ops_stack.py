@@ -233,3 +233,28 @@ def test_health_goes_503_when_redis_stops(log_dir: Path,
     finally:
         worker.kill()
         server.stop()
+
+
+def test_a_worker_stops_quietly_once_its_job_was_cancelled(ops_stack: Stack) -> None:
+    from shared.reporter import ProgressReporter
+    from worker.reporting import JobEnded, checked_report, job_boundary
+
+    store = JobStore(redis.Redis.from_url(ops_stack.env["REDIS_URL"], decode_responses=True))
+    job_id = new_id()
+    store.create(job_id, kind="external")
+    reporter = ProgressReporter(ops_stack.url + "/api/progress", TEST_PROGRESS_TOKEN,
+                                retry_seconds=2)
+    checked_report(reporter, job_id, 30)  # running: carries on
+    assert (reporter.last_applied, reporter.last_state, reporter.job_ended) == (
+        True, "running", False)
+    assert requests.post(f"{ops_stack.url}/api/jobs/{job_id}/cancel", timeout=5).ok
+    with pytest.raises(JobEnded):
+        checked_report(reporter, job_id, 40)
+    assert reporter.job_ended and reporter.last_state == "cancelled"
+    steps = []
+    with job_boundary(job_id, reporter):  # ends quietly: neither failed nor re-raised
+        checked_report(reporter, job_id, 50)
+        steps.append("after")
+    assert steps == []
+    assert ops_stack.job_state(job_id) == {"jobId": job_id, "progress": 30,
+                                           "state": "cancelled", "message": "cancelled on request"}

@@ -17,6 +17,7 @@ from flask import Flask, Response, request
 
 log = logging.getLogger(__name__)
 _STARTED = "jobcast.started"
+_JOB = "jobcast.job_id"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _QUIET_PREFIXES = ("/healthz", "/metrics", "/static/")
 
@@ -32,12 +33,15 @@ def request_started() -> float:
     return float(request.environ.get(_STARTED, time.perf_counter()))
 
 
+def note_job(job_id: object) -> None:
+    """Name the job the current request is about (the callback's ``jobId``)."""
+    if isinstance(job_id, str):
+        request.environ[_JOB] = job_id
+
+
 def request_job_id() -> str:
-    """The job a request is about: the ``job_id`` URL part or the callback's ``jobId``."""
-    job_id = (request.view_args or {}).get("job_id")
-    if job_id is None and request.endpoint == "api.progress":
-        body = request.get_json(silent=True)
-        job_id = body.get("jobId") if isinstance(body, dict) else None
+    """The job a request is about: the ``job_id`` URL part or one noted by the view."""
+    job_id = request.environ.get(_JOB) or (request.view_args or {}).get("job_id")
     return str(job_id)[:64] if job_id else "-"
 
 

@@ -21,7 +21,7 @@ from shared.protocol import (
 from shared.signing import is_authorised, parse_bearer
 from shared.store import UnknownJob
 from website import dashboard
-from website.access import request_started
+from website.access import note_job, request_started
 from website.errors import error_response
 from website.extensions import redis_ext, socketio
 from website.monitoring import observe_emit
@@ -63,6 +63,7 @@ def progress() -> Response | tuple[Response | str, int]:
     except BadRequest:
         body = None
     job_id = body.get("jobId") if isinstance(body, dict) else None
+    note_job(job_id)
     cfg = current_app.config
     if not is_authorised(cfg["PROGRESS_TOKEN"], cfg["SECRET_KEY"], token,
                          job_id if isinstance(job_id, str) else ""):

@@ -26,15 +26,14 @@ def demo_stage(progress: int) -> str:
 
 def run_demo(job_id: str, report: Report, delay: float = 0.4,
              sleep: Callable[[float], None] = time.sleep) -> int:
-    """Count 10..100 in steps of 10: ``report(job_id, progress, state, message, stage=...)``.
+    """Count 10..100 in steps of 10: ``report(job_id, progress, state, message, stage)``.
 
     Returns the number of steps reported.
     """
     steps = 0
     for progress in range(10, 101, 10):
         sleep(delay)
-        report(job_id, progress, RUNNING, f"step {progress // 10} of 10",
-               stage=demo_stage(progress))
+        report(job_id, progress, RUNNING, f"step {progress // 10} of 10", demo_stage(progress))
         steps += 1
     return steps
 
