@@ -19,6 +19,10 @@ SUBSCRIBE = "subscribe"
 DEMO_JOB = "worker.jobs.demo_job"
 HIGHLIGHT_JOB = "worker.highlight.highlight_job"
 
+# Job kinds (the ``kind`` field of a job's hash).
+DEMO_KIND = "demo"
+HIGHLIGHT_KIND = "highlight"
+
 # Job states.
 QUEUED = "queued"
 RUNNING = "running"

@@ -10,6 +10,9 @@ same job without a race:
   (duplicate or out of order);
 * progress never goes back: the stored value is the maximum seen;
 * an update that changes nothing is dropped, so nothing is emitted twice.
+
+An applied update also returns the job's ``kind`` and ``snippet_id`` (if any),
+so the callback can notify a snippet's room without another read.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from shared.protocol import QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
 
 _UPDATE_LUA = """
 local k = KEYS[1]
-local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage')
+local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
+                       'snippet_id')
 if not cur[1] then return {-1} end
 if cur[1] == 'succeeded' or cur[1] == 'failed' or cur[1] == 'cancelled' then
   return {0}
@@ -54,7 +58,7 @@ if ARGV[1] == 'succeeded' or ARGV[1] == 'failed' or ARGV[1] == 'cancelled' then
   table.insert(fields, 'finished_at'); table.insert(fields, ARGV[6])
 end
 redis.call('HSET', k, unpack(fields))
-return {1, ARGV[1], progress, ARGV[3], ARGV[4]}
+return {1, ARGV[1], progress, ARGV[3], ARGV[4], cur[6] or '', cur[7] or ''}
 """
 
 
@@ -228,8 +232,10 @@ class JobStore:
         if code == 0:
             return None
         state, progress, message, stage = result[1:5]
+        kind, snippet_id = (list(result[5:7]) + ["", ""])[:2]
         return JobState(job_id=update.job_id, state=state, progress=int(progress),
-                        message=message, stage=stage)
+                        message=message, stage=stage, kind=kind or "demo",
+                        extra={"snippet_id": snippet_id} if snippet_id else {})
 
     def finish(self, job_id: str, state: str, message: str = "") -> JobState | None:
         """Move a job to a terminal state unless it already has one."""

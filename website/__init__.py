@@ -29,10 +29,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     )
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager)
 
-    from website import api, errors, jobs, sockets
+    from website import api, errors, jobs, snippets, snippets_api, sockets
 
     app.register_blueprint(jobs.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(snippets.bp)
+    app.register_blueprint(snippets_api.bp)
     errors.register(app)
     sockets.register()
     _init_ops(app)

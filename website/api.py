@@ -26,6 +26,7 @@ from website.errors import error_response
 from website.extensions import redis_ext, socketio
 from website.monitoring import observe_emit
 from website.services import start_demo_job
+from website.sockets import push_snippet_events
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -80,6 +81,7 @@ def progress() -> Response | tuple[Response | str, int]:
         return error_response(404, "unknown job id")
     if applied is not None:
         socketio.emit(UPDATE_PROGRESS, applied.to_payload(), to=room_for(update.job_id))
+        push_snippet_events(applied)
         dashboard.notify(applied, now)
         observe_emit(request_started())
         state = applied.state

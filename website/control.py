@@ -38,6 +38,7 @@ from website import dashboard
 from website.errors import error_response
 from website.extensions import redis_ext, socketio
 from website.monitoring import count_control
+from website.sockets import push_snippet_events
 
 log = logging.getLogger(__name__)
 bp = Blueprint("control", __name__)
@@ -64,8 +65,10 @@ def _current(job_id: str) -> JobState:
 
 
 def publish(state: JobState) -> None:
-    """Push a job's new state to its watchers and to the dashboard."""
+    """Push a job's new state to its watchers (a highlight job's snippet page too)
+    and to the dashboard."""
     socketio.emit(UPDATE_PROGRESS, state.to_payload(), to=room_for(state.job_id))
+    push_snippet_events(state)
     dashboard.notify(state, time.time())
 
 

@@ -22,6 +22,7 @@ WORKER_CLASSES: dict[str, type[Worker] | type[SimpleWorker]] = {
 
 def preload_jobs() -> None:
     """Import the job modules once in the parent, so forked work horses reuse them."""
+    import worker.highlight  # noqa: F401
     import worker.jobs  # noqa: F401
 
 

@@ -27,6 +27,7 @@ from shared.protocol import (
     room_for,
 )
 from shared.reporter import ProgressReporter
+from shared.snippets import SnippetStore, snippet_events
 from shared.store import JobStore, UnknownJob
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=4)
 def _store(redis_url: str, ttl: int) -> JobStore:
     return JobStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
+
+
+@lru_cache(maxsize=4)
+def snippet_store(redis_url: str, ttl: int) -> SnippetStore:
+    """The snippet store on ``redis_url`` (one per process)."""
+    return SnippetStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
 
 
 class DirectStore:
@@ -55,8 +62,11 @@ class DirectStore:
             log.warning("fallback: job %s is unknown to the store", update.job_id)
             return
         if state is not None and self.cfg.SOCKETIO_MESSAGE_QUEUE:
-            emitter(self.cfg.SOCKETIO_MESSAGE_QUEUE).emit(
-                UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
+            sio = emitter(self.cfg.SOCKETIO_MESSAGE_QUEUE)
+            sio.emit(UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
+            snippets = snippet_store(self.cfg.REDIS_URL, self.cfg.SNIPPET_TTL)
+            for event, payload, room in snippet_events(state, snippets):
+                sio.emit(event, payload, to=room)
 
 
 @lru_cache(maxsize=2)
