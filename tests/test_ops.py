@@ -274,3 +274,16 @@ def test_config_reads_the_ops_settings() -> None:
                           "HEALTH_WORKER_MAX_AGE": "30", "DASHBOARD_PAGE_SIZE": "500",
                           "WORKER_TTL": "25"})
     assert (cfg.HEALTH_WORKER_MAX_AGE, cfg.DASHBOARD_PAGE_SIZE, cfg.WORKER_TTL) == (30, 100, 25)
+
+
+def test_highlight_jobs_show_on_the_dashboard_with_their_snippet_and_can_be_cancelled(
+        client: FlaskClient) -> None:
+    resp = client.post("/api/snippets", json={"source": "print(1)", "language": "python"})
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    snippet_id, job_id = resp.get_json()["id"], resp.get_json()["jobId"]
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert re.findall(r'<tr data-job-id="([^"]+)"', page) == [job_id]
+    assert ">highlight" in page and f'href="/snippets/{snippet_id}">snippet</a>' in page
+    cancelled = client.post(f"/api/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.get_json()["state"]["state"] == "cancelled"
+    assert client.post(f"/api/jobs/{job_id}/retry").status_code == 202
