@@ -11,6 +11,7 @@ from shared.protocol import DEMO_JOB, HIGHLIGHT_JOB, HIGHLIGHT_KIND, new_id
 from shared.signing import sign_job_token
 from shared.snippets import Snippet
 from shared.store import JobState
+from website import dashboard
 from website.extensions import redis_ext
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None,
         failure_ttl=cfg["JOB_TTL"],
     )
     log.info("job %s enqueued (%s)", job_id, function)
+    dashboard.notify(state, state.created_at, created=True)
     return state
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 
 import redis
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cfg = Config()
-    logging.basicConfig(level=cfg.LOG_LEVEL,
+    logging.basicConfig(level=cfg.LOG_LEVEL, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conn = redis.Redis.from_url(cfg.REDIS_URL)
     wait_for_redis(conn, timeout=60)
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
     queue = Queue(cfg.QUEUE_NAME, connection=conn)
     # log_job_description=False: job arguments include the per-job callback token.
-    worker = worker_class([queue], connection=conn, name=args.name, log_job_description=False)
+    # worker_ttl: an idle worker sends a heartbeat every WORKER_TTL - 15 s (/healthz).
+    worker = worker_class([queue], connection=conn, name=args.name, log_job_description=False,
+                          worker_ttl=cfg.WORKER_TTL)
     log.info("worker %s (%s) on queue %s, reporting to %s",
              worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME, cfg.PROGRESS_URL)
     worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=False)
