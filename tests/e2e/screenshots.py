@@ -20,7 +20,7 @@ from tests.e2e.browser import MISSING_REASON, find_chromium, launch
 from tests.support import ROOT
 
 log = logging.getLogger("screenshots")
-VIEWPORT = {"width": 900, "height": 400}
+VIEWPORT = {"width": 900, "height": 440}
 SNIPPET_VIEWPORT = {"width": 900, "height": 560}
 
 
