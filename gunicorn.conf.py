@@ -28,7 +28,7 @@ bind = _cfg.WEB_BIND
 control_socket_disable = True
 timeout = 60
 graceful_timeout = 5
-accesslog = "-" if _cfg.ACCESS_LOG else None
+accesslog = None  # the app logs each request with its job id (website/access.py)
 loglevel = _cfg.LOG_LEVEL.lower()
 
 

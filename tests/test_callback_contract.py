@@ -97,10 +97,28 @@ def test_message_is_capped_and_non_uuid_ids_refused(client: FlaskClient) -> None
     assert client.get("/api/jobs/" + job_id.replace("-", "")).status_code == 404
 
 
-@pytest.mark.parametrize("data", [b"[" * 10_000, b'{"a":' * 3000, b"\xff\xfe\x00", b"NaN"])
+@pytest.mark.parametrize("data", [b"[" * 10_000, b'{"a":' * 3000, b"\xff\xfe\x00", b"NaN",
+                                  b'{"jobId": "\\ud800", "progress": 1, "state": "running"}'])
 def test_hostile_json_is_400_not_500(client: FlaskClient, data: bytes) -> None:
     resp = client.post("/api/progress", data=data,
                        headers={**auth(), "Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.get_json()["error"]
+
+
+@pytest.mark.parametrize("field", ["message", "stage"])
+def test_lone_surrogates_are_400_and_change_nothing(client: FlaskClient, field: str) -> None:
+    job_id = new_job(client)
+    data = (f'{{"jobId": "{job_id}", "progress": 5, "state": "running", '
+            f'"{field}": "a\\udfffb"}}').encode()
+    resp = client.post("/api/progress", data=data,
+                       headers={**auth(), "Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert state(client, job_id)["progress"] == 0
+
+
+def test_snippet_with_lone_surrogate_is_400(client: FlaskClient) -> None:
+    resp = client.post("/api/snippets", data=b'{"source": "x = \'\\ud800\'"}',
+                       headers={"Content-Type": "application/json"})
     assert resp.status_code == 400 and resp.get_json()["error"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.protocol import (
+    APPLIED_HEADER,
     CALLBACK_MAX_BYTES,
+    STATE_HEADER,
     UPDATE_PROGRESS,
     PayloadError,
     ProgressUpdate,
@@ -20,10 +23,15 @@ from shared.protocol import (
     room_for,
 )
 from shared.signing import is_authorised, parse_bearer
+from shared.snippets import AUTO_DETECT, known_aliases
 from shared.store import UnknownJob
+from website import dashboard
+from website.access import note_job, request_started
 from website.errors import error_response
 from website.extensions import redis_ext, socketio
+from website.monitoring import observe_emit
 from website.services import start_demo_job
+from website.sockets import push_snippet_events
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -33,8 +41,14 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
 @lru_cache(maxsize=1)
 def openapi_spec() -> dict[str, Any]:
-    """The OpenAPI 3 description of the JSON API, kept in ``website/openapi.json``."""
+    """The OpenAPI 3 description of the JSON API, kept in ``website/openapi.json``.
+
+    The snippet languages are filled in from the installed Pygments, so the
+    list cannot drift from what the site accepts.
+    """
     spec: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    language = spec["components"]["schemas"]["SnippetSubmission"]["properties"]["language"]
+    language["enum"] = [None, "", AUTO_DETECT, *sorted(known_aliases() - {AUTO_DETECT})]
     return spec
 
 
@@ -65,19 +79,23 @@ def job_state(job_id: str) -> Response | tuple[Response | str, int]:
 
 
 def read_json_body(max_bytes: int) -> object | None:
-    """The request's JSON body (any content type), None when it is not JSON.
+    """The request's JSON body (any content type), None when it is not valid JSON text.
 
     Raises 413 when the body is over ``max_bytes``, also for a chunked body
     without ``Content-Length`` (which werkzeug would otherwise cut silently).
+    Refused as not JSON: bad UTF-8, nesting too deep for Python, and strings
+    with lone surrogates (``"\\ud800"``), which no store could encode.
     """
     request.max_content_length = max_bytes + 1
     raw = request.get_data(cache=True)
     if len(raw) > max_bytes:
         raise RequestEntityTooLarge()
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):  # not JSON, bad UTF-8, nested too deep
+        body = json.loads(raw)
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeError is a ValueError
         return None
+    return body
 
 
 @bp.post("/progress")
@@ -88,19 +106,29 @@ def progress() -> Response | tuple[Response | str, int]:
         return error_response(401, "missing bearer token")
     body = read_json_body(CALLBACK_MAX_BYTES)
     job_id = body.get("jobId") if isinstance(body, dict) else None
+    note_job(job_id)
     cfg = current_app.config
     if not is_authorised(cfg["PROGRESS_TOKEN"], cfg["SECRET_KEY"], token,
                          job_id if isinstance(job_id, str) else ""):
         return error_response(401, "invalid token")
     if body is None:
         return error_response(400, "body must be JSON")
+    now = time.time()
     try:
         update = ProgressUpdate.from_json(body)
-        applied = redis_ext.store.apply(update)
+        applied = redis_ext.store.apply(update, now=now)
     except PayloadError as exc:
         return error_response(400, str(exc))
     except UnknownJob:
         return error_response(404, "unknown job id")
     if applied is not None:
         socketio.emit(UPDATE_PROGRESS, applied.to_payload(), to=room_for(update.job_id))
-    return Response(status=204, headers={"X-Jobcast-Applied": "1" if applied else "0"})
+        push_snippet_events(applied)
+        dashboard.notify(applied, now)
+        observe_emit(request_started())
+        state = applied.state
+    else:  # dropped: tell the worker where the job stands (it stops once it ended)
+        current = redis_ext.store.get(update.job_id)
+        state = current.state if current else ""
+    return Response(status=204, headers={APPLIED_HEADER: "1" if applied else "0",
+                                         STATE_HEADER: state})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 
 import redis
@@ -22,6 +23,7 @@ WORKER_CLASSES: dict[str, type[JobcastWorker] | type[JobcastSimpleWorker]] = {
 
 def preload_jobs() -> None:
     """Import the job modules once in the parent, so forked work horses reuse them."""
+    import worker.highlight  # noqa: F401
     import worker.jobs  # noqa: F401
 
 
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = Config()
     except ConfigError as exc:
         raise SystemExit(f"jobcast worker: configuration error: {exc}") from None
-    logging.basicConfig(level=cfg.LOG_LEVEL,
+    logging.basicConfig(level=cfg.LOG_LEVEL, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conn = redis.Redis.from_url(cfg.REDIS_URL)
     wait_for_redis(conn, timeout=60)
@@ -57,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
     queue = Queue(cfg.QUEUE_NAME, connection=conn)
     # log_job_description=False: job arguments include the per-job callback token.
+    # worker_ttl: an idle worker sends a heartbeat every WORKER_TTL - 15 s (/healthz);
+    # recovery (worker/recovery.py) may make it shorter to honour ABANDONED_AFTER.
     worker = worker_class([queue], connection=conn, name=args.name, log_job_description=False,
-                          cfg=cfg)
+                          worker_ttl=cfg.WORKER_TTL, cfg=cfg)
     log.info("worker %s (%s) on queue %s, reporting to %s",
              worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME, cfg.PROGRESS_URL)
     worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=False)

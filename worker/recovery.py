@@ -100,7 +100,11 @@ class RecoveryMixin:
         self.incarnation = uuid.uuid4().hex
         self._busy_extra = 0
         self._next_scan = 0.0
-        super().__init__(*args, **{**self.timing.worker_kwargs(), **kwargs})
+        wanted = self.timing.worker_kwargs()
+        # A longer worker_ttl (WORKER_TTL) would make idle workers scan too rarely.
+        wanted["worker_ttl"] = min(kwargs.pop("worker_ttl", None) or wanted["worker_ttl"],
+                                   wanted["worker_ttl"])
+        super().__init__(*args, **{**wanted, **kwargs})
 
     # -- lease ---------------------------------------------------------------
     def lease_seconds(self) -> int:

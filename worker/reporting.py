@@ -3,7 +3,9 @@
 ``job_boundary`` is the one catch-all of the worker: whatever a job raises
 (including RQ's timeout) is logged with its traceback and reported as
 ``failed`` before it is re-raised for RQ to record, so a page never shows
-"running" for a job that has ended.
+"running" for a job that has ended. The exception is :class:`JobEnded`: the
+job was cancelled (or otherwise ended) on the site, which the worker learns
+from a callback answer (``checked_report``); the job then just stops.
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ from functools import lru_cache
 import redis
 
 from shared.config import Config
-from shared.protocol import FAILED, SUCCEEDED, UPDATE_PROGRESS, ProgressUpdate, room_for
+from shared.protocol import (
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    UPDATE_PROGRESS,
+    ProgressUpdate,
+    room_for,
+)
 from shared.reporter import ProgressReporter
+from shared.snippets import SnippetStore, snippet_events
 from shared.store import JobStore, UnknownJob
 
 log = logging.getLogger(__name__)
@@ -26,6 +36,12 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=4)
 def _store(redis_url: str, ttl: int) -> JobStore:
     return JobStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
+
+
+@lru_cache(maxsize=4)
+def snippet_store(redis_url: str, ttl: int) -> SnippetStore:
+    """The snippet store on ``redis_url`` (one per process)."""
+    return SnippetStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
 
 
 class DirectStore:
@@ -46,8 +62,11 @@ class DirectStore:
             log.warning("fallback: job %s is unknown to the store", update.job_id)
             return
         if state is not None and self.cfg.SOCKETIO_MESSAGE_QUEUE:
-            emitter(self.cfg.SOCKETIO_MESSAGE_QUEUE).emit(
-                UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
+            sio = emitter(self.cfg.SOCKETIO_MESSAGE_QUEUE)
+            sio.emit(UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
+            snippets = snippet_store(self.cfg.REDIS_URL, self.cfg.SNIPPET_TTL)
+            for event, payload, room in snippet_events(state, snippets):
+                sio.emit(event, payload, to=room)
 
 
 @lru_cache(maxsize=2)
@@ -69,11 +88,34 @@ def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
     )
 
 
+class JobEnded(Exception):
+    """The job was cancelled (or ended otherwise) on the site: stop working on it."""
+
+    def __init__(self, job_id: str, state: str | None) -> None:
+        super().__init__(f"job {job_id} is {state} on the site")
+        self.job_id = job_id
+        self.state = state
+
+
+def checked_report(reporter: ProgressReporter, job_id: str, progress: int,
+                   state: str = RUNNING, message: str = "", stage: str = "") -> None:
+    """Report, then raise :class:`JobEnded` when the site says the job has ended."""
+    reporter.report(job_id, progress, state, message, stage)
+    if reporter.job_ended:
+        raise JobEnded(job_id, reporter.last_state)
+
+
 @contextmanager
 def job_boundary(job_id: str, reporter: ProgressReporter) -> Iterator[None]:
-    """Report ``succeeded`` when the block ends, ``failed`` when it raises."""
+    """Report ``succeeded`` when the block ends, ``failed`` when it raises.
+
+    A :class:`JobEnded` from the block (cancelled on the site) ends it quietly.
+    """
     try:
         yield
+    except JobEnded as ended:
+        log.info("job %s stopped: it is %s on the site", job_id, ended.state)
+        return
     except BaseException as exc:  # the job boundary: report, then let RQ see it
         log.exception("job %s failed", job_id)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
