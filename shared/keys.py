@@ -17,16 +17,21 @@ def snippet_key(snippet_id: str) -> str:
     return f"{PREFIX}:snippet:{snippet_id}"
 
 
+# Short-lived coordination keys (rate-limit counters, worker leases, locks) live
+# apart from the stored data, so that ``jobcast:*`` is exactly what users stored.
+VOLATILE_PREFIX = f"{PREFIX}-volatile"
+
+
 def rate_limit_key(scope: str, client: str, window: int) -> str:
     """Counter of one client's requests in one fixed rate-limit window."""
-    return f"{PREFIX}:ratelimit:{scope}:{client}:{window}"
+    return f"{VOLATILE_PREFIX}:ratelimit:{scope}:{client}:{window}"
 
 
 def worker_lease_key(worker_name: str) -> str:
     """Exists (with a TTL) while the worker of that name is alive."""
-    return f"{PREFIX}:worker-lease:{worker_name}"
+    return f"{VOLATILE_PREFIX}:worker-lease:{worker_name}"
 
 
 def abandoned_check_lock(queue_name: str) -> str:
     """Held by the one worker that looks for abandoned jobs of a queue right now."""
-    return f"{PREFIX}:abandoned-check:{queue_name}"
+    return f"{VOLATILE_PREFIX}:abandoned-check:{queue_name}"

@@ -19,7 +19,7 @@ from shared import keys
 from shared.config import Config
 from shared.protocol import FAILED, RETRYABLE_STATES, RUNNING, SUCCEEDED, ProgressUpdate, new_id
 from shared.store import InvalidTransition, JobStore, UnknownJob
-from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, free_port
+from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in, free_port
 from website import create_app
 from website.timefmt import eta_seconds, format_duration
 
@@ -129,7 +129,8 @@ def test_control_of_an_unknown_job_is_404(client: FlaskClient, action: str) -> N
     for job_id in (new_id(), "not-a-uuid"):
         resp = client.post(f"/api/jobs/{job_id}/{action}")
         assert resp.status_code == 404 and resp.get_json() == {"error": "unknown job id"}
-    page = client.post(f"/jobs/{new_id()}/{action}", headers={"Accept": "text/html"})
+    page = client.post(f"/jobs/{new_id()}/{action}", headers={"Accept": "text/html"},
+                       data={"csrf_token": csrf_token_in(client.get("/").data)})
     assert page.status_code == 404 and "unknown job id" in page.get_data(as_text=True)
 
 
@@ -152,7 +153,7 @@ def test_cancel_button_redirects_to_the_page_showing_cancelled(client: FlaskClie
     job_id = client.post("/api/jobs").get_json()["id"]
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert f'action="/jobs/{job_id}/cancel"' in page
-    resp = client.post(f"/jobs/{job_id}/cancel")
+    resp = client.post(f"/jobs/{job_id}/cancel", data={"csrf_token": csrf_token_in(page)})
     assert resp.status_code == 303 and resp.headers["Location"].endswith(f"/jobs/{job_id}")
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert '<strong id="state">cancelled</strong>' in page

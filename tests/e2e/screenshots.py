@@ -17,7 +17,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.e2e.browser import MISSING_REASON, find_chromium, launch
-from tests.support import ROOT
+from tests.support import ROOT, wait_until
 
 log = logging.getLogger("screenshots")
 VIEWPORT = {"width": 900, "height": 440}
@@ -28,10 +28,10 @@ def job_page(page: Page, site: Stack, out: Path) -> Path:
     """Start a job with the button and capture its page while it runs."""
     page.goto(site.url + "/")
     page.get_by_role("button", name="Start a new job").click()
-    page.wait_for_function(
-        "(v => v >= 40 && v <= 70)(Number(document.getElementById('progress-span').textContent))"
-        " && document.getElementById('connection').dataset.status === 'live'",
-        timeout=30_000, polling=50)
+    # (not page.wait_for_function: the site's CSP forbids the eval it polls with)
+    wait_until(lambda: 40 <= int(page.locator("#progress-span").text_content() or 0) <= 70
+               and page.locator("#connection").get_attribute("data-status") == "live",
+               timeout=30, interval=0.05, what="job page at 40-70% and live")
     path = out / "job-page.png"
     page.screenshot(path=str(path))
     return path

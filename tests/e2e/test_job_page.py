@@ -137,7 +137,9 @@ def test_web_restart_mid_job_reconnects_and_catches_up(slow_site: Stack, page: P
     job_id = page.url.rsplit("/", 1)[1]
     page.evaluate("window.__sameDocument = true")
     expect(page.locator("#connection")).to_have_attribute("data-status", "live")
-    page.wait_for_function("Number(document.getElementById('progress-span').textContent) >= 20")
+    # (not page.wait_for_function: the site's CSP forbids the eval it polls with)
+    wait_until(lambda: int(page.locator("#progress-span").text_content() or 0) >= 20,
+               timeout=30, interval=0.05, what="progress 20")
 
     site.web.stop()
     expect(page.locator("#connection-text")).to_have_text("reconnecting…")
