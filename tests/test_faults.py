@@ -141,6 +141,46 @@ def test_worker_restarted_under_same_name_fails_its_lost_job(
                what="next job on the restarted worker")
 
 
+@pytest.mark.parametrize("worker_class", ["fork", "simple"])
+def test_live_worker_with_a_long_job_is_never_taken_for_dead(
+        stacks: Callable[..., Stack], log_dir: Path, worker_class: str) -> None:
+    # The job runs twice as long as ABANDONED_AFTER while a second worker scans.
+    stack = stacks(WORKER_CLASS=worker_class, DEMO_STEP_DELAY="0.8", JOB_TIMEOUT="30",
+                   ABANDONED_AFTER=str(ABANDONED_AFTER))
+    job_id = stack.start_job()
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        rec.wait_for(running_at_least(job_id, 10), timeout=20, what="job running")
+        other = start_worker(stack.env, log_dir, name="worker-2")
+        stack.extras.append(other)  # type: ignore[attr-defined]
+        rec.wait_for(final_state_received(), timeout=30, what="final state")
+    finally:
+        rec.close()
+    assert last_update(rec)["state"] == "succeeded", rec.payloads("updateProgress")
+    assert "abandoned" not in other.log_tail(50_000)
+
+
+def test_killed_simple_worker_job_is_failed_after_its_timeout_plus_lease(
+        stacks: Callable[..., Stack], log_dir: Path) -> None:
+    # An in-process worker cannot heartbeat during a job: its lease covers the
+    # job's timeout, so its job is failed within JOB_TIMEOUT + ABANDONED_AFTER.
+    stack = stacks(WORKER_CLASS="simple", JOB_TIMEOUT="3", DEMO_STEP_DELAY="0.25",
+                   ABANDONED_AFTER=str(ABANDONED_AFTER))
+    job_id = stack.start_job()
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        rec.wait_for(running_at_least(job_id, 20), timeout=20, what="job running")
+        stack.worker.kill()
+        other = start_worker(stack.env, log_dir, name="worker-2")
+        stack.extras.append(other)  # type: ignore[attr-defined]
+        rec.wait_for(final_state_received(), timeout=3 + ABANDONED_AFTER + 10,
+                     what="failed state pushed")
+        final = last_update(rec)
+    finally:
+        rec.close()
+    assert final["state"] == "failed" and final["message"] == LOST_MESSAGE
+
+
 def test_killed_work_horse_is_reported_failed_at_once(stacks: Callable[..., Stack]) -> None:
     # ABANDONED_AFTER stays at its default (60 s): the parent worker reports directly.
     stack = stacks(DEMO_STEP_DELAY="0.5")
