@@ -26,7 +26,7 @@ from tests.support import (
 )
 from worker.recovery import LOST_MESSAGE
 
-ABANDONED_AFTER = 4  # seconds; production default is 60
+ABANDONED_AFTER = 6  # seconds (beat 1 s, lease 5 s); production default is 60
 
 Events = list[tuple[str, Any]]
 
@@ -38,7 +38,10 @@ def stacks(log_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     extras: list[Process] = []
 
     def make(**env: str) -> Stack:
-        stack = start_stack(log_dir, tmp_path / f"redis-{len(started)}", **env)
+        # fresh log files per stack: tests read them (process logs append by name)
+        logs = log_dir / f"{tmp_path.name}-{len(started)}"
+        logs.mkdir()
+        stack = start_stack(logs, tmp_path / f"redis-{len(started)}", **env)
         stack.extras = extras  # type: ignore[attr-defined]
         started.append(stack)
         return stack
@@ -94,7 +97,7 @@ def rq_registries(stack: Stack, job_id: str) -> tuple[bool, bool]:
 
 
 def test_killed_worker_job_is_failed_by_another_worker_and_pushed(
-        stacks: Callable[..., Stack], log_dir: Path) -> None:
+        stacks: Callable[..., Stack]) -> None:
     stack = stacks(ABANDONED_AFTER=str(ABANDONED_AFTER), DEMO_STEP_DELAY="0.5")
     job_id = stack.start_job()
     rec = EventRecorder(stack.url, job_id)
@@ -103,7 +106,7 @@ def test_killed_worker_job_is_failed_by_another_worker_and_pushed(
         kill_worker_and_horse(stack.worker)
         # Nothing is left to report: a second worker (another machine, or the
         # supervisor's replacement) must notice within ABANDONED_AFTER.
-        other = start_worker(stack.env, log_dir, name="worker-2")
+        other = start_worker(stack.env, stack.log_dir, name="worker-2")
         stack.extras.append(other)  # type: ignore[attr-defined]
         rec.wait_for(final_state_received(), timeout=ABANDONED_AFTER + 10,
                      what="failed state pushed")
@@ -121,7 +124,7 @@ def test_killed_worker_job_is_failed_by_another_worker_and_pushed(
 
 
 def test_worker_restarted_under_same_name_fails_its_lost_job(
-        stacks: Callable[..., Stack], log_dir: Path) -> None:
+        stacks: Callable[..., Stack]) -> None:
     stack = stacks(ABANDONED_AFTER=str(ABANDONED_AFTER), DEMO_STEP_DELAY="0.5")
     job_id = stack.start_job()
     rec = EventRecorder(stack.url, job_id)
@@ -143,7 +146,7 @@ def test_worker_restarted_under_same_name_fails_its_lost_job(
 
 @pytest.mark.parametrize("worker_class", ["fork", "simple"])
 def test_live_worker_with_a_long_job_is_never_taken_for_dead(
-        stacks: Callable[..., Stack], log_dir: Path, worker_class: str) -> None:
+        stacks: Callable[..., Stack], worker_class: str) -> None:
     # The job runs twice as long as ABANDONED_AFTER while a second worker scans.
     stack = stacks(WORKER_CLASS=worker_class, DEMO_STEP_DELAY="0.8", JOB_TIMEOUT="30",
                    ABANDONED_AFTER=str(ABANDONED_AFTER))
@@ -151,7 +154,7 @@ def test_live_worker_with_a_long_job_is_never_taken_for_dead(
     rec = EventRecorder(stack.url, job_id)
     try:
         rec.wait_for(running_at_least(job_id, 10), timeout=20, what="job running")
-        other = start_worker(stack.env, log_dir, name="worker-2")
+        other = start_worker(stack.env, stack.log_dir, name="worker-2")
         stack.extras.append(other)  # type: ignore[attr-defined]
         rec.wait_for(final_state_received(), timeout=30, what="final state")
     finally:
@@ -161,7 +164,7 @@ def test_live_worker_with_a_long_job_is_never_taken_for_dead(
 
 
 def test_killed_simple_worker_job_is_failed_after_its_timeout_plus_lease(
-        stacks: Callable[..., Stack], log_dir: Path) -> None:
+        stacks: Callable[..., Stack]) -> None:
     # An in-process worker cannot heartbeat during a job: its lease covers the
     # job's timeout, so its job is failed within JOB_TIMEOUT + ABANDONED_AFTER.
     stack = stacks(WORKER_CLASS="simple", JOB_TIMEOUT="3", DEMO_STEP_DELAY="0.25",
@@ -171,7 +174,7 @@ def test_killed_simple_worker_job_is_failed_after_its_timeout_plus_lease(
     try:
         rec.wait_for(running_at_least(job_id, 20), timeout=20, what="job running")
         stack.worker.kill()
-        other = start_worker(stack.env, log_dir, name="worker-2")
+        other = start_worker(stack.env, stack.log_dir, name="worker-2")
         stack.extras.append(other)  # type: ignore[attr-defined]
         rec.wait_for(final_state_received(), timeout=3 + ABANDONED_AFTER + 10,
                      what="failed state pushed")
