@@ -148,4 +148,5 @@ def pytest_report_header(config: pytest.Config) -> str:
     """Say which redis-server binary the tests use."""
     from shared.redis_server import find_redis_server
 
-    return f"redis-server: {find_redis_server()}; REQUIRE_BROWSER={os.environ.get('REQUIRE_BROWSER', '')}"
+    browser = os.environ.get("REQUIRE_BROWSER", "")
+    return f"redis-server: {find_redis_server()}; REQUIRE_BROWSER={browser}"

@@ -9,6 +9,7 @@ import socketio as socketio_lib
 from flask import Flask
 
 from shared.config import Config
+from website.capacity import ConnectionCap
 from website.extensions import redis_ext, socketio
 
 
@@ -31,6 +32,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         else socketio_lib.Manager()
     )
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager)
+    engineio_server = socketio.server.eio
+    app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
+        app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],
+        sessions=lambda: len(engineio_server.sockets))
 
     from website import api, errors, jobs, sockets
 

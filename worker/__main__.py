@@ -19,9 +19,12 @@ WORKER_CLASSES: dict[str, type[Worker] | type[SimpleWorker]] = {
 }
 
 
-def preload_jobs() -> None:
+def preload_jobs(cfg: Config) -> None:
     """Import the job modules once in the parent, so forked work horses reuse them."""
     import worker.jobs  # noqa: F401
+
+    if cfg.WORKER_EMIT == "direct":
+        import flask_socketio  # noqa: F401 - the write-only emitter's module
 
 
 def wait_for_redis(conn: redis.Redis, timeout: float) -> None:
@@ -49,12 +52,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conn = redis.Redis.from_url(cfg.REDIS_URL)
     wait_for_redis(conn, timeout=60)
-    preload_jobs()
+    if cfg.WORKER_PRELOAD:
+        preload_jobs(cfg)
     worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
     queue = Queue(cfg.QUEUE_NAME, connection=conn)
     worker = worker_class([queue], connection=conn, name=args.name)
-    log.info("worker %s (%s) on queue %s, reporting to %s",
-             worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME, cfg.PROGRESS_URL)
+    log.info("worker %s (%s, preload %s) on queue %s, reporting %s",
+             worker.name, cfg.WORKER_CLASS, cfg.WORKER_PRELOAD, cfg.QUEUE_NAME,
+             "direct to Redis" if cfg.WORKER_EMIT == "direct" else "to " + cfg.PROGRESS_URL)
     worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=False)
     return 0
 

@@ -38,3 +38,8 @@ def demo_job(job_id: str, token: str | None = None) -> str:
         run_demo(job_id, reporter.report, delay=cfg.DEMO_STEP_DELAY)
     log.info("job %s succeeded", job_id)
     return "succeeded"
+
+
+def noop_job(*args: object, **kwargs: object) -> str:
+    """A job that does nothing: a worker liveness probe and the benchmark's trivial job."""
+    return "ok"

@@ -1,5 +1,9 @@
 """How a job reports: a reporter built from the config, and the job boundary.
 
+By default a job reports through the site's HTTP callback; with
+``WORKER_EMIT=direct`` it writes to Redis and the Socket.IO message queue
+itself (:class:`DirectReporter`).
+
 ``job_boundary`` is the one catch-all of the worker: whatever a job raises
 (including RQ's timeout) is logged with its traceback and reported as
 ``failed`` before it is re-raised for RQ to record, so a page never shows
@@ -9,7 +13,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -17,8 +23,8 @@ import redis
 
 from shared.config import Config
 from shared.protocol import FAILED, SUCCEEDED, UPDATE_PROGRESS, ProgressUpdate, room_for
-from shared.reporter import ProgressReporter
-from shared.store import JobStore, UnknownJob
+from shared.reporter import ProgressReporter, ReportError
+from shared.store import JobState, JobStore, UnknownJob
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,19 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=4)
 def _store(redis_url: str, ttl: int) -> JobStore:
     return JobStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
+
+
+def apply_and_emit(cfg: Config, update: ProgressUpdate) -> JobState | None:
+    """Apply ``update`` to the job store; emit it on the message queue if configured.
+
+    Raises :class:`UnknownJob` for an unknown job and ``redis.RedisError``
+    when Redis cannot be reached.
+    """
+    state = _store(cfg.REDIS_URL, cfg.JOB_TTL).apply(update)
+    if state is not None and cfg.SOCKETIO_MESSAGE_QUEUE:
+        emitter(cfg.SOCKETIO_MESSAGE_QUEUE).emit(
+            UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
+    return state
 
 
 class DirectStore:
@@ -41,13 +60,42 @@ class DirectStore:
     def __call__(self, update: ProgressUpdate) -> None:
         """Apply ``update`` to the job store and, if possible, emit it."""
         try:
-            state = _store(self.cfg.REDIS_URL, self.cfg.JOB_TTL).apply(update)
+            apply_and_emit(self.cfg, update)
         except UnknownJob:
             log.warning("fallback: job %s is unknown to the store", update.job_id)
-            return
-        if state is not None and self.cfg.SOCKETIO_MESSAGE_QUEUE:
-            emitter(self.cfg.SOCKETIO_MESSAGE_QUEUE).emit(
-                UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
+
+
+class DirectReporter(ProgressReporter):
+    """Reports without the site (``WORKER_EMIT=direct``).
+
+    Each update is applied to the job store (the same Lua script as the
+    callback) and emitted through the Socket.IO message queue, where every
+    web process picks it up for its clients. Redis errors are retried with
+    backoff for ``retry_seconds``; an unknown job raises like a 404 would.
+    """
+
+    def __init__(self, cfg: Config, sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(cfg.PROGRESS_URL, "", retry_seconds=cfg.REPORT_RETRY_SECONDS,
+                         sleep=sleep)
+        self.cfg = cfg
+
+    def send(self, update: ProgressUpdate) -> None:
+        """Apply and emit ``update``, retrying while Redis is unreachable."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                apply_and_emit(self.cfg, update)
+                return
+            except UnknownJob:
+                raise ReportError(f"unknown job {update.job_id}", 404) from None
+            except redis.RedisError as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ReportError(f"Redis unreachable: {exc}") from exc
+                log.info("direct report for job %s failed (%s); retrying", update.job_id, exc)
+                self._sleep(min(remaining, random.uniform(0, delay)))
+                delay = min(delay * 2, 5.0)
 
 
 @lru_cache(maxsize=2)
@@ -60,7 +108,13 @@ def emitter(message_queue: str):  # type: ignore[no-untyped-def]
 
 
 def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
-    """A reporter for one job: its per-job token if given, else the shared one."""
+    """A reporter for one job: its per-job token if given, else the shared one.
+
+    With ``WORKER_EMIT=direct`` the reporter skips the site and writes to
+    Redis and the Socket.IO message queue itself.
+    """
+    if cfg.WORKER_EMIT == "direct":
+        return DirectReporter(cfg)
     return ProgressReporter(
         cfg.PROGRESS_URL,
         token or cfg.PROGRESS_TOKEN,
