@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import time
 
@@ -19,9 +20,12 @@ WORKER_CLASSES: dict[str, type[Worker] | type[SimpleWorker]] = {
 }
 
 
-def preload_jobs(cfg: Config) -> None:
+def preload_jobs(cfg: Config, extra: list[str] | None = None) -> None:
     """Import the job modules once in the parent, so forked work horses reuse them."""
     import worker.jobs  # noqa: F401
+
+    for module in extra or []:
+        importlib.import_module(module)
 
     if cfg.WORKER_EMIT == "direct":
         import flask_socketio  # noqa: F401 - the write-only emitter's module
@@ -45,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--name", help="worker name (default: RQ's)")
+    parser.add_argument("--preload", action="append", default=[], metavar="MODULE",
+                        help="another job module to import up front (repeatable)")
     args = parser.parse_args(argv)
 
     cfg = Config()
@@ -53,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     conn = redis.Redis.from_url(cfg.REDIS_URL)
     wait_for_redis(conn, timeout=60)
     if cfg.WORKER_PRELOAD:
-        preload_jobs(cfg)
+        preload_jobs(cfg, args.preload)
     worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
     queue = Queue(cfg.QUEUE_NAME, connection=conn)
     worker = worker_class([queue], connection=conn, name=args.name)

@@ -13,6 +13,7 @@ itself (:class:`DirectReporter`).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 import redis
+import requests
 
 from shared.config import Config
 from shared.protocol import FAILED, SUCCEEDED, UPDATE_PROGRESS, ProgressUpdate, room_for
@@ -107,6 +109,12 @@ def emitter(message_queue: str):  # type: ignore[no-untyped-def]
                     channel="jobcast")
 
 
+@lru_cache(maxsize=1)
+def _http_session(pid: int) -> requests.Session:
+    """One keep-alive HTTP session per process (a forked work horse gets its own)."""
+    return requests.Session()
+
+
 def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
     """A reporter for one job: its per-job token if given, else the shared one.
 
@@ -120,6 +128,7 @@ def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
         token or cfg.PROGRESS_TOKEN,
         retry_seconds=cfg.REPORT_RETRY_SECONDS,
         fallback=DirectStore(cfg),
+        session=_http_session(os.getpid()),
     )
 
 
