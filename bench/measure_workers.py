@@ -51,7 +51,7 @@ def run_jobs(stack: BenchStack, name: str, function: str, kwargs: list[dict],
     args = ["--preload", "bench.jobs"] if preload else []
     env.update(QUEUE_NAME=queue.name, WORKER_CLASS=worker_class,
                WORKER_PRELOAD="1" if preload else "0")
-    with stack.worker(f"bench-{name}", args=args, **env):
+    with stack.worker(f"bench-{name}", args=args, env=env):
         wait_until(lambda: FinishedJobRegistry(queue=queue).count
                    + FailedJobRegistry(queue=queue).count >= len(ids),
                    timeout=300, interval=0.1, what=f"{name} jobs to finish")

@@ -140,9 +140,9 @@ class BenchStack:
 
     @contextlib.contextmanager
     def worker(self, name: str, web: Web | None = None, args: list[str] | None = None,
-               **env: str) -> Iterator[Process]:
+               env: dict[str, str] | None = None) -> Iterator[Process]:
         """A worker process for the duration of the block."""
-        environment = dict((web or self.a).env, **env)
+        environment = dict((web or self.a).env, **(env or {}))
         proc = start_worker(environment, self.log_dir, name=name, args=args)
         try:
             yield proc
