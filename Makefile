@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOCKETIO_CLIENT_VERSION ?= 4.8.4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint bench browser vendor clean
+.PHONY: run test lint bench browser vendor screenshots clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,11 +35,11 @@ bench: $(VENV)/.installed
 
 # Debian's Chromium for the browser tests (root on Debian only; else they skip).
 browser:
-	@if command -v chromium >/dev/null 2>&1; then :; \
+	@if [ -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" ] || command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "could not install chromium: browser tests will skip"; \
-	else echo "chromium not installed and not root: browser tests will skip"; fi
+	else echo "chromium not installed (installing needs root and apt-get): browser tests will skip"; fi
 
 # Refresh the vendored Socket.IO browser client from the npm registry.
 vendor:
@@ -48,6 +48,10 @@ vendor:
 	cp var/vendor/package/dist/socket.io.min.js website/static/vendor/socket.io.min.js
 	cp var/vendor/package/LICENSE website/static/vendor/socket.io-client.LICENSE
 	sed -i -E "s/^\| socket.io.min.js \|(.*)\| [^|]+ \| [0-9a-f]+ \|$$/| socket.io.min.js |\1| $(SOCKETIO_CLIENT_VERSION) | $$(sha256sum website/static/vendor/socket.io.min.js | cut -d' ' -f1) |/" website/static/vendor/README.md
+
+# README screenshots (docs/*.png) from the real stack in Debian's Chromium.
+screenshots: $(VENV)/.installed browser
+	$(BIN)/python -m tests.e2e.screenshots
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

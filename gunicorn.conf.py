@@ -9,8 +9,12 @@ gevent), ``WORKER_CONNECTIONS`` the number of simultaneous connections
 from __future__ import annotations
 
 import resource
+import warnings
 
 from shared.config import Config
+
+# eventlet warns on import that it is retiring; ASYNC_MODE=gevent is the way out.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 _cfg = Config()  # fails fast, with a clear message, on a missing secret
 
@@ -21,7 +25,7 @@ bind = _cfg.WEB_BIND
 control_socket_disable = True
 timeout = 60
 graceful_timeout = 5
-accesslog = "-" if _cfg.ACCESS_LOG else None
+accesslog = None  # the app logs each request with its job id (website/access.py)
 loglevel = _cfg.LOG_LEVEL.lower()
 
 

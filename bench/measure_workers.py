@@ -11,16 +11,17 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
-from bench.jobs import highlight_html
 from bench.report import Row
 from bench.stack import ROOT_DIR, BenchStack
-from shared.protocol import new_id
+from shared.protocol import HIGHLIGHT_JOB, HIGHLIGHT_KIND, new_id
 from shared.signing import sign_job_token
+from shared.snippets import SnippetStore
 from tests.support import TEST_SECRET_KEY, wait_until
+from worker.highlight import highlight
 
 Log = Callable[[str], None]
 NOOP_JOB = "worker.jobs.noop_job"
-HIGHLIGHT_BENCH_JOB = "bench.jobs.highlight_job"
+LANGUAGE = "python"
 
 
 def snippets() -> list[str]:
@@ -30,7 +31,7 @@ def snippets() -> list[str]:
 
 
 def run_jobs(stack: BenchStack, name: str, function: str, kwargs: list[dict],
-             worker_class: str, preload: bool, create_state: bool = False,
+             worker_class: str, preload: bool, ids: list[str] | None = None,
              **env: str) -> dict:
     """Queue the jobs first, then let one worker process run them all.
 
@@ -39,19 +40,15 @@ def run_jobs(stack: BenchStack, name: str, function: str, kwargs: list[dict],
     """
     conn = redis.Redis.from_url(stack.redis.url)
     queue = Queue(f"bench-{name}", connection=conn)
-    ids = [new_id() for _ in kwargs]
-    if create_state:
-        for job_id in ids:
-            stack.store.create(job_id, kind="bench")
+    ids = ids or [new_id() for _ in kwargs]
     queue.enqueue_many([
         Queue.prepare_data(function, args=(job_id,),
                            kwargs=dict(kw, token=sign_job_token(TEST_SECRET_KEY, job_id)),
                            job_id=job_id, result_ttl=3600, timeout=120)
         for job_id, kw in zip(ids, kwargs, strict=True)])
-    args = ["--preload", "bench.jobs"] if preload else []
     env.update(QUEUE_NAME=queue.name, WORKER_CLASS=worker_class,
                WORKER_PRELOAD="1" if preload else "0")
-    with stack.worker(f"bench-{name}", args=args, env=env):
+    with stack.worker(f"bench-{name}", env=env):
         wait_until(lambda: FinishedJobRegistry(queue=queue).count
                    + FailedJobRegistry(queue=queue).count >= len(ids),
                    timeout=300, interval=0.1, what=f"{name} jobs to finish")
@@ -83,22 +80,32 @@ def trivial_jobs(stack: BenchStack, counts: dict[str, int], log: Log) -> list[Ro
 
 
 def highlight_jobs(stack: BenchStack, count: int, log: Log) -> tuple[list[Row], list[str]]:
-    """Highlight jobs through a worker vs Pygments called directly on the same code."""
+    """The site's highlight job through a worker vs Pygments called directly."""
     sources = snippets()
     work = [sources[i % len(sources)] for i in range(count)]
+    for source in sources:  # load the lexer and formatter code once, as a worker would
+        highlight(source, LANGUAGE)
     start = time.perf_counter()
     for source in work:
-        highlight_html(source, "python")
+        highlight(source, LANGUAGE)
     direct = count / (time.perf_counter() - start)
+    assert stack.client is not None
+    store = SnippetStore(stack.client)
     rows = []
     queue_url = stack.b.env["SOCKETIO_MESSAGE_QUEUE"]
     for worker_class, emit, label in (
             ("simple", "http", "SimpleWorker, HTTP callback"),
             ("fork", "http", "forking Worker, HTTP callback"),
             ("simple", "direct", "SimpleWorker, WORKER_EMIT=direct")):
-        result = run_jobs(stack, f"highlight-{worker_class}-{emit}", HIGHLIGHT_BENCH_JOB,
-                          [{"source": s, "language": "python"} for s in work],
-                          worker_class, preload=True, create_state=True, WORKER_EMIT=emit,
+        ids, kwargs = [], []
+        for source in work:  # what the site's start_highlight stores
+            job_id = new_id()
+            snippet = store.create(source, LANGUAGE, job_id)
+            stack.store.create(job_id, kind=HIGHLIGHT_KIND, snippet_id=snippet.snippet_id)
+            ids.append(job_id)
+            kwargs.append({"snippet_id": snippet.snippet_id})
+        result = run_jobs(stack, f"highlight-{worker_class}-{emit}", HIGHLIGHT_JOB, kwargs,
+                          worker_class, preload=True, ids=ids, WORKER_EMIT=emit,
                           SOCKETIO_MESSAGE_QUEUE=queue_url)
         log(f"  highlight {worker_class} {emit}: {result} (direct {direct:.0f}/s)")
         ratio = result["rate"] / direct
@@ -114,10 +121,11 @@ def highlight_jobs(stack: BenchStack, count: int, log: Log) -> tuple[list[Row], 
         "Workers (4): the jobs are queued first, then one worker process is started; the "
         "rate is jobs over the time from the first job's start to the last one's end as RQ "
         "recorded them, so start-up is excluded. Trivial job: `worker.jobs.noop_job`. "
-        f"Highlight job: `bench/jobs.py` (reports `running` through the HTTP callback, "
-        f"highlights with Pygments' HtmlFormatter, reports `succeeded`) on this project's "
-        f"own {len(sources)} Python modules (mean {size:.1f} KB); \"direct\" calls the same "
-        "highlight function in a loop in one process.",
+        "Highlight job: the site's own `worker.highlight.highlight_job` on snippets stored "
+        "as the site stores them (it reports `running`, reads the snippet, highlights it "
+        "with Pygments, stores the HTML, reports `succeeded`); the sources are this "
+        f"project's own {len(sources)} Python modules (mean {size:.1f} KB), language "
+        "`python`. \"Direct\" calls `worker.highlight.highlight` on the same sources in a "
+        "loop in one process.",
     ]
     return rows, notes
-

@@ -118,6 +118,16 @@ class Config:
         self.LOG_LEVEL: str = (env.get("LOG_LEVEL", "") or "INFO").upper()
         self.ACCESS_LOG: bool = env.get("ACCESS_LOG", "1") not in ("0", "false", "no", "")
         self.WEB_BIND: str = env.get("WEB_BIND", "") or f"127.0.0.1:{env.get('PORT') or 5000}"
+        # Operations (see README "Operating Jobcast").
+        # OPS_TOKEN, when set, guards /dashboard and /metrics (Bearer or Basic password).
+        self.OPS_TOKEN: str = env.get("OPS_TOKEN", "")
+        self.DASHBOARD_PAGE_SIZE: int = min(_int(env, "DASHBOARD_PAGE_SIZE", 25, minimum=1), 100)
+        # /healthz wants a worker heartbeat newer than this (0: do not check workers).
+        self.HEALTH_WORKER_MAX_AGE: int = _int(env, "HEALTH_WORKER_MAX_AGE", 90)
+        # RQ worker TTL: an idle worker sends a heartbeat every WORKER_TTL - 15 seconds.
+        self.WORKER_TTL: int = _int(env, "WORKER_TTL", 60, minimum=20)
+        # /metrics counts jobs by state among this many most recent jobs.
+        self.METRICS_JOB_SCAN: int = _int(env, "METRICS_JOB_SCAN", 1000, minimum=1)
 
         for key, value in overrides.items():
             if not isinstance(value, str):

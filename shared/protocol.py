@@ -19,6 +19,10 @@ SUBSCRIBE = "subscribe"
 DEMO_JOB = "worker.jobs.demo_job"
 HIGHLIGHT_JOB = "worker.highlight.highlight_job"
 
+# Job kinds (the ``kind`` field of a job's hash).
+DEMO_KIND = "demo"
+HIGHLIGHT_KIND = "highlight"
+
 # Job states.
 QUEUED = "queued"
 RUNNING = "running"
@@ -33,6 +37,21 @@ REPORTABLE_STATES = (RUNNING, SUCCEEDED, FAILED, CANCELLED)
 MESSAGE_MAX = 500
 STAGE_MAX = 80
 CALLBACK_MAX_BYTES = 16 * 1024
+
+# Job control: which states a job may be cancelled from, or retried from.
+CANCELLABLE_STATES = frozenset({QUEUED, RUNNING})
+RETRYABLE_STATES = frozenset({FAILED, CANCELLED})
+
+# Operations dashboard: every dashboard page joins one room, which gets one
+# compact ``jobChanged`` event per job change (see ``JobState.to_dashboard``).
+DASHBOARD_ROOM = "dashboard"
+DASHBOARD_UPDATE = "jobChanged"
+DASHBOARD_SUBSCRIBE = "watchDashboard"
+
+# Response headers of the progress callback: whether the update was applied,
+# and the job's state after it (a worker stops when its job ended elsewhere).
+APPLIED_HEADER = "X-Jobcast-Applied"
+STATE_HEADER = "X-Jobcast-State"
 
 
 class PayloadError(ValueError):

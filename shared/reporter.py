@@ -6,6 +6,10 @@ with exponential backoff and full jitter, for at most ``retry_seconds`` per
 update; a 4xx answer is a bug in the caller and raises at once. When the
 site stays unreachable, an optional ``fallback`` (for example writing the
 state straight into Redis) is called so the final state is never lost.
+
+After each accepted update, ``last_applied`` and ``last_state`` say whether
+the site applied it and what state the job is in now: a job that was
+cancelled on the site shows up as ``job_ended`` so the worker can stop.
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ from collections.abc import Callable
 
 import requests
 
-from shared.protocol import RUNNING, ProgressUpdate
+from shared.protocol import (
+    APPLIED_HEADER,
+    RUNNING,
+    STATE_HEADER,
+    TERMINAL_STATES,
+    ProgressUpdate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,13 @@ class ProgressReporter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._last_seq = 0
+        self.last_applied: bool | None = None
+        self.last_state: str | None = None
+
+    @property
+    def job_ended(self) -> bool:
+        """True when the site dropped the last update because the job had already ended."""
+        return self.last_applied is False and self.last_state in TERMINAL_STATES
 
     def next_seq(self) -> int:
         """A sequence number above any this process sent before (microseconds)."""
@@ -107,6 +124,8 @@ class ProgressReporter:
                 )
                 status = resp.status_code
                 if status < 400:
+                    self.last_applied = resp.headers.get(APPLIED_HEADER, "1") == "1"
+                    self.last_state = resp.headers.get(STATE_HEADER) or None
                     return
                 reason = _error_text(resp)
                 if status < 500 and status != 429:

@@ -10,6 +10,9 @@ same job without a race:
   (duplicate or out of order);
 * progress never goes back: the stored value is the maximum seen;
 * an update that changes nothing is dropped, so nothing is emitted twice.
+
+An applied update also returns the job's ``kind`` and ``snippet_id`` (if any),
+so the callback can notify a snippet's room without another read.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from shared.protocol import QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
 
 _UPDATE_LUA = """
 local k = KEYS[1]
-local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage')
+local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
+                       'snippet_id')
 if not cur[1] then return {-1} end
 if cur[1] == 'succeeded' or cur[1] == 'failed' or cur[1] == 'cancelled' then
   return {0}
@@ -54,7 +58,7 @@ if ARGV[1] == 'succeeded' or ARGV[1] == 'failed' or ARGV[1] == 'cancelled' then
   table.insert(fields, 'finished_at'); table.insert(fields, ARGV[6])
 end
 redis.call('HSET', k, unpack(fields))
-return {1, ARGV[1], progress, ARGV[3], ARGV[4]}
+return {1, ARGV[1], progress, ARGV[3], ARGV[4], cur[6] or '', cur[7] or ''}
 """
 
 
@@ -89,6 +93,47 @@ class JobState:
             payload["stage"] = self.stage
         return payload
 
+    def _stamp(self, name: str) -> float | None:
+        try:
+            return float(self.extra[name])
+        except (KeyError, ValueError):
+            return None
+
+    @property
+    def started_at(self) -> float | None:
+        """When the worker first reported (epoch seconds), if it did."""
+        return self._stamp("started_at")
+
+    @property
+    def finished_at(self) -> float | None:
+        """When the job reached its terminal state (epoch seconds), if it did."""
+        return self._stamp("finished_at")
+
+    @property
+    def attempt(self) -> int:
+        """Which run of the job this is: 1, then one more per retry."""
+        try:
+            return int(self.extra.get("attempt", "1"))
+        except ValueError:
+            return 1
+
+    def to_dashboard(self, at: float, created: bool = False) -> dict[str, Any]:
+        """The compact ``jobChanged`` payload for the dashboard room.
+
+        ``at`` is the time of the change; a ``created`` event also carries
+        what a new dashboard row needs (kind, creation time, snippet id).
+        """
+        payload: dict[str, Any] = {
+            "jobId": self.job_id, "state": self.state, "progress": self.progress,
+            "stage": self.stage, "kind": self.kind, "at": round(at, 3),
+        }
+        if created:
+            payload["created"] = True
+            payload["createdAt"] = round(self.created_at, 3)
+            if self.extra.get("snippet_id"):
+                payload["snippetId"] = self.extra["snippet_id"]
+        return payload
+
     @classmethod
     def from_hash(cls, job_id: str, data: dict[str, str]) -> JobState:
         """Build from the fields of the job's Redis hash."""
@@ -110,6 +155,34 @@ class UnknownJob(LookupError):
     """The job id is not (or no longer) stored."""
 
 
+class InvalidTransition(ValueError):
+    """The job is not in a state the requested change may start from."""
+
+    def __init__(self, job_id: str, state: str) -> None:
+        super().__init__(f"job {job_id} is {state}")
+        self.job_id = job_id
+        self.state = state
+
+
+# Retry: back to queued, atomically, only from one of the states in ARGV[3..].
+_RESET_LUA = """
+local k = KEYS[1]
+local cur = redis.call('HMGET', k, 'state', 'attempt')
+if not cur[1] then return {-1} end
+local allowed = false
+for i = 3, #ARGV do
+  if ARGV[i] == cur[1] then allowed = true end
+end
+if not allowed then return {0, cur[1]} end
+local attempt = (tonumber(cur[2]) or 1) + 1
+redis.call('HSET', k, 'state', 'queued', 'progress', 0, 'message', '', 'stage', '',
+           'updated_at', ARGV[1], 'attempt', attempt)
+redis.call('HDEL', k, 'started_at', 'finished_at')
+redis.call('EXPIRE', k, tonumber(ARGV[2]))
+return {1, cur[1]}
+"""
+
+
 class JobStore:
     """Reads and writes job state in Redis (a client with ``decode_responses=True``)."""
 
@@ -117,6 +190,7 @@ class JobStore:
         self.client = client
         self.ttl = ttl
         self._update = client.register_script(_UPDATE_LUA)
+        self._reset = client.register_script(_RESET_LUA)
 
     def create(self, job_id: str, kind: str = "demo", **extra: str) -> JobState:
         """Store a new job in state ``queued`` and list it among the recent jobs."""
@@ -158,11 +232,63 @@ class JobStore:
         if code == 0:
             return None
         state, progress, message, stage = result[1:5]
+        kind, snippet_id = (list(result[5:7]) + ["", ""])[:2]
         return JobState(job_id=update.job_id, state=state, progress=int(progress),
-                        message=message, stage=stage)
+                        message=message, stage=stage, kind=kind or "demo",
+                        extra={"snippet_id": snippet_id} if snippet_id else {})
 
     def finish(self, job_id: str, state: str, message: str = "") -> JobState | None:
         """Move a job to a terminal state unless it already has one."""
         progress = 100 if state == SUCCEEDED else 0
         return self.apply(ProgressUpdate(job_id=job_id, progress=progress, state=state,
                                          message=message))
+
+    def reset(self, job_id: str, from_states: frozenset[str] | tuple[str, ...]) -> JobState:
+        """Put an ended job back to ``queued`` (a retry), atomically.
+
+        Only from one of ``from_states``; the ``seq`` is kept, so a late report
+        of the previous run is still dropped. Raises :class:`UnknownJob` or
+        :class:`InvalidTransition` (with the job's current state).
+        """
+        result = self._reset(keys=[keys.job_key(job_id)],
+                             args=[repr(time.time()), self.ttl, *sorted(from_states)])
+        code = int(result[0])
+        if code < 0:
+            raise UnknownJob(job_id)
+        if code == 0:
+            raise InvalidTransition(job_id, str(result[1]))
+        state = self.get(job_id)
+        if state is None:  # expired in between: as good as unknown
+            raise UnknownJob(job_id)
+        return state
+
+    def recent_count(self) -> int:
+        """How many jobs the recent-jobs index lists (some may have expired)."""
+        return int(self.client.zcard(keys.RECENT_JOBS))  # type: ignore[arg-type]
+
+    def recent(self, offset: int = 0, limit: int = 25) -> list[JobState]:
+        """The newest jobs first, ``limit`` of them from ``offset``; expired ones skipped."""
+        if limit <= 0:
+            return []
+        ids: list[str] = self.client.zrevrange(  # type: ignore[assignment]
+            keys.RECENT_JOBS, offset, offset + limit - 1)
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(keys.job_key(job_id))
+        return [JobState.from_hash(job_id, data)
+                for job_id, data in zip(ids, pipe.execute(), strict=True) if data]
+
+    def state_counts(self, limit: int) -> dict[str, int]:
+        """How many of the ``limit`` most recent jobs are in each state."""
+        ids: list[str] = self.client.zrevrange(  # type: ignore[assignment]
+            keys.RECENT_JOBS, 0, max(limit, 1) - 1)
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(keys.job_key(job_id), "state")
+        counts: dict[str, int] = {}
+        for state in pipe.execute() if ids else []:
+            if state:
+                counts[state] = counts.get(state, 0) + 1
+        return counts

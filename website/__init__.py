@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import socketio as socketio_lib
 from flask import Flask
 
 from shared.config import Config
+from website.access import configure_logging
 from website.capacity import ConnectionCap
 from website.extensions import redis_ext, socketio
 
@@ -20,10 +20,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_object(config)
     app.config["MAX_CONTENT_LENGTH"] = 512 * 1024
-    logging.basicConfig(
-        level=app.config["LOG_LEVEL"],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(app.config["LOG_LEVEL"])
 
     redis_ext.init_app(app)
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
@@ -37,10 +34,24 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],
         sessions=lambda: len(engineio_server.sockets))
 
-    from website import api, errors, jobs, sockets
+    from website import api, errors, jobs, snippets, snippets_api, sockets
 
     app.register_blueprint(jobs.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(snippets.bp)
+    app.register_blueprint(snippets_api.bp)
     errors.register(app)
     sockets.register()
+    _init_ops(app)
     return app
+
+
+def _init_ops(app: Flask) -> None:
+    """Operations: request log, health, metrics, dashboard, job control, time filters."""
+    from website import access, control, dashboard, monitoring, timefmt
+
+    access.init_app(app)
+    monitoring.init_app(app, socketio.server)
+    dashboard.init_app(app)
+    app.register_blueprint(control.bp)
+    timefmt.register(app)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import BadRequest
 
 from shared.protocol import (
+    APPLIED_HEADER,
     CALLBACK_MAX_BYTES,
+    STATE_HEADER,
     UPDATE_PROGRESS,
     PayloadError,
     ProgressUpdate,
@@ -17,9 +20,13 @@ from shared.protocol import (
 )
 from shared.signing import is_authorised, parse_bearer
 from shared.store import UnknownJob
+from website import dashboard
+from website.access import note_job, request_started
 from website.errors import error_response
 from website.extensions import redis_ext, socketio
+from website.monitoring import observe_emit
 from website.services import start_demo_job
+from website.sockets import push_snippet_events
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -57,19 +64,29 @@ def progress() -> Response | tuple[Response | str, int]:
     except BadRequest:
         body = None
     job_id = body.get("jobId") if isinstance(body, dict) else None
+    note_job(job_id)
     cfg = current_app.config
     if not is_authorised(cfg["PROGRESS_TOKEN"], cfg["SECRET_KEY"], token,
                          job_id if isinstance(job_id, str) else ""):
         return error_response(401, "invalid token")
     if body is None:
         return error_response(400, "body must be JSON")
+    now = time.time()
     try:
         update = ProgressUpdate.from_json(body)
-        applied = redis_ext.store.apply(update)
+        applied = redis_ext.store.apply(update, now=now)
     except PayloadError as exc:
         return error_response(400, str(exc))
     except UnknownJob:
         return error_response(404, "unknown job id")
     if applied is not None:
         socketio.emit(UPDATE_PROGRESS, applied.to_payload(), to=room_for(update.job_id))
-    return Response(status=204, headers={"X-Jobcast-Applied": "1" if applied else "0"})
+        push_snippet_events(applied)
+        dashboard.notify(applied, now)
+        observe_emit(request_started())
+        state = applied.state
+    else:  # dropped: tell the worker where the job stands (it stops once it ended)
+        current = redis_ext.store.get(update.job_id)
+        state = current.state if current else ""
+    return Response(status=204, headers={APPLIED_HEADER: "1" if applied else "0",
+                                         STATE_HEADER: state})

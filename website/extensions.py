@@ -7,13 +7,14 @@ from flask import Flask, current_app
 from flask_socketio import SocketIO
 from rq import Queue
 
+from shared.snippets import SnippetStore
 from shared.store import JobStore
 
 socketio = SocketIO()
 
 
 class RedisExtension:
-    """One Redis connection pool per app, plus the job store and RQ queue on it."""
+    """One Redis connection pool per app, plus the job/snippet stores and RQ queue on it."""
 
     name = "jobcast.redis"
 
@@ -26,6 +27,7 @@ class RedisExtension:
             "client": text,
             "store": JobStore(text, ttl=app.config["JOB_TTL"]),
             "queue": Queue(app.config["QUEUE_NAME"], connection=raw),
+            "snippets": SnippetStore(text, ttl=app.config["SNIPPET_TTL"]),
         }
 
     @property
@@ -37,6 +39,11 @@ class RedisExtension:
     def store(self) -> JobStore:
         """The current app's job store."""
         return current_app.extensions[self.name]["store"]  # type: ignore[no-any-return]
+
+    @property
+    def snippets(self) -> SnippetStore:
+        """The current app's snippet store."""
+        return current_app.extensions[self.name]["snippets"]  # type: ignore[no-any-return]
 
     @property
     def queue(self) -> Queue:

@@ -3,6 +3,8 @@
 The order matters: a connection first joins the job's room and only then
 reads the stored state and sends it. An update that lands between the two is
 then either in the state read or delivered to the room; none can be missed.
+Snippets work alike: ``subscribe`` with ``{"snippetId"}`` joins ``snippet:<id>``,
+then sends ``highlight`` if the result is stored, else the job's state.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import redis
 from flask import request
 from flask_socketio import ConnectionRefusedError, join_room, leave_room
 
-from shared.protocol import SUBSCRIBE, UPDATE_PROGRESS, is_uuid, room_for
+from shared.protocol import HIGHLIGHT, SUBSCRIBE, UPDATE_PROGRESS, is_uuid, room_for, snippet_room
+from shared.snippets import progress_payload, snippet_events
+from shared.store import JobState
 from website.extensions import redis_ext, socketio
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,29 @@ def _join_job(job_id: object) -> dict[str, Any]:
         leave_room(room_for(job_id))
         raise LookupError(f"unknown job {job_id}")
     return state.to_payload()
+
+
+def _join_snippet(snippet_id: object) -> list[tuple[str, dict[str, Any]]]:
+    """Join the snippet's room, then return the events that bring it up to date."""
+    if not is_uuid(snippet_id):
+        raise ValueError("snippetId must be a UUID")
+    assert isinstance(snippet_id, str)
+    snippet_id = snippet_id.lower()
+    join_room(snippet_room(snippet_id))
+    snippet = redis_ext.snippets.get(snippet_id, source=False)
+    if snippet is None:
+        leave_room(snippet_room(snippet_id))
+        raise LookupError(f"unknown snippet {snippet_id}")
+    if snippet.highlighted:
+        return [(HIGHLIGHT, snippet.highlight_payload())]
+    state = redis_ext.store.get(snippet.job_id)
+    return [(UPDATE_PROGRESS, progress_payload(state, snippet_id))] if state else []
+
+
+def push_snippet_events(state: JobState) -> None:
+    """After an applied update of a highlight job, notify the snippet's room."""
+    for event, payload, room in snippet_events(state, redis_ext.snippets):
+        socketio.emit(event, payload, to=room)
 
 
 def on_connect(auth: object = None) -> None:
@@ -52,17 +79,22 @@ def on_connect(auth: object = None) -> None:
 
 
 def on_subscribe(data: object) -> dict[str, Any]:
-    """``subscribe`` with ``{"jobId": ...}``: join, then send the state; acks the result."""
-    if not isinstance(data, dict) or "jobId" not in data:
-        return {"ok": False, "error": "subscribe needs an object with jobId"}
+    """``subscribe`` with ``{"jobId"}`` or ``{"snippetId"}``: join, then send the
+    current state (or the ``highlight`` result); acks the result."""
+    if not isinstance(data, dict) or ("jobId" not in data and "snippetId" not in data):
+        return {"ok": False, "error": "subscribe needs an object with jobId or snippetId"}
     try:
-        payload = _join_job(data["jobId"])
+        if "snippetId" in data:
+            events = _join_snippet(data["snippetId"])
+        else:
+            events = [(UPDATE_PROGRESS, _join_job(data["jobId"]))]
     except (ValueError, LookupError) as exc:
         return {"ok": False, "error": str(exc)}
     except redis.RedisError as exc:
         log.warning("subscribe: Redis unavailable: %s", exc)
         return {"ok": False, "error": "state store unavailable, retry later"}
-    socketio.emit(UPDATE_PROGRESS, payload, to=request.sid)  # type: ignore[attr-defined]
+    for event, payload in events:
+        socketio.emit(event, payload, to=request.sid)  # type: ignore[attr-defined]
     return {"ok": True}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sys
 import time
 
 import redis
@@ -22,7 +23,13 @@ WORKER_CLASSES: dict[str, type[Worker] | type[SimpleWorker]] = {
 
 def preload_jobs(cfg: Config, extra: list[str] | None = None) -> None:
     """Import the job modules once in the parent, so forked work horses reuse them."""
+    import worker.highlight
     import worker.jobs  # noqa: F401
+
+    # Pygments loads lexers, formatter and style on first use: do it here once,
+    # or every forked work horse loads them again (about 40 ms a job).
+    for language in ("python", "auto"):
+        worker.highlight.highlight("x = 1\n", language)
 
     for module in extra or []:
         importlib.import_module(module)
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cfg = Config()
-    logging.basicConfig(level=cfg.LOG_LEVEL,
+    logging.basicConfig(level=cfg.LOG_LEVEL, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conn = redis.Redis.from_url(cfg.REDIS_URL)
     wait_for_redis(conn, timeout=60)
@@ -62,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         preload_jobs(cfg, args.preload)
     worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
     queue = Queue(cfg.QUEUE_NAME, connection=conn)
-    worker = worker_class([queue], connection=conn, name=args.name)
+    # log_job_description=False: job arguments include the per-job callback token.
+    # worker_ttl: an idle worker sends a heartbeat every WORKER_TTL - 15 s (/healthz).
+    worker = worker_class([queue], connection=conn, name=args.name, log_job_description=False,
+                          worker_ttl=cfg.WORKER_TTL)
     log.info("worker %s (%s, preload %s) on queue %s, reporting %s",
              worker.name, cfg.WORKER_CLASS, cfg.WORKER_PRELOAD, cfg.QUEUE_NAME,
              "direct to Redis" if cfg.WORKER_EMIT == "direct" else "to " + cfg.PROGRESS_URL)

@@ -7,7 +7,9 @@ itself (:class:`DirectReporter`).
 ``job_boundary`` is the one catch-all of the worker: whatever a job raises
 (including RQ's timeout) is logged with its traceback and reported as
 ``failed`` before it is re-raised for RQ to record, so a page never shows
-"running" for a job that has ended.
+"running" for a job that has ended. The exception is :class:`JobEnded`: the
+job was cancelled (or otherwise ended) on the site, which the worker learns
+from a callback answer (``checked_report``); the job then just stops.
 """
 
 from __future__ import annotations
@@ -24,8 +26,18 @@ import redis
 import requests
 
 from shared.config import Config
-from shared.protocol import FAILED, SUCCEEDED, UPDATE_PROGRESS, ProgressUpdate, room_for
+from shared.protocol import (
+    DASHBOARD_ROOM,
+    DASHBOARD_UPDATE,
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    UPDATE_PROGRESS,
+    ProgressUpdate,
+    room_for,
+)
 from shared.reporter import ProgressReporter, ReportError
+from shared.snippets import SnippetStore, snippet_events
 from shared.store import JobState, JobStore, UnknownJob
 
 log = logging.getLogger(__name__)
@@ -36,16 +48,29 @@ def _store(redis_url: str, ttl: int) -> JobStore:
     return JobStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
 
 
+@lru_cache(maxsize=4)
+def snippet_store(redis_url: str, ttl: int) -> SnippetStore:
+    """The snippet store on ``redis_url`` (one per process)."""
+    return SnippetStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
+
+
 def apply_and_emit(cfg: Config, update: ProgressUpdate) -> JobState | None:
     """Apply ``update`` to the job store; emit it on the message queue if configured.
 
+    Emits what the callback emits: ``updateProgress`` to the job's room, the
+    snippet events of a highlight job, and the dashboard's ``jobChanged``.
     Raises :class:`UnknownJob` for an unknown job and ``redis.RedisError``
     when Redis cannot be reached.
     """
-    state = _store(cfg.REDIS_URL, cfg.JOB_TTL).apply(update)
+    now = time.time()
+    state = _store(cfg.REDIS_URL, cfg.JOB_TTL).apply(update, now=now)
     if state is not None and cfg.SOCKETIO_MESSAGE_QUEUE:
-        emitter(cfg.SOCKETIO_MESSAGE_QUEUE).emit(
-            UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
+        sio = emitter(cfg.SOCKETIO_MESSAGE_QUEUE)
+        sio.emit(UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
+        snippets = snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL)
+        for event, payload, room in snippet_events(state, snippets):
+            sio.emit(event, payload, to=room)
+        sio.emit(DASHBOARD_UPDATE, state.to_dashboard(now), to=DASHBOARD_ROOM)
     return state
 
 
@@ -87,7 +112,12 @@ class DirectReporter(ProgressReporter):
         delay = 0.1
         while True:
             try:
-                apply_and_emit(self.cfg, update)
+                state = apply_and_emit(self.cfg, update)
+                self.last_applied = state is not None
+                if state is None:  # dropped: where does the job stand (cancelled?)
+                    current = _store(self.cfg.REDIS_URL, self.cfg.JOB_TTL).get(update.job_id)
+                    state = current
+                self.last_state = state.state if state is not None else None
                 return
             except UnknownJob:
                 raise ReportError(f"unknown job {update.job_id}", 404) from None
@@ -132,11 +162,34 @@ def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
     )
 
 
+class JobEnded(Exception):
+    """The job was cancelled (or ended otherwise) on the site: stop working on it."""
+
+    def __init__(self, job_id: str, state: str | None) -> None:
+        super().__init__(f"job {job_id} is {state} on the site")
+        self.job_id = job_id
+        self.state = state
+
+
+def checked_report(reporter: ProgressReporter, job_id: str, progress: int,
+                   state: str = RUNNING, message: str = "", stage: str = "") -> None:
+    """Report, then raise :class:`JobEnded` when the site says the job has ended."""
+    reporter.report(job_id, progress, state, message, stage)
+    if reporter.job_ended:
+        raise JobEnded(job_id, reporter.last_state)
+
+
 @contextmanager
 def job_boundary(job_id: str, reporter: ProgressReporter) -> Iterator[None]:
-    """Report ``succeeded`` when the block ends, ``failed`` when it raises."""
+    """Report ``succeeded`` when the block ends, ``failed`` when it raises.
+
+    A :class:`JobEnded` from the block (cancelled on the site) ends it quietly.
+    """
     try:
         yield
+    except JobEnded as ended:
+        log.info("job %s stopped: it is %s on the site", job_id, ended.state)
+        return
     except BaseException as exc:  # the job boundary: report, then let RQ see it
         log.exception("job %s failed", job_id)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,11 +1,18 @@
-/* Job status page: live progress over Socket.IO.
+/* Job status page: live progress over Socket.IO, with a polling fallback.
+ *
  * The server joins this connection to the job's room and then sends the
- * current state on every (re)connect, so a late or reloaded page is current. */
+ * current state on every (re)connect, so a late, reloaded or reconnected page
+ * shows the state it missed. When the web process restarts, the client says
+ * "reconnecting…" and reconnects by itself. When Socket.IO is unavailable (the
+ * client script did not load, or the server refused the connection), the page
+ * polls the JSON state instead. Everything shown is set as text, never HTML.
+ */
 (function () {
   "use strict";
   var root = document.getElementById("job");
-  if (!root || typeof io === "undefined") { return; }
+  if (!root) { return; }
   var jobId = root.getAttribute("data-job-id");
+  var stateUrl = root.getAttribute("data-state-url");
   var bar = document.getElementById("progress-bar");
   var span = document.getElementById("progress-span");
   var stateEl = document.getElementById("state");
@@ -14,6 +21,12 @@
   var conn = document.getElementById("connection");
   var connText = document.getElementById("connection-text");
   var terminal = { succeeded: true, failed: true, cancelled: true };
+  var socket = null;
+  var pollTimer = null;
+
+  function finished() {
+    return terminal.hasOwnProperty(root.getAttribute("data-state"));
+  }
 
   function setConnection(status, text) {
     conn.setAttribute("data-status", status);
@@ -21,32 +34,74 @@
   }
 
   function render(p) {
-    if (!p || p.jobId !== jobId) { return; }
+    if (!p || p.jobId !== jobId || typeof p.progress !== "number") { return; }
     bar.value = p.progress;
     bar.textContent = p.progress + "%";
     span.textContent = String(p.progress);
-    stateEl.textContent = p.state;
+    stateEl.textContent = String(p.state);
     stageEl.textContent = p.stage ? " (" + p.stage + ")" : "";
     messageEl.textContent = p.message ? ": " + p.message : "";
-    root.setAttribute("data-state", p.state);
-    if (terminal[p.state]) {
-      setConnection("done", "job finished");
-      socket.disconnect();
+    root.setAttribute("data-state", String(p.state));
+    if (finished()) {
+      setConnection("done", "not needed, the job has finished");
+      if (socket) { socket.disconnect(); }
+      if (pollTimer) { clearTimeout(pollTimer); pollTimer = null; }
     }
   }
 
-  var socket = io({ query: { jobId: jobId } });
+  /* Fallback: read the JSON state every few seconds until the job ends. */
+  function poll(delay) {
+    if (finished() || !window.fetch || !stateUrl) { return; }
+    pollTimer = setTimeout(function () {
+      fetch(stateUrl, { headers: { Accept: "application/json" }, cache: "no-store" })
+        .then(function (resp) {
+          if (resp.status === 404) {
+            setConnection("gone", "stopped: this job no longer exists");
+            return null;
+          }
+          if (!resp.ok) { throw new Error("HTTP " + resp.status); }
+          return resp.json().then(function (body) {
+            setConnection("polling", "checking every few seconds");
+            render(body);
+            poll(2000);
+          });
+        })
+        .catch(function () {
+          setConnection("reconnecting", "reconnecting…");
+          poll(Math.min(delay * 2, 10000));
+        });
+    }, delay);
+  }
+
+  function fallBack(why) {
+    setConnection("polling", why + "; checking every few seconds");
+    poll(0);
+  }
+
+  if (finished()) { return; }
+  if (typeof io === "undefined") {
+    fallBack("live updates unavailable");
+    return;
+  }
+
+  socket = io({ query: { jobId: jobId } });
   socket.on("updateProgress", render);
-  socket.on("connect", function () { setConnection("live", "connected"); });
+  socket.on("connect", function () {
+    // The state sent on connect may be handled first and already be final.
+    if (!finished()) { setConnection("live", "connected"); }
+  });
   socket.on("disconnect", function (reason) {
-    if (root.getAttribute("data-state") in terminal) { return; }
+    if (finished()) { return; }
     setConnection("reconnecting", "reconnecting…");
+    // The client retries by itself, except when the server closed the session.
+    if (reason === "io server disconnect") { socket.connect(); }
   });
   socket.on("connect_error", function (err) {
     if (socket.active) {
       setConnection("reconnecting", "reconnecting…");
     } else {
-      setConnection("refused", "refused: " + err.message);
+      // Refused by the server (e.g. its state store is down): poll instead.
+      fallBack("live updates refused (" + err.message + ")");
     }
   });
 })();

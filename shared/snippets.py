@@ -1,0 +1,241 @@
+"""Code snippets: stored in Redis, highlighted by the worker, pushed to their room.
+
+The site and the worker share this module: the snippet hash, the store, the
+list of Pygments languages, and the Socket.IO events a highlight job's update
+produces (so the callback and the worker's fallback emit the same thing).
+
+A snippet is the hash ``keys.snippet_key(id)`` with ``id``, ``source``,
+``language`` (a Pygments alias or ``auto``), ``title`` (first line, for lists),
+``created_at``, ``job_id`` and, once highlighted, ``highlighted_html``,
+``highlighted_at`` and ``lexer`` (the lexer's name). It expires after
+``SNIPPET_TTL`` seconds. ``keys.RECENT_SNIPPETS`` is a sorted set of ids by
+creation time, trimmed by age and size.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import redis
+from pygments.lexers import get_all_lexers
+
+from shared import keys
+from shared.protocol import (
+    HIGHLIGHT,
+    HIGHLIGHT_KIND,
+    SUCCEEDED,
+    UPDATE_PROGRESS,
+    new_id,
+    snippet_room,
+)
+from shared.store import JobState
+
+log = logging.getLogger(__name__)
+
+SOURCE_MAX_BYTES = 100 * 1024
+AUTO_DETECT = "auto"
+RECENT_MAX = 1000  # the recent-snippets index never holds more ids than this
+PAGE_SIZE = 20
+TITLE_MAX = 80
+CSS_CLASS = "highlight"  # Pygments' HtmlFormatter class; the site's style sheet targets it
+
+HIGHLIGHTED = "highlighted"  # what lists and pages show for a finished snippet
+
+# Fields read when the source itself is not needed (lists, subscribe).
+_META_FIELDS = ("id", "language", "title", "created_at", "job_id", "highlighted_at", "lexer")
+
+_SET_HIGHLIGHTED_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'highlighted_html', ARGV[1], 'highlighted_at', ARGV[2],
+           'lexer', ARGV[3])
+return 1
+"""
+
+
+@lru_cache(maxsize=1)
+def language_choices() -> tuple[tuple[str, str], ...]:
+    """``(alias, name)`` of every Pygments lexer that has an alias, sorted by name."""
+    choices = {aliases[0]: name for name, aliases, _files, _mimes in get_all_lexers() if aliases}
+    return tuple(sorted(choices.items(), key=lambda item: item[1].lower()))
+
+
+@lru_cache(maxsize=1)
+def _known_aliases() -> frozenset[str]:
+    return frozenset(alias.lower() for _name, aliases, _files, _mimes in get_all_lexers()
+                     for alias in aliases)
+
+
+def is_known_language(language: str) -> bool:
+    """True for ``auto`` and any alias of a Pygments lexer (case-insensitive)."""
+    return language.lower() == AUTO_DETECT or language.lower() in _known_aliases()
+
+
+def iso_time(timestamp: float) -> str:
+    """A Unix time as ISO 8601 UTC (``2024-01-02T03:04:05.678Z``)."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def title_of(source: str) -> str:
+    """The first non-blank line of ``source``, shortened for lists."""
+    for line in source.splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1] + "…"
+    return ""
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """A stored snippet (``source`` is empty when it was not read)."""
+
+    snippet_id: str
+    language: str
+    created_at: float
+    job_id: str
+    source: str = ""
+    title: str = ""
+    highlighted_html: str = ""
+    highlighted_at: float = 0.0
+    lexer: str = ""
+
+    @property
+    def highlighted(self) -> bool:
+        """True once the worker stored the highlighted HTML."""
+        return bool(self.highlighted_at)
+
+    def highlight_payload(self) -> dict[str, Any]:
+        """The ``highlight`` event payload."""
+        return {
+            "snippetId": self.snippet_id,
+            "html": self.highlighted_html,
+            "highlightedAt": iso_time(self.highlighted_at),
+        }
+
+    @classmethod
+    def from_hash(cls, snippet_id: str, data: dict[str, str]) -> Snippet:
+        """Build from (some of) the fields of the snippet's hash."""
+        return cls(
+            snippet_id=snippet_id,
+            language=data.get("language") or AUTO_DETECT,
+            created_at=float(data.get("created_at") or 0),
+            job_id=data.get("job_id") or "",
+            source=data.get("source") or "",
+            title=data.get("title") or "",
+            highlighted_html=data.get("highlighted_html") or "",
+            highlighted_at=float(data.get("highlighted_at") or 0),
+            lexer=data.get("lexer") or "",
+        )
+
+
+def progress_payload(state: JobState, snippet_id: str) -> dict[str, Any]:
+    """The ``updateProgress`` payload sent to a snippet's room (the job's plus snippetId)."""
+    return {**state.to_payload(), "snippetId": snippet_id}
+
+
+class SnippetStore:
+    """Reads and writes snippets in Redis (a client with ``decode_responses=True``)."""
+
+    def __init__(self, client: redis.Redis, ttl: int = 7 * 24 * 3600) -> None:
+        self.client = client
+        self.ttl = ttl
+        self._set_highlighted = client.register_script(_SET_HIGHLIGHTED_LUA)
+
+    def create(self, source: str, language: str, job_id: str,
+               snippet_id: str | None = None, now: float | None = None) -> Snippet:
+        """Store a new snippet, list it among the recent ones, trim that list."""
+        snippet_id = snippet_id or new_id()
+        now = time.time() if now is None else now
+        snippet = Snippet(snippet_id=snippet_id, language=language, created_at=now,
+                          job_id=job_id, source=source, title=title_of(source))
+        key = keys.snippet_key(snippet_id)
+        pipe = self.client.pipeline()
+        pipe.hset(key, mapping={
+            "id": snippet_id, "source": source, "language": language, "title": snippet.title,
+            "created_at": repr(now), "job_id": job_id,
+        })
+        pipe.expire(key, self.ttl)
+        pipe.zadd(keys.RECENT_SNIPPETS, {snippet_id: now})
+        pipe.zremrangebyscore(keys.RECENT_SNIPPETS, "-inf", now - self.ttl)
+        pipe.zremrangebyrank(keys.RECENT_SNIPPETS, 0, -(RECENT_MAX + 1))
+        pipe.execute()
+        return snippet
+
+    def get(self, snippet_id: str, source: bool = True) -> Snippet | None:
+        """The snippet (with its source and HTML unless ``source`` is False), or None."""
+        key = keys.snippet_key(snippet_id)
+        if source:
+            data: dict[str, str] = self.client.hgetall(key)  # type: ignore[assignment]
+        else:
+            fields = (*_META_FIELDS, "highlighted_html")
+            values: list[str | None] = self.client.hmget(key, fields)  # type: ignore[assignment]
+            data = {k: v for k, v in zip(fields, values, strict=True) if v is not None}
+        return Snippet.from_hash(snippet_id, data) if data.get("id") else None
+
+    def set_highlighted(self, snippet_id: str, html: str, lexer: str,
+                        now: float | None = None) -> bool:
+        """Store the highlighted HTML; False when the snippet no longer exists."""
+        stamp = repr(time.time() if now is None else now)
+        return bool(self._set_highlighted(keys=[keys.snippet_key(snippet_id)],
+                                          args=[html, stamp, lexer]))
+
+    def recent(self, page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[Snippet], bool]:
+        """One page of recent snippets (newest first, no source) and whether more follow."""
+        start = (page - 1) * per_page
+        ids: list[str] = self.client.zrevrange(  # type: ignore[assignment]
+            keys.RECENT_SNIPPETS, start, start + per_page)
+        more = len(ids) > per_page
+        ids = ids[:per_page]
+        pipe = self.client.pipeline()
+        for snippet_id in ids:
+            pipe.hmget(keys.snippet_key(snippet_id), _META_FIELDS)
+        snippets = []
+        for snippet_id, values in zip(ids, pipe.execute(), strict=True):
+            data = {k: v for k, v in zip(_META_FIELDS, values, strict=True) if v is not None}
+            if data.get("id"):  # skip ids whose hash already expired
+                snippets.append(Snippet.from_hash(snippet_id, data))
+        return snippets, more
+
+    def job_states(self, snippets: list[Snippet]) -> dict[str, str]:
+        """The state of each snippet: ``highlighted``, else its job's state (one round trip)."""
+        pending = [s for s in snippets if not s.highlighted]
+        pipe = self.client.pipeline()
+        for snippet in pending:
+            pipe.hget(keys.job_key(snippet.job_id), "state")
+        states = {s.snippet_id: HIGHLIGHTED for s in snippets if s.highlighted}
+        for snippet, state in zip(pending, pipe.execute() if pending else [], strict=True):
+            states[snippet.snippet_id] = state or "expired"
+        return states
+
+
+Event = tuple[str, dict[str, Any], str]  # (event name, payload, room)
+
+
+def snippet_events(state: JobState, snippets: SnippetStore) -> list[Event]:
+    """``(event, payload, room)`` to emit for an applied update of a highlight job.
+
+    Every update goes to the snippet's room as ``updateProgress`` (so a failure
+    reaches the page); when the job succeeded, ``highlight`` with the stored HTML
+    goes first. A Redis error reading the snippet only drops the ``highlight``
+    event: the page then fetches the result from the polling endpoint.
+    """
+    snippet_id = state.extra.get("snippet_id", "")
+    if state.kind != HIGHLIGHT_KIND or not snippet_id:
+        return []
+    room = snippet_room(snippet_id)
+    events: list[Event] = []
+    if state.state == SUCCEEDED:
+        try:
+            snippet = snippets.get(snippet_id, source=False)
+        except redis.RedisError as exc:
+            log.warning("snippet %s: could not read the result to push it: %s", snippet_id, exc)
+            snippet = None
+        if snippet is not None and snippet.highlighted:
+            events.append((HIGHLIGHT, snippet.highlight_payload(), room))
+    events.append((UPDATE_PROGRESS, progress_payload(state, snippet_id), room))
+    return events

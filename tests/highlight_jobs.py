@@ -1,0 +1,39 @@
+"""Job functions the tests enqueue by dotted name into the real worker.
+
+The worker runs with the repository root on ``PYTHONPATH``, so it imports
+these like any job module. They use the production job code and only change
+what a test needs: a highlighter that outlasts the job timeout, or a job that
+keeps the (single) worker busy until the test releases it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from shared.config import Config
+from worker.highlight import run_highlight_job
+
+SLOW_HIGHLIGHT_JOB = "tests.highlight_jobs.slow_highlight_job"
+BLOCKER_JOB = "tests.highlight_jobs.block_until_released"
+
+
+def _sleepy_highlighter(source: str, language: str) -> tuple[str, str]:
+    """Never finishes in time: RQ's job timeout interrupts it."""
+    time.sleep(120)
+    raise AssertionError("the job timeout should have interrupted this highlight")
+
+
+def slow_highlight_job(job_id: str, snippet_id: str, token: str | None = None) -> str:
+    """The real highlight job, with a highlighter slower than any test's job timeout."""
+    return run_highlight_job(job_id, snippet_id, token, highlighter=_sleepy_highlighter)
+
+
+def block_until_released(release_key: str, timeout: float = 60.0) -> bool:
+    """Occupy the worker until the test pushes to ``release_key`` (or ``timeout``)."""
+    client = redis.Redis.from_url(Config().REDIS_URL)
+    try:
+        return client.blpop([release_key], timeout=timeout) is not None
+    finally:
+        client.close()

@@ -1,0 +1,14 @@
+"""Job functions used only by tests; the real worker imports them by dotted name."""
+
+from __future__ import annotations
+
+from shared.config import Config
+from worker.reporting import job_boundary, make_reporter
+
+
+def failing_job(job_id: str, token: str | None = None) -> None:
+    """Reports 30%, then raises: must end as ``failed`` with the message."""
+    reporter = make_reporter(Config(), token)
+    with job_boundary(job_id, reporter):
+        reporter.report(job_id, 30, "running", "about to fail")
+        raise ValueError("disk on fire")

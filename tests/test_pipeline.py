@@ -1,0 +1,84 @@
+"""End to end with real processes: Redis, the gunicorn/eventlet site, the RQ worker,
+and real python-socketio clients over websockets and long-polling."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import requests
+import socketio
+from rq import Queue
+
+from shared.protocol import new_id
+from shared.store import JobStore
+from tests.conftest import Stack
+from tests.support import EventRecorder, final_state_received, wait_until
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_events_arrive_in_order_and_end_at_100_succeeded(stack: Stack, transport: str) -> None:
+    job_id = stack.start_job()
+    rec = EventRecorder(stack.url, job_id, transports=[transport])
+    try:
+        rec.wait_for(final_state_received(), timeout=30, what="final state")
+    finally:
+        rec.close()
+    payloads = rec.payloads("updateProgress")
+    assert {p["jobId"] for p in payloads} == {job_id}
+    progress = [p["progress"] for p in payloads]
+    assert progress == sorted(progress), progress
+    assert payloads[-1] == {"jobId": job_id, "progress": 100, "state": "succeeded", "message": ""}
+    # The first event is the state on connect; after it, no step is skipped.
+    running = [p["progress"] for p in payloads[1:] if p["state"] == "running"]
+    if running:
+        assert running == list(range(running[0], 101, 10)), running
+
+
+def test_client_connecting_after_the_end_gets_final_state_at_once(stack: Stack) -> None:
+    job_id = stack.start_job()
+    wait_until(lambda: stack.job_state(job_id)["state"] == "succeeded", timeout=30,
+               what="job to finish")
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        events = rec.wait_for(lambda ev: len(ev) >= 1, timeout=5, what="state on connect")
+    finally:
+        rec.close()
+    assert events[0] == ("updateProgress", {"jobId": job_id, "progress": 100,
+                                            "state": "succeeded", "message": ""})
+
+
+def test_failing_job_ends_failed_with_message_pushed(stack: Stack) -> None:
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    job_id = new_id()
+    JobStore(client).create(job_id, kind="test")
+    rec = EventRecorder(stack.url, job_id)
+    try:
+        Queue("jobcast", connection=redis.Redis.from_url(stack.redis.url)).enqueue(
+            "tests.jobs.failing_job", job_id, job_id=job_id)
+        rec.wait_for(final_state_received(), timeout=30, what="failed state")
+    finally:
+        rec.close()
+        client.close()
+    last = rec.payloads("updateProgress")[-1]
+    assert last["state"] == "failed" and last["progress"] == 30
+    assert "ValueError: disk on fire" in last["message"]
+    assert stack.job_state(job_id)["state"] == "failed"
+
+
+def test_wrong_token_against_real_server_changes_nothing(stack: Stack) -> None:
+    job_id = stack.start_job()
+    wait_until(lambda: stack.job_state(job_id)["state"] == "succeeded", timeout=30,
+               what="job to finish")
+    resp = stack.report({"jobId": job_id, "progress": 10, "state": "failed"}, token="nope")
+    assert resp.status_code == 401
+    assert stack.job_state(job_id)["state"] == "succeeded"
+
+
+def test_refused_socket_connection_has_a_reason(stack: Stack) -> None:
+    reasons: list[object] = []
+    client = socketio.Client(reconnection=False)
+    client.on("connect_error", reasons.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(stack.url + "?jobId=nope", transports=["websocket"], wait_timeout=5)
+    assert reasons == [{"message": "jobId must be a UUID"}]
+    assert requests.get(stack.url + "/", timeout=5).status_code == 200

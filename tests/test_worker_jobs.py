@@ -1,0 +1,116 @@
+"""Job functions called directly, and the job boundary with a real HTTP callback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from shared.reporter import ProgressReporter, ReportError
+from worker.jobs import run_demo
+from worker.reporting import job_boundary
+
+JOB = "6f1c5a8e-3b7d-4c2a-9e0f-1a2b3c4d5e6f"
+
+
+class Site:
+    """A real HTTP server that records callbacks and answers scripted statuses."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.received: list[tuple[dict[str, Any], str]] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                length = int(self.headers["Content-Length"])
+                site.received.append((json.loads(self.rfile.read(length)),
+                                      self.headers.get("Authorization", "")))
+                status = site.statuses.pop(0) if site.statuses else 204
+                self.send_response(status)
+                body = b'{"error": "scripted"}' if status >= 400 else b""
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/progress"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    running = Site([])
+    yield running
+    running.close()
+
+
+def test_run_demo_reports_10_to_100_in_order() -> None:
+    calls: list[tuple[Any, ...]] = []
+    steps = run_demo(JOB, lambda *a: calls.append(a), delay=0, sleep=lambda s: None)
+    assert steps == 10
+    assert [c[1] for c in calls] == list(range(10, 101, 10))
+    assert {c[2] for c in calls} == {"running"}
+
+
+def test_boundary_reports_success(site: Site) -> None:
+    reporter = ProgressReporter(site.url, "tok")
+    with job_boundary(JOB, reporter):
+        reporter.report(JOB, 50)
+    assert [b["state"] for b, _ in site.received] == ["running", "succeeded"]
+    assert all(auth == "Bearer tok" for _, auth in site.received)
+    seqs = [b["seq"] for b, _ in site.received]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 2
+
+
+def test_boundary_reports_failure_then_reraises(site: Site) -> None:
+    reporter = ProgressReporter(site.url, "tok")
+    with pytest.raises(ZeroDivisionError):
+        with job_boundary(JOB, reporter):
+            1 / 0  # noqa: B018
+    (body, _), = site.received
+    assert body["state"] == "failed" and "ZeroDivisionError" in body["message"]
+
+
+def test_reporter_retries_5xx_and_connection_errors(site: Site) -> None:
+    site.statuses[:] = [503, 500, 429]
+    pauses: list[float] = []
+    reporter = ProgressReporter(site.url, "tok", sleep=pauses.append)
+    assert reporter.report(JOB, 10) is True
+    assert len(site.received) == 4 and len(pauses) == 3
+    assert all(0 <= p <= 5 for p in pauses)
+
+
+def test_reporter_gives_up_on_4xx_at_once(site: Site) -> None:
+    site.statuses[:] = [400]
+    reporter = ProgressReporter(site.url, "tok", sleep=lambda s: None)
+    with pytest.raises(ReportError) as info:
+        reporter.report(JOB, 10)
+    assert info.value.status == 400 and len(site.received) == 1
+
+
+def test_reporter_falls_back_when_site_is_unreachable() -> None:
+    fallen: list[Any] = []
+    reporter = ProgressReporter("http://127.0.0.1:9/api/progress", "tok", retry_seconds=0.3,
+                                timeout=0.2, fallback=fallen.append)
+    assert reporter.report(JOB, 70, "succeeded") is False
+    assert fallen[0].progress == 70 and fallen[0].state == "succeeded"
+
+
+def test_reporter_without_fallback_raises_when_unreachable() -> None:
+    reporter = ProgressReporter("http://127.0.0.1:9/api/progress", "tok", retry_seconds=0.2,
+                                timeout=0.1)
+    with pytest.raises(ReportError, match="attempt"):
+        reporter.report(JOB, 70)

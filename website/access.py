@@ -1,0 +1,65 @@
+"""Logging of the web process: to stdout, one line per request with its job id.
+
+``configure_logging`` sends the standard logging module's records to stdout
+at ``LOG_LEVEL``. With ``ACCESS_LOG`` on (the default), every request (but
+Socket.IO's own, which never reach Flask) is logged once, as
+``GET /jobs/<id> 200 3.1ms job=<id>``; health checks, scrapes and static
+files at DEBUG so that they do not drown the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from flask import Flask, Response, request
+
+log = logging.getLogger(__name__)
+_STARTED = "jobcast.started"
+_JOB = "jobcast.job_id"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_QUIET_PREFIXES = ("/healthz", "/metrics", "/static/")
+
+
+def configure_logging(level: str) -> None:
+    """Log to stdout at ``level`` (a no-op when the root logger is set up already)."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stdout)
+    logging.getLogger().setLevel(level)
+
+
+def request_started() -> float:
+    """``time.perf_counter()`` when the current request reached Flask."""
+    return float(request.environ.get(_STARTED, time.perf_counter()))
+
+
+def note_job(job_id: object) -> None:
+    """Name the job the current request is about (the callback's ``jobId``)."""
+    if isinstance(job_id, str):
+        request.environ[_JOB] = job_id
+
+
+def request_job_id() -> str:
+    """The job a request is about: the ``job_id`` URL part or one noted by the view."""
+    job_id = request.environ.get(_JOB) or (request.view_args or {}).get("job_id")
+    return str(job_id)[:64] if job_id else "-"
+
+
+def _start() -> None:
+    request.environ[_STARTED] = time.perf_counter()
+
+
+def _log_request(response: Response) -> Response:
+    elapsed_ms = (time.perf_counter() - request_started()) * 1000
+    level = logging.DEBUG if request.path.startswith(_QUIET_PREFIXES) else logging.INFO
+    if log.isEnabledFor(level):
+        log.log(level, "%s %s %s %.1fms job=%s", request.method, request.path,
+                response.status_code, elapsed_ms, request_job_id())
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Time every request; log it when ``ACCESS_LOG`` is on."""
+    app.before_request(_start)
+    if app.config["ACCESS_LOG"]:
+        app.after_request(_log_request)

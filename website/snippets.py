@@ -1,0 +1,218 @@
+"""Pages of the code-snippet highlighter, its polling endpoint and its style sheet.
+
+``GET /snippets`` shows the form and the recent snippets, ``POST /snippets``
+stores one and enqueues its highlight job (303 to its page). The page shows
+the escaped source until the worker's result arrives over Socket.IO or from
+``GET /snippets/<id>/highlighted`` (204 while pending, 200 with the HTML).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+from pygments.formatters import HtmlFormatter
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from shared.protocol import QUEUED, RUNNING, is_uuid
+from shared.snippets import (
+    AUTO_DETECT,
+    CSS_CLASS,
+    HIGHLIGHTED,
+    PAGE_SIZE,
+    RECENT_MAX,
+    SOURCE_MAX_BYTES,
+    Snippet,
+    is_known_language,
+    iso_time,
+    language_choices,
+)
+from shared.store import JobState
+from website.errors import error_response
+from website.extensions import redis_ext
+from website.services import start_highlight
+
+bp = Blueprint("snippets", __name__)
+
+LIGHT_STYLE = "default"
+DARK_STYLE = "github-dark"
+MAX_PAGE = RECENT_MAX // PAGE_SIZE + 1
+LANGUAGE_ECHO_MAX = 40
+
+
+class Rejected(ValueError):
+    """A submission the site refuses, with the HTTP status and a clear message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def too_large_message(size: int | None) -> str:
+    """The 413 message, with the submitted size when known."""
+    limit = f"a snippet can be at most {SOURCE_MAX_BYTES // 1024} KB"
+    if size is None:
+        return f"The source is too large: {limit}."
+    return f"The source is {size / 1024:.1f} KB: {limit}."
+
+
+def validate_submission(source: object, language: object) -> tuple[str, str]:
+    """Check a submitted source and language; the normalised pair.
+
+    Raises :class:`Rejected`: 413 over 100 KB (UTF-8), 400 when empty, not text,
+    or the language is not ``auto`` or a Pygments lexer alias.
+    """
+    if not isinstance(source, str):
+        raise Rejected(400, "The source must be text.")
+    source = source.replace("\r\n", "\n")
+    size = len(source.encode("utf-8", errors="surrogatepass"))
+    if size > SOURCE_MAX_BYTES:
+        raise Rejected(413, too_large_message(size))
+    if not source.strip():
+        raise Rejected(400, "The source is empty: paste some code to highlight.")
+    if language is None or language == "":
+        language = AUTO_DETECT
+    if not isinstance(language, str):
+        raise Rejected(400, "The language must be a name such as 'python', or 'auto'.")
+    language = language.strip().lower()
+    if not is_known_language(language):
+        shown = language[:LANGUAGE_ECHO_MAX]
+        raise Rejected(400, f"Unknown language {shown!r}: choose one from the list, "
+                            "or 'auto' to detect it.")
+    return source, language
+
+
+def snippet_state(snippet: Snippet, job: JobState | None) -> str:
+    """``highlighted``, else the highlight job's state (``expired`` if it is gone)."""
+    if snippet.highlighted:
+        return HIGHLIGHTED
+    return job.state if job is not None else "expired"
+
+
+def find_snippet(snippet_id: str, source: bool = True) -> Snippet | None:
+    """The stored snippet for a URL's id, or None for a malformed or unknown id."""
+    if not is_uuid(snippet_id):
+        return None
+    return redis_ext.snippets.get(snippet_id.lower(), source=source)
+
+
+def _index(status: int = 200, error: str = "", source: str = "",
+           language: str = AUTO_DETECT) -> tuple[str, int] | tuple[Response | str, int]:
+    raw_page = request.args.get("page", "1")
+    try:
+        page = int(raw_page)
+    except ValueError:
+        page = 0
+    if not 1 <= page <= MAX_PAGE:
+        return error_response(400, f"page must be a whole number from 1 to {MAX_PAGE}.")
+    recent, more = redis_ext.snippets.recent(page)
+    states = redis_ext.snippets.job_states(recent)
+    rows = [{"snippet": s, "state": states.get(s.snippet_id, ""), "created": iso_time(s.created_at)}
+            for s in recent]
+    html = render_template(
+        "snippets.html", rows=rows, page=page, more=more, error=error, source=source,
+        language=language, languages=language_choices(), max_kb=SOURCE_MAX_BYTES // 1024)
+    return html, status
+
+
+@bp.get("/snippets")
+def index() -> tuple[str, int] | tuple[Response | str, int]:
+    """The form and one page of recent snippets (``?page=N``)."""
+    return _index()
+
+
+@bp.post("/snippets")
+def create() -> Response | tuple[str, int] | tuple[Response | str, int]:
+    """Store a snippet, enqueue its highlight, and 303 to its page."""
+    source, language = request.form.get("source"), request.form.get("language")
+    try:
+        source, language = validate_submission(source, language)
+    except Rejected as exc:
+        keep = source if isinstance(source, str) and exc.status != 413 else ""
+        return _index(exc.status, exc.message, keep, str(language or AUTO_DETECT))
+    snippet, _job = start_highlight(source, language)
+    target = url_for("snippets.show", snippet_id=snippet.snippet_id)
+    return redirect(target, code=303)  # type: ignore[return-value]
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def body_too_large(exc: RequestEntityTooLarge) -> tuple[str, int] | tuple[Response | str, int]:
+    """A body over the site's request limit (found wherever it is read): the form, with 413."""
+    return _index(413, too_large_message(request.content_length))
+
+
+@bp.get("/snippets/pygments.css")
+def pygments_css() -> Response:
+    """Pygments' style sheet for the highlighted HTML (light and dark schemes)."""
+    response = Response(pygments_stylesheet(), mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+@bp.get("/snippets/<snippet_id>")
+def show(snippet_id: str) -> str | tuple[Response | str, int]:
+    """One snippet: highlighted if done, else its escaped source and live updates."""
+    snippet = find_snippet(snippet_id)
+    if snippet is None:
+        return error_response(404, "There is no snippet with this id (it may have expired).")
+    job = None if snippet.highlighted else redis_ext.store.get(snippet.job_id)
+    state = snippet_state(snippet, job)
+    return render_template(
+        "snippet.html", snippet=snippet, state=state, job=job,
+        waiting=state in (QUEUED, RUNNING), created=iso_time(snippet.created_at),
+        highlighted_at=iso_time(snippet.highlighted_at) if snippet.highlighted else "")
+
+
+@bp.get("/snippets/<snippet_id>/highlighted")
+def highlighted(snippet_id: str) -> Response | tuple[Response | str, int]:
+    """Polling: 200 with the HTML fragment when done, 204 until then, 404 if unknown.
+
+    A 204 carries the job's state in ``X-Job-State`` (``failed`` means it never
+    will be highlighted: stop polling).
+    """
+    snippet = find_snippet(snippet_id, source=False)
+    if snippet is None:
+        return error_response(404, "There is no snippet with this id (it may have expired).")
+    if snippet.highlighted:
+        response = Response(snippet.highlighted_html, mimetype="text/html")
+        response.headers["X-Highlighted-At"] = iso_time(snippet.highlighted_at)
+    else:
+        response = Response(status=204)
+        job = redis_ext.store.get(snippet.job_id)
+        response.headers["X-Job-State"] = snippet_state(snippet, job)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@lru_cache(maxsize=1)
+def pygments_stylesheet() -> str:
+    """CSS for ``.highlight``: Pygments' light style, and a dark one for dark schemes."""
+    light = HtmlFormatter(style=LIGHT_STYLE).get_style_defs(f".{CSS_CLASS}")
+    dark = HtmlFormatter(style=DARK_STYLE).get_style_defs(f".{CSS_CLASS}")
+    return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+
+
+def snippet_json(snippet: Snippet, job: JobState | None,
+                 with_source: bool = False) -> dict[str, Any]:
+    """A snippet as the JSON API shows it."""
+    body: dict[str, Any] = {
+        "id": snippet.snippet_id,
+        "language": snippet.language,
+        "lexer": snippet.lexer or None,
+        "title": snippet.title,
+        "createdAt": iso_time(snippet.created_at),
+        "state": snippet_state(snippet, job),
+        "highlighted": snippet.highlighted,
+        "highlightedAt": iso_time(snippet.highlighted_at) if snippet.highlighted else None,
+        "html": snippet.highlighted_html if snippet.highlighted else None,
+        "jobId": snippet.job_id,
+        "job": job.to_payload() if job is not None else None,
+        "url": url_for("snippets.show", snippet_id=snippet.snippet_id),
+        "highlightedUrl": url_for("snippets.highlighted", snippet_id=snippet.snippet_id),
+        "statusUrl": url_for("snippets_api.get_snippet", snippet_id=snippet.snippet_id),
+    }
+    if with_source:
+        body["source"] = snippet.source
+    return body

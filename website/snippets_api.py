@@ -1,0 +1,53 @@
+"""JSON API of the code-snippet highlighter: submit a snippet, read it back."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request, url_for
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+
+from website.errors import error_response
+from website.extensions import redis_ext
+from website.services import start_highlight
+from website.snippets import (
+    Rejected,
+    find_snippet,
+    snippet_json,
+    too_large_message,
+    validate_submission,
+)
+
+bp = Blueprint("snippets_api", __name__, url_prefix="/api/snippets")
+
+
+@bp.post("")
+def create_snippet() -> tuple[Response, int, dict[str, str]] | tuple[Response | str, int]:
+    """``{"source", "language"?}``: store it, enqueue its highlight; 202 with the snippet."""
+    try:
+        body = request.get_json(force=True, silent=False)
+    except BadRequest:
+        body = None
+    if not isinstance(body, dict):
+        return error_response(400, 'body must be a JSON object {"source": ..., "language": ...}')
+    try:
+        source, language = validate_submission(body.get("source"), body.get("language"))
+    except Rejected as exc:
+        return error_response(exc.status, exc.message)
+    snippet, job = start_highlight(source, language)
+    status_url = url_for("snippets_api.get_snippet", snippet_id=snippet.snippet_id)
+    return jsonify(snippet_json(snippet, job)), 202, {"Location": status_url}
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def body_too_large(exc: RequestEntityTooLarge) -> tuple[Response | str, int]:
+    """A body over the site's request limit: 413 with the snippet limit in the message."""
+    return error_response(413, too_large_message(request.content_length))
+
+
+@bp.get("/<snippet_id>")
+def get_snippet(snippet_id: str) -> Response | tuple[Response | str, int]:
+    """The snippet with its source, state and (once done) highlighted HTML; 404 if unknown."""
+    snippet = find_snippet(snippet_id)
+    if snippet is None:
+        return error_response(404, "unknown snippet id")
+    job = redis_ext.store.get(snippet.job_id)
+    return jsonify(snippet_json(snippet, job, with_source=True))

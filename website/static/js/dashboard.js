@@ -1,0 +1,167 @@
+/* Dashboard: recent jobs, live over Socket.IO (no polling).
+ * On every (re)connect the page joins the dashboard room with its signed token
+ * and gets a snapshot of its page in the ack; then each job change arrives as
+ * one compact "jobChanged" event. Everything is inserted as text. */
+(function () {
+  "use strict";
+  var root = document.getElementById("dashboard");
+  if (!root || typeof io === "undefined" || !window.JobcastTime) { return; }
+  var T = window.JobcastTime;
+  var token = root.getAttribute("data-token");
+  var page = parseInt(root.getAttribute("data-page"), 10) || 1;
+  var pageSize = parseInt(root.getAttribute("data-page-size"), 10) || 25;
+  var now = T.clock(parseFloat(root.getAttribute("data-server-now")));
+  var tbody = document.getElementById("job-rows");
+  var conn = document.getElementById("connection");
+  var connText = document.getElementById("connection-text");
+  var terminal = { succeeded: true, failed: true, cancelled: true };
+  var refreshTimer = null;
+
+  function setConnection(status, text) {
+    conn.setAttribute("data-status", status);
+    connText.textContent = text;
+  }
+
+  function cell(row, cls) { return row.querySelector("td." + cls); }
+
+  function num(row, name) { return parseFloat(row.getAttribute(name)) || null; }
+
+  function setTimes(row) {
+    var created = num(row, "data-created-at");
+    var started = num(row, "data-started-at");
+    var finished = num(row, "data-finished-at");
+    cell(row, "age").textContent = created ? T.duration(now() - created) : "–";
+    cell(row, "duration").textContent = started ? T.duration((finished || now()) - started) : "–";
+  }
+
+  function setState(row, state, stage, progress) {
+    row.setAttribute("data-state", state);
+    cell(row, "state").textContent = state + (stage ? " (" + stage + ")" : "");
+    var bar = cell(row, "progress").querySelector("progress");
+    bar.value = progress;
+    bar.textContent = progress + "%";
+    cell(row, "progress").querySelector("span").textContent = progress + "%";
+  }
+
+  function newRow(job) {
+    var row = document.createElement("tr");
+    row.setAttribute("data-job-id", job.jobId);
+    ["job", "kind", "state", "progress", "age", "duration", "worker"].forEach(function (cls) {
+      var td = document.createElement("td");
+      td.className = cls;
+      row.appendChild(td);
+    });
+    var link = document.createElement("a");
+    link.href = job.url || "/jobs/" + encodeURIComponent(job.jobId);
+    link.textContent = String(job.jobId).slice(0, 8);
+    cell(row, "job").appendChild(link);
+    if (job.attempt > 1) {
+      var small = document.createElement("small");
+      small.textContent = " (attempt " + job.attempt + ")";
+      cell(row, "job").appendChild(small);
+    }
+    cell(row, "kind").textContent = job.kind || "?";
+    if (job.snippetUrl) {
+      cell(row, "kind").appendChild(document.createTextNode(" · "));
+      var snip = document.createElement("a");
+      snip.href = job.snippetUrl;
+      snip.textContent = "snippet";
+      cell(row, "kind").appendChild(snip);
+    }
+    var bar = document.createElement("progress");
+    bar.max = 100;
+    cell(row, "progress").appendChild(bar);
+    cell(row, "progress").appendChild(document.createTextNode(" "));
+    cell(row, "progress").appendChild(document.createElement("span"));
+    cell(row, "worker").textContent = job.worker || "–";
+    row.setAttribute("data-created-at", job.createdAt || "");
+    row.setAttribute("data-started-at", job.startedAt || "");
+    row.setAttribute("data-finished-at", job.finishedAt || "");
+    setState(row, job.state, job.stage, job.progress);
+    setTimes(row);
+    return row;
+  }
+
+  function findRow(jobId) {
+    var rows = tbody.querySelectorAll("tr[data-job-id]");
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i].getAttribute("data-job-id") === jobId) { return rows[i]; }
+    }
+    return null;
+  }
+
+  function renderSnapshot(snap) {
+    if (!snap || !snap.jobs) { return; }
+    now = T.clock(snap.now);
+    document.getElementById("queue-depth").textContent = String(snap.queueDepth);
+    document.getElementById("worker-count").textContent = String(snap.workers.length);
+    document.getElementById("job-total").textContent = String(snap.total);
+    var list = document.getElementById("workers");
+    while (list.firstChild) { list.removeChild(list.firstChild); }
+    snap.workers.forEach(function (w) {
+      var li = document.createElement("li");
+      li.textContent = w.name + ": " + w.state + (w.job ? " (" + w.job + ")" : "");
+      list.appendChild(li);
+    });
+    while (tbody.firstChild) { tbody.removeChild(tbody.firstChild); }
+    snap.jobs.forEach(function (job) { tbody.appendChild(newRow(job)); });
+  }
+
+  /* Queue depth and workers change with jobs; re-read them at most every 3 s. */
+  function refreshSoon() {
+    if (refreshTimer) { return; }
+    refreshTimer = setTimeout(function () { refreshTimer = null; watch(); }, 3000);
+  }
+
+  function onChange(p) {
+    if (!p || typeof p.jobId !== "string") { return; }
+    var row = findRow(p.jobId);
+    if (!row) {
+      if (!p.created || page !== 1) { return; }
+      var empty = tbody.querySelector("tr.empty");
+      if (empty) { tbody.removeChild(empty); }
+      row = newRow({ jobId: p.jobId, kind: p.kind, state: p.state, progress: p.progress,
+                     stage: p.stage, createdAt: p.createdAt, snippetUrl: null });
+      tbody.insertBefore(row, tbody.firstChild);
+      while (tbody.children.length > pageSize) { tbody.removeChild(tbody.lastChild); }
+      refreshSoon();
+      return;
+    }
+    var was = row.getAttribute("data-state");
+    if (p.state === "queued") {
+      row.setAttribute("data-started-at", "");
+      row.setAttribute("data-finished-at", "");
+    } else if (!row.getAttribute("data-started-at")) {
+      row.setAttribute("data-started-at", p.at);
+    }
+    if (terminal[p.state]) { row.setAttribute("data-finished-at", p.at); }
+    setState(row, p.state, p.stage, p.progress);
+    setTimes(row);
+    if (was !== p.state) { refreshSoon(); }
+  }
+
+  function watch() {
+    socket.emit("watchDashboard", { token: token, page: page }, function (ack) {
+      if (!ack || !ack.ok) {
+        setConnection("refused", "refused: " + (ack && ack.error ? ack.error : "no answer"));
+        return;
+      }
+      setConnection("live", ack.error ? "connected (" + ack.error + ")" : "connected");
+      renderSnapshot(ack.snapshot);
+    });
+  }
+
+  var socket = io();
+  socket.on("jobChanged", onChange);
+  socket.on("connect", watch);
+  socket.on("disconnect", function () { setConnection("reconnecting", "reconnecting…"); });
+  socket.on("connect_error", function (err) {
+    setConnection(socket.active ? "reconnecting" : "refused",
+                  socket.active ? "reconnecting…" : "refused: " + err.message);
+  });
+  /* Ages and durations tick locally; nothing is fetched. */
+  setInterval(function () {
+    var rows = tbody.querySelectorAll("tr[data-job-id]");
+    for (var i = 0; i < rows.length; i++) { setTimes(rows[i]); }
+  }, 1000);
+})();
