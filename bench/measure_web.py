@@ -22,6 +22,22 @@ from worker.reporting import make_reporter
 
 Log = Callable[[str], None]
 
+NOISE = ("Numbers from a machine shared with other work are noisy; compare with a run on a "
+         "quiet machine.")
+THROUGHPUT_WHY = (
+    "the bare endpoint is a Flask view that returns 204 at once: it measures the HTTP "
+    "server and Flask alone (about 250-280 µs of CPU per request here). A callback adds "
+    "JSON decoding and validation, the bearer check, one Redis round trip for the Lua "
+    "update (redis-py under green threads), the Socket.IO emit (packet encoding and a "
+    "websocket frame; with the message queue a PUBLISH and, in every web process, "
+    "receiving and re-emitting it; the dashboard's `jobChanged` event doubles that), and "
+    "the operations features (request log line, metrics). That is 300-700 µs more CPU, "
+    "spread over many small steps (no single hot spot in a profile), so 0.85× would "
+    "leave under 50 µs for all of it. The ways to more callbacks per second are more web "
+    "processes on the message queue, gevent (about 20% less CPU per callback than "
+    "eventlet here), or `WORKER_EMIT=direct`, which takes the callback off the web "
+    "processes entirely.")
+
 
 def run_loadgen(web: Web, path: str, duration: float, concurrency: int, rate: float = 0.0,
                 jobs: list[str] | None = None, tag: str = "bg") -> dict:
@@ -93,7 +109,7 @@ def latency(stack: BenchStack, swarm: Swarm, counts: list[int], probes: int,
             met = statistics.median(samples) <= 0.002 and percentile(samples, 99) <= 0.005
             who = "1 client" if connected == 1 else f"{connected} clients"
             rows.append(Row("1", f"callback → client latency, {who} connected, no other load",
-                            p50_p99(samples), "p50 ≤ 2 ms, p99 ≤ 5 ms", met))
+                            p50_p99(samples), "p50 ≤ 2 ms, p99 ≤ 5 ms", met, why=NOISE))
         # Background load: open-loop callbacks to the watched jobs (each fans out to one
         # client) while the probe keeps sampling.
         duration = background + 2.0
@@ -110,7 +126,14 @@ def latency(stack: BenchStack, swarm: Swarm, counts: list[int], probes: int,
         met = percentile(samples, 99) <= 0.025 and load["rate"] >= 950
         rows.append(Row("1", f"callback → client latency, {connected} clients connected, "
                         f"under {load['rate']:.0f} callbacks/s background load (asked 1000/s)",
-                        p50_p99(samples), "p99 ≤ 25 ms at 1000/s", met))
+                        p50_p99(samples), "p99 ≤ 25 ms at 1000/s", met, why=(
+                            "at 1000 callbacks/s one web process is busy most of the time "
+                            "(see the CPU per callback in 2) and a probe waits behind the "
+                            "callbacks and pushes queued before it in the single event loop; "
+                            "the load generator, the 1000 clients and the probe share the "
+                            "other core. The tail shrinks with more cores, with gevent (less "
+                            "CPU per callback) or by spreading the load over several web "
+                            "processes on the message queue. " + NOISE)))
     finally:
         probe.close()
     notes = [
@@ -165,7 +188,10 @@ def fan_out(stack: BenchStack, swarm: Swarm, subscribers: int, events: int,
     return [Row("1", f"one event to {res['connected']} subscribers of one room: time until "
                 "the last has it", f"{p50_p99(last)}; half had it after "
                 f"{ms(statistics.median(half)) if half else '-'}; {complete}/{events} "
-                "events reached everyone", "≤ 100 ms median", met)]
+                "events reached everyone", "≤ 100 ms median", met, why=(
+                    "one process encodes the event once but writes 1000 websocket frames "
+                    "one after the other; the 1000 receiving clients run in one process on "
+                    "the same machine. " + NOISE))]
 
 
 def throughput(stack: BenchStack, duration: float, concurrency: int, watchers: int,
@@ -210,7 +236,7 @@ def throughput(stack: BenchStack, duration: float, concurrency: int, watchers: i
             f"{cb['rate']:.0f}/s at {cb['server_cpu']:.0%} server CPU = {rate_ratio:.2f}× "
             f"bare's rate; {cb['delivered']} of {cb['requests']} pushed{errors}; nobody "
             f"watching: {quiet['cpu_us']:.0f} µs", f"≥ {target}× bare",
-            ratio >= target and ok_statuses))
+            ratio >= target and ok_statuses, why=THROUGHPUT_WHY))
     notes = [
         f"Throughput (2): `bench/loadgen.py` (raw asyncio HTTP/1.1, keep-alive) runs "
         f"closed-loop with {concurrency} connections for {duration:.0f} s against "
@@ -254,10 +280,13 @@ def idle_connections(stack: BenchStack, count: int, hold: float,
         Row("3", "idle Socket.IO connections one web process holds",
             f"{held} held ({res['connected']} opened in {res['seconds']:.0f} s, "
             f"{res['refused']} refused, {res['failed']} failed); /api/progress meanwhile "
-            f"{p50_p99(timings)}", "≥ 10,000", held >= 10000 if count >= 10000 else None),
+            f"{p50_p99(timings)}", "≥ 10,000", held >= 10000 if count >= 10000 else None,
+            why="see the refused/failed counts and the web process's log in var/bench-logs"),
         Row("3", "memory per idle connection (web worker RSS delta / connections)",
             f"{per / 1024:.0f} KB (RSS {base / 2**20:.0f} → {rss / 2**20:.0f} MiB)",
-            "≤ 80 KB", per <= 80 * 1024),
+            "≤ 80 KB", per <= 80 * 1024,
+            why="Engine.IO and Socket.IO session state, a green thread and socket buffers "
+                "per connection"),
     ]
     notes = [
         f"Connections (3): one process of raw websocket Socket.IO clients opens {count} "

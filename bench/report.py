@@ -47,6 +47,7 @@ class Row:
     result: str
     target: str = ""
     met: bool | None = None  # None: no target or not comparable
+    why: str = ""  # the explanation printed when the target is missed
 
     @property
     def verdict(self) -> str:
@@ -114,8 +115,25 @@ def markdown(rows: Sequence[Row], notes: Sequence[str], command: str, mode: str,
         "",
         table(rows),
         "",
+        "## Targets missed, and why",
+        "",
+        *(missed(rows) or ["Every target was met in this run."]),
+        "",
         "## How each figure is measured",
         "",
         *[f"- {note}" for note in notes],
         "",
     ])
+
+
+def missed(rows: Sequence[Row]) -> list[str]:
+    """One bullet per missed target, with its explanation (each explanation once)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for row in rows:
+        if row.met is False:
+            why = row.why if row.why not in seen else "(see above)"
+            seen.add(row.why)
+            out.append(f"- **{row.what}** ({row.result}; target {row.target}): "
+                       f"{why or 'no explanation recorded'}")
+    return out
