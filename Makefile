@@ -24,13 +24,14 @@ run: $(VENV)/.installed .env
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared website worker
+	$(BIN)/mypy shared website worker bench
 
 test: $(VENV)/.installed browser lint
 	$(BIN)/pytest
 
+# Full run (under 10 minutes) rewrites docs/benchmarks.md; BENCH_ARGS=--quick for a 2-minute check.
 bench: $(VENV)/.installed
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --write docs/benchmarks.md $(BENCH_ARGS)
 
 # Debian's Chromium for the browser tests (root on Debian only; else they skip).
 browser:

@@ -3,7 +3,10 @@
 Run: ``gunicorn 'website:create_app()'`` (this file is picked up from the
 working directory). ``ASYNC_MODE`` picks the worker class (eventlet or
 gevent), ``WORKER_CONNECTIONS`` the number of simultaneous connections
-(Socket.IO clients included) one process serves.
+(Socket.IO clients included) one process serves. The site itself refuses
+Socket.IO connections beyond ``SOCKETIO_MAX_CONNECTIONS`` (below
+``WORKER_CONNECTIONS``), so HTTP requests always find a free one
+(``website/capacity.py``).
 """
 
 from __future__ import annotations

@@ -50,6 +50,22 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def default_socketio_cap(worker_connections: int) -> int:
+    """Socket.IO connections allowed by default: keep 10% (at least 10) for HTTP."""
+    return max(1, worker_connections - max(10, worker_connections // 10))
+
+
 _RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -111,6 +127,17 @@ class Config:
         # RQ worker class: fork (a work horse per job) or simple (in-process).
         self.WORKER_CLASS: str = env.get("WORKER_CLASS", "") or "fork"
         self.WORKER_CONNECTIONS: int = _int(env, "WORKER_CONNECTIONS", 1000, minimum=1)
+        # At most this many Socket.IO connections per web process (0: the
+        # default, WORKER_CONNECTIONS less 10%); new ones beyond it get 503 so
+        # that HTTP requests such as the progress callback always find room.
+        self.SOCKETIO_MAX_CONNECTIONS: int = _int(env, "SOCKETIO_MAX_CONNECTIONS", 0)
+        # How the worker reports progress: http (POST /api/progress, the default
+        # and the way for external workers) or direct (apply to Redis and emit
+        # through the Socket.IO message queue; needs SOCKETIO_MESSAGE_QUEUE).
+        self.WORKER_EMIT: str = env.get("WORKER_EMIT", "") or "http"
+        # Import the job modules once in the worker parent (forking workers then
+        # skip the import per job).
+        self.WORKER_PRELOAD: bool = _bool(env, "WORKER_PRELOAD", True)
         self.LOG_LEVEL: str = (env.get("LOG_LEVEL", "") or "INFO").upper()
         self.ACCESS_LOG: bool = env.get("ACCESS_LOG", "1") not in ("0", "false", "no", "")
         self.WEB_BIND: str = env.get("WEB_BIND", "") or f"127.0.0.1:{env.get('PORT') or 5000}"
@@ -132,6 +159,8 @@ class Config:
         for key, value in overrides.items():
             if not isinstance(value, str):
                 setattr(self, key, value)
+        if not self.SOCKETIO_MAX_CONNECTIONS:
+            self.SOCKETIO_MAX_CONNECTIONS = default_socketio_cap(self.WORKER_CONNECTIONS)
         self.validate()
 
     @property
@@ -151,6 +180,15 @@ class Config:
             raise ConfigError("ASYNC_MODE must be eventlet, gevent or threading")
         if self.WORKER_CLASS not in ("fork", "simple"):
             raise ConfigError("WORKER_CLASS must be fork or simple")
+        if self.WORKER_EMIT not in ("http", "direct"):
+            raise ConfigError("WORKER_EMIT must be http or direct")
+        if self.WORKER_EMIT == "direct" and not self.SOCKETIO_MESSAGE_QUEUE:
+            raise ConfigError("WORKER_EMIT=direct needs SOCKETIO_MESSAGE_QUEUE (a Redis URL)")
+        if not 0 < self.SOCKETIO_MAX_CONNECTIONS < self.WORKER_CONNECTIONS:
+            raise ConfigError(
+                f"SOCKETIO_MAX_CONNECTIONS ({self.SOCKETIO_MAX_CONNECTIONS}) must be above 0 "
+                f"and below WORKER_CONNECTIONS ({self.WORKER_CONNECTIONS}), so that HTTP "
+                "requests always find a free connection")
         parse_rate(self.RATE_LIMIT)
 
     def as_dict(self) -> dict[str, Any]:

@@ -176,10 +176,11 @@ def stack_env(redis_url: str, web_port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_web(env: dict[str, str], log_dir: Path, name: str = "web") -> Process:
+def start_web(env: dict[str, str], log_dir: Path, name: str = "web",
+              app: str = "website:create_app()") -> Process:
     """Start gunicorn with the site (worker class from ASYNC_MODE) and wait for it."""
     bin_dir = Path(sys.executable).parent
-    proc = Process(name, [str(bin_dir / "gunicorn"), "website:create_app()"], env, log_dir)
+    proc = Process(name, [str(bin_dir / "gunicorn"), app], env, log_dir)
     proc.start()
     url = env["SITE_URL"] + "/"
 

@@ -9,6 +9,7 @@ from flask import Flask
 
 from shared.config import Config
 from website.access import configure_logging
+from website.capacity import ConnectionCap
 from website.extensions import redis_ext, socketio
 
 
@@ -28,6 +29,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         else socketio_lib.Manager()
     )
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager)
+    engineio_server = socketio.server.eio
+    app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
+        app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],
+        sessions=lambda: len(engineio_server.sockets))
 
     from website import api, errors, jobs, ratelimit, security, snippets, snippets_api, sockets
 

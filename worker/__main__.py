@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import time
@@ -21,10 +22,21 @@ WORKER_CLASSES: dict[str, type[JobcastWorker] | type[JobcastSimpleWorker]] = {
 }
 
 
-def preload_jobs() -> None:
+def preload_jobs(cfg: Config, extra: list[str] | None = None) -> None:
     """Import the job modules once in the parent, so forked work horses reuse them."""
-    import worker.highlight  # noqa: F401
+    import worker.highlight
     import worker.jobs  # noqa: F401
+
+    # Pygments loads lexers, formatter and style on first use: do it here once,
+    # or every forked work horse loads them again (about 40 ms a job).
+    for language in ("python", "auto"):
+        worker.highlight.highlight("x = 1\n", language)
+
+    for module in extra or []:
+        importlib.import_module(module)
+
+    if cfg.WORKER_EMIT == "direct":
+        import flask_socketio  # noqa: F401 - the write-only emitter's module
 
 
 def wait_for_redis(conn: redis.Redis, timeout: float) -> None:
@@ -45,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--name", help="worker name (default: RQ's)")
+    parser.add_argument("--preload", action="append", default=[], metavar="MODULE",
+                        help="another job module to import up front (repeatable)")
     args = parser.parse_args(argv)
 
     try:
@@ -55,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conn = redis.Redis.from_url(cfg.REDIS_URL)
     wait_for_redis(conn, timeout=60)
-    preload_jobs()
+    if cfg.WORKER_PRELOAD:
+        preload_jobs(cfg, args.preload)
     worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
     queue = Queue(cfg.QUEUE_NAME, connection=conn)
     # log_job_description=False: job arguments include the per-job callback token.
@@ -63,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     # recovery (worker/recovery.py) may make it shorter to honour ABANDONED_AFTER.
     worker = worker_class([queue], connection=conn, name=args.name, log_job_description=False,
                           worker_ttl=cfg.WORKER_TTL, cfg=cfg)
-    log.info("worker %s (%s) on queue %s, reporting to %s",
-             worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME, cfg.PROGRESS_URL)
+    log.info("worker %s (%s, preload %s) on queue %s, reporting %s",
+             worker.name, cfg.WORKER_CLASS, cfg.WORKER_PRELOAD, cfg.QUEUE_NAME,
+             "direct to Redis" if cfg.WORKER_EMIT == "direct" else "to " + cfg.PROGRESS_URL)
     worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=False)
     return 0
 

@@ -52,3 +52,8 @@ def demo_job(job_id: str, token: str | None = None) -> str:
         run_demo(job_id, report, delay=cfg.DEMO_STEP_DELAY)
     log.info("job %s done", job_id)
     return "done"
+
+
+def noop_job(*args: object, **kwargs: object) -> str:
+    """A job that does nothing: a worker liveness probe and the benchmark's trivial job."""
+    return "ok"

@@ -1,5 +1,9 @@
 """How a job reports: a reporter built from the config, and the job boundary.
 
+By default a job reports through the site's HTTP callback; with
+``WORKER_EMIT=direct`` it writes to Redis and the Socket.IO message queue
+itself (:class:`DirectReporter`).
+
 ``job_boundary`` is the one catch-all of the worker: whatever a job raises
 (including RQ's timeout) is logged with its traceback and reported as
 ``failed`` before it is re-raised for RQ to record, so a page never shows
@@ -11,14 +15,20 @@ from a callback answer (``checked_report``); the job then just stops.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
 import redis
+import requests
 
 from shared.config import Config
 from shared.protocol import (
+    DASHBOARD_ROOM,
+    DASHBOARD_UPDATE,
     FAILED,
     RUNNING,
     SUCCEEDED,
@@ -26,9 +36,9 @@ from shared.protocol import (
     ProgressUpdate,
     room_for,
 )
-from shared.reporter import ProgressReporter
+from shared.reporter import ProgressReporter, ReportError
 from shared.snippets import SnippetStore, snippet_events
-from shared.store import JobStore, UnknownJob
+from shared.store import JobState, JobStore, UnknownJob
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,26 @@ def snippet_store(redis_url: str, ttl: int) -> SnippetStore:
     return SnippetStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
 
 
+def apply_and_emit(cfg: Config, update: ProgressUpdate) -> JobState | None:
+    """Apply ``update`` to the job store; emit it on the message queue if configured.
+
+    Emits what the callback emits: ``updateProgress`` to the job's room, the
+    snippet events of a highlight job, and the dashboard's ``jobChanged``.
+    Raises :class:`UnknownJob` for an unknown job and ``redis.RedisError``
+    when Redis cannot be reached.
+    """
+    now = time.time()
+    state = _store(cfg.REDIS_URL, cfg.JOB_TTL).apply(update, now=now)
+    if state is not None and cfg.SOCKETIO_MESSAGE_QUEUE:
+        sio = emitter(cfg.SOCKETIO_MESSAGE_QUEUE)
+        sio.emit(UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
+        snippets = snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL)
+        for event, payload, room in snippet_events(state, snippets):
+            sio.emit(event, payload, to=room)
+        sio.emit(DASHBOARD_UPDATE, state.to_dashboard(now), to=DASHBOARD_ROOM)
+    return state
+
+
 class DirectStore:
     """Fallback when the site is unreachable: write the state straight to Redis.
 
@@ -57,16 +87,47 @@ class DirectStore:
     def __call__(self, update: ProgressUpdate) -> None:
         """Apply ``update`` to the job store and, if possible, emit it."""
         try:
-            state = _store(self.cfg.REDIS_URL, self.cfg.JOB_TTL).apply(update)
+            apply_and_emit(self.cfg, update)
         except UnknownJob:
             log.warning("fallback: job %s is unknown to the store", update.job_id)
-            return
-        if state is not None and self.cfg.SOCKETIO_MESSAGE_QUEUE:
-            sio = emitter(self.cfg.SOCKETIO_MESSAGE_QUEUE)
-            sio.emit(UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
-            snippets = snippet_store(self.cfg.REDIS_URL, self.cfg.SNIPPET_TTL)
-            for event, payload, room in snippet_events(state, snippets):
-                sio.emit(event, payload, to=room)
+
+
+class DirectReporter(ProgressReporter):
+    """Reports without the site (``WORKER_EMIT=direct``).
+
+    Each update is applied to the job store (the same Lua script as the
+    callback) and emitted through the Socket.IO message queue, where every
+    web process picks it up for its clients. Redis errors are retried with
+    backoff for ``retry_seconds``; an unknown job raises like a 404 would.
+    """
+
+    def __init__(self, cfg: Config, sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(cfg.PROGRESS_URL, "", retry_seconds=cfg.REPORT_RETRY_SECONDS,
+                         sleep=sleep)
+        self.cfg = cfg
+
+    def send(self, update: ProgressUpdate) -> None:
+        """Apply and emit ``update``, retrying while Redis is unreachable."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                state = apply_and_emit(self.cfg, update)
+                self.last_applied = state is not None
+                if state is None:  # dropped: where does the job stand (cancelled?)
+                    current = _store(self.cfg.REDIS_URL, self.cfg.JOB_TTL).get(update.job_id)
+                    state = current
+                self.last_state = state.state if state is not None else None
+                return
+            except UnknownJob:
+                raise ReportError(f"unknown job {update.job_id}", 404) from None
+            except redis.RedisError as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ReportError(f"Redis unreachable: {exc}") from exc
+                log.info("direct report for job %s failed (%s); retrying", update.job_id, exc)
+                self._sleep(min(remaining, random.uniform(0, delay)))
+                delay = min(delay * 2, 5.0)
 
 
 @lru_cache(maxsize=2)
@@ -78,13 +139,26 @@ def emitter(message_queue: str):  # type: ignore[no-untyped-def]
                     channel="jobcast")
 
 
+@lru_cache(maxsize=1)
+def _http_session(pid: int) -> requests.Session:
+    """One keep-alive HTTP session per process (a forked work horse gets its own)."""
+    return requests.Session()
+
+
 def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
-    """A reporter for one job: its per-job token if given, else the shared one."""
+    """A reporter for one job: its per-job token if given, else the shared one.
+
+    With ``WORKER_EMIT=direct`` the reporter skips the site and writes to
+    Redis and the Socket.IO message queue itself.
+    """
+    if cfg.WORKER_EMIT == "direct":
+        return DirectReporter(cfg)
     return ProgressReporter(
         cfg.PROGRESS_URL,
         token or cfg.PROGRESS_TOKEN,
         retry_seconds=cfg.REPORT_RETRY_SECONDS,
         fallback=DirectStore(cfg),
+        session=_http_session(os.getpid()),
     )
 
 

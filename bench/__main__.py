@@ -1,0 +1,138 @@
+"""``python -m bench [--quick] [--write docs/benchmarks.md] [--only 1,3]``.
+
+Starts Redis and two web processes on free ports (plus workers as needed),
+runs the measurements, prints one table and optionally writes it, with the
+machine and the command, to a Markdown file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import measure_push, measure_web, measure_workers
+from bench.report import Row, markdown, table
+from bench.stack import ROOT_DIR, BenchStack
+from bench.swarm import Swarm
+
+log = logging.getLogger("bench")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of each measurement a mode does."""
+
+    commands: int
+    probes: int
+    clients: tuple[int, ...]
+    background: float
+    fan_out: int
+    fan_out_events: int
+    throughput_seconds: float
+    idle: int
+    hold: float
+    trivial: dict[str, int]
+    highlight: int
+    push_jobs: int
+
+
+QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
+              fan_out=1000, fan_out_events=5, throughput_seconds=3.0, idle=2000, hold=0.0,
+              trivial={"simple": 300, "fork": 150, "fork-cold": 40}, highlight=60,
+              push_jobs=3)
+FULL = Sizes(commands=500, probes=500, clients=(1, 100, 1000), background=15.0,
+             fan_out=1000, fan_out_events=30, throughput_seconds=8.0, idle=10000, hold=30.0,
+             trivial={"simple": 2000, "fork": 600, "fork-cold": 150}, highlight=300,
+             push_jobs=10)
+
+
+def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
+    """Every selected measurement, on one freshly started stack."""
+    rows: list[Row] = []
+    notes: list[str] = []
+    log_dir = ROOT_DIR / "var" / "bench-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack = BenchStack(log_dir).start()
+    say = log.info
+    try:
+        if "6" in only:
+            say("6: Redis commands per callback")
+            rows += measure_web.redis_commands(stack, sizes.commands)
+        if "1" in only:
+            with Swarm("127.0.0.1", stack.a.port) as swarm:
+                say("1: callback → client latency")
+                got, text = measure_web.latency(stack, swarm, list(sizes.clients),
+                                                sizes.probes, sizes.background, say)
+                rows += got
+                notes += text
+                say("1: fan-out to one room")
+                rows += measure_web.fan_out(stack, swarm, sizes.fan_out,
+                                            sizes.fan_out_events, say)
+        if "2" in only:
+            say("2: callback throughput")
+            got, text = measure_web.throughput(stack, sizes.throughput_seconds, 32, 100, say)
+            rows += got
+            notes += text
+        if "3" in only:
+            say("3: idle connections")
+            got, text = measure_web.idle_connections(stack, sizes.idle, sizes.hold, say)
+            rows += got
+            notes += text
+        if "4" in only:
+            say("4: worker throughput")
+            rows += measure_workers.trivial_jobs(stack, sizes.trivial, say)
+            got, text = measure_workers.highlight_jobs(stack, sizes.highlight, say)
+            rows += got
+            notes += text
+        if "5" in only:
+            say("5: push against polling")
+            got, text = measure_push.push_vs_poll(stack, sizes.push_jobs, say)
+            rows += got
+            notes += text
+    finally:
+        stack.stop()
+    if "6" in only:
+        notes.append(
+            "Redis commands (6): `INFO commandstats` before and after a series of applied "
+            "callbacks with nothing else running; \"sent\" counts the commands a client "
+            "sends (round trips), the breakdown also shows the HMGET and HSET that the "
+            "store's Lua script runs inside Redis.")
+    rows.sort(key=lambda r: r.section)
+    return rows, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run, print the table, write the file."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller samples (about 2 minutes), for development")
+    parser.add_argument("--write", metavar="PATH", help="also write the results as Markdown")
+    parser.add_argument("--only", default="1,2,3,4,5,6",
+                        help="comma-separated measurement numbers (default: all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        stream=sys.stderr)
+    sizes = QUICK if args.quick else FULL
+    mode = "quick" if args.quick else "full"
+    started = time.monotonic()
+    rows, notes = run(sizes, {s.strip() for s in args.only.split(",") if s.strip()})
+    seconds = time.monotonic() - started
+    sys.stdout.write(table(rows) + "\n")
+    if args.write:
+        command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+        path = Path(args.write)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(markdown(rows, notes, command.strip(), mode, seconds))
+        log.info("wrote %s", path)
+    log.info("done in %.0f s", seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""The processes under test: one Redis, web A (alone), web B (message queue)
+and web G (gevent).
+
+Both web processes run ``bench.webapp:create_app()`` (the site plus a bare
+endpoint) under gunicorn with eventlet, on free ports, started with the
+helpers of ``tests/support.py``. Workers are started per measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import redis
+
+from shared.protocol import new_id
+from shared.store import JobStore
+from tests.support import (
+    TEST_PROGRESS_TOKEN,
+    Process,
+    RedisServer,
+    free_port,
+    stack_env,
+    start_web,
+    start_worker,
+)
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+WEB_APP = "bench.webapp:create_app()"
+# Room for 10,000 idle Socket.IO connections plus HTTP headroom.
+WORKER_CONNECTIONS = 11000
+SOCKETIO_MAX_CONNECTIONS = 10500
+
+
+class Web:
+    """A running web process: its port, process and gunicorn worker."""
+
+    def __init__(self, name: str, env: dict[str, str], proc: Process) -> None:
+        self.name = name
+        self.env = env
+        self.proc = proc
+        self.port = int(env["PORT"])
+        self.url = env["SITE_URL"]
+
+    def worker_process(self) -> psutil.Process:
+        """gunicorn's (single) worker process, the one serving requests."""
+        children = psutil.Process(self.proc.pid).children()
+        if len(children) != 1:
+            raise RuntimeError(f"{self.name}: expected one gunicorn worker, got {children}")
+        return children[0]
+
+    def rss(self) -> int:
+        """Resident memory of the worker process, in bytes."""
+        return int(self.worker_process().memory_info().rss)
+
+    def post_progress(self, job_id: str, message: str, progress: int = 50) -> int:
+        """One callback on a fresh connection; the status code."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("POST", "/api/progress", body=json.dumps(
+                {"jobId": job_id, "progress": progress, "state": "running",
+                 "message": message}), headers={"Authorization": f"Bearer {TEST_PROGRESS_TOKEN}",
+                                                "Content-Type": "application/json"})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+
+class BenchStack:
+    """Redis + web A (no message queue) + web B (Redis message queue) + web G (gevent)."""
+
+    def __init__(self, log_dir: Path | None = None) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="jobcast-bench-")
+        self.dir = Path(self._tmp.name)
+        self.log_dir = log_dir or self.dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.redis = RedisServer(self.log_dir, self.dir / "redis")
+        self.webs: list[Web] = []
+        self.client: redis.Redis | None = None
+
+    def start(self) -> BenchStack:
+        """Start Redis and the web processes."""
+        self.redis.start()
+        self.client = redis.Redis.from_url(self.redis.url, decode_responses=True)
+        self.start_web("web-a")
+        self.start_web("web-b", SOCKETIO_MESSAGE_QUEUE=self.redis.url)
+        self.start_web("web-g", ASYNC_MODE="gevent")
+        return self
+
+    def start_web(self, name: str, **extra: str) -> Web:
+        """Start one more web process on a free port (stopped with the stack)."""
+        common = {"WORKER_CONNECTIONS": str(WORKER_CONNECTIONS),
+                  "SOCKETIO_MAX_CONNECTIONS": str(SOCKETIO_MAX_CONNECTIONS),
+                  "LOG_LEVEL": "WARNING", "DEMO_STEP_DELAY": "0.2"}
+        env = stack_env(self.redis.url, free_port(), **dict(common, **extra))
+        web = Web(name, env, start_web(env, self.log_dir, name=name, app=WEB_APP))
+        self.webs.append(web)
+        return web
+
+    @property
+    def a(self) -> Web:
+        """The web process without a message queue."""
+        return self.webs[0]
+
+    @property
+    def b(self) -> Web:
+        """The web process with the Redis message queue."""
+        return self.webs[1]
+
+    @property
+    def g(self) -> Web:
+        """The web process under gunicorn's gevent worker (no message queue)."""
+        return self.webs[2]
+
+    @property
+    def store(self) -> JobStore:
+        """The job store, on the bench's own Redis connection."""
+        assert self.client is not None
+        return JobStore(self.client)
+
+    def create_jobs(self, count: int) -> list[str]:
+        """``count`` job records (queued, nobody runs them): callbacks may report them."""
+        ids = [new_id() for _ in range(count)]
+        for job_id in ids:
+            self.store.create(job_id, kind="bench")
+        return ids
+
+    def command_calls(self) -> dict[str, int]:
+        """Redis ``INFO commandstats`` as {command: calls}, without INFO itself."""
+        assert self.client is not None
+        stats = self.client.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()
+                if k != "cmdstat_info"}
+
+    @contextlib.contextmanager
+    def worker(self, name: str, web: Web | None = None, args: list[str] | None = None,
+               env: dict[str, str] | None = None) -> Iterator[Process]:
+        """A worker process for the duration of the block."""
+        environment = dict((web or self.a).env, **(env or {}))
+        proc = start_worker(environment, self.log_dir, name=name, args=args)
+        try:
+            yield proc
+        finally:
+            proc.stop()
+
+    def stop(self) -> None:
+        """Stop every process and remove the temporary data."""
+        for web in reversed(self.webs):
+            web.proc.stop()
+        if self.client is not None:
+            self.client.close()
+        self.redis.stop()
+        self._tmp.cleanup()
+
+
+def settle(seconds: float = 0.5) -> None:
+    """Let the servers finish what the previous step started."""
+    time.sleep(seconds)

@@ -1,0 +1,218 @@
+"""Scale-out with real processes: two web instances on one Socket.IO message
+queue, two workers on one queue, the worker emitting straight to the queue,
+and the site under gunicorn's gevent worker."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from rq import Queue, Worker
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+
+from shared.config import Config, ConfigError, default_socketio_cap
+from shared.protocol import SUCCEEDED
+from shared.reporter import ReportError
+from tests.conftest import start_stack, stop_stack
+from tests.support import (
+    EventRecorder,
+    Process,
+    RedisServer,
+    auth,
+    final_state_received,
+    free_port,
+    stack_env,
+    start_web,
+    start_worker,
+    wait_until,
+)
+from worker.reporting import DirectReporter, make_reporter
+
+
+@dataclass
+class Cluster:
+    """One Redis, two web instances sharing it as their Socket.IO message queue."""
+
+    redis: RedisServer
+    env_a: dict[str, str]
+    env_b: dict[str, str]
+    log_dir: Path
+
+    @property
+    def url_a(self) -> str:
+        """Base URL of instance A."""
+        return self.env_a["SITE_URL"]
+
+    @property
+    def url_b(self) -> str:
+        """Base URL of instance B."""
+        return self.env_b["SITE_URL"]
+
+    def start_job(self, base_url: str) -> str:
+        """Start a demo job through an instance's JSON API; its id."""
+        resp = requests.post(base_url + "/api/jobs", timeout=5)
+        assert resp.status_code == 202, resp.text
+        return str(resp.json()["id"])
+
+    def state(self, job_id: str) -> dict[str, Any]:
+        """The job's state, read through instance B."""
+        resp = requests.get(f"{self.url_b}/api/jobs/{job_id}", timeout=5)
+        assert resp.status_code == 200, resp.text
+        return resp.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def cluster(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Redis + web A + web B, both with SOCKETIO_MESSAGE_QUEUE set."""
+    server = RedisServer(log_dir, tmp_path_factory.mktemp("cluster-redis")).start()
+    env_a = stack_env(server.url, free_port(), SOCKETIO_MESSAGE_QUEUE=server.url,
+                      DEMO_STEP_DELAY="0.02")
+    env_b = stack_env(server.url, free_port(), SOCKETIO_MESSAGE_QUEUE=server.url)
+    procs: list[Process] = [server]
+    try:
+        procs.append(start_web(env_a, log_dir, name="web-a"))
+        procs.append(start_web(env_b, log_dir, name="web-b"))
+        yield Cluster(server, env_a, env_b, log_dir)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def _progress_is(value: int) -> Any:
+    def check(events: list[tuple[str, Any]]) -> bool:
+        return any(name == "updateProgress" and data.get("progress") == value
+                   for name, data in events)
+    return check
+
+
+def test_callback_to_one_instance_reaches_clients_of_the_other(cluster: Cluster) -> None:
+    job_id = cluster.start_job(cluster.url_a)  # no worker runs: we report ourselves
+    on_b = EventRecorder(cluster.url_b, job_id)
+    on_a = EventRecorder(cluster.url_a, job_id)
+    try:
+        on_b.wait_for(lambda ev: len(ev) >= 1, what="initial state on B")
+        on_a.wait_for(lambda ev: len(ev) >= 1, what="initial state on A")
+        body = {"jobId": job_id, "progress": 40, "state": "running", "message": "via A"}
+        resp = requests.post(cluster.url_a + "/api/progress", json=body, headers=auth(),
+                             timeout=5)
+        assert resp.status_code == 204, resp.text
+        on_b.wait_for(_progress_is(40), what="update posted to A, on B")
+        on_a.wait_for(_progress_is(40), what="update posted to A, on A")
+
+        body = {"jobId": job_id, "progress": 70, "state": "running", "message": "via B"}
+        resp = requests.post(cluster.url_b + "/api/progress", json=body, headers=auth(),
+                             timeout=5)
+        assert resp.status_code == 204, resp.text
+        on_a.wait_for(_progress_is(70), what="update posted to B, on A")
+        on_b.wait_for(_progress_is(70), what="update posted to B, on B")
+    finally:
+        on_a.close()
+        on_b.close()
+    # each instance delivered each update exactly once
+    for rec in (on_a, on_b):
+        progress = [p["progress"] for p in rec.payloads("updateProgress")]
+        assert progress.count(40) == 1 and progress.count(70) == 1, progress
+
+
+def test_two_workers_on_one_queue_run_each_job_exactly_once(cluster: Cluster) -> None:
+    conn = redis.Redis.from_url(cluster.redis.url)
+    queue = Queue(cluster.env_a.get("QUEUE_NAME", "jobcast"), connection=conn)
+    queue.empty()  # jobs left queued by the tests above (they ran no worker)
+    workers = [start_worker(cluster.env_a, cluster.log_dir, name=name)
+               for name in ("worker-1", "worker-2")]
+    try:
+        job_ids = [cluster.start_job(cluster.url_a) for _ in range(16)]
+        wait_until(lambda: all(cluster.state(j)["state"] == SUCCEEDED for j in job_ids),
+                   timeout=60, interval=0.2, what="all jobs succeeded")
+        # RQ moves a job to the finished registry just after the last report.
+        wait_until(lambda: set(job_ids) <= set(FinishedJobRegistry(queue=queue).get_job_ids()),
+                   timeout=10, what="RQ finished registry")
+        assert FailedJobRegistry(queue=queue).get_job_ids() == []
+        assert StartedJobRegistry(queue=queue).get_job_ids() == []
+        ran_by = {j: queue.fetch_job(j).worker_name for j in job_ids}  # type: ignore[union-attr]
+        counts = {w.name: w.successful_job_count for w in (
+            Worker.find_by_key(f"rq:worker:{name}", connection=conn)
+            for name in ("worker-1", "worker-2")) if w is not None}
+    finally:
+        for proc in workers:
+            proc.stop()
+        conn.close()
+    assert set(ran_by.values()) == {"worker-1", "worker-2"}, ran_by  # both took work
+    assert sum(counts.values()) == len(job_ids), counts
+    # and each job started exactly once, in one of the two workers' logs
+    logs = "".join(proc.log_path.read_text() for proc in workers)
+    started = re.findall(r"job ([0-9a-f-]{36}) started", logs)
+    assert sorted(started) == sorted(job_ids)
+
+
+def test_worker_can_emit_straight_to_the_message_queue(cluster: Cluster) -> None:
+    # The callback URL answers 404: a worker that used HTTP would fail the job.
+    env = dict(cluster.env_a, WORKER_EMIT="direct",
+               PROGRESS_URL=cluster.url_a + "/api/no-such-callback")
+    worker = start_worker(env, cluster.log_dir, name="worker-direct")
+    job_id = cluster.start_job(cluster.url_a)
+    rec = EventRecorder(cluster.url_b, job_id)
+    try:
+        rec.wait_for(final_state_received(), timeout=30, what="final state via direct emit")
+    finally:
+        rec.close()
+        worker.stop()
+    payloads = rec.payloads("updateProgress")
+    assert payloads[-1]["state"] == SUCCEEDED and payloads[-1]["progress"] == 100
+    progress = [p["progress"] for p in payloads]
+    assert progress == sorted(progress)
+    assert cluster.state(job_id)["state"] == SUCCEEDED
+    assert "direct to Redis" in worker.log_tail()
+
+
+def test_direct_reporter_refuses_unknown_jobs(redis_url: str) -> None:
+    cfg = Config(environ={}, SECRET_KEY="s", PROGRESS_TOKEN="t", REDIS_URL=redis_url,
+                 SOCKETIO_MESSAGE_QUEUE=redis_url, WORKER_EMIT="direct")
+    reporter = make_reporter(cfg, "per-job-token")
+    assert isinstance(reporter, DirectReporter)
+    with pytest.raises(ReportError) as info:
+        reporter.report("6f1c2f5e-1c1b-4d52-8b0e-6f2b7c1a9d10", 10)
+    assert info.value.status == 404
+
+
+def test_scale_settings_are_validated() -> None:
+    base = {"SECRET_KEY": "s", "PROGRESS_TOKEN": "t"}
+    with pytest.raises(ConfigError, match="SOCKETIO_MESSAGE_QUEUE"):
+        Config(environ=dict(base, WORKER_EMIT="direct"))
+    with pytest.raises(ConfigError, match="WORKER_EMIT"):
+        Config(environ=dict(base, WORKER_EMIT="carrier-pigeon"))
+    with pytest.raises(ConfigError, match="below WORKER_CONNECTIONS"):
+        Config(environ=dict(base, WORKER_CONNECTIONS="100", SOCKETIO_MAX_CONNECTIONS="100"))
+    with pytest.raises(ConfigError, match="WORKER_PRELOAD"):
+        Config(environ=dict(base, WORKER_PRELOAD="maybe"))
+    assert Config(environ=dict(base, WORKER_CONNECTIONS="100")).SOCKETIO_MAX_CONNECTIONS == 90
+    assert Config(environ=base).SOCKETIO_MAX_CONNECTIONS == default_socketio_cap(1000) == 900
+    assert Config(environ=dict(base, WORKER_PRELOAD="0")).WORKER_PRELOAD is False
+
+
+def test_site_runs_under_gunicorn_gevent(log_dir: Path, tmp_path: Path) -> None:
+    stack = start_stack(log_dir, tmp_path / "redis", ASYNC_MODE="gevent")
+    try:
+        assert "Using worker: gevent" in stack.web.log_tail(20000)
+        job_id = stack.start_job()
+        over_ws = EventRecorder(stack.url, job_id)
+        over_polling = EventRecorder(stack.url, job_id, transports=["polling"])
+        try:
+            for rec in (over_ws, over_polling):
+                rec.wait_for(final_state_received(), timeout=30, what="final state (gevent)")
+        finally:
+            over_ws.close()
+            over_polling.close()
+        for rec in (over_ws, over_polling):
+            payloads = rec.payloads("updateProgress")
+            assert payloads[-1] == {"jobId": job_id, "progress": 100, "state": SUCCEEDED,
+                                    "message": ""}
+        assert stack.job_state(job_id)["state"] == SUCCEEDED
+    finally:
+        stop_stack(stack)
