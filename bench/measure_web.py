@@ -240,7 +240,7 @@ def throughput(stack: BenchStack, duration: float, concurrency: int, watchers: i
     notes = [
         f"Throughput (2): `bench/loadgen.py` (raw asyncio HTTP/1.1, keep-alive) runs "
         f"closed-loop with {concurrency} connections for {duration:.0f} s against "
-        "`POST /bench/bare` (a Flask view answering 204 at once, added to the same app by "
+        "`POST /api/bench/bare` (a Flask view answering 204 at once, added to the same app by "
         "`bench/webapp.py`), then against `POST /api/progress` for jobs watched by "
         f"{watchers} connected clients (each callback carries a new message, so it is "
         "applied and pushed), then for jobs nobody watches. Server CPU is the gunicorn "

@@ -10,11 +10,11 @@ from flask import Flask, Response
 
 import website
 
-BARE_PATH = "/bench/bare"
+BARE_PATH = "/api/bench/bare"  # under /api/: the same hooks as the callback
 
 
 def create_app() -> Flask:
-    """``website.create_app()`` with ``POST /bench/bare`` answering 204."""
+    """``website.create_app()`` with ``POST /api/bench/bare`` answering 204."""
     app = website.create_app()
 
     @app.post(BARE_PATH)

@@ -154,42 +154,34 @@ def _run(action: str, job_id: str) -> JobState:
     return state
 
 
+@bp.errorhandler(ControlError)
+def _refused(exc: ControlError) -> tuple[Response | str, int]:
+    return error_response(exc.status, exc.message)
+
+
 @bp.post("/jobs/<job_id>/cancel")
-def cancel_page(job_id: str) -> Response | tuple[Response | str, int]:
+def cancel_page(job_id: str) -> Response:
     """Cancel button of the job page: back to the page, which shows "cancelled"."""
-    try:
-        state = _run("cancel", job_id)
-    except ControlError as exc:
-        return error_response(exc.status, exc.message)
+    state = _run("cancel", job_id)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
 
 
 @bp.post("/jobs/<job_id>/retry")
-def retry_page(job_id: str) -> Response | tuple[Response | str, int]:
+def retry_page(job_id: str) -> Response:
     """Retry button of the job page: back to the page, which follows the new run."""
-    try:
-        state = _run("retry", job_id)
-    except ControlError as exc:
-        return error_response(exc.status, exc.message)
+    state = _run("retry", job_id)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
 
 
 @bp.post("/api/jobs/<job_id>/cancel")
-def cancel_api(job_id: str) -> Response | tuple[Response | str, int]:
+def cancel_api(job_id: str) -> Response:
     """Cancel a job: 200 with its state, 404 unknown, 409 already ended."""
-    try:
-        state = _run("cancel", job_id)
-    except ControlError as exc:
-        return error_response(exc.status, exc.message)
-    return jsonify(state=state.to_payload())
+    return jsonify(state=_run("cancel", job_id).to_payload())
 
 
 @bp.post("/api/jobs/<job_id>/retry")
-def retry_api(job_id: str) -> Response | tuple[Response | str, int]:
+def retry_api(job_id: str) -> tuple[Response, int]:
     """Retry a job: 202 with its state, 404 unknown, 409 not failed or cancelled."""
-    try:
-        state = _run("retry", job_id)
-    except ControlError as exc:
-        return error_response(exc.status, exc.message)
+    state = _run("retry", job_id)
     status_url = url_for("api.job_state", job_id=state.job_id)
     return jsonify(state=state.to_payload(), status_url=status_url), 202
