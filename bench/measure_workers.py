@@ -24,9 +24,11 @@ Log = Callable[[str], None]
 FORK_WHY = (
     "RQ's forking Worker spends about 9 ms per job beyond the job itself: the fork "
     "(about 1.5 ms for this process), the work horse opening its own Redis connection, "
-    "and RQ's bookkeeping split between parent and horse. Preloading is what keeps it "
-    "near 100 jobs/s instead of about 20 (job modules and Pygments re-imported in every "
-    "horse). `WORKER_CLASS=simple` runs jobs in the worker process and meets the target; "
+    "and RQ's bookkeeping split between parent and horse. Preloading matters for job "
+    "modules that import heavy code the parent has not loaded (Pygments' lexers and "
+    "formatter: about 40 ms a job); the trivial job's module is light and the parent "
+    "already holds `requests` and the reporting code, so preload on and off are close "
+    "here. `WORKER_CLASS=simple` runs jobs in the worker process and meets the target; "
     "keep `fork` where a job must not be able to harm the worker.")
 
 
