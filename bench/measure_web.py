@@ -26,7 +26,8 @@ NOISE = ("Numbers from a machine shared with other work are noisy; compare with 
          "quiet machine.")
 THROUGHPUT_WHY = (
     "the bare endpoint is a Flask view that returns 204 at once: it measures the HTTP "
-    "server and Flask alone (about 300 µs of CPU per request here, through the same `/api/` hooks as the callback). A callback adds "
+    "server and Flask alone (about 300 µs of CPU per request here, through the same "
+    "`/api/` hooks as the callback). A callback adds "
     "JSON decoding and validation, the bearer check, one Redis round trip for the Lua "
     "update (redis-py under green threads), the Socket.IO emit (packet encoding and a "
     "websocket frame; with the message queue a PUBLISH and, in every web process, "
