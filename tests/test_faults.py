@@ -116,7 +116,9 @@ def test_killed_worker_job_is_failed_by_another_worker_and_pushed(
     assert final["state"] == "failed" and final["message"] == LOST_MESSAGE
     assert final["progress"] >= 20  # the bar does not move back
     assert stack.job_state(job_id)["state"] == "failed"
-    assert rq_registries(stack, job_id) == (False, True)
+    # RQ moves the job between its registries just after our report: wait for it.
+    wait_until(lambda: rq_registries(stack, job_id) == (False, True), timeout=10,
+               what="job moved from the started to the failed registry")
     # the surviving worker goes on working
     after = stack.start_job()
     wait_until(lambda: stack.job_state(after)["state"] == "succeeded", timeout=30,
@@ -199,7 +201,9 @@ def test_killed_work_horse_is_reported_failed_at_once(stacks: Callable[..., Stac
     assert final["state"] == "failed"
     assert final["message"] == "The job's process was killed by signal 9."
     assert stack.worker.alive()
-    assert rq_registries(stack, job_id) == (False, True)
+    # RQ moves the job between its registries just after our report: wait for it.
+    wait_until(lambda: rq_registries(stack, job_id) == (False, True), timeout=10,
+               what="job moved from the started to the failed registry")
 
 
 # -- the web process dies ----------------------------------------------------------
