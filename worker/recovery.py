@@ -100,6 +100,7 @@ class RecoveryMixin:
         self.incarnation = uuid.uuid4().hex
         self._busy_extra = 0
         self._next_scan = 0.0
+        self._lease_refreshed = (0.0, 0)  # (monotonic time, lease seconds) of the last SET
         wanted = self.timing.worker_kwargs()
         # A longer worker_ttl (WORKER_TTL) would make idle workers scan too rarely.
         wanted["worker_ttl"] = min(kwargs.pop("worker_ttl", None) or wanted["worker_ttl"],
@@ -112,10 +113,20 @@ class RecoveryMixin:
         return self.timing.lease + self._busy_extra
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        """RQ's heartbeat, plus the refreshed lease."""
+        """RQ's heartbeat, plus the lease, refreshed at most once a second.
+
+        RQ heartbeats several times per job; the lease lasts many seconds, so
+        one SET a second keeps it (and a longer lease for a starting job is
+        always written at once).
+        """
         super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+        now, lease = time.monotonic(), self.lease_seconds()
+        last_time, last_lease = self._lease_refreshed
+        if now - last_time < 1.0 and lease <= last_lease:
+            return
         conn = pipeline if pipeline is not None else self.connection
-        conn.set(keys.worker_lease_key(self.name), self.incarnation, ex=self.lease_seconds())
+        conn.set(keys.worker_lease_key(self.name), self.incarnation, ex=lease)
+        self._lease_refreshed = (now, lease)
 
     def register_birth(self) -> None:
         """Take over from a dead predecessor of the same name, then register."""
