@@ -16,22 +16,19 @@ from shared.protocol import (
     APPLIED_HEADER,
     CALLBACK_MAX_BYTES,
     STATE_HEADER,
-    UPDATE_PROGRESS,
     PayloadError,
     ProgressUpdate,
     is_uuid,
-    room_for,
 )
 from shared.signing import is_authorised, parse_bearer
 from shared.snippets import AUTO_DETECT, known_aliases
 from shared.store import UnknownJob
-from website import dashboard
 from website.access import note_job, request_started
 from website.errors import error_response
-from website.extensions import redis_ext, socketio
+from website.extensions import redis_ext
 from website.monitoring import observe_emit
 from website.services import start_demo_job
-from website.sockets import push_snippet_events
+from website.sockets import publish_state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -122,9 +119,7 @@ def progress() -> Response | tuple[Response | str, int]:
     except UnknownJob:
         return error_response(404, "unknown job id")
     if applied is not None:
-        socketio.emit(UPDATE_PROGRESS, applied.to_payload(), to=room_for(update.job_id))
-        push_snippet_events(applied)
-        dashboard.notify(applied, now)
+        publish_state(applied, now)
         observe_emit(request_started())
         state = applied.state
     else:  # dropped: tell the worker where the job stands (it stops once it ended)

@@ -29,16 +29,13 @@ from shared.protocol import (
     CANCELLABLE_STATES,
     CANCELLED,
     RETRYABLE_STATES,
-    UPDATE_PROGRESS,
     is_uuid,
-    room_for,
 )
 from shared.store import InvalidTransition, JobState, UnknownJob
-from website import dashboard
 from website.errors import error_response
-from website.extensions import redis_ext, socketio
+from website.extensions import redis_ext
 from website.monitoring import count_control
-from website.sockets import push_snippet_events
+from website.sockets import publish_state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("control", __name__)
@@ -67,9 +64,7 @@ def _current(job_id: str) -> JobState:
 def publish(state: JobState) -> None:
     """Push a job's new state to its watchers (a highlight job's snippet page too)
     and to the dashboard."""
-    socketio.emit(UPDATE_PROGRESS, state.to_payload(), to=room_for(state.job_id))
-    push_snippet_events(state)
-    dashboard.notify(state, time.time())
+    publish_state(state, time.time())
 
 
 def cancel_job(job_id: str) -> JobState:

@@ -16,8 +16,9 @@ import redis
 from flask import request
 from flask_socketio import ConnectionRefusedError, join_room, leave_room
 
+from shared.events import state_events
 from shared.protocol import HIGHLIGHT, SUBSCRIBE, UPDATE_PROGRESS, is_uuid, room_for, snippet_room
-from shared.snippets import progress_payload, snippet_events
+from shared.snippets import progress_payload
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
 
@@ -55,9 +56,9 @@ def _join_snippet(snippet_id: object) -> list[tuple[str, dict[str, Any]]]:
     return [(UPDATE_PROGRESS, progress_payload(state, snippet_id))] if state else []
 
 
-def push_snippet_events(state: JobState) -> None:
-    """After an applied update of a highlight job, notify the snippet's room."""
-    for event, payload, room in snippet_events(state, redis_ext.snippets):
+def publish_state(state: JobState, at: float) -> None:
+    """Push a job's new state (changed at ``at``) to everyone who watches it."""
+    for event, payload, room in state_events(state, redis_ext.snippets, at):
         socketio.emit(event, payload, to=room)
 
 

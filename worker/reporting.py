@@ -26,18 +26,15 @@ import redis
 import requests
 
 from shared.config import Config
+from shared.events import state_events
 from shared.protocol import (
-    DASHBOARD_ROOM,
-    DASHBOARD_UPDATE,
     FAILED,
     RUNNING,
     SUCCEEDED,
-    UPDATE_PROGRESS,
     ProgressUpdate,
-    room_for,
 )
 from shared.reporter import ProgressReporter, ReportError
-from shared.snippets import SnippetStore, snippet_events
+from shared.snippets import SnippetStore
 from shared.store import JobState, JobStore, UnknownJob
 
 log = logging.getLogger(__name__)
@@ -66,11 +63,9 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate) -> JobState | None:
     state = _store(cfg.REDIS_URL, cfg.JOB_TTL).apply(update, now=now)
     if state is not None and cfg.SOCKETIO_MESSAGE_QUEUE:
         sio = emitter(cfg.SOCKETIO_MESSAGE_QUEUE)
-        sio.emit(UPDATE_PROGRESS, state.to_payload(), to=room_for(update.job_id))
-        snippets = snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL)
-        for event, payload, room in snippet_events(state, snippets):
+        for event, payload, room in state_events(
+                state, snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL), now):
             sio.emit(event, payload, to=room)
-        sio.emit(DASHBOARD_UPDATE, state.to_dashboard(now), to=DASHBOARD_ROOM)
     return state
 
 

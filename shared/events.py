@@ -1,0 +1,26 @@
+"""What to push when a job's stored state changes, decided once.
+
+The site's callback and job-control views and the worker's direct emitter
+(``WORKER_EMIT=direct`` and the fallback) all send the same events for an
+applied change, so they all call :func:`state_events`.
+"""
+
+from __future__ import annotations
+
+from shared.protocol import DASHBOARD_ROOM, DASHBOARD_UPDATE, UPDATE_PROGRESS, room_for
+from shared.snippets import Event, SnippetStore, snippet_events
+from shared.store import JobState
+
+
+def state_events(state: JobState, snippets: SnippetStore, at: float) -> list[Event]:
+    """``(event, payload, room)`` for a change to ``state`` made at time ``at``.
+
+    ``updateProgress`` to the job's room, a highlight job's snippet events
+    (``highlight`` with the HTML once it succeeded, and the state), and the
+    dashboard's compact ``jobChanged``.
+    """
+    return [
+        (UPDATE_PROGRESS, state.to_payload(), room_for(state.job_id)),
+        *snippet_events(state, snippets),
+        (DASHBOARD_UPDATE, state.to_dashboard(at), DASHBOARD_ROOM),
+    ]
