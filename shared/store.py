@@ -32,11 +32,11 @@ local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage
                        'snippet_id')
 if not cur[1] then return {-1} end
 if cur[1] == 'succeeded' or cur[1] == 'failed' or cur[1] == 'cancelled' then
-  return {0}
+  return {0, cur[1]}
 end
 local seq = ARGV[5]
 if seq ~= '' and cur[3] and cur[3] ~= '' and tonumber(seq) <= tonumber(cur[3]) then
-  return {0}
+  return {0, cur[1]}
 end
 local progress = tonumber(ARGV[2])
 local old = tonumber(cur[2]) or 0
@@ -44,7 +44,7 @@ if progress < old then progress = old end
 if ARGV[1] == 'succeeded' then progress = 100 end
 if ARGV[1] == cur[1] and progress == old and ARGV[3] == (cur[4] or '')
    and ARGV[4] == (cur[5] or '') then
-  return {0}
+  return {0, cur[1]}
 end
 local fields = {'state', ARGV[1], 'progress', progress, 'message', ARGV[3],
                 'stage', ARGV[4], 'updated_at', ARGV[6]}
@@ -220,6 +220,15 @@ class JobStore:
         dropped (duplicate, out of order, or the job had already ended).
         Raises :class:`UnknownJob` when the job does not exist.
         """
+        return self.apply_or_state(update, now)[0]
+
+    def apply_or_state(self, update: ProgressUpdate,
+                       now: float | None = None) -> tuple[JobState | None, str]:
+        """Like :meth:`apply`, plus the name of the state the job is now in.
+
+        The state name comes from the same script run, so a worker whose update
+        was dropped learns (without another round trip) that its job ended.
+        """
         stamp = repr(time.time() if now is None else now)
         seq = "" if update.seq is None else str(update.seq)
         result = self._update(
@@ -230,12 +239,13 @@ class JobStore:
         if code < 0:
             raise UnknownJob(update.job_id)
         if code == 0:
-            return None
+            return None, str(result[1])
         state, progress, message, stage = result[1:5]
         kind, snippet_id = (list(result[5:7]) + ["", ""])[:2]
-        return JobState(job_id=update.job_id, state=state, progress=int(progress),
-                        message=message, stage=stage, kind=kind or "demo",
-                        extra={"snippet_id": snippet_id} if snippet_id else {})
+        applied = JobState(job_id=update.job_id, state=state, progress=int(progress),
+                           message=message, stage=stage, kind=kind or "demo",
+                           extra={"snippet_id": snippet_id} if snippet_id else {})
+        return applied, applied.state
 
     def finish(self, job_id: str, state: str, message: str = "") -> JobState | None:
         """Move a job to a terminal state unless it already has one."""

@@ -113,7 +113,8 @@ def progress() -> Response | tuple[Response | str, int]:
     now = time.time()
     try:
         update = ProgressUpdate.from_json(body)
-        applied = redis_ext.store.apply(update, now=now)
+        # A dropped update still learns the job's state: the worker stops once it ended.
+        applied, state = redis_ext.store.apply_or_state(update, now=now)
     except PayloadError as exc:
         return error_response(400, str(exc))
     except UnknownJob:
@@ -121,9 +122,5 @@ def progress() -> Response | tuple[Response | str, int]:
     if applied is not None:
         publish_state(applied, now)
         observe_emit(request_started())
-        state = applied.state
-    else:  # dropped: tell the worker where the job stands (it stops once it ended)
-        current = redis_ext.store.get(update.job_id)
-        state = current.state if current else ""
     return Response(status=204, headers={APPLIED_HEADER: "1" if applied else "0",
                                          STATE_HEADER: state})

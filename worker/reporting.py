@@ -51,22 +51,22 @@ def snippet_store(redis_url: str, ttl: int) -> SnippetStore:
     return SnippetStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
 
 
-def apply_and_emit(cfg: Config, update: ProgressUpdate) -> JobState | None:
+def apply_and_emit(cfg: Config, update: ProgressUpdate) -> tuple[JobState | None, str]:
     """Apply ``update`` to the job store; emit it on the message queue if configured.
 
-    Emits what the callback emits: ``updateProgress`` to the job's room, the
-    snippet events of a highlight job, and the dashboard's ``jobChanged``.
-    Raises :class:`UnknownJob` for an unknown job and ``redis.RedisError``
-    when Redis cannot be reached.
+    Emits what the callback emits (:func:`shared.events.state_events`) and
+    returns what :meth:`JobStore.apply_or_state` does: the applied state or
+    None, and the name of the state the job is in. Raises :class:`UnknownJob`
+    for an unknown job and ``redis.RedisError`` when Redis cannot be reached.
     """
     now = time.time()
-    state = _store(cfg.REDIS_URL, cfg.JOB_TTL).apply(update, now=now)
+    state, current = _store(cfg.REDIS_URL, cfg.JOB_TTL).apply_or_state(update, now=now)
     if state is not None and cfg.SOCKETIO_MESSAGE_QUEUE:
         sio = emitter(cfg.SOCKETIO_MESSAGE_QUEUE)
         for event, payload, room in state_events(
                 state, snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL), now):
             sio.emit(event, payload, to=room)
-    return state
+    return state, current
 
 
 class DirectStore:
@@ -107,12 +107,9 @@ class DirectReporter(ProgressReporter):
         delay = 0.1
         while True:
             try:
-                state = apply_and_emit(self.cfg, update)
+                state, current = apply_and_emit(self.cfg, update)
                 self.last_applied = state is not None
-                if state is None:  # dropped: where does the job stand (cancelled?)
-                    current = _store(self.cfg.REDIS_URL, self.cfg.JOB_TTL).get(update.job_id)
-                    state = current
-                self.last_state = state.state if state is not None else None
+                self.last_state = current  # dropped: where the job stands (cancelled?)
                 return
             except UnknownJob:
                 raise ReportError(f"unknown job {update.job_id}", 404) from None
