@@ -22,7 +22,9 @@ from tests.support import (
     RedisServer,
     auth,
     free_port,
+    job_state,
     stack_env,
+    start_job,
     start_web,
     start_worker,
 )
@@ -98,15 +100,11 @@ class Stack:
 
     def start_job(self) -> str:
         """Start a demo job through the JSON API; its id."""
-        resp = requests.post(self.url + "/api/jobs", timeout=5)
-        assert resp.status_code == 202, resp.text
-        return str(resp.json()["id"])
+        return start_job(self.url)
 
     def job_state(self, job_id: str) -> dict[str, Any]:
         """The job's state from the JSON API."""
-        resp = requests.get(f"{self.url}/api/jobs/{job_id}", timeout=5)
-        assert resp.status_code == 200, resp.text
-        return resp.json()  # type: ignore[no-any-return]
+        return job_state(self.url, job_id)
 
     def report(self, body: dict[str, Any], token: str = TEST_PROGRESS_TOKEN) -> requests.Response:
         """POST to the progress callback."""

@@ -220,6 +220,20 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker",
     return proc
 
 
+def start_job(base_url: str) -> str:
+    """Start a demo job through a site's JSON API; its id."""
+    resp = requests.post(base_url + "/api/jobs", timeout=5)
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["id"])
+
+
+def job_state(base_url: str, job_id: str) -> dict[str, Any]:
+    """A job's state from a site's JSON API."""
+    resp = requests.get(f"{base_url}/api/jobs/{job_id}", timeout=5)
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
 def auth(token: str = TEST_PROGRESS_TOKEN) -> dict[str, Any]:
     """Authorization header for the progress callback."""
     return {"Authorization": f"Bearer {token}"}
@@ -266,6 +280,15 @@ class EventRecorder:
     def close(self) -> None:
         """Disconnect."""
         self.client.disconnect()
+
+
+def state_on_connect(base_url: str, job_id: str, timeout: float = 10.0) -> tuple[str, Any]:
+    """Connect a fresh client watching ``job_id``; the first event it receives."""
+    rec = EventRecorder(base_url, job_id)
+    try:
+        return rec.wait_for(lambda ev: len(ev) >= 1, timeout=timeout, what="state on connect")[0]
+    finally:
+        rec.close()
 
 
 def final_state_received(event: str = "updateProgress") -> Callable[[list[tuple[str, Any]]], bool]:

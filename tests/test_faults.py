@@ -22,6 +22,7 @@ from tests.support import (
     Process,
     final_state_received,
     start_worker,
+    state_on_connect,
     wait_until,
 )
 from worker.recovery import LOST_MESSAGE
@@ -228,13 +229,8 @@ def test_web_killed_and_restarted_mid_job_loses_nothing(stacks: Callable[..., St
                what="job to finish")
     # ...and every update got through the site: none needed the fallback.
     assert "using fallback" not in stack.worker.log_tail(50_000)
-    rec = EventRecorder(stack.url, job_id)
-    try:
-        events = rec.wait_for(lambda ev: len(ev) >= 1, timeout=10, what="state on connect")
-    finally:
-        rec.close()
-    assert events[0] == ("updateProgress", {"jobId": job_id, "progress": 100,
-                                            "state": "succeeded", "message": ""})
+    assert state_on_connect(stack.url, job_id, timeout=10) == (
+        "updateProgress", {"jobId": job_id, "progress": 100, "state": "succeeded", "message": ""})
 
 
 def test_site_down_longer_than_retries_still_stores_the_final_state(
@@ -259,12 +255,9 @@ def test_site_down_longer_than_retries_still_stores_the_final_state(
     stack.web.start()
     wait_until(lambda: requests.get(stack.url + "/", timeout=1).status_code == 200,
                timeout=30, what="web to come back")
-    rec = EventRecorder(stack.url, job_id)
-    try:
-        events = rec.wait_for(lambda ev: len(ev) >= 1, timeout=10, what="state on connect")
-    finally:
-        rec.close()
-    assert events[0][1]["state"] == "succeeded" and events[0][1]["progress"] == 100
+    event, payload = state_on_connect(stack.url, job_id, timeout=10)
+    assert event == "updateProgress"
+    assert payload["state"] == "succeeded" and payload["progress"] == 100
 
 
 # -- Redis restarts ----------------------------------------------------------------

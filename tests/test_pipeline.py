@@ -12,7 +12,7 @@ from rq import Queue
 from shared.protocol import new_id
 from shared.store import JobStore
 from tests.conftest import Stack
-from tests.support import EventRecorder, final_state_received, wait_until
+from tests.support import EventRecorder, final_state_received, state_on_connect, wait_until
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
@@ -38,13 +38,8 @@ def test_client_connecting_after_the_end_gets_final_state_at_once(stack: Stack) 
     job_id = stack.start_job()
     wait_until(lambda: stack.job_state(job_id)["state"] == "succeeded", timeout=30,
                what="job to finish")
-    rec = EventRecorder(stack.url, job_id)
-    try:
-        events = rec.wait_for(lambda ev: len(ev) >= 1, timeout=5, what="state on connect")
-    finally:
-        rec.close()
-    assert events[0] == ("updateProgress", {"jobId": job_id, "progress": 100,
-                                            "state": "succeeded", "message": ""})
+    assert state_on_connect(stack.url, job_id, timeout=5) == (
+        "updateProgress", {"jobId": job_id, "progress": 100, "state": "succeeded", "message": ""})
 
 
 def test_failing_job_ends_failed_with_message_pushed(stack: Stack) -> None:

@@ -27,7 +27,9 @@ from tests.support import (
     auth,
     final_state_received,
     free_port,
+    job_state,
     stack_env,
+    start_job,
     start_web,
     start_worker,
     wait_until,
@@ -54,17 +56,9 @@ class Cluster:
         """Base URL of instance B."""
         return self.env_b["SITE_URL"]
 
-    def start_job(self, base_url: str) -> str:
-        """Start a demo job through an instance's JSON API; its id."""
-        resp = requests.post(base_url + "/api/jobs", timeout=5)
-        assert resp.status_code == 202, resp.text
-        return str(resp.json()["id"])
-
     def state(self, job_id: str) -> dict[str, Any]:
         """The job's state, read through instance B."""
-        resp = requests.get(f"{self.url_b}/api/jobs/{job_id}", timeout=5)
-        assert resp.status_code == 200, resp.text
-        return resp.json()  # type: ignore[no-any-return]
+        return job_state(self.url_b, job_id)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +86,7 @@ def _progress_is(value: int) -> Any:
 
 
 def test_callback_to_one_instance_reaches_clients_of_the_other(cluster: Cluster) -> None:
-    job_id = cluster.start_job(cluster.url_a)  # no worker runs: we report ourselves
+    job_id = start_job(cluster.url_a)  # no worker runs: we report ourselves
     on_b = EventRecorder(cluster.url_b, job_id)
     on_a = EventRecorder(cluster.url_a, job_id)
     try:
@@ -127,7 +121,7 @@ def test_two_workers_on_one_queue_run_each_job_exactly_once(cluster: Cluster) ->
     workers = [start_worker(cluster.env_a, cluster.log_dir, name=name)
                for name in ("worker-1", "worker-2")]
     try:
-        job_ids = [cluster.start_job(cluster.url_a) for _ in range(16)]
+        job_ids = [start_job(cluster.url_a) for _ in range(16)]
         wait_until(lambda: all(cluster.state(j)["state"] == SUCCEEDED for j in job_ids),
                    timeout=60, interval=0.2, what="all jobs succeeded")
         # RQ moves a job to the finished registry just after the last report.
@@ -156,7 +150,7 @@ def test_worker_can_emit_straight_to_the_message_queue(cluster: Cluster) -> None
     env = dict(cluster.env_a, WORKER_EMIT="direct",
                PROGRESS_URL=cluster.url_a + "/api/no-such-callback")
     worker = start_worker(env, cluster.log_dir, name="worker-direct")
-    job_id = cluster.start_job(cluster.url_a)
+    job_id = start_job(cluster.url_a)
     rec = EventRecorder(cluster.url_b, job_id)
     try:
         rec.wait_for(final_state_received(), timeout=30, what="final state via direct emit")
