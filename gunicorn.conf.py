@@ -6,7 +6,7 @@ gevent), ``WORKER_CONNECTIONS`` the number of simultaneous connections
 (Socket.IO clients included) one process serves. The site itself refuses
 Socket.IO connections beyond ``SOCKETIO_MAX_CONNECTIONS`` (below
 ``WORKER_CONNECTIONS``), so HTTP requests always find a free one
-(``website/capacity.py``).
+(``website/http/capacity.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ bind = _cfg.WEB_BIND
 control_socket_disable = True
 timeout = 60
 graceful_timeout = 5
-accesslog = None  # the app logs each request with its job id (website/access.py)
+accesslog = None  # the app logs each request with its job id (website/http/access.py)
 loglevel = _cfg.LOG_LEVEL.lower()
 
 

@@ -24,3 +24,12 @@ def state_events(state: JobState, snippets: SnippetStore, at: float) -> list[Eve
         *snippet_events(state, snippets),
         (DASHBOARD_UPDATE, state.to_dashboard(at), DASHBOARD_ROOM),
     ]
+
+
+def created_events(state: JobState, at: float) -> list[Event]:
+    """``(event, payload, room)`` for a job just created (queued) at time ``at``.
+
+    Only the dashboard needs it: nobody watches a job's room before it exists.
+    The ``jobChanged`` payload then carries what a new dashboard row needs.
+    """
+    return [(DASHBOARD_UPDATE, state.to_dashboard(at, created=True), DASHBOARD_ROOM)]

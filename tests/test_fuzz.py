@@ -23,7 +23,7 @@ from shared.protocol import new_id
 from shared.store import JobStore
 from tests.conftest import Stack
 from tests.support import auth
-from website.api import OPENAPI_PATH, openapi_spec
+from website.http.openapi import OPENAPI_PATH, openapi_spec
 
 EXAMPLES = 60  # per operation; keeps the module well under a minute
 

@@ -21,7 +21,7 @@ from shared.protocol import FAILED, RETRYABLE_STATES, RUNNING, SUCCEEDED, Progre
 from shared.store import InvalidTransition, JobStore, UnknownJob
 from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in, free_port
 from website import create_app
-from website.timefmt import eta_seconds, format_duration
+from website.http.timefmt import eta_seconds, format_duration
 
 
 @pytest.fixture
@@ -260,11 +260,11 @@ def test_one_log_line_per_request_with_the_job_id(client: FlaskClient, store: Jo
                                                   caplog: pytest.LogCaptureFixture) -> None:
     job_id = new_id()
     store.create(job_id)
-    with caplog.at_level(logging.INFO, logger="website.access"):
+    with caplog.at_level(logging.INFO, logger="website.http.access"):
         client.get(f"/jobs/{job_id}")
         client.post("/api/progress", json={"jobId": job_id, "progress": 10, "state": "running"},
                     headers=auth())
-    lines = [r.getMessage() for r in caplog.records if r.name == "website.access"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "website.http.access"]
     assert len(lines) == 2, lines
     assert re.fullmatch(rf"GET /jobs/{job_id} 200 [\d.]+ms job={job_id}", lines[0])
     assert re.fullmatch(rf"POST /api/progress 204 [\d.]+ms job={job_id}", lines[1])

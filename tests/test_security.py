@@ -16,7 +16,7 @@ from shared.config import Config, ConfigError, parse_rate
 from shared.protocol import new_id
 from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in
 from website import create_app
-from website.ratelimit import rate_limited
+from website.http.ratelimit import rate_limited
 
 
 def queued(app: Flask, redis_url: str) -> int:

@@ -31,7 +31,7 @@ from shared.snippets import (
     title_of,
 )
 from shared.store import JobStore
-from website.snippets import Rejected, validate_submission
+from website.snippets.pages import Rejected, validate_submission
 from worker.highlight import SnippetGone, highlight, pick_lexer, render, run_highlight
 
 HOSTILE = "<script>alert(1)</script>"

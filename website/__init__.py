@@ -8,9 +8,8 @@ import socketio as socketio_lib
 from flask import Flask
 
 from shared.config import Config
-from website.access import configure_logging
-from website.capacity import ConnectionCap
 from website.extensions import redis_ext, socketio
+from website.http.access import configure_logging
 
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
@@ -29,34 +28,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         else socketio_lib.Manager()
     )
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager)
-    engineio_server = socketio.server.eio
-    app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
-        app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],
-        sessions=lambda: len(engineio_server.sockets))
 
-    from website import api, errors, jobs, ratelimit, security, snippets, snippets_api, sockets
+    from website import http, jobs, ops, realtime, snippets
 
-    app.register_blueprint(jobs.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(snippets.bp)
-    app.register_blueprint(snippets_api.bp)
-    errors.register(app)
-    sockets.register()
-    _init_ops(app)
-    security.init_app(app)  # CSRF on forms, cross-site API refusal, security headers
-    ratelimit.init_app(app)
-    ratelimit.limit(app, "jobs", "jobs.create", "api.create_job",
-                    "control.retry_page", "control.retry_api")
-    ratelimit.limit(app, "snippets", "snippets.create", "snippets_api.create_snippet")
+    realtime.init_app(app)
+    http.init_app(app)
+    jobs.init_app(app)
+    snippets.init_app(app)
+    ops.init_app(app)
     return app
-
-
-def _init_ops(app: Flask) -> None:
-    """Operations: request log, health, metrics, dashboard, job control, time filters."""
-    from website import access, control, dashboard, monitoring, timefmt
-
-    access.init_app(app)
-    monitoring.init_app(app, socketio.server)
-    dashboard.init_app(app)
-    app.register_blueprint(control.bp)
-    timefmt.register(app)

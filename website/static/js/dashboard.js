@@ -121,7 +121,8 @@
       var empty = tbody.querySelector("tr.empty");
       if (empty) { tbody.removeChild(empty); }
       row = newRow({ jobId: p.jobId, kind: p.kind, state: p.state, progress: p.progress,
-                     stage: p.stage, createdAt: p.createdAt, snippetUrl: null });
+                     stage: p.stage, createdAt: p.createdAt,
+                     snippetUrl: p.snippetId ? "/snippets/" + encodeURIComponent(p.snippetId) : null });
       tbody.insertBefore(row, tbody.firstChild);
       while (tbody.children.length > pageSize) { tbody.removeChild(tbody.lastChild); }
       refreshSoon();

@@ -29,9 +29,9 @@ from shared.snippets import (
     language_choices,
 )
 from shared.store import JobState
-from website.errors import error_response
 from website.extensions import redis_ext
-from website.services import start_highlight
+from website.http.errors import error_response
+from website.snippets.services import start_highlight
 
 bp = Blueprint("snippets", __name__)
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from website.api import read_json_body
-from website.errors import error_response
 from website.extensions import redis_ext
-from website.services import start_highlight
-from website.snippets import (
+from website.http.body import read_json_body
+from website.http.errors import error_response
+from website.snippets.pages import (
     Rejected,
     find_snippet,
     snippet_json,
     too_large_message,
     validate_submission,
 )
+from website.snippets.services import start_highlight
 
 bp = Blueprint("snippets_api", __name__, url_prefix="/api/snippets")
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, current_app, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from website.errors import error_response
+from website.http.errors import error_response
 
 csrf = CSRFProtect()
 
@@ -109,7 +109,7 @@ def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
     return error_response(400, f"{exc.description} Reload the page and try again.")
 
 
-def init_app(app: Flask) -> None:
+def register(app: Flask) -> None:
     """Install CSRF protection, the cross-site API rule and the security headers."""
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # the rule above decides
     app.config.setdefault("WTF_CSRF_ENABLED", True)

@@ -32,10 +32,10 @@ from shared.protocol import (
     is_uuid,
 )
 from shared.store import InvalidTransition, JobState, UnknownJob
-from website.errors import error_response
 from website.extensions import redis_ext
-from website.monitoring import count_control
-from website.sockets import publish_state
+from website.http.errors import error_response
+from website.ops.monitoring import count_control
+from website.realtime.sockets import publish_state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("control", __name__)

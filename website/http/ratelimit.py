@@ -66,8 +66,15 @@ def hit(scope: str) -> None:
 
 
 def limit(app: Flask, scope: str, *endpoints: str) -> None:
-    """Rate-limit the given endpoints (``"blueprint.view"``) under ``scope``."""
+    """Rate-limit the given endpoints (``"blueprint.view"``) under ``scope``.
+
+    Raises ``ValueError`` for an endpoint the app does not have, so that a
+    renamed view cannot silently lose its limit.
+    """
     scopes: dict[str, str] = app.extensions.setdefault(_EXT, {})
+    unknown = [endpoint for endpoint in endpoints if endpoint not in app.view_functions]
+    if unknown:
+        raise ValueError(f"rate limit for unknown endpoint(s): {', '.join(unknown)}")
     for endpoint in endpoints:
         scopes[endpoint] = scope
 
@@ -90,7 +97,7 @@ def rate_limited(scope: str) -> Callable[[F], F]:
     return wrap
 
 
-def init_app(app: Flask) -> None:
+def register(app: Flask) -> None:
     """Install the endpoint-keyed check (endpoints are added with :func:`limit`)."""
     app.extensions.setdefault(_EXT, {})
     app.before_request(_before_request)

@@ -25,7 +25,7 @@ from rq import Queue, Worker
 
 from shared.protocol import APPLIED_HEADER, STATES
 from shared.store import JobStore
-from website.opsauth import ops_allowed, ops_challenge
+from website.ops.auth import ops_allowed, ops_challenge
 
 log = logging.getLogger(__name__)
 bp = Blueprint("monitoring", __name__)
@@ -192,7 +192,7 @@ def metrics() -> Response:
     return Response(generate_latest(ops().registry), content_type=CONTENT_TYPE_LATEST)
 
 
-def init_app(app: Flask, socket_server: Any) -> None:
+def register(app: Flask, socket_server: Any) -> None:
     """Create the app's metrics and register the endpoints and the callback counter."""
     app.extensions[EXTENSION] = Ops(app, socket_server)
     app.after_request(_count_callback)

@@ -18,7 +18,7 @@ from flask_socketio import ConnectionRefusedError, join_room, leave_room
 
 from shared.events import state_events
 from shared.protocol import HIGHLIGHT, SUBSCRIBE, UPDATE_PROGRESS, is_uuid, room_for, snippet_room
-from shared.snippets import progress_payload
+from shared.snippets import Event, progress_payload
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
 
@@ -56,10 +56,15 @@ def _join_snippet(snippet_id: object) -> list[tuple[str, dict[str, Any]]]:
     return [(UPDATE_PROGRESS, progress_payload(state, snippet_id))] if state else []
 
 
+def emit_events(events: list[Event]) -> None:
+    """Emit each ``(event, payload, room)`` built by :mod:`shared.events`."""
+    for event, payload, room in events:
+        socketio.emit(event, payload, to=room)
+
+
 def publish_state(state: JobState, at: float) -> None:
     """Push a job's new state (changed at ``at``) to everyone who watches it."""
-    for event, payload, room in state_events(state, redis_ext.snippets, at):
-        socketio.emit(event, payload, to=room)
+    emit_events(state_events(state, redis_ext.snippets, at))
 
 
 def on_connect(auth: object = None) -> None:

@@ -8,12 +8,12 @@ from typing import Any
 import redis
 from flask import current_app
 
-from shared.protocol import DEMO_JOB, FAILED, HIGHLIGHT_JOB, HIGHLIGHT_KIND, new_id
+from shared.events import created_events
+from shared.protocol import DEMO_JOB, FAILED, new_id
 from shared.signing import sign_job_token
-from shared.snippets import Snippet
 from shared.store import JobState
-from website import dashboard
 from website.extensions import redis_ext
+from website.realtime.sockets import emit_events
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +50,10 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None,
             log.warning("job %s: could not record the enqueue failure: %s", job_id, exc)
         raise
     log.info("job %s enqueued (%s)", job_id, function)
-    dashboard.notify(state, state.created_at, created=True)
+    emit_events(created_events(state, state.created_at))
     return state
 
 
 def start_demo_job() -> JobState:
     """Create and enqueue one demo job."""
     return enqueue_job(DEMO_JOB, kind="demo")
-
-
-def start_highlight(source: str, language: str) -> tuple[Snippet, JobState]:
-    """Store a (validated) snippet, then enqueue its highlight job."""
-    job_id = new_id()
-    snippet = redis_ext.snippets.create(source, language, job_id)
-    state = enqueue_job(HIGHLIGHT_JOB, kind=HIGHLIGHT_KIND, job_id=job_id,
-                        snippet_id=snippet.snippet_id)
-    return snippet, state

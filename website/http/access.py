@@ -58,7 +58,7 @@ def _log_request(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask) -> None:
+def register(app: Flask) -> None:
     """Time every request; log it when ``ACCESS_LOG`` is on."""
     app.before_request(_start)
     if app.config["ACCESS_LOG"]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, redirect, render_template, url_for
 
 from shared.protocol import is_uuid
-from website.errors import error_response
 from website.extensions import redis_ext
-from website.services import start_demo_job
+from website.http.errors import error_response
+from website.jobs.services import start_demo_job
 
 bp = Blueprint("jobs", __name__)
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.protocol import (
     APPLIED_HEADER,
@@ -21,39 +16,17 @@ from shared.protocol import (
     is_uuid,
 )
 from shared.signing import is_authorised, parse_bearer
-from shared.snippets import AUTO_DETECT, known_aliases
 from shared.store import UnknownJob
-from website.access import note_job, request_started
-from website.errors import error_response
 from website.extensions import redis_ext
-from website.monitoring import observe_emit
-from website.services import start_demo_job
-from website.sockets import publish_state
+from website.http.access import note_job, request_started
+from website.http.body import read_json_body
+from website.http.errors import error_response
+from website.jobs.services import start_demo_job
+from website.ops.monitoring import observe_emit
+from website.realtime.sockets import publish_state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
-
-
-@lru_cache(maxsize=1)
-def openapi_spec() -> dict[str, Any]:
-    """The OpenAPI 3 description of the JSON API, kept in ``website/openapi.json``.
-
-    The snippet languages are filled in from the installed Pygments, so the
-    list cannot drift from what the site accepts.
-    """
-    spec: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
-    language = spec["components"]["schemas"]["SnippetSubmission"]["properties"]["language"]
-    language["enum"] = [None, "", AUTO_DETECT, *sorted(known_aliases() - {AUTO_DETECT})]
-    return spec
-
-
-@bp.get("/openapi.json")
-def openapi() -> Response:
-    """Serve the OpenAPI spec (the callback contract and the JSON endpoints)."""
-    return jsonify(openapi_spec())
-
 
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]]:
@@ -73,26 +46,6 @@ def job_state(job_id: str) -> Response | tuple[Response | str, int]:
     if state is None:
         return error_response(404, "unknown job id")
     return jsonify(state.to_payload())
-
-
-def read_json_body(max_bytes: int) -> object | None:
-    """The request's JSON body (any content type), None when it is not valid JSON text.
-
-    Raises 413 when the body is over ``max_bytes``, also for a chunked body
-    without ``Content-Length`` (which werkzeug would otherwise cut silently).
-    Refused as not JSON: bad UTF-8, nesting too deep for Python, and strings
-    with lone surrogates (``"\\ud800"``), which no store could encode.
-    """
-    request.max_content_length = max_bytes + 1
-    raw = request.get_data(cache=True)
-    if len(raw) > max_bytes:
-        raise RequestEntityTooLarge()
-    try:
-        body = json.loads(raw)
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError):  # UnicodeError is a ValueError
-        return None
-    return body
 
 
 @bp.post("/progress")

@@ -16,7 +16,7 @@ from flask import Response, current_app, make_response, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from shared.signing import parse_bearer
-from website.errors import error_response
+from website.http.errors import error_response
 
 _SALT = "jobcast.dashboard"
 _SUBJECT = "dashboard"

@@ -22,22 +22,16 @@ from rq import Worker
 from rq.job import Job
 from werkzeug.exceptions import HTTPException
 
-from shared.protocol import DASHBOARD_ROOM, DASHBOARD_SUBSCRIBE, DASHBOARD_UPDATE
+from shared.protocol import DASHBOARD_ROOM, DASHBOARD_SUBSCRIBE
 from shared.store import JobState
-from website.errors import error_response
 from website.extensions import redis_ext, socketio
-from website.opsauth import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
+from website.http.errors import error_response
+from website.ops.auth import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
 MAX_PAGE = 10_000
 MAX_WORKERS_LISTED = 50
-
-
-def notify(state: JobState, at: float | None = None, created: bool = False) -> None:
-    """Emit one compact ``jobChanged`` event to the dashboard room."""
-    socketio.emit(DASHBOARD_UPDATE, state.to_dashboard(time.time() if at is None else at,
-                                                       created=created), to=DASHBOARD_ROOM)
 
 
 def snippet_url(snippet_id: str) -> str | None:
@@ -127,7 +121,7 @@ def on_watch(data: object) -> dict[str, Any]:
         return {"ok": True, "error": "state store unavailable, retry later"}
 
 
-def init_app(app: Flask) -> None:
+def register(app: Flask) -> None:
     """Register the page and the Socket.IO handler."""
     app.register_blueprint(bp)
     socketio.on_event(DASHBOARD_SUBSCRIBE, on_watch)
