@@ -150,3 +150,21 @@ class ProgressUpdate:
             stage=stage[:STAGE_MAX],
             seq=seq,
         )
+
+
+def browser_contract() -> dict[str, Any]:
+    """The names the page scripts use, rendered into every page as JSON.
+
+    The scripts read events and states from here (``window.JobcastProtocol``
+    after ``protocol.js``), so they cannot drift from the server's names.
+    """
+    return {
+        "events": {
+            "updateProgress": UPDATE_PROGRESS, "highlight": HIGHLIGHT, "subscribe": SUBSCRIBE,
+            "jobChanged": DASHBOARD_UPDATE, "watchDashboard": DASHBOARD_SUBSCRIBE,
+        },
+        "states": {name: name for name in STATES},
+        "terminal": sorted(TERMINAL_STATES),
+        "cancellable": sorted(CANCELLABLE_STATES),
+        "retryable": sorted(RETRYABLE_STATES),
+    }

@@ -5,7 +5,10 @@
 (function () {
   "use strict";
   var root = document.getElementById("dashboard");
-  if (!root || typeof io === "undefined" || !window.JobcastTime) { return; }
+  if (!root || typeof io === "undefined" || !window.JobcastTime || !window.JobcastProtocol) {
+    return;
+  }
+  var P = window.JobcastProtocol;
   var T = window.JobcastTime;
   var token = root.getAttribute("data-token");
   var page = parseInt(root.getAttribute("data-page"), 10) || 1;
@@ -14,7 +17,7 @@
   var tbody = document.getElementById("job-rows");
   var conn = document.getElementById("connection");
   var connText = document.getElementById("connection-text");
-  var terminal = { succeeded: true, failed: true, cancelled: true };
+  var terminal = P.terminal;
   var refreshTimer = null;
 
   function setConnection(status, text) {
@@ -129,7 +132,7 @@
       return;
     }
     var was = row.getAttribute("data-state");
-    if (p.state === "queued") {
+    if (p.state === P.states.queued) {
       row.setAttribute("data-started-at", "");
       row.setAttribute("data-finished-at", "");
     } else if (!row.getAttribute("data-started-at")) {
@@ -142,7 +145,7 @@
   }
 
   function watch() {
-    socket.emit("watchDashboard", { token: token, page: page }, function (ack) {
+    socket.emit(P.events.watchDashboard, { token: token, page: page }, function (ack) {
       if (!ack || !ack.ok) {
         setConnection("refused", "refused: " + (ack && ack.error ? ack.error : "no answer"));
         return;
@@ -153,7 +156,7 @@
   }
 
   var socket = io();
-  socket.on("jobChanged", onChange);
+  socket.on(P.events.jobChanged, onChange);
   socket.on("connect", watch);
   socket.on("disconnect", function () { setConnection("reconnecting", "reconnecting…"); });
   socket.on("connect_error", function (err) {

@@ -9,7 +9,10 @@
   var progressEl = document.getElementById("progress-span");
   var cancelForm = document.getElementById("cancel-form");
   var retryForm = document.getElementById("retry-form");
-  if (!root || !etaLine || !etaEl || !progressEl || !window.JobcastTime) { return; }
+  if (!root || !etaLine || !etaEl || !progressEl || !window.JobcastTime || !window.JobcastProtocol) {
+    return;
+  }
+  var P = window.JobcastProtocol;
   var T = window.JobcastTime;
   var now = T.clock(parseFloat(etaLine.getAttribute("data-server-now")));
   var startedAt = parseFloat(etaLine.getAttribute("data-started-at")) || null;
@@ -17,11 +20,11 @@
   function update() {
     var state = root.getAttribute("data-state");
     var progress = parseInt(progressEl.textContent, 10) || 0;
-    if (state === "queued") { startedAt = null; }
-    if (state === "running" && !startedAt) { startedAt = now(); }
-    if (cancelForm) { cancelForm.hidden = !(state === "queued" || state === "running"); }
-    if (retryForm) { retryForm.hidden = !(state === "failed" || state === "cancelled"); }
-    etaLine.hidden = state !== "running";
+    if (state === P.states.queued) { startedAt = null; }
+    if (state === P.states.running && !startedAt) { startedAt = now(); }
+    if (cancelForm) { cancelForm.hidden = !P.cancellable[state]; }
+    if (retryForm) { retryForm.hidden = !P.retryable[state]; }
+    etaLine.hidden = state !== P.states.running;
     var left = T.eta(startedAt, progress, now());
     etaEl.textContent = left === null ? "working it out…" : "about " + T.duration(left);
   }

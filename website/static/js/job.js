@@ -10,7 +10,8 @@
 (function () {
   "use strict";
   var root = document.getElementById("job");
-  if (!root) { return; }
+  if (!root || !window.JobcastProtocol) { return; }
+  var P = window.JobcastProtocol;
   var jobId = root.getAttribute("data-job-id");
   var stateUrl = root.getAttribute("data-state-url");
   var bar = document.getElementById("progress-bar");
@@ -20,7 +21,7 @@
   var messageEl = document.getElementById("message");
   var conn = document.getElementById("connection");
   var connText = document.getElementById("connection-text");
-  var terminal = { succeeded: true, failed: true, cancelled: true };
+  var terminal = P.terminal;
   var socket = null;
   var pollTimer = null;
 
@@ -85,7 +86,7 @@
   }
 
   socket = io({ query: { jobId: jobId } });
-  socket.on("updateProgress", render);
+  socket.on(P.events.updateProgress, render);
   socket.on("connect", function () {
     // The state sent on connect may be handled first and already be final.
     if (!finished()) { setConnection("live", "connected"); }

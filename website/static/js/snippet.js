@@ -7,7 +7,7 @@
 (function () {
   "use strict";
   var root = document.getElementById("snippet");
-  if (!root) { return; }
+  if (!root || !window.JobcastProtocol) { return; }
   var snippetId = root.getAttribute("data-snippet-id");
   var pollUrl = root.getAttribute("data-highlighted-url");
   var code = document.getElementById("code");
@@ -15,7 +15,10 @@
   var messageEl = document.getElementById("message");
   var conn = document.getElementById("connection");
   var connText = document.getElementById("connection-text");
-  var ended = { highlighted: true, failed: true, cancelled: true, expired: true };
+  var P = window.JobcastProtocol;
+  /* Page states beyond the job states: "highlighted" and "expired". */
+  var ended = { highlighted: true, expired: true };
+  Object.keys(P.terminal).forEach(function (s) { if (s !== P.states.succeeded) { ended[s] = true; } });
   var done = root.getAttribute("data-state") in ended;
   var socket = null;
   var live = false; /* subscribed over Socket.IO: no polling needed */
@@ -49,7 +52,7 @@
 
   function onProgress(p) {
     if (done || !p || p.snippetId !== snippetId) { return; }
-    if (p.state === "succeeded") { poll(); return; } /* `highlight` normally came first */
+    if (p.state === P.states.succeeded) { poll(); return; } /* `highlight` normally came first */
     setState(p.state, p.message);
     if (p.state in ended) { finish("highlighting ended: " + p.state); }
   }
@@ -94,13 +97,13 @@
     return;
   }
   socket = io();
-  socket.on("highlight", showHighlighted);
-  socket.on("updateProgress", onProgress);
+  socket.on(P.events.highlight, showHighlighted);
+  socket.on(P.events.updateProgress, onProgress);
   socket.on("connect", function () {
     if (pollTimer !== null) { clearTimeout(pollTimer); pollTimer = null; }
     pollDelay = 1000;
     setConnection("live", "connected");
-    socket.emit("subscribe", { snippetId: snippetId }, function (ack) {
+    socket.emit(P.events.subscribe, { snippetId: snippetId }, function (ack) {
       live = Boolean(ack && ack.ok);
       if (!live) {
         setConnection("polling", "polling (" + (ack ? ack.error : "no answer") + ")");
