@@ -24,7 +24,7 @@ from typing import Any
 import redis
 from pygments.lexers import get_all_lexers
 
-from shared import keys
+from shared import keys, scripts
 from shared.protocol import (
     HIGHLIGHT,
     HIGHLIGHT_KIND,
@@ -48,14 +48,6 @@ HIGHLIGHTED = "highlighted"  # what lists and pages show for a finished snippet
 
 # Fields read when the source itself is not needed (lists, subscribe).
 _META_FIELDS = ("id", "language", "title", "created_at", "job_id", "highlighted_at", "lexer")
-
-_SET_HIGHLIGHTED_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'highlighted_html', ARGV[1], 'highlighted_at', ARGV[2],
-           'lexer', ARGV[3])
-return 1
-"""
-
 
 @lru_cache(maxsize=1)
 def language_choices() -> tuple[tuple[str, str], ...]:
@@ -145,7 +137,7 @@ class SnippetStore:
     def __init__(self, client: redis.Redis, ttl: int = 7 * 24 * 3600) -> None:
         self.client = client
         self.ttl = ttl
-        self._set_highlighted = client.register_script(_SET_HIGHLIGHTED_LUA)
+        self._set_highlighted = scripts.register(client, "set_highlighted")
 
     def create(self, source: str, language: str, job_id: str,
                snippet_id: str | None = None, now: float | None = None) -> Snippet:

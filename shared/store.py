@@ -1,8 +1,8 @@
 """Job state stored in Redis: one hash per job, updated atomically.
 
-An update is one ``EVALSHA`` of a Lua script that applies the protocol rules
-in Redis itself, so that several web processes can accept callbacks for the
-same job without a race:
+An update is one ``EVALSHA`` of a Lua script (``shared/lua/update_job.lua``)
+that applies the protocol rules in Redis itself, so that several web processes
+can accept callbacks for the same job without a race:
 
 * an unknown (or expired) job is refused;
 * a job in a terminal state (succeeded, failed, cancelled) never changes again;
@@ -23,43 +23,8 @@ from typing import Any
 
 import redis
 
-from shared import keys
+from shared import keys, scripts
 from shared.protocol import QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
-
-_UPDATE_LUA = """
-local k = KEYS[1]
-local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
-                       'snippet_id')
-if not cur[1] then return {-1} end
-if cur[1] == 'succeeded' or cur[1] == 'failed' or cur[1] == 'cancelled' then
-  return {0, cur[1]}
-end
-local seq = ARGV[5]
-if seq ~= '' and cur[3] and cur[3] ~= '' and tonumber(seq) <= tonumber(cur[3]) then
-  return {0, cur[1]}
-end
-local progress = tonumber(ARGV[2])
-local old = tonumber(cur[2]) or 0
-if progress < old then progress = old end
-if ARGV[1] == 'succeeded' then progress = 100 end
-if ARGV[1] == cur[1] and progress == old and ARGV[3] == (cur[4] or '')
-   and ARGV[4] == (cur[5] or '') then
-  return {0, cur[1]}
-end
-local fields = {'state', ARGV[1], 'progress', progress, 'message', ARGV[3],
-                'stage', ARGV[4], 'updated_at', ARGV[6]}
-if seq ~= '' then
-  table.insert(fields, 'seq'); table.insert(fields, seq)
-end
-if cur[1] == 'queued' then
-  table.insert(fields, 'started_at'); table.insert(fields, ARGV[6])
-end
-if ARGV[1] == 'succeeded' or ARGV[1] == 'failed' or ARGV[1] == 'cancelled' then
-  table.insert(fields, 'finished_at'); table.insert(fields, ARGV[6])
-end
-redis.call('HSET', k, unpack(fields))
-return {1, ARGV[1], progress, ARGV[3], ARGV[4], cur[6] or '', cur[7] or ''}
-"""
 
 
 @dataclass(frozen=True)
@@ -164,33 +129,14 @@ class InvalidTransition(ValueError):
         self.state = state
 
 
-# Retry: back to queued, atomically, only from one of the states in ARGV[3..].
-_RESET_LUA = """
-local k = KEYS[1]
-local cur = redis.call('HMGET', k, 'state', 'attempt')
-if not cur[1] then return {-1} end
-local allowed = false
-for i = 3, #ARGV do
-  if ARGV[i] == cur[1] then allowed = true end
-end
-if not allowed then return {0, cur[1]} end
-local attempt = (tonumber(cur[2]) or 1) + 1
-redis.call('HSET', k, 'state', 'queued', 'progress', 0, 'message', '', 'stage', '',
-           'updated_at', ARGV[1], 'attempt', attempt)
-redis.call('HDEL', k, 'started_at', 'finished_at')
-redis.call('EXPIRE', k, tonumber(ARGV[2]))
-return {1, cur[1]}
-"""
-
-
 class JobStore:
     """Reads and writes job state in Redis (a client with ``decode_responses=True``)."""
 
     def __init__(self, client: redis.Redis, ttl: int = 7 * 24 * 3600) -> None:
         self.client = client
         self.ttl = ttl
-        self._update = client.register_script(_UPDATE_LUA)
-        self._reset = client.register_script(_RESET_LUA)
+        self._update = scripts.register(client, "update_job")
+        self._reset = scripts.register(client, "reset_job")
 
     def create(self, job_id: str, kind: str = "demo", **extra: str) -> JobState:
         """Store a new job in state ``queued`` and list it among the recent jobs."""
@@ -231,19 +177,20 @@ class JobStore:
         """
         stamp = repr(time.time() if now is None else now)
         seq = "" if update.seq is None else str(update.seq)
-        result = self._update(
+        result = scripts.pairs(self._update(
             keys=[keys.job_key(update.job_id)],
-            args=[update.state, update.progress, update.message, update.stage, seq, stamp],
-        )
-        code = int(result[0])
+            args=[update.state, update.progress, update.message, update.stage, seq, stamp,
+                  SUCCEEDED, QUEUED, *sorted(TERMINAL_STATES)],
+        ))
+        code = int(result["code"])
         if code < 0:
             raise UnknownJob(update.job_id)
         if code == 0:
-            return None, str(result[1])
-        state, progress, message, stage = result[1:5]
-        kind, snippet_id = (list(result[5:7]) + ["", ""])[:2]
-        applied = JobState(job_id=update.job_id, state=state, progress=int(progress),
-                           message=message, stage=stage, kind=kind or "demo",
+            return None, str(result["state"])
+        snippet_id = result["snippet_id"]
+        applied = JobState(job_id=update.job_id, state=result["state"],
+                           progress=int(result["progress"]), message=result["message"],
+                           stage=result["stage"], kind=result["kind"] or "demo",
                            extra={"snippet_id": snippet_id} if snippet_id else {})
         return applied, applied.state
 
@@ -260,13 +207,14 @@ class JobStore:
         of the previous run is still dropped. Raises :class:`UnknownJob` or
         :class:`InvalidTransition` (with the job's current state).
         """
-        result = self._reset(keys=[keys.job_key(job_id)],
-                             args=[repr(time.time()), self.ttl, *sorted(from_states)])
-        code = int(result[0])
+        result = scripts.pairs(self._reset(
+            keys=[keys.job_key(job_id)],
+            args=[repr(time.time()), self.ttl, QUEUED, *sorted(from_states)]))
+        code = int(result["code"])
         if code < 0:
             raise UnknownJob(job_id)
         if code == 0:
-            raise InvalidTransition(job_id, str(result[1]))
+            raise InvalidTransition(job_id, str(result["state"]))
         state = self.get(job_id)
         if state is None:  # expired in between: as good as unknown
             raise UnknownJob(job_id)

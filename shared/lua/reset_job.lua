@@ -1,0 +1,29 @@
+-- reset_job.lua: put an ended job back to queued (a retry), atomically.
+--
+-- KEYS[1]   the job's hash (shared.keys.job_key)
+-- ARGV[1]   now, epoch seconds as text
+-- ARGV[2]   the job's TTL in seconds (renewed)
+-- ARGV[3]   the name of the queued state
+-- ARGV[4..] the states a retry may start from
+--
+-- The seq is kept, so a late report of the previous run is still dropped.
+--
+-- Returns field/value pairs:
+--   code -1                    unknown job
+--   code 0, state              not allowed from the job's current state
+--   code 1, state, attempt     reset; state is the one it was reset from
+local k = KEYS[1]
+local now, ttl, queued = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local cur = redis.call('HMGET', k, 'state', 'attempt')
+if not cur[1] then return {'code', -1} end
+local allowed = false
+for i = 4, #ARGV do
+  if ARGV[i] == cur[1] then allowed = true end
+end
+if not allowed then return {'code', 0, 'state', cur[1]} end
+local attempt = (tonumber(cur[2]) or 1) + 1
+redis.call('HSET', k, 'state', queued, 'progress', 0, 'message', '', 'stage', '',
+           'updated_at', now, 'attempt', attempt)
+redis.call('HDEL', k, 'started_at', 'finished_at')
+redis.call('EXPIRE', k, ttl)
+return {'code', 1, 'state', cur[1], 'attempt', attempt}
