@@ -122,6 +122,8 @@ class Config:
         self.DEMO_STEP_DELAY: float = _float(env, "DEMO_STEP_DELAY", 0.4)
         self.JOB_TIMEOUT: int = _int(env, "JOB_TIMEOUT", 30, minimum=1)
         self.JOB_TTL: int = _int(env, "JOB_TTL", 7 * 24 * 3600, minimum=60)
+        # Lines kept per job log (the oldest go first).
+        self.JOB_LOG_MAX: int = _int(env, "JOB_LOG_MAX", 1000, minimum=1)
         self.SNIPPET_TTL: int = _int(env, "SNIPPET_TTL", 7 * 24 * 3600, minimum=60)
         self.REPORT_RETRY_SECONDS: float = _float(env, "REPORT_RETRY_SECONDS", 30.0)
         # RQ worker class: fork (a work horse per job) or simple (in-process).

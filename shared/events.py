@@ -15,11 +15,14 @@ from shared.store import JobState
 def state_events(state: JobState, snippets: SnippetStore, at: float) -> list[Event]:
     """``(event, payload, room)`` for a change to ``state`` made at time ``at``.
 
-    ``updateProgress`` to the job's room, a highlight job's snippet events
+    ``jobLog`` with the lines the change appended (first, so a page that
+    sees the final state already has the last lines), ``updateProgress`` to
+    the job's room, a highlight job's snippet events
     (``highlight`` with the HTML once it succeeded, and the state), and the
     dashboard's compact ``jobChanged``.
     """
     return [
+        *([state.log.event()] if state.log is not None else []),
         (UPDATE_PROGRESS, state.to_payload(), room_for(state.job_id)),
         *snippet_events(state, snippets),
         (DASHBOARD_UPDATE, state.to_dashboard(at), DASHBOARD_ROOM),

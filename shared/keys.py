@@ -35,3 +35,8 @@ def worker_lease_key(worker_name: str) -> str:
 def abandoned_check_lock(queue_name: str) -> str:
     """Held by the one worker that looks for abandoned jobs of a queue right now."""
     return f"{VOLATILE_PREFIX}:abandoned-check:{queue_name}"
+
+
+def job_log_key(job_id: str) -> str:
+    """Stream holding a job's log lines (the newest ``JOB_LOG_MAX``)."""
+    return f"{PREFIX}:job:{job_id}:log"

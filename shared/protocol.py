@@ -6,6 +6,7 @@ validation live here so that the site, the worker and the tests agree.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 UPDATE_PROGRESS = "updateProgress"
 HIGHLIGHT = "highlight"
 SUBSCRIBE = "subscribe"
+JOB_LOG = "jobLog"  # {jobId, after, lines: [{id, at, text}]}: new lines of a job's log
 
 # Dotted names the site enqueues, so that website/ never imports worker/.
 DEMO_JOB = "worker.jobs.demo_job"
@@ -36,7 +38,12 @@ REPORTABLE_STATES = (RUNNING, SUCCEEDED, FAILED, CANCELLED)
 
 MESSAGE_MAX = 500
 STAGE_MAX = 80
-CALLBACK_MAX_BYTES = 16 * 1024
+RESULT_MAX_BYTES = 64 * 1024  # a job's result, as JSON text
+LOG_BATCH_MAX = 100  # lines per report
+LOG_LINE_MAX_BYTES = 2048  # longer lines are cut
+# A report: the result and a full batch of log lines, with room for the rest.
+CALLBACK_MAX_BYTES = RESULT_MAX_BYTES + LOG_BATCH_MAX * (LOG_LINE_MAX_BYTES + 64) + 16 * 1024
+LOG_START = "0-0"  # the log id before the first line: ``lastLogId`` to replay from the start
 
 # Job control: which states a job may be cancelled from, or retried from.
 CANCELLABLE_STATES = frozenset({QUEUED, RUNNING})
@@ -56,6 +63,10 @@ STATE_HEADER = "X-Jobcast-State"
 
 class PayloadError(ValueError):
     """A progress payload that does not follow the contract."""
+
+
+class PayloadTooLarge(PayloadError):
+    """A part of a payload (the result) is over its size limit: answered with 413."""
 
 
 def room_for(job_id: str) -> str:
@@ -83,9 +94,61 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+_NO_RESULT: Any = object()
+
+
+def cut_line(text: str) -> str:
+    """A log line cut to ``LOG_LINE_MAX_BYTES`` of UTF-8, never inside a character."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= LOG_LINE_MAX_BYTES:
+        return text
+    return raw[:LOG_LINE_MAX_BYTES].decode("utf-8", "ignore")
+
+
+def progress_of(current: int, total: int) -> int:
+    """Whole percent done for ``current`` of ``total`` (100 for nothing to do)."""
+    return 100 if total == 0 else min(100, current * 100 // total)
+
+
+def _optional_int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise PayloadError(f"{name} must be a non-negative integer")
+    return value
+
+
+def _text_field(body: dict[str, Any], name: str, limit: int) -> str:
+    value = body.get(name, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError(f"{name} must be a string")
+    return value[:limit]
+
+
+def _log_lines(body: dict[str, Any]) -> tuple[str, ...]:
+    lines = body.get("log")
+    if lines is None:
+        return ()
+    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+        raise PayloadError("log must be a list of strings")
+    if len(lines) > LOG_BATCH_MAX:
+        raise PayloadError(f"log takes at most {LOG_BATCH_MAX} lines per report")
+    return tuple(cut_line(line) for line in lines)
+
+
 @dataclass(frozen=True)
 class ProgressUpdate:
-    """One progress report from a worker (the body of ``POST /api/progress``)."""
+    """One progress report from a worker (the body of ``POST /api/progress``).
+
+    ``current`` and ``total`` give progress as "n of total" (``progress`` is
+    worked out from them when a report leaves it out; a final state needs
+    none); ``result`` (any JSON,
+    only with ``succeeded``) is what the job produced; ``log`` holds new lines
+    of the job's log, appended with the update, atomically.
+    """
 
     job_id: str
     progress: int
@@ -93,6 +156,21 @@ class ProgressUpdate:
     message: str = ""
     stage: str = ""
     seq: int | None = None
+    current: int | None = None
+    total: int | None = None
+    result: Any = _NO_RESULT
+    log: tuple[str, ...] = ()
+
+    @property
+    def has_result(self) -> bool:
+        """True when the report carries a result (which may be JSON ``null``)."""
+        return self.result is not _NO_RESULT
+
+    def result_json(self) -> str:
+        """The result as compact JSON text ('' when there is none)."""
+        if not self.has_result:
+            return ""
+        return json.dumps(self.result, ensure_ascii=False, separators=(",", ":"))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON body a worker sends."""
@@ -106,20 +184,42 @@ class ProgressUpdate:
             body["stage"] = self.stage
         if self.seq is not None:
             body["seq"] = self.seq
+        if self.total is not None:
+            body["current"] = self.current or 0
+            body["total"] = self.total
+        if self.has_result:
+            body["result"] = self.result
+        if self.log:
+            body["log"] = list(self.log)
         return body
 
     @classmethod
     def from_json(cls, body: object) -> ProgressUpdate:
-        """Validate a decoded JSON body; raise :class:`PayloadError` with the reason."""
+        """Validate a decoded JSON body; raise :class:`PayloadError` with the reason.
+
+        Raises :class:`PayloadTooLarge` for a result over ``RESULT_MAX_BYTES``.
+        """
         if not isinstance(body, dict):
             raise PayloadError("body must be a JSON object")
-        missing = [k for k in ("jobId", "progress", "state") if k not in body]
+        current, total = _optional_int(body, "current"), _optional_int(body, "total")
+        if (current is None) != (total is None):
+            raise PayloadError("current and total go together")
+        if current is not None and total is not None and current > total:
+            raise PayloadError("current must not be above total")
+        missing = [k for k in ("jobId", "state") if k not in body]
+        ended = body.get("state") in TERMINAL_STATES
+        if "progress" not in body and total is None and not ended:
+            missing.insert(1, "progress")
         if missing:
             raise PayloadError(f"missing field(s): {', '.join(missing)}")
         job_id = body["jobId"]
         if not is_uuid(job_id):
             raise PayloadError("jobId must be a UUID string")
-        progress = body["progress"]
+        progress = body.get("progress")
+        if progress is None and current is not None and total is not None:
+            progress = progress_of(current, total)
+        elif progress is None and ended:  # the stored progress stays (100 once succeeded)
+            progress = 0
         if isinstance(progress, bool) or not isinstance(progress, (int, float)):
             raise PayloadError("progress must be a number from 0 to 100")
         if progress != progress or not 0 <= progress <= 100:  # NaN or out of range
@@ -127,28 +227,30 @@ class ProgressUpdate:
         state = body["state"]
         if state not in REPORTABLE_STATES:
             raise PayloadError(f"state must be one of: {', '.join(REPORTABLE_STATES)}")
-        message = body.get("message", "")
-        if message is None:
-            message = ""
-        if not isinstance(message, str):
-            raise PayloadError("message must be a string")
-        stage = body.get("stage", "")
-        if stage is None:
-            stage = ""
-        if not isinstance(stage, str):
-            raise PayloadError("stage must be a string")
         seq = body.get("seq")
         if seq is not None and (
             isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**53
         ):
             raise PayloadError("seq must be a non-negative integer")
+        result = body.get("result", _NO_RESULT)
+        if result is not _NO_RESULT:
+            if state != SUCCEEDED:
+                raise PayloadError("result goes only with state succeeded")
+            size = len(json.dumps(result, ensure_ascii=False).encode("utf-8"))
+            if size > RESULT_MAX_BYTES:
+                raise PayloadTooLarge(
+                    f"result is {size} bytes as JSON; at most {RESULT_MAX_BYTES} are kept")
         return cls(
             job_id=job_id.lower(),
             progress=int(progress),
             state=state,
-            message=message[:MESSAGE_MAX],
-            stage=stage[:STAGE_MAX],
+            message=_text_field(body, "message", MESSAGE_MAX),
+            stage=_text_field(body, "stage", STAGE_MAX),
             seq=seq,
+            current=current,
+            total=total,
+            result=result,
+            log=_log_lines(body),
         )
 
 
@@ -161,10 +263,12 @@ def browser_contract() -> dict[str, Any]:
     return {
         "events": {
             "updateProgress": UPDATE_PROGRESS, "highlight": HIGHLIGHT, "subscribe": SUBSCRIBE,
+            "jobLog": JOB_LOG,
             "jobChanged": DASHBOARD_UPDATE, "watchDashboard": DASHBOARD_SUBSCRIBE,
         },
         "states": {name: name for name in STATES},
         "terminal": sorted(TERMINAL_STATES),
         "cancellable": sorted(CANCELLABLE_STATES),
         "retryable": sorted(RETRYABLE_STATES),
+        "logStart": LOG_START,
     }

@@ -17,6 +17,7 @@ so the callback can notify a snippet's room without another read.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,8 @@ from typing import Any
 import redis
 
 from shared import keys, scripts
-from shared.protocol import QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
+from shared.joblog import LogBatch, LogLine
+from shared.protocol import LOG_START, QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class JobState:
     created_at: float = 0.0
     updated_at: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
+    log: LogBatch | None = None  # lines appended by the update that made this state
 
     @property
     def finished(self) -> bool:
@@ -56,7 +59,44 @@ class JobState:
         }
         if self.stage:
             payload["stage"] = self.stage
+        if self.total is not None:
+            payload["current"] = self.current
+            payload["total"] = self.total
+        if "result" in self.extra:
+            payload["result"] = self.result
         return payload
+
+    def _count(self, name: str) -> int | None:
+        try:
+            return int(self.extra[name])
+        except (KeyError, ValueError):
+            return None
+
+    @property
+    def current(self) -> int | None:
+        """How many of ``total`` are done, when the job reports "n of total"."""
+        return self._count("current")
+
+    @property
+    def total(self) -> int | None:
+        """The total of "n of total", when the job reports it."""
+        return self._count("total")
+
+    @property
+    def result(self) -> Any:
+        """The job's result (decoded JSON), None when there is none."""
+        raw = self.extra.get("result")
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+
+    @property
+    def log_last(self) -> str:
+        """The id of the newest line of the job's log (``LOG_START`` for none)."""
+        return self.extra.get("log_last", LOG_START)
 
     def _stamp(self, name: str) -> float | None:
         try:
@@ -132,9 +172,11 @@ class InvalidTransition(ValueError):
 class JobStore:
     """Reads and writes job state in Redis (a client with ``decode_responses=True``)."""
 
-    def __init__(self, client: redis.Redis, ttl: int = 7 * 24 * 3600) -> None:
+    def __init__(self, client: redis.Redis, ttl: int = 7 * 24 * 3600,
+                 log_max: int = 1000) -> None:
         self.client = client
         self.ttl = ttl
+        self.log_max = log_max
         self._update = scripts.register(client, "update_job")
         self._reset = scripts.register(client, "reset_job")
 
@@ -177,21 +219,30 @@ class JobStore:
         """
         stamp = repr(time.time() if now is None else now)
         seq = "" if update.seq is None else str(update.seq)
+        current = "" if update.total is None else str(update.current or 0)
+        total = "" if update.total is None else str(update.total)
+        terminal = sorted(TERMINAL_STATES)
         result = scripts.pairs(self._update(
-            keys=[keys.job_key(update.job_id)],
+            keys=[keys.job_key(update.job_id), keys.job_log_key(update.job_id)],
             args=[update.state, update.progress, update.message, update.stage, seq, stamp,
-                  SUCCEEDED, QUEUED, *sorted(TERMINAL_STATES)],
+                  current, total, update.result_json(), self.log_max,
+                  SUCCEEDED, QUEUED, len(terminal), *terminal, *update.log],
         ))
         code = int(result["code"])
         if code < 0:
             raise UnknownJob(update.job_id)
         if code == 0:
             return None, str(result["state"])
-        snippet_id = result["snippet_id"]
+        extra = {name: str(result[name]) for name in ("snippet_id", "current", "total", "result")
+                 if result.get(name)}
+        ids = [str(i) for i in result.get("log_ids") or []]
+        batch = (LogBatch(update.job_id, str(result["log_after"]),
+                          tuple(LogLine(i, text) for i, text in zip(ids, update.log, strict=True)))
+                 if ids else None)
         applied = JobState(job_id=update.job_id, state=result["state"],
                            progress=int(result["progress"]), message=result["message"],
                            stage=result["stage"], kind=result["kind"] or "demo",
-                           extra={"snippet_id": snippet_id} if snippet_id else {})
+                           extra=extra, log=batch)
         return applied, applied.state
 
     def finish(self, job_id: str, state: str, message: str = "") -> JobState | None:

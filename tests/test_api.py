@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 
-from shared.protocol import DEMO_JOB, new_id
+from shared.protocol import CALLBACK_MAX_BYTES, DEMO_JOB, new_id
 from shared.signing import sign_job_token
 from tests.support import TEST_SECRET_KEY, auth, csrf_token_in
 
@@ -127,7 +127,7 @@ def test_unknown_job_callback_is_404(client: FlaskClient) -> None:
 
 def test_oversized_callback_is_413(client: FlaskClient) -> None:
     job_id = new_job(client)
-    resp = report(client, {"jobId": job_id, "progress": 1, "state": "running", "message": "x" * 20_000})
+    resp = report(client, {"jobId": job_id, "progress": 1, "state": "running", "message": "x" * (CALLBACK_MAX_BYTES + 1000)})
     assert resp.status_code == 413 and "error" in resp.get_json()
     assert client.get(f"/api/jobs/{job_id}").get_json()["progress"] == 0
 

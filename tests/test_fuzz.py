@@ -19,7 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.protocol import new_id
+from shared.protocol import CALLBACK_MAX_BYTES, new_id
 from shared.store import JobStore
 from tests.conftest import Stack
 from tests.support import auth
@@ -101,7 +101,7 @@ def test_random_updates_keep_the_rules_on_the_real_site(stack: Stack) -> None:
 def test_body_over_16_kb_is_413_even_when_chunked(stack: Stack) -> None:
     jid = own_job(stack)
     body = json.dumps({"jobId": jid, "progress": 5, "state": "running",
-                       "message": "x" * 17_000}).encode()
+                       "message": "x" * (CALLBACK_MAX_BYTES + 1000)}).encode()
 
     def chunks() -> Any:  # a generator body: no Content-Length, chunked encoding
         for start in range(0, len(body), 4096):

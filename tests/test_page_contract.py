@@ -20,7 +20,7 @@ JS_DIR = Path(__file__).resolve().parent.parent / "website" / "static" / "js"
 SCRIPTS = sorted(JS_DIR.glob("*.js"))
 WIRE_NAMES = {
     protocol.UPDATE_PROGRESS, protocol.HIGHLIGHT, protocol.SUBSCRIBE,
-    protocol.DASHBOARD_UPDATE, protocol.DASHBOARD_SUBSCRIBE, *protocol.STATES,
+    protocol.DASHBOARD_UPDATE, protocol.DASHBOARD_SUBSCRIBE, protocol.JOB_LOG, *protocol.STATES,
 }
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 _STRING = re.compile(r"\"((?:[^\"\\\n]|\\.)*)\"|'((?:[^'\\\n]|\\.)*)'")

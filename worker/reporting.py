@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=4)
-def _store(redis_url: str, ttl: int) -> JobStore:
-    return JobStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
+def _store(redis_url: str, ttl: int, log_max: int) -> JobStore:
+    return JobStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl,
+                    log_max=log_max)
 
 
 @lru_cache(maxsize=4)
@@ -60,7 +61,7 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate) -> tuple[JobState | None
     for an unknown job and ``redis.RedisError`` when Redis cannot be reached.
     """
     now = time.time()
-    state, current = _store(cfg.REDIS_URL, cfg.JOB_TTL).apply_or_state(update, now=now)
+    state, current = _store(cfg.REDIS_URL, cfg.JOB_TTL, cfg.JOB_LOG_MAX).apply_or_state(update, now=now)
     if state is not None and cfg.SOCKETIO_MESSAGE_QUEUE:
         sio = emitter(cfg.SOCKETIO_MESSAGE_QUEUE)
         for event, payload, room in state_events(

@@ -1,31 +1,44 @@
--- update_job.lua: apply one progress report to a job's hash, atomically.
+-- update_job.lua: apply one progress report to a job, atomically, with its log lines.
 --
 -- KEYS[1]   the job's hash (shared.keys.job_key)
+-- KEYS[2]   the job's log, a stream (shared.keys.job_log_key)
 -- ARGV[1]   the reported state        ARGV[2]  progress, 0..100
 -- ARGV[3]   message                   ARGV[4]  stage
 -- ARGV[5]   seq ('' when the report has none)
 -- ARGV[6]   now, epoch seconds as text
--- ARGV[7]   the name of the succeeded state
--- ARGV[8]   the name of the queued state
--- ARGV[9..] the names of the terminal states
+-- ARGV[7]   current ('' for none)     ARGV[8]  total ('' for none)
+-- ARGV[9]   the result as JSON text ('' for none)
+-- ARGV[10]  how many log lines to keep (JOB_LOG_MAX)
+-- ARGV[11]  the name of the succeeded state
+-- ARGV[12]  the name of the queued state
+-- ARGV[13]  n, how many terminal state names follow
+-- ARGV[14 .. 13+n]   the names of the terminal states
+-- ARGV[14+n ..]      the new log lines, in order
 --
 -- Rules: an unknown job is refused; a terminal job never changes; a seq not
 -- above the stored one is dropped; progress never goes back; a report that
--- changes nothing is dropped.
+-- changes nothing (no new field value, no log line) is dropped. Log lines
+-- are appended only when the update is applied.
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
---   code -1                          unknown job
---   code 0, state                    dropped; state is the job's current state
---   code 1, state, progress, message, stage, kind, snippet_id   applied
-local k = KEYS[1]
+--   code -1                 unknown job
+--   code 0, state           dropped; state is the job's current state
+--   code 1, state, progress, message, stage, kind, snippet_id, current, total,
+--           result, log_after, log_ids      applied; log_after is the id of the
+--           line before the new ones ('0-0' for none), log_ids the new lines' ids
+local k, logk = KEYS[1], KEYS[2]
 local state, progress, message, stage, seq, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4],
   ARGV[5], ARGV[6]
-local succeeded, queued = ARGV[7], ARGV[8]
+local current, total, result = ARGV[7], ARGV[8], ARGV[9]
+local log_max = tonumber(ARGV[10])
+local succeeded, queued = ARGV[11], ARGV[12]
+local n_terminal = tonumber(ARGV[13])
 local terminal = {}
-for i = 9, #ARGV do terminal[ARGV[i]] = true end
+for i = 14, 13 + n_terminal do terminal[ARGV[i]] = true end
+local first_line = 14 + n_terminal
 
 local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
-                       'snippet_id')
+                       'snippet_id', 'current', 'total', 'log_last')
 local cur_state, cur_progress, cur_seq = cur[1], cur[2], cur[3]
 if not cur_state then return {'code', -1} end
 if terminal[cur_state] then return {'code', 0, 'state', cur_state} end
@@ -35,8 +48,11 @@ end
 local old = tonumber(cur_progress) or 0
 if progress < old then progress = old end
 if state == succeeded then progress = 100 end
+if current == '' then current, total = cur[8] or '', cur[9] or '' end
+local has_lines = #ARGV >= first_line
 if state == cur_state and progress == old and message == (cur[4] or '')
-   and stage == (cur[5] or '') then
+   and stage == (cur[5] or '') and current == (cur[8] or '') and total == (cur[9] or '')
+   and result == '' and not has_lines then
   return {'code', 0, 'state', cur_state}
 end
 local fields = {'state', state, 'progress', progress, 'message', message,
@@ -44,12 +60,30 @@ local fields = {'state', state, 'progress', progress, 'message', message,
 if seq ~= '' then
   table.insert(fields, 'seq'); table.insert(fields, seq)
 end
+if current ~= '' then
+  table.insert(fields, 'current'); table.insert(fields, current)
+  table.insert(fields, 'total'); table.insert(fields, total)
+end
+if result ~= '' then
+  table.insert(fields, 'result'); table.insert(fields, result)
+end
 if cur_state == queued then
   table.insert(fields, 'started_at'); table.insert(fields, now)
 end
 if terminal[state] then
   table.insert(fields, 'finished_at'); table.insert(fields, now)
 end
+local log_after = cur[10] or '0-0'
+local log_ids = {}
+if has_lines then
+  for i = first_line, #ARGV do
+    log_ids[#log_ids + 1] = redis.call('XADD', logk, 'MAXLEN', log_max, '*', 'text', ARGV[i])
+  end
+  table.insert(fields, 'log_last'); table.insert(fields, log_ids[#log_ids])
+  local ttl = redis.call('PTTL', k)
+  if ttl > 0 then redis.call('PEXPIRE', logk, ttl) end
+end
 redis.call('HSET', k, unpack(fields))
 return {'code', 1, 'state', state, 'progress', progress, 'message', message, 'stage', stage,
-        'kind', cur[6] or '', 'snippet_id', cur[7] or ''}
+        'kind', cur[6] or '', 'snippet_id', cur[7] or '', 'current', current, 'total', total,
+        'result', result, 'log_after', log_after, 'log_ids', log_ids}

@@ -7,11 +7,14 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
+from shared.joblog import is_log_id, read_log
 from shared.protocol import (
     APPLIED_HEADER,
     CALLBACK_MAX_BYTES,
+    LOG_START,
     STATE_HEADER,
     PayloadError,
+    PayloadTooLarge,
     ProgressUpdate,
     is_uuid,
 )
@@ -48,6 +51,32 @@ def job_state(job_id: str) -> Response | tuple[Response | str, int]:
     return jsonify(state.to_payload())
 
 
+@bp.get("/jobs/<job_id>/log")
+def job_log(job_id: str) -> Response | tuple[Response | str, int]:
+    """Lines of the job's log after ``?after=<id>`` (from the start without it).
+
+    ``?limit=`` (1..1000, default 1000) caps the page; ``next`` is the id to ask
+    after for the following page, and ``more`` says whether there is one.
+    """
+    if not is_uuid(job_id) or redis_ext.store.get(job_id.lower()) is None:
+        return error_response(404, "unknown job id")
+    after = request.args.get("after", LOG_START) or LOG_START
+    if not is_log_id(after):
+        return error_response(400, "after must be a log line id such as 1700000000000-0")
+    try:
+        limit = int(request.args.get("limit", "1000"))
+    except ValueError:
+        return error_response(400, "limit must be a whole number from 1 to 1000")
+    if not 1 <= limit <= 1000:
+        return error_response(400, "limit must be a whole number from 1 to 1000")
+    batch = read_log(redis_ext.client, job_id.lower(), after, limit + 1)
+    lines = batch.lines[:limit]
+    return jsonify({"jobId": job_id.lower(), "after": after,
+                    "lines": [line.to_json() for line in lines],
+                    "next": lines[-1].id if lines else after,
+                    "more": len(batch.lines) > limit})
+
+
 @bp.post("/progress")
 def progress() -> Response | tuple[Response | str, int]:
     """Progress callback for workers: store the update, then push it to watchers."""
@@ -68,6 +97,8 @@ def progress() -> Response | tuple[Response | str, int]:
         update = ProgressUpdate.from_json(body)
         # A dropped update still learns the job's state: the worker stops once it ended.
         applied, state = redis_ext.store.apply_or_state(update, now=now)
+    except PayloadTooLarge as exc:
+        return error_response(413, str(exc))
     except PayloadError as exc:
         return error_response(400, str(exc))
     except UnknownJob:

@@ -13,11 +13,12 @@ import logging
 from typing import Any
 
 import redis
-from flask import request
+from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room, leave_room
 
 from shared.events import state_events
-from shared.protocol import HIGHLIGHT, SUBSCRIBE, UPDATE_PROGRESS, is_uuid, room_for, snippet_room
+from shared.joblog import is_log_id, read_log
+from shared.protocol import HIGHLIGHT, JOB_LOG, SUBSCRIBE, UPDATE_PROGRESS, is_uuid, room_for, snippet_room
 from shared.snippets import Event, progress_payload
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
@@ -25,8 +26,15 @@ from website.extensions import redis_ext, socketio
 log = logging.getLogger(__name__)
 
 
-def _join_job(job_id: object) -> dict[str, Any]:
-    """Join the job's room, then return its current state payload."""
+def _join_job(job_id: object, last_log_id: object = None) -> list[tuple[str, dict[str, Any]]]:
+    """Join the job's room, then return the events that bring the client up to date.
+
+    The job's state (``updateProgress``); with ``last_log_id`` (a log line id,
+    ``"0-0"`` for the whole log) also the lines stored after it (``jobLog``),
+    read after joining, so no line falls between the replay and the room.
+    """
+    if last_log_id is not None and not is_log_id(last_log_id):
+        raise ValueError("lastLogId must be a log line id such as 1700000000000-0")
     if not is_uuid(job_id):
         raise ValueError("jobId must be a UUID")
     assert isinstance(job_id, str)
@@ -36,7 +44,11 @@ def _join_job(job_id: object) -> dict[str, Any]:
     if state is None:
         leave_room(room_for(job_id))
         raise LookupError(f"unknown job {job_id}")
-    return state.to_payload()
+    events = [(UPDATE_PROGRESS, state.to_payload())]
+    if isinstance(last_log_id, str):
+        replay = read_log(redis_ext.client, job_id, last_log_id, current_app.config["JOB_LOG_MAX"])
+        events.insert(0, (JOB_LOG, replay.to_payload()))
+    return events
 
 
 def _join_snippet(snippet_id: object) -> list[tuple[str, dict[str, Any]]]:
@@ -70,18 +82,21 @@ def publish_state(state: JobState, at: float) -> None:
 def on_connect(auth: object = None) -> None:
     """Accept a connection; with ``?jobId=`` join that job and send its state."""
     job_id = request.args.get("jobId")
+    last_log_id: object = request.args.get("lastLogId")
     if job_id is None and isinstance(auth, dict):
         job_id = auth.get("jobId")
+        last_log_id = auth.get("lastLogId")
     if job_id is None:
         return
     try:
-        payload = _join_job(job_id)
+        events = _join_job(job_id, last_log_id)
     except (ValueError, LookupError) as exc:
         raise ConnectionRefusedError(str(exc)) from None
     except redis.RedisError as exc:
         log.warning("connect for job %s: Redis unavailable: %s", job_id, exc)
         raise ConnectionRefusedError("state store unavailable, retry later") from None
-    socketio.emit(UPDATE_PROGRESS, payload, to=request.sid)  # type: ignore[attr-defined]
+    for event, payload in events:
+        socketio.emit(event, payload, to=request.sid)  # type: ignore[attr-defined]
 
 
 def on_subscribe(data: object) -> dict[str, Any]:
@@ -93,7 +108,7 @@ def on_subscribe(data: object) -> dict[str, Any]:
         if "snippetId" in data:
             events = _join_snippet(data["snippetId"])
         else:
-            events = [(UPDATE_PROGRESS, _join_job(data["jobId"]))]
+            events = _join_job(data["jobId"], data.get("lastLogId"))
     except (ValueError, LookupError) as exc:
         return {"ok": False, "error": str(exc)}
     except redis.RedisError as exc:

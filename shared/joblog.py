@@ -1,0 +1,125 @@
+"""A job's live log: lines stored in a Redis stream, pushed as ``jobLog`` batches.
+
+Every line has an id (the stream id, ``"<ms>-<n>"``, increasing), the time it
+was stored and its text. Each pushed batch names the id of the line just
+before it (``after``), so a client can tell a batch that follows what it has
+from one that arrived early (its own replay still on the way) or late (lines
+it already has). :class:`LogFollower` keeps exactly that bookkeeping; the job
+page's console does the same in JavaScript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from shared import keys
+from shared.protocol import JOB_LOG, LOG_START, room_for
+
+
+def id_key(log_id: str) -> tuple[int, int]:
+    """A log id as a sortable pair; ``ValueError`` for anything else."""
+    ms, _, n = log_id.partition("-")
+    return int(ms), int(n or 0)
+
+
+def is_log_id(value: object) -> bool:
+    """True for a well-formed log id (``"<ms>-<n>"`` or ``"0"``)."""
+    if not isinstance(value, str) or len(value) > 40:
+        return False
+    try:
+        id_key(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a job's log."""
+
+    id: str
+    text: str
+
+    @property
+    def at(self) -> float:
+        """When it was stored, epoch seconds (from the id)."""
+        return id_key(self.id)[0] / 1000
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"id", "at", "text"}`` as pushed and served."""
+        return {"id": self.id, "at": self.at, "text": self.text}
+
+
+@dataclass(frozen=True)
+class LogBatch:
+    """Lines appended together, and the id of the line before them."""
+
+    job_id: str
+    after: str
+    lines: tuple[LogLine, ...]
+
+    def to_payload(self) -> dict[str, Any]:
+        """The ``jobLog`` event payload."""
+        return {"jobId": self.job_id, "after": self.after,
+                "lines": [line.to_json() for line in self.lines]}
+
+    def event(self) -> tuple[str, dict[str, Any], str]:
+        """``(event, payload, room)`` for this batch."""
+        return JOB_LOG, self.to_payload(), room_for(self.job_id)
+
+
+def read_log(client: redis.Redis, job_id: str, after: str = LOG_START,
+             limit: int = 1000) -> LogBatch:
+    """Up to ``limit`` lines stored after ``after``, oldest first."""
+    start = "-" if id_key(after) == (0, 0) else "(" + after
+    entries: list[tuple[Any, dict[Any, Any]]] = client.xrange(  # type: ignore[assignment]
+        keys.job_log_key(job_id), min=start, max="+", count=max(1, limit))
+    lines = tuple(LogLine(_text(entry_id), _text(data.get("text", data.get(b"text", ""))))
+                  for entry_id, data in entries)
+    return LogBatch(job_id, after, lines)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class LogFollower:
+    """Puts ``jobLog`` batches together into one gapless, duplicate-free log.
+
+    ``last`` is the id of the last line taken. A batch whose ``after`` is at or
+    before ``last`` is taken (its lines past ``last``); one that starts past
+    ``last`` waits in ``pending`` until the lines before it arrive.
+    """
+
+    last: str = LOG_START
+    lines: list[LogLine] = field(default_factory=list)
+    pending: dict[str, Sequence[dict[str, Any]]] = field(default_factory=dict)
+
+    def feed(self, payload: dict[str, Any]) -> list[LogLine]:
+        """Take one ``jobLog`` payload; the lines newly in order because of it."""
+        self.pending[str(payload.get("after", LOG_START))] = payload.get("lines") or []
+        taken: list[LogLine] = []
+        progressed = True
+        while progressed:
+            progressed = False
+            for after in list(self.pending):
+                if id_key(after) <= id_key(self.last):
+                    batch = self.pending.pop(after)
+                    for raw in batch:
+                        line = LogLine(str(raw["id"]), str(raw["text"]))
+                        if id_key(line.id) > id_key(self.last):
+                            taken.append(line)
+                            self.last = line.id
+                    progressed = True
+        self.lines.extend(taken)
+        return taken
+
+    @property
+    def waiting(self) -> bool:
+        """True while a batch waits for lines before it."""
+        return bool(self.pending)
