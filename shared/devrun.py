@@ -31,6 +31,7 @@ from honcho.environ import parse as parse_env_file
 from shared.config import DEFAULT_REDIS_URL
 
 GENERATED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "OPS_TOKEN")
+REQUIRED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN")  # empty counts as unset; OPS_TOKEN= means open
 DEFAULT_PORT = "5000"
 
 
@@ -47,14 +48,21 @@ def read_env_file(path: Path) -> dict[str, str]:
     return dict(parse_env_file(text))
 
 
+def _unset(name: str, *sources: Mapping[str, str]) -> bool:
+    if name in REQUIRED_SECRETS:
+        return not any(source.get(name) for source in sources)
+    return not any(name in source for source in sources)
+
+
 def add_missing_secrets(path: Path, environ: Mapping[str, str],
                         file_env: Mapping[str, str]) -> list[str]:
     """Append a fresh value to ``path`` for each secret set in neither; their names.
 
-    The file is created, or kept, with mode 600.
+    ``SECRET_KEY`` and ``PROGRESS_TOKEN`` need a value; ``OPS_TOKEN`` set to
+    the empty string is left alone (the operator pages stay open). The file is
+    created, or kept, with mode 600.
     """
-    missing = [name for name in GENERATED_SECRETS
-               if not environ.get(name) and not file_env.get(name)]
+    missing = [name for name in GENERATED_SECRETS if _unset(name, environ, file_env)]
     if not missing:
         return []
     lines = "".join(f"{name}={secrets.token_urlsafe(32)}\n" for name in missing)
@@ -92,7 +100,7 @@ def site_url_for(bind: str) -> str:
 def launch_env(environ: Mapping[str, str], file_env: Mapping[str, str],
                python: str) -> dict[str, str]:
     """The environment for honcho: ``.env`` under the environment, plus derived settings."""
-    env = {**file_env, **environ}
+    env = {**file_env, **{k: v for k, v in environ.items() if v or k not in REQUIRED_SECRETS}}
     env["PORT"] = env.get("PORT") or DEFAULT_PORT
     env["WEB_BIND"] = env.get("WEB_BIND") or f"127.0.0.1:{env['PORT']}"
     if not env.get("SITE_URL"):
@@ -118,10 +126,11 @@ def check_ports(env: Mapping[str, str], processes: list[str]) -> None:
     port = bind_port(env["WEB_BIND"])
     if "web" in processes and port is not None:
         host = env["WEB_BIND"].rpartition(":")[0].strip("[]") or "0.0.0.0"
-        wanted.append(("web (WEB_BIND/PORT)", host, port))
+        wanted.append(("web (set PORT or WEB_BIND)", host, port))
     if "redis" in processes:
         redis_port = urlsplit(env.get("REDIS_URL") or DEFAULT_REDIS_URL).port or 6379
-        wanted.append(("embedded Redis (REDIS_URL)", "127.0.0.1", redis_port))
+        wanted.append(("embedded Redis (set REDIS_URL, default port 6380)", "127.0.0.1",
+                       redis_port))
     if len({p for _name, _host, p in wanted}) < len(wanted):
         raise LaunchError("the web port and the embedded Redis's port are the same: "
                           "change PORT or REDIS_URL")
@@ -132,8 +141,8 @@ def check_ports(env: Mapping[str, str], processes: list[str]) -> None:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise LaunchError(f"{name}: cannot listen on {host}:{number}: {exc}") from None
-            raise LaunchError(f"{name}: port {number} on {host} is in use (another "
-                              "`make run`?); pick another one") from None
+            raise LaunchError(f"port {number} on {host} is in use, perhaps by another "
+                              f"`make run`: {name}") from None
 
 
 def banner(env: Mapping[str, str], env_file: Path, written: list[str],

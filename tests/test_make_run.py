@@ -21,7 +21,7 @@ import psutil
 import pytest
 import requests
 
-from shared.devrun import default_processes, launch_env, site_url_for
+from shared.devrun import add_missing_secrets, default_processes, launch_env, site_url_for
 from tests.support import (
     ROOT,
     EventRecorder,
@@ -160,3 +160,22 @@ def test_launch_env_derives_bind_and_site_url_and_lets_the_environment_win() -> 
     assert site_url_for("[::]:5000") == "http://[::1]:5000"
     assert default_processes({"REDIS_URL": "redis://elsewhere:6379/0"}) == ["web", "worker"]
     assert default_processes({}) == ["web", "worker", "redis"]
+
+
+def test_only_missing_secrets_are_appended(tmp_path: Path) -> None:
+    """Exported or present secrets are not written; an empty OPS_TOKEN stays empty (open)."""
+    path = tmp_path / ".env"
+    path.write_text("SECRET_KEY=kept\nOPS_TOKEN=")  # no final newline
+    path.chmod(0o644)
+    written = add_missing_secrets(path, {"PROGRESS_TOKEN": "exported"}, {"SECRET_KEY": "kept",
+                                                                        "OPS_TOKEN": ""})
+    assert written == []
+    assert path.read_text() == "SECRET_KEY=kept\nOPS_TOKEN="
+    written = add_missing_secrets(path, {"PROGRESS_TOKEN": ""}, {"SECRET_KEY": "kept",
+                                                                "OPS_TOKEN": ""})
+    assert written == ["PROGRESS_TOKEN"]
+    lines = path.read_text().splitlines()
+    assert lines[:2] == ["SECRET_KEY=kept", "OPS_TOKEN="] and lines[2].startswith("PROGRESS_TOKEN=")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    env = launch_env({"PROGRESS_TOKEN": ""}, {"PROGRESS_TOKEN": "from-file"}, "/p/bin/python")
+    assert env["PROGRESS_TOKEN"] == "from-file", "an empty exported secret does not hide .env's"
