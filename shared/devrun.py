@@ -158,7 +158,8 @@ def banner(env: Mapping[str, str], env_file: Path, written: list[str],
                      f"OPS_TOKEN {where})")
     else:
         lines.append(f"  dashboard: {site}/dashboard  (open: OPS_TOKEN is empty)")
-    lines.append(f"  shell: set -a; . ./{env_file.name}; set +a   # loads PROGRESS_TOKEN, OPS_TOKEN")
+    shown = str(env_file) if env_file.is_absolute() else f"./{env_file}"
+    lines.append(f"  shell: set -a; . {shown}; set +a   # loads PROGRESS_TOKEN, OPS_TOKEN")
     return "\n".join(lines)
 
 
