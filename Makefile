@@ -13,14 +13,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# Secrets for local runs; never committed (see .gitignore).
-.env:
-	$(PYTHON) -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(32)); print('PROGRESS_TOKEN=' + secrets.token_urlsafe(32))" > $@
-	@echo "wrote fresh SECRET_KEY and PROGRESS_TOKEN to .env"
-
-run: $(VENV)/.installed .env
-	@echo "Jobcast: open http://127.0.0.1:$${PORT:-5000}/  (Ctrl-C stops web, worker$(if $(REDIS_URL),, and Redis))"
-	$(BIN)/honcho start $(if $(REDIS_URL),web worker,)
+# web, worker and (without REDIS_URL) Redis under honcho. The environment wins
+# over .env; missing secrets are appended to .env (mode 600, never committed).
+# PORT, WEB_BIND, SITE_URL: see shared/devrun.py.
+run: $(VENV)/.installed
+	$(BIN)/python -m shared.devrun
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -143,7 +143,7 @@ class Config:
         self.LOG_LEVEL: str = (env.get("LOG_LEVEL", "") or "INFO").upper()
         self.ACCESS_LOG: bool = env.get("ACCESS_LOG", "1") not in ("0", "false", "no", "")
         self.WEB_BIND: str = env.get("WEB_BIND", "") or f"127.0.0.1:{env.get('PORT') or 5000}"
-        # Operations (see README "Operating Jobcast").
+        # Operations (see docs/operating.md).
         # OPS_TOKEN, when set, guards /dashboard and /metrics (Bearer or Basic password).
         self.OPS_TOKEN: str = env.get("OPS_TOKEN", "")
         self.DASHBOARD_PAGE_SIZE: int = min(_int(env, "DASHBOARD_PAGE_SIZE", 25, minimum=1), 100)
