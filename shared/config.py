@@ -122,6 +122,10 @@ class Config:
         self.DEMO_STEP_DELAY: float = _float(env, "DEMO_STEP_DELAY", 0.4)
         self.JOB_TIMEOUT: int = _int(env, "JOB_TIMEOUT", 30, minimum=1)
         self.JOB_TTL: int = _int(env, "JOB_TTL", 7 * 24 * 3600, minimum=60)
+        # Modules declaring job kinds (shared.kinds.job_kind), besides the built-in ones.
+        extra_kinds = [m.strip() for m in env.get("JOB_KINDS", "").split(",") if m.strip()]
+        self.JOB_KINDS: tuple[str, ...] = tuple(dict.fromkeys(
+            ["shared.kinds.demo", "shared.kinds.csv_import", *extra_kinds]))
         # Lines kept per job log (the oldest go first).
         self.JOB_LOG_MAX: int = _int(env, "JOB_LOG_MAX", 1000, minimum=1)
         self.SNIPPET_TTL: int = _int(env, "SNIPPET_TTL", 7 * 24 * 3600, minimum=60)

@@ -40,3 +40,8 @@ def abandoned_check_lock(queue_name: str) -> str:
 def job_log_key(job_id: str) -> str:
     """Stream holding a job's log lines (the newest ``JOB_LOG_MAX``)."""
     return f"{PREFIX}:job:{job_id}:log"
+
+
+def job_file_key(job_id: str, name: str) -> str:
+    """Hash (``data``, ``type``) of a file a job saved for download."""
+    return f"{PREFIX}:job:{job_id}:file:{name}"

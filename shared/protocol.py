@@ -20,6 +20,7 @@ JOB_LOG = "jobLog"  # {jobId, after, lines: [{id, at, text}]}: new lines of a jo
 # Dotted names the site enqueues, so that website/ never imports worker/.
 DEMO_JOB = "worker.jobs.demo_job"
 HIGHLIGHT_JOB = "worker.highlight.highlight_job"
+RUN_KIND_JOB = "worker.runner.run_kind"  # runs any declared kind (shared.kinds)
 
 # Job kinds (the ``kind`` field of a job's hash).
 DEMO_KIND = "demo"
@@ -94,7 +95,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-_NO_RESULT: Any = object()
+NO_RESULT: Any = object()
 
 
 def cut_line(text: str) -> str:
@@ -158,13 +159,13 @@ class ProgressUpdate:
     seq: int | None = None
     current: int | None = None
     total: int | None = None
-    result: Any = _NO_RESULT
+    result: Any = NO_RESULT
     log: tuple[str, ...] = ()
 
     @property
     def has_result(self) -> bool:
         """True when the report carries a result (which may be JSON ``null``)."""
-        return self.result is not _NO_RESULT
+        return self.result is not NO_RESULT
 
     def result_json(self) -> str:
         """The result as compact JSON text ('' when there is none)."""
@@ -232,8 +233,8 @@ class ProgressUpdate:
             isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**53
         ):
             raise PayloadError("seq must be a non-negative integer")
-        result = body.get("result", _NO_RESULT)
-        if result is not _NO_RESULT:
+        result = body.get("result", NO_RESULT)
+        if result is not NO_RESULT:
             if state != SUCCEEDED:
                 raise PayloadError("result goes only with state succeeded")
             size = len(json.dumps(result, ensure_ascii=False).encode("utf-8"))

@@ -18,16 +18,19 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import requests
 
 from shared.protocol import (
     APPLIED_HEADER,
+    NO_RESULT,
     RUNNING,
     STATE_HEADER,
     TERMINAL_STATES,
     ProgressUpdate,
+    cut_line,
 )
 
 log = logging.getLogger(__name__)
@@ -87,14 +90,23 @@ class ProgressReporter:
         state: str = RUNNING,
         message: str = "",
         stage: str = "",
+        *,
+        current: int | None = None,
+        total: int | None = None,
+        result: Any = NO_RESULT,
+        lines: Sequence[str] = (),
     ) -> bool:
         """Send one update; True when the site took it, False when the fallback did.
 
-        Raises :class:`ReportError` on a 4xx answer, or when the site cannot be
+        ``current``/``total`` report "n of total", ``result`` goes with
+        ``succeeded``, ``lines`` are new log lines. Raises
+        :class:`ReportError` on a 4xx answer, or when the site cannot be
         reached in time and there is no fallback.
         """
         update = ProgressUpdate(job_id=job_id, progress=progress, state=state,
-                                message=message, stage=stage, seq=self.next_seq())
+                                message=message, stage=stage, seq=self.next_seq(),
+                                current=current, total=total, result=result,
+                                log=tuple(cut_line(line) for line in lines))
         try:
             self.send(update)
             return True

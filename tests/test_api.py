@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 
-from shared.protocol import CALLBACK_MAX_BYTES, DEMO_JOB, new_id
+from shared.protocol import CALLBACK_MAX_BYTES, RUN_KIND_JOB, new_id
 from shared.signing import sign_job_token
 from tests.support import TEST_SECRET_KEY, auth, csrf_token_in
 
@@ -42,14 +42,15 @@ def test_post_jobs_redirects_to_status_page_and_enqueues(client: FlaskClient, re
     assert b'id="progress-span"' in page.data
     queue = Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(redis_url))
     job = queue.fetch_job(job_id)
-    assert job is not None and job.func_name == DEMO_JOB and job.args == (job_id,)
+    assert job is not None and job.func_name == RUN_KIND_JOB and job.args == (job_id,)
+    assert job.kwargs["kind_name"] == "demo" and job.kwargs["kind_args"] == {"steps": 10}
 
 
 def test_api_create_and_read_state(client: FlaskClient) -> None:
     resp = client.post("/api/jobs")
     body = resp.get_json()
     assert resp.status_code == 202
-    assert set(body) == {"id", "status_url", "state"}
+    assert set(body) == {"id", "kind", "status_url", "state"}
     assert body["state"] == {"jobId": body["id"], "progress": 0, "state": "queued", "message": ""}
     state = client.get(body["status_url"])
     assert state.status_code == 200 and state.get_json()["state"] == "queued"

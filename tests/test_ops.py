@@ -17,7 +17,7 @@ from rq.job import Job, JobStatus
 
 from shared import keys
 from shared.config import Config
-from shared.protocol import FAILED, RETRYABLE_STATES, RUNNING, SUCCEEDED, ProgressUpdate, new_id
+from shared.protocol import FAILED, RETRYABLE_STATES, RUN_KIND_JOB, RUNNING, SUCCEEDED, ProgressUpdate, new_id
 from shared.store import InvalidTransition, JobStore, UnknownJob
 from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in, free_port
 from website import create_app
@@ -119,7 +119,7 @@ def test_retry_a_cancelled_job_enqueues_it_again(client: FlaskClient, app: Flask
     raw = redis.Redis.from_url(app.config["REDIS_URL"])
     rq_job = Job.fetch(job_id, connection=raw)
     assert rq_job.get_status() == JobStatus.QUEUED
-    assert rq_job.func_name == "worker.jobs.demo_job" and rq_job.args == (job_id,)
+    assert rq_job.func_name == RUN_KIND_JOB and rq_job.args == (job_id,)
     assert Queue(app.config["QUEUE_NAME"], connection=raw).job_ids == [job_id]
     assert client.get(f"/api/jobs/{job_id}").get_json()["state"] == "queued"
 

@@ -34,6 +34,9 @@ def preload_jobs(cfg: Config, extra: list[str] | None = None) -> None:
 
     for module in extra or []:
         importlib.import_module(module)
+    import worker.runner
+
+    worker.runner.kinds_of(cfg.JOB_KINDS)  # the job kinds' modules
 
     if cfg.WORKER_EMIT == "direct":
         import flask_socketio  # noqa: F401 - the write-only emitter's module

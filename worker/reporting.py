@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 import redis
 import requests
@@ -173,10 +174,13 @@ def checked_report(reporter: ProgressReporter, job_id: str, progress: int,
 
 
 @contextmanager
-def job_boundary(job_id: str, reporter: ProgressReporter) -> Iterator[None]:
+def job_boundary(job_id: str, reporter: ProgressReporter,
+                 final: Callable[[bool], dict[str, Any]] | None = None) -> Iterator[None]:
     """Report ``succeeded`` when the block ends, ``failed`` when it raises.
 
     A :class:`JobEnded` from the block (cancelled on the site) ends it quietly.
+    ``final(succeeded)`` gives extra fields for the last report (the log
+    lines not yet sent, the result).
     """
     try:
         yield
@@ -187,8 +191,8 @@ def job_boundary(job_id: str, reporter: ProgressReporter) -> Iterator[None]:
         log.exception("job %s failed", job_id)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         try:
-            reporter.report(job_id, 0, FAILED, message[:500])
+            reporter.report(job_id, 0, FAILED, message[:500], **(final(False) if final else {}))
         except Exception:  # noqa: BLE001 - reporting must not hide the job's error
             log.exception("could not report the failure of job %s", job_id)
         raise
-    reporter.report(job_id, 100, SUCCEEDED, "")
+    reporter.report(job_id, 100, SUCCEEDED, "", **(final(True) if final else {}))

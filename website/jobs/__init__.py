@@ -3,14 +3,26 @@ and job control (cancel, retry)."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from flask import Flask
 
+from shared.kinds import load_kinds
 from website.http import ratelimit
-from website.jobs import api, control, pages
+from website.jobs import api, control, pages, services
+
+
+def pretty_json(value: Any) -> str:
+    """A result as indented JSON text (escaped by the template like any text)."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def init_app(app: Flask) -> None:
-    """Register the job pages, the JSON API, the callback and job control."""
+    """Load the job kinds (``JOB_KINDS``); register the job pages, the JSON API,
+    the callback and job control."""
+    app.extensions[services.KINDS_EXTENSION] = load_kinds(app.config["JOB_KINDS"])
+    app.add_template_filter(pretty_json, "pretty_json")
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(control.bp)

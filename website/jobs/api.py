@@ -24,19 +24,34 @@ from website.extensions import redis_ext
 from website.http.access import note_job, request_started
 from website.http.body import read_json_body
 from website.http.errors import error_response
-from website.jobs.services import start_demo_job
+from website.jobs.services import kinds, start_kind
+from website.jobs.submit import Rejected, read_submission
 from website.ops.monitoring import observe_emit
 from website.realtime.sockets import publish_state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
 
+@bp.get("/kinds")
+def list_kinds() -> Response:
+    """The job kinds this site starts, with their argument schemas."""
+    return jsonify({"kinds": [kind.to_json() for kind in kinds().values()]})
+
+
 @bp.post("/jobs")
-def create_job() -> tuple[Response, int, dict[str, str]]:
-    """Start a demo job; 202 with its id, status URL and state."""
-    state = start_demo_job()
+def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
+    """Start a job: ``{"kind", "args"}`` (an empty body: the demo); 202 with its id.
+
+    400 names each bad argument (``fields``); nothing is stored or enqueued then.
+    """
+    try:
+        kind, args, _rest = read_submission(kinds())
+    except Rejected as exc:
+        return jsonify(exc.to_json()), exc.status
+    state = start_kind(kind, args)
     status_url = url_for("api.job_state", job_id=state.job_id)
-    body = {"id": state.job_id, "status_url": status_url, "state": state.to_payload()}
+    body = {"id": state.job_id, "kind": kind.name, "status_url": status_url,
+            "state": state.to_payload()}
     return jsonify(body), 202, {"Location": status_url}
 
 

@@ -1,27 +1,37 @@
-"""Pages for the demo job: start one, watch its progress."""
+"""Job pages: start a job of any kind from its form, watch it, download its files."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
-from shared.protocol import is_uuid
+from shared import keys
+from shared.joblog import read_log
+from shared.protocol import LOG_START, is_uuid
 from website.extensions import redis_ext
 from website.http.errors import error_response
-from website.jobs.services import start_demo_job
+from website.jobs.services import kinds, start_kind
+from website.jobs.submit import Rejected, read_submission
 
 bp = Blueprint("jobs", __name__)
 
 
 @bp.get("/")
 def index() -> str:
-    """Home page with the "Start a new job" button."""
-    return render_template("index.html")
+    """Home page: a form for each job kind."""
+    return render_template("index.html", kinds=kinds(), rejected=None, values={})
 
 
 @bp.post("/jobs")
-def create() -> Response:
-    """Start a demo job and send the browser to its status page."""
-    state = start_demo_job()
+def create() -> Response | tuple[Response | str, int]:
+    """Start a job from a kind's form; the form again with its errors when refused."""
+    try:
+        kind, args, _rest = read_submission(kinds())
+    except Rejected as exc:
+        if exc.status == 413 or not exc.kind:
+            return error_response(exc.status, exc.message)
+        values = {k: v for k, v in request.form.items() if k not in ("csrf_token", "kind")}
+        return render_template("index.html", kinds=kinds(), rejected=exc, values=values), 400
+    state = start_kind(kind, args)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
 
 
@@ -31,4 +41,24 @@ def status(job_id: str) -> str | tuple[Response | str, int]:
     state = redis_ext.store.get(job_id.lower()) if is_uuid(job_id) else None
     if state is None:
         return error_response(404, "There is no job with this id (it may have expired).")
-    return render_template("job.html", job=state)
+    log_lines = read_log(redis_ext.client, state.job_id, LOG_START,
+                         current_app.config["JOB_LOG_MAX"]).lines
+    return render_template("job.html", job=state, kind=kinds().get(state.kind),
+                           log_lines=log_lines,
+                           log_last=log_lines[-1].id if log_lines else LOG_START)
+
+
+@bp.get("/jobs/<job_id>/files/<name>")
+def download(job_id: str, name: str) -> Response | tuple[Response | str, int]:
+    """A file the job saved (``ctx.save_file``), as an attachment."""
+    if not is_uuid(job_id) or redis_ext.store.get(job_id.lower()) is None:
+        return error_response(404, "There is no job with this id (it may have expired).")
+    data: list[bytes | None] = redis_ext.queue.connection.hmget(  # type: ignore[assignment]
+        keys.job_file_key(job_id.lower(), name), ["data", "type"])
+    if data[0] is None:
+        return error_response(404, "This job has no such file (it may have expired).")
+    content_type = (data[1] or b"application/octet-stream").decode("ascii", "replace")
+    safe = "".join(ch for ch in name if ch.isalnum() or ch in "._-") or "download"
+    return Response(data[0], content_type=content_type, headers={
+        "Content-Disposition": f'attachment; filename="{safe}"',
+        "X-Content-Type-Options": "nosniff"})

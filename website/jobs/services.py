@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -9,28 +10,33 @@ import redis
 from flask import current_app
 
 from shared.events import created_events
-from shared.protocol import DEMO_JOB, FAILED, new_id
+from shared.kinds import JobKind
+from shared.kinds.validate import with_defaults
+from shared.protocol import DEMO_KIND, FAILED, RUN_KIND_JOB, new_id
 from shared.signing import sign_job_token
 from shared.store import JobState
 from website.extensions import redis_ext
 from website.realtime.sockets import emit_events
 
 log = logging.getLogger(__name__)
+KINDS_EXTENSION = "jobcast.kinds"
 
 
-def enqueue_job(function: str, kind: str, job_id: str | None = None,
+def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
+                timeout: int | None = None, fields: dict[str, str] | None = None,
                 **kwargs: Any) -> JobState:
     """Store a new job as ``queued``, then enqueue ``function`` by dotted name.
 
     The job function receives ``job_id`` and a per-job callback ``token``;
     the RQ job id is the same UUID, so RQ and the site name the job alike.
     String ``kwargs`` are also stored on the job's hash (e.g. ``snippet_id``,
-    so the callback knows which snippet a highlight job is for).
+    so the callback knows which snippet a highlight job is for), and so are
+    ``fields``. ``timeout`` overrides ``JOB_TIMEOUT``.
     """
     cfg = current_app.config
     job_id = job_id or new_id()
-    fields = {k: v for k, v in kwargs.items() if isinstance(v, str)}
-    state = redis_ext.store.create(job_id, kind=kind, **fields)
+    stored = {k: v for k, v in kwargs.items() if isinstance(v, str)}
+    state = redis_ext.store.create(job_id, kind=kind, **stored, **(fields or {}))
     try:
         redis_ext.queue.enqueue(
             function,
@@ -38,7 +44,7 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None,
             token=sign_job_token(cfg["SECRET_KEY"], job_id),
             **kwargs,
             job_id=job_id,
-            job_timeout=cfg["JOB_TIMEOUT"],
+            job_timeout=timeout or cfg["JOB_TIMEOUT"],
             result_ttl=cfg["JOB_TTL"],
             failure_ttl=cfg["JOB_TTL"],
         )
@@ -54,6 +60,25 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None,
     return state
 
 
+def kinds() -> dict[str, JobKind]:
+    """The job kinds this site offers (``JOB_KINDS``), by name."""
+    return current_app.extensions[KINDS_EXTENSION]  # type: ignore[no-any-return]
+
+
+def start_kind(kind: JobKind, args: dict[str, Any]) -> JobState:
+    """Create and enqueue a job of ``kind`` with checked ``args``.
+
+    The arguments are kept on the job (uploads only by their size), so the
+    operators' job page can show them.
+    """
+    shown = {name: (f"<upload, {len(value)} characters>" if name in kind.uploads
+                    and isinstance(value, str) else value) for name, value in args.items()}
+    return enqueue_job(RUN_KIND_JOB, kind=kind.name, timeout=kind.timeout,
+                       fields={"args": json.dumps(shown, ensure_ascii=False)},
+                       kind_name=kind.name, kind_args=args)
+
+
 def start_demo_job() -> JobState:
-    """Create and enqueue one demo job."""
-    return enqueue_job(DEMO_JOB, kind="demo")
+    """Create and enqueue one demo job (its default arguments)."""
+    demo = kinds()[DEMO_KIND]
+    return start_kind(demo, with_defaults(demo, {}))

@@ -83,9 +83,9 @@ def on_connect(auth: object = None) -> None:
     """Accept a connection; with ``?jobId=`` join that job and send its state."""
     job_id = request.args.get("jobId")
     last_log_id: object = request.args.get("lastLogId")
-    if job_id is None and isinstance(auth, dict):
-        job_id = auth.get("jobId")
-        last_log_id = auth.get("lastLogId")
+    if isinstance(auth, dict):
+        job_id = job_id if job_id is not None else auth.get("jobId")
+        last_log_id = last_log_id if last_log_id is not None else auth.get("lastLogId")
     if job_id is None:
         return
     try:

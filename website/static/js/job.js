@@ -19,6 +19,8 @@
   var stateEl = document.getElementById("state");
   var stageEl = document.getElementById("stage");
   var messageEl = document.getElementById("message");
+  var countsEl = document.getElementById("counts");
+  var logUrl = root.getAttribute("data-log-url");
   var conn = document.getElementById("connection");
   var connText = document.getElementById("connection-text");
   var terminal = P.terminal;
@@ -42,6 +44,8 @@
     stateEl.textContent = String(p.state);
     stageEl.textContent = p.stage ? " (" + p.stage + ")" : "";
     messageEl.textContent = p.message ? ": " + p.message : "";
+    countsEl.textContent = typeof p.total === "number" ? " (" + p.current + " of " + p.total + ")" : "";
+    if (window.JobcastLog) { window.JobcastLog.result(p); }
     root.setAttribute("data-state", String(p.state));
     if (finished()) {
       setConnection("done", "not needed, the job has finished");
@@ -63,8 +67,10 @@
           if (!resp.ok) { throw new Error("HTTP " + resp.status); }
           return resp.json().then(function (body) {
             setConnection("polling", "checking every few seconds");
-            render(body);
-            poll(2000);
+            return pollLog().then(function () {
+              render(body);
+              poll(2000);
+            });
           });
         })
         .catch(function () {
@@ -72,6 +78,15 @@
           poll(Math.min(delay * 2, 10000));
         });
     }, delay);
+  }
+
+  /* Polling fallback for the log: the lines after the last one shown. */
+  function pollLog() {
+    if (!window.JobcastLog || !logUrl) { return Promise.resolve(); }
+    var after = window.JobcastLog.last();
+    return fetch(logUrl + "?after=" + encodeURIComponent(after), { cache: "no-store" })
+      .then(function (resp) { return resp.ok ? resp.json() : null; })
+      .then(function (page) { if (page) { window.JobcastLog.feed(page); } });
   }
 
   function fallBack(why) {
@@ -85,8 +100,15 @@
     return;
   }
 
-  socket = io({ query: { jobId: jobId } });
+  /* On every (re)connect the server replays the log lines after lastLogId. */
+  socket = io({
+    query: { jobId: jobId },
+    auth: function (cb) {
+      cb({ lastLogId: window.JobcastLog ? window.JobcastLog.last() : P.logStart });
+    }
+  });
   socket.on(P.events.updateProgress, render);
+  socket.on(P.events.jobLog, function (p) { if (window.JobcastLog) { window.JobcastLog.feed(p); } });
   socket.on("connect", function () {
     // The state sent on connect may be handled first and already be final.
     if (!finished()) { setConnection("live", "connected"); }

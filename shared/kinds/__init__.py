@@ -1,0 +1,150 @@
+"""Job kinds: what a team declares to make a job startable from the site.
+
+A kind is declared once, beside its function, with :func:`job_kind`::
+
+    from shared.kinds import Context, job_kind
+
+    @job_kind("count", title="Count", description="Counts to n.",
+              args={"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}},
+                    "required": ["n"]})
+    def count(ctx: Context, n: int) -> dict[str, int]:
+        for i in range(1, n + 1):
+            ctx.progress(i, total=n, message=f"{i} of {n}")
+            ctx.log(f"counted {i}")
+        return {"counted": n}
+
+The module is listed in ``JOB_KINDS`` (comma-separated module names). The site
+imports it to learn the kind (name, title, argument schema) and never calls the
+function; the worker imports it to run the function with a :class:`Context`.
+So a kind's module must not import ``website`` or ``worker``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+RESULT_TYPES = ("json", "text", "download")
+# JOB_KINDS lists these by default: the kinds Jobcast ships.
+BUILTIN_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import")
+
+
+class KindError(ValueError):
+    """A kind declared wrongly (bad name, schema, duplicate)."""
+
+
+class Context(Protocol):
+    """What a kind's function gets as its first argument (the worker provides it)."""
+
+    job_id: str
+    config: Any  # the worker's shared.config.Config
+
+    def progress(self, current: int, total: int | None = None, message: str = "",
+                 stage: str = "") -> None:
+        """Report progress: ``current`` of ``total``, or a percentage when ``total`` is None."""
+
+    def log(self, line: str) -> None:
+        """Append a line to the job's live log (batched: sent by size or every ~100 ms)."""
+
+    def save_file(self, name: str, data: bytes, content_type: str = "text/plain") -> str:
+        """Store a file for download with the job; its name."""
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A declared job kind.
+
+    ``args`` is the JSON Schema of the arguments (an object schema); properties
+    with ``"contentMediaType"`` are uploads (a file field on the page, the
+    file's text in ``args``). ``result`` says how the page shows the result:
+    ``json`` (pretty-printed), ``text``, or ``download`` (the result names a
+    file saved with :meth:`Context.save_file` under ``"file"``).
+    """
+
+    name: str
+    title: str
+    description: str
+    args: dict[str, Any]
+    function: str  # dotted name the worker imports
+    result: str = "json"
+    timeout: int | None = None
+    check: Callable[[dict[str, Any]], dict[str, str]] | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``GET /api/kinds`` lists."""
+        return {"name": self.name, "title": self.title, "description": self.description,
+                "args": self.args, "result": self.result}
+
+    @property
+    def uploads(self) -> tuple[str, ...]:
+        """Argument names that are file uploads."""
+        props = self.args.get("properties", {})
+        return tuple(name for name, spec in props.items()
+                     if isinstance(spec, dict) and "contentMediaType" in spec)
+
+
+_REGISTRY: dict[str, JobKind] = {}
+
+
+def job_kind(name: str, *, title: str, description: str = "",
+             args: dict[str, Any] | None = None, result: str = "json",
+             timeout: int | None = None,
+             check: Callable[[dict[str, Any]], dict[str, str]] | None = None) -> Callable[[F], F]:
+    """Declare the decorated function as the job kind ``name``.
+
+    ``args`` is the arguments' JSON Schema; ``check`` (optional) is called by
+    the site with schema-valid arguments and returns ``{field: problem}`` for
+    what a schema cannot say. ``timeout`` overrides ``JOB_TIMEOUT``.
+    """
+    import re
+
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    if not re.match(NAME_PATTERN, name):
+        raise KindError(f"kind name {name!r} must match {NAME_PATTERN}")
+    if result not in RESULT_TYPES:
+        raise KindError(f"result must be one of {', '.join(RESULT_TYPES)}")
+    schema = args if args is not None else {"type": "object", "properties": {}}
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise KindError(f"kind {name!r}: bad argument schema: {exc.message}") from exc
+    if schema.get("type") != "object":
+        raise KindError(f"kind {name!r}: the argument schema must be of type object")
+
+    def register(function: F) -> F:
+        if function.__qualname__ != function.__name__:
+            raise KindError(f"kind {name!r}: declare a module-level function")
+        dotted = f"{function.__module__}.{function.__name__}"
+        known = _REGISTRY.get(name)
+        if known is not None and known.function != dotted:
+            raise KindError(f"kind {name!r} is declared twice ({known.function}, {dotted})")
+        _REGISTRY[name] = JobKind(name=name, title=title, description=description,
+                                  args=schema, function=dotted, result=result,
+                                  timeout=timeout, check=check)
+        return function
+    return register
+
+
+def load_kinds(modules: Iterable[str]) -> dict[str, JobKind]:
+    """Import the kind modules; every kind they declare, by name.
+
+    Raises ``ImportError`` (from the import) for a module that cannot be loaded.
+    """
+    wanted = [m.strip() for m in modules if m.strip()]
+    for module in wanted:
+        importlib.import_module(module)
+    return {name: kind for name, kind in sorted(_REGISTRY.items())
+            if kind.function.rpartition(".")[0] in wanted}
+
+
+def resolve(kind: JobKind) -> Callable[..., Any]:
+    """The kind's function (imported by dotted name)."""
+    module, _, attr = kind.function.rpartition(".")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]

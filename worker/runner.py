@@ -1,0 +1,82 @@
+"""Run a declared job kind: ``run_kind`` is what the site enqueues for every kind.
+
+The function of the kind (``shared.kinds``) gets a :class:`JobContext` and the
+arguments the site checked against the kind's schema; what it returns is the
+job's result (any JSON, at most 64 KB), sent with the final ``succeeded``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from typing import Any
+
+import redis
+
+from shared.config import Config
+from shared.kinds import JobKind, load_kinds, resolve
+from shared.protocol import RESULT_MAX_BYTES
+from worker.context import JobContext
+from worker.reporting import job_boundary, make_reporter
+
+log = logging.getLogger(__name__)
+
+
+class UnknownKind(LookupError):
+    """The job names a kind this worker does not declare (JOB_KINDS differs?)."""
+
+
+class BadResult(ValueError):
+    """The function returned something that cannot be a job's result."""
+
+
+@lru_cache(maxsize=4)
+def kinds_of(modules: tuple[str, ...]) -> dict[str, JobKind]:
+    """The kinds declared by ``modules`` (imported once per process)."""
+    return load_kinds(modules)
+
+
+@lru_cache(maxsize=4)
+def _files(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+def checked_result(value: Any) -> Any:
+    """``value`` if it can be stored as a result; :class:`BadResult` otherwise."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise BadResult(f"the result is not JSON: {exc}") from exc
+    size = len(text.encode("utf-8"))
+    if size > RESULT_MAX_BYTES:
+        raise BadResult(f"the result is {size} bytes as JSON; at most {RESULT_MAX_BYTES} are kept")
+    return value
+
+
+def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
+             token: str | None = None) -> str:
+    """RQ entry point for every declared kind (enqueued as ``RUN_KIND_JOB``)."""
+    cfg = Config()
+    reporter = make_reporter(cfg, token)
+    kind = kind_name
+    spec = kinds_of(cfg.JOB_KINDS).get(kind)
+    ctx = JobContext(job_id, reporter, cfg, files=_files(cfg.REDIS_URL))
+    outcome: dict[str, Any] = {}
+
+    def final(succeeded: bool) -> dict[str, Any]:
+        fields = ctx.finish(succeeded)
+        if succeeded and "result" in outcome:
+            fields["result"] = outcome["result"]
+        return fields
+
+    log.info("job %s (%s) started", job_id, kind)
+    try:
+        with job_boundary(job_id, reporter, final):
+            if spec is None:
+                raise UnknownKind(f"this worker knows no job kind {kind!r}")
+            outcome["result"] = checked_result(resolve(spec)(ctx, **kind_args))
+    finally:
+        ctx.finish(False)
+    log.info("job %s (%s) done", job_id, kind)
+    return "done"
