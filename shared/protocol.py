@@ -208,7 +208,7 @@ class ProgressUpdate:
         if current is not None and total is not None and current > total:
             raise PayloadError("current must not be above total")
         missing = [k for k in ("jobId", "state") if k not in body]
-        ended = body.get("state") in TERMINAL_STATES
+        ended = isinstance(body.get("state"), str) and body["state"] in TERMINAL_STATES
         if "progress" not in body and total is None and not ended:
             missing.insert(1, "progress")
         if missing:

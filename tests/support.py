@@ -309,3 +309,9 @@ def csrf_token_in(html: str | bytes) -> str:
     if match is None:
         raise AssertionError("no csrf_token field in the page")
     return match.group(1)
+
+
+def demo_final(job_id: str, steps: int = 10) -> dict[str, Any]:
+    """The final ``updateProgress`` of a demo job of ``steps`` steps."""
+    return {"jobId": job_id, "progress": 100, "state": "succeeded", "message": "",
+            "current": steps, "total": steps, "result": {"steps": steps}}

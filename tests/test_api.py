@@ -128,7 +128,8 @@ def test_unknown_job_callback_is_404(client: FlaskClient) -> None:
 
 def test_oversized_callback_is_413(client: FlaskClient) -> None:
     job_id = new_job(client)
-    resp = report(client, {"jobId": job_id, "progress": 1, "state": "running", "message": "x" * (CALLBACK_MAX_BYTES + 1000)})
+    resp = report(client, {"jobId": job_id, "progress": 1, "state": "running",
+                           "message": "x" * (CALLBACK_MAX_BYTES + 1000)})
     assert resp.status_code == 413 and "error" in resp.get_json()
     assert client.get(f"/api/jobs/{job_id}").get_json()["progress"] == 0
 

@@ -17,7 +17,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from shared import keys
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.support import (
+from tests.support import demo_final, (
     EventRecorder,
     Process,
     final_state_received,
@@ -230,7 +230,7 @@ def test_web_killed_and_restarted_mid_job_loses_nothing(stacks: Callable[..., St
     # ...and every update got through the site: none needed the fallback.
     assert "using fallback" not in stack.worker.log_tail(50_000)
     assert state_on_connect(stack.url, job_id, timeout=10) == (
-        "updateProgress", {"jobId": job_id, "progress": 100, "state": "succeeded", "message": ""})
+        "updateProgress", demo_final(job_id))
 
 
 def test_site_down_longer_than_retries_still_stores_the_final_state(

@@ -12,7 +12,7 @@ from rq import Queue
 from shared.protocol import new_id
 from shared.store import JobStore
 from tests.conftest import Stack
-from tests.support import EventRecorder, final_state_received, state_on_connect, wait_until
+from tests.support import EventRecorder, demo_final, final_state_received, state_on_connect, wait_until
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
@@ -27,7 +27,7 @@ def test_events_arrive_in_order_and_end_at_100_succeeded(stack: Stack, transport
     assert {p["jobId"] for p in payloads} == {job_id}
     progress = [p["progress"] for p in payloads]
     assert progress == sorted(progress), progress
-    assert payloads[-1] == {"jobId": job_id, "progress": 100, "state": "succeeded", "message": ""}
+    assert payloads[-1] == demo_final(job_id)
     # The first event is the state on connect; after it, no step is skipped.
     running = [p["progress"] for p in payloads[1:] if p["state"] == "running"]
     if running:
@@ -39,7 +39,7 @@ def test_client_connecting_after_the_end_gets_final_state_at_once(stack: Stack) 
     wait_until(lambda: stack.job_state(job_id)["state"] == "succeeded", timeout=30,
                what="job to finish")
     assert state_on_connect(stack.url, job_id, timeout=5) == (
-        "updateProgress", {"jobId": job_id, "progress": 100, "state": "succeeded", "message": ""})
+        "updateProgress", demo_final(job_id))
 
 
 def test_failing_job_ends_failed_with_message_pushed(stack: Stack) -> None:
