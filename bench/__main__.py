@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import time
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     sizes = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"
+    load_at_start = os.getloadavg()
     started = time.monotonic()
     rows, notes = run(sizes, {s.strip() for s in args.only.split(",") if s.strip()})
     seconds = time.monotonic() - started
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
         path = Path(args.write)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown(rows, notes, command.strip(), mode, seconds))
+        path.write_text(markdown(rows, notes, command.strip(), mode, seconds, load_at_start))
         log.info("wrote %s", path)
     log.info("done in %.0f s", seconds)
     return 0

@@ -68,7 +68,7 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
+def machine(load_at_start: tuple[float, float, float] | None = None) -> str:
     """Cores, CPU model, memory, OS, Python and the versions that matter."""
     model = platform.processor() or ""
     try:
@@ -79,12 +79,13 @@ def machine() -> str:
     except OSError:
         pass
     mem = psutil.virtual_memory().total / 2**30
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = ", ".join(f"{x:.2f}" for x in load_at_start or os.getloadavg())
+    load_end = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     versions = ", ".join(f"{name} {_version(name)}" for name in (
         "gunicorn", "eventlet", "gevent", "Flask-SocketIO", "python-socketio",
         "python-engineio", "rq", "redis", "Pygments"))
     return (f"- CPU: {os.cpu_count()} logical cores ({model or 'unknown model'}); "
-            f"load average at start: {load}\n"
+            f"load average at start: {load}, at the end: {load_end}\n"
             f"- Memory: {mem:.1f} GiB\n"
             f"- OS: {platform.platform()}; Python {platform.python_version()}\n"
             f"- Packages: {versions}")
@@ -98,7 +99,7 @@ def _version(name: str) -> str:
 
 
 def markdown(rows: Sequence[Row], notes: Sequence[str], command: str, mode: str,
-             seconds: float) -> str:
+             seconds: float, load_at_start: tuple[float, float, float] | None = None) -> str:
     """The whole docs/benchmarks.md text."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
@@ -109,7 +110,7 @@ def markdown(rows: Sequence[Row], notes: Sequence[str], command: str, mode: str,
         "",
         "## Machine",
         "",
-        machine(),
+        machine(load_at_start),
         "",
         "## Results",
         "",
