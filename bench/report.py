@@ -146,7 +146,7 @@ def missed(rows: Sequence[Row]) -> list[str]:
         if row.met is False:
             why = row.why if row.why not in seen else "(see above)"
             seen.add(row.why)
-            ratio = f"; {row.ratio} the floor" if row.ratio else ""
+            ratio = f"; to the floor: {row.ratio}" if row.ratio else ""
             out.append(f"- **{row.what}** ({row.result}{ratio}; target {row.target}): "
                        f"{why or 'no explanation recorded'}")
     return out
