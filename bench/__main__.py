@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import floors as floor_step
 from bench import measure_push, measure_web, measure_workers
 from bench.report import Row, markdown, table
 from bench.stack import ROOT_DIR, BenchStack
@@ -39,16 +41,17 @@ class Sizes:
     trivial: dict[str, int]
     highlight: int
     push_jobs: int
+    floor_samples: int
 
 
 QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
               fan_out=1000, fan_out_events=5, throughput_seconds=3.0, idle=2000, hold=0.0,
               trivial={"simple": 300, "fork": 150, "fork-cold": 40}, highlight=60,
-              push_jobs=3)
+              push_jobs=3, floor_samples=200)
 FULL = Sizes(commands=500, probes=500, clients=(1, 100, 1000), background=15.0,
              fan_out=1000, fan_out_events=30, throughput_seconds=8.0, idle=10000, hold=30.0,
              trivial={"simple": 2000, "fork": 600, "fork-cold": 150}, highlight=300,
-             push_jobs=10)
+             push_jobs=10, floor_samples=500)
 
 
 def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
@@ -60,18 +63,24 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
     stack = BenchStack(log_dir).start()
     say = log.info
     try:
+        say("0: floors (bare HTTP round trip, Redis PING, bare endpoint rate)")
+        floors = floor_step.measure(stack, sizes.floor_samples, sizes.throughput_seconds)
+        log.info("  floors: HTTP p50 %.3f ms, PING p50 %.3f ms, bare %.0f µs CPU/request",
+                 floors.http_p50 * 1000, floors.ping_p50 * 1000, floors.bare["cpu_us"])
+        rows += floors.rows()
+        notes.append(floor_step.NOTE)
         if "6" in only:
             say("6: Redis commands per callback")
             rows += measure_web.redis_commands(stack, sizes.commands)
         if "1" in only:
             with Swarm("127.0.0.1", stack.a.port) as swarm:
                 say("1: callback → client latency")
-                got, text = measure_web.latency(stack, swarm, list(sizes.clients),
+                got, text = measure_web.latency(stack, swarm, floors, list(sizes.clients),
                                                 sizes.probes, sizes.background, say)
                 rows += got
                 notes += text
                 say("1: fan-out to one room")
-                rows += measure_web.fan_out(stack, swarm, sizes.fan_out,
+                rows += measure_web.fan_out(stack, swarm, floors, sizes.fan_out,
                                             sizes.fan_out_events, say)
         if "2" in only:
             say("2: callback throughput")
@@ -80,28 +89,32 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
             notes += text
         if "3" in only:
             say("3: idle connections")
-            got, text = measure_web.idle_connections(stack, sizes.idle, sizes.hold, say)
+            got, text = measure_web.idle_connections(stack, floors, sizes.idle, sizes.hold,
+                                                     say)
             rows += got
             notes += text
         if "4" in only:
             say("4: worker throughput")
-            rows += measure_workers.trivial_jobs(stack, sizes.trivial, say)
+            rows += measure_workers.trivial_jobs(stack, floors, sizes.trivial, say)
             got, text = measure_workers.highlight_jobs(stack, sizes.highlight, say)
             rows += got
             notes += text
         if "5" in only:
             say("5: push against polling")
-            got, text = measure_push.push_vs_poll(stack, sizes.push_jobs, say)
+            got, text = measure_push.push_vs_poll(stack, floors, sizes.push_jobs, say)
             rows += got
             notes += text
     finally:
         stack.stop()
     if "6" in only:
         notes.append(
-            "Redis commands (6): `INFO commandstats` before and after a series of applied "
-            "callbacks with nothing else running; \"sent\" counts the commands a client "
-            "sends (round trips), the breakdown also shows the HMGET and HSET that the "
-            "store's Lua script runs inside Redis.")
+            "Redis commands (6): `MONITOR` while a series of applied callbacks runs with "
+            "nothing else running, between two `ECHO` markers; \"sent\" counts the commands "
+            "that came from the connections to Redis of the process doing the work (the web "
+            "process's gunicorn worker, found with psutil, or the bench process for the "
+            "direct reporter): each one is a round trip. The commands the store's Lua script "
+            "runs inside Redis (MONITOR shows them as `lua`) are listed apart, as are "
+            "commands from any other client in the window.")
     rows.sort(key=lambda r: r.section)
     return rows, notes
 
@@ -120,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     sizes = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"
+    load_at_start = os.getloadavg()
     started = time.monotonic()
     rows, notes = run(sizes, {s.strip() for s in args.only.split(",") if s.strip()})
     seconds = time.monotonic() - started
@@ -128,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
         path = Path(args.write)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown(rows, notes, command.strip(), mode, seconds))
+        path.write_text(markdown(rows, notes, command.strip(), mode, seconds, load_at_start))
         log.info("wrote %s", path)
     log.info("done in %.0f s", seconds)
     return 0

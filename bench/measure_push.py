@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+from bench.floors import Floors
 from bench.loadgen import HTTPConnection, get_request
 from bench.report import Row, p50_p99
 from bench.stack import BenchStack
@@ -35,7 +36,9 @@ async def watch_push(host: str, port: int, job_id: str) -> dict:
     conn = await connect(host, port, on_event, {"jobId": job_id})
     await asyncio.wait_for(done.wait(), 60)
     conn.close()
-    return {"requests": 1, "bytes": conn.bytes_in + conn.bytes_out, "noticed": noticed[0]}
+    return {"requests": conn.requests, "bytes": conn.bytes_in + conn.bytes_out,
+            "noticed": noticed[0], "messages_in": conn.messages_in,
+            "messages_out": conn.messages_out}
 
 
 async def watch_poll(host: str, port: int, job_id: str) -> dict:
@@ -72,7 +75,8 @@ async def _one_job(stack: BenchStack) -> tuple[dict, dict, float]:
     return push, poll, finished
 
 
-def push_vs_poll(stack: BenchStack, jobs: int, log: Log) -> tuple[list[Row], list[str]]:
+def push_vs_poll(stack: BenchStack, floors: Floors, jobs: int,
+                 log: Log) -> tuple[list[Row], list[str]]:
     """Watch ``jobs`` demo jobs, one after the other, by push and by polling at once."""
     results = []
     with stack.worker("bench-push"):
@@ -89,11 +93,15 @@ def push_vs_poll(stack: BenchStack, jobs: int, log: Log) -> tuple[list[Row], lis
 
     rows = [
         Row("5", "push: Socket.IO (websocket) per watched job",
-            f"{mean(push, 'requests'):.0f} request, {mean(push, 'bytes'):.0f} bytes; noticed "
-            f"the end {p50_p99(push_delay)} after it was stored"),
+            f"{mean(push, 'requests'):.1f} HTTP requests (counted: the websocket upgrade), "
+            f"then {mean(push, 'messages_in'):.1f} websocket messages in and "
+            f"{mean(push, 'messages_out'):.1f} out; {mean(push, 'bytes'):.0f} bytes; noticed "
+            f"the end {p50_p99(push_delay)} after it was stored",
+            floor=floors.latency_floor(), ratio=floors.latency_ratio(push_delay)),
         Row("5", "polling GET /api/jobs/<id> every 500 ms, per watched job",
             f"{mean(poll, 'requests'):.1f} requests, {mean(poll, 'bytes'):.0f} bytes; noticed "
-            f"the end {p50_p99(poll_delay)} after it was stored"),
+            f"the end {p50_p99(poll_delay)} after it was stored",
+            floor=floors.latency_floor(), ratio=floors.latency_ratio(poll_delay)),
         Row("5", "polling against push",
             f"polling took {mean(poll, 'requests') / mean(push, 'requests'):.1f}× the "
             f"requests and {mean(poll, 'bytes') / mean(push, 'bytes'):.1f}× the bytes of "
@@ -104,7 +112,8 @@ def push_vs_poll(stack: BenchStack, jobs: int, log: Log) -> tuple[list[Row], lis
     notes = [
         f"Push against polling (5): {jobs} demo jobs (10 steps, 0.2 s apart) run one after "
         "another on a forking worker; each is watched at the same time by a raw websocket "
-        "Socket.IO client (bytes counted on the wire, upgrade request included) and by a "
+        "Socket.IO client (HTTP requests, websocket messages and bytes counted on the wire, "
+        "upgrade request included) and by a "
         "client polling `GET /api/jobs/<id>` every 500 ms on a keep-alive connection "
         "(request and response bytes, headers included), starting at a random moment within "
         "the first 500 ms. The push client receives all 10 progress updates; the polling "

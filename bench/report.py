@@ -48,6 +48,8 @@ class Row:
     target: str = ""
     met: bool | None = None  # None: no target or not comparable
     why: str = ""  # the explanation printed when the target is missed
+    floor: str = ""  # the floor measured in the same run that ``ratio`` divides by
+    ratio: str = ""  # the result over the floor: what to compare between machines
 
     @property
     def verdict(self) -> str:
@@ -57,14 +59,16 @@ class Row:
 
 def table(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table."""
-    lines = ["| # | measurement | result | target | met |", "|---|---|---|---|---|"]
+    lines = ["| # | measurement | result | floor | ratio | target | met |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
-        cells = [row.section, row.what, row.result, row.target, row.verdict]
+        cells = [row.section, row.what, row.result, row.floor, row.ratio, row.target,
+                 row.verdict]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
-def machine() -> str:
+def machine(load_at_start: tuple[float, float, float] | None = None) -> str:
     """Cores, CPU model, memory, OS, Python and the versions that matter."""
     model = platform.processor() or ""
     try:
@@ -75,12 +79,13 @@ def machine() -> str:
     except OSError:
         pass
     mem = psutil.virtual_memory().total / 2**30
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = ", ".join(f"{x:.2f}" for x in load_at_start or os.getloadavg())
+    load_end = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     versions = ", ".join(f"{name} {_version(name)}" for name in (
         "gunicorn", "eventlet", "gevent", "Flask-SocketIO", "python-socketio",
         "python-engineio", "rq", "redis", "Pygments"))
     return (f"- CPU: {os.cpu_count()} logical cores ({model or 'unknown model'}); "
-            f"load average at start: {load}\n"
+            f"load average at start: {load}, at the end: {load_end}\n"
             f"- Memory: {mem:.1f} GiB\n"
             f"- OS: {platform.platform()}; Python {platform.python_version()}\n"
             f"- Packages: {versions}")
@@ -94,7 +99,7 @@ def _version(name: str) -> str:
 
 
 def markdown(rows: Sequence[Row], notes: Sequence[str], command: str, mode: str,
-             seconds: float) -> str:
+             seconds: float, load_at_start: tuple[float, float, float] | None = None) -> str:
     """The whole docs/benchmarks.md text."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
@@ -105,13 +110,20 @@ def markdown(rows: Sequence[Row], notes: Sequence[str], command: str, mode: str,
         "",
         "## Machine",
         "",
-        machine(),
+        machine(load_at_start),
         "",
         "## Results",
         "",
-        "Latencies are medians (p50) and 99th percentiles (p99) over the samples shown; "
-        "ratios compare figures measured one after the other in the same run, on the same "
-        "server process.",
+        "Latencies are medians (p50) and 99th percentiles (p99) over the samples shown. "
+        "Absolute figures depend on the machine (two machines here differed by about 2.7× "
+        "in both the bare endpoint's rate and the callback latency, while the ratios held), "
+        "so each latency and throughput row also gives its ratio to a floor measured in this "
+        "same run (section 0: a bare HTTP round trip to the same web process, a Redis PING "
+        "round trip, the bare endpoint's rate; section 2 and the highlight rows use their "
+        "own floor, named in the row). Targets are met or missed on the ratio; the "
+        "milliseconds beside them are what the ratio meant on the machine the targets were "
+        "set on. The floors share the machine's load with everything else in the run, so "
+        "compare ratios between runs and machines, not milliseconds.",
         "",
         table(rows),
         "",
@@ -134,6 +146,7 @@ def missed(rows: Sequence[Row]) -> list[str]:
         if row.met is False:
             why = row.why if row.why not in seen else "(see above)"
             seen.add(row.why)
-            out.append(f"- **{row.what}** ({row.result}; target {row.target}): "
+            ratio = f"; to the floor: {row.ratio}" if row.ratio else ""
+            out.append(f"- **{row.what}** ({row.result}{ratio}; target {row.target}): "
                        f"{why or 'no explanation recorded'}")
     return out

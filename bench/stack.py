@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -132,13 +134,6 @@ class BenchStack:
             self.store.create(job_id, kind="bench")
         return ids
 
-    def command_calls(self) -> dict[str, int]:
-        """Redis ``INFO commandstats`` as {command: calls}, without INFO itself."""
-        assert self.client is not None
-        stats = self.client.info("commandstats")
-        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()
-                if k != "cmdstat_info"}
-
     @contextlib.contextmanager
     def worker(self, name: str, web: Web | None = None, args: list[str] | None = None,
                env: dict[str, str] | None = None) -> Iterator[Process]:
@@ -158,6 +153,40 @@ class BenchStack:
             self.client.close()
         self.redis.stop()
         self._tmp.cleanup()
+
+
+def run_loadgen(web: Web, path: str, duration: float, concurrency: int, rate: float = 0.0,
+                jobs: list[str] | None = None, tag: str = "bg") -> dict:
+    """Run ``python -m bench.loadgen`` against ``web``; its JSON summary."""
+    cmd = [sys.executable, "-m", "bench.loadgen", "--port", str(web.port), "--path", path,
+           "--token", TEST_PROGRESS_TOKEN, "--duration", str(duration),
+           "--concurrency", str(concurrency), "--rate", str(rate), "--tag", tag,
+           "--jobs", ",".join(jobs or [])]
+    out = subprocess.run(cmd, cwd=ROOT_DIR, capture_output=True, text=True, check=True,
+                         timeout=duration + 60)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def start_loadgen(web: Web, path: str, duration: float, concurrency: int, rate: float,
+                  jobs: list[str], tag: str = "bg") -> subprocess.Popen[str]:
+    """The same, in the background."""
+    cmd = [sys.executable, "-m", "bench.loadgen", "--port", str(web.port), "--path", path,
+           "--token", TEST_PROGRESS_TOKEN, "--duration", str(duration),
+           "--concurrency", str(concurrency), "--rate", str(rate), "--tag", tag,
+           "--jobs", ",".join(jobs)]
+    return subprocess.Popen(cmd, cwd=ROOT_DIR, stdout=subprocess.PIPE, text=True)
+
+
+def measured_load(web: Web, path: str, duration: float, concurrency: int,
+                  jobs: list[str] | None = None, tag: str = "bg") -> dict:
+    """:func:`run_loadgen`, closed loop, plus the server's CPU: ``server_cpu`` (share of
+    one core over the run) and ``cpu_us`` (CPU µs per request)."""
+    cpu_before = sum(web.worker_process().cpu_times()[:2])
+    result = run_loadgen(web, path, duration, concurrency, jobs=jobs, tag=tag)
+    cpu = sum(web.worker_process().cpu_times()[:2]) - cpu_before
+    result["server_cpu"] = cpu / result["seconds"]
+    result["cpu_us"] = 1e6 * cpu / max(1, result["requests"])
+    return result
 
 
 def settle(seconds: float = 0.5) -> None:

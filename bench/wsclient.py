@@ -5,7 +5,7 @@ hold thousands of connections from one process the benchmark speaks the wire
 protocol itself: Engine.IO v4 over the ``websocket`` transport (``0`` open,
 ``2`` ping, ``3`` pong, ``4`` message) carrying Socket.IO v5 packets (``0``
 connect, ``2`` event, ``4`` connect error) on the default namespace. It counts
-the bytes it sends and receives, and stamps each event with
+the bytes, HTTP requests and websocket messages it sends and receives, and stamps each event with
 ``time.perf_counter()`` (CLOCK_MONOTONIC, comparable across processes) and
 ``time.time()`` at the moment the data was read, before any parsing.
 """
@@ -47,6 +47,9 @@ class SocketIOConnection(asyncio.Protocol):
         self.ready: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.requests = 0  # HTTP requests sent (the websocket upgrade)
+        self.messages_in = 0  # websocket text messages received
+        self.messages_out = 0  # websocket text messages sent (connect, pongs)
         self.status: int | None = None  # HTTP status when the handshake was refused
         self._partial = ""
 
@@ -57,6 +60,7 @@ class SocketIOConnection(asyncio.Protocol):
         self.transport = transport
         params = {"EIO": "4", "transport": "websocket", **self.query}
         target = "/socket.io/?" + urlencode(params)
+        self.requests += 1
         self._send(self.ws.send(Request(host=f"{self.host}:{self.port}", target=target)))
 
     def data_received(self, data: bytes) -> None:
@@ -68,6 +72,7 @@ class SocketIOConnection(asyncio.Protocol):
             if isinstance(event, TextMessage):
                 self._partial += event.data
                 if event.message_finished:
+                    self.messages_in += 1
                     text, self._partial = self._partial, ""
                     self._engineio(text, stamp, wall)
             elif isinstance(event, Ping):
@@ -112,6 +117,7 @@ class SocketIOConnection(asyncio.Protocol):
             self.on_event(self, name, args[0] if args else None, stamp, wall)
 
     def _send_text(self, text: str) -> None:
+        self.messages_out += 1
         self._send(self.ws.send(TextMessage(data=text)))
 
     def _send(self, data: bytes) -> None:

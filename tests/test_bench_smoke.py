@@ -4,19 +4,26 @@ runs with ``make bench``, not here)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from typing import Any
 
+import psutil
 import redis
 
+from bench.commands import count_commands
+from bench.floors import Floors, LatencyTarget, http_round_trips
 from bench.loadgen import run_load
 from bench.measure_workers import snippets
+from bench.probe import LatencyProbe
 from bench.report import Row, p50_p99, percentile, table
 from bench.swarm import Swarm
 from bench.wsclient import SocketIOConnection, connect
 from shared.protocol import new_id
 from shared.store import JobStore
 from tests.conftest import Stack
-from tests.support import TEST_PROGRESS_TOKEN, wait_until
+from tests.support import TEST_PROGRESS_TOKEN, RedisServer, wait_until
 
 
 def test_statistics_and_table() -> None:
@@ -24,8 +31,45 @@ def test_statistics_and_table() -> None:
     assert percentile(values, 50) in (50.0, 51.0)
     assert percentile(values, 99) == 99.0
     assert p50_p99([0.001, 0.002, 0.003]).startswith("p50 2.00 ms")
-    text = table([Row("1", "a | b", "ok", "≤ 1", True), Row("2", "c", "bad", "≤ 1", False)])
+    text = table([Row("1", "a | b", "ok", "≤ 1", True, floor="HTTP 1 ms", ratio="2×"),
+                  Row("2", "c", "bad", "≤ 1", False)])
     assert "a \\| b" in text and "| yes |" in text and "| NO |" in text
+    assert text.splitlines()[0] == "| # | measurement | result | floor | ratio | target | met |"
+    assert "| ok | HTTP 1 ms | 2× | ≤ 1 | yes |" in text
+
+
+def test_latency_targets_are_judged_on_the_ratio_to_the_floor() -> None:
+    target = LatencyTarget(p50_ms=2, p99_ms=5)
+    assert target.p50_ratio is not None and target.p99_ratio is not None
+    assert "HTTP floor (2 ms)" in target.text()
+    bare = {"cpu_us": 320.0, "rate": 3000.0, "server_cpu": 1.0}
+    slow_machine = Floors(http=[0.01] * 5, ping=[0.001] * 5, bare=bare)
+    fast_machine = Floors(http=[0.0001] * 5, ping=[0.00001] * 5, bare=bare)
+    samples = [0.01 * target.p50_ratio * 0.9] * 100  # 0.9× the p50 target on the slow one
+    assert target.met(slow_machine, samples)  # many ms, but within the ratio
+    assert not target.met(fast_machine, samples)  # the same ms are far above its floor
+    assert slow_machine.latency_ratio(samples).startswith(f"p50 {0.9 * target.p50_ratio:.1f}×")
+    assert not target.met(slow_machine, [])
+
+
+def test_commands_are_counted_by_the_process_that_sent_them(
+        redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.ping()  # connected (its handshake is a command too) before the count
+    other_process = [sys.executable, "-c", "import redis, sys; "
+                     f"redis.Redis(port={redis_server.port}).hset('other', 'a', 1)"]
+
+    def work() -> None:
+        client.ping()
+        client.eval("redis.call('HSET', KEYS[1], 'a', 1); return redis.call('HGET', "
+                    "KEYS[1], 'a')", 1, "mine")
+        subprocess.run(other_process, check=True, timeout=30)
+
+    got = count_commands(redis_server.url, redis_server.port, os.getpid(), work)
+    client.close()
+    assert dict(got.sent) == {"PING": 1, "EVAL": 1}
+    assert dict(got.scripted) == {"HSET": 1, "HGET": 1}
+    assert got.others >= 1  # the other process's HSET (and its handshake), not ours
 
 
 def test_benchmark_snippets_are_the_projects_own_code() -> None:
@@ -56,6 +100,9 @@ def test_raw_client_swarm_and_loadgen_against_the_real_site(stack: Stack) -> Non
     events, conn = asyncio.run(watch())
     assert events[-1][1]["progress"] == 100
     assert conn.bytes_in > 0 and conn.bytes_out > 0
+    assert conn.requests == 1  # the websocket upgrade, counted when sent
+    assert conn.messages_in >= len(events) + 2  # open, connect ack, the events
+    assert conn.messages_out >= 1  # the namespace connect
 
     # a job no worker runs, watched by a swarm of 5 while the load generator reports it
     other = new_id()
@@ -76,3 +123,36 @@ def test_raw_client_swarm_and_loadgen_against_the_real_site(stack: Stack) -> Non
             return any(len(got) == 5 for got in stamps.values())
 
         wait_until(every_client_got_one, timeout=10, what="a probe message at all 5 clients")
+
+
+def test_open_loop_probe_and_floors_against_the_real_site(stack: Stack) -> None:
+    port = int(stack.env["PORT"])
+    job_id = new_id()
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    JobStore(client).create(job_id, kind="bench")
+    client.close()
+    assert len(http_round_trips(port, "/api/progress", 5, pause=0)) == 5
+    probe = LatencyProbe(stack.url, port, job_id)
+    try:
+        got = probe.open_loop(duration=0.5, interval=0.05)
+    finally:
+        probe.close()
+    # the schedule, not the answers, decides how many probes go out
+    assert got.scheduled == 10 and len(got.send_lag) == 10
+    assert got.lost == 0 and len(got.latencies) == 10
+    assert all(latency > 0 for latency in got.latencies)
+    assert got.connections >= 4
+
+
+def test_web_commands_counted_from_the_web_process(stack: Stack) -> None:
+    job_id = new_id()  # queued, nobody runs it: the callback below is applied
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    JobStore(client).create(job_id, kind="bench")
+    client.close()
+    gunicorn = psutil.Process(stack.web.pid)
+    (worker,) = gunicorn.children()
+    got = count_commands(stack.redis.url, stack.redis.port, worker.pid, lambda: stack.report(
+        {"jobId": job_id, "progress": 1, "state": "running", "message": "counted"}))
+    assert got.sent.get("EVALSHA", 0) + got.sent.get("EVAL", 0) >= 1
+    assert "HSET" not in got.sent  # the store's HSET runs inside its script
+    assert got.scripted.get("HSET", 0) >= 1

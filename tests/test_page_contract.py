@@ -57,7 +57,8 @@ def test_contract_names_every_wire_name() -> None:
 
 
 def test_pages_carry_the_contract(client) -> None:
-    html = client.get("/").get_data(as_text=True)
+    job_id = client.post("/api/jobs").get_json()["id"]
+    html = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     match = re.search(r'<script id="jobcast-protocol" type="application/json">(.*?)</script>', html, re.S)
     assert match, "the page must carry the protocol JSON"
     assert json.loads(match.group(1)) == browser_contract()
