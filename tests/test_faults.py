@@ -17,9 +17,10 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from shared import keys
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.support import demo_final, (
+from tests.support import (
     EventRecorder,
     Process,
+    demo_final,
     final_state_received,
     start_worker,
     state_on_connect,

@@ -6,13 +6,14 @@ from __future__ import annotations
 from flask import Flask
 
 from website.extensions import socketio
-from website.http import access, errors, openapi, ratelimit, security, timefmt
+from website.http import access, body, errors, openapi, ratelimit, security, timefmt
 from website.http.capacity import ConnectionCap
 
 
 def init_app(app: Flask) -> None:
     """Install the app-wide hooks; call after the extensions are bound."""
     errors.register(app)
+    app.before_request(body.apply_body_limit)  # before any hook reads a body
     access.register(app)
     timefmt.register(app)
     app.register_blueprint(openapi.bp)

@@ -4,8 +4,36 @@ from __future__ import annotations
 
 import json
 
-from flask import request
+from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
+
+_LIMITS = "jobcast.body_limits"
+
+
+def allow_body(app: Flask, max_bytes: int, *endpoints: str) -> None:
+    """Let ``endpoints`` take bodies up to ``max_bytes`` (the site's default is lower).
+
+    Applied before any other hook reads the body (the CSRF check reads forms).
+    """
+    limits: dict[str, int] = app.extensions.setdefault(_LIMITS, {})
+    for endpoint in endpoints:
+        if endpoint not in app.view_functions:
+            raise ValueError(f"body limit for unknown endpoint {endpoint}")
+        limits[endpoint] = max_bytes
+
+
+def apply_body_limit() -> None:
+    """``before_request``: the endpoint's own body limit, if it has one."""
+    limit = current_app.extensions.get(_LIMITS, {}).get(request.endpoint or "")
+    if limit:
+        request.max_content_length = limit
+
+
+def size_text(size: int) -> str:
+    """``5242880`` -> ``"5 MB"``; ``524288`` -> ``"512 KB"``."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.3g} MB"
+    return f"{size // 1024} KB"
 
 
 def read_json_body(max_bytes: int) -> object | None:

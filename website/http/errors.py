@@ -8,6 +8,8 @@ import redis
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from website.http.body import size_text
+
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +34,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
-        body, status = error_response(status, exc.description or exc.name)
+        message = exc.description or exc.name
+        if status == 413 and request.max_content_length:
+            message = f"The request is too large: at most {size_text(request.max_content_length)}."
+        body, status = error_response(status, message)
         response = make_response(body)
         for key, value in exc.get_headers():  # Allow, Retry-After, WWW-Authenticate...
             if key.lower() not in ("content-type", "content-length"):

@@ -10,7 +10,9 @@ from flask import Flask
 
 from shared.kinds import load_kinds
 from website.http import ratelimit
+from website.http.body import allow_body
 from website.jobs import api, control, pages, services
+from website.jobs.submit import FORM_OVERHEAD, largest_upload
 
 
 def pretty_json(value: Any) -> str:
@@ -21,10 +23,12 @@ def pretty_json(value: Any) -> str:
 def init_app(app: Flask) -> None:
     """Load the job kinds (``JOB_KINDS``); register the job pages, the JSON API,
     the callback and job control."""
-    app.extensions[services.KINDS_EXTENSION] = load_kinds(app.config["JOB_KINDS"])
+    kinds = load_kinds(app.config["JOB_KINDS"])
+    app.extensions[services.KINDS_EXTENSION] = kinds
     app.add_template_filter(pretty_json, "pretty_json")
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(control.bp)
+    allow_body(app, largest_upload(kinds) + FORM_OVERHEAD, "jobs.create", "api.create_job")
     ratelimit.limit(app, "jobs", "jobs.create", "api.create_job",
                     "control.retry_page", "control.retry_api")

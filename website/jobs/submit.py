@@ -19,7 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from shared.kinds import JobKind
 from shared.kinds.validate import FORM_ERROR, check_args, with_defaults
 from shared.protocol import DEMO_KIND
-from website.http.body import read_json_body
+from website.http.body import read_json_body, size_text
 
 JSON_BODY_MAX = 512 * 1024
 UPLOAD_DEFAULT_MAX = 1024 * 1024
@@ -49,7 +49,8 @@ def upload_limit(kind: JobKind, name: str) -> int:
     return int(spec.get("maxLength", UPLOAD_DEFAULT_MAX))
 
 
-def _largest_upload(kinds: dict[str, JobKind]) -> int:
+def largest_upload(kinds: dict[str, JobKind]) -> int:
+    """Bytes the largest upload of any kind may have (0 when none has one)."""
     sizes = [upload_limit(k, name) for k in kinds.values() for name in k.uploads]
     return max(sizes, default=0)
 
@@ -60,11 +61,12 @@ def read_submission(kinds: dict[str, JobKind]) -> tuple[JobKind, dict[str, Any],
     Raises :class:`Rejected` (400 for bad input, 413 for an upload too large).
     """
     if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        request.max_content_length = _largest_upload(kinds) + FORM_OVERHEAD
+        request.max_content_length = largest_upload(kinds) + FORM_OVERHEAD
         try:
             form, files = request.form, request.files
         except RequestEntityTooLarge:
-            raise Rejected(413, "The upload is too large.") from None
+            raise Rejected(413, f"The upload is too large: at most "
+                                f"{size_text(largest_upload(kinds))}.") from None
         kind = _kind(kinds, form.get("kind") or DEMO_KIND)
         args = form_args(kind, form, files)
         rest: dict[str, Any] = {}
@@ -140,7 +142,7 @@ def _read_upload(kind: JobKind, name: str, upload: FileStorage | None,
     limit = upload_limit(kind, name)
     data = upload.stream.read(limit + 1)
     if len(data) > limit:
-        raise Rejected(413, f"The file is over {limit // (1024 * 1024) or 1} MB.",
+        raise Rejected(413, f"The file is over {size_text(limit)}.",
                        {name: "is too large"}, kind.name)
     try:
         return data.decode("utf-8-sig")
