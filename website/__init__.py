@@ -48,6 +48,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     ratelimit.limit(app, "jobs", "jobs.create", "api.create_job",
                     "control.retry_page", "control.retry_api")
     ratelimit.limit(app, "snippets", "snippets.create", "snippets_api.create_snippet")
+    from website import relay  # states the worker's fallback stored -> open pages
+    relay.init_app(app)
     return app
 
 
