@@ -15,8 +15,9 @@ true state.
 
 The listener is a Socket.IO background task started by the first request a
 process serves (so in gunicorn's worker process, after any fork), never at
-import. It is off with a message queue (the worker then emits through it)
-and under ``TESTING`` (in-process test apps serve no real clients).
+import. It is off with a message queue (the worker then emits through it),
+and for in-process test apps (``TESTING`` or ``ASYNC_MODE=threading``), which
+serve no real clients.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from website.extensions import redis_ext, socketio
 log = logging.getLogger(__name__)
 
 EXTENSION = "jobcast.relay"
+SERVED_MODES = ("eventlet", "gevent")  # threading: in-process test apps only
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -50,8 +52,10 @@ class Relay:
 
     @property
     def wanted(self) -> bool:
-        """True when this app should relay (no message queue, not a test app)."""
-        return not self.app.config["SOCKETIO_MESSAGE_QUEUE"] and not self.app.testing
+        """True when this app should relay: served by eventlet/gevent, no message queue."""
+        cfg = self.app.config
+        return (cfg["ASYNC_MODE"] in SERVED_MODES and not cfg["SOCKETIO_MESSAGE_QUEUE"]
+                and not self.app.testing)
 
     def ensure_started(self) -> bool:
         """Start this process's listener unless it runs already; True if it runs."""
