@@ -47,13 +47,20 @@ def wait_for_redis(conn: redis.Redis, timeout: float) -> None:
             time.sleep(0.2)
 
 
-def site_answers(url: str, timeout: float = 2.0) -> bool:
-    """True when anything answers HTTP at ``url`` (any status counts)."""
-    try:
-        requests.get(url, timeout=timeout, allow_redirects=False)
-    except requests.RequestException:
-        return False
-    return True
+SITE_CHECK_SECONDS = 5.0  # `make run` starts web and worker together: give the site a moment
+
+
+def site_answers(url: str, within: float = SITE_CHECK_SECONDS) -> bool:
+    """True when anything answers HTTP at ``url`` (any status counts) within ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            requests.get(url, timeout=2.0, allow_redirects=False)
+            return True
+        except requests.RequestException:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
 
 
 def check_callback_address(cfg: Config) -> bool:
