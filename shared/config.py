@@ -123,7 +123,9 @@ class Config:
         self.JOB_TIMEOUT: int = _int(env, "JOB_TIMEOUT", 30, minimum=1)
         self.JOB_TTL: int = _int(env, "JOB_TTL", 7 * 24 * 3600, minimum=60)
         self.SNIPPET_TTL: int = _int(env, "SNIPPET_TTL", 7 * 24 * 3600, minimum=60)
-        self.REPORT_RETRY_SECONDS: float = _float(env, "REPORT_RETRY_SECONDS", 30.0)
+        # How long the worker retries one callback before its fallback (write to
+        # Redis directly); below JOB_TIMEOUT / 2, so a job's last report fits.
+        self.REPORT_RETRY_SECONDS: float = _float(env, "REPORT_RETRY_SECONDS", 10.0)
         # RQ worker class: fork (a work horse per job) or simple (in-process).
         self.WORKER_CLASS: str = env.get("WORKER_CLASS", "") or "fork"
         self.WORKER_CONNECTIONS: int = _int(env, "WORKER_CONNECTIONS", 1000, minimum=1)
@@ -189,6 +191,11 @@ class Config:
                 f"SOCKETIO_MAX_CONNECTIONS ({self.SOCKETIO_MAX_CONNECTIONS}) must be above 0 "
                 f"and below WORKER_CONNECTIONS ({self.WORKER_CONNECTIONS}), so that HTTP "
                 "requests always find a free connection")
+        if self.REPORT_RETRY_SECONDS >= self.JOB_TIMEOUT / 2:
+            raise ConfigError(
+                f"REPORT_RETRY_SECONDS ({self.REPORT_RETRY_SECONDS:g}) must be below "
+                f"JOB_TIMEOUT / 2 ({self.JOB_TIMEOUT / 2:g}), so that a job that cannot "
+                "reach the site still has time to store its end through the fallback")
         parse_rate(self.RATE_LIMIT)
 
     def as_dict(self) -> dict[str, Any]:
