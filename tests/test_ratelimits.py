@@ -6,16 +6,27 @@ the global ceiling; and ``limit()`` refusing an unknown endpoint."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import redis
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from shared import keys
 from shared.config import Config
-from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, csrf_token_in, wait_until
+from tests.support import (
+    TEST_PROGRESS_TOKEN,
+    TEST_SECRET_KEY,
+    csrf_token_in,
+    free_port,
+    stack_env,
+    start_web,
+    wait_until,
+)
 from website import create_app
 from website.http.ratelimit import client_key, client_network, limit
 
@@ -222,3 +233,32 @@ def test_addresses_of_one_ipv6_64_share_a_budget(redis_url: str) -> None:
     other = app.test_client()
     other.environ_base["REMOTE_ADDR"] = "2001:db8:9:a::1"  # the next /64
     assert other.post("/api/jobs").status_code == 202
+
+
+# -- in the real web server ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "gevent"])
+def test_limits_hold_for_concurrent_requests_in_two_gunicorn_processes(
+        mode: str, redis_url: str, log_dir: Path) -> None:
+    """Flask-Limiter's Redis storage under green threads: of 8 simultaneous
+    creations spread over two web processes, exactly 3 pass (a 6 s window, so
+    that a slow machine cannot let the window end amid the burst)."""
+    window = 6
+    webs = []
+    try:
+        for name in ("a", "b"):
+            env = stack_env(redis_url, free_port(), ASYNC_MODE=mode, RATE_LIMIT=f"3/{window}",
+                            RATE_LIMIT_GLOBAL="0")
+            webs.append((start_web(env, log_dir, name=f"web-limits-{mode}-{name}"),
+                         env["SITE_URL"]))
+        urls = [url for _, url in webs] * 4
+        with ThreadPoolExecutor(len(urls)) as pool:
+            codes = list(pool.map(
+                lambda url: requests.post(url + "/api/jobs", timeout=10).status_code, urls))
+        assert sorted(codes) == [202] * 3 + [429] * 5, codes
+        wait_until(lambda: requests.post(urls[0] + "/api/jobs", timeout=5).status_code == 202,
+                   timeout=window + 3, interval=0.25, what="a job accepted after the window")
+    finally:
+        for web, _ in webs:
+            web.stop()
