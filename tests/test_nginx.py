@@ -3,8 +3,8 @@
 nginx (no daemon, its pid, logs and temp files in a tmp dir) listens on a free
 port in front of TWO gunicorn web instances (``ip_hash``) that share Redis and
 the Socket.IO message queue, with ``TRUSTED_PROXIES=1``; one RQ worker reports
-to the second instance directly, so an event reaches a client on the first one
-through the message queue. Checked through nginx: a python-socketio client on
+directly to the instance that nginx does NOT pick for 127.0.0.1, so every event
+reaches the test's clients through the message queue. Checked through nginx: a python-socketio client on
 a websocket sees a job reach 100; the browser's job flow works; clients on
 127.0.0.2 and 127.0.0.3 have separate rate limits that a forged
 X-Forwarded-For cannot escape.
@@ -55,7 +55,8 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
 events {{ worker_connections 256; }}
 http {{
-    access_log {prefix}/access.log;
+    log_format upstream '$remote_addr "$request" $status upstream=$upstream_addr';
+    access_log {prefix}/access.log upstream;
     client_body_temp_path {prefix}/tmp/body;
     proxy_temp_path {prefix}/tmp/proxy;
     fastcgi_temp_path {prefix}/tmp/fastcgi;
@@ -91,6 +92,8 @@ class Proxied:
     port: int
     nginx: Process
     access_log: Path
+    client_instance: str  # the web instance (host:port) nginx picks for 127.0.0.1
+    worker_instance: str  # the one the worker reports to
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +118,6 @@ def proxied(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         envs = [stack_env(server.url, free_port(), **common) for _ in range(2)]
         for name, env in zip(("web-a", "web-b"), envs, strict=True):
             procs.append(start_web(env, log_dir, name=f"nginx-{name}"))
-        procs.append(start_worker(envs[1], log_dir, name="nginx-worker"))
         port = free_port()
         site = prefix / "jobcast.conf"
         site.write_text(render(TEMPLATE.read_text(), f"127.0.0.1:{port}",
@@ -134,13 +136,19 @@ def proxied(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             return requests.get(url + "/", timeout=2).status_code == 200
 
         wait_until(answers, timeout=20, what=f"nginx at {url}")
-        yield Proxied(url, "127.0.0.1", port, nginx, prefix / "access.log")
+        served = re.findall(r"upstream=(\S+)", (prefix / "access.log").read_text())
+        client_instance = served[-1]
+        other = [env for env in envs if env["WEB_BIND"] != client_instance]
+        assert len(other) == 1, (served, [env["WEB_BIND"] for env in envs])
+        procs.append(start_worker(other[0], log_dir, name="nginx-worker"))
+        yield Proxied(url, "127.0.0.1", port, nginx, prefix / "access.log",
+                      client_instance, other[0]["WEB_BIND"])
     finally:
         for proc in reversed(procs):
             proc.stop()
-        error_log = prefix / "error.log"
-        if error_log.exists():
-            shutil.copy(error_log, log_dir / "nginx-error.log")
+        for log_name in ("error.log", "access.log"):
+            if (prefix / log_name).exists():
+                shutil.copy(prefix / log_name, log_dir / f"nginx-{log_name}")
         shutil.rmtree(prefix, ignore_errors=True)
 
 
@@ -156,9 +164,12 @@ def test_a_job_reaches_100_for_a_socketio_client_on_a_websocket_through_nginx(
         recorder.close()
     assert updates[-1]["state"] == "succeeded" and updates[-1]["progress"] == 100
     assert len(updates) >= 2, "no live update came through nginx, only the final state"
-    # the websocket really went through nginx: it logged the upgrade (101)
-    assert re.search(r'"GET /socket\.io/\?[^"]*transport=websocket[^"]*" 101 ',
-                     proxied.access_log.read_text())
+    # the websocket really went through nginx (it logged the upgrade, 101) to the
+    # instance the worker does not report to: the events came by the message queue
+    upgrades = re.findall(r'"GET /socket\.io/\?[^"]*transport=websocket[^"]*" 101 upstream=(\S+)',
+                          proxied.access_log.read_text())
+    assert upgrades and set(upgrades) == {proxied.client_instance}
+    assert proxied.client_instance != proxied.worker_instance
 
 
 def test_the_browser_job_flow_works_through_nginx(proxied: Proxied) -> None:
