@@ -167,6 +167,12 @@ def test_counters_live_under_the_volatile_prefix(redis_url: str, redis_client: r
     assert all("jobs" in key for key in counters)
 
 
+def test_a_limited_route_answers_503_when_redis_is_down() -> None:
+    app = make_app(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    resp = app.test_client().post("/api/jobs")
+    assert resp.status_code == 503 and "unavailable" in resp.get_json()["error"]
+
+
 def test_limit_refuses_an_unknown_endpoint(redis_url: str) -> None:
     app = make_app(redis_url)
     with pytest.raises(ValueError, match="jobs.no_such_view"):
