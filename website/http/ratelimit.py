@@ -28,7 +28,6 @@ apps in one process (tests, benchmarks) never share a storage or a switch.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -40,8 +39,6 @@ from flask_limiter import Limiter, RateLimitExceeded
 from shared import keys
 from shared.config import parse_rate
 from website.http.errors import error_response
-
-log = logging.getLogger(__name__)
 
 EVERYONE = "all-clients"  # the key of the global ceiling
 
@@ -135,14 +132,15 @@ def limit(app: Flask, scope: str, *endpoints: str) -> None:
 
 
 def too_many_requests(exc: RateLimitExceeded) -> Response:
-    """429 with ``Retry-After`` (seconds until the window ends), JSON or HTML."""
+    """429 with ``Retry-After`` (seconds until the window ends), JSON or HTML.
+
+    Flask-Limiter logs the refusal itself (logger ``flask-limiter``, INFO)."""
     item = exc.limit.limit
     retry_after = item.get_expiry()
     current = rate_limits.limiter(current_app).current_limit
     if current is not None and current.breached:
         retry_after = max(1, min(retry_after, math.ceil(current.reset_at - time.time())))
     who = "from all clients together" if exc.limit.key_func is everyone_key else ""
-    log.info("rate limit: %s over %s %s", client_key(), item, who or "per client")
     message = (f"Too many requests{' ' + who if who else ''}: at most {item.amount} "
                f"per {item.get_expiry()} s. Try again in {retry_after} s.")
     body, status = error_response(429, message)
