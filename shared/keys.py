@@ -22,9 +22,8 @@ def snippet_key(snippet_id: str) -> str:
 VOLATILE_PREFIX = f"{PREFIX}-volatile"
 
 
-def rate_limit_key(scope: str, client: str, window: int) -> str:
-    """Counter of one client's requests in one fixed rate-limit window."""
-    return f"{VOLATILE_PREFIX}:ratelimit:{scope}:{client}:{window}"
+# Prefix of the rate-limit counters (Flask-Limiter's Redis storage adds ``:<key>``).
+RATE_LIMIT_PREFIX = f"{VOLATILE_PREFIX}:ratelimit"
 
 
 # Pub/sub channel: the worker's fallback (site unreachable) publishes the id of

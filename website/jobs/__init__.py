@@ -16,3 +16,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(control.bp)
     ratelimit.limit(app, "jobs", "jobs.create", "api.create_job",
                     "control.retry_page", "control.retry_api")
+    ratelimit.limit(app, "cancel", "control.cancel_page", "control.cancel_api")
