@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOCKETIO_CLIENT_VERSION ?= 4.8.4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint bench browser vendor screenshots clean
+.PHONY: run test lint bench browser nginx vendor screenshots clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared website worker bench
 
-test: $(VENV)/.installed browser lint
+test: $(VENV)/.installed browser nginx lint
 	$(BIN)/pytest
 
 # Full run (under 10 minutes) rewrites docs/benchmarks.md; BENCH_ARGS=--quick for a 2-minute check.
@@ -37,6 +37,14 @@ browser:
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "could not install chromium: browser tests will skip"; \
 	else echo "chromium not installed (installing needs root and apt-get): browser tests will skip"; fi
+
+# Debian's nginx for tests/test_nginx.py (root on Debian only; else it skips).
+nginx:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && apt-get install -y -qq nginx >/dev/null) \
+		|| echo "could not install nginx: the nginx test will skip"; \
+	else echo "nginx not installed (installing needs root and apt-get): the nginx test will skip"; fi
 
 # Refresh the vendored Socket.IO browser client from the npm registry.
 vendor:

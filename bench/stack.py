@@ -100,7 +100,8 @@ class BenchStack:
         common = {"WORKER_CONNECTIONS": str(WORKER_CONNECTIONS),
                   "SOCKETIO_MAX_CONNECTIONS": str(SOCKETIO_MAX_CONNECTIONS),
                   "LOG_LEVEL": "WARNING", "DEMO_STEP_DELAY": "0.2",
-                  "RATE_LIMIT": "0"}  # one client creates every job: no per-client limit
+                  # one client creates every job, hundreds a minute: no limits
+                  "RATE_LIMIT": "0", "RATE_LIMIT_GLOBAL": "0"}
         env = stack_env(self.redis.url, free_port(), **dict(common, **extra))
         web = Web(name, env, start_web(env, self.log_dir, name=name, app=WEB_APP))
         self.webs.append(web)

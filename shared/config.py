@@ -69,8 +69,10 @@ def default_socketio_cap(worker_connections: int) -> int:
 _RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
-def parse_rate(text: str) -> tuple[int, int]:
-    """``"30/minute"`` -> ``(30, 60)``; ``"5/10"`` -> 5 per 10 s; ``"0"`` -> disabled ``(0, 0)``."""
+def parse_rate(text: str, name: str = "RATE_LIMIT") -> tuple[int, int]:
+    """``"30/minute"`` -> ``(30, 60)``; ``"5/10"`` -> 5 per 10 s; ``"0"`` -> disabled ``(0, 0)``.
+
+    ``name`` is the setting named in the error message."""
     raw = text.strip().lower()
     if raw in ("0", "off", "none", ""):
         return 0, 0
@@ -81,11 +83,11 @@ def parse_rate(text: str) -> tuple[int, int]:
         window = _RATE_UNITS.get(unit.removesuffix("s")) or int(unit)
     except ValueError as exc:
         raise ConfigError(
-            f"RATE_LIMIT must look like '30/minute', '5/second', '100/hour', '10/60' "
+            f"{name} must look like '30/minute', '5/second', '100/hour', '10/60' "
             f"(seconds) or '0' to disable; got {text!r}"
         ) from exc
     if not sep or limit < 0 or window <= 0:
-        raise ConfigError(f"RATE_LIMIT must be a positive count per window or 0, got {text!r}")
+        raise ConfigError(f"{name} must be a positive count per window or 0, got {text!r}")
     return (limit, window) if limit else (0, 0)
 
 
@@ -129,7 +131,9 @@ class Config:
         # Lines kept per job log (the oldest go first).
         self.JOB_LOG_MAX: int = _int(env, "JOB_LOG_MAX", 1000, minimum=1)
         self.SNIPPET_TTL: int = _int(env, "SNIPPET_TTL", 7 * 24 * 3600, minimum=60)
-        self.REPORT_RETRY_SECONDS: float = _float(env, "REPORT_RETRY_SECONDS", 30.0)
+        # How long the worker retries one callback before its fallback (write to
+        # Redis directly); below JOB_TIMEOUT / 2, so a job's last report fits.
+        self.REPORT_RETRY_SECONDS: float = _float(env, "REPORT_RETRY_SECONDS", 10.0)
         # RQ worker class: fork (a work horse per job) or simple (in-process).
         self.WORKER_CLASS: str = env.get("WORKER_CLASS", "") or "fork"
         self.WORKER_CONNECTIONS: int = _int(env, "WORKER_CONNECTIONS", 1000, minimum=1)
@@ -161,6 +165,11 @@ class Config:
         self.ABANDONED_AFTER: int = _int(env, "ABANDONED_AFTER", 60, minimum=3)
         # Creations (jobs, snippets) per client and window; "0" disables.
         self.RATE_LIMIT: str = env.get("RATE_LIMIT", "30/minute").strip() or "0"
+        # The same creations by all clients together (per scope); "0" disables.
+        self.RATE_LIMIT_GLOBAL: str = env.get("RATE_LIMIT_GLOBAL", "600/minute").strip() or "0"
+        # Reverse proxies in front of the site that set X-Forwarded-For/-Proto/-Host
+        # (werkzeug's ProxyFix); 0 (default): the peer address is the client.
+        self.TRUSTED_PROXIES: int = _int(env, "TRUSTED_PROXIES", 0)
 
         for key, value in overrides.items():
             if not isinstance(value, str):
@@ -195,7 +204,13 @@ class Config:
                 f"SOCKETIO_MAX_CONNECTIONS ({self.SOCKETIO_MAX_CONNECTIONS}) must be above 0 "
                 f"and below WORKER_CONNECTIONS ({self.WORKER_CONNECTIONS}), so that HTTP "
                 "requests always find a free connection")
+        if self.REPORT_RETRY_SECONDS >= self.JOB_TIMEOUT / 2:
+            raise ConfigError(
+                f"REPORT_RETRY_SECONDS ({self.REPORT_RETRY_SECONDS:g}) must be below "
+                f"JOB_TIMEOUT / 2 ({self.JOB_TIMEOUT / 2:g}), so that a job that cannot "
+                "reach the site still has time to store its end through the fallback")
         parse_rate(self.RATE_LIMIT)
+        parse_rate(self.RATE_LIMIT_GLOBAL, "RATE_LIMIT_GLOBAL")
 
     def as_dict(self) -> dict[str, Any]:
         """The upper-case settings as a plain dict."""

@@ -22,19 +22,14 @@ def snippet_key(snippet_id: str) -> str:
 VOLATILE_PREFIX = f"{PREFIX}-volatile"
 
 
-def rate_limit_key(scope: str, client: str, window: int) -> str:
-    """Counter of one client's requests in one fixed rate-limit window."""
-    return f"{VOLATILE_PREFIX}:ratelimit:{scope}:{client}:{window}"
+# Prefix of the rate-limit counters (Flask-Limiter's Redis storage adds ``:<key>``).
+RATE_LIMIT_PREFIX = f"{VOLATILE_PREFIX}:ratelimit"
 
 
-def worker_lease_key(worker_name: str) -> str:
-    """Exists (with a TTL) while the worker of that name is alive."""
-    return f"{VOLATILE_PREFIX}:worker-lease:{worker_name}"
-
-
-def abandoned_check_lock(queue_name: str) -> str:
-    """Held by the one worker that looks for abandoned jobs of a queue right now."""
-    return f"{VOLATILE_PREFIX}:abandoned-check:{queue_name}"
+# Pub/sub channel: the worker's fallback (site unreachable) publishes the id of
+# a job whose state it stored; every web process pushes that state to its
+# pages (website/relay.py). Used when there is no Socket.IO message queue.
+STATE_CHANNEL = f"{PREFIX}:state-stored"
 
 
 def job_log_key(job_id: str) -> str:

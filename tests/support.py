@@ -166,7 +166,7 @@ def stack_env(redis_url: str, web_port: int, **extra: str) -> dict[str, str]:
         "WEB_BIND": f"127.0.0.1:{web_port}",
         "SITE_URL": f"http://127.0.0.1:{web_port}",
         "DEMO_STEP_DELAY": "0.05",
-        "REPORT_RETRY_SECONDS": "20",
+        "REPORT_RETRY_SECONDS": "10",
         "ACCESS_LOG": "0",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",

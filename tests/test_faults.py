@@ -3,6 +3,7 @@ process, a restarted Redis. Each test starts its own stack on free ports."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,10 +70,19 @@ def last_update(rec: EventRecorder) -> dict[str, Any]:
 
 
 def horse_of(worker: Process) -> psutil.Process:
-    """The work horse (forked child running a job) of a fork worker."""
+    """The work horse (forked child running a job) of a fork worker.
+
+    RQ puts the horse in a process group of its own; the worker's other child,
+    RQ's scheduler process, stays in the worker's group.
+    """
     def child() -> psutil.Process | None:
-        children = psutil.Process(worker.pid).children()
-        return children[0] if children else None
+        for proc in psutil.Process(worker.pid).children():
+            try:
+                if os.getpgid(proc.pid) == proc.pid:
+                    return proc
+            except ProcessLookupError:
+                continue
+        return None
     return wait_until(child, timeout=10, what="work horse")
 
 
@@ -172,7 +182,7 @@ def test_killed_simple_worker_job_is_failed_after_its_timeout_plus_lease(
     # An in-process worker cannot heartbeat during a job: its lease covers the
     # job's timeout, so its job is failed within JOB_TIMEOUT + ABANDONED_AFTER.
     stack = stacks(WORKER_CLASS="simple", JOB_TIMEOUT="3", DEMO_STEP_DELAY="0.25",
-                   ABANDONED_AFTER=str(ABANDONED_AFTER))
+                   REPORT_RETRY_SECONDS="1", ABANDONED_AFTER=str(ABANDONED_AFTER))
     job_id = stack.start_job()
     rec = EventRecorder(stack.url, job_id)
     try:
@@ -212,7 +222,7 @@ def test_killed_work_horse_is_reported_failed_at_once(stacks: Callable[..., Stac
 
 
 def test_web_killed_and_restarted_mid_job_loses_nothing(stacks: Callable[..., Stack]) -> None:
-    stack = stacks(DEMO_STEP_DELAY="0.3", REPORT_RETRY_SECONDS="60")
+    stack = stacks(DEMO_STEP_DELAY="0.3", REPORT_RETRY_SECONDS="60", JOB_TIMEOUT="150")
     job_id = stack.start_job()
     rec = EventRecorder(stack.url, job_id)
     try:

@@ -17,7 +17,7 @@ from shared.config import Config, ConfigError, parse_rate
 from shared.protocol import new_id
 from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in
 from website import create_app
-from website.http.ratelimit import rate_limited
+from website.http.ratelimit import limit
 
 
 def queued(app: Flask, redis_url: str) -> int:
@@ -152,13 +152,14 @@ def test_rate_limit_zero_disables(redis_url: str) -> None:
     assert {client.post("/api/jobs").status_code for _ in range(40)} == {202}
 
 
-def test_rate_limited_decorator_for_later_routes(redis_url: str) -> None:
+def test_rate_limit_for_later_routes(redis_url: str) -> None:
     app = limited_app(redis_url, "1/1000000")
 
     @app.post("/api/things")
-    @rate_limited("things")
     def make_thing() -> tuple[dict[str, Any], int]:
         return {"ok": True}, 201
+
+    limit(app, "things", "make_thing")
 
     client = app.test_client()
     assert client.post("/api/things").status_code == 201

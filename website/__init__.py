@@ -6,6 +6,7 @@ from typing import Any
 
 import socketio as socketio_lib
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Config
 from website.extensions import redis_ext, socketio
@@ -36,4 +37,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     jobs.init_app(app)
     snippets.init_app(app)
     ops.init_app(app)
+    proxies = app.config["TRUSTED_PROXIES"]
+    if proxies:  # client address, scheme and host from the proxies' X-Forwarded-* headers
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     return app

@@ -9,17 +9,12 @@ import sys
 import time
 
 import redis
-from rq import Queue
+import requests
 
 from shared.config import Config, ConfigError
-from worker.recovery import JobcastSimpleWorker, JobcastWorker
+from worker.recovery import make_worker, take_over_name
 
 log = logging.getLogger("worker")
-
-WORKER_CLASSES: dict[str, type[JobcastWorker] | type[JobcastSimpleWorker]] = {
-    "fork": JobcastWorker,
-    "simple": JobcastSimpleWorker,
-}
 
 
 def preload_jobs(cfg: Config, extra: list[str] | None = None) -> None:
@@ -55,6 +50,43 @@ def wait_for_redis(conn: redis.Redis, timeout: float) -> None:
             time.sleep(0.2)
 
 
+SITE_CHECK_SECONDS = 5.0  # `make run` starts web and worker together: give the site a moment
+
+
+def site_answers(url: str, within: float = SITE_CHECK_SECONDS) -> bool:
+    """True when anything answers HTTP at ``url`` (any status counts) within ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            requests.get(url, timeout=2.0, allow_redirects=False)
+            return True
+        except requests.RequestException:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+
+
+def check_callback_address(cfg: Config) -> bool:
+    """Warn (and go on) when nothing answers where the worker sends its callbacks.
+
+    Probes ``SITE_URL/healthz``, and ``PROGRESS_URL`` itself when it lies
+    elsewhere; any HTTP answer counts. Skipped with ``WORKER_EMIT=direct``.
+    """
+    if cfg.WORKER_EMIT == "direct":
+        return True
+    probes = [("SITE_URL", cfg.SITE_URL, cfg.SITE_URL + "/healthz")]
+    if not cfg.PROGRESS_URL.startswith(cfg.SITE_URL + "/"):
+        probes.append(("PROGRESS_URL", cfg.PROGRESS_URL, cfg.PROGRESS_URL))
+    ok = True
+    for name, value, url in probes:
+        if not site_answers(url):
+            ok = False
+            log.warning("nothing answers at %s=%s (GET %s): progress callbacks to "
+                        "PROGRESS_URL=%s will fall back to writing Redis directly; "
+                        "check SITE_URL and PROGRESS_URL", name, value, url, cfg.PROGRESS_URL)
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, connect to Redis and work the queue."""
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
@@ -74,17 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     wait_for_redis(conn, timeout=60)
     if cfg.WORKER_PRELOAD:
         preload_jobs(cfg, args.preload)
-    worker_class = WORKER_CLASSES[cfg.WORKER_CLASS]
-    queue = Queue(cfg.QUEUE_NAME, connection=conn)
+    check_callback_address(cfg)
+    if args.name:
+        take_over_name(cfg, conn, args.name)
     # log_job_description=False: job arguments include the per-job callback token.
     # worker_ttl: an idle worker sends a heartbeat every WORKER_TTL - 15 s (/healthz);
     # recovery (worker/recovery.py) may make it shorter to honour ABANDONED_AFTER.
-    worker = worker_class([queue], connection=conn, name=args.name, log_job_description=False,
-                          worker_ttl=cfg.WORKER_TTL, cfg=cfg)
+    worker = make_worker(cfg, conn, [cfg.QUEUE_NAME], args.name, log_job_description=False,
+                         worker_ttl=cfg.WORKER_TTL)
     log.info("worker %s (%s, preload %s) on queue %s, reporting %s",
              worker.name, cfg.WORKER_CLASS, cfg.WORKER_PRELOAD, cfg.QUEUE_NAME,
              "direct to Redis" if cfg.WORKER_EMIT == "direct" else "to " + cfg.PROGRESS_URL)
-    worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=False)
+    # with_scheduler: RQ's scheduler (one per queue across workers) moves jobs
+    # enqueued with enqueue_in/enqueue_at onto the queue when they are due.
+    worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=True)
     return 0
 
 

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="the progress callback URL")
     parser.add_argument("--token", help="bearer token (prefer JOBCAST_JOB_TOKEN)")
     parser.add_argument("--retry-seconds", type=float, default=None,
-                        help="how long to keep retrying (default: REPORT_RETRY_SECONDS or 30)")
+                        help="how long to keep retrying (default: REPORT_RETRY_SECONDS or 10)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     return parser
 
@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     retry = args.retry_seconds
     if retry is None:
         try:
-            retry = float(env.get("REPORT_RETRY_SECONDS") or 30)
+            retry = float(env.get("REPORT_RETRY_SECONDS") or 10)
         except ValueError:
-            retry = 30.0
+            retry = 10.0
     reporter = ProgressReporter(resolve_url(args.url, env), token, retry_seconds=retry)
     try:
         reporter.report(args.job_id, args.progress, args.state, args.message, args.stage)

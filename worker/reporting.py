@@ -26,6 +26,7 @@ from typing import Any
 import redis
 import requests
 
+from shared import keys
 from shared.config import Config
 from shared.events import state_events
 from shared.protocol import (
@@ -58,24 +59,33 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate) -> tuple[JobState | None
 
     Emits what the callback emits (:func:`shared.events.state_events`) and
     returns what :meth:`JobStore.apply_or_state` does: the applied state or
-    None, and the name of the state the job is in. Raises :class:`UnknownJob`
-    for an unknown job and ``redis.RedisError`` when Redis cannot be reached.
+    None, and the name of the state the job is in. Without a message queue
+    the job id is published on :data:`shared.keys.STATE_CHANNEL`, where the
+    site's relay (website/relay.py) picks it up and pushes the stored state.
+    Raises :class:`UnknownJob` for an unknown job and ``redis.RedisError``
+    when Redis cannot be reached.
     """
     now = time.time()
-    state, current = _store(cfg.REDIS_URL, cfg.JOB_TTL, cfg.JOB_LOG_MAX).apply_or_state(update, now=now)
-    if state is not None and cfg.SOCKETIO_MESSAGE_QUEUE:
+    store = _store(cfg.REDIS_URL, cfg.JOB_TTL, cfg.JOB_LOG_MAX)
+    state, current = store.apply_or_state(update, now=now)
+    if state is None:
+        return state, current
+    if cfg.SOCKETIO_MESSAGE_QUEUE:
         sio = emitter(cfg.SOCKETIO_MESSAGE_QUEUE)
         for event, payload, room in state_events(
                 state, snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL), now):
             sio.emit(event, payload, to=room)
+    else:
+        store.client.publish(keys.STATE_CHANNEL, update.job_id)
     return state, current
 
 
 class DirectStore:
     """Fallback when the site is unreachable: write the state straight to Redis.
 
-    When a Socket.IO message queue is configured the update is also emitted
-    through it (write-only), so open pages still see it.
+    Open pages still see it: through the Socket.IO message queue when one is
+    configured (write-only emitter), else through the site's relay, which
+    listens on :data:`shared.keys.STATE_CHANNEL`.
     """
 
     def __init__(self, cfg: Config) -> None:
@@ -173,6 +183,22 @@ def checked_report(reporter: ProgressReporter, job_id: str, progress: int,
         raise JobEnded(job_id, reporter.last_state)
 
 
+_REPORTED = "_jobcast_reported"
+
+
+def mark_reported(exc: BaseException) -> None:
+    """Note on ``exc`` that the job's failure has been reported already."""
+    try:
+        setattr(exc, _REPORTED, True)
+    except AttributeError:  # an exception type without a __dict__
+        pass
+
+
+def was_reported(exc: BaseException) -> bool:
+    """True when :func:`job_boundary` already reported this exception's failure."""
+    return bool(getattr(exc, _REPORTED, False))
+
+
 @contextmanager
 def job_boundary(job_id: str, reporter: ProgressReporter,
                  final: Callable[[bool], dict[str, Any]] | None = None) -> Iterator[None]:
@@ -191,7 +217,8 @@ def job_boundary(job_id: str, reporter: ProgressReporter,
         log.exception("job %s failed", job_id)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         try:
-            reporter.report(job_id, 0, FAILED, message[:500], **(final(False) if final else {}))
+            reporter.report(job_id, 0, FAILED, message[:500])
+            mark_reported(exc)
         except Exception:  # noqa: BLE001 - reporting must not hide the job's error
             log.exception("could not report the failure of job %s", job_id)
         raise

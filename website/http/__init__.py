@@ -18,7 +18,7 @@ def init_app(app: Flask) -> None:
     timefmt.register(app)
     app.register_blueprint(openapi.bp)
     security.register(app)  # CSRF on forms, cross-site API refusal, security headers
-    ratelimit.register(app)
+    ratelimit.rate_limits.init_app(app)  # Flask-Limiter; endpoints: ratelimit.limit()
     engineio_server = socketio.server.eio
     app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
         app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],

@@ -1,68 +1,125 @@
-"""Per-client rate limits on creation routes, counted in Redis.
+"""Rate limits on the routes that create work, with Flask-Limiter on Redis.
 
-A fixed window per client: one atomic ``INCR`` (plus ``EXPIRE`` on the first
-hit) of ``jobcast:ratelimit:<scope>:<client>:<window>``, so every web process
-shares the count. ``RATE_LIMIT`` (for example ``30/minute``; ``0`` disables)
-sets the budget of each scope. Over it the answer is 429 with ``Retry-After``,
-as JSON under ``/api/`` and as an HTML page otherwise.
+Each limited endpoint gets two fixed-window limits, counted in the app's Redis
+(``REDIS_URL``, keys under ``jobcast-volatile:ratelimit:``) so that every web
+process shares the counts:
 
-Apply it by endpoint, once, in ``create_app``::
+- ``RATE_LIMIT`` (default ``30/minute``) per client: the client is its address
+  (:func:`client_key`: an IPv4 address as is, an IPv6 address by its /64);
+- ``RATE_LIMIT_GLOBAL`` (default ``600/minute``) for all clients together, a
+  ceiling that many addresses cannot get around.
+
+``0`` disables either. Over a limit the answer is 429 with ``Retry-After``, as
+JSON under ``/api/`` and as an HTML page otherwise. Endpoints are limited
+explicitly, by name, in their feature's ``init_app``::
 
     ratelimit.limit(app, "jobs", "jobs.create", "api.create_job")
-    ratelimit.limit(app, "snippets", "snippets.create", "api.create_snippet")
 
-or on a view with ``@rate_limited("jobs")``. Endpoints that share a scope share
-one budget (the page form and the JSON API creating the same thing).
+Endpoints that share a scope share one budget (the page form and the JSON API
+creating the same thing). Behind a reverse proxy, set ``TRUSTED_PROXIES`` so
+that the client address comes from ``X-Forwarded-For`` (``create_app`` then
+applies werkzeug's ``ProxyFix``); without it that header is ignored.
+
+Flask-Limiter keeps its limits and its storage per ``Limiter`` object, so each
+app gets its own (:class:`RateLimits` creates it in ``init_app``): several
+apps in one process (tests, benchmarks) never share a storage or a switch.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
+import ipaddress
+import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
-from flask import Flask, current_app, request
-from werkzeug.exceptions import TooManyRequests
+from flask import Flask, Response, current_app, make_response, request
+from flask_limiter import Limiter, RateLimitExceeded
 
 from shared import keys
 from shared.config import parse_rate
-from website.extensions import redis_ext
+from website.http.errors import error_response
 
-log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
-
-_EXT = "jobcast.ratelimit"
-_HIT_LUA = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
-"""
+EVERYONE = "all-clients"  # the key of the global ceiling
 
 
-def client_id() -> str:
-    """Who is counted: the client address (behind a proxy, configure ProxyFix)."""
-    return request.remote_addr or "unknown"
+def client_network(address: str | None) -> str:
+    """The rate-limit key of an address: IPv4 as is, IPv6 by its /64 network."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip), 64), strict=False))  # no zone id
+    return str(ip)
 
 
-def hit(scope: str) -> None:
-    """Count one request of the current client in ``scope``; raise 429 over the limit."""
-    limit, window = parse_rate(current_app.config["RATE_LIMIT"])
-    if not limit:
-        return
-    now = time.time()
-    index = int(now // window)
-    key = keys.rate_limit_key(scope, client_id(), index)
-    count = int(redis_ext.client.eval(_HIT_LUA, 1, key, window + 1))  # type: ignore[arg-type]
-    if count > limit:
-        retry_after = max(1, int((index + 1) * window - now + 0.999))
-        log.info("rate limit: %s over %s/%ss in %s", client_id(), limit, window, scope)
-        raise TooManyRequests(
-            f"Too many requests: at most {limit} per {window} s. "
-            f"Try again in {retry_after} s.",
-            retry_after=retry_after,
+def client_key() -> str:
+    """Who is counted: the client's address (its /64 for IPv6).
+
+    ``request.remote_addr`` is the peer, or with ``TRUSTED_PROXIES`` the address
+    the trusted proxies put in ``X-Forwarded-For`` (werkzeug's ``ProxyFix``).
+    """
+    return client_network(request.remote_addr)
+
+
+def everyone_key() -> str:
+    """The one key of the global ceiling: all clients count together."""
+    return EVERYONE
+
+
+def limit_string(rate: str, name: str) -> str:
+    """A ``RATE_LIMIT``-style setting as a Flask-Limiter limit ("" when disabled)."""
+    count, window = parse_rate(rate, name)
+    return f"{count} per {window} second" if count else ""
+
+
+class RateLimits:
+    """Flask-Limiter, one ``Limiter`` per app; created unbound, bound with ``init_app``."""
+
+    name = "jobcast.ratelimit"
+
+    def init_app(self, app: Flask) -> None:
+        """Create the app's limiter on its Redis and the 429 answer."""
+        limiter = Limiter(
+            key_func=client_key,
+            storage_uri=app.config["REDIS_URL"],
+            storage_options={"key_prefix": keys.RATE_LIMIT_PREFIX,
+                             "health_check_interval": 30},
+            strategy="fixed-window",
+            headers_enabled=False,  # no extra Redis read on every limited request
         )
+        limiter.init_app(app)
+        app.extensions[self.name] = limiter
+        app.register_error_handler(RateLimitExceeded, too_many_requests)
+
+    def limiter(self, app: Flask) -> Limiter:
+        """The app's limiter."""
+        return app.extensions[self.name]  # type: ignore[no-any-return]
+
+    def limit(self, app: Flask, scope: str, *endpoints: str) -> None:
+        """See :func:`limit`."""
+        unknown = [endpoint for endpoint in endpoints if endpoint not in app.view_functions]
+        if unknown:
+            raise ValueError(f"rate limit for unknown endpoint(s): {', '.join(unknown)}")
+        limiter = self.limiter(app)
+        per_client = limit_string(app.config["RATE_LIMIT"], "RATE_LIMIT")
+        everyone = limit_string(app.config["RATE_LIMIT_GLOBAL"], "RATE_LIMIT_GLOBAL")
+        for endpoint in endpoints:
+            view: Callable[..., Any] = app.view_functions[endpoint]
+            if everyone:
+                view = limiter.shared_limit(everyone, scope=f"{scope}:{EVERYONE}",
+                                            key_func=everyone_key)(view)
+            if per_client:
+                view = limiter.shared_limit(per_client, scope=scope, key_func=client_key)(view)
+            app.view_functions[endpoint] = view
+
+
+rate_limits = RateLimits()
 
 
 def limit(app: Flask, scope: str, *endpoints: str) -> None:
@@ -71,33 +128,22 @@ def limit(app: Flask, scope: str, *endpoints: str) -> None:
     Raises ``ValueError`` for an endpoint the app does not have, so that a
     renamed view cannot silently lose its limit.
     """
-    scopes: dict[str, str] = app.extensions.setdefault(_EXT, {})
-    unknown = [endpoint for endpoint in endpoints if endpoint not in app.view_functions]
-    if unknown:
-        raise ValueError(f"rate limit for unknown endpoint(s): {', '.join(unknown)}")
-    for endpoint in endpoints:
-        scopes[endpoint] = scope
+    rate_limits.limit(app, scope, *endpoints)
 
 
-def _before_request() -> None:
-    scopes: dict[str, str] = current_app.extensions.get(_EXT, {})
-    scope = scopes.get(request.endpoint or "")
-    if scope is not None and request.method not in ("GET", "HEAD", "OPTIONS"):
-        hit(scope)
+def too_many_requests(exc: RateLimitExceeded) -> Response:
+    """429 with ``Retry-After`` (seconds until the window ends), JSON or HTML.
 
-
-def rate_limited(scope: str) -> Callable[[F], F]:
-    """Decorator form of :func:`limit` for a single view."""
-    def wrap(view: F) -> F:
-        @functools.wraps(view)
-        def limited(*args: Any, **kwargs: Any) -> Any:
-            hit(scope)
-            return view(*args, **kwargs)
-        return cast(F, limited)
-    return wrap
-
-
-def register(app: Flask) -> None:
-    """Install the endpoint-keyed check (endpoints are added with :func:`limit`)."""
-    app.extensions.setdefault(_EXT, {})
-    app.before_request(_before_request)
+    Flask-Limiter logs the refusal itself (logger ``flask-limiter``, INFO)."""
+    item = exc.limit.limit
+    retry_after = item.get_expiry()
+    current = rate_limits.limiter(current_app).current_limit
+    if current is not None and current.breached:
+        retry_after = max(1, min(retry_after, math.ceil(current.reset_at - time.time())))
+    who = "from all clients together" if exc.limit.key_func is everyone_key else ""
+    message = (f"Too many requests{' ' + who if who else ''}: at most {item.amount} "
+               f"per {item.get_expiry()} s. Try again in {retry_after} s.")
+    body, status = error_response(429, message)
+    response = make_response(body, status)
+    response.headers["Retry-After"] = str(retry_after)
+    return response

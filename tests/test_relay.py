@@ -1,0 +1,55 @@
+"""The relay in-process: what it pushes for a published job id, and when it runs.
+
+The end-to-end path (worker fallback -> Redis channel -> listener in a real
+gunicorn process -> Socket.IO client) is
+``tests/test_recovery_stack.py::test_state_stored_by_the_fallback_is_pushed_without_a_message_queue``.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from website.relay import EXTENSION, Relay
+
+from shared.protocol import FAILED, new_id
+from website.extensions import redis_ext, socketio
+
+
+def relay_of(app: Flask) -> Relay:
+    relay = app.extensions[EXTENSION]
+    assert isinstance(relay, Relay)
+    return relay
+
+
+def test_push_sends_the_stored_state_to_the_jobs_room_only(app: Flask) -> None:
+    job_id, other = new_id(), new_id()
+    with app.app_context():
+        redis_ext.store.create(job_id, kind="demo")
+        redis_ext.store.create(other, kind="demo")
+        redis_ext.store.finish(job_id, FAILED, "gone")
+    watcher = socketio.test_client(app, query_string=f"jobId={job_id}")
+    bystander = socketio.test_client(app, query_string=f"jobId={other}")
+    watcher.get_received(), bystander.get_received()
+    assert relay_of(app).push(job_id) == 2  # the job's room and the dashboard
+    assert [m["args"][0] for m in watcher.get_received() if m["name"] == "updateProgress"] == [
+        {"jobId": job_id, "progress": 0, "state": "failed", "message": "gone"}]
+    assert bystander.get_received() == []
+
+
+def test_a_published_id_of_no_job_pushes_nothing(app: Flask) -> None:
+    # Publishers send only an id; the relay pushes what is stored, so a stray
+    # or forged message cannot put anything on a page.
+    assert relay_of(app).push(new_id()) == 0
+    assert relay_of(app).push("not-a-job") == 0
+
+
+def test_relay_runs_only_where_it_is_needed(app: Flask) -> None:
+    relay = relay_of(app)
+    assert not relay.wanted  # a test app (TESTING, ASYNC_MODE=threading)
+    assert not relay.ensure_started() and relay.pid is None
+    # what gunicorn serves: eventlet or gevent, not a test app
+    app.testing = False
+    for mode in ("eventlet", "gevent"):
+        app.config["ASYNC_MODE"] = mode
+        assert relay.wanted
+    app.config["SOCKETIO_MESSAGE_QUEUE"] = app.config["REDIS_URL"]
+    assert not relay.wanted  # the worker emits through the message queue itself

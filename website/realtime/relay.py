@@ -1,0 +1,124 @@
+"""Push to open pages the states the worker stored without the site.
+
+When the site cannot be reached, the worker's fallback
+(``worker.reporting.DirectStore``) writes a job's state straight into Redis
+and, when there is no Socket.IO message queue to emit through, publishes the
+job's id on :data:`shared.keys.STATE_CHANNEL`. Each web process runs one
+listener on that channel: it reads the stored state and emits the same events
+as the progress callback (:func:`shared.events.state_events`) to its own
+clients, so a page open on any process sees the end without a reload.
+
+Who may do this: only a client of the site's Redis can publish, and the
+message is just a job id: the listener pushes what is stored for that job,
+never anything the publisher sends, so a stray message at most repeats the
+true state.
+
+The listener is a Socket.IO background task started by the first request a
+process serves (so in gunicorn's worker process, after any fork), never at
+import. It is off with a message queue (the worker then emits through it),
+and for in-process test apps (``TESTING`` or ``ASYNC_MODE=threading``), which
+serve no real clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+from flask import Flask
+
+from shared import keys
+from shared.events import state_events
+from website.extensions import redis_ext, socketio
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "jobcast.relay"
+SERVED_MODES = ("eventlet", "gevent")  # threading: in-process test apps only
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class Relay:
+    """One listener per web process on the channel of fallback-stored states."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.pid: int | None = None  # the process whose listener runs
+
+    @property
+    def wanted(self) -> bool:
+        """True when this app should relay: served by eventlet/gevent, no message queue."""
+        cfg = self.app.config
+        return (cfg["ASYNC_MODE"] in SERVED_MODES and not cfg["SOCKETIO_MESSAGE_QUEUE"]
+                and not self.app.testing)
+
+    def ensure_started(self) -> bool:
+        """Start this process's listener unless it runs already; True if it runs."""
+        pid = os.getpid()
+        if self.pid == pid:
+            return True
+        if not self.wanted:
+            return False
+        self.pid = pid
+        socketio.start_background_task(self.listen)
+        log.info("relay: listening on %s in process %s", keys.STATE_CHANNEL, pid)
+        return True
+
+    def listen(self) -> None:
+        """Push the state of every job id published on the channel, resubscribing on errors."""
+        client = redis.Redis.from_url(self.app.config["REDIS_URL"], decode_responses=True)
+        while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(keys.STATE_CHANNEL)
+                for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self.push(str(message["data"]))
+            except redis.RedisError as exc:
+                log.warning("relay: Redis unavailable (%s); subscribing again", exc)
+                socketio.sleep(1.0)
+            finally:
+                pubsub.close()
+
+    def push(self, job_id: str) -> int:
+        """Emit the stored state of ``job_id`` as the callback would; the number of events."""
+        with self.app.app_context():
+            try:
+                state = redis_ext.store.get(job_id)
+            except redis.RedisError as exc:
+                log.warning("relay: could not read job %s: %s", job_id[:64], exc)
+                return 0
+            if state is None:
+                return 0
+            events = state_events(state, redis_ext.snippets, time.time())
+            for event, payload, room in events:
+                socketio.emit(event, payload, to=room)
+        log.info("relay: pushed job %s (%s) stored by the worker's fallback",
+                 job_id, state.state)
+        return len(events)
+
+
+class _StartOnFirstRequest:
+    """WSGI wrapper: the first request of each process starts its relay."""
+
+    def __init__(self, wsgi_app: WsgiApp, relay: Relay) -> None:
+        self.wsgi_app = wsgi_app
+        self.relay = relay
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if self.relay.pid != os.getpid():
+            self.relay.ensure_started()
+        return self.wsgi_app(environ, start_response)
+
+
+def init_app(app: Flask) -> Relay:
+    """Attach the relay to ``app``; its listener starts with the first request served."""
+    relay = Relay(app)
+    app.extensions[EXTENSION] = relay
+    app.wsgi_app = _StartOnFirstRequest(app.wsgi_app, relay)  # type: ignore[method-assign]
+    return relay
