@@ -28,7 +28,7 @@ RATE_LIMIT_PREFIX = f"{VOLATILE_PREFIX}:ratelimit"
 
 # Pub/sub channel: the worker's fallback (site unreachable) publishes the id of
 # a job whose state it stored; every web process pushes that state to its
-# pages (website/relay.py). Used when there is no Socket.IO message queue.
+# pages (website/realtime/relay.py). Used when there is no Socket.IO message queue.
 STATE_CHANNEL = f"{PREFIX}:state-stored"
 
 

@@ -5,7 +5,7 @@
 * A job enqueued with ``enqueue_in`` runs after its delay (RQ's scheduler
   runs inside the worker).
 * A state the worker's fallback stored while the site was unreachable reaches
-  an open page without a message queue (website/relay.py).
+  an open page without a message queue (website/realtime/relay.py).
 * A worker whose callback address answers nothing says so in its log.
 """
 

@@ -8,7 +8,7 @@ gunicorn process -> Socket.IO client) is
 from __future__ import annotations
 
 from flask import Flask
-from website.relay import EXTENSION, Relay
+from website.realtime.relay import EXTENSION, Relay
 
 from shared.protocol import FAILED, new_id
 from website.extensions import redis_ext, socketio

@@ -61,7 +61,7 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate) -> tuple[JobState | None
     returns what :meth:`JobStore.apply_or_state` does: the applied state or
     None, and the name of the state the job is in. Without a message queue
     the job id is published on :data:`shared.keys.STATE_CHANNEL`, where the
-    site's relay (website/relay.py) picks it up and pushes the stored state.
+    site's relay (website/realtime/relay.py) picks it up and pushes the stored state.
     Raises :class:`UnknownJob` for an unknown job and ``redis.RedisError``
     when Redis cannot be reached.
     """
