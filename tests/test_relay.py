@@ -8,10 +8,10 @@ gunicorn process -> Socket.IO client) is
 from __future__ import annotations
 
 from flask import Flask
-from website.realtime.relay import EXTENSION, Relay
 
 from shared.protocol import FAILED, new_id
 from website.extensions import redis_ext, socketio
+from website.realtime.relay import EXTENSION, Relay
 
 
 def relay_of(app: Flask) -> Relay:
