@@ -119,3 +119,32 @@ def test_csv_upload_that_is_not_utf8_is_refused_at_the_field(kinds_site: Stack,
                "name, email:email")
     expect(page.locator("#f-csv_import-file-error")).to_contain_text("UTF-8")
     assert not JOB_URL.search(page.url)
+
+
+def test_console_puts_batches_in_order_once_whatever_order_they_arrive_in(
+        kinds_site: Stack, page: Page) -> None:
+    """The console's merge rule, driven directly: early, replayed and late batches."""
+    import redis
+
+    from shared.protocol import new_id
+    from shared.store import JobStore
+
+    job_id = new_id()
+    JobStore(redis.Redis.from_url(kinds_site.env["REDIS_URL"], decode_responses=True)).create(
+        job_id, kind="external")
+    page.goto(f"{kinds_site.url}/jobs/{job_id}")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "live")
+
+    def line(n: int, text: str) -> dict[str, str]:
+        return {"id": f"9000000000000-{n}", "text": text}
+
+    batches = [
+        {"after": "9000000000000-1", "lines": [line(2, "c")]},  # live, ahead of the replay
+        {"after": "0-0", "lines": [line(0, "a"), line(1, "b"), line(2, "c")]},  # the replay
+        {"after": "9000000000000-0", "lines": [line(1, "b")]},  # late duplicate
+        {"after": "9000000000000-2", "lines": [line(3, "<b>d</b>")]},
+    ]
+    for batch in batches:
+        page.evaluate("b => window.JobcastLog.feed(b)", {"jobId": job_id, **batch})
+    assert console_lines(page) == ["a", "b", "c", "<b>d</b>"]
+    assert page.locator("#console b").count() == 0
