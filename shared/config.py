@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+# The kinds Jobcast ships (shared.kinds.BUILTIN_MODULES): always in JOB_KINDS.
+BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6380/0"  # the embedded Redis of `make run`
@@ -126,8 +128,8 @@ class Config:
         self.JOB_TTL: int = _int(env, "JOB_TTL", 7 * 24 * 3600, minimum=60)
         # Modules declaring job kinds (shared.kinds.job_kind), besides the built-in ones.
         extra_kinds = [m.strip() for m in env.get("JOB_KINDS", "").split(",") if m.strip()]
-        self.JOB_KINDS: tuple[str, ...] = tuple(dict.fromkeys(
-            ["shared.kinds.demo", "shared.kinds.csv_import", *extra_kinds]))
+        self.JOB_KINDS: tuple[str, ...] = tuple(dict.fromkeys([*BUILTIN_KIND_MODULES,
+                                                               *extra_kinds]))
         # Lines kept per job log (the oldest go first).
         self.JOB_LOG_MAX: int = _int(env, "JOB_LOG_MAX", 1000, minimum=1)
         self.SNIPPET_TTL: int = _int(env, "SNIPPET_TTL", 7 * 24 * 3600, minimum=60)

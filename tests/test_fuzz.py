@@ -18,6 +18,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from shared.protocol import CALLBACK_MAX_BYTES, new_id
 from shared.store import JobStore
@@ -35,15 +36,22 @@ schema = schemathesis.openapi.from_dict(openapi_spec())
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_api_answers_as_documented(case: Any, stack: Stack) -> None:
-    case.call_and_validate(base_url=stack.url, headers=auth())
+    # The callback has one rule OpenAPI 3.0 cannot state (current <= total), so a
+    # "schema-valid" report may rightly get 400 there; every other check applies.
+    excluded = ([positive_data_acceptance]
+                if case.operation.path == "/api/progress" else [])
+    case.call_and_validate(base_url=stack.url, headers=auth(), excluded_checks=excluded)
 
 
 def test_served_spec_is_the_file_in_the_repo(stack: Stack) -> None:
     served = requests.get(stack.url + "/api/openapi.json", timeout=5).json()
     assert served == openapi_spec()
-    kept = json.loads(OPENAPI_PATH.read_text())  # the file, plus the language list
+    kept = json.loads(OPENAPI_PATH.read_text())  # the file, plus languages and kinds
     languages = served["components"]["schemas"]["SnippetSubmission"]["properties"]["language"]
     assert {"python", "auto", None} <= set(languages.pop("enum"))
+    submission = served["components"]["schemas"]["JobSubmission"]
+    assert [variant["properties"]["kind"]["enum"] for variant in submission.pop("oneOf")] == [
+        ["demo"]]  # csv_import has checks of its own: described in words
     assert served == kept
     schemes = served["components"]["securitySchemes"]
     assert {"sharedToken", "jobToken"} <= set(schemes)

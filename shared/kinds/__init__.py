@@ -26,12 +26,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from shared.config import BUILTIN_KIND_MODULES
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 RESULT_TYPES = ("json", "text", "download")
 # JOB_KINDS lists these by default: the kinds Jobcast ships.
-BUILTIN_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import")
+BUILTIN_MODULES = BUILTIN_KIND_MODULES
 
 
 class KindError(ValueError):

@@ -78,8 +78,6 @@ def read_submission(kinds: dict[str, JobKind]) -> tuple[JobKind, dict[str, Any],
             raise Rejected(400, 'body must be a JSON object {"kind": ..., "args": {...}}')
         kind = _kind(kinds, body.get("kind", DEMO_KIND))
         args = body.get("args", {})
-        if args is None:
-            args = {}
         if not isinstance(args, dict):
             raise Rejected(400, "args must be a JSON object", {FORM_ERROR: "must be an object"},
                            kind.name)
