@@ -103,12 +103,23 @@ class Snippet:
         return bool(self.highlighted_at)
 
     def highlight_payload(self) -> dict[str, Any]:
-        """The ``highlight`` event payload."""
+        """The ``highlight`` event payload (``lexer``: the language actually used)."""
         return {
             "snippetId": self.snippet_id,
             "html": self.highlighted_html,
             "highlightedAt": iso_time(self.highlighted_at),
+            "lexer": self.lexer,
         }
+
+    @property
+    def language_label(self) -> str:
+        """What a page shows as the language: the lexer used once highlighted, else
+        the chosen alias, or that it will be detected."""
+        if self.lexer:
+            return self.lexer
+        if self.language == AUTO_DETECT:
+            return "auto-detect (pending)"
+        return self.language
 
     @classmethod
     def from_hash(cls, snippet_id: str, data: dict[str, str]) -> Snippet:

@@ -170,6 +170,27 @@ def test_subscribe_refuses_malformed_and_unknown_snippets(stack: Stack) -> None:
         rec.close()
 
 
+def test_subscribe_takes_a_bare_snippet_id_like_the_seed_hub(stack: Stack) -> None:
+    sid = submit(stack, "SELECT 1;", "sql")["id"]
+    wait_until(lambda: poll(stack, sid).status_code == 200, timeout=20, what="highlighting")
+    job_id = requests.get(f"{stack.url}/api/snippets/{sid}", timeout=5).json()["jobId"]
+    rec = EventRecorder(stack.url)
+    try:
+        assert rec.client.call("subscribe", sid.upper(), timeout=5) == {"ok": True}
+        rec.wait_for(got(HIGHLIGHT, snippetId=sid), timeout=5, what="highlight on bare subscribe")
+        for bad in (new_id(), job_id, "not-a-uuid", ""):  # a bare id is a snippet id
+            ack = rec.client.call("subscribe", bad, timeout=5)
+            assert ack["ok"] is False and ack["error"], (bad, ack)
+        assert "unknown snippet" in rec.client.call("subscribe", new_id(), timeout=5)["error"]
+        assert "UUID" in rec.client.call("subscribe", "not-a-uuid", timeout=5)["error"]
+        assert rec.client.call("subscribe", {"jobId": job_id}, timeout=5) == {"ok": True}
+        rec.wait_for(got(UPDATE_PROGRESS, jobId=job_id, state="succeeded"), timeout=5,
+                     what="the job's state on an object subscribe")
+    finally:
+        rec.close()
+    assert len(rec.payloads(HIGHLIGHT)) == 1  # the refused ones joined nothing
+
+
 def test_hostile_source_is_escaped_on_the_page_and_in_the_highlighted_html(
         stack: Stack) -> None:
     session = requests.Session()

@@ -15,12 +15,13 @@ from collections.abc import Callable
 import pygments
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
-from pygments.lexers import TextLexer, get_lexer_by_name, guess_lexer
+from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from shared.config import Config
 from shared.protocol import RUNNING
 from shared.snippets import AUTO_DETECT, CSS_CLASS, SnippetStore
+from worker.language import detect_lexer
 from worker.reporting import job_boundary, make_reporter, snippet_store
 
 log = logging.getLogger(__name__)
@@ -34,15 +35,12 @@ class SnippetGone(LookupError):
 
 
 def pick_lexer(source: str, language: str) -> Lexer:
-    """The lexer for ``language`` (a Pygments alias), or a guess for ``auto``.
+    """The lexer for ``language`` (a Pygments alias), or the detected one for ``auto``.
 
     Raises :class:`ValueError` for an unknown language name.
     """
     if not language or language.lower() == AUTO_DETECT:
-        try:
-            return guess_lexer(source)
-        except ClassNotFound:
-            return TextLexer()
+        return detect_lexer(source)
     try:
         return get_lexer_by_name(language)
     except ClassNotFound as exc:

@@ -3,8 +3,9 @@
 The order matters: a connection first joins the job's room and only then
 reads the stored state and sends it. An update that lands between the two is
 then either in the state read or delivered to the room; none can be missed.
-Snippets work alike: ``subscribe`` with ``{"snippetId"}`` joins ``snippet:<id>``,
-then sends ``highlight`` if the result is stored, else the job's state.
+Snippets work alike: ``subscribe`` with ``{"snippetId"}`` (or the bare id
+string, as the seed's hub took it) joins ``snippet:<id>``, then sends
+``highlight`` if the result is stored, else the job's state.
 """
 
 from __future__ import annotations
@@ -85,10 +86,16 @@ def on_connect(auth: object = None) -> None:
 
 
 def on_subscribe(data: object) -> dict[str, Any]:
-    """``subscribe`` with ``{"jobId"}`` or ``{"snippetId"}``: join, then send the
-    current state (or the ``highlight`` result); acks the result."""
+    """``subscribe`` with ``{"jobId"}``, ``{"snippetId"}`` or a bare snippet id string:
+    join, then send the current state (or the ``highlight`` result); acks the result.
+
+    Anyone holding the id may subscribe (ids are unguessable UUIDs).
+    """
+    if isinstance(data, str):
+        data = {"snippetId": data}
     if not isinstance(data, dict) or ("jobId" not in data and "snippetId" not in data):
-        return {"ok": False, "error": "subscribe needs an object with jobId or snippetId"}
+        return {"ok": False,
+                "error": "subscribe needs a snippet id or an object with jobId or snippetId"}
     try:
         if "snippetId" in data:
             events = _join_snippet(data["snippetId"])
