@@ -8,9 +8,9 @@ highlight job then waits behind it, deterministically.
 from __future__ import annotations
 
 import re
-from html import unescape
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from html import unescape
 from pathlib import Path
 from typing import Any
 

@@ -1,12 +1,13 @@
 """Cross-cutting HTTP pieces: errors, security headers and CSRF, rate limits,
-the Socket.IO connection cap, the access log, template filters and the OpenAPI spec."""
+the Socket.IO connection cap, the access log, template filters, the OpenAPI spec
+and the favicon."""
 
 from __future__ import annotations
 
 from flask import Flask
 
 from website.extensions import socketio
-from website.http import access, errors, openapi, ratelimit, security, timefmt
+from website.http import access, errors, favicon, openapi, ratelimit, security, timefmt
 from website.http.capacity import ConnectionCap
 
 
@@ -16,6 +17,7 @@ def init_app(app: Flask) -> None:
     access.register(app)
     timefmt.register(app)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(favicon.bp)
     security.register(app)  # CSRF on forms, cross-site API refusal, security headers
     ratelimit.rate_limits.init_app(app)  # Flask-Limiter; endpoints: ratelimit.limit()
     engineio_server = socketio.server.eio
