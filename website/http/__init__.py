@@ -1,6 +1,6 @@
 """Cross-cutting HTTP pieces: errors, security headers and CSRF, rate limits,
-the Socket.IO connection cap, the access log, template filters, the OpenAPI spec
-and the favicon."""
+the Socket.IO connection cap, the access log (and ``wsgi.errors`` as log records),
+template filters, the OpenAPI spec and the favicon."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import Flask
 from website.extensions import socketio
 from website.http import access, errors, favicon, openapi, ratelimit, security, timefmt
 from website.http.capacity import ConnectionCap
+from website.http.wsgierrors import ErrorsToLogging
 
 
 def init_app(app: Flask) -> None:
@@ -24,3 +25,4 @@ def init_app(app: Flask) -> None:
     app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
         app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],
         sessions=lambda: len(engineio_server.sockets))
+    app.wsgi_app = ErrorsToLogging(app.wsgi_app)  # type: ignore[method-assign]
