@@ -209,7 +209,11 @@ def test_hostile_source_is_escaped_on_the_page_and_in_the_highlighted_html(
     assert HOSTILE in shown  # highlighted as HTML (auto), every "<" escaped
     page = requests.get(page_url, timeout=5).text
     assert html in page  # the highlighted HTML replaced the source
-    assert "<script" not in page.lower()  # done: not even the page's own scripts remain
+    # done: no snippet or Socket.IO script; only the site-wide protocol data and reader
+    scripts = re.findall(r"<script([^>]*)>", page, flags=re.IGNORECASE)
+    assert all('type="application/json"' in attrs or "js/protocol.js" in attrs
+               for attrs in scripts), scripts
+    assert "snippet.js" not in page and "socket.io" not in page
     assert "alert(1)" in page
 
 
