@@ -17,6 +17,8 @@ PYTHON = [
     "with open('data.csv') as fh:\n    rows = [line.split(',') for line in fh]\n"
     "total = sum(float(r[2]) for r in rows)\n",
     "from dataclasses import dataclass\n\n@dataclass\nclass User:\n    name: str\n    age: int = 0\n",
+    "numbers = [n * n for n in range(10) if n % 2 == 0]\nprint(sum(numbers))\n",
+    "try:\n    port = int(os.environ['PORT'])\nexcept (KeyError, ValueError):\n    port = 8000\n",
 ]
 JAVASCRIPT = [
     "const items = [1, 2, 3];\nconst doubled = items.map(x => x * 2);\nconsole.log(doubled);\n",
@@ -54,6 +56,8 @@ SHELL = [
     "if [ -z \"$HOME\" ]; then\n  echo \"no home\" >&2\n  exit 1\nfi\n",
     "export PATH=\"$HOME/.local/bin:$PATH\"\ncd /srv/app && git pull\n",
     "cat access.log | grep ' 500 ' | awk '{print $7}' | sort | uniq -c | sort -rn | head\n",
+    "echo hello world\n",
+    "python -m venv .venv\n.venv/bin/pip install -r requirements.txt\ngit status\n",
 ]
 JSON = [
     "{\"name\": \"jobcast\", \"version\": \"1.0.0\", \"private\": true}\n",
@@ -77,6 +81,7 @@ GO = [
     "\tif err := s.db.Ping(); err != nil {\n\t\thttp.Error(w, err.Error(), 500)\n\t\treturn\n\t}\n}\n",
     "ch := make(chan int)\ngo func() {\n\tdefer close(ch)\n\tfor i := 0; i < 3; i++ {\n"
     "\t\tch <- i\n\t}\n}()\n",
+    "for _, v := range items {\n\ttotal += v\n}\n",
     "type Job struct {\n\tID    string `json:\"id\"`\n\tState string `json:\"state\"`\n}\n\n"
     "func NewJob(id string) *Job {\n\treturn &Job{ID: id, State: \"queued\"}\n}\n",
 ]
@@ -110,6 +115,7 @@ def test_other_languages_still_fall_back_to_pygments() -> None:
     php = "<?php\n$name = $_GET['name'] ?? 'world';\necho \"Hello, $name\";\n"
     assert "php" in detect_language(php)  # Pygments: javascript+php
     assert detect_language("just some words, nothing else") == "text"
+    assert detect_language("make sure you call me later\ncat videos are fun\n") == "text"
     assert render("Hello there.\n", "auto")[1] == "Text only"
 
 

@@ -69,6 +69,7 @@ SIGNALS: dict[str, tuple[Signal, ...]] = {
         _s(r"^\s*@\w+", 1),
         _s(r"f\"[^\"]*\{|f'[^']*\{", 1),
         _s(r"__name__|__init__", 2),
+        _s(r"\[[^\]\n]+ for \w+(, \w+)* in [^\]\n]+\]", 2),  # a list comprehension
     ),
     "javascript": (
         _s(r"\b(const|let|var) [\w${}\[\], ]+ =", 2),
@@ -109,6 +110,10 @@ SIGNALS: dict[str, tuple[Signal, ...]] = {
         _s(r"\s(&&|\|\|)\s", 0.5),
         _s(r"^\s*\w+=[\"'$\w]", 1),
         _s(r"^\s*\$ \w", 2),  # a prompt
+        _s(r"^\s*echo\s", 1),  # with the command above: a lone echo line is enough
+        _s(r"^\s*(pip3?|npm|npx|yarn|git|docker|make|python3?|ls|cat|grep|tar|ssh|systemctl"
+           r"|kubectl|brew|cargo)\s+(-{1,2}\w|\S*[./]\S*|(install|run|build|status|push|pull"
+           r"|clone|commit|checkout|ps|exec|logs|test)\b)", 1.5),
     ),
     "json": (),  # decided by parsing (see _json_score)
     "c": (
@@ -125,6 +130,7 @@ SIGNALS: dict[str, tuple[Signal, ...]] = {
         _s(r"^import \(|^import \"[\w/.]+\"", 3),
         _s(r"^func (\(\w+ \*?\w+\) )?\w+\(", 3),
         _s(r":=", 1.5),
+        _s(r"^\s*for .*:= range\b", 3),
         _s(r"\bfmt\.\w+\(", 3),
         _s(r"\b(go func|chan |defer |make\(|err != nil)", 2),
         _s(r"\[\]\w+\{?", 1),
