@@ -67,7 +67,7 @@ def test_post_form_stores_snippet_enqueues_job_and_redirects(
     assert not nothing_stored(redis_client)  # the refusal tests' check does see a snippet
     # the recent list shows it, with its state
     listing = client.get("/snippets").get_data(as_text=True)
-    assert f'data-snippet-id="{snippet_id}"' in listing and "<td>queued</td>" in listing
+    assert f'data-snippet-id="{snippet_id}"' in listing and '<td data-label="State">queued</td>' in listing
 
 
 def test_page_shows_the_escaped_source_until_highlighted(client: FlaskClient) -> None:
@@ -189,7 +189,7 @@ def test_pages_name_the_language_actually_used(client: FlaskClient,
     assert "auto-detect" not in page
     listed = client.get("/snippets").get_data(as_text=True)
     row = listed[listed.index(f'data-snippet-id="{body["id"]}"'):]
-    assert re.match(r'[^<]*>\s*<td>.*?</td>\s*<td>SQL</td>', row, re.S), row[:300]
+    assert re.match(r'[^<]*>\s*<td[^>]*>.*?</td>\s*<td data-label="Language">SQL</td>', row, re.S), row[:300]
     polled = client.get(body["highlightedUrl"])
     assert polled.status_code == 200 and polled.headers["X-Lexer"] == "SQL"
     assert client.get(f"/api/snippets/{body['id']}").get_json()["lexer"] == "SQL"

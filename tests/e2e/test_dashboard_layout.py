@@ -8,14 +8,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from tests.conftest import Stack
+from tests.e2e.a11y import PHONE, assert_no_serious_axe_violations, page_width
 from tests.support import start_worker, wait_until
-
-PHONE = {"width": 390, "height": 844}
-SERIOUS = ("serious", "critical")
 
 # For every row: how many line boxes the Age text takes, and the cell's height
 # against its line height (a wrapped "12m 05s" gives 2 boxes and twice the height).
@@ -59,22 +56,12 @@ def phone_page(new_page: Callable[..., Page], **options: Any) -> Page:
 
 def assert_fits_a_phone(page: Page) -> None:
     """No sideways scroll, and each Age on one line."""
-    width = page.evaluate("document.scrollingElement.scrollWidth")
+    width = page_width(page)
     assert width <= PHONE["width"], f"the page is {width}px wide at {PHONE['width']}px"
     ages = page.evaluate(AGE_LINES)
     assert ages, "no job rows"
     for age in ages:
         assert age["boxes"] == 1 and age["height"] < 1.5 * age["line"], age
-
-
-def assert_no_serious_axe_violations(page: Page, scheme: str) -> None:
-    """axe-core (shipped in axe-playwright-python) over the whole page."""
-    page.emulate_media(color_scheme=scheme)
-    assert page.evaluate("s => matchMedia(`(prefers-color-scheme: ${s})`).matches", scheme)
-    violations = Axe().run(page).response["violations"]
-    serious = [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
-               for v in violations if v["impact"] in SERIOUS]
-    assert serious == [], f"{scheme}: " + "; ".join(serious)
 
 
 def test_dashboard_fits_a_phone_and_shows_short_worker_names(
