@@ -8,20 +8,34 @@ gunicorn stack; Redis is always a real redis-server.
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 import socketio
 from flask import Flask
 from werkzeug.serving import make_server
 
 from shared.config import Config
 from shared.protocol import DASHBOARD_ROOM, new_id, room_for
-from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, RedisServer, free_port
+from tests.support import (
+    TEST_PROGRESS_TOKEN,
+    TEST_SECRET_KEY,
+    EventRecorder,
+    Process,
+    RedisServer,
+    free_port,
+    stack_env,
+    start_web,
+    wait_until,
+)
 from website import create_app
 from website.extensions import socketio as flask_socketio
 
@@ -126,3 +140,81 @@ def test_subscribe_and_watch_dashboard_are_throttled(redis_url: str) -> None:
 def test_bad_limits_are_refused_by_config() -> None:
     with pytest.raises(Exception, match="SOCKETIO_MAX_ROOMS"):
         Config(environ={"SOCKETIO_MAX_ROOMS": "0"}, SECRET_KEY="x", PROGRESS_TOKEN="y")
+
+
+# --- part 4: the Socket.IO connection cap -----------------------------------
+
+CAP = 20
+PER_CLIENT = 5
+CONNECT_TIMEOUT = 2
+
+
+def handshake(url: str, source: str, connect: bool = False) -> tuple[int, str]:
+    """A bare Engine.IO polling handshake from ``source`` (an address on loopback);
+    with ``connect``, also the Socket.IO CONNECT packet. The status and the sid."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10,
+                                      source_address=(source, 0))
+    try:
+        conn.request("GET", "/socket.io/?EIO=4&transport=polling")
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        if resp.status != 200:
+            return resp.status, ""
+        sid = str(json.loads(body[1:])["sid"])
+        if connect:
+            conn.request("POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", body="40",
+                         headers={"Content-Type": "text/plain;charset=UTF-8"})
+            posted = conn.getresponse()
+            posted.read()
+            assert posted.status == 200
+        return resp.status, sid
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def capped_site(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Redis + one gunicorn web process with a 20-session cap, 5 per address, 2 s to connect."""
+    server = RedisServer(log_dir, tmp_path_factory.mktemp("caps-redis")).start()
+    env = stack_env(server.url, free_port(), SOCKETIO_MAX_CONNECTIONS=str(CAP),
+                    SOCKETIO_MAX_PER_CLIENT=str(PER_CLIENT),
+                    SOCKETIO_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT), RATE_LIMIT="0")
+    procs: list[Process] = [server]
+    try:
+        procs.append(start_web(env, log_dir, name="web-caps"))
+        yield env["SITE_URL"]
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def test_sessions_per_address_are_capped(capped_site: str) -> None:
+    # Sessions that completed a Socket.IO connect are kept (they count).
+    sids = [handshake(capped_site, "127.0.0.2", connect=True) for _ in range(PER_CLIENT)]
+    assert [status for status, _ in sids] == [200] * PER_CLIENT
+    status, _ = handshake(capped_site, "127.0.0.2")
+    assert status == 429
+    assert handshake(capped_site, "127.0.0.3")[0] == 200  # another client is not affected
+
+
+def test_bare_handshakes_are_dropped_and_cannot_hold_the_cap(capped_site: str) -> None:
+    bare: list[str] = []
+    refused = 0
+    for n in range(2 * CAP):  # from several addresses, as many as the cap lets in
+        status, sid = handshake(capped_site, f"127.0.1.{n // PER_CLIENT + 1}")
+        if status == 503:
+            refused += 1
+            break
+        assert status == 200
+        bare.append(sid)
+    assert refused, "the cap never filled"
+    assert handshake(capped_site, "127.0.2.1")[0] == 503
+    # Within the connect timeout (plus a sweep) the bare sessions are dropped, and
+    # a real client connects again (without the sweep they stay for ~45 s).
+    recorder = wait_until(lambda: EventRecorder(capped_site), timeout=CONNECT_TIMEOUT + 8,
+                          what="a real client to connect")
+    recorder.close()
+    resp = requests.get(f"{capped_site}/socket.io/?EIO=4&transport=polling&sid={bare[0]}",
+                        timeout=10)
+    assert resp.status_code == 400  # the bare session is gone

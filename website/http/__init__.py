@@ -18,7 +18,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(openapi.bp)
     security.register(app)  # CSRF on forms, cross-site API refusal, security headers
     ratelimit.register(app)
-    engineio_server = socketio.server.eio
+    cfg = app.config
     app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
-        app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],
-        sessions=lambda: len(engineio_server.sockets))
+        app.wsgi_app, cfg["SOCKETIO_MAX_CONNECTIONS"], server=socketio.server,
+        per_client=cfg["SOCKETIO_MAX_PER_CLIENT"],
+        connect_timeout=cfg["SOCKETIO_CONNECT_TIMEOUT"])
