@@ -14,6 +14,7 @@ from typing import Any
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6380/0"  # the embedded Redis of `make run`
+DEFAULT_REDIS_MAXMEMORY = "256mb"  # of the embedded Redis (noeviction: full means refused)
 
 # Only ever used when JOBCAST_ENV=development: never a fallback in production.
 _DEV_SECRET_KEY = "dev-only-secret-key"
@@ -163,7 +164,7 @@ class Config:
         self.MAX_STORED_SNIPPETS: int = _int(env, "MAX_STORED_SNIPPETS", 20_000, minimum=1)
         self.STORE_MAX_BYTES: int = _int(env, "STORE_MAX_BYTES", 0)
         # maxmemory of the embedded Redis (`python -m shared.redis_server`).
-        self.REDIS_MAXMEMORY: str = env.get("REDIS_MAXMEMORY", "").strip() or "256mb"
+        self.REDIS_MAXMEMORY: str = env.get("REDIS_MAXMEMORY", "").strip() or DEFAULT_REDIS_MAXMEMORY
         # Socket.IO limits: an Engine.IO session that has not completed its
         # Socket.IO connect after this many seconds is dropped; open sessions
         # per client address; rooms per connection; subscribe/watchDashboard

@@ -18,19 +18,26 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 import requests
 import socketio
 from flask import Flask
 from werkzeug.serving import make_server
 
+from shared import keys
 from shared.config import Config
 from shared.protocol import DASHBOARD_ROOM, new_id, room_for
+from shared.snippets import RECENT_MAX, HtmlTooLarge, SnippetStore
+from shared.store import JobStore
+from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import (
     TEST_PROGRESS_TOKEN,
     TEST_SECRET_KEY,
     EventRecorder,
     Process,
     RedisServer,
+    csrf_token_in,
+    final_state_received,
     free_port,
     stack_env,
     start_web,
@@ -38,6 +45,7 @@ from tests.support import (
 )
 from website import create_app
 from website.extensions import socketio as flask_socketio
+from worker.highlight import run_highlight
 
 
 def make_app(redis_url: str, **overrides: Any) -> Flask:
@@ -218,3 +226,141 @@ def test_bare_handshakes_are_dropped_and_cannot_hold_the_cap(capped_site: str) -
     resp = requests.get(f"{capped_site}/socket.io/?EIO=4&transport=polling&sid={bare[0]}",
                         timeout=10)
     assert resp.status_code == 400  # the bare session is gone
+
+
+# --- part 2: one client cannot fill Redis -----------------------------------
+
+def stored(client: redis.Redis, pattern: str) -> int:
+    """How many keys match ``pattern``."""
+    return sum(1 for _ in client.scan_iter(pattern))
+
+
+def test_job_count_cap_answers_503_and_stores_nothing(redis_url: str,
+                                                      redis_client: redis.Redis) -> None:
+    app = make_app(redis_url, MAX_STORED_JOBS=3)
+    web = app.test_client()
+    assert [web.post("/api/jobs").status_code for _ in range(3)] == [202] * 3
+    resp = web.post("/api/jobs")
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "60"
+    assert "as many jobs as it may (3)" in resp.get_json()["error"]
+    form = web.post("/jobs", data={"csrf_token": csrf_token_in(web.get("/").data)},
+                    headers={"Accept": "text/html"})
+    assert form.status_code == 503 and form.mimetype == "text/html"
+    assert b"as many jobs as it may" in form.data
+    assert stored(redis_client, "jobcast:job:*") == 3
+    assert redis_client.llen("rq:queue:jobcast") == 3
+
+
+def test_snippet_count_cap_answers_503_and_stores_nothing(redis_url: str,
+                                                          redis_client: redis.Redis) -> None:
+    app = make_app(redis_url, MAX_STORED_SNIPPETS=2)
+    web = app.test_client()
+    for _ in range(2):
+        assert web.post("/api/snippets", json={"source": "x = 1\n"}).status_code == 202
+    resp = web.post("/api/snippets", json={"source": "x = 1\n"})
+    assert resp.status_code == 503
+    assert "as many snippets as it may (2)" in resp.get_json()["error"]
+    assert stored(redis_client, "jobcast:snippet:*") == 2
+    assert stored(redis_client, "jobcast:job:*") == 2
+
+
+def test_byte_cap_answers_503(redis_url: str, redis_client: redis.Redis) -> None:
+    app = make_app(redis_url, STORE_MAX_BYTES=1)  # Redis always uses more than 1 byte
+    resp = app.test_client().post("/api/jobs")
+    assert resp.status_code == 503
+    assert resp.get_json() == {"error": "The store is full; try again later, when older "
+                                        "jobs and snippets have expired."}
+    assert stored(redis_client, "jobcast:*") == 0
+
+
+def test_recent_indexes_are_trimmed_by_count(redis_client: redis.Redis) -> None:
+    jobs = JobStore(redis_client, max_stored=3)
+    ids = [new_id() for _ in range(5)]
+    for job_id in ids:
+        jobs.create(job_id)
+    assert redis_client.zrange(keys.RECENT_JOBS, 0, -1) == ids[2:]
+    snippets = SnippetStore(redis_client, max_stored=RECENT_MAX)
+    for n in range(RECENT_MAX + 5):
+        snippets.create("x", "auto", new_id(), now=1_000_000_000 + n)
+    assert redis_client.zcard(keys.RECENT_SNIPPETS) == RECENT_MAX
+
+
+def test_html_over_the_cap_is_not_stored(redis_client: redis.Redis) -> None:
+    store = SnippetStore(redis_client, html_max=2048)
+    snippet = store.create("x = 1\n" * 200, "python", new_id())
+    with pytest.raises(HtmlTooLarge, match="over the"):
+        run_highlight(snippet.job_id, snippet.snippet_id, store, lambda *args: None,
+                      html_max=2048)
+    with pytest.raises(HtmlTooLarge):
+        store.set_highlighted(snippet.snippet_id, "<b>" * 1000, "Python")
+    assert redis_client.hget(keys.snippet_key(snippet.snippet_id), "highlighted_html") is None
+
+
+@pytest.fixture(scope="module")
+def html_capped_stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A real stack whose highlight jobs may store at most 4 KB of HTML."""
+    running = start_stack(log_dir, tmp_path_factory.mktemp("html-cap-redis"),
+                          SNIPPET_HTML_MAX="4096", RATE_LIMIT="0")
+    yield running
+    stop_stack(running)
+
+
+def test_html_over_the_cap_fails_the_job_and_the_page_is_told(html_capped_stack: Stack) -> None:
+    stack = html_capped_stack
+    resp = requests.post(stack.url + "/api/snippets",
+                         json={"source": "value = compute(1, 2, 3)\n" * 400,
+                               "language": "python"}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    snippet_id = resp.json()["id"]
+    rec = EventRecorder(stack.url)
+    try:
+        assert rec.client.call("subscribe", {"snippetId": snippet_id}, timeout=10)["ok"]
+        events = rec.wait_for(final_state_received(), timeout=30, what="the failure")
+    finally:
+        rec.close()
+    final = [data for name, data in events if name == "updateProgress"][-1]
+    assert final["state"] == "failed"
+    assert "HtmlTooLarge: the highlighted HTML would be" in final["message"]
+    assert "highlight a shorter snippet" in final["message"]
+    assert requests.get(f"{stack.url}/snippets/{snippet_id}/highlighted",
+                        timeout=5).status_code != 200
+
+
+def test_full_redis_answers_503_and_keeps_stored_jobs(log_dir: Path, tmp_path: Path) -> None:
+    server = RedisServer(log_dir, tmp_path / "small").start()
+    raw = redis.Redis.from_url(server.url)
+    try:
+        # The embedded Redis never evicts: full means writes are refused.
+        assert raw.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert raw.config_get("maxmemory") == {"maxmemory": str(256 * 1024 * 1024)}
+        app = make_app(server.url, STORE_MAX_BYTES=10**12, HEALTH_WORKER_MAX_AGE=0)
+        web = app.test_client()
+        ids = [web.post("/api/jobs").get_json()["id"] for _ in range(3)]
+        limit = int(raw.info("memory")["used_memory"]) + 2 * 1024 * 1024
+        raw.config_set("maxmemory", limit)
+        for size in (50_000, 100):  # fill it up to the last few bytes
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                for n in range(100_000):
+                    raw.set(f"filler:{size}:{n}", b"x" * size)
+        # Redis frees client buffers in the background: keep the limit just
+        # under what it holds now, so it stays full for the rest of the test.
+        limit = int(raw.info("memory")["used_memory"]) - 256 * 1024
+        raw.config_set("maxmemory", limit)
+        resp = web.post("/api/jobs")
+        assert resp.status_code == 503
+        assert resp.headers["Retry-After"] == "60"
+        assert resp.get_json() == {"error": "The store is full; try again later, when older "
+                                            "jobs and snippets have expired."}
+        snippet = web.post("/api/snippets", json={"source": "x = 1\n"})
+        assert snippet.status_code == 503 and "store is full" in snippet.get_json()["error"]
+        for job_id in ids:  # what was stored is intact, and still queued for a worker
+            assert web.get(f"/api/jobs/{job_id}").get_json()["state"] == "queued"
+        assert raw.llen("rq:queue:jobcast") == 3
+        assert raw.zcard(keys.RECENT_JOBS) == 3
+        health = web.get("/healthz").get_json()["redis"]["memory"]
+        assert health["maxmemory"] == limit
+        assert health["used_memory"] > limit - 100_000
+    finally:
+        raw.close()
+        server.stop()
