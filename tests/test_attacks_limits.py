@@ -365,3 +365,18 @@ def test_full_redis_answers_503_and_keeps_stored_jobs(log_dir: Path, tmp_path: P
     finally:
         raw.close()
         server.stop()
+
+
+def test_expired_entries_do_not_count_against_the_cap(redis_url: str,
+                                                      redis_client: redis.Redis) -> None:
+    app = make_app(redis_url, MAX_STORED_JOBS=2, JOB_TTL=3600)
+    web = app.test_client()
+    ids = [web.post("/api/jobs").get_json()["id"] for _ in range(2)]
+    assert web.post("/api/jobs").status_code == 503
+    # Both jobs expire (their index entries are older than JOB_TTL); the index is
+    # only trimmed when something is created, which the cap refuses.
+    for job_id in ids:
+        redis_client.delete(keys.job_key(job_id))
+        redis_client.zadd(keys.RECENT_JOBS, {job_id: 1_000_000})
+    assert web.post("/api/jobs").status_code == 202
+    assert redis_client.zcard(keys.RECENT_JOBS) == 1  # the create trimmed them

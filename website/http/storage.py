@@ -3,8 +3,8 @@
 A 100 KB snippet becomes up to ``SNIPPET_HTML_MAX`` of HTML kept for days,
 so no client may fill Redis. Before anything is stored, :func:`ensure_room`
 checks that fewer than ``MAX_STORED_JOBS`` jobs and ``MAX_STORED_SNIPPETS``
-snippets are stored (the sizes of the recent indexes, which list every stored
-one) and that Redis uses less than the byte limit: ``STORE_MAX_BYTES``, or
+snippets are stored (the entries of the recent indexes, which list every stored
+one, younger than the TTL) and that Redis uses less than the byte limit: ``STORE_MAX_BYTES``, or
 90% of Redis's ``maxmemory`` when that is 0. Past a cap it raises
 :class:`StorageFull` (503 with ``Retry-After``, JSON under ``/api/``, an HTML
 page otherwise) and nothing is stored. The memory figures are read with
@@ -77,9 +77,12 @@ def _memory() -> Memory:
 def ensure_room(snippet: bool = False) -> None:
     """Raise :class:`StorageFull` when one more job (and ``snippet``) would pass a cap."""
     cfg = current_app.config
+    now = time.time()
     pipe = redis_ext.client.pipeline(transaction=False)
-    pipe.zcard(keys.RECENT_JOBS)
-    pipe.zcard(keys.RECENT_SNIPPETS)
+    # Only entries younger than the TTL: older ones have expired (the index is
+    # trimmed by age only when something is created).
+    pipe.zcount(keys.RECENT_JOBS, now - cfg["JOB_TTL"], "+inf")
+    pipe.zcount(keys.RECENT_SNIPPETS, now - cfg["SNIPPET_TTL"], "+inf")
     jobs, snippets = (int(n) for n in pipe.execute())
     if jobs >= cfg["MAX_STORED_JOBS"]:
         raise StorageFull(f"The site stores as many jobs as it may ({cfg['MAX_STORED_JOBS']}); "
