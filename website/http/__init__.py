@@ -21,8 +21,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(favicon.bp)
     security.register(app)  # CSRF on forms, cross-site API refusal, security headers
     ratelimit.rate_limits.init_app(app)  # Flask-Limiter; endpoints: ratelimit.limit()
-    engineio_server = socketio.server.eio
+    cfg = app.config
     app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
-        app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],
-        sessions=lambda: len(engineio_server.sockets))
+        app.wsgi_app, cfg["SOCKETIO_MAX_CONNECTIONS"], server=socketio.server,
+        per_client=cfg["SOCKETIO_MAX_PER_CLIENT"],
+        connect_timeout=cfg["SOCKETIO_CONNECT_TIMEOUT"])
     app.wsgi_app = ErrorsToLogging(app.wsgi_app)  # type: ignore[method-assign]

@@ -13,6 +13,7 @@ from shared.protocol import DEMO_JOB, FAILED, new_id
 from shared.signing import sign_job_token
 from shared.store import JobState
 from website.extensions import redis_ext
+from website.http.storage import ensure_room
 from website.realtime.sockets import emit_events
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,23 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None,
             redis_ext.store.finish(job_id, FAILED, "The job could not be queued; try again.")
         except redis.RedisError as exc:
             log.warning("job %s: could not record the enqueue failure: %s", job_id, exc)
+            discard_job(job_id)
         raise
     log.info("job %s enqueued (%s)", job_id, function)
     emit_events(created_events(state, state.created_at))
     return state
 
 
+def discard_job(job_id: str) -> None:
+    """Delete a job that could be neither queued nor failed (deletes work even
+    when Redis is at ``maxmemory``)."""
+    try:
+        redis_ext.store.discard(job_id)
+    except redis.RedisError as exc:
+        log.warning("job %s: could not discard it either: %s", job_id, exc)
+
+
 def start_demo_job() -> JobState:
-    """Create and enqueue one demo job."""
+    """Create and enqueue one demo job (503 when the store is full)."""
+    ensure_room()
     return enqueue_job(DEMO_JOB, kind="demo")

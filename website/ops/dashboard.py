@@ -18,7 +18,6 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
-from flask_socketio import join_room
 from rq import Worker
 from rq.job import Job
 from werkzeug.exceptions import HTTPException
@@ -28,6 +27,7 @@ from shared.store import JobState
 from website.extensions import redis_ext, socketio
 from website.http.errors import error_response
 from website.ops.auth import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
+from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
@@ -125,18 +125,27 @@ def dashboard() -> Response | str | tuple[Response | str, int]:
 
 
 def on_watch(data: object) -> dict[str, Any]:
-    """``watchDashboard`` with ``{"token", "page"}``: join the room, ack a snapshot."""
+    """``watchDashboard`` with ``{"token", "page"}``: join the room, ack a snapshot.
+
+    Throttled per connection; the room is left again when the snapshot fails.
+    """
+    try:
+        throttle()
+    except Refused as exc:
+        return {"ok": False, "error": str(exc)}
     if not isinstance(data, dict) or not dashboard_token_ok(data.get("token")):
         return {"ok": False, "error": "a valid dashboard token is needed"}
     page = _page_arg(data.get("page"))
     if page is None:
         return {"ok": False, "error": f"page must be a whole number from 1 to {MAX_PAGE}"}
-    join_room(DASHBOARD_ROOM)
     try:
-        return {"ok": True, "snapshot": snapshot(page)}
+        with joined(DASHBOARD_ROOM):
+            return {"ok": True, "snapshot": snapshot(page)}
+    except Refused as exc:
+        return {"ok": False, "error": str(exc)}
     except redis.RedisError as exc:
         log.warning("dashboard snapshot: Redis unavailable: %s", exc)
-        return {"ok": True, "error": "state store unavailable, retry later"}
+        return {"ok": False, "error": "state store unavailable, retry later"}
 
 
 def register(app: Flask) -> None:

@@ -15,45 +15,50 @@ from typing import Any
 
 import redis
 from flask import request
-from flask_socketio import ConnectionRefusedError, join_room, leave_room
+from flask_socketio import ConnectionRefusedError
 
 from shared.events import state_events
 from shared.protocol import HIGHLIGHT, SUBSCRIBE, UPDATE_PROGRESS, is_uuid, room_for, snippet_room
 from shared.snippets import Event, progress_payload
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
+from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
 
 
 def _join_job(job_id: object) -> dict[str, Any]:
-    """Join the job's room, then return its current state payload."""
+    """Join the job's room, then return its current state payload.
+
+    The room is left again when the job is unknown or Redis fails.
+    """
     if not is_uuid(job_id):
         raise ValueError("jobId must be a UUID")
     assert isinstance(job_id, str)
     job_id = job_id.lower()
-    join_room(room_for(job_id))
-    state = redis_ext.store.get(job_id)
-    if state is None:
-        leave_room(room_for(job_id))
-        raise LookupError(f"unknown job {job_id}")
+    with joined(room_for(job_id)):
+        state = redis_ext.store.get(job_id)
+        if state is None:
+            raise LookupError(f"unknown job {job_id}")
     return state.to_payload()
 
 
 def _join_snippet(snippet_id: object) -> list[tuple[str, dict[str, Any]]]:
-    """Join the snippet's room, then return the events that bring it up to date."""
+    """Join the snippet's room, then return the events that bring it up to date.
+
+    The room is left again when the snippet is unknown or Redis fails.
+    """
     if not is_uuid(snippet_id):
         raise ValueError("snippetId must be a UUID")
     assert isinstance(snippet_id, str)
     snippet_id = snippet_id.lower()
-    join_room(snippet_room(snippet_id))
-    snippet = redis_ext.snippets.get(snippet_id, source=False)
-    if snippet is None:
-        leave_room(snippet_room(snippet_id))
-        raise LookupError(f"unknown snippet {snippet_id}")
-    if snippet.highlighted:
-        return [(HIGHLIGHT, snippet.highlight_payload())]
-    state = redis_ext.store.get(snippet.job_id)
+    with joined(snippet_room(snippet_id)):
+        snippet = redis_ext.snippets.get(snippet_id, source=False)
+        if snippet is None:
+            raise LookupError(f"unknown snippet {snippet_id}")
+        if snippet.highlighted:
+            return [(HIGHLIGHT, snippet.highlight_payload())]
+        state = redis_ext.store.get(snippet.job_id)
     return [(UPDATE_PROGRESS, progress_payload(state, snippet_id))] if state else []
 
 
@@ -77,7 +82,7 @@ def on_connect(auth: object = None) -> None:
         return
     try:
         payload = _join_job(job_id)
-    except (ValueError, LookupError) as exc:
+    except (ValueError, LookupError, Refused) as exc:
         raise ConnectionRefusedError(str(exc)) from None
     except redis.RedisError as exc:
         log.warning("connect for job %s: Redis unavailable: %s", job_id, exc)
@@ -97,11 +102,12 @@ def on_subscribe(data: object) -> dict[str, Any]:
         return {"ok": False,
                 "error": "subscribe needs a snippet id or an object with jobId or snippetId"}
     try:
+        throttle()
         if "snippetId" in data:
             events = _join_snippet(data["snippetId"])
         else:
             events = [(UPDATE_PROGRESS, _join_job(data["jobId"]))]
-    except (ValueError, LookupError) as exc:
+    except (ValueError, LookupError, Refused) as exc:
         return {"ok": False, "error": str(exc)}
     except redis.RedisError as exc:
         log.warning("subscribe: Redis unavailable: %s", exc)

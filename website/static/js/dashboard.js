@@ -178,7 +178,12 @@
   function watch() {
     socket.emit(P.events.watchDashboard, { token: token, page: page }, function (ack) {
       if (!ack || !ack.ok) {
-        setConnection("refused", "refused: " + (ack && ack.error ? ack.error : "no answer"));
+        var why = ack && ack.error ? String(ack.error) : "no answer";
+        setConnection("refused", "refused: " + why);
+        /* Redis down or throttled: the server says so; ask again in a while. */
+        if (/retry later|too many requests/.test(why)) {
+          setTimeout(function () { if (socket.connected) { watch(); } }, 5000);
+        }
         return;
       }
       setConnection("live", ack.error ? "connected (" + ack.error + ")" : "connected");
