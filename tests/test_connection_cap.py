@@ -37,7 +37,7 @@ def small_site(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """Redis + one web process with a 40-connection pool and a 30-connection cap."""
     server = RedisServer(log_dir, tmp_path_factory.mktemp("cap-redis")).start()
     env = stack_env(server.url, free_port(), WORKER_CONNECTIONS=str(POOL),
-                    SOCKETIO_MAX_CONNECTIONS=str(CAP))
+                    SOCKETIO_MAX_CONNECTIONS=str(CAP), SOCKETIO_MAX_PER_CLIENT=str(POOL))
     procs: list[Process] = [server]
     try:
         procs.append(start_web(env, log_dir, name="web-cap"))

@@ -288,3 +288,13 @@ def test_highlight_jobs_show_on_the_dashboard_with_their_snippet_and_can_be_canc
     cancelled = client.post(f"/api/jobs/{job_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.get_json()["state"]["state"] == "cancelled"
     assert client.post(f"/api/jobs/{job_id}/retry").status_code == 202
+
+
+def test_worker_names_are_shortened_for_the_dashboard() -> None:
+    from website.ops.dashboard import short_worker_name
+
+    assert short_worker_name("0123456789abcdef0123456789abcdef") == "01234567"  # RQ's default
+    assert short_worker_name("web-1.example.org.4242") == "web-1.example.org.4242"
+    long_name = "a-very-long-host-name.example.org.123456"
+    assert short_worker_name(long_name) == long_name[:23] + "…"
+    assert short_worker_name("0123456789ABCDEF0123456789ABCDEF") != "01234567"  # not RQ's form

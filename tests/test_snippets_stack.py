@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,27 @@ def test_subscribe_refuses_malformed_and_unknown_snippets(stack: Stack) -> None:
         rec.close()
 
 
+def test_subscribe_takes_a_bare_snippet_id_like_the_seed_hub(stack: Stack) -> None:
+    sid = submit(stack, "SELECT 1;", "sql")["id"]
+    wait_until(lambda: poll(stack, sid).status_code == 200, timeout=20, what="highlighting")
+    job_id = requests.get(f"{stack.url}/api/snippets/{sid}", timeout=5).json()["jobId"]
+    rec = EventRecorder(stack.url)
+    try:
+        assert rec.client.call("subscribe", sid.upper(), timeout=5) == {"ok": True}
+        rec.wait_for(got(HIGHLIGHT, snippetId=sid), timeout=5, what="highlight on bare subscribe")
+        for bad in (new_id(), job_id, "not-a-uuid", ""):  # a bare id is a snippet id
+            ack = rec.client.call("subscribe", bad, timeout=5)
+            assert ack["ok"] is False and ack["error"], (bad, ack)
+        assert "unknown snippet" in rec.client.call("subscribe", new_id(), timeout=5)["error"]
+        assert "UUID" in rec.client.call("subscribe", "not-a-uuid", timeout=5)["error"]
+        assert rec.client.call("subscribe", {"jobId": job_id}, timeout=5) == {"ok": True}
+        rec.wait_for(got(UPDATE_PROGRESS, jobId=job_id, state="succeeded"), timeout=5,
+                     what="the job's state on an object subscribe")
+    finally:
+        rec.close()
+    assert len(rec.payloads(HIGHLIGHT)) == 1  # the refused ones joined nothing
+
+
 def test_hostile_source_is_escaped_on_the_page_and_in_the_highlighted_html(
         stack: Stack) -> None:
     session = requests.Session()
@@ -182,10 +204,16 @@ def test_hostile_source_is_escaped_on_the_page_and_in_the_highlighted_html(
     sid = page_url.rsplit("/", 1)[1]
     html = wait_until(lambda: poll(stack, sid).status_code == 200 and poll(stack, sid).text,
                       timeout=20, what="highlighting")
-    assert "<script" not in html.lower() and "&lt;script&gt;" in html
+    assert "<script" not in html.lower()
+    shown = unescape(re.sub(r"<[^>]*>", "", html))  # the text a browser shows
+    assert HOSTILE in shown  # highlighted as HTML (auto), every "<" escaped
     page = requests.get(page_url, timeout=5).text
     assert html in page  # the highlighted HTML replaced the source
-    assert "<script" not in page.lower()  # done: not even the page's own scripts remain
+    # done: no snippet or Socket.IO script; only the site-wide protocol data and reader
+    scripts = re.findall(r"<script([^>]*)>", page, flags=re.IGNORECASE)
+    assert all('type="application/json"' in attrs or "js/protocol.js" in attrs
+               for attrs in scripts), scripts
+    assert "snippet.js" not in page and "socket.io" not in page
     assert "alert(1)" in page
 
 

@@ -132,7 +132,7 @@ def test_store_create_get_highlight_and_expiry(redis_client: redis.Redis) -> Non
     meta = store.get(snippet.snippet_id, source=False)
     assert meta is not None and meta.source == "" and meta.highlighted_html == "<div>x</div>"
     assert meta.highlight_payload() == {"snippetId": snippet.snippet_id, "html": "<div>x</div>",
-                                        "highlightedAt": iso_time(1000.5)}
+                                        "highlightedAt": iso_time(1000.5), "lexer": "Python"}
     # an expired snippet is not resurrected by a late result
     redis_client.delete(keys.snippet_key(snippet.snippet_id))
     assert not store.set_highlighted(snippet.snippet_id, "<div>x</div>", "Python")

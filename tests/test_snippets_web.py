@@ -17,6 +17,7 @@ from rq import Queue
 from shared import keys
 from shared.protocol import HIGHLIGHT_JOB, HIGHLIGHT_KIND, new_id
 from shared.snippets import SOURCE_MAX_BYTES, SnippetStore
+from worker.highlight import run_highlight
 
 HOSTILE = "<script>alert(1)</script>"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -66,7 +67,7 @@ def test_post_form_stores_snippet_enqueues_job_and_redirects(
     assert not nothing_stored(redis_client)  # the refusal tests' check does see a snippet
     # the recent list shows it, with its state
     listing = client.get("/snippets").get_data(as_text=True)
-    assert f'data-snippet-id="{snippet_id}"' in listing and "<td>queued</td>" in listing
+    assert f'data-snippet-id="{snippet_id}"' in listing and '<td data-label="State">queued</td>' in listing
 
 
 def test_page_shows_the_escaped_source_until_highlighted(client: FlaskClient) -> None:
@@ -170,3 +171,25 @@ def test_pygments_css_has_light_and_dark_styles(client: FlaskClient) -> None:
     css = resp.get_data(as_text=True)
     assert ".highlight .k " in css
     assert "@media (prefers-color-scheme: dark)" in css
+
+
+def test_pages_name_the_language_actually_used(client: FlaskClient,
+                                               redis_client: redis.Redis) -> None:
+    source = "SELECT name, email\nFROM users\nWHERE id = 42\nORDER BY name;\n"
+    body = client.post("/api/snippets", json={"source": source, "language": "auto"}).get_json()
+    pending = client.get(body["url"]).get_data(as_text=True)
+    assert '<span id="language">auto-detect (pending)</span>' in pending
+
+    reports: list[tuple[object, ...]] = []
+    lexer = run_highlight(body["jobId"], body["id"], SnippetStore(redis_client),
+                          lambda *args: reports.append(args))
+    assert lexer == "SQL" and reports
+    page = client.get(body["url"]).get_data(as_text=True)
+    assert '<span id="language">SQL</span> <span id="language-note">(detected)</span>' in page
+    assert "auto-detect" not in page
+    listed = client.get("/snippets").get_data(as_text=True)
+    row = listed[listed.index(f'data-snippet-id="{body["id"]}"'):]
+    assert re.match(r'[^<]*>\s*<td[^>]*>.*?</td>\s*<td data-label="Language">SQL</td>', row, re.S), row[:300]
+    polled = client.get(body["highlightedUrl"])
+    assert polled.status_code == 200 and polled.headers["X-Lexer"] == "SQL"
+    assert client.get(f"/api/snippets/{body['id']}").get_json()["lexer"] == "SQL"

@@ -25,9 +25,13 @@ class RedisExtension:
         raw = redis.Redis.from_url(url, health_check_interval=30)  # RQ wants bytes
         app.extensions[self.name] = {
             "client": text,
-            "store": JobStore(text, ttl=app.config["JOB_TTL"], log_max=app.config["JOB_LOG_MAX"]),
+            "store": JobStore(text, ttl=app.config["JOB_TTL"],
+                              max_stored=app.config["MAX_STORED_JOBS"],
+                              log_max=app.config["JOB_LOG_MAX"]),
             "queue": Queue(app.config["QUEUE_NAME"], connection=raw),
-            "snippets": SnippetStore(text, ttl=app.config["SNIPPET_TTL"]),
+            "snippets": SnippetStore(text, ttl=app.config["SNIPPET_TTL"],
+                                     html_max=app.config["SNIPPET_HTML_MAX"],
+                                     max_stored=app.config["MAX_STORED_SNIPPETS"]),
         }
 
     @property

@@ -15,12 +15,13 @@ from collections.abc import Callable
 import pygments
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
-from pygments.lexers import TextLexer, get_lexer_by_name, guess_lexer
+from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from shared.config import Config
 from shared.protocol import RUNNING
-from shared.snippets import AUTO_DETECT, CSS_CLASS, SnippetStore
+from shared.snippets import AUTO_DETECT, CSS_CLASS, HTML_MAX_BYTES, SnippetStore, check_html_size
+from worker.language import detect_lexer
 from worker.reporting import job_boundary, make_reporter, snippet_store
 
 log = logging.getLogger(__name__)
@@ -34,15 +35,12 @@ class SnippetGone(LookupError):
 
 
 def pick_lexer(source: str, language: str) -> Lexer:
-    """The lexer for ``language`` (a Pygments alias), or a guess for ``auto``.
+    """The lexer for ``language`` (a Pygments alias), or the detected one for ``auto``.
 
     Raises :class:`ValueError` for an unknown language name.
     """
     if not language or language.lower() == AUTO_DETECT:
-        try:
-            return guess_lexer(source)
-        except ClassNotFound:
-            return TextLexer()
+        return detect_lexer(source)
     try:
         return get_lexer_by_name(language)
     except ClassNotFound as exc:
@@ -62,16 +60,19 @@ def highlight(source: str, language: str) -> str:
 
 
 def run_highlight(job_id: str, snippet_id: str, snippets: SnippetStore, report: Report,
-                  highlighter: Highlighter = render) -> str:
+                  highlighter: Highlighter = render, html_max: int = HTML_MAX_BYTES) -> str:
     """Highlight one stored snippet and store the result; the lexer name.
 
-    Raises :class:`SnippetGone` when the snippet does not exist (any more).
+    Raises :class:`SnippetGone` when the snippet does not exist (any more),
+    :class:`shared.snippets.HtmlTooLarge` when its HTML is over ``html_max``
+    bytes (nothing is stored; the job fails with that message).
     """
     report(job_id, 10, RUNNING, "highlighting")
     snippet = snippets.get(snippet_id)
     if snippet is None:
         raise SnippetGone(f"snippet {snippet_id} is unknown or expired")
     html, lexer = highlighter(snippet.source, snippet.language)
+    check_html_size(html, html_max)
     if not snippets.set_highlighted(snippet_id, html, lexer):
         raise SnippetGone(f"snippet {snippet_id} expired while it was highlighted")
     return lexer
@@ -84,7 +85,7 @@ def run_highlight_job(job_id: str, snippet_id: str, token: str | None = None,
     reporter = make_reporter(cfg, token)
     with job_boundary(job_id, reporter):
         lexer = run_highlight(job_id, snippet_id, snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL),
-                              reporter.report, highlighter)
+                              reporter.report, highlighter, cfg.SNIPPET_HTML_MAX)
     log.info("job %s highlighted snippet %s as %s", job_id, snippet_id, lexer)
     return lexer
 

@@ -13,6 +13,7 @@ from tests.support import start_web, wait_until
 
 JOB_URL = re.compile(r"/jobs/[0-9a-f-]{36}$")
 SOCKET_IO = re.compile(r"/socket\.io/\?")
+STATE_URL = re.compile(r"/api/jobs/[0-9a-f-]{36}$")
 DONE_TEXT = "not needed, the job has finished"
 
 # Test instrumentation (not part of the site): record every value the page shows.
@@ -142,12 +143,14 @@ def test_web_restart_mid_job_reconnects_and_catches_up(slow_site: Stack, page: P
                timeout=30, interval=0.05, what="progress 20")
 
     site.web.stop()
-    expect(page.locator("#connection-text")).to_have_text("reconnecting…")
+    expect(page.locator("#connection-text")).to_have_text(re.compile("^reconnecting…"))
     expect(page.locator("#connection")).to_have_attribute("data-status", "reconnecting")
 
-    # Hold the page's reconnection attempts back until the job has ended, so
-    # the page can only learn the final state from what it is sent on reconnect.
+    # Hold the page's reconnection attempts (and its polling meanwhile) back
+    # until the job has ended, so the page can only learn the final state from
+    # what it is sent on reconnect.
     page.route(SOCKET_IO, lambda route: route.abort())
+    page.route(STATE_URL, lambda route: route.abort())
     site.web = start_web(site.env, site.log_dir)
     shown_while_blocked: list[str] = []
 
@@ -160,6 +163,7 @@ def test_web_restart_mid_job_reconnects_and_catches_up(slow_site: Stack, page: P
     assert int(shown_while_blocked[-1]) < 100, shown_while_blocked
     expect(page.locator("#connection")).to_have_attribute("data-status", "reconnecting")
 
+    page.unroute(STATE_URL)
     page.unroute(SOCKET_IO)
     expect_final(page)
     expect(page.locator("#connection-text")).to_have_text(DONE_TEXT)

@@ -47,6 +47,7 @@ def test_submitted_snippet_is_highlighted_without_reload(
     submit(page, site, PYTHON_SOURCE, "python")
     page.evaluate("window.__sameDocument = true")
     expect(page.locator("#state")).to_have_text("queued")
+    expect(page.locator("#language")).to_have_text("python")
     expect(page.locator("#code pre")).to_contain_text("def greet(name):")
     expect(page.locator("#code .highlight")).to_have_count(0)
 
@@ -56,6 +57,7 @@ def test_submitted_snippet_is_highlighted_without_reload(
     expect(page.locator("#code .highlight .k").first).to_have_text("def")
     expect(page.locator("#code .highlight .nf").first).to_have_text("greet")
     expect(page.locator("#code")).to_contain_text("return 'hello ' + name")
+    expect(page.locator("#language")).to_have_text("Python")  # the lexer used, live
     assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
 
 
@@ -71,6 +73,7 @@ def test_hostile_snippet_text_stays_text(site: Stack, page: Page,
 
     paused_worker()
     expect(page.locator("#code .highlight")).to_be_visible()
+    expect(page.locator("#language")).to_have_text("HTML")  # chosen, or detected for auto
     for part in HOSTILE_PARTS:  # the highlighted HTML shows the same text
         expect(page.locator("#code")).to_contain_text(part)
     assert page.locator(ACTIVE).count() == 0

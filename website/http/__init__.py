@@ -1,13 +1,15 @@
 """Cross-cutting HTTP pieces: errors, security headers and CSRF, rate limits,
-the Socket.IO connection cap, the access log, template filters and the OpenAPI spec."""
+the Socket.IO connection cap, the access log (and ``wsgi.errors`` as log records),
+template filters, the OpenAPI spec and the favicon."""
 
 from __future__ import annotations
 
 from flask import Flask
 
 from website.extensions import socketio
-from website.http import access, body, errors, openapi, ratelimit, security, timefmt
+from website.http import access, body, errors, favicon, openapi, ratelimit, security, timefmt
 from website.http.capacity import ConnectionCap
+from website.http.wsgierrors import ErrorsToLogging
 
 
 def init_app(app: Flask) -> None:
@@ -17,9 +19,12 @@ def init_app(app: Flask) -> None:
     access.register(app)
     timefmt.register(app)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(favicon.bp)
     security.register(app)  # CSRF on forms, cross-site API refusal, security headers
     ratelimit.rate_limits.init_app(app)  # Flask-Limiter; endpoints: ratelimit.limit()
-    engineio_server = socketio.server.eio
+    cfg = app.config
     app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
-        app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],
-        sessions=lambda: len(engineio_server.sockets))
+        app.wsgi_app, cfg["SOCKETIO_MAX_CONNECTIONS"], server=socketio.server,
+        per_client=cfg["SOCKETIO_MAX_PER_CLIENT"],
+        connect_timeout=cfg["SOCKETIO_CONNECT_TIMEOUT"])
+    app.wsgi_app = ErrorsToLogging(app.wsgi_app)  # type: ignore[method-assign]

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 _STARTED = "jobcast.started"
 _JOB = "jobcast.job_id"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_QUIET_PREFIXES = ("/healthz", "/metrics", "/static/")
+_QUIET_PREFIXES = ("/healthz", "/metrics", "/static/", "/favicon.ico")
 
 
 def configure_logging(level: str) -> None:

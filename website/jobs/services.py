@@ -16,6 +16,7 @@ from shared.protocol import DEMO_KIND, FAILED, RUN_KIND_JOB, new_id
 from shared.signing import sign_job_token
 from shared.store import JobState
 from website.extensions import redis_ext
+from website.http.storage import ensure_room
 from website.realtime.sockets import emit_events
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,20 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
             redis_ext.store.finish(job_id, FAILED, "The job could not be queued; try again.")
         except redis.RedisError as exc:
             log.warning("job %s: could not record the enqueue failure: %s", job_id, exc)
+            discard_job(job_id)
         raise
     log.info("job %s enqueued (%s)", job_id, function)
     emit_events(created_events(state, state.created_at))
     return state
+
+
+def discard_job(job_id: str) -> None:
+    """Delete a job that could be neither queued nor failed (deletes work even
+    when Redis is at ``maxmemory``)."""
+    try:
+        redis_ext.store.discard(job_id)
+    except redis.RedisError as exc:
+        log.warning("job %s: could not discard it either: %s", job_id, exc)
 
 
 def kinds() -> dict[str, JobKind]:
@@ -71,6 +82,7 @@ def start_kind(kind: JobKind, args: dict[str, Any]) -> JobState:
     The arguments are kept on the job (uploads only by their size), so the
     operators' job page can show them.
     """
+    ensure_room()
     shown = {name: (f"<upload, {len(value)} characters>" if name in kind.uploads
                     and isinstance(value, str) else value) for name, value in args.items()}
     return enqueue_job(RUN_KIND_JOB, kind=kind.name, timeout=kind.timeout,
@@ -79,6 +91,6 @@ def start_kind(kind: JobKind, args: dict[str, Any]) -> JobState:
 
 
 def start_demo_job() -> JobState:
-    """Create and enqueue one demo job (its default arguments)."""
+    """Create and enqueue one demo job (its default arguments; 503 when the store is full)."""
     demo = kinds()[DEMO_KIND]
     return start_kind(demo, with_defaults(demo, {}))

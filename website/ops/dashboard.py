@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from typing import Any
 
 import redis
 from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
-from flask_socketio import join_room
 from rq import Worker
 from rq.job import Job
 from werkzeug.exceptions import HTTPException
@@ -27,11 +27,27 @@ from shared.store import JobState
 from website.extensions import redis_ext, socketio
 from website.http.errors import error_response
 from website.ops.auth import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
+from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
 MAX_PAGE = 10_000
 MAX_WORKERS_LISTED = 50
+WORKER_NAME_SHOWN = 24
+_RQ_DEFAULT_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def short_worker_name(name: str) -> str:
+    """A worker's name as the dashboard shows it (the full one goes in a ``title``).
+
+    RQ names an unnamed worker with 32 hex digits: the first 8 are enough to tell
+    workers apart. A chosen name (``host.pid``, ``worker-2``) is kept, cut at 24.
+    """
+    if _RQ_DEFAULT_NAME.fullmatch(name):
+        return name[:8]
+    if len(name) <= WORKER_NAME_SHOWN:
+        return name
+    return name[: WORKER_NAME_SHOWN - 1] + "…"
 
 
 def snippet_url(snippet_id: str) -> str | None:
@@ -51,6 +67,7 @@ def _row(job: JobState, worker: str | None) -> dict[str, Any]:
         "stage": job.stage, "message": job.message, "attempt": job.attempt,
         "createdAt": job.created_at, "startedAt": job.started_at,
         "finishedAt": job.finished_at, "worker": worker or "",
+        "workerShort": short_worker_name(worker) if worker else "",
         "url": url_for("jobs.status", job_id=job.job_id),
         "snippetUrl": snippet_url(snippet_id) if snippet_id else None,
     }
@@ -79,8 +96,9 @@ def snapshot(page: int) -> dict[str, Any]:
     return {
         "page": page, "pageSize": size, "pages": max(1, math.ceil(total / size)),
         "total": total, "now": time.time(), "queueDepth": queue.count,
-        "workers": [{"name": w.name, "state": _text(w.get_state()),
-                     "job": w.get_current_job_id() or ""} for w in workers],
+        "workers": [{"name": w.name, "short": short_worker_name(w.name),
+                     "state": _text(w.get_state()), "job": w.get_current_job_id() or ""}
+                    for w in workers],
         "jobs": [_row(job, workers_of.get(job.job_id)) for job in jobs],
     }
 
@@ -107,18 +125,27 @@ def dashboard() -> Response | str | tuple[Response | str, int]:
 
 
 def on_watch(data: object) -> dict[str, Any]:
-    """``watchDashboard`` with ``{"token", "page"}``: join the room, ack a snapshot."""
+    """``watchDashboard`` with ``{"token", "page"}``: join the room, ack a snapshot.
+
+    Throttled per connection; the room is left again when the snapshot fails.
+    """
+    try:
+        throttle()
+    except Refused as exc:
+        return {"ok": False, "error": str(exc)}
     if not isinstance(data, dict) or not dashboard_token_ok(data.get("token")):
         return {"ok": False, "error": "a valid dashboard token is needed"}
     page = _page_arg(data.get("page"))
     if page is None:
         return {"ok": False, "error": f"page must be a whole number from 1 to {MAX_PAGE}"}
-    join_room(DASHBOARD_ROOM)
     try:
-        return {"ok": True, "snapshot": snapshot(page)}
+        with joined(DASHBOARD_ROOM):
+            return {"ok": True, "snapshot": snapshot(page)}
+    except Refused as exc:
+        return {"ok": False, "error": str(exc)}
     except redis.RedisError as exc:
         log.warning("dashboard snapshot: Redis unavailable: %s", exc)
-        return {"ok": True, "error": "state store unavailable, retry later"}
+        return {"ok": False, "error": "state store unavailable, retry later"}
 
 
 def register(app: Flask) -> None:

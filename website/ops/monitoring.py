@@ -25,6 +25,7 @@ from rq import Queue, Worker
 
 from shared.protocol import APPLIED_HEADER, STATES
 from shared.store import JobStore
+from website.http.storage import read_memory
 from website.ops.auth import ops_allowed, ops_challenge
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,8 @@ def _count_callback(response: Response) -> Response:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """Web up, Redis reachable, a worker seen recently: 200, else 503; JSON detail."""
+    """Web up, Redis reachable, a worker seen recently: 200, else 503; JSON detail
+    (with Redis's memory in use against ``maxmemory`` and the store's limit)."""
     cfg = current_app.config
     state = ops()
     body: dict[str, Any] = {"web": {"ok": True}}
@@ -149,6 +151,8 @@ def healthz() -> tuple[Response, int]:
         state.raw.ping()
         body["redis"] = {"ok": True,
                          "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        # Memory in use against the limits (a full store refuses new jobs).
+        body["redis"]["memory"] = read_memory(state.raw, cfg["STORE_MAX_BYTES"]).as_dict()
     except redis.RedisError as exc:
         body["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     max_age = cfg["HEALTH_WORKER_MAX_AGE"]

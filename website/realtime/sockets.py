@@ -3,8 +3,9 @@
 The order matters: a connection first joins the job's room and only then
 reads the stored state and sends it. An update that lands between the two is
 then either in the state read or delivered to the room; none can be missed.
-Snippets work alike: ``subscribe`` with ``{"snippetId"}`` joins ``snippet:<id>``,
-then sends ``highlight`` if the result is stored, else the job's state.
+Snippets work alike: ``subscribe`` with ``{"snippetId"}`` (or the bare id
+string, as the seed's hub took it) joins ``snippet:<id>``, then sends
+``highlight`` if the result is stored, else the job's state.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import redis
 from flask import current_app, request
-from flask_socketio import ConnectionRefusedError, join_room, leave_room
+from flask_socketio import ConnectionRefusedError
 
 from shared.events import state_events
 from shared.joblog import is_log_id, read_log
@@ -22,6 +23,7 @@ from shared.protocol import HIGHLIGHT, JOB_LOG, SUBSCRIBE, UPDATE_PROGRESS, is_u
 from shared.snippets import Event, progress_payload
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
+from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ def _join_job(job_id: object, last_log_id: object = None) -> list[tuple[str, dic
 
     The job's state (``updateProgress``); with ``last_log_id`` (a log line id,
     ``"0-0"`` for the whole log) also the lines stored after it (``jobLog``),
-    read after joining, so no line falls between the replay and the room.
+    read after joining, so no line falls between the replay and the room. The
+    room is left again when the job is unknown or Redis fails.
     """
     if last_log_id is not None and not is_log_id(last_log_id):
         raise ValueError("lastLogId must be a log line id such as 1700000000000-0")
@@ -39,32 +42,34 @@ def _join_job(job_id: object, last_log_id: object = None) -> list[tuple[str, dic
         raise ValueError("jobId must be a UUID")
     assert isinstance(job_id, str)
     job_id = job_id.lower()
-    join_room(room_for(job_id))
-    state = redis_ext.store.get(job_id)
-    if state is None:
-        leave_room(room_for(job_id))
-        raise LookupError(f"unknown job {job_id}")
-    events = [(UPDATE_PROGRESS, state.to_payload())]
-    if isinstance(last_log_id, str):
-        replay = read_log(redis_ext.client, job_id, last_log_id, current_app.config["JOB_LOG_MAX"])
-        events.insert(0, (JOB_LOG, replay.to_payload()))
+    with joined(room_for(job_id)):
+        state = redis_ext.store.get(job_id)
+        if state is None:
+            raise LookupError(f"unknown job {job_id}")
+        events = [(UPDATE_PROGRESS, state.to_payload())]
+        if isinstance(last_log_id, str):
+            replay = read_log(redis_ext.client, job_id, last_log_id,
+                              current_app.config["JOB_LOG_MAX"])
+            events.insert(0, (JOB_LOG, replay.to_payload()))
     return events
 
 
 def _join_snippet(snippet_id: object) -> list[tuple[str, dict[str, Any]]]:
-    """Join the snippet's room, then return the events that bring it up to date."""
+    """Join the snippet's room, then return the events that bring it up to date.
+
+    The room is left again when the snippet is unknown or Redis fails.
+    """
     if not is_uuid(snippet_id):
         raise ValueError("snippetId must be a UUID")
     assert isinstance(snippet_id, str)
     snippet_id = snippet_id.lower()
-    join_room(snippet_room(snippet_id))
-    snippet = redis_ext.snippets.get(snippet_id, source=False)
-    if snippet is None:
-        leave_room(snippet_room(snippet_id))
-        raise LookupError(f"unknown snippet {snippet_id}")
-    if snippet.highlighted:
-        return [(HIGHLIGHT, snippet.highlight_payload())]
-    state = redis_ext.store.get(snippet.job_id)
+    with joined(snippet_room(snippet_id)):
+        snippet = redis_ext.snippets.get(snippet_id, source=False)
+        if snippet is None:
+            raise LookupError(f"unknown snippet {snippet_id}")
+        if snippet.highlighted:
+            return [(HIGHLIGHT, snippet.highlight_payload())]
+        state = redis_ext.store.get(snippet.job_id)
     return [(UPDATE_PROGRESS, progress_payload(state, snippet_id))] if state else []
 
 
@@ -90,7 +95,7 @@ def on_connect(auth: object = None) -> None:
         return
     try:
         events = _join_job(job_id, last_log_id)
-    except (ValueError, LookupError) as exc:
+    except (ValueError, LookupError, Refused) as exc:
         raise ConnectionRefusedError(str(exc)) from None
     except redis.RedisError as exc:
         log.warning("connect for job %s: Redis unavailable: %s", job_id, exc)
@@ -100,16 +105,23 @@ def on_connect(auth: object = None) -> None:
 
 
 def on_subscribe(data: object) -> dict[str, Any]:
-    """``subscribe`` with ``{"jobId"}`` or ``{"snippetId"}``: join, then send the
-    current state (or the ``highlight`` result); acks the result."""
+    """``subscribe`` with ``{"jobId"}``, ``{"snippetId"}`` or a bare snippet id string:
+    join, then send the current state (or the ``highlight`` result); acks the result.
+
+    Anyone holding the id may subscribe (ids are unguessable UUIDs).
+    """
+    if isinstance(data, str):
+        data = {"snippetId": data}
     if not isinstance(data, dict) or ("jobId" not in data and "snippetId" not in data):
-        return {"ok": False, "error": "subscribe needs an object with jobId or snippetId"}
+        return {"ok": False,
+                "error": "subscribe needs a snippet id or an object with jobId or snippetId"}
     try:
+        throttle()
         if "snippetId" in data:
             events = _join_snippet(data["snippetId"])
         else:
             events = _join_job(data["jobId"], data.get("lastLogId"))
-    except (ValueError, LookupError) as exc:
+    except (ValueError, LookupError, Refused) as exc:
         return {"ok": False, "error": str(exc)}
     except redis.RedisError as exc:
         log.warning("subscribe: Redis unavailable: %s", exc)

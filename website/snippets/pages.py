@@ -167,7 +167,8 @@ def show(snippet_id: str) -> str | tuple[Response | str, int]:
 
 @bp.get("/snippets/<snippet_id>/highlighted")
 def highlighted(snippet_id: str) -> Response | tuple[Response | str, int]:
-    """Polling: 200 with the HTML fragment when done, 204 until then, 404 if unknown.
+    """Polling: 200 with the HTML fragment (lexer name in ``X-Lexer``) when done,
+    204 until then, 404 if unknown.
 
     A 204 carries the job's state in ``X-Job-State`` (``failed`` means it never
     will be highlighted: stop polling).
@@ -178,6 +179,7 @@ def highlighted(snippet_id: str) -> Response | tuple[Response | str, int]:
     if snippet.highlighted:
         response = Response(snippet.highlighted_html, mimetype="text/html")
         response.headers["X-Highlighted-At"] = iso_time(snippet.highlighted_at)
+        response.headers["X-Lexer"] = snippet.lexer
     else:
         response = Response(status=204)
         job = redis_ext.store.get(snippet.job_id)

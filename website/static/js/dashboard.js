@@ -46,16 +46,30 @@
     cell(row, "progress").querySelector("span").textContent = progress + "%";
   }
 
+  /* The column labels, shown beside each value when rows become cards (narrow screens). */
+  var COLUMNS = [["job", "Job"], ["kind", "Kind"], ["state", "State"], ["progress", "Progress"],
+                 ["age", "Age"], ["duration", "Duration"], ["worker", "Worker"]];
+
+  /* A worker's name, short (the server's form), with the full name as its title. */
+  function workerName(full, short) {
+    var span = document.createElement("span");
+    span.title = full;
+    span.textContent = short || full;
+    return span;
+  }
+
   function newRow(job) {
     var row = document.createElement("tr");
     row.setAttribute("data-job-id", job.jobId);
-    ["job", "kind", "state", "progress", "age", "duration", "worker"].forEach(function (cls) {
+    COLUMNS.forEach(function (col) {
       var td = document.createElement("td");
-      td.className = cls;
+      td.className = col[0];
+      td.setAttribute("data-label", col[1]);
       row.appendChild(td);
     });
     var link = document.createElement("a");
     link.href = job.url || "/jobs/" + encodeURIComponent(job.jobId);
+    link.title = String(job.jobId);
     link.textContent = String(job.jobId).slice(0, 8);
     cell(row, "job").appendChild(link);
     if (job.attempt > 1) {
@@ -73,10 +87,15 @@
     }
     var bar = document.createElement("progress");
     bar.max = 100;
+    bar.setAttribute("aria-label", "Progress of job " + String(job.jobId).slice(0, 8));
     cell(row, "progress").appendChild(bar);
     cell(row, "progress").appendChild(document.createTextNode(" "));
     cell(row, "progress").appendChild(document.createElement("span"));
-    cell(row, "worker").textContent = job.worker || "–";
+    if (job.worker) {
+      cell(row, "worker").appendChild(workerName(job.worker, job.workerShort));
+    } else {
+      cell(row, "worker").textContent = "–";
+    }
     row.setAttribute("data-created-at", job.createdAt || "");
     row.setAttribute("data-started-at", job.startedAt || "");
     row.setAttribute("data-finished-at", job.finishedAt || "");
@@ -103,7 +122,19 @@
     while (list.firstChild) { list.removeChild(list.firstChild); }
     snap.workers.forEach(function (w) {
       var li = document.createElement("li");
-      li.textContent = w.name + ": " + w.state + (w.job ? " (" + w.job + ")" : "");
+      var name = workerName(w.name, w.short);
+      name.className = "worker-name";
+      li.appendChild(name);
+      li.appendChild(document.createTextNode(": " + w.state));
+      if (w.job) {
+        var jobLink = document.createElement("a");
+        jobLink.href = "/jobs/" + encodeURIComponent(w.job);
+        jobLink.title = w.job;
+        jobLink.textContent = String(w.job).slice(0, 8);
+        li.appendChild(document.createTextNode(" ("));
+        li.appendChild(jobLink);
+        li.appendChild(document.createTextNode(")"));
+      }
       list.appendChild(li);
     });
     while (tbody.firstChild) { tbody.removeChild(tbody.firstChild); }
@@ -147,7 +178,12 @@
   function watch() {
     socket.emit(P.events.watchDashboard, { token: token, page: page }, function (ack) {
       if (!ack || !ack.ok) {
-        setConnection("refused", "refused: " + (ack && ack.error ? ack.error : "no answer"));
+        var why = ack && ack.error ? String(ack.error) : "no answer";
+        setConnection("refused", "refused: " + why);
+        /* Redis down or throttled: the server says so; ask again in a while. */
+        if (/retry later|too many requests/.test(why)) {
+          setTimeout(function () { if (socket.connected) { watch(); } }, 5000);
+        }
         return;
       }
       setConnection("live", ack.error ? "connected (" + ack.error + ")" : "connected");

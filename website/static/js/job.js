@@ -4,8 +4,9 @@
  * current state on every (re)connect, so a late, reloaded or reconnected page
  * shows the state it missed. When the web process restarts, the client says
  * "reconnecting…" and reconnects by itself. When Socket.IO is unavailable (the
- * client script did not load, or the server refused the connection), the page
- * polls the JSON state instead. Everything shown is set as text, never HTML.
+ * client script did not load, the server refused the connection, or a
+ * handshake failed, e.g. 503 from a full connection cap), the page polls the
+ * JSON state until the socket connects. Everything shown is set as text, never HTML.
  */
 (function () {
   "use strict";
@@ -26,6 +27,7 @@
   var terminal = P.terminal;
   var socket = null;
   var pollTimer = null;
+  var live = false; /* connected over Socket.IO: no polling needed */
 
   function finished() {
     return terminal.hasOwnProperty(root.getAttribute("data-state"));
@@ -56,8 +58,9 @@
 
   /* Fallback: read the JSON state every few seconds until the job ends. */
   function poll(delay) {
-    if (finished() || !window.fetch || !stateUrl) { return; }
+    if (finished() || live || !window.fetch || !stateUrl) { return; }
     pollTimer = setTimeout(function () {
+      if (live) { pollTimer = null; return; }
       fetch(stateUrl, { headers: { Accept: "application/json" }, cache: "no-store" })
         .then(function (resp) {
           if (resp.status === 404) {
@@ -66,7 +69,8 @@
           }
           if (!resp.ok) { throw new Error("HTTP " + resp.status); }
           return resp.json().then(function (body) {
-            setConnection("polling", "checking every few seconds");
+            if (live) { pollTimer = null; return; }
+            pollingStatus();
             return pollLog().then(function () {
               render(body);
               poll(2000);
@@ -75,7 +79,7 @@
         })
         .catch(function () {
           setConnection("reconnecting", "reconnecting…");
-          poll(Math.min(delay * 2, 10000));
+          poll(Math.min(Math.max(delay * 2, 1000), 10000));
         });
     }, delay);
   }
@@ -89,9 +93,28 @@
       .then(function (page) { if (page) { window.JobcastLog.feed(page); } });
   }
 
+  function pollingStatus() {
+    if (socket && socket.active) {
+      setConnection("reconnecting", "reconnecting… (polling meanwhile)");
+    } else {
+      setConnection("polling", "checking every few seconds");
+    }
+  }
+
   function fallBack(why) {
     setConnection("polling", why + "; checking every few seconds");
-    poll(0);
+    if (pollTimer === null) { poll(0); }
+  }
+
+  /* While the client retries by itself, poll so the page keeps up. */
+  function pollMeanwhile() {
+    setConnection("reconnecting", "reconnecting… (polling meanwhile)");
+    if (pollTimer === null) { poll(1000); }
+  }
+
+  function stopPolling() {
+    if (pollTimer) { clearTimeout(pollTimer); }
+    pollTimer = null;
   }
 
   if (finished()) { return; }
@@ -110,18 +133,25 @@
   socket.on(P.events.updateProgress, render);
   socket.on(P.events.jobLog, function (p) { if (window.JobcastLog) { window.JobcastLog.feed(p); } });
   socket.on("connect", function () {
+    live = true;
+    stopPolling();
     // The state sent on connect may be handled first and already be final.
     if (!finished()) { setConnection("live", "connected"); }
   });
   socket.on("disconnect", function (reason) {
+    live = false;
     if (finished()) { return; }
-    setConnection("reconnecting", "reconnecting…");
     // The client retries by itself, except when the server closed the session.
     if (reason === "io server disconnect") { socket.connect(); }
+    pollMeanwhile();
   });
   socket.on("connect_error", function (err) {
+    live = false;
+    if (finished()) { return; }
     if (socket.active) {
-      setConnection("reconnecting", "reconnecting…");
+      // The handshake failed (e.g. 503: the server's connection cap is full,
+      // or the server is restarting): the client retries by itself.
+      pollMeanwhile();
     } else {
       // Refused by the server (e.g. its state store is down): poll instead.
       fallBack("live updates refused (" + err.message + ")");

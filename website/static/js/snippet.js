@@ -15,6 +15,7 @@
   var messageEl = document.getElementById("message");
   var conn = document.getElementById("connection");
   var connText = document.getElementById("connection-text");
+  var languageEl = document.getElementById("language");
   var P = window.JobcastProtocol;
   /* Page states beyond the job states: "highlighted" and "expired". */
   var ended = { highlighted: true, expired: true };
@@ -46,6 +47,7 @@
   function showHighlighted(p) {
     if (done || !p || p.snippetId !== snippetId || typeof p.html !== "string") { return; }
     code.innerHTML = p.html; /* Pygments output, produced and escaped by our worker */
+    if (typeof p.lexer === "string" && p.lexer) { languageEl.textContent = p.lexer; }
     setState("highlighted", "");
     finish("highlighted");
   }
@@ -68,7 +70,8 @@
     fetch(pollUrl, { cache: "no-store", headers: { Accept: "text/html" } }).then(function (resp) {
       if (resp.status === 200) {
         return resp.text().then(function (html) {
-          showHighlighted({ snippetId: snippetId, html: html });
+          showHighlighted({ snippetId: snippetId, html: html,
+                            lexer: resp.headers.get("X-Lexer") || "" });
         });
       }
       if (resp.status === 204) {
