@@ -93,7 +93,11 @@ def test_page_falls_back_to_polling_without_the_socketio_client(site: Stack,
     expect(page.locator("#connection-text")).to_contain_text(
         re.compile("checking every few seconds|" + DONE_TEXT))
     expect_final(page)
-    assert polls and all(url.endswith(f"/api/jobs/{job_id}") for url in polls), polls
+    # the state, and the log lines after the last one shown
+    assert any(url.endswith(f"/api/jobs/{job_id}") for url in polls), polls
+    assert all(url.endswith(f"/api/jobs/{job_id}") or f"/api/jobs/{job_id}/log?after=" in url
+               for url in polls), polls
+    expect(page.locator("#console > div")).to_have_count(10)  # the log came by polling too
 
 
 def test_failure_message_is_shown_as_text(site: Stack, page: Page,
