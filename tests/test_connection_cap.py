@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -21,6 +22,7 @@ from tests.support import (
     EventRecorder,
     Process,
     RedisServer,
+    assert_security_headers,
     auth,
     free_port,
     stack_env,
@@ -77,6 +79,7 @@ def test_full_pool_refuses_new_sockets_and_callback_still_answers(small_site: st
         assert resp.status_code == 503
         assert resp.headers["Retry-After"] == "5"
         assert "retry" in resp.json()["error"]
+        assert_security_headers(resp.headers, urlsplit(small_site).netloc)
 
         # HTTP endpoints still answer and the watcher still gets its updates.
         for progress in (30, 60):
@@ -97,6 +100,9 @@ def test_full_pool_refuses_new_sockets_and_callback_still_answers(small_site: st
         again = _connect(small_site)
         assert again is not None
         idle.append(again)
+        handshake = requests.get(small_site + "/socket.io/?EIO=4&transport=polling", timeout=5)
+        assert handshake.status_code == 200  # an engine.io answer, not Flask's: headers too
+        assert_security_headers(handshake.headers, urlsplit(small_site).netloc)
     finally:
         for client in idle:
             client.disconnect()

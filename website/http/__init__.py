@@ -16,9 +16,11 @@ def init_app(app: Flask) -> None:
     access.register(app)
     timefmt.register(app)
     app.register_blueprint(openapi.bp)
-    security.register(app)  # CSRF on forms, cross-site API refusal, security headers
+    security.register(app)  # CSRF on forms, cross-site API refusal
     ratelimit.register(app)
     engineio_server = socketio.server.eio
     app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
         app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],
         sessions=lambda: len(engineio_server.sockets))
+    # Outermost, so that Socket.IO answers and the cap's 503 get the headers too.
+    app.wsgi_app = security.SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]
