@@ -167,6 +167,35 @@ def test_two_instances_applying_one_jobs_updates_at_once_agree(cluster: Cluster)
         assert sorted(progress) == sorted(2 * seq for seq in applied), (progress, applied)
 
 
+def test_a_gevent_instance_shares_the_message_queue_with_an_eventlet_one(
+        cluster: Cluster) -> None:
+    env_g = stack_env(cluster.redis.url, free_port(), SOCKETIO_MESSAGE_QUEUE=cluster.redis.url,
+                      ASYNC_MODE="gevent")
+    web_g = start_web(env_g, cluster.log_dir, name="web-gevent")
+    url_g = env_g["SITE_URL"]
+    job_id = new_id()
+    JobStore(redis.Redis.from_url(cluster.redis.url, decode_responses=True)).create(job_id)
+    on_g = on_a = None
+    try:
+        assert "Using worker: gevent" in web_g.log_tail(20000)
+        on_g = EventRecorder(url_g, job_id)
+        on_a = EventRecorder(cluster.url_a, job_id)
+        for rec in (on_g, on_a):
+            rec.wait_for(lambda ev: len(ev) >= 1, what="state on connect")
+        for url, progress in ((cluster.url_a, 30), (url_g, 60)):
+            resp = requests.post(url + "/api/progress", headers=auth(), timeout=5,
+                                 json={"jobId": job_id, "progress": progress,
+                                       "state": "running"})
+            assert resp.status_code == 204, resp.text
+            for rec in (on_g, on_a):
+                rec.wait_for(_progress_is(progress), what=f"{progress} on both instances")
+    finally:
+        for rec in (on_g, on_a):
+            if rec is not None:
+                rec.close()
+        web_g.stop()
+
+
 def test_two_workers_on_one_queue_run_each_job_exactly_once(cluster: Cluster) -> None:
     conn = redis.Redis.from_url(cluster.redis.url)
     queue = Queue(cluster.env_a.get("QUEUE_NAME", "jobcast"), connection=conn)
