@@ -106,8 +106,11 @@ def test_full_pool_refuses_new_sockets_and_callback_still_answers(small_site: st
         # next ping (about 20 s here): closed websockets hold their slot until then.
         idle.append(wait_until(lambda: _connect(small_site), timeout=60, interval=0.5,
                                what="room for a new connection after closing three"))
-        handshake = requests.get(small_site + "/socket.io/?EIO=4&transport=polling", timeout=5)
-        assert handshake.status_code == 200  # an engine.io answer, not Flask's: headers too
+        handshake = wait_until(
+            lambda: (r := requests.get(small_site + "/socket.io/?EIO=4&transport=polling",
+                                       timeout=5)).status_code == 200 and r,
+            timeout=60, interval=0.5, what="room for a polling handshake")
+        # an engine.io answer, not Flask's: the headers too
         assert_security_headers(handshake.headers, urlsplit(small_site).netloc)
     finally:
         for client in idle:
