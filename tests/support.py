@@ -315,3 +315,22 @@ def demo_final(job_id: str, steps: int = 10) -> dict[str, Any]:
     """The final ``updateProgress`` of a demo job of ``steps`` steps."""
     return {"jobId": job_id, "progress": 100, "state": "succeeded", "message": "",
             "current": steps, "total": steps, "result": {"steps": steps}}
+
+
+def csp_directives(value: str) -> dict[str, list[str]]:
+    """A Content-Security-Policy as {directive: sources}."""
+    parts = [p.split() for p in value.split(";") if p.strip()]
+    return {p[0]: p[1:] for p in parts}
+
+
+def assert_security_headers(headers: Any, host: str = "localhost") -> None:
+    """The headers every answer of the site carries, whoever produced it."""
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "same-origin"
+    csp = csp_directives(headers["Content-Security-Policy"])
+    assert csp["script-src"] == ["'self'"]
+    assert csp["frame-ancestors"] == ["'none'"]
+    assert csp["object-src"] == ["'none'"]
+    assert set(csp["connect-src"]) == {"'self'", f"ws://{host}", f"wss://{host}"}
+    assert "'unsafe-inline'" not in headers["Content-Security-Policy"]

@@ -20,7 +20,7 @@ def init_app(app: Flask) -> None:
     timefmt.register(app)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(favicon.bp)
-    security.register(app)  # CSRF on forms, cross-site API refusal, security headers
+    security.register(app)  # CSRF on forms, cross-site API refusal
     ratelimit.rate_limits.init_app(app)  # Flask-Limiter; endpoints: ratelimit.limit()
     cfg = app.config
     app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
@@ -28,3 +28,5 @@ def init_app(app: Flask) -> None:
         per_client=cfg["SOCKETIO_MAX_PER_CLIENT"],
         connect_timeout=cfg["SOCKETIO_CONNECT_TIMEOUT"])
     app.wsgi_app = ErrorsToLogging(app.wsgi_app)  # type: ignore[method-assign]
+    # Outermost, so that Socket.IO answers and the cap's 503 get the headers too.
+    app.wsgi_app = security.SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]

@@ -11,7 +11,10 @@ added later:
   but a browser request from another site is refused with 403: its ``Origin``
   must be this site, and ``Sec-Fetch-Site: cross-site`` is refused. Programs
   send neither header, so they are unaffected.
-* Every response gets the security headers below (a view may set its own).
+* Every response gets the security headers below (a view may set its own):
+  :class:`SecurityHeaders` is WSGI middleware around the whole app, so Socket.IO
+  answers (polling) and the connection cap's 503 get them as well as Flask's
+  pages, errors and API answers.
 
 Socket.IO requests are answered by the engine.io middleware before Flask sees
 them; their cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
@@ -21,11 +24,14 @@ them; their cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from website.http.capacity import WSGIApp
 from website.http.errors import error_response
 
 csrf = CSRFProtect()
@@ -96,13 +102,32 @@ def _protect() -> tuple[Response | str, int] | None:
     return None
 
 
-def _add_headers(response: Response) -> Response:
-    for name, value in STATIC_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Content-Security-Policy", content_security_policy(request.host))
-    if request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    return response
+def security_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """The headers every response of the request described by ``environ`` gets."""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    headers = {**STATIC_HEADERS, "Content-Security-Policy": content_security_policy(host)}
+    if environ.get("wsgi.url_scheme") == "https":
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return headers
+
+
+class SecurityHeaders:
+    """WSGI middleware adding :func:`security_headers` to every response that lacks them."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Call the app; add the missing headers when it starts its response."""
+        def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            present = {name.lower() for name, _ in headers}
+            # Read at response time: a proxy fix inside may have corrected the scheme.
+            headers.extend((name, value) for name, value in security_headers(environ).items()
+                           if name.lower() not in present)
+            return start_response(status, headers, *exc_info)
+
+        return self.app(environ, start)
 
 
 def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
@@ -110,7 +135,7 @@ def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
 
 
 def register(app: Flask) -> None:
-    """Install CSRF protection, the cross-site API rule and the security headers."""
+    """Install CSRF protection and the cross-site API rule (the headers: :class:`SecurityHeaders`)."""
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # the rule above decides
     app.config.setdefault("WTF_CSRF_ENABLED", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
@@ -119,5 +144,4 @@ def register(app: Flask) -> None:
         app.config.setdefault("SESSION_COOKIE_SECURE", True)
     csrf.init_app(app)  # also makes csrf_token() available to templates
     app.before_request(_protect)
-    app.after_request(_add_headers)
     app.register_error_handler(CSRFError, _csrf_error)
