@@ -9,10 +9,16 @@ import requests
 import socketio
 from rq import Queue
 
-from shared.protocol import new_id
+from shared.protocol import RUN_KIND_JOB, new_id
 from shared.store import JobStore
 from tests.conftest import Stack
-from tests.support import EventRecorder, demo_final, final_state_received, state_on_connect, wait_until
+from tests.support import (
+    EventRecorder,
+    demo_final,
+    final_state_received,
+    state_on_connect,
+    wait_until,
+)
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
@@ -25,7 +31,8 @@ def test_events_arrive_in_order_and_end_at_100_succeeded(stack: Stack, transport
     try:
         rec.wait_for(lambda ev: len(ev) >= 1, what="state on connect")
         Queue("jobcast", connection=redis.Redis.from_url(stack.redis.url)).enqueue(
-            "worker.jobs.demo_job", job_id, job_id=job_id)
+            RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 10},
+            job_id=job_id)
         rec.wait_for(final_state_received(), timeout=30, what="final state")
     finally:
         rec.close()

@@ -13,12 +13,13 @@ import pytest
 import redis
 from rq import Queue
 
-from shared.protocol import new_id
+from shared.protocol import RUN_KIND_JOB, new_id
 from shared.store import JobStore
 from tests.support import (
     EventRecorder,
     Process,
     RedisServer,
+    demo_final,
     final_state_received,
     free_port,
     job_state,
@@ -67,13 +68,14 @@ def test_site_unreachable_reports_go_through_the_store_and_message_queue(
     try:
         rec.wait_for(lambda ev: len(ev) >= 1, what="state on connect")
         Queue("jobcast", connection=redis.Redis.from_url(split_stack.redis.url)).enqueue(
-            "worker.jobs.demo_job", job_id, job_id=job_id)
+            RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 10},
+            job_id=job_id)
         rec.wait_for(final_state_received(), timeout=30, what="final state via the queue")
     finally:
         rec.close()
         client.close()
     payloads = rec.payloads("updateProgress")
-    assert payloads[-1] == {"jobId": job_id, "progress": 100, "state": "succeeded", "message": ""}
+    assert payloads[-1] == demo_final(job_id)
     running = [p["progress"] for p in payloads if p["state"] == "running"]
     assert running == list(range(10, 101, 10)), payloads
     assert job_state(split_stack.url, job_id)["state"] == "succeeded"
