@@ -7,27 +7,34 @@
 -- ARGV[6]   now, epoch seconds as text
 -- ARGV[7]   the name of the succeeded state
 -- ARGV[8]   the name of the queued state
--- ARGV[9..] the names of the terminal states
+-- ARGV[9]   the attempt the report is for ('' or '0': any attempt)
+-- ARGV[10..] the names of the terminal states
 --
--- Rules: an unknown job is refused; a terminal job never changes; a seq not
--- above the stored one is dropped; progress never goes back; a report that
--- changes nothing is dropped.
+-- Rules: an unknown job is refused; a report for another attempt (the job was
+-- retried since) is refused; a terminal job never changes; a seq not above the
+-- stored one is dropped; progress never goes back; a report that changes
+-- nothing is dropped.
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
 --   code -1                          unknown job
+--   code -2, state, attempt          stale attempt; attempt is the job's current one
 --   code 0, state                    dropped; state is the job's current state
 --   code 1, state, progress, message, stage, kind, snippet_id   applied
 local k = KEYS[1]
 local state, progress, message, stage, seq, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4],
   ARGV[5], ARGV[6]
-local succeeded, queued = ARGV[7], ARGV[8]
+local succeeded, queued, for_attempt = ARGV[7], ARGV[8], tonumber(ARGV[9]) or 0
 local terminal = {}
-for i = 9, #ARGV do terminal[ARGV[i]] = true end
+for i = 10, #ARGV do terminal[ARGV[i]] = true end
 
 local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
-                       'snippet_id')
+                       'snippet_id', 'attempt')
 local cur_state, cur_progress, cur_seq = cur[1], cur[2], cur[3]
 if not cur_state then return {'code', -1} end
+local cur_attempt = tonumber(cur[8]) or 1
+if for_attempt > 0 and for_attempt ~= cur_attempt then
+  return {'code', -2, 'state', cur_state, 'attempt', cur_attempt}
+end
 if terminal[cur_state] then return {'code', 0, 'state', cur_state} end
 if seq ~= '' and cur_seq and cur_seq ~= '' and tonumber(seq) <= tonumber(cur_seq) then
   return {'code', 0, 'state', cur_state}

@@ -22,3 +22,5 @@ def init_app(app: Flask) -> None:
     app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
         app.wsgi_app, app.config["SOCKETIO_MAX_CONNECTIONS"],
         sessions=lambda: len(engineio_server.sockets))
+    app.wsgi_app = security.TrustedHostGuard(  # type: ignore[method-assign]
+        app.wsgi_app, app.config["TRUSTED_HOSTS"])

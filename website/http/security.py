@@ -13,18 +13,25 @@ added later:
   send neither header, so they are unaffected.
 * Every response gets the security headers below (a view may set its own).
 
+* Only the hosts of ``TRUSTED_HOSTS`` are answered (Flask's own check, 400
+  otherwise), so a DNS-rebound name cannot reach a site on 127.0.0.1.
+
 Socket.IO requests are answered by the engine.io middleware before Flask sees
 them; their cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
-(same origin by default).
+(same origin by default) and :class:`TrustedHostGuard` applies the host rule.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import SecurityError
+from werkzeug.wsgi import get_host
 
 from website.http.errors import error_response
 
@@ -107,6 +114,30 @@ def _add_headers(response: Response) -> Response:
 
 def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
     return error_response(400, f"{exc.description} Reload the page and try again.")
+
+
+class TrustedHostGuard:
+    """WSGI guard: requests under ``prefix`` (Socket.IO's, which never reach
+    Flask) with a Host outside ``trusted`` get a plain 400."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], trusted: list[str] | None,
+                 prefix: str = "/socket.io") -> None:
+        self.app = app
+        self.trusted = trusted
+        self.prefix = prefix
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Refuse an untrusted host, pass everything else on."""
+        if self.trusted and environ.get("PATH_INFO", "").startswith(self.prefix):
+            try:
+                get_host(environ, self.trusted)
+            except SecurityError:
+                body = b"Host not allowed (TRUSTED_HOSTS)\n"
+                start_response("400 Bad Request", [("Content-Type", "text/plain"),
+                                                   ("Content-Length", str(len(body)))])
+                return [body]
+        return self.app(environ, start_response)
 
 
 def register(app: Flask) -> None:

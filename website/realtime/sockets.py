@@ -21,16 +21,24 @@ from shared.protocol import HIGHLIGHT, SUBSCRIBE, UPDATE_PROGRESS, is_uuid, room
 from shared.snippets import Event, progress_payload
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
+from website.http.access import loggable
+from website.jobs.owner import may_read
 
 log = logging.getLogger(__name__)
 
 
-def _join_job(job_id: object) -> dict[str, Any]:
-    """Join the job's room, then return its current state payload."""
+def _join_job(job_id: object, auth_token: object = None) -> dict[str, Any]:
+    """Join the job's room, then return its current state payload.
+
+    With ``JOB_VISIBILITY=owner`` a caller who may not read the job is told
+    the same as for an unknown id (the session or a ``controlToken`` decides).
+    """
     if not is_uuid(job_id):
         raise ValueError("jobId must be a UUID")
     assert isinstance(job_id, str)
     job_id = job_id.lower()
+    if not may_read(job_id, auth_token):
+        raise LookupError(f"unknown job {job_id}")
     join_room(room_for(job_id))
     state = redis_ext.store.get(job_id)
     if state is None:
@@ -70,16 +78,17 @@ def publish_state(state: JobState, at: float) -> None:
 def on_connect(auth: object = None) -> None:
     """Accept a connection; with ``?jobId=`` join that job and send its state."""
     job_id = request.args.get("jobId")
+    token = auth.get("controlToken") if isinstance(auth, dict) else None
     if job_id is None and isinstance(auth, dict):
         job_id = auth.get("jobId")
     if job_id is None:
         return
     try:
-        payload = _join_job(job_id)
+        payload = _join_job(job_id, token)
     except (ValueError, LookupError) as exc:
         raise ConnectionRefusedError(str(exc)) from None
     except redis.RedisError as exc:
-        log.warning("connect for job %s: Redis unavailable: %s", job_id, exc)
+        log.warning("connect for job %s: Redis unavailable: %s", loggable(job_id), exc)
         raise ConnectionRefusedError("state store unavailable, retry later") from None
     socketio.emit(UPDATE_PROGRESS, payload, to=request.sid)  # type: ignore[attr-defined]
 
@@ -93,7 +102,7 @@ def on_subscribe(data: object) -> dict[str, Any]:
         if "snippetId" in data:
             events = _join_snippet(data["snippetId"])
         else:
-            events = [(UPDATE_PROGRESS, _join_job(data["jobId"]))]
+            events = [(UPDATE_PROGRESS, _join_job(data["jobId"], data.get("controlToken")))]
     except (ValueError, LookupError) as exc:
         return {"ok": False, "error": str(exc)}
     except redis.RedisError as exc:
