@@ -181,6 +181,8 @@ class Config:
         self.JOB_VISIBILITY: str = (env.get("JOB_VISIBILITY", "") or VISIBILITY_LINK).lower()
         # A per-job callback token is refused once older than this (seconds).
         self.JOB_TOKEN_MAX_AGE: int = _int(env, "JOB_TOKEN_MAX_AGE", 24 * 3600, minimum=60)
+        # Seconds a request body may stall between reads before 408 and close.
+        self.REQUEST_BODY_TIMEOUT: float = _float(env, "REQUEST_BODY_TIMEOUT", 10.0)
         # Host headers the site answers (comma-separated); others get 400.
         self.TRUSTED_HOSTS: list[str] = trusted_hosts(env.get("TRUSTED_HOSTS", ""),
                                                       self.SITE_URL, dev)

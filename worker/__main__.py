@@ -12,6 +12,7 @@ import redis
 from rq import Queue
 
 from shared.config import WORKER, Config, ConfigError
+from worker import logsafety
 from worker.recovery import JobcastSimpleWorker, JobcastWorker
 
 log = logging.getLogger("worker")
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"jobcast worker: configuration error: {exc}") from None
     logging.basicConfig(level=cfg.LOG_LEVEL, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafety.install()  # RQ attaches job kwargs (the callback token) to failure records
     if cfg.uses_dev_secrets:
         log.warning("DEVELOPMENT SECRETS IN USE: PROGRESS_TOKEN is the built-in development "
                     "value; set it in the environment before running anywhere but locally")

@@ -7,6 +7,7 @@ from flask import Flask
 
 from website.extensions import socketio
 from website.http import access, errors, openapi, ratelimit, security, timefmt
+from website.http.bodytimeout import BodyReadTimeout
 from website.http.capacity import ConnectionCap
 
 
@@ -24,3 +25,5 @@ def init_app(app: Flask) -> None:
         sessions=lambda: len(engineio_server.sockets))
     app.wsgi_app = security.TrustedHostGuard(  # type: ignore[method-assign]
         app.wsgi_app, app.config["TRUSTED_HOSTS"])
+    app.wsgi_app = BodyReadTimeout(  # type: ignore[method-assign]
+        app.wsgi_app, app.config["REQUEST_BODY_TIMEOUT"])

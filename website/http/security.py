@@ -13,12 +13,15 @@ added later:
   send neither header, so they are unaffected.
 * Every response gets the security headers below (a view may set its own).
 
-* Only the hosts of ``TRUSTED_HOSTS`` are answered (Flask's own check, 400
-  otherwise), so a DNS-rebound name cannot reach a site on 127.0.0.1.
+* Only the hosts of ``TRUSTED_HOSTS`` are answered, so a DNS-rebound name
+  cannot reach a site on 127.0.0.1: :class:`TrustedHostGuard` answers any
+  other ``Host`` with a plain 400 before Flask or Socket.IO see the request
+  (Flask's ``TRUSTED_HOSTS`` is set too, but its refusal cannot render an
+  error page: no URL adapter).
 
 Socket.IO requests are answered by the engine.io middleware before Flask sees
 them; their cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
-(same origin by default) and :class:`TrustedHostGuard` applies the host rule.
+(same origin by default).
 """
 
 from __future__ import annotations
@@ -117,19 +120,17 @@ def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
 
 
 class TrustedHostGuard:
-    """WSGI guard: requests under ``prefix`` (Socket.IO's, which never reach
-    Flask) with a Host outside ``trusted`` get a plain 400."""
+    """WSGI guard: a request whose Host is outside ``trusted`` gets a plain 400
+    (None or empty: any host)."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], trusted: list[str] | None,
-                 prefix: str = "/socket.io") -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], trusted: list[str] | None) -> None:
         self.app = app
         self.trusted = trusted
-        self.prefix = prefix
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Refuse an untrusted host, pass everything else on."""
-        if self.trusted and environ.get("PATH_INFO", "").startswith(self.prefix):
+        if self.trusted:
             try:
                 get_host(environ, self.trusted)
             except SecurityError:

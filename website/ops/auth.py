@@ -63,7 +63,8 @@ def ops_challenge() -> Response:
     return resp
 
 
-def _serializer() -> URLSafeTimedSerializer:
+def dashboard_serializer() -> URLSafeTimedSerializer:
+    """The signer of dashboard tokens: keyed by SECRET_KEY and OPS_TOKEN together."""
     cfg = current_app.config
     key = hmac.new(cfg["SECRET_KEY"].encode(), b"dashboard\0" + cfg["OPS_TOKEN"].encode(),
                    hashlib.sha256).hexdigest()
@@ -72,7 +73,7 @@ def _serializer() -> URLSafeTimedSerializer:
 
 def dashboard_token() -> str:
     """A token that lets a Socket.IO connection join the dashboard room."""
-    return _serializer().dumps(_SUBJECT)
+    return dashboard_serializer().dumps(_SUBJECT)
 
 
 def dashboard_token_ok(token: object) -> bool:
@@ -81,6 +82,6 @@ def dashboard_token_ok(token: object) -> bool:
     if not isinstance(token, str) or not token:
         return False
     try:
-        return _serializer().loads(token, max_age=DASHBOARD_TOKEN_MAX_AGE) == _SUBJECT
+        return dashboard_serializer().loads(token, max_age=DASHBOARD_TOKEN_MAX_AGE) == _SUBJECT
     except BadSignature:
         return False
