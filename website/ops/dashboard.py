@@ -109,7 +109,8 @@ def dashboard() -> Response | str | tuple[Response | str, int]:
 def on_watch(data: object) -> dict[str, Any]:
     """``watchDashboard`` with ``{"token", "page"}``: join the room, ack a snapshot."""
     if not isinstance(data, dict) or not dashboard_token_ok(data.get("token")):
-        return {"ok": False, "error": "a valid dashboard token is needed"}
+        return {"ok": False,
+                "error": "a valid dashboard token is needed (they last an hour): reload the page"}
     page = _page_arg(data.get("page"))
     if page is None:
         return {"ok": False, "error": f"page must be a whole number from 1 to {MAX_PAGE}"}
