@@ -8,6 +8,8 @@ import redis
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from website.http.access import loggable
+
 log = logging.getLogger(__name__)
 
 
@@ -41,5 +43,6 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(redis.RedisError)
     def storage_error(exc: redis.RedisError) -> tuple[Response | str, int]:
-        log.warning("Redis unavailable for %s %s: %s", request.method, request.path, exc)
+        log.warning("Redis unavailable for %s %s: %s", loggable(request.method, 16),
+                    loggable(request.path, 200), exc)
         return error_response(503, "The job store is unavailable; try again shortly.")
