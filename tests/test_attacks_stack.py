@@ -4,6 +4,7 @@ processes, raw sockets and a real Socket.IO client."""
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from rq import Queue
 from rq.job import Job
 
 from shared.protocol import seq_limit
@@ -31,6 +33,7 @@ from tests.support import (
     start_worker,
     wait_until,
 )
+from tests.test_startup import run_without_secrets
 from worker.reporting import checked_report, job_boundary
 
 BODY_TIMEOUT = 1.0
@@ -147,8 +150,6 @@ def test_the_worker_runs_without_secret_key_and_keeps_tokens_out_of_its_log(
         conn = redis.Redis.from_url(server.url)
         failing = "0" * 8 + job_id[8:]
         token = sign_job_token(TEST_SECRET_KEY, failing)
-        from rq import Queue
-
         Queue(env.get("QUEUE_NAME", "jobcast"), connection=conn).enqueue(
             "worker.highlight.highlight_job", failing, snippet_id=job_id, token=token,
             job_id=failing)
@@ -173,3 +174,12 @@ def test_the_worker_warns_about_development_secrets(log_dir: Path, redis_url: st
                    what="the warning")
     finally:
         worker.stop()
+
+
+def test_the_site_with_development_secrets_refuses_to_listen_beyond_loopback() -> None:
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    result = run_without_secrets([gunicorn, "website:create_app()"], JOBCAST_ENV="development",
+                                 WEB_BIND=f"0.0.0.0:{free_port()}")
+    assert result.returncode != 0
+    assert "jobcast web: configuration error" in result.stderr
+    assert "development secrets" in result.stderr and "Traceback" not in result.stderr
