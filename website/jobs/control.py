@@ -139,8 +139,8 @@ def retry_job(job_id: str) -> JobState:
         raise ControlError(409, f"the job is {exc.state}: only a failed or cancelled job "
                                 "can be retried") from None
     cfg = current_app.config
-    # The new attempt's callback token; the old one is refused from now on.
-    kwargs = {**kwargs, "token": sign_job_token(cfg["SECRET_KEY"], job.job_id, state.attempt)}
+    if "token" in kwargs:  # the new attempt's callback token; the old one gets 409 from now on
+        kwargs = {**kwargs, "token": sign_job_token(cfg["SECRET_KEY"], job.job_id, state.attempt)}
     rq_job.delete(remove_from_queue=True)
     queue.enqueue_call(function, args=args, kwargs=kwargs, job_id=job.job_id,
                        timeout=cfg["JOB_TIMEOUT"], result_ttl=cfg["JOB_TTL"],
