@@ -104,7 +104,7 @@ def trusted_hosts(raw: str, site_url: str, dev: bool) -> list[str]:
     host = (urlsplit(site_url).hostname or "").lower()
     hosts = [host] if host else []
     if dev or host in LOOPBACK_HOSTS:
-        hosts += [h for h in ("localhost", "127.0.0.1", "::1") if h not in hosts]
+        hosts += [h for h in ("localhost", "127.0.0.1") if h not in hosts]
     return hosts
 
 
