@@ -242,10 +242,10 @@ def test_a_seq_far_ahead_is_refused_and_later_reports_still_apply(client: FlaskC
     assert ok.status_code == 204 and ok.headers["X-Jobcast-Applied"] == "1"
 
 
-def test_a_retry_is_a_new_attempt_with_its_own_token_and_seq(client: FlaskClient,
-                                                             app: Flask) -> None:
-    created = create_api(client)
-    job_id, owner = created["id"], bearer(created["controlToken"])
+def test_a_retry_is_a_new_attempt_with_its_own_token_and_seq(config: Config) -> None:
+    app = make_app(config, OPS_TOKEN=OPS)
+    client = app.test_client()
+    job_id, owner = create_api(client)["id"], bearer(OPS)
     conn = rq_queue(app).connection
     first = Job.fetch(job_id, connection=conn).kwargs["token"]
     high = seq_limit(time.time()) - 10**6  # the largest a worker could send now
