@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 TEST_SECRET_KEY = "test-secret-key"
 TEST_PROGRESS_TOKEN = "test-progress-token"
+TEST_OPS_TOKEN = "test-ops-token"
 
 
 def free_port() -> int:
@@ -220,11 +221,16 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker",
     return proc
 
 
-def start_job(base_url: str) -> str:
-    """Start a demo job through a site's JSON API; its id."""
+def create_job(base_url: str) -> dict[str, Any]:
+    """Start a demo job through a site's JSON API; the 202 body (id, controlToken...)."""
     resp = requests.post(base_url + "/api/jobs", timeout=5)
     assert resp.status_code == 202, resp.text
-    return str(resp.json()["id"])
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def start_job(base_url: str) -> str:
+    """Start a demo job through a site's JSON API; its id."""
+    return str(create_job(base_url)["id"])
 
 
 def job_state(base_url: str, job_id: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from flask import Flask
 
 from website.extensions import socketio
 from website.http import access, body, errors, favicon, openapi, ratelimit, security, timefmt
+from website.http.bodytimeout import BodyReadTimeout
 from website.http.capacity import ConnectionCap
 from website.http.wsgierrors import ErrorsToLogging
 
@@ -28,5 +29,10 @@ def init_app(app: Flask) -> None:
         per_client=cfg["SOCKETIO_MAX_PER_CLIENT"],
         connect_timeout=cfg["SOCKETIO_CONNECT_TIMEOUT"])
     app.wsgi_app = ErrorsToLogging(app.wsgi_app)  # type: ignore[method-assign]
-    # Outermost, so that Socket.IO answers and the cap's 503 get the headers too.
+    app.wsgi_app = security.TrustedHostGuard(  # type: ignore[method-assign]
+        app.wsgi_app, cfg["TRUSTED_HOSTS"])
+    app.wsgi_app = BodyReadTimeout(  # type: ignore[method-assign]
+        app.wsgi_app, cfg["REQUEST_BODY_TIMEOUT"])
+    # Outermost, so that Socket.IO answers, the cap's 503 and the host check's 400
+    # get the headers too.
     app.wsgi_app = security.SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]

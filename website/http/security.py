@@ -16,6 +16,12 @@ added later:
   answers (polling) and the connection cap's 503 get them as well as Flask's
   pages, errors and API answers.
 
+* Only the hosts of ``TRUSTED_HOSTS`` are answered, so a DNS-rebound name
+  cannot reach a site on 127.0.0.1: :class:`TrustedHostGuard` answers any
+  other ``Host`` with a plain 400 before Flask or Socket.IO see the request
+  (Flask's ``TRUSTED_HOSTS`` is set too, but its refusal cannot render an
+  error page: no URL adapter).
+
 Socket.IO requests are answered by the engine.io middleware before Flask sees
 them; their cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
 (same origin by default).
@@ -30,6 +36,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import SecurityError
+from werkzeug.wsgi import get_host
 
 from website.http.capacity import WSGIApp
 from website.http.errors import error_response
@@ -132,6 +140,28 @@ class SecurityHeaders:
 
 def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
     return error_response(400, f"{exc.description} Reload the page and try again.")
+
+
+class TrustedHostGuard:
+    """WSGI guard: a request whose Host is outside ``trusted`` gets a plain 400
+    (None or empty: any host)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], trusted: list[str] | None) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Refuse an untrusted host, pass everything else on."""
+        if self.trusted:
+            try:
+                get_host(environ, self.trusted)
+            except SecurityError:
+                body = b"Host not allowed (TRUSTED_HOSTS)\n"
+                start_response("400 Bad Request", [("Content-Type", "text/plain"),
+                                                   ("Content-Length", str(len(body)))])
+                return [body]
+        return self.app(environ, start_response)
 
 
 def register(app: Flask) -> None:
