@@ -118,7 +118,7 @@ def test_the_owner_session_the_api_client_and_operators_may_control(config: Conf
 
 
 def test_a_session_remembers_a_bounded_number_of_jobs(config: Config) -> None:
-    from website.jobs.owner import SESSION_JOBS
+    from website.http.ownership import SESSION_JOBS
 
     client = make_app(config, RATE_LIMIT="0").test_client()
     ids = [create_form(client) for _ in range(SESSION_JOBS + 2)]

@@ -183,7 +183,8 @@ def test_pages_name_the_language_actually_used(client: FlaskClient,
     assert '<span id="language">auto-detect (pending)</span>' in pending
 
     reports: list[tuple[object, ...]] = []
-    lexer = run_highlight(body["jobId"], body["id"], SnippetStore(redis_client),
+    job_id = redis_client.hget(keys.snippet_key(body["id"]), "job_id")  # not in public JSON
+    lexer = run_highlight(job_id, body["id"], SnippetStore(redis_client),
                           lambda *args: reports.append(args))
     assert lexer == "SQL" and reports
     page = client.get(body["url"]).get_data(as_text=True)

@@ -7,14 +7,14 @@ from __future__ import annotations
 from flask import Flask
 
 from website.extensions import socketio
-from website.http import access, body, errors, favicon, openapi, ratelimit, security, timefmt
-from website.http.bodytimeout import BodyReadTimeout
-from website.http.capacity import ConnectionCap
-from website.http.wsgierrors import ErrorsToLogging
 
 
 def init_app(app: Flask) -> None:
     """Install the app-wide hooks; call after the extensions are bound."""
+    from website.http import access, body, errors, favicon, openapi, ratelimit, security, timefmt
+    from website.http.bodytimeout import BodyReadTimeout
+    from website.http.capacity import ConnectionCap
+    from website.http.wsgierrors import ErrorsToLogging
     errors.register(app)
     app.before_request(body.apply_body_limit)  # before any hook reads a body
     access.register(app)

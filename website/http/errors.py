@@ -8,9 +8,9 @@ import redis
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from website.http.access import loggable
 from website.http.body import size_text
 from website.http.storage import RETRY_AFTER_SECONDS, is_out_of_memory
-from website.http.access import loggable
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from website.extensions import redis_ext
 from website.http.access import note_job, request_started
 from website.http.body import read_json_body
 from website.http.errors import error_response
-from website.jobs.owner import control_token, may_read
+from website.http.ownership import control_token, may_read
 from website.jobs.services import kinds, start_kind
 from website.jobs.submit import Rejected, read_submission
 from website.ops.monitoring import observe_emit

@@ -43,7 +43,7 @@ from shared.store import InvalidTransition, JobState, UnknownJob
 from website.extensions import redis_ext
 from website.http.access import loggable
 from website.http.errors import error_response
-from website.jobs.owner import may_control
+from website.http.ownership import may_control
 from website.ops.monitoring import count_control
 from website.realtime.sockets import publish_state
 

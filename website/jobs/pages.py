@@ -9,7 +9,7 @@ from shared.joblog import read_log
 from shared.protocol import LOG_START, is_uuid
 from website.extensions import redis_ext
 from website.http.errors import error_response
-from website.jobs.owner import may_control, may_read, remember_job
+from website.http.ownership import may_control, may_read, remember_job
 from website.jobs.services import kinds, start_kind
 from website.jobs.submit import Rejected, read_submission
 

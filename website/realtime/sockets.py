@@ -23,9 +23,9 @@ from shared.protocol import HIGHLIGHT, JOB_LOG, SUBSCRIBE, UPDATE_PROGRESS, is_u
 from shared.snippets import Event, progress_payload
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
-from website.jobs.owner import may_read
-from website.realtime.limits import Refused, joined, throttle
 from website.http.access import loggable
+from website.http.ownership import may_read
+from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
 

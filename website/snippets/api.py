@@ -8,7 +8,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from website.extensions import redis_ext
 from website.http.body import read_json_body
 from website.http.errors import error_response
-from website.jobs.owner import control_token
+from website.http.ownership import control_token
 from website.snippets.pages import (
     Rejected,
     find_snippet,

@@ -31,7 +31,7 @@ from shared.snippets import (
 from shared.store import JobState
 from website.extensions import redis_ext
 from website.http.errors import error_response
-from website.jobs.owner import remember_job
+from website.http.ownership import remember_job
 from website.snippets.services import start_highlight
 
 bp = Blueprint("snippets", __name__)
