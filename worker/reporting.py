@@ -79,7 +79,9 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate,
                 state, snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL), now):
             sio.emit(event, payload, to=room)
     else:
-        store.client.publish(keys.STATE_CHANNEL, update.job_id)
+        # "<job id>" or "<job id> <id of the log line before this update's lines>"
+        message = update.job_id if state.log is None else f"{update.job_id} {state.log.after}"
+        store.client.publish(keys.STATE_CHANNEL, message)
     return state, current
 
 
