@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 # The kinds Jobcast ships (shared.kinds.BUILTIN_MODULES): always in JOB_KINDS.
-BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import")
+BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import", "shared.kinds.external")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6380/0"  # the embedded Redis of `make run`
@@ -21,6 +21,7 @@ DEFAULT_REDIS_MAXMEMORY = "256mb"  # of the embedded Redis (noeviction: full mea
 # Only ever used when JOBCAST_ENV=development: never a fallback in production.
 _DEV_SECRET_KEY = "dev-only-secret-key"
 _DEV_PROGRESS_TOKEN = "dev-only-progress-token"
+_DEV_WORKER_TOKEN = "dev-only-worker-token"
 
 
 class ConfigError(RuntimeError):
@@ -115,6 +116,12 @@ class Config:
         self.PROGRESS_TOKEN: str = env.get("PROGRESS_TOKEN", "") or (
             _DEV_PROGRESS_TOKEN if dev else ""
         )
+        # External workers (docs/workers.md) claim jobs with this bearer token.
+        self.WORKER_TOKEN: str = env.get("WORKER_TOKEN", "") or (_DEV_WORKER_TOKEN if dev else "")
+        # A claimed external job goes back on its queue when its worker has not
+        # reported for LEASE_SECONDS; after MAX_ATTEMPTS claims it fails.
+        self.LEASE_SECONDS: int = _int(env, "LEASE_SECONDS", 30, minimum=1)
+        self.MAX_ATTEMPTS: int = _int(env, "MAX_ATTEMPTS", 3, minimum=1)
         self.REDIS_URL: str = env.get("REDIS_URL", "") or DEFAULT_REDIS_URL
         # Socket.IO message queue: set it (usually to REDIS_URL) to run several
         # web processes or let the worker emit directly. Empty: one process.
@@ -206,7 +213,8 @@ class Config:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` when a required setting is missing."""
-        missing = [name for name in ("SECRET_KEY", "PROGRESS_TOKEN") if not getattr(self, name)]
+        missing = [name for name in ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN")
+                   if not getattr(self, name)]
         if missing:
             raise ConfigError(
                 f"{' and '.join(missing)} must be set in the environment "

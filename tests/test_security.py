@@ -113,7 +113,7 @@ def test_pages_have_no_inline_script(client: FlaskClient) -> None:
 
 def limited_app(redis_url: str, rate: str) -> Flask:
     cfg = Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, PROGRESS_TOKEN=TEST_PROGRESS_TOKEN,
-                 REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT=rate)
+                 WORKER_TOKEN="w", REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT=rate)
     return create_app(cfg)
 
 
@@ -171,7 +171,8 @@ def test_rate_limit_for_later_routes(redis_url: str) -> None:
 
 
 @pytest.mark.parametrize("env", [{}, {"SECRET_KEY": "x"}, {"PROGRESS_TOKEN": "y"},
-                                 {"SECRET_KEY": "", "PROGRESS_TOKEN": ""}])
+                                 {"SECRET_KEY": "", "PROGRESS_TOKEN": ""},
+                                 {"SECRET_KEY": "x", "PROGRESS_TOKEN": "y"}])
 def test_secrets_are_required_outside_development(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="must be set in the environment"):
         Config(environ=env)
@@ -179,7 +180,7 @@ def test_secrets_are_required_outside_development(env: dict[str, str]) -> None:
 
 def test_development_has_dev_only_defaults() -> None:
     cfg = Config(environ={"JOBCAST_ENV": "development"})
-    assert cfg.SECRET_KEY and cfg.PROGRESS_TOKEN and cfg.is_development
+    assert cfg.SECRET_KEY and cfg.PROGRESS_TOKEN and cfg.WORKER_TOKEN and cfg.is_development
 
 
 @pytest.mark.parametrize("env, match", [
@@ -189,7 +190,7 @@ def test_development_has_dev_only_defaults() -> None:
 ])
 def test_invalid_settings_are_clear_errors(env: dict[str, str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        Config(environ={"SECRET_KEY": "s", "PROGRESS_TOKEN": "t", **env})
+        Config(environ={"SECRET_KEY": "s", "PROGRESS_TOKEN": "t", "WORKER_TOKEN": "w", **env})
 
 
 @pytest.mark.parametrize("text, expected", [
