@@ -31,7 +31,8 @@ from honcho.environ import parse as parse_env_file
 from shared.config import DEFAULT_REDIS_URL
 
 GENERATED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN", "OPS_TOKEN")
-REQUIRED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN")  # empty counts as unset; OPS_TOKEN= means open
+# Empty counts as unset for these; OPS_TOKEN= means open.
+REQUIRED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN")
 DEFAULT_PORT = "5000"
 
 

@@ -80,9 +80,14 @@ def start_kind(kind: JobKind, args: dict[str, Any]) -> JobState:
     """Create and enqueue a job of ``kind`` with checked ``args``.
 
     The arguments are kept on the job (uploads only by their size), so the
-    operators' job page can show them.
+    operators' job page can show them. Jobs of an external kind go to the
+    kind's queue in Redis (``website.workers``), not to RQ.
     """
     ensure_room()
+    if kind.external:  # claimed over HTTP by a worker in any language, never by RQ
+        from website.workers.queues import start_external
+
+        return start_external(kind, args)
     shown = {name: (f"<upload, {len(value)} characters>" if name in kind.uploads
                     and isinstance(value, str) else value) for name, value in args.items()}
     return enqueue_job(RUN_KIND_JOB, kind=kind.name, timeout=kind.timeout,
