@@ -4,15 +4,35 @@ the SIGKILL tests run real gunicorn and real worker processes."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+from shared import keys
 from shared.config import Config
-from tests.support import TEST_PROGRESS_TOKEN, TEST_WORKER_TOKEN, auth, wait_until
+from shared.signing import sign_job_token
+from shared.store import JobStore
+from tests.conftest import Stack, start_stack, stop_stack
+from tests.support import (
+    ROOT,
+    TEST_PROGRESS_TOKEN,
+    TEST_SECRET_KEY,
+    TEST_WORKER_TOKEN,
+    EventRecorder,
+    Process,
+    auth,
+    final_state_received,
+    wait_until,
+)
 
 JOB = "6f1c2f5e-1c1b-4d52-8b0e-6f2b7c1a9d10"
 
@@ -214,3 +234,129 @@ def test_a_batch_with_only_refused_items_is_401(client: FlaskClient) -> None:
     resp = report(client, [{"jobId": job_id, "state": "running", "progress": 1}], "wrong")
     assert resp.status_code == 401
     assert client.post("/api/progress", json=[{"jobId": job_id}]).status_code == 401
+
+
+# -- the real stack: gunicorn + eventlet, the reference shell and Node workers -------------
+
+@pytest.fixture(scope="module")
+def lease_stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A real stack with a two-second lease and no creation rate limits."""
+    running = start_stack(log_dir, tmp_path_factory.mktemp("lease-redis"), LEASE_SECONDS="2",
+                          RATE_LIMIT="0", RATE_LIMIT_GLOBAL="0")
+    yield running
+    stop_stack(running)
+
+
+def external_worker(stack: Stack, which: str, name: str, delay: str, once: bool = False
+                    ) -> Process:
+    """A reference worker (examples/) as a process whose output goes to a log file."""
+    cmd = (["/bin/sh", str(ROOT / "examples" / "worker.sh"), name] if which == "shell"
+           else [shutil.which("node") or "node", str(ROOT / "examples" / "worker.mjs"), name])
+    env = {"PATH": "/usr/bin:/bin", "JOBCAST_URL": stack.url, "WORKER_TOKEN": TEST_WORKER_TOKEN,
+           "STEP_DELAY": delay, **({"ONCE": "1"} if once else {})}
+    return Process(name, cmd, env, stack.log_dir).start()
+
+
+def post_job(stack: Stack, n: int) -> str:
+    resp = requests.post(stack.url + "/api/jobs", json={"kind": "external", "args": {"n": n}},
+                         timeout=5)
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["id"])
+
+
+def test_a_killed_worker_loses_its_job_to_another(lease_stack: Stack) -> None:
+    job_id = post_job(lease_stack, 3)
+    watcher = EventRecorder(lease_stack.url, job_id)
+    slow = external_worker(lease_stack, "shell", "doomed", "60")
+    try:
+        wait_until(lambda: lease_stack.job_state(job_id).get("current") == 1, timeout=20,
+                   what="the first step")
+        slow.kill()  # SIGKILL mid-job: no more reports, the lease lapses
+        watcher.wait_for(lambda ev: any(name == "updateProgress" and p["state"] == "queued"
+                                        and "lease lapsed" in p["message"]
+                                        for name, p in ev), timeout=15,
+                         what="the job to be queued again")
+        page = requests.get(f"{lease_stack.url}/jobs/{job_id}", timeout=5).text
+        line = re.search(r"<p id=\"status-line\".*?</p>", page, re.S)
+        assert line and "doomed stopped reporting (lease lapsed); queued again for attempt 2" \
+            in line.group(0), line
+        stale = requests.post(lease_stack.url + "/api/progress",
+                              json={"jobId": job_id, "state": "succeeded", "result": "stale"},
+                              headers=auth(sign_job_token(TEST_SECRET_KEY, job_id, 1)),
+                              timeout=5)
+        assert stale.status_code == 409, stale.text
+        assert lease_stack.job_state(job_id)["state"] == "queued"
+        rescue = external_worker(lease_stack, "node", "rescuer", "0.05", once=True)
+        rescue.proc.wait(30)  # type: ignore[union-attr]
+        watcher.wait_for(final_state_received(), timeout=15, what="the final state")
+    finally:
+        watcher.close()
+        slow.stop()
+    messages = [p["message"] for p in watcher.payloads("updateProgress")]
+    assert "claimed by rescuer (attempt 2)" in messages
+    final = lease_stack.job_state(job_id)
+    assert final["state"] == "succeeded" and final["result"] == {"steps": 3, "worker": "rescuer"}
+
+
+def test_waiting_claims_hold_no_redis_connection_and_block_nothing(lease_stack: Stack) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = redis.Redis.from_url(lease_stack.env["REDIS_URL"], decode_responses=True)
+
+    def blocking() -> int:
+        return sum(c["cmd"] in ("blpop", "brpop", "blmove", "bzpopmin", "xread")
+                   for c in client.client_list())
+
+    idle = blocking()  # the RQ worker waits in BLPOP on its own queue
+
+    def wait_claim(i: int) -> requests.Response:
+        got = requests.post(lease_stack.url + "/api/workers/claim", headers=auth(
+            TEST_WORKER_TOKEN), json={"kinds": ["external"], "worker": f"waiter-{i}",
+                                      "wait": 6}, timeout=20)
+        if got.status_code == 200:  # finish it at once, before its lease could lapse
+            done = requests.post(lease_stack.url + "/api/progress", headers=auth(
+                got.json()["token"]), json={"jobId": got.json()["jobId"],
+                                            "state": "succeeded"}, timeout=5)
+            assert done.status_code == 204
+        return got
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        futures = [pool.submit(wait_claim, i) for i in range(30)]
+        time.sleep(1.0)  # let them all arrive and wait (a test deadline, not a timing target)
+        assert not any(f.done() for f in futures), "the claims wait"
+        assert requests.get(lease_stack.url + "/healthz", timeout=3).status_code in (200, 503)
+        assert requests.get(lease_stack.url + "/", timeout=3).status_code == 200
+        # No claim blocks in Redis (no BLPOP per request): at most idle pooled
+        # connections, and one subscriber, the web process's listener.
+        assert blocking() == idle
+        assert client.pubsub_numsub(keys.EXTERNAL_CHANNEL) == [(keys.EXTERNAL_CHANNEL, 1)]
+        job_id = post_job(lease_stack, 1)
+        answers = [f.result() for f in futures]
+    got = [a for a in answers if a.status_code == 200]
+    assert len(got) == 1 and got[0].json()["jobId"] == job_id, [(g.json(), job_id) for g in got]
+    assert sorted({a.status_code for a in answers}) == [200, 204]
+    client.close()
+
+
+def test_two_workers_compete_for_200_jobs_each_done_once(lease_stack: Stack) -> None:
+    # Last on this stack: a stopped worker's claim may still wait on the server.
+    workers = [external_worker(lease_stack, "shell", f"rival-{i}", "0") for i in (1, 2)]
+    store = JobStore(redis.Redis.from_url(lease_stack.env["REDIS_URL"], decode_responses=True))
+    try:
+        ids = [post_job(lease_stack, 1) for _ in range(200)]
+
+        def all_done() -> bool:
+            return all(s is not None and s.state == "succeeded"
+                       for s in (store.get(i) for i in ids))
+
+        wait_until(all_done, timeout=120, interval=0.5, what="200 jobs to succeed")
+    finally:
+        for worker in workers:
+            worker.stop()
+    done = [re.findall(r"^done (\S+)$", w.log_tail(10**6), re.M) for w in workers]
+    assert sorted(done[0] + done[1]) == sorted(ids), "each job done once, none lost"
+    assert done[0] and done[1], "both workers got jobs"
+    for job_id in ids:
+        state = store.get(job_id)
+        assert state is not None and state.attempt == 1
+        assert state.result["worker"] in ("rival-1", "rival-2")
