@@ -124,7 +124,7 @@ class ExternalQueues:
         requeued = tuple(str(i) for i in result.get("requeued") or [])
         if requeued:
             self.client.publish(keys.EXTERNAL_CHANNEL, "requeued")
-        return Sweep(requeued=requeued, failed=tuple(str(i) for i in result.get("failed") or []))
+        return Sweep(requeued=requeued, failed=tuple(str(i) for i in result.get("gave_up") or []))
 
     def waiting(self, kind: str) -> int:
         """How many ids wait in ``kind``'s queue (some may be of cancelled jobs)."""

@@ -14,7 +14,7 @@
 -- and a message saying why; on its last attempt it fails instead.
 --
 -- Returns field/value pairs:
---   requeued   ids put back on a queue        failed   ids that failed
+--   requeued   ids put back on a queue        gave_up   ids that failed (last attempt)
 local leases = KEYS[1]
 local now, max_attempts, prefix, qprefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local queued, failed = ARGV[5], ARGV[6]
@@ -45,4 +45,4 @@ for _, id in ipairs(ids) do
     end
   end
 end
-return {'requeued', requeued, 'failed', gave_up}
+return {'requeued', requeued, 'gave_up', gave_up}
