@@ -65,6 +65,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
 
+def _intervals(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"WEBHOOK_BACKOFF must be seconds separated by commas, got {text!r}"
+                          ) from None
+    if not values or any(v < 1 for v in values):
+        raise ConfigError("WEBHOOK_BACKOFF must list at least one interval, each >= 1 second")
+    return values
+
+
 def default_socketio_cap(worker_connections: int) -> int:
     """Socket.IO connections allowed by default: keep 10% (at least 10) for HTTP."""
     return max(1, worker_connections - max(10, worker_connections // 10))
@@ -122,6 +133,16 @@ class Config:
         # reported for LEASE_SECONDS; after MAX_ATTEMPTS claims it fails.
         self.LEASE_SECONDS: int = _int(env, "LEASE_SECONDS", 30, minimum=1)
         self.MAX_ATTEMPTS: int = _int(env, "MAX_ATTEMPTS", 3, minimum=1)
+        # Completion webhooks (shared/webhooks.py): signed with WEBHOOK_SECRET
+        # (unset: webhooks are refused), only to WEBHOOK_ALLOWED_HOSTS (comma-
+        # separated names; "*" any public host), retried after each of
+        # WEBHOOK_BACKOFF seconds (about a day in all).
+        self.WEBHOOK_SECRET: str = env.get("WEBHOOK_SECRET", "") or (
+            "dev-only-webhook-secret" if dev else "")
+        self.WEBHOOK_ALLOWED_HOSTS: tuple[str, ...] = tuple(
+            h.strip() for h in env.get("WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip())
+        self.WEBHOOK_BACKOFF: tuple[int, ...] = _intervals(
+            env.get("WEBHOOK_BACKOFF", "") or "10,60,300,1800,7200,21600,43200")
         self.REDIS_URL: str = env.get("REDIS_URL", "") or DEFAULT_REDIS_URL
         # Socket.IO message queue: set it (usually to REDIS_URL) to run several
         # web processes or let the worker emit directly. Empty: one process.

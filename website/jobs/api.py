@@ -9,12 +9,14 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from shared.joblog import is_log_id, read_log
 from shared.protocol import APPLIED_HEADER, CALLBACK_MAX_BYTES, LOG_START, STATE_HEADER, is_uuid
 from shared.signing import parse_bearer
+from shared.webhooks import delivery_state
 from website.extensions import redis_ext
 from website.http.access import note_job
 from website.http.body import read_json_body
 from website.http.errors import error_response
 from website.jobs.services import kinds, start_kind
 from website.jobs.submit import Rejected, read_submission
+from website.jobs.webhooks import read_webhook
 from website.workers.reports import BATCH_MAX, apply_report, token_allows
 
 log = logging.getLogger(__name__)
@@ -34,10 +36,11 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     400 names each bad argument (``fields``); nothing is stored or enqueued then.
     """
     try:
-        kind, args, _rest = read_submission(kinds())
+        kind, args, rest = read_submission(kinds())
+        webhook = read_webhook(rest, kind.name)
     except Rejected as exc:
         return jsonify(exc.to_json()), exc.status
-    state = start_kind(kind, args)
+    state = start_kind(kind, args, webhook=webhook)
     status_url = url_for("api.job_state", job_id=state.job_id)
     body = {"id": state.job_id, "kind": kind.name, "status_url": status_url,
             "state": state.to_payload()}
@@ -52,7 +55,11 @@ def job_state(job_id: str) -> Response | tuple[Response | str, int]:
     state = redis_ext.store.get(job_id.lower())
     if state is None:
         return error_response(404, "unknown job id")
-    return jsonify(state.to_payload())
+    body = state.to_payload()
+    delivery = delivery_state(state.extra)
+    if delivery is not None:
+        body["webhook"] = delivery
+    return jsonify(body)
 
 
 @bp.get("/jobs/<job_id>/log")

@@ -34,6 +34,7 @@ from shared.protocol import (
 from shared.store import InvalidTransition, JobState, UnknownJob
 from website.extensions import redis_ext
 from website.http.errors import error_response
+from website.jobs.webhooks import job_ended
 from website.ops.monitoring import count_control
 from website.realtime.sockets import publish_state
 
@@ -82,6 +83,7 @@ def cancel_job(job_id: str) -> JobState:
     if job.extra.get("external") != "1":  # an external worker learns it from its next report
         _stop_in_rq(job.job_id)
     publish(cancelled)
+    job_ended(job.job_id)
     log.info("job %s cancelled (was %s)", job.job_id, job.state)
     return cancelled
 

@@ -29,11 +29,12 @@ def queues() -> ExternalQueues:
     return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
 
 
-def start_external(kind: JobKind, args: dict[str, Any]) -> JobState:
+def start_external(kind: JobKind, args: dict[str, Any],
+                   fields: dict[str, str] | None = None) -> JobState:
     """Store a job of the external ``kind`` as queued and put it on the kind's queue."""
     job_id = new_id()
     state = redis_ext.store.create(job_id, kind=kind.name, external="1", attempt="1",
-                                   args=json.dumps(args, ensure_ascii=False))
+                                   args=json.dumps(args, ensure_ascii=False), **(fields or {}))
     try:
         queues().push(job_id, kind.name)
     except redis.RedisError:
@@ -65,7 +66,11 @@ def publish_ids(job_ids: Iterable[str]) -> int:
 
 def sweep() -> int:
     """Requeue or fail the jobs whose lease lapsed, and push their new state; how many."""
+    from website.jobs.webhooks import job_ended
+
     swept = queues().sweep()
+    for job_id in swept.failed:
+        job_ended(job_id)
     for job_id in swept.requeued:
         log.info("job %s: lease lapsed, queued again", job_id)
     for job_id in swept.failed:

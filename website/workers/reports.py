@@ -21,6 +21,7 @@ from shared.signing import job_token_attempt
 from shared.store import UnknownJob
 from website.extensions import redis_ext
 from website.http.access import request_started
+from website.jobs.webhooks import job_ended
 from website.ops.monitoring import observe_emit
 from website.realtime.sockets import publish_state
 from website.workers.queues import queues
@@ -91,4 +92,5 @@ def apply_report(body: object, token: str) -> Outcome:
         observe_emit(request_started())
         if applied.finished:
             queues().renew(update.job_id, attempt, now)  # an ended job loses its lease
+            job_ended(update.job_id)
     return Outcome(update.job_id, 204, applied=applied is not None, state=state)
