@@ -4,6 +4,7 @@ the SIGKILL tests run real gunicorn and real worker processes."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -336,6 +337,30 @@ def test_waiting_claims_hold_no_redis_connection_and_block_nothing(lease_stack: 
     assert len(got) == 1 and got[0].json()["jobId"] == job_id, [(g.json(), job_id) for g in got]
     assert sorted({a.status_code for a in answers}) == [200, 204]
     client.close()
+
+
+def test_a_claim_whose_client_went_away_takes_no_job(lease_stack: Stack) -> None:
+    import socket
+
+    host, port = lease_stack.url.removeprefix("http://").split(":")
+    body = json.dumps({"kinds": ["external"], "worker": "ghost", "wait": 10}).encode()
+    ghost = socket.create_connection((host, int(port)))
+    ghost.sendall(b"POST /api/workers/claim HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: Bearer " + TEST_WORKER_TOKEN.encode() + b"\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: "
+                  + str(len(body)).encode() + b"\r\n\r\n" + body)
+    time.sleep(0.5)  # let the claim arrive and wait (a test deadline, not a timing target)
+    ghost.close()
+    job_id = post_job(lease_stack, 1)
+    got = claim_http(lease_stack, "alive", wait=5)
+    assert got.status_code == 200 and got.json()["jobId"] == job_id
+    assert got.json()["attempt"] == 1, "the vanished claim did not take the job first"
+
+
+def claim_http(stack: Stack, worker: str, wait: float) -> requests.Response:
+    return requests.post(stack.url + "/api/workers/claim", headers=auth(TEST_WORKER_TOKEN),
+                         json={"kinds": ["external"], "worker": worker, "wait": wait},
+                         timeout=wait + 10)
 
 
 def test_two_workers_compete_for_200_jobs_each_done_once(lease_stack: Stack) -> None:

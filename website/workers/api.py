@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import socket
 import time
 from typing import Any
 
@@ -34,6 +35,23 @@ WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 
 class BadRequest(ValueError):
     """A body the endpoint cannot take (400 with the message)."""
+
+
+def client_gone(environ: dict[str, Any]) -> bool:
+    """True when the client of a waiting claim has closed its connection.
+
+    Peeks at gunicorn's client socket without blocking (the raw socket under an
+    eventlet ``GreenSocket``); False when that cannot be told (other servers).
+    """
+    sock = getattr(environ.get("gunicorn.socket"), "fd", None)  # not socket.socket: patched
+    if sock is None or not hasattr(sock, "recv"):
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # open, nothing sent: still waiting for our answer
+    except OSError:
+        return True
 
 
 def _authorised() -> bool:
@@ -87,6 +105,9 @@ def claim() -> Response | tuple[Response | str, int]:
             if got is not None or remaining <= 0:
                 break
             event.wait(min(remaining, notifier.poll_interval))
+            if client_gone(request.environ):  # nobody would read the job: leave it queued
+                log.info("claim by %s: the client went away while waiting", worker)
+                return Response(status=204)
     finally:
         notifier.forget(event)
     if got is None:
