@@ -177,7 +177,7 @@ def test_direct_reporter_refuses_unknown_jobs(redis_url: str) -> None:
 
 
 def test_scale_settings_are_validated() -> None:
-    base = {"SECRET_KEY": "s", "PROGRESS_TOKEN": "t"}
+    base = {"SECRET_KEY": "s", "PROGRESS_TOKEN": "t", "WORKER_TOKEN": "w"}
     with pytest.raises(ConfigError, match="SOCKETIO_MESSAGE_QUEUE"):
         Config(environ=dict(base, WORKER_EMIT="direct"))
     with pytest.raises(ConfigError, match="WORKER_EMIT"):
