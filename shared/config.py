@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 # The kinds Jobcast ships (shared.kinds.BUILTIN_MODULES): always in JOB_KINDS.
 BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import", "shared.kinds.external")
@@ -17,6 +18,11 @@ DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6380/0"  # the embedded Redis of `make run`
 DEFAULT_REDIS_MAXMEMORY = "256mb"  # of the embedded Redis (noeviction: full means refused)
+WEB = "web"
+WORKER = "worker"
+VISIBILITY_LINK = "link"    # anyone holding a job's id may read its state
+VISIBILITY_OWNER = "owner"  # only its owner and operators (others get 404)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 # Only ever used when JOBCAST_ENV=development: never a fallback in production.
 _DEV_SECRET_KEY = "dev-only-secret-key"
@@ -106,6 +112,19 @@ def parse_rate(text: str, name: str = "RATE_LIMIT") -> tuple[int, int]:
     return (limit, window) if limit else (0, 0)
 
 
+def trusted_hosts(raw: str, site_url: str, dev: bool) -> list[str]:
+    """``TRUSTED_HOSTS`` as a list: the given names, else SITE_URL's host (plus
+    localhost and 127.0.0.1 in development). ``*`` accepts any host."""
+    given = [h.strip().lower() for h in raw.split(",") if h.strip()]
+    if given:
+        return [] if "*" in given else given
+    host = (urlsplit(site_url).hostname or "").lower()
+    hosts = [host] if host else []
+    if dev or host in LOOPBACK_HOSTS:
+        hosts += [h for h in ("localhost", "127.0.0.1") if h not in hosts]
+    return hosts
+
+
 class Config:
     """All settings, upper-case attributes as Flask expects them.
 
@@ -113,7 +132,9 @@ class Config:
     read from ``environ`` (``os.environ`` by default).
     """
 
-    def __init__(self, environ: Mapping[str, str] | None = None, **overrides: Any) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, *, role: str = WEB,
+                 **overrides: Any) -> None:
+        self.role = role
         env = dict(os.environ if environ is None else environ)
         for key, value in overrides.items():
             if isinstance(value, str):
@@ -219,6 +240,16 @@ class Config:
         self.SOCKETIO_MAX_ROOMS: int = _int(env, "SOCKETIO_MAX_ROOMS", 100, minimum=1)
         self.SOCKETIO_EVENT_RATE: float = _float(env, "SOCKETIO_EVENT_RATE", 10.0)
         self.SOCKETIO_EVENT_BURST: int = _int(env, "SOCKETIO_EVENT_BURST", 20, minimum=1)
+        # Who may read a job's state: "link" (anyone with its id) or "owner"
+        # (its creator and operators; others get 404). See docs/security.md.
+        self.JOB_VISIBILITY: str = (env.get("JOB_VISIBILITY", "") or VISIBILITY_LINK).lower()
+        # A per-job callback token is refused once older than this (seconds).
+        self.JOB_TOKEN_MAX_AGE: int = _int(env, "JOB_TOKEN_MAX_AGE", 24 * 3600, minimum=60)
+        # Seconds a request body may stall between reads before 408 and close.
+        self.REQUEST_BODY_TIMEOUT: float = _float(env, "REQUEST_BODY_TIMEOUT", 10.0)
+        # Host headers the site answers (comma-separated); others get 400.
+        self.TRUSTED_HOSTS: list[str] = trusted_hosts(env.get("TRUSTED_HOSTS", ""),
+                                                      self.SITE_URL, dev)
 
         for key, value in overrides.items():
             if not isinstance(value, str):
@@ -232,10 +263,24 @@ class Config:
         """True when running with development defaults."""
         return self.JOBCAST_ENV == DEVELOPMENT
 
+    @property
+    def uses_dev_secrets(self) -> bool:
+        """True when a secret this process needs is a built-in development one."""
+        return (self.PROGRESS_TOKEN == _DEV_PROGRESS_TOKEN
+                or (self.role == WEB and (self.SECRET_KEY == _DEV_SECRET_KEY
+                                          or self.WORKER_TOKEN == _DEV_WORKER_TOKEN)))
+
     def validate(self) -> None:
-        """Raise :class:`ConfigError` when a required setting is missing."""
-        missing = [name for name in ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN")
-                   if not getattr(self, name)]
+        """Raise :class:`ConfigError` when a required setting is missing.
+
+        The web site needs ``SECRET_KEY``, ``PROGRESS_TOKEN`` and
+        ``WORKER_TOKEN``; the worker signs nothing and needs only ``PROGRESS_TOKEN``.
+        """
+        if self.role not in (WEB, WORKER):
+            raise ConfigError(f"unknown process role {self.role!r}")
+        needed = (("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN") if self.role == WEB
+                  else ("PROGRESS_TOKEN",))
+        missing = [name for name in needed if not getattr(self, name)]
         if missing:
             raise ConfigError(
                 f"{' and '.join(missing)} must be set in the environment "
@@ -261,6 +306,16 @@ class Config:
                 "reach the site still has time to store its end through the fallback")
         parse_rate(self.RATE_LIMIT)
         parse_rate(self.RATE_LIMIT_GLOBAL, "RATE_LIMIT_GLOBAL")
+        if self.JOB_VISIBILITY not in (VISIBILITY_LINK, VISIBILITY_OWNER):
+            raise ConfigError(f"JOB_VISIBILITY must be {VISIBILITY_LINK!r} or "
+                              f"{VISIBILITY_OWNER!r}, got {self.JOB_VISIBILITY!r}")
+        bind_host = self.WEB_BIND.rpartition(":")[0] if ":" in self.WEB_BIND else self.WEB_BIND
+        if (self.role == WEB and self.uses_dev_secrets and not self.WEB_BIND.startswith("unix:")
+                and bind_host not in LOOPBACK_HOSTS):
+            raise ConfigError(
+                f"WEB_BIND={self.WEB_BIND} listens beyond this machine but the development "
+                "secrets are in use: set SECRET_KEY and PROGRESS_TOKEN (`make run` writes "
+                "them to .env) or bind to 127.0.0.1")
 
     def as_dict(self) -> dict[str, Any]:
         """The upper-case settings as a plain dict."""

@@ -28,6 +28,7 @@ T = TypeVar("T")
 TEST_SECRET_KEY = "test-secret-key"
 TEST_PROGRESS_TOKEN = "test-progress-token"
 TEST_WORKER_TOKEN = "test-worker-token"
+TEST_OPS_TOKEN = "test-ops-token"
 
 
 def free_port() -> int:
@@ -222,11 +223,16 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker",
     return proc
 
 
-def start_job(base_url: str) -> str:
-    """Start a demo job through a site's JSON API; its id."""
+def create_job(base_url: str) -> dict[str, Any]:
+    """Start a demo job through a site's JSON API; the 202 body (id, controlToken...)."""
     resp = requests.post(base_url + "/api/jobs", timeout=5)
     assert resp.status_code == 202, resp.text
-    return str(resp.json()["id"])
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def start_job(base_url: str) -> str:
+    """Start a demo job through a site's JSON API; its id."""
+    return str(create_job(base_url)["id"])
 
 
 def job_state(base_url: str, job_id: str) -> dict[str, Any]:
@@ -317,3 +323,22 @@ def demo_final(job_id: str, steps: int = 10) -> dict[str, Any]:
     """The final ``updateProgress`` of a demo job of ``steps`` steps."""
     return {"jobId": job_id, "progress": 100, "state": "succeeded", "message": "",
             "current": steps, "total": steps, "result": {"steps": steps}}
+
+
+def csp_directives(value: str) -> dict[str, list[str]]:
+    """A Content-Security-Policy as {directive: sources}."""
+    parts = [p.split() for p in value.split(";") if p.strip()]
+    return {p[0]: p[1:] for p in parts}
+
+
+def assert_security_headers(headers: Any, host: str = "localhost") -> None:
+    """The headers every answer of the site carries, whoever produced it."""
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "same-origin"
+    csp = csp_directives(headers["Content-Security-Policy"])
+    assert csp["script-src"] == ["'self'"]
+    assert csp["frame-ancestors"] == ["'none'"]
+    assert csp["object-src"] == ["'none'"]
+    assert set(csp["connect-src"]) == {"'self'", f"ws://{host}", f"wss://{host}"}
+    assert "'unsafe-inline'" not in headers["Content-Security-Policy"]

@@ -15,7 +15,13 @@ from rq import Queue
 
 from shared.config import Config, ConfigError, parse_rate
 from shared.protocol import new_id
-from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in
+from tests.support import (
+    TEST_PROGRESS_TOKEN,
+    TEST_SECRET_KEY,
+    assert_security_headers,
+    auth,
+    csrf_token_in,
+)
 from website import create_app
 from website.http.ratelimit import limit
 
@@ -75,24 +81,66 @@ def test_cross_site_callback_is_refused_and_changes_nothing(client: FlaskClient)
 # -- security headers --------------------------------------------------------------
 
 
-def csp_directives(value: str) -> dict[str, list[str]]:
-    parts = [p.split() for p in value.split(";") if p.strip()]
-    return {p[0]: p[1:] for p in parts}
-
-
 @pytest.mark.parametrize("path", ["/", "/api/jobs/nope", "/jobs/" + new_id(),
                                   "/static/js/job.js", "/api/openapi.json", "/no/such/page"])
 def test_security_headers_on_every_response(client: FlaskClient, path: str) -> None:
-    resp = client.get(path)
-    assert resp.headers["X-Content-Type-Options"] == "nosniff"
-    assert resp.headers["X-Frame-Options"] == "DENY"
-    assert resp.headers["Referrer-Policy"] == "same-origin"
-    csp = csp_directives(resp.headers["Content-Security-Policy"])
-    assert csp["script-src"] == ["'self'"]
-    assert csp["frame-ancestors"] == ["'none'"]
-    assert csp["object-src"] == ["'none'"]
-    assert set(csp["connect-src"]) == {"'self'", "ws://localhost", "wss://localhost"}
-    assert "'unsafe-inline'" not in resp.headers["Content-Security-Policy"]
+    assert_security_headers(client.get(path).headers)
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status"), [
+    ("POST", "/api/jobs", {}, 202),
+    ("POST", "/api/progress", {"json": {}}, 401),
+    ("POST", "/api/progress", {"data": "{", "headers": auth()}, 400),
+    ("POST", "/jobs", {"data": {}, "headers": {"Accept": "text/html"}}, 400),
+    ("POST", "/api/jobs", {"headers": {"Origin": "https://evil.example"}}, 403),
+    ("DELETE", "/api/jobs", {}, 405),
+    ("GET", "/socket.io/?EIO=4&transport=polling", {}, 200),  # engine.io, not Flask
+    ("GET", "/socket.io/?EIO=4&transport=polling&sid=nope", {}, 400),
+])
+def test_security_headers_on_posts_errors_and_socketio(
+        client: FlaskClient, method: str, path: str, kwargs: dict[str, Any],
+        status: int) -> None:
+    resp = client.open(path, method=method, **kwargs)
+    assert resp.status_code == status, resp.data
+    assert_security_headers(resp.headers)
+
+
+def test_security_headers_on_500_and_503(config: Config) -> None:
+    app = create_app(config)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answer like production, not re-raise
+
+    def boom() -> str:
+        raise RuntimeError("bug")
+
+    app.add_url_rule("/boom", view_func=boom)
+    resp = app.test_client().get("/boom")
+    assert resp.status_code == 500
+    assert_security_headers(resp.headers)
+    down = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY,
+                             PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, ASYNC_MODE="threading",
+                             REDIS_URL="redis://127.0.0.1:1/0"))
+    resp = down.test_client().get("/api/jobs/" + new_id())
+    assert resp.status_code == 503
+    assert_security_headers(resp.headers)
+
+
+def test_security_headers_on_the_connection_caps_503(config: Config) -> None:
+    app = create_app(Config(environ={}, **{**config.as_dict(), "WORKER_CONNECTIONS": 20,
+                                           "SOCKETIO_MAX_CONNECTIONS": 1}))
+    client = app.test_client()
+    first = client.get("/socket.io/?EIO=4&transport=polling")
+    assert first.status_code == 200
+    refused = client.get("/socket.io/?EIO=4&transport=polling")
+    assert refused.status_code == 503 and refused.headers["Retry-After"]
+    assert_security_headers(refused.headers)
+
+
+def test_views_may_set_their_own_header(config: Config) -> None:
+    app = create_app(config)
+    app.add_url_rule("/framed", view_func=lambda: ("ok", 200, {"X-Frame-Options": "SAMEORIGIN"}))
+    resp = app.test_client().get("/framed", headers={"Host": "localhost:8080"})
+    assert resp.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert_security_headers({**resp.headers, "X-Frame-Options": "DENY"}, "localhost:8080")
 
 
 def test_pages_have_no_inline_script(client: FlaskClient) -> None:

@@ -258,7 +258,10 @@ def test_a_highlight_past_the_job_timeout_ends_failed_and_is_pushed(
         rec.close()
     failed = [p for p in rec.payloads(UPDATE_PROGRESS) if p["state"] == "failed"][0]
     assert "Timeout" in failed["message"], failed
-    job_id = failed["jobId"]
+    assert "jobId" not in failed  # a snippet's room never learns its job's id
+    stored = SnippetStore(text_redis).get(sid, source=False)
+    assert stored is not None
+    job_id = stored.job_id
     rq_job = Job.fetch(job_id, connection=rq_queue.connection)
     wait_until(lambda: rq_job.get_status(refresh=True) == "failed", timeout=20,
                what="RQ to record the failure")

@@ -27,13 +27,20 @@ BIN = Path(sys.executable).parent
     ("web", [str(BIN / "gunicorn"), "website:create_app()"]),
     ("worker", [sys.executable, "-m", "worker"]),
 ])
-@pytest.mark.parametrize("extra", [{}, {"SECRET_KEY": "only-this-one"}])
+@pytest.mark.parametrize(("extra", "missing"), [
+    ({}, ["SECRET_KEY", "PROGRESS_TOKEN"]),
+    ({"SECRET_KEY": "only-this-one"}, ["PROGRESS_TOKEN"]),
+    ({"PROGRESS_TOKEN": "only-this-one"}, ["SECRET_KEY"]),
+], ids=["both", "no-progress-token", "no-secret-key"])
 def test_entry_point_without_secrets_exits_with_message(name: str, cmd: list[str],
-                                                        extra: dict[str, str]) -> None:
+                                                        extra: dict[str, str],
+                                                        missing: list[str]) -> None:
     result = run_without_secrets(cmd, **extra)
     assert result.returncode != 0
     assert f"jobcast {name}: configuration error" in result.stderr
-    assert "PROGRESS_TOKEN" in result.stderr and "must be set" in result.stderr
+    assert f"{' and '.join(missing)} must be set" in result.stderr, result.stderr
+    for given in extra:
+        assert given not in result.stderr.split("must be set")[0], result.stderr
     assert "Traceback" not in result.stderr
 
 

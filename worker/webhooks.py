@@ -16,7 +16,7 @@ import requests
 from rq import get_current_job
 
 from shared import keys
-from shared.config import Config
+from shared.config import WORKER, Config
 from shared.store import JobState
 from shared.webhooks import (
     DELIVERY_HEADER,
@@ -38,7 +38,7 @@ class DeliveryFailed(RuntimeError):
 
 def deliver(job_id: str, delivery: str) -> str:
     """POST the ended job's webhook once; raise :class:`DeliveryFailed` to be retried."""
-    cfg = Config()
+    cfg = Config(role=WORKER)
     client = redis.Redis.from_url(cfg.REDIS_URL, decode_responses=True)
     key = keys.job_key(job_id)
     data: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]

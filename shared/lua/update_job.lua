@@ -11,17 +11,20 @@
 -- ARGV[10]  how many log lines to keep (JOB_LOG_MAX)
 -- ARGV[11]  the name of the succeeded state
 -- ARGV[12]  the name of the queued state
--- ARGV[13]  n, how many terminal state names follow
--- ARGV[14 .. 13+n]   the names of the terminal states
--- ARGV[14+n ..]      the new log lines, in order
+-- ARGV[13]  the attempt the report is for ('' or '0': any attempt)
+-- ARGV[14]  n, how many terminal state names follow
+-- ARGV[15 .. 14+n]   the names of the terminal states
+-- ARGV[15+n ..]      the new log lines, in order
 --
--- Rules: an unknown job is refused; a terminal job never changes; a seq not
--- above the stored one is dropped; progress never goes back; a report that
--- changes nothing (no new field value, no log line) is dropped. Log lines
--- are appended only when the update is applied.
+-- Rules: an unknown job is refused; a report for another attempt (the job was
+-- retried since) is refused; a terminal job never changes; a seq not above the
+-- stored one is dropped; progress never goes back; a report that changes
+-- nothing (no new field value, no log line) is dropped. Log lines are appended
+-- only when the update is applied.
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
 --   code -1                 unknown job
+--   code -2, state, attempt stale attempt; attempt is the job's current one
 --   code 0, state           dropped; state is the job's current state
 --   code 1, state, progress, message, stage, kind, snippet_id, current, total,
 --           result, log_after, log_ids      applied; log_after is the id of the
@@ -31,16 +34,20 @@ local state, progress, message, stage, seq, now = ARGV[1], tonumber(ARGV[2]), AR
   ARGV[5], ARGV[6]
 local current, total, result = ARGV[7], ARGV[8], ARGV[9]
 local log_max = tonumber(ARGV[10])
-local succeeded, queued = ARGV[11], ARGV[12]
-local n_terminal = tonumber(ARGV[13])
+local succeeded, queued, for_attempt = ARGV[11], ARGV[12], tonumber(ARGV[13]) or 0
+local n_terminal = tonumber(ARGV[14])
 local terminal = {}
-for i = 14, 13 + n_terminal do terminal[ARGV[i]] = true end
-local first_line = 14 + n_terminal
+for i = 15, 14 + n_terminal do terminal[ARGV[i]] = true end
+local first_line = 15 + n_terminal
 
 local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
-                       'snippet_id', 'current', 'total', 'log_last')
+                       'snippet_id', 'current', 'total', 'log_last', 'attempt')
 local cur_state, cur_progress, cur_seq = cur[1], cur[2], cur[3]
 if not cur_state then return {'code', -1} end
+local cur_attempt = tonumber(cur[11]) or 1
+if for_attempt > 0 and for_attempt ~= cur_attempt then
+  return {'code', -2, 'state', cur_state, 'attempt', cur_attempt}
+end
 if terminal[cur_state] then return {'code', 0, 'state', cur_state} end
 if seq ~= '' and cur_seq and cur_seq ~= '' and tonumber(seq) <= tonumber(cur_seq) then
   return {'code', 0, 'state', cur_state}

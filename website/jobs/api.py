@@ -14,6 +14,7 @@ from website.extensions import redis_ext
 from website.http.access import note_job
 from website.http.body import read_json_body
 from website.http.errors import error_response
+from website.http.ownership import control_token, may_read
 from website.jobs.services import kinds, start_kind
 from website.jobs.submit import Rejected, read_submission
 from website.jobs.webhooks import read_webhook
@@ -31,7 +32,9 @@ def list_kinds() -> Response:
 
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
-    """Start a job: ``{"kind", "args"}`` (an empty body: the demo); 202 with its id.
+    """Start a job: ``{"kind", "args"}`` (an empty body: the demo); 202 with its id,
+    status URL, state and ``controlToken`` (the bearer token that lets this client
+    cancel and retry it).
 
     400 names each bad argument (``fields``); nothing is stored or enqueued then.
     """
@@ -43,14 +46,15 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     state = start_kind(kind, args, webhook=webhook)
     status_url = url_for("api.job_state", job_id=state.job_id)
     body = {"id": state.job_id, "kind": kind.name, "status_url": status_url,
-            "state": state.to_payload()}
+            "state": state.to_payload(), "controlToken": control_token(state.job_id)}
     return jsonify(body), 202, {"Location": status_url}
 
 
 @bp.get("/jobs/<job_id>")
 def job_state(job_id: str) -> Response | tuple[Response | str, int]:
-    """The job's current state as JSON; 404 for an unknown id."""
-    if not is_uuid(job_id):
+    """The job's current state as JSON; 404 for an unknown id (or one the
+    caller may not read, with ``JOB_VISIBILITY=owner``)."""
+    if not is_uuid(job_id) or not may_read(job_id.lower()):
         return error_response(404, "unknown job id")
     state = redis_ext.store.get(job_id.lower())
     if state is None:
@@ -67,9 +71,11 @@ def job_log(job_id: str) -> Response | tuple[Response | str, int]:
     """Lines of the job's log after ``?after=<id>`` (from the start without it).
 
     ``?limit=`` (1..1000, default 1000) caps the page; ``next`` is the id to ask
-    after for the following page, and ``more`` says whether there is one.
+    after for the following page, and ``more`` says whether there is one. Who may
+    read the job's state may read its log (``JOB_VISIBILITY``).
     """
-    if not is_uuid(job_id) or redis_ext.store.get(job_id.lower()) is None:
+    if (not is_uuid(job_id) or not may_read(job_id.lower())
+            or redis_ext.store.get(job_id.lower()) is None):
         return error_response(404, "unknown job id")
     after = request.args.get("after", LOG_START) or LOG_START
     if not is_log_id(after):
@@ -108,7 +114,7 @@ def progress() -> Response | tuple[Response | str, int]:
     job_id = body.get("jobId") if isinstance(body, dict) else None
     note_job(job_id)
     if body is None:
-        if not token_allows(token, job_id)[0]:
+        if not token_allows(token, job_id):
             return error_response(401, "invalid token")
         return error_response(400, "body must be JSON")
     outcome = apply_report(body, token)

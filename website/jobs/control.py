@@ -10,9 +10,15 @@ stored state to ``queued`` (``JobStore.reset``) and enqueues the same function
 with the same arguments again. Either way the new state is pushed to the job's
 room and to the dashboard.
 
+Only the job's owner (its session, or its ``controlToken`` as a bearer token)
+and operators (``OPS_TOKEN``) may do either (``website/jobs/owner.py``);
+anyone else gets 403 (404 with ``JOB_VISIBILITY=owner``) and nothing changes.
+A retry is a new *attempt*: the worker gets a callback token for it, and the
+previous attempt's token is refused from then on (409).
+
 Pages: ``POST /jobs/<id>/cancel|retry`` (form buttons, 303 back to the job).
-API: ``POST /api/jobs/<id>/cancel|retry``: 200/202 with the state, 404 for an
-unknown job, 409 when the job's state does not allow it.
+API: ``POST /api/jobs/<id>/cancel|retry``: 200/202 with the state, 403 not
+allowed, 404 for an unknown job, 409 when the job's state does not allow it.
 """
 
 from __future__ import annotations
@@ -25,15 +31,19 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
+from shared.config import VISIBILITY_OWNER
 from shared.protocol import (
     CANCELLABLE_STATES,
     CANCELLED,
     RETRYABLE_STATES,
     is_uuid,
 )
+from shared.signing import sign_job_token
 from shared.store import InvalidTransition, JobState, UnknownJob
 from website.extensions import redis_ext
+from website.http.access import loggable
 from website.http.errors import error_response
+from website.http.ownership import may_control
 from website.jobs.webhooks import job_ended
 from website.ops.monitoring import count_control
 from website.realtime.sockets import publish_state
@@ -134,6 +144,8 @@ def retry_job(job_id: str) -> JobState:
         raise ControlError(409, f"the job is {exc.state}: only a failed or cancelled job "
                                 "can be retried") from None
     cfg = current_app.config
+    if "token" in kwargs:  # the new attempt's callback token; the old one gets 409 from now on
+        kwargs = {**kwargs, "token": sign_job_token(cfg["SECRET_KEY"], job.job_id, state.attempt)}
     rq_job.delete(remove_from_queue=True)
     queue.enqueue_call(function, args=args, kwargs=kwargs, job_id=job.job_id,
                        timeout=cfg["JOB_TIMEOUT"], result_ttl=cfg["JOB_TTL"],
@@ -160,12 +172,24 @@ def _retry_external(job: JobState) -> JobState:
     return state
 
 
+def _authorise(action: str, job_id: str) -> None:
+    """Refuse anyone but the owner and operators (404 when jobs are private)."""
+    if may_control(job_id.lower()):
+        return
+    if current_app.config["JOB_VISIBILITY"] == VISIBILITY_OWNER:
+        raise ControlError(404, "unknown job id")
+    raise ControlError(403, f"only the job's owner (the session or API client that "
+                            f"created it) or an operator may {action} it")
+
+
 def _run(action: str, job_id: str) -> JobState:
     try:
+        _authorise(action, job_id)
         state = cancel_job(job_id) if action == "cancel" else retry_job(job_id)
     except ControlError as exc:
         count_control(action, str(exc.status))
-        log.info("%s of job %s refused (%s): %s", action, job_id[:64], exc.status, exc.message)
+        log.info("%s of job %s refused (%s): %s", action, loggable(job_id), exc.status,
+                 exc.message)
         raise
     count_control(action, "ok")
     return state

@@ -134,7 +134,8 @@ def on_watch(data: object) -> dict[str, Any]:
     except Refused as exc:
         return {"ok": False, "error": str(exc)}
     if not isinstance(data, dict) or not dashboard_token_ok(data.get("token")):
-        return {"ok": False, "error": "a valid dashboard token is needed"}
+        return {"ok": False,
+                "error": "a valid dashboard token is needed (they last an hour): reload the page"}
     page = _page_arg(data.get("page"))
     if page is None:
         return {"ok": False, "error": f"page must be a whole number from 1 to {MAX_PAGE}"}

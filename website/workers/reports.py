@@ -3,22 +3,22 @@
 ``POST /api/progress`` takes one report (a JSON object) or a batch (a JSON
 array of up to ``BATCH_MAX`` reports). Who may do this, per report: the shared
 ``PROGRESS_TOKEN`` or ``WORKER_TOKEN``, or the job's own per-job token. A
-per-job token that names an attempt (the token of a claim) is refused with 409
-when that attempt was superseded (its lease lapsed and the job was queued
-again); an accepted report for an external job renews its lease.
+per-job token names an attempt: once that attempt was superseded (a retry, or
+an external job's lapsed lease), its reports are refused with 409 (checked in
+the same Lua script that applies them); an accepted report for an external job
+renews its lease.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 from dataclasses import dataclass
 
 from flask import current_app
 
 from shared.protocol import PayloadError, PayloadTooLarge, ProgressUpdate
-from shared.signing import job_token_attempt
-from shared.store import UnknownJob
+from shared.signing import ANY_ATTEMPT, JobGrant, authorise_report, same_text
+from shared.store import StaleAttempt, UnknownJob
 from website.extensions import redis_ext
 from website.http.access import request_started
 from website.jobs.webhooks import job_ended
@@ -48,49 +48,48 @@ class Outcome:
         return body
 
 
-def _shared_token(token: str) -> bool:
+def grant_for(token: str, job_id: object) -> JobGrant | None:
+    """What ``token`` may do for ``job_id``: any attempt (the shared ``PROGRESS_TOKEN``
+    or ``WORKER_TOKEN``), one attempt (its per-job token), or nothing (None)."""
     cfg = current_app.config
-    return any(secret and hmac.compare_digest(token.encode(), secret.encode())
-               for secret in (cfg["PROGRESS_TOKEN"], cfg["WORKER_TOKEN"]))
+    target = job_id if isinstance(job_id, str) else ""
+    if cfg["WORKER_TOKEN"] and same_text(token, cfg["WORKER_TOKEN"]):
+        return JobGrant(target, ANY_ATTEMPT)
+    return authorise_report(cfg["PROGRESS_TOKEN"], cfg["SECRET_KEY"], token, target,
+                            max_age=cfg["JOB_TOKEN_MAX_AGE"])
 
 
-def token_allows(token: str, job_id: object) -> tuple[bool, int | None]:
-    """Whether ``token`` may report for ``job_id``, and the attempt it names (None: any)."""
-    if _shared_token(token):
-        return True, None
-    if not isinstance(job_id, str):
-        return False, None
-    attempt = job_token_attempt(current_app.config["SECRET_KEY"], token, job_id)
-    return attempt is not None, attempt or None
+def token_allows(token: str, job_id: object) -> bool:
+    """Whether ``token`` may report for ``job_id`` at all."""
+    return grant_for(token, job_id) is not None
 
 
 def apply_report(body: object, token: str) -> Outcome:
     """Check, authorise and apply one report; push an applied change to its watchers."""
     job_id = body.get("jobId") if isinstance(body, dict) else None
     shown = job_id if isinstance(job_id, str) else None
-    allowed, attempt = token_allows(token, job_id)
-    if not allowed:
+    grant = grant_for(token, job_id)
+    if grant is None:
         return Outcome(shown, 401, "invalid token")
     now = time.time()
     try:
-        update = ProgressUpdate.from_json(body)
-        renewal = queues().renew(update.job_id, attempt, now)
-        if renewal is None:
-            raise UnknownJob(update.job_id)
-        if not renewal.held:
-            return Outcome(update.job_id, 409, f"attempt {attempt} was superseded by attempt "
-                                               f"{renewal.attempt}", state=renewal.state)
-        applied, state = redis_ext.store.apply_or_state(update, now=now)
+        update = ProgressUpdate.from_json(body, now=now)
+        # A dropped update still learns the job's state: the worker stops once it ended.
+        applied, state = redis_ext.store.apply_or_state(update, now=now, attempt=grant.attempt)
     except PayloadTooLarge as exc:
         return Outcome(shown, 413, str(exc))
     except PayloadError as exc:
         return Outcome(shown, 400, str(exc))
     except UnknownJob:
         return Outcome(shown, 404, "unknown job id")
+    except StaleAttempt as exc:
+        return Outcome(shown, 409, f"this token is for an earlier attempt; the job is on "
+                                   f"attempt {exc.attempt}")
+    # Any accepted report keeps an external job's lease (an ended job loses it).
+    queues().renew(update.job_id, grant.attempt or None, now)
     if applied is not None:
         publish_state(applied, now)
         observe_emit(request_started())
         if applied.finished:
-            queues().renew(update.job_id, attempt, now)  # an ended job loses its lease
             job_ended(update.job_id)
     return Outcome(update.job_id, 204, applied=applied is not None, state=state)
