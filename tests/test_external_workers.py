@@ -48,9 +48,13 @@ def short_lease_app(config: Config) -> Flask:
     return application  # type: ignore[no-any-return]
 
 
+CONTROL: dict[str, str] = {}  # job id -> the controlToken its creation answered
+
+
 def start(client: FlaskClient, args: dict[str, Any] | None = None) -> str:
     resp = client.post("/api/jobs", json={"kind": "external", "args": args or {"n": 1}})
     assert resp.status_code == 202, resp.get_data(as_text=True)
+    CONTROL[resp.get_json()["id"]] = resp.get_json()["controlToken"]
     return str(resp.get_json()["id"])
 
 
@@ -130,7 +134,8 @@ def test_cancel_reaches_the_worker_through_heartbeat_and_report(client: FlaskCli
                        json={"jobIds": [job_id]})
     assert beat.get_json()["jobs"] == [{"jobId": job_id, "state": "running", "attempt": 1,
                                         "held": True}]
-    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 200
+    assert client.post(f"/api/jobs/{job_id}/cancel",
+                       headers=auth(CONTROL[job_id])).status_code == 200
     beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
                        json={"jobIds": [job_id, JOB]})
     assert [(j["state"], j["held"]) for j in beat.get_json()["jobs"]] == [
@@ -154,7 +159,7 @@ def test_a_lapsed_lease_requeues_then_fails_and_refuses_the_old_attempt(
     assert second["token"] != first["token"]
     stale = report(client, {"jobId": job_id, "state": "succeeded", "result": "old"},
                    first["token"])
-    assert stale.status_code == 409 and "superseded" in stale.get_json()["error"]
+    assert stale.status_code == 409 and "earlier attempt" in stale.get_json()["error"]
     state = client.get(f"/api/jobs/{job_id}").get_json()
     assert state["state"] == "running" and "claimed by w2 (attempt 2)" in state["message"]
     # The new attempt starts its seq again (the old attempt's seq 5 is forgotten).
@@ -192,7 +197,8 @@ def test_retry_of_an_external_job_queues_it_again(client: FlaskClient) -> None:
     job_id = start(client)
     token = claim(client).get_json()["token"]
     report(client, {"jobId": job_id, "state": "failed", "message": "boom"}, token)
-    assert client.post(f"/api/jobs/{job_id}/retry").status_code == 202
+    assert client.post(f"/api/jobs/{job_id}/retry",
+                       headers=auth(CONTROL[job_id])).status_code == 202
     again = claim(client).get_json()
     assert again["jobId"] == job_id and again["attempt"] == 2
     assert report(client, {"jobId": job_id, "state": "running", "progress": 1},
