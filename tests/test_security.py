@@ -116,7 +116,7 @@ def test_security_headers_on_500_and_503(config: Config) -> None:
     resp = app.test_client().get("/boom")
     assert resp.status_code == 500
     assert_security_headers(resp.headers)
-    down = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY,
+    down = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, WORKER_TOKEN="w",
                              PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, ASYNC_MODE="threading",
                              REDIS_URL="redis://127.0.0.1:1/0"))
     resp = down.test_client().get("/api/jobs/" + new_id())
