@@ -164,6 +164,7 @@ def stack_env(redis_url: str, web_port: int, **extra: str) -> dict[str, str]:
         "SECRET_KEY": TEST_SECRET_KEY,
         "PROGRESS_TOKEN": TEST_PROGRESS_TOKEN,
         "WORKER_TOKEN": TEST_WORKER_TOKEN,
+        "OPS_TOKEN": TEST_OPS_TOKEN,  # operator pages are closed without it in production
         "REDIS_URL": redis_url,
         "PORT": str(web_port),
         "WEB_BIND": f"127.0.0.1:{web_port}",

@@ -21,6 +21,7 @@ from shared.config import Config
 from shared.protocol import new_id
 from shared.store import JobStore
 from tests.support import (
+    TEST_OPS_TOKEN,
     TEST_PROGRESS_TOKEN,
     TEST_SECRET_KEY,
     EventRecorder,
@@ -103,7 +104,7 @@ def test_unhandled_exception_is_a_json_500_and_counted(app: Flask,
                        json={"jobId": job_id, "progress": 100, "state": "succeeded"})
     assert resp.status_code == 500 and resp.is_json, resp.data
     assert resp.get_json()["error"] and "Traceback" not in resp.get_data(as_text=True)
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = client.get("/metrics", headers=auth(TEST_OPS_TOKEN)).get_data(as_text=True)
     assert metric(metrics, r'jobcast_callbacks_total\{result="error"\}') == 1
     page = client.get("/jobs/" + job_id + "/nope", headers={"Accept": "text/html"})
     assert page.status_code == 404  # the app keeps serving
@@ -141,11 +142,12 @@ def test_health_is_503_once_the_only_workers_heartbeat_is_stale(
 
 def test_retry_is_refused_once_the_rq_entry_expired(client: Any, redis_url: str) -> None:
     job_id = client.post("/api/jobs").get_json()["id"]
-    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 200
+    operator = auth(TEST_OPS_TOKEN)
+    assert client.post(f"/api/jobs/{job_id}/cancel", headers=operator).status_code == 200
     Job.fetch(job_id, connection=redis.Redis.from_url(redis_url)).delete()  # what its TTL does
-    resp = client.post(f"/api/jobs/{job_id}/retry")
+    resp = client.post(f"/api/jobs/{job_id}/retry", headers=auth(TEST_OPS_TOKEN))
     assert resp.status_code == 409
     assert "queue entry has expired" in resp.get_json()["error"]
     assert client.get(f"/api/jobs/{job_id}").get_json()["state"] == "cancelled"
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = client.get("/metrics", headers=auth(TEST_OPS_TOKEN)).get_data(as_text=True)
     assert metric(metrics, r'jobcast_job_control_total\{action="retry",result="409"\}') == 1

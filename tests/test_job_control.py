@@ -17,7 +17,7 @@ import requests
 from shared.protocol import APPLIED_HEADER, new_id
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.support import EventRecorder, auth, final_state_received, wait_until
+from tests.support import TEST_OPS_TOKEN, EventRecorder, auth, final_state_received, wait_until
 
 
 def race(stack: Stack, job_id: str,
@@ -30,7 +30,8 @@ def race(stack: Stack, job_id: str,
     def cancel() -> None:
         start.wait()
         time.sleep(max(0.0, -lead))
-        answers["cancel"] = requests.post(f"{stack.url}/api/jobs/{job_id}/cancel", timeout=5)
+        answers["cancel"] = requests.post(f"{stack.url}/api/jobs/{job_id}/cancel", timeout=5,
+                                          headers=auth(TEST_OPS_TOKEN))
 
     def finish() -> None:
         start.wait()
@@ -91,7 +92,8 @@ def test_cancel_stops_a_running_job_on_the_simple_worker(simple_stack: Stack) ->
     rec = EventRecorder(simple_stack.url, job_id)
     try:
         rec.wait_for(running_at_least(20), timeout=20, what="the job running")
-        resp = requests.post(f"{simple_stack.url}/api/jobs/{job_id}/cancel", timeout=5)
+        resp = requests.post(f"{simple_stack.url}/api/jobs/{job_id}/cancel", timeout=5,
+                             headers=auth(TEST_OPS_TOKEN))
         assert resp.status_code == 200, resp.text
         rec.wait_for(final_state_received(), timeout=10, what="the cancelled state")
     finally:

@@ -28,6 +28,7 @@ from tests.support import (
     Process,
     RedisServer,
     auth,
+    demo_final,
     final_state_received,
     free_port,
     job_state,
@@ -288,8 +289,7 @@ def test_site_runs_under_gunicorn_gevent(log_dir: Path, tmp_path: Path) -> None:
             over_polling.close()
         for rec in (over_ws, over_polling):
             payloads = rec.payloads("updateProgress")
-            assert payloads[-1] == {"jobId": job_id, "progress": 100, "state": SUCCEEDED,
-                                    "message": ""}
+            assert payloads[-1] == demo_final(job_id)
         assert stack.job_state(job_id)["state"] == SUCCEEDED
     finally:
         stop_stack(stack)

@@ -70,7 +70,7 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
             fields["result"] = outcome["result"]
         return fields
 
-    log.info("job %s (%s) started", job_id, kind)
+    log.info("job %s started (%s)", job_id, kind)
     try:
         with job_boundary(job_id, reporter, final):
             if spec is None:
@@ -78,5 +78,5 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
             outcome["result"] = checked_result(resolve(spec)(ctx, **kind_args))
     finally:
         ctx.finish(False)
-    log.info("job %s (%s) done", job_id, kind)
+    log.info("job %s done (%s)", job_id, kind)
     return "done"

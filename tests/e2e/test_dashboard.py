@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import Stack
 from tests.e2e.browser import csp_violations, record_csp_violations
+from tests.support import TEST_OPS_TOKEN, auth
 
 
 def test_dashboard_follows_a_job_live_under_the_csp(site: Stack, page: Page,
@@ -28,13 +29,14 @@ def test_dashboard_follows_a_job_live_under_the_csp(site: Stack, page: Page,
     expect(row.locator("td.state")).to_have_text("queued")
     expect(page.locator("#queue-depth")).to_have_text("1")  # the stats refresh
 
-    cancel = requests.post(f"{site.url}/api/jobs/{job_id}/cancel", timeout=5)
+    operator = auth(TEST_OPS_TOKEN)  # an operator acts on someone's job
+    cancel = requests.post(f"{site.url}/api/jobs/{job_id}/cancel", headers=operator, timeout=5)
     assert cancel.status_code == 200, cancel.text
     expect(row).to_have_attribute("data-state", "cancelled")
     expect(row.locator("td.state")).to_have_text("cancelled")
     expect(page.locator("#queue-depth")).to_have_text("0")
 
-    retry = requests.post(f"{site.url}/api/jobs/{job_id}/retry", timeout=5)
+    retry = requests.post(f"{site.url}/api/jobs/{job_id}/retry", headers=operator, timeout=5)
     assert retry.status_code == 202, retry.text
     expect(row).to_have_attribute("data-state", "queued")
     expect(page.locator("#queue-depth")).to_have_text("1")

@@ -77,7 +77,7 @@ def job_log(job_id: str) -> Response | tuple[Response | str, int]:
     if (not is_uuid(job_id) or not may_read(job_id.lower())
             or redis_ext.store.get(job_id.lower()) is None):
         return error_response(404, "unknown job id")
-    after = request.args.get("after", LOG_START) or LOG_START
+    after = request.args.get("after", LOG_START)
     if not is_log_id(after):
         return error_response(400, "after must be a log line id such as 1700000000000-0")
     try:
