@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 # The kinds Jobcast ships (shared.kinds.BUILTIN_MODULES): always in JOB_KINDS.
-BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import")
+BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import", "shared.kinds.external")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6380/0"  # the embedded Redis of `make run`
@@ -27,6 +27,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 # Only ever used when JOBCAST_ENV=development: never a fallback in production.
 _DEV_SECRET_KEY = "dev-only-secret-key"
 _DEV_PROGRESS_TOKEN = "dev-only-progress-token"
+_DEV_WORKER_TOKEN = "dev-only-worker-token"
 
 
 class ConfigError(RuntimeError):
@@ -68,6 +69,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _intervals(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"WEBHOOK_BACKOFF must be seconds separated by commas, got {text!r}"
+                          ) from None
+    if not values or any(v < 1 for v in values):
+        raise ConfigError("WEBHOOK_BACKOFF must list at least one interval, each >= 1 second")
+    return values
 
 
 def default_socketio_cap(worker_connections: int) -> int:
@@ -136,6 +148,22 @@ class Config:
         self.PROGRESS_TOKEN: str = env.get("PROGRESS_TOKEN", "") or (
             _DEV_PROGRESS_TOKEN if dev else ""
         )
+        # External workers (docs/workers.md) claim jobs with this bearer token.
+        self.WORKER_TOKEN: str = env.get("WORKER_TOKEN", "") or (_DEV_WORKER_TOKEN if dev else "")
+        # A claimed external job goes back on its queue when its worker has not
+        # reported for LEASE_SECONDS; after MAX_ATTEMPTS claims it fails.
+        self.LEASE_SECONDS: int = _int(env, "LEASE_SECONDS", 30, minimum=1)
+        self.MAX_ATTEMPTS: int = _int(env, "MAX_ATTEMPTS", 3, minimum=1)
+        # Completion webhooks (shared/webhooks.py): signed with WEBHOOK_SECRET
+        # (unset: webhooks are refused), only to WEBHOOK_ALLOWED_HOSTS (comma-
+        # separated names; "*" any public host), retried after each of
+        # WEBHOOK_BACKOFF seconds (about a day in all).
+        self.WEBHOOK_SECRET: str = env.get("WEBHOOK_SECRET", "") or (
+            "dev-only-webhook-secret" if dev else "")
+        self.WEBHOOK_ALLOWED_HOSTS: tuple[str, ...] = tuple(
+            h.strip() for h in env.get("WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip())
+        self.WEBHOOK_BACKOFF: tuple[int, ...] = _intervals(
+            env.get("WEBHOOK_BACKOFF", "") or "10,60,300,1800,7200,21600,43200")
         self.REDIS_URL: str = env.get("REDIS_URL", "") or DEFAULT_REDIS_URL
         # Socket.IO message queue: set it (usually to REDIS_URL) to run several
         # web processes or let the worker emit directly. Empty: one process.
@@ -239,17 +267,19 @@ class Config:
     def uses_dev_secrets(self) -> bool:
         """True when a secret this process needs is a built-in development one."""
         return (self.PROGRESS_TOKEN == _DEV_PROGRESS_TOKEN
-                or (self.role == WEB and self.SECRET_KEY == _DEV_SECRET_KEY))
+                or (self.role == WEB and (self.SECRET_KEY == _DEV_SECRET_KEY
+                                          or self.WORKER_TOKEN == _DEV_WORKER_TOKEN)))
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` when a required setting is missing.
 
-        The web site needs ``SECRET_KEY`` and ``PROGRESS_TOKEN``; the worker
-        signs nothing and needs only ``PROGRESS_TOKEN``.
+        The web site needs ``SECRET_KEY``, ``PROGRESS_TOKEN`` and
+        ``WORKER_TOKEN``; the worker signs nothing and needs only ``PROGRESS_TOKEN``.
         """
         if self.role not in (WEB, WORKER):
             raise ConfigError(f"unknown process role {self.role!r}")
-        needed = ("SECRET_KEY", "PROGRESS_TOKEN") if self.role == WEB else ("PROGRESS_TOKEN",)
+        needed = (("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN") if self.role == WEB
+                  else ("PROGRESS_TOKEN",))
         missing = [name for name in needed if not getattr(self, name)]
         if missing:
             raise ConfigError(

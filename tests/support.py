@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 TEST_SECRET_KEY = "test-secret-key"
 TEST_PROGRESS_TOKEN = "test-progress-token"
+TEST_WORKER_TOKEN = "test-worker-token"
 TEST_OPS_TOKEN = "test-ops-token"
 
 
@@ -157,11 +158,12 @@ class RedisServer(Process):
 def stack_env(redis_url: str, web_port: int, **extra: str) -> dict[str, str]:
     """Environment for the web and worker processes of a test stack."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SOCKETIO_", "JOBCAST_", "PROGRESS_", "SITE_"))}
+           if not k.startswith(("SOCKETIO_", "JOBCAST_", "PROGRESS_", "SITE_", "WORKER_TOKEN"))}
     env.update({
         "JOBCAST_ENV": "production",
         "SECRET_KEY": TEST_SECRET_KEY,
         "PROGRESS_TOKEN": TEST_PROGRESS_TOKEN,
+        "WORKER_TOKEN": TEST_WORKER_TOKEN,
         "OPS_TOKEN": TEST_OPS_TOKEN,  # operator pages are closed without it in production
         "REDIS_URL": redis_url,
         "PORT": str(web_port),

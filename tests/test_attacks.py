@@ -160,7 +160,7 @@ def test_a_dashboard_token_dies_with_its_ops_token_and_after_an_hour(config: Con
         old.signer = type("HourOld", (TimestampSigner,), {  # type: ignore[assignment]
             "get_timestamp": lambda self: int(time.time()) - 3601})
         assert not dashboard_token_ok(old.dumps("dashboard"))
-    rotated = make_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY,
+    rotated = make_app(Config(environ={}, WORKER_TOKEN="w", SECRET_KEY=TEST_SECRET_KEY,
                               PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, REDIS_URL=config.REDIS_URL,
                               ASYNC_MODE="threading", OPS_TOKEN="rotated"))
     with rotated.test_request_context():
@@ -313,12 +313,12 @@ def test_only_trusted_hosts_are_answered(app: Flask) -> None:
         socket_io = client.get("/socket.io/?EIO=4&transport=polling", headers={"Host": host})
         assert socket_io.status_code == 400, host
     assert client.get("/socket.io/?EIO=4&transport=polling").status_code == 200
-    public = Config(environ={}, SECRET_KEY="s", PROGRESS_TOKEN="p",
+    public = Config(environ={}, WORKER_TOKEN="w", SECRET_KEY="s", PROGRESS_TOKEN="p",
                     SITE_URL="https://jobs.example.com")
     assert public.TRUSTED_HOSTS == ["jobs.example.com"]
     dev = Config(environ={"JOBCAST_ENV": "development"}, SITE_URL="https://jobs.example.com")
     assert set(dev.TRUSTED_HOSTS) == {"jobs.example.com", "localhost", "127.0.0.1"}
-    assert Config(environ={}, SECRET_KEY="s", PROGRESS_TOKEN="p",
+    assert Config(environ={}, WORKER_TOKEN="w", SECRET_KEY="s", PROGRESS_TOKEN="p",
                   TRUSTED_HOSTS="a.example, b.example").TRUSTED_HOSTS == ["a.example", "b.example"]
 
 
@@ -330,7 +330,7 @@ def test_development_secrets_refuse_to_listen_beyond_loopback() -> None:
     for bind in ("127.0.0.1:5000", "localhost:8000", "[::1]:5000"):
         assert Config(environ={**dev, "WEB_BIND": bind}).uses_dev_secrets
     real = Config(environ={**dev, "WEB_BIND": "0.0.0.0:5000", "SECRET_KEY": "k",
-                           "PROGRESS_TOKEN": "p"})
+                           "PROGRESS_TOKEN": "p", "WORKER_TOKEN": "w"})
     assert not real.uses_dev_secrets
 
 

@@ -119,7 +119,7 @@ def test_health_is_503_once_the_only_workers_heartbeat_is_stale(
     worker = start_worker(env, log_dir, name="stale-worker")
 
     def health(max_age: int) -> Any:
-        app = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY,
+        app = create_app(Config(environ={}, WORKER_TOKEN="w", SECRET_KEY=TEST_SECRET_KEY,
                                 PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, REDIS_URL=redis_url,
                                 ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=max_age))
         return app.test_client().get("/healthz")

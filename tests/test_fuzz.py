@@ -35,7 +35,7 @@ from shared.protocol import CALLBACK_MAX_BYTES, new_id
 from shared.signing import sign_job_token
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.support import TEST_SECRET_KEY, auth, start_job, wait_until
+from tests.support import TEST_SECRET_KEY, TEST_WORKER_TOKEN, auth, start_job, wait_until
 from website.http.openapi import OPENAPI_PATH, openapi_spec
 
 EXAMPLES = 40  # per operation; keeps the module around a minute
@@ -118,6 +118,8 @@ def headers_for(path: str, job_id: str | None, token: str) -> dict[str, str]:
         return auth(OPS_TOKEN) if token != "none" else {}
     if path == "/api/progress" and token == "job" and job_id:
         return auth(sign_job_token(TEST_SECRET_KEY, job_id))
+    if path.startswith("/api/workers/"):
+        return auth(TEST_WORKER_TOKEN) if token != "none" else auth()
     return auth()
 
 
@@ -137,9 +139,17 @@ def test_api_answers_as_documented(operation: Any, stack: Stack, real_ids: RealI
             case.path_parameters[name] = real_ids.for_path(path)
         if real and path == "/api/progress" and isinstance(case.body, dict):
             job_id = case.body["jobId"] = real_ids.stored_job()
+        if path == "/api/workers/claim" and isinstance(case.body, dict):
+            wait = case.body.get("wait")
+            if isinstance(wait, (int, float)) and not isinstance(wait, bool) and 0 < wait <= 30:
+                case.body["wait"] = min(wait, 0.2)  # still valid; no 30 s waits
+            if real and (case.meta is None or case.meta.generation.mode.is_positive):
+                case.body.update(kinds=["external"], worker="fuzz", wait=0)
         # The callback has one rule OpenAPI 3.0 cannot state (current <= total), so
-        # a "schema-valid" report may rightly get 400 there; every other check applies.
-        excluded = [positive_data_acceptance] if path == "/api/progress" else []
+        # a "schema-valid" report may rightly get 400 there, and a claim names kinds
+        # that must be this site's external kinds; every other check applies.
+        excluded = ([positive_data_acceptance]
+                    if path in ("/api/progress", "/api/workers/claim") else [])
         response = case.call_and_validate(base_url=stack.url,
                                           headers=headers_for(path, job_id, token),
                                           excluded_checks=excluded)

@@ -307,7 +307,7 @@ def test_one_log_line_per_request_with_the_job_id(client: FlaskClient, store: Jo
 
 def test_config_reads_the_ops_settings() -> None:
     cfg = Config(environ={"SECRET_KEY": TEST_SECRET_KEY, "PROGRESS_TOKEN": TEST_PROGRESS_TOKEN,
-                          "HEALTH_WORKER_MAX_AGE": "30", "DASHBOARD_PAGE_SIZE": "500",
+                          "WORKER_TOKEN": "w", "HEALTH_WORKER_MAX_AGE": "30", "DASHBOARD_PAGE_SIZE": "500",
                           "WORKER_TTL": "25"})
     assert (cfg.HEALTH_WORKER_MAX_AGE, cfg.DASHBOARD_PAGE_SIZE, cfg.WORKER_TTL) == (30, 100, 25)
 

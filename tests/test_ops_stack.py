@@ -245,7 +245,7 @@ def test_health_goes_503_when_redis_stops(log_dir: Path,
     worker = start_worker(env, log_dir, name="health-worker")
     try:
         app = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY,
-                                PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, REDIS_URL=server.url,
+                                PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, WORKER_TOKEN="w", REDIS_URL=server.url,
                                 ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=30))
         client = app.test_client()
         up = client.get("/healthz")

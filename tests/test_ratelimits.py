@@ -41,7 +41,7 @@ OPS_TOKEN = "ratelimit-ops-token"
 def make_app(redis_url: str, rate: str = RATE, everyone: str = "0", proxies: int = 0) -> Flask:
     """The site on the test Redis with the given per-client and global limits."""
     cfg = Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, PROGRESS_TOKEN=TEST_PROGRESS_TOKEN,
-                 REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT=rate,
+                 WORKER_TOKEN="w", REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT=rate,
                  RATE_LIMIT_GLOBAL=everyone, TRUSTED_PROXIES=proxies, OPS_TOKEN=OPS_TOKEN)
     app = create_app(cfg)
     app.config["TESTING"] = True

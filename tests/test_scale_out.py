@@ -249,7 +249,8 @@ def test_worker_can_emit_straight_to_the_message_queue(cluster: Cluster) -> None
 
 
 def test_direct_reporter_refuses_unknown_jobs(redis_url: str) -> None:
-    cfg = Config(environ={}, SECRET_KEY="s", PROGRESS_TOKEN="t", REDIS_URL=redis_url,
+    cfg = Config(environ={}, SECRET_KEY="s", PROGRESS_TOKEN="t", WORKER_TOKEN="w",
+                 REDIS_URL=redis_url,
                  SOCKETIO_MESSAGE_QUEUE=redis_url, WORKER_EMIT="direct")
     reporter = make_reporter(cfg, "per-job-token")
     assert isinstance(reporter, DirectReporter)
@@ -259,7 +260,7 @@ def test_direct_reporter_refuses_unknown_jobs(redis_url: str) -> None:
 
 
 def test_scale_settings_are_validated() -> None:
-    base = {"SECRET_KEY": "s", "PROGRESS_TOKEN": "t"}
+    base = {"SECRET_KEY": "s", "PROGRESS_TOKEN": "t", "WORKER_TOKEN": "w"}
     with pytest.raises(ConfigError, match="SOCKETIO_MESSAGE_QUEUE"):
         Config(environ=dict(base, WORKER_EMIT="direct"))
     with pytest.raises(ConfigError, match="WORKER_EMIT"):

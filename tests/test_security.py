@@ -116,7 +116,7 @@ def test_security_headers_on_500_and_503(config: Config) -> None:
     resp = app.test_client().get("/boom")
     assert resp.status_code == 500
     assert_security_headers(resp.headers)
-    down = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY,
+    down = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, WORKER_TOKEN="w",
                              PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, ASYNC_MODE="threading",
                              REDIS_URL="redis://127.0.0.1:1/0"))
     resp = down.test_client().get("/api/jobs/" + new_id())
@@ -161,7 +161,7 @@ def test_pages_have_no_inline_script(client: FlaskClient) -> None:
 
 def limited_app(redis_url: str, rate: str) -> Flask:
     cfg = Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, PROGRESS_TOKEN=TEST_PROGRESS_TOKEN,
-                 REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT=rate)
+                 WORKER_TOKEN="w", REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT=rate)
     return create_app(cfg)
 
 
@@ -219,7 +219,8 @@ def test_rate_limit_for_later_routes(redis_url: str) -> None:
 
 
 @pytest.mark.parametrize("env", [{}, {"SECRET_KEY": "x"}, {"PROGRESS_TOKEN": "y"},
-                                 {"SECRET_KEY": "", "PROGRESS_TOKEN": ""}])
+                                 {"SECRET_KEY": "", "PROGRESS_TOKEN": ""},
+                                 {"SECRET_KEY": "x", "PROGRESS_TOKEN": "y"}])
 def test_secrets_are_required_outside_development(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="must be set in the environment"):
         Config(environ=env)
@@ -227,7 +228,7 @@ def test_secrets_are_required_outside_development(env: dict[str, str]) -> None:
 
 def test_development_has_dev_only_defaults() -> None:
     cfg = Config(environ={"JOBCAST_ENV": "development"})
-    assert cfg.SECRET_KEY and cfg.PROGRESS_TOKEN and cfg.is_development
+    assert cfg.SECRET_KEY and cfg.PROGRESS_TOKEN and cfg.WORKER_TOKEN and cfg.is_development
 
 
 @pytest.mark.parametrize("env, match", [
@@ -237,7 +238,7 @@ def test_development_has_dev_only_defaults() -> None:
 ])
 def test_invalid_settings_are_clear_errors(env: dict[str, str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        Config(environ={"SECRET_KEY": "s", "PROGRESS_TOKEN": "t", **env})
+        Config(environ={"SECRET_KEY": "s", "PROGRESS_TOKEN": "t", "WORKER_TOKEN": "w", **env})
 
 
 @pytest.mark.parametrize("text, expected", [

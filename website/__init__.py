@@ -39,11 +39,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager,
                       max_http_buffer_size=SOCKETIO_MAX_MESSAGE)
 
-    from website import http, jobs, ops, realtime, snippets
+    from website import http, jobs, ops, realtime, snippets, workers
 
     realtime.init_app(app)
     http.init_app(app)
     jobs.init_app(app)
+    workers.init_app(app)
     snippets.init_app(app)
     ops.init_app(app)
     proxies = app.config["TRUSTED_PROXIES"]

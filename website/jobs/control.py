@@ -44,6 +44,7 @@ from website.extensions import redis_ext
 from website.http.access import loggable
 from website.http.errors import error_response
 from website.http.ownership import may_control
+from website.jobs.webhooks import job_ended
 from website.ops.monitoring import count_control
 from website.realtime.sockets import publish_state
 
@@ -89,8 +90,10 @@ def cancel_job(job_id: str) -> JobState:
         raise ControlError(404, "unknown job id") from None
     if cancelled is None:  # it ended in the meantime
         raise ControlError(409, f"the job is {_current(job.job_id).state}: it has already ended")
-    _stop_in_rq(job.job_id)
+    if job.extra.get("external") != "1":  # an external worker learns it from its next report
+        _stop_in_rq(job.job_id)
     publish(cancelled)
+    job_ended(job.job_id)
     log.info("job %s cancelled (was %s)", job.job_id, job.state)
     return cancelled
 
@@ -119,6 +122,8 @@ def retry_job(job_id: str) -> JobState:
     if job.state not in RETRYABLE_STATES:
         raise ControlError(409, f"the job is {job.state}: only a failed or cancelled job "
                                 "can be retried")
+    if job.extra.get("external") == "1":
+        return _retry_external(job)
     queue = redis_ext.queue
     try:
         rq_job = Job.fetch(job.job_id, connection=queue.connection)
@@ -147,6 +152,23 @@ def retry_job(job_id: str) -> JobState:
                        failure_ttl=cfg["JOB_TTL"])
     publish(state)
     log.info("job %s retried (attempt %s, was %s)", job.job_id, state.attempt, job.state)
+    return state
+
+
+def _retry_external(job: JobState) -> JobState:
+    """Retry a job of an external kind: queued again on its kind's queue (attempt + 1)."""
+    from website.workers.queues import requeue_external
+
+    try:
+        state = redis_ext.store.reset(job.job_id, RETRYABLE_STATES)
+    except UnknownJob:
+        raise ControlError(404, "unknown job id") from None
+    except InvalidTransition as exc:
+        raise ControlError(409, f"the job is {exc.state}: only a failed or cancelled job "
+                                "can be retried") from None
+    requeue_external(state)
+    publish(state)
+    log.info("job %s retried for external workers (attempt %s)", job.job_id, state.attempt)
     return state
 
 
