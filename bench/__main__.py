@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import floors as floor_step
-from bench import measure_push, measure_web, measure_workers
+from bench import measure_log, measure_push, measure_web, measure_workers
 from bench.report import Row, markdown, table
 from bench.stack import ROOT_DIR, BenchStack
 from bench.swarm import Swarm
@@ -42,16 +42,17 @@ class Sizes:
     highlight: int
     push_jobs: int
     floor_samples: int
+    log_seconds: float
 
 
 QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
               fan_out=1000, fan_out_events=5, throughput_seconds=3.0, idle=2000, hold=0.0,
               trivial={"simple": 300, "fork": 150, "fork-cold": 40}, highlight=60,
-              push_jobs=3, floor_samples=200)
+              push_jobs=3, floor_samples=200, log_seconds=3.0)
 FULL = Sizes(commands=500, probes=500, clients=(1, 100, 1000), background=15.0,
              fan_out=1000, fan_out_events=30, throughput_seconds=8.0, idle=10000, hold=30.0,
              trivial={"simple": 2000, "fork": 600, "fork-cold": 150}, highlight=300,
-             push_jobs=10, floor_samples=500)
+             push_jobs=10, floor_samples=500, log_seconds=10.0)
 
 
 def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
@@ -104,6 +105,11 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
             got, text = measure_push.push_vs_poll(stack, floors, sizes.push_jobs, say)
             rows += got
             notes += text
+        if "7" in only:
+            say("7: job logs")
+            rows += measure_log.stream(stack, floors, sizes.log_seconds, 1000, say)
+            rows += measure_log.cost(stack, sizes.throughput_seconds, say)
+            notes.append(measure_log.NOTE)
     finally:
         stack.stop()
     if "6" in only:
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smaller samples (about 2 minutes), for development")
     parser.add_argument("--write", metavar="PATH", help="also write the results as Markdown")
-    parser.add_argument("--only", default="1,2,3,4,5,6",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7",
                         help="comma-separated measurement numbers (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",

@@ -19,10 +19,13 @@ import time
 from collections import Counter
 
 
-def callback_body(job_id: str, message: str, progress: int = 50) -> bytes:
-    """The JSON body of one progress callback."""
-    return json.dumps({"jobId": job_id, "progress": progress, "state": "running",
-                       "message": message}).encode()
+def callback_body(job_id: str, message: str, progress: int = 50, lines: int = 0) -> bytes:
+    """The JSON body of one progress callback (with ``lines`` log lines)."""
+    body: dict = {"jobId": job_id, "progress": progress, "state": "running", "message": message}
+    if lines:
+        body["log"] = [f"{message} line {i}: a typical log line of some sixty characters"
+                       for i in range(lines)]
+    return json.dumps(body).encode()
 
 
 def post_request(host: str, port: int, path: str, token: str, body: bytes) -> bytes:
@@ -91,7 +94,7 @@ class HTTPConnection:
 
 async def run_load(host: str, port: int, path: str, token: str, jobs: list[str],
                    duration: float, concurrency: int, rate: float = 0.0,
-                   tag: str = "bg") -> dict:
+                   tag: str = "bg", lines: int = 0) -> dict:
     """POST callbacks for ``duration`` seconds; a summary of what happened."""
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
@@ -113,7 +116,8 @@ async def run_load(host: str, port: int, path: str, token: str, jobs: list[str],
                 if now >= end:
                     return
                 n = next(counter)
-                body = callback_body(jobs[n % len(jobs)], f"{tag} {n}") if jobs else b"{}"
+                body = (callback_body(jobs[n % len(jobs)], f"{tag} {n}", lines=lines)
+                        if jobs else b"{}")
                 status, _ = await conn.request(post_request(host, port, path, token, body))
                 latencies.append(time.perf_counter() - now)
                 statuses[status] += 1
@@ -145,10 +149,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=0.0, help="0: as fast as possible")
     parser.add_argument("--tag", default="bg")
+    parser.add_argument("--lines", type=int, default=0, help="log lines per callback")
     args = parser.parse_args(argv)
     jobs = [j for j in args.jobs.split(",") if j]
     result = asyncio.run(run_load(args.host, args.port, args.path, args.token, jobs,
-                                  args.duration, args.concurrency, args.rate, args.tag))
+                                  args.duration, args.concurrency, args.rate, args.tag,
+                                  args.lines))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

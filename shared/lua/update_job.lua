@@ -83,9 +83,11 @@ end
 local log_after = cur[10] or '0-0'
 local log_ids = {}
 if has_lines then
-  for i = first_line, #ARGV do
-    log_ids[#log_ids + 1] = redis.call('XADD', logk, 'MAXLEN', log_max, '*', 'text', ARGV[i])
+  -- Trim once, with the batch's last line: the stream holds at most log_max after it.
+  for i = first_line, #ARGV - 1 do
+    log_ids[#log_ids + 1] = redis.call('XADD', logk, '*', 'text', ARGV[i])
   end
+  log_ids[#log_ids + 1] = redis.call('XADD', logk, 'MAXLEN', log_max, '*', 'text', ARGV[#ARGV])
   table.insert(fields, 'log_last'); table.insert(fields, log_ids[#log_ids])
   local ttl = redis.call('PTTL', k)
   if ttl > 0 then redis.call('PEXPIRE', logk, ttl) end
