@@ -94,7 +94,7 @@ class HTTPConnection:
 
 async def run_load(host: str, port: int, path: str, token: str, jobs: list[str],
                    duration: float, concurrency: int, rate: float = 0.0,
-                   tag: str = "bg", lines: int = 0) -> dict:
+                   tag: str = "bg", lines: int = 0, batch: int = 0) -> dict:
     """POST callbacks for ``duration`` seconds; a summary of what happened."""
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
@@ -116,8 +116,13 @@ async def run_load(host: str, port: int, path: str, token: str, jobs: list[str],
                 if now >= end:
                     return
                 n = next(counter)
-                body = (callback_body(jobs[n % len(jobs)], f"{tag} {n}", lines=lines)
-                        if jobs else b"{}")
+                if batch and jobs:  # one request carrying ``batch`` updates, one job each
+                    body = b"[" + b",".join(
+                        callback_body(jobs[(n * batch + i) % len(jobs)], f"{tag} {n}.{i}")
+                        for i in range(batch)) + b"]"
+                else:
+                    body = (callback_body(jobs[n % len(jobs)], f"{tag} {n}", lines=lines)
+                            if jobs else b"{}")
                 status, _ = await conn.request(post_request(host, port, path, token, body))
                 latencies.append(time.perf_counter() - now)
                 statuses[status] += 1
@@ -150,11 +155,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="0: as fast as possible")
     parser.add_argument("--tag", default="bg")
     parser.add_argument("--lines", type=int, default=0, help="log lines per callback")
+    parser.add_argument("--batch", type=int, default=0, help="updates per request (an array)")
     args = parser.parse_args(argv)
     jobs = [j for j in args.jobs.split(",") if j]
     result = asyncio.run(run_load(args.host, args.port, args.path, args.token, jobs,
                                   args.duration, args.concurrency, args.rate, args.tag,
-                                  args.lines))
+                                  args.lines, args.batch))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

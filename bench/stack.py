@@ -159,12 +159,13 @@ class BenchStack:
 
 
 def run_loadgen(web: Web, path: str, duration: float, concurrency: int, rate: float = 0.0,
-                jobs: list[str] | None = None, tag: str = "bg", lines: int = 0) -> dict:
+                jobs: list[str] | None = None, tag: str = "bg", lines: int = 0,
+                batch: int = 0) -> dict:
     """Run ``python -m bench.loadgen`` against ``web``; its JSON summary."""
     cmd = [sys.executable, "-m", "bench.loadgen", "--port", str(web.port), "--path", path,
            "--token", TEST_PROGRESS_TOKEN, "--duration", str(duration),
            "--concurrency", str(concurrency), "--rate", str(rate), "--tag", tag,
-           "--jobs", ",".join(jobs or []), "--lines", str(lines)]
+           "--jobs", ",".join(jobs or []), "--lines", str(lines), "--batch", str(batch)]
     out = subprocess.run(cmd, cwd=ROOT_DIR, capture_output=True, text=True, check=True,
                          timeout=duration + 60)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
@@ -181,11 +182,13 @@ def start_loadgen(web: Web, path: str, duration: float, concurrency: int, rate: 
 
 
 def measured_load(web: Web, path: str, duration: float, concurrency: int,
-                  jobs: list[str] | None = None, tag: str = "bg", lines: int = 0) -> dict:
+                  jobs: list[str] | None = None, tag: str = "bg", lines: int = 0,
+                  batch: int = 0) -> dict:
     """:func:`run_loadgen`, closed loop, plus the server's CPU: ``server_cpu`` (share of
     one core over the run) and ``cpu_us`` (CPU µs per request)."""
     cpu_before = sum(web.worker_process().cpu_times()[:2])
-    result = run_loadgen(web, path, duration, concurrency, jobs=jobs, tag=tag, lines=lines)
+    result = run_loadgen(web, path, duration, concurrency, jobs=jobs, tag=tag, lines=lines,
+                         batch=batch)
     cpu = sum(web.worker_process().cpu_times()[:2]) - cpu_before
     result["server_cpu"] = cpu / result["seconds"]
     result["cpu_us"] = 1e6 * cpu / max(1, result["requests"])

@@ -1,0 +1,63 @@
+"""``python -m bench.claimload``: many external workers claiming at once (raw asyncio
+HTTP/1.1, keep-alive), for ``bench/measure_external.py``. Prints one JSON line.
+
+Each of ``--workers`` connections loops ``POST /api/workers/claim`` (``wait`` seconds)
+until ``--jobs`` claims were answered 200 in all, or ``--duration`` passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+from bench.loadgen import HTTPConnection, post_request
+
+
+async def run(host: str, port: int, token: str, workers: int, jobs: int, wait: float,
+              duration: float) -> dict:
+    """Claim until ``jobs`` were claimed; counts and the rate."""
+    claimed = 0
+    statuses: dict[str, int] = {}
+    start = time.perf_counter()
+    end = start + duration
+    body = json.dumps({"kinds": ["external"], "worker": "bench", "wait": wait}).encode()
+
+    async def worker() -> None:
+        nonlocal claimed
+        conn = HTTPConnection(host, port)
+        try:
+            while claimed < jobs and time.perf_counter() < end:
+                status, _ = await conn.request(
+                    post_request(host, port, "/api/workers/claim", token, body))
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if status == 200:
+                    claimed += 1
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    elapsed = time.perf_counter() - start
+    return {"claimed": claimed, "seconds": elapsed, "rate": claimed / elapsed if elapsed else 0,
+            "statuses": statuses}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m bench.claimload")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--workers", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--wait", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    result = asyncio.run(run("127.0.0.1", args.port, args.token, args.workers, args.jobs,
+                             args.wait, args.duration))
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""External workers (8): claim → first report, claims per second, batched reports.
+
+* Claim → first report: a worker long-polls ``POST /api/workers/claim``
+  (``wait`` 10 s); the bench queues one external job (straight into Redis, as
+  ``POST /api/jobs`` does after its checks) and times until the worker's first
+  report of it was answered 204: the wake-up of the waiting claim, the claim's
+  answer and one report. One job at a time, 200 times.
+* Claims per second: 50 workers waiting in claims on one web process while
+  jobs are queued ahead of them; server CPU per claim gives claims per second per
+  core (as in (2)).
+* Batched reports: 100 updates per request against one update per request,
+  closed loop on one web process with 100 clients watching the jobs: server
+  CPU per update.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import requests
+
+from bench.floors import Floors, LatencyTarget
+from bench.report import Row, p50_p99
+from bench.stack import ROOT_DIR, BenchStack, measured_load, settle
+from bench.swarm import Swarm
+from shared import keys
+from shared.external import ExternalQueues
+from shared.protocol import new_id
+from tests.support import TEST_WORKER_TOKEN
+
+Log = Callable[[str], None]
+
+CLAIM = LatencyTarget(p50_ms=5)
+CLAIMS_TARGET = 1000.0
+BATCH_TARGET = 5.0
+
+
+def queue_jobs(stack: BenchStack, count: int) -> list[str]:
+    """``count`` external jobs, stored and queued as the site does."""
+    assert stack.client is not None
+    ids = [new_id() for _ in range(count)]
+    for job_id in ids:
+        stack.store.create(job_id, kind="external", external="1", attempt="1", args="{}")
+    pipe = stack.client.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.rpush(keys.external_queue_key("external"), job_id)
+    pipe.publish(keys.EXTERNAL_CHANNEL, "external")
+    pipe.execute()
+    return ids
+
+
+def claim_round_trip(stack: BenchStack, floors: Floors, rounds: int, log: Log) -> list[Row]:
+    """A long-polling worker: job queued → its first report answered."""
+    web = stack.a
+    assert stack.client is not None
+    queues = ExternalQueues(stack.client)
+    session = requests.Session()
+    auth = {"Authorization": f"Bearer {TEST_WORKER_TOKEN}"}
+    done: dict[str, float] = {}
+    got = threading.Condition()
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            resp = session.post(web.url + "/api/workers/claim", headers=auth, timeout=30,
+                                json={"kinds": ["external"], "worker": "bench", "wait": 10})
+            if resp.status_code != 200:
+                continue
+            job = resp.json()
+            report = session.post(web.url + "/api/progress", timeout=10,
+                                  headers={"Authorization": f"Bearer {job['token']}"},
+                                  json={"jobId": job["jobId"], "progress": 1,
+                                        "state": "running"})
+            with got:
+                done[job["jobId"]] = time.perf_counter() if report.status_code == 204 else -1
+                got.notify_all()
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    samples: list[float] = []
+    time.sleep(0.5)  # the worker's first claim is waiting
+    for _ in range(rounds):
+        job_id = new_id()
+        stack.store.create(job_id, kind="external", external="1", attempt="1", args="{}")
+        start = time.perf_counter()
+        queues.push(job_id, "external")
+        with got:
+            got.wait_for(lambda job_id=job_id: job_id in done, timeout=10)  # type: ignore[misc]
+        if done.get(job_id, -1) > 0:
+            samples.append(done[job_id] - start)
+        time.sleep(0.02)  # the worker is back in a waiting claim
+    stop.set()
+    queues.push(new_id(), "external")  # wake the last claim (an unknown job: skipped)
+    thread.join(timeout=15)
+    log(f"  claim → first report: {p50_p99(samples)}")
+    return [Row("8", "an external worker long-polling: job queued → its first report "
+                     f"answered ({rounds} jobs, one at a time)",
+                p50_p99(samples), CLAIM.text(), CLAIM.met(floors, samples) and
+                len(samples) == rounds,
+                why="the waiting claim wakes on a Redis publish (one listener per process), "
+                    "then the claim's script, its answer, and one report",
+                floor=floors.latency_floor(), ratio=floors.latency_ratio(samples))]
+
+
+def claims_per_second(stack: BenchStack, jobs: int, log: Log) -> list[Row]:
+    """50 waiting workers taking ``jobs`` queued jobs."""
+    web = stack.a
+    queue_jobs(stack, jobs)
+    cpu_before = sum(web.worker_process().cpu_times()[:2])
+    out = subprocess.run([sys.executable, "-m", "bench.claimload", "--port", str(web.port),
+                          "--token", TEST_WORKER_TOKEN, "--workers", "50", "--jobs",
+                          str(jobs), "--wait", "5", "--duration", "120"],
+                         cwd=ROOT_DIR, capture_output=True, text=True, check=True, timeout=180)
+    cpu = sum(web.worker_process().cpu_times()[:2]) - cpu_before
+    result = json.loads(out.stdout)
+    per_core = result["claimed"] / cpu if cpu else 0.0
+    log(f"  claims: {result}; {per_core:.0f}/s per core")
+    return [Row("8", "claims with 50 workers waiting, one web process",
+                f"{per_core:.0f}/s per core ({1e6 * cpu / max(1, result['claimed']):.0f} µs "
+                f"CPU per claim); measured {result['rate']:.0f}/s; {result['claimed']} of "
+                f"{jobs} claimed", f"≥ {CLAIMS_TARGET:.0f}/s per core",
+                per_core >= CLAIMS_TARGET and result["claimed"] == jobs,
+                why="each claim is one HTTP request, one Lua script and a JSON answer with "
+                    "the job's token")]
+
+
+def batched(stack: BenchStack, duration: float, log: Log) -> list[Row]:
+    """100 updates per request against one."""
+    web = stack.a
+    watched = stack.create_jobs(100)
+    results = {}
+    with Swarm("127.0.0.1", web.port) as swarm:
+        swarm.connect(100, watched)
+        settle(0.5)
+        for batch in (0, 100):
+            results[batch] = measured_load(web, "/api/progress", duration,
+                                           4 if batch else 32, jobs=watched,
+                                           tag=f"batch{batch}", batch=batch)
+            settle(0.5)
+            log(f"  reports, {batch or 1} per request: {results[batch]}")
+    single, many = results[0], results[100]
+    per_update_single = single["cpu_us"]
+    per_update_batched = many["cpu_us"] / 100
+    ratio = per_update_single / per_update_batched if per_update_batched else 0.0
+    ok = single["statuses"].get("204", 0) == single["requests"] and \
+        many["statuses"].get("200", 0) == many["requests"]
+    return [Row("8", "batched reports (100 per request) against one report per request",
+                f"{1e6 / per_update_batched:.0f} updates/s per core batched "
+                f"({per_update_batched:.0f} µs each) against {1e6 / per_update_single:.0f}/s"
+                + ("" if ok else f"; ERRORS {single['statuses']} {many['statuses']}"),
+                f"≥ {BATCH_TARGET:.0f}× single", ratio >= BATCH_TARGET and ok,
+                why="each item is still checked, applied by its own script and pushed alone",
+                floor=f"single {1e6 / per_update_single:.0f}/s per core",
+                ratio=f"{ratio:.1f}×")]
+
+
+NOTE = (
+    "External workers (8): `bench/measure_external.py`. Jobs are queued straight into Redis "
+    "as `POST /api/jobs` does after its checks, so the rows measure the workers' side. The "
+    "round trip is one job at a time with one worker long-polling (`wait` 10 s); claims per "
+    "second use `bench/claimload.py` (raw asyncio HTTP, 50 connections each looping a claim "
+    "with `wait` 5 s) over jobs queued ahead; batched reports are closed loop like (2) with "
+    "100 clients watching. Not measured yet: 1,000 idle long-polling workers against the "
+    "callback → client p99.")
