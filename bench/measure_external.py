@@ -24,10 +24,10 @@ from collections.abc import Callable
 
 import requests
 
+from bench import loads
 from bench.floors import Floors, LatencyTarget
 from bench.report import Row, p50_p99
-from bench.stack import ROOT_DIR, BenchStack, measured_load, settle
-from bench.swarm import Swarm
+from bench.stack import ROOT_DIR, BenchStack
 from shared import keys
 from shared.external import ExternalQueues
 from shared.protocol import new_id
@@ -131,24 +131,13 @@ def claims_per_second(stack: BenchStack, jobs: int, log: Log) -> list[Row]:
 
 def batched(stack: BenchStack, duration: float, log: Log) -> list[Row]:
     """100 updates per request against one."""
-    web = stack.a
-    watched = stack.create_jobs(100)
-    results = {}
-    with Swarm("127.0.0.1", web.port) as swarm:
-        swarm.connect(100, watched)
-        settle(0.5)
-        for batch in (0, 100):
-            results[batch] = measured_load(web, "/api/progress", duration,
-                                           4 if batch else 32, jobs=watched,
-                                           tag=f"batch{batch}", batch=batch)
-            settle(0.5)
-            log(f"  reports, {batch or 1} per request: {results[batch]}")
-    single, many = results[0], results[100]
+    results = loads.compare(stack, duration, {
+        "single": {}, "batched": {"batch": 100, "concurrency": 4}}, log)
+    single, many = results["single"], results["batched"]
     per_update_single = single["cpu_us"]
     per_update_batched = many["cpu_us"] / 100
     ratio = per_update_single / per_update_batched if per_update_batched else 0.0
-    ok = single["statuses"].get("204", 0) == single["requests"] and \
-        many["statuses"].get("200", 0) == many["requests"]
+    ok = loads.all_answered(single, "204") and loads.all_answered(many, "200")
     return [Row("8", "batched reports (100 per request) against one report per request",
                 f"{1e6 / per_update_batched:.0f} updates/s per core batched "
                 f"({per_update_batched:.0f} µs each) against {1e6 / per_update_single:.0f}/s"

@@ -23,10 +23,10 @@ from collections.abc import Callable
 
 import requests
 
+from bench import loads
 from bench.floors import Floors, LatencyTarget
 from bench.report import Row, p50_p99
-from bench.stack import ROOT_DIR, BenchStack, measured_load, settle
-from bench.swarm import Swarm
+from bench.stack import ROOT_DIR, BenchStack
 from tests.support import TEST_PROGRESS_TOKEN
 
 Log = Callable[[str], None]
@@ -100,20 +100,10 @@ def stream(stack: BenchStack, floors: Floors, seconds: float, per_second: int,
 
 def cost(stack: BenchStack, duration: float, log: Log) -> list[Row]:
     """Callbacks with 10 log lines against callbacks with none."""
-    web = stack.a
-    watched = stack.create_jobs(100)
-    results = {}
-    with Swarm("127.0.0.1", web.port) as swarm:
-        swarm.connect(100, watched)
-        settle(0.5)
-        for lines in (0, 10):
-            results[lines] = measured_load(web, "/api/progress", duration, 32, jobs=watched,
-                                           tag=f"lines{lines}", lines=lines)
-            settle(0.5)
-            log(f"  callbacks with {lines} lines: {results[lines]}")
-    plain, logged = results[0], results[10]
+    results = loads.compare(stack, duration, {"no lines": {}, "10 lines": {"lines": 10}}, log)
+    plain, logged = results["no lines"], results["10 lines"]
     ratio = plain["cpu_us"] / logged["cpu_us"] if logged["cpu_us"] else 0.0
-    ok = all(r["statuses"].get("204", 0) == r["requests"] for r in (plain, logged))
+    ok = loads.all_answered(plain, "204") and loads.all_answered(logged, "204")
     return [Row("7", "callbacks carrying 10 log lines each, against callbacks with none",
                 f"{1e6 / logged['cpu_us']:.0f}/s per core ({logged['cpu_us']:.0f} µs CPU "
                 f"per request) against {1e6 / plain['cpu_us']:.0f}/s"
