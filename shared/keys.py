@@ -5,6 +5,24 @@ from __future__ import annotations
 PREFIX = "jobcast"
 RECENT_JOBS = f"{PREFIX}:jobs:recent"
 RECENT_SNIPPETS = f"{PREFIX}:snippets:recent"
+# Sorted sets of job ids scored by creation time: ``<INDEX_PREFIX>state:<state>``,
+# ``kind:<kind>`` and ``owner:<owner>``, kept by the store's Lua scripts.
+INDEX_PREFIX = f"{PREFIX}:idx:"
+
+
+def state_index(state: str) -> str:
+    """Ids of the jobs in ``state``, scored by creation time."""
+    return f"{INDEX_PREFIX}state:{state}"
+
+
+def kind_index(kind: str) -> str:
+    """Ids of the jobs of ``kind``, scored by creation time."""
+    return f"{INDEX_PREFIX}kind:{kind}"
+
+
+def owner_index(owner: str) -> str:
+    """Ids of the jobs ``owner`` started, scored by creation time."""
+    return f"{INDEX_PREFIX}owner:{owner}"
 
 
 def job_key(job_id: str) -> str:
@@ -40,3 +58,13 @@ def job_log_key(job_id: str) -> str:
 def job_file_key(job_id: str, name: str) -> str:
     """Hash (``data``, ``type``) of a file a job saved for download."""
     return f"{PREFIX}:job:{job_id}:file:{name}"
+
+
+def job_attempts_key(job_id: str) -> str:
+    """List of a job's attempts, one JSON object each (worker, started, finished)."""
+    return f"{PREFIX}:job:{job_id}:attempts"
+
+
+def job_traceback_key(job_id: str) -> str:
+    """A failed job's traceback, for operators only (never in public JSON or pages)."""
+    return f"{PREFIX}:job:{job_id}:traceback"

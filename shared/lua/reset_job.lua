@@ -4,10 +4,13 @@
 -- ARGV[1]   now, epoch seconds as text
 -- ARGV[2]   the job's TTL in seconds (renewed)
 -- ARGV[3]   the name of the queued state
--- ARGV[4..] the states a retry may start from
+-- ARGV[4]   the job id
+-- ARGV[5]   the index key prefix (shared.keys.INDEX_PREFIX)
+-- ARGV[6..] the states a retry may start from
 --
 -- The seq and the log are kept (a late report of the previous run is still
 -- dropped; the console shows every attempt); the result and "n of total" go.
+-- The job moves from <prefix>state:<old> to <prefix>state:<queued>.
 --
 -- Returns field/value pairs:
 --   code -1                    unknown job
@@ -15,10 +18,11 @@
 --   code 1, state, attempt     reset; state is the one it was reset from
 local k = KEYS[1]
 local now, ttl, queued = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local cur = redis.call('HMGET', k, 'state', 'attempt')
+local id, prefix = ARGV[4], ARGV[5]
+local cur = redis.call('HMGET', k, 'state', 'attempt', 'created_at')
 if not cur[1] then return {'code', -1} end
 local allowed = false
-for i = 4, #ARGV do
+for i = 6, #ARGV do
   if ARGV[i] == cur[1] then allowed = true end
 end
 if not allowed then return {'code', 0, 'state', cur[1]} end
@@ -27,4 +31,6 @@ redis.call('HSET', k, 'state', queued, 'progress', 0, 'message', '', 'stage', ''
            'updated_at', now, 'attempt', attempt)
 redis.call('HDEL', k, 'started_at', 'finished_at', 'result', 'current', 'total')
 redis.call('EXPIRE', k, ttl)
+redis.call('ZREM', prefix .. 'state:' .. cur[1], id)
+redis.call('ZADD', prefix .. 'state:' .. queued, cur[3] or now, id)
 return {'code', 1, 'state', cur[1], 'attempt', attempt}

@@ -11,20 +11,24 @@
 -- ARGV[10]  how many log lines to keep (JOB_LOG_MAX)
 -- ARGV[11]  the name of the succeeded state
 -- ARGV[12]  the name of the queued state
--- ARGV[13]  n, how many terminal state names follow
--- ARGV[14 .. 13+n]   the names of the terminal states
--- ARGV[14+n ..]      the new log lines, in order
+-- ARGV[13]  the job id               ARGV[14] the index key prefix (shared.keys.INDEX_PREFIX)
+-- ARGV[15]  the TTL in seconds (index entries older than it are trimmed)
+-- ARGV[16]  n, how many terminal state names follow
+-- ARGV[17 .. 16+n]   the names of the terminal states
+-- ARGV[17+n ..]      the new log lines, in order
 --
 -- Rules: an unknown job is refused; a terminal job never changes; a seq not
 -- above the stored one is dropped; progress never goes back; a report that
 -- changes nothing (no new field value, no log line) is dropped. Log lines
--- are appended only when the update is applied.
+-- are appended only when the update is applied. A change of state moves the
+-- job from <prefix>state:<old> to <prefix>state:<new> (scored by its creation
+-- time), in the same script, so the indexes never disagree with the hash.
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
 --   code -1                 unknown job
 --   code 0, state           dropped; state is the job's current state
 --   code 1, state, progress, message, stage, kind, snippet_id, current, total,
---           result, log_after, log_ids      applied; log_after is the id of the
+--           result, log_after, log_ids, created_at, owner      applied; log_after is the id of the
 --           line before the new ones ('0-0' for none), log_ids the new lines' ids
 local k, logk = KEYS[1], KEYS[2]
 local state, progress, message, stage, seq, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4],
@@ -32,13 +36,15 @@ local state, progress, message, stage, seq, now = ARGV[1], tonumber(ARGV[2]), AR
 local current, total, result = ARGV[7], ARGV[8], ARGV[9]
 local log_max = tonumber(ARGV[10])
 local succeeded, queued = ARGV[11], ARGV[12]
-local n_terminal = tonumber(ARGV[13])
+local job_id, prefix, ttl = ARGV[13], ARGV[14], tonumber(ARGV[15])
+local n_terminal = tonumber(ARGV[16])
 local terminal = {}
-for i = 14, 13 + n_terminal do terminal[ARGV[i]] = true end
-local first_line = 14 + n_terminal
+for i = 17, 16 + n_terminal do terminal[ARGV[i]] = true end
+local first_line = 17 + n_terminal
 
 local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
-                       'snippet_id', 'current', 'total', 'log_last')
+                       'snippet_id', 'current', 'total', 'log_last', 'created_at',
+                       'owner')
 local cur_state, cur_progress, cur_seq = cur[1], cur[2], cur[3]
 if not cur_state then return {'code', -1} end
 if terminal[cur_state] then return {'code', 0, 'state', cur_state} end
@@ -84,6 +90,14 @@ if has_lines then
   if ttl > 0 then redis.call('PEXPIRE', logk, ttl) end
 end
 redis.call('HSET', k, unpack(fields))
+if state ~= cur_state then
+  local created = cur[11] or now
+  local idx = prefix .. 'state:' .. state
+  redis.call('ZREM', prefix .. 'state:' .. cur_state, job_id)
+  redis.call('ZADD', idx, created, job_id)
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', tonumber(now) - ttl)
+end
 return {'code', 1, 'state', state, 'progress', progress, 'message', message, 'stage', stage,
         'kind', cur[6] or '', 'snippet_id', cur[7] or '', 'current', current, 'total', total,
-        'result', result, 'log_after', log_after, 'log_ids', log_ids}
+        'result', result, 'log_after', log_after, 'log_ids', log_ids,
+        'created_at', cur[11] or '', 'owner', cur[12] or ''}

@@ -25,19 +25,20 @@ KINDS_EXTENSION = "jobcast.kinds"
 
 def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
                 timeout: int | None = None, fields: dict[str, str] | None = None,
-                **kwargs: Any) -> JobState:
+                owner: str = "", **kwargs: Any) -> JobState:
     """Store a new job as ``queued``, then enqueue ``function`` by dotted name.
 
     The job function receives ``job_id`` and a per-job callback ``token``;
     the RQ job id is the same UUID, so RQ and the site name the job alike.
     String ``kwargs`` are also stored on the job's hash (e.g. ``snippet_id``,
     so the callback knows which snippet a highlight job is for), and so are
-    ``fields``. ``timeout`` overrides ``JOB_TIMEOUT``.
+    ``fields``. ``timeout`` overrides ``JOB_TIMEOUT``. ``owner`` (who started
+    the job; '' when unknown) is stored and indexed for the operators' filters.
     """
     cfg = current_app.config
     job_id = job_id or new_id()
     stored = {k: v for k, v in kwargs.items() if isinstance(v, str)}
-    state = redis_ext.store.create(job_id, kind=kind, **stored, **(fields or {}))
+    state = redis_ext.store.create(job_id, kind, owner, **stored, **(fields or {}))
     try:
         redis_ext.queue.enqueue(
             function,
@@ -76,7 +77,7 @@ def kinds() -> dict[str, JobKind]:
     return current_app.extensions[KINDS_EXTENSION]  # type: ignore[no-any-return]
 
 
-def start_kind(kind: JobKind, args: dict[str, Any]) -> JobState:
+def start_kind(kind: JobKind, args: dict[str, Any], owner: str = "") -> JobState:
     """Create and enqueue a job of ``kind`` with checked ``args``.
 
     The arguments are kept on the job (uploads only by their size), so the
@@ -86,7 +87,7 @@ def start_kind(kind: JobKind, args: dict[str, Any]) -> JobState:
     shown = {name: (f"<upload, {len(value)} characters>" if name in kind.uploads
                     and isinstance(value, str) else value) for name, value in args.items()}
     return enqueue_job(RUN_KIND_JOB, kind=kind.name, timeout=kind.timeout,
-                       fields={"args": json.dumps(shown, ensure_ascii=False)},
+                       fields={"args": json.dumps(shown, ensure_ascii=False)}, owner=owner,
                        kind_name=kind.name, kind_args=args)
 
 
