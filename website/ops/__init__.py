@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Flask
 
 from website.extensions import socketio
-from website.ops import dashboard, monitoring
+from website.ops import dashboard, finder, monitoring
 
 
 def init_app(app: Flask) -> None:
-    """Register /dashboard (with its Socket.IO handler), /healthz and /metrics."""
+    """Register /dashboard (with its Socket.IO handler), GET /api/jobs, /healthz and /metrics."""
     monitoring.register(app, socketio.server)
     dashboard.register(app)
+    app.register_blueprint(finder.bp)
