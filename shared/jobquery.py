@@ -16,6 +16,7 @@ change state, and jobs created meanwhile (newer) never shift a later page.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import redis
 
 from shared import keys, scripts
-from shared.protocol import STATES, is_uuid
+from shared.protocol import STATES
 from shared.store import JobState
 
 PAGE_MAX = 200
@@ -31,6 +32,8 @@ SCAN_PER_CALL = 5000  # index entries one script run examines at most
 SCAN_PER_PAGE = 50_000  # ... and one page request, over several runs
 FILTER_TEXT_MAX = 100
 _SEP = "~"
+CURSOR_PATTERN = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?~"
+                            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class BadFilter(ValueError):
@@ -82,13 +85,9 @@ def parse_cursor(text: str | None) -> tuple[str, str]:
     """``(score, id)`` from a cursor ('' for the start); :class:`BadFilter` when malformed."""
     if not text:
         return "+inf", ""
-    score, sep, job_id = text.partition(_SEP)
-    try:
-        value = float(score)
-    except ValueError:
-        raise BadFilter("cursor is not one this site gave") from None
-    if not sep or not is_uuid(job_id) or value != value:
+    if not CURSOR_PATTERN.fullmatch(text):
         raise BadFilter("cursor is not one this site gave")
+    score, _, job_id = text.partition(_SEP)
     return score, job_id
 
 
