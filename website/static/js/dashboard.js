@@ -196,8 +196,8 @@
     if (!p || typeof p.jobId !== "string") { return; }
     var row = findRow(p.jobId);
     var ok = passes(p);
-    if (ok === null) {  /* a text filter: the server decides */
-      if (row || p.created) { refreshSoon(); }
+    if (ok === null) {  /* a text filter: the server decides (asked at most every 3 s) */
+      refreshSoon();
       if (!row) { return; }
     } else if (!ok) {
       if (row) { tbody.removeChild(row); setTotal(-1); refreshSoon(); }
