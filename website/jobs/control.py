@@ -21,17 +21,10 @@ import logging
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, url_for
-from rq.command import send_stop_job_command
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job, JobStatus
 
-from shared.protocol import (
-    CANCELLABLE_STATES,
-    CANCELLED,
-    RETRYABLE_STATES,
-    is_uuid,
-)
-from shared.store import InvalidTransition, JobState, UnknownJob
+from shared import control
+from shared.control import ControlError
+from shared.store import JobState
 from website.extensions import redis_ext
 from website.http.errors import error_response
 from website.ops.monitoring import count_control
@@ -39,26 +32,7 @@ from website.realtime.sockets import publish_state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("control", __name__)
-
-# RQ states in which the job may still run: a retry waits until they are over.
-_RQ_ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
-              JobStatus.SCHEDULED, JobStatus.CREATED}
-
-
-class ControlError(Exception):
-    """A control request that cannot be carried out (HTTP ``status``)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _current(job_id: str) -> JobState:
-    state = redis_ext.store.get(job_id.lower()) if is_uuid(job_id) else None
-    if state is None:
-        raise ControlError(404, "unknown job id")
-    return state
+__all__ = ["ControlError", "bp", "cancel_job", "publish", "retry_job"]
 
 
 def publish(state: JobState) -> None:
@@ -68,73 +42,18 @@ def publish(state: JobState) -> None:
 
 
 def cancel_job(job_id: str) -> JobState:
-    """Cancel a queued or running job; the new (cancelled) state."""
-    job = _current(job_id)
-    if job.state not in CANCELLABLE_STATES:
-        raise ControlError(409, f"the job is {job.state}: only a queued or running job "
-                                "can be cancelled")
-    try:
-        cancelled = redis_ext.store.finish(job.job_id, CANCELLED, "cancelled on request")
-    except UnknownJob:
-        raise ControlError(404, "unknown job id") from None
-    if cancelled is None:  # it ended in the meantime
-        raise ControlError(409, f"the job is {_current(job.job_id).state}: it has already ended")
-    _stop_in_rq(job.job_id)
+    """Cancel a queued or running job; the new (cancelled) state (``shared.control``)."""
+    cancelled = control.cancel(redis_ext.store, redis_ext.queue, job_id)
     publish(cancelled)
-    log.info("job %s cancelled (was %s)", job.job_id, job.state)
     return cancelled
 
 
-def _stop_in_rq(job_id: str) -> None:
-    """Take the job off the queue, or tell the worker running it to stop."""
-    conn = redis_ext.queue.connection
-    try:
-        rq_job = Job.fetch(job_id, connection=conn)
-        status = rq_job.get_status(refresh=False)
-        if status == JobStatus.STARTED:
-            send_stop_job_command(conn, job_id)
-            log.info("job %s: stop-job sent to worker %s", job_id, rq_job.worker_name)
-        elif status in _RQ_ACTIVE:
-            rq_job.cancel()
-            log.info("job %s: removed from the queue", job_id)
-    except NoSuchJobError:
-        log.info("job %s: no RQ job left to stop", job_id)
-    except InvalidJobOperation as exc:  # it moved on meanwhile; the store rules anyway
-        log.info("job %s: RQ could not stop it (%s); its reports are dropped", job_id, exc)
-
-
 def retry_job(job_id: str) -> JobState:
-    """Run a failed or cancelled job again; its new (queued) state."""
-    job = _current(job_id)
-    if job.state not in RETRYABLE_STATES:
-        raise ControlError(409, f"the job is {job.state}: only a failed or cancelled job "
-                                "can be retried")
-    queue = redis_ext.queue
-    try:
-        rq_job = Job.fetch(job.job_id, connection=queue.connection)
-    except NoSuchJobError:
-        raise ControlError(409, "the job can no longer be retried: its queue entry "
-                                "has expired") from None
-    if rq_job.get_status(refresh=False) in _RQ_ACTIVE:
-        raise ControlError(409, "the job is still stopping on its worker; "
-                                "try again in a moment")
-    function, args, kwargs = rq_job.func_name, rq_job.args, rq_job.kwargs
-    if not function:
-        raise ControlError(409, "the job can no longer be retried: its function is unknown")
-    try:
-        state = redis_ext.store.reset(job.job_id, RETRYABLE_STATES)
-    except UnknownJob:
-        raise ControlError(404, "unknown job id") from None
-    except InvalidTransition as exc:
-        raise ControlError(409, f"the job is {exc.state}: only a failed or cancelled job "
-                                "can be retried") from None
+    """Run a failed or cancelled job again; its new (queued) state (``shared.control``)."""
     cfg = current_app.config
-    rq_job.delete(remove_from_queue=True)
-    queue.enqueue_call(function, args=args, kwargs=kwargs, job_id=job.job_id,
-                       timeout=cfg["JOB_TIMEOUT"], result_ttl=cfg["JOB_TTL"],
-                       failure_ttl=cfg["JOB_TTL"])
+    state = control.retry(redis_ext.store, redis_ext.queue, job_id,
+                          cfg["JOB_TIMEOUT"], cfg["JOB_TTL"])
     publish(state)
-    log.info("job %s retried (attempt %s, was %s)", job.job_id, state.attempt, job.state)
     return state
 
 
