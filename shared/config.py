@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 # The kinds Jobcast ships (shared.kinds.BUILTIN_MODULES): always in JOB_KINDS.
-BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import")
+BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import", "shared.kinds.bulk")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6380/0"  # the embedded Redis of `make run`

@@ -23,8 +23,11 @@ def pretty_json(value: Any) -> str:
 def init_app(app: Flask) -> None:
     """Load the job kinds (``JOB_KINDS``); register the job pages, the JSON API,
     the callback and job control."""
-    kinds = load_kinds(app.config["JOB_KINDS"])
+    every = load_kinds(app.config["JOB_KINDS"])
+    kinds = {name: kind for name, kind in every.items() if not kind.hidden}
     app.extensions[services.KINDS_EXTENSION] = kinds
+    app.extensions[services.HIDDEN_KINDS_EXTENSION] = {
+        name: kind for name, kind in every.items() if kind.hidden}
     app.add_template_filter(pretty_json, "pretty_json")
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)

@@ -21,6 +21,7 @@ from website.realtime.sockets import emit_events
 
 log = logging.getLogger(__name__)
 KINDS_EXTENSION = "jobcast.kinds"
+HIDDEN_KINDS_EXTENSION = "jobcast.kinds.hidden"  # started by the site only (bulk actions)
 
 
 def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
@@ -75,6 +76,11 @@ def discard_job(job_id: str) -> None:
 def kinds() -> dict[str, JobKind]:
     """The job kinds this site offers (``JOB_KINDS``), by name."""
     return current_app.extensions[KINDS_EXTENSION]  # type: ignore[no-any-return]
+
+
+def hidden_kind(name: str) -> JobKind:
+    """A kind the site starts itself (``hidden=True``), by name."""
+    return current_app.extensions[HIDDEN_KINDS_EXTENSION][name]  # type: ignore[no-any-return]
 
 
 def start_kind(kind: JobKind, args: dict[str, Any], owner: str = "") -> JobState:
