@@ -68,3 +68,8 @@ def job_attempts_key(job_id: str) -> str:
 def job_traceback_key(job_id: str) -> str:
     """A failed job's traceback, for operators only (never in public JSON or pages)."""
     return f"{PREFIX}:job:{job_id}:traceback"
+
+
+def job_timeline_key(job_id: str) -> str:
+    """List of "<state> <epoch seconds>" entries: each state the job entered (Lua keeps it)."""
+    return f"{job_key(job_id)}:timeline"

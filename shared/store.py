@@ -226,7 +226,8 @@ class JobStore:
             keys.job_key(job_id), ["state", "kind", "owner"])
         state, kind, owner = found
         pipe = self.client.pipeline()
-        pipe.delete(keys.job_key(job_id))
+        pipe.delete(keys.job_key(job_id), keys.job_timeline_key(job_id),
+                    keys.job_attempts_key(job_id), keys.job_traceback_key(job_id))
         pipe.zrem(keys.RECENT_JOBS, job_id)
         if state:
             pipe.zrem(keys.state_index(state), job_id)

@@ -10,7 +10,8 @@
 -- The job is listed, scored by its creation time, in the recent index and in
 -- <prefix>state:<state>, <prefix>kind:<kind> and (when not empty)
 -- <prefix>owner:<owner>. Each index it joins is trimmed of entries older than
--- the TTL. (Index keys are built here from the prefix: one Redis, no cluster.)
+-- the TTL. The job's timeline (KEYS[1]:timeline, "<state> <time>" entries)
+-- starts with its first state. (Index keys are built here from the prefix: one Redis, no cluster.)
 -- Returns 1.
 local k, recent = KEYS[1], KEYS[2]
 local id, now, ttl, max_stored, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]),
@@ -23,6 +24,9 @@ for i = 6, #ARGV, 2 do
 end
 redis.call('HSET', k, unpack(fields))
 redis.call('EXPIRE', k, ttl)
+redis.call('DEL', k .. ':timeline')
+redis.call('RPUSH', k .. ':timeline', (by_name['state'] or '') .. ' ' .. now)
+redis.call('EXPIRE', k .. ':timeline', ttl)
 local oldest = tonumber(now) - ttl
 redis.call('ZADD', recent, now, id)
 redis.call('ZREMRANGEBYSCORE', recent, '-inf', oldest)

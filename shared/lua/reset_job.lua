@@ -10,7 +10,8 @@
 --
 -- The seq and the log are kept (a late report of the previous run is still
 -- dropped; the console shows every attempt); the result and "n of total" go.
--- The job moves from <prefix>state:<old> to <prefix>state:<queued>.
+-- The job moves from <prefix>state:<old> to <prefix>state:<queued>; its
+-- timeline (KEYS[1]:timeline) gets "<queued> <now>".
 --
 -- Returns field/value pairs:
 --   code -1                    unknown job
@@ -33,4 +34,7 @@ redis.call('HDEL', k, 'started_at', 'finished_at', 'result', 'current', 'total')
 redis.call('EXPIRE', k, ttl)
 redis.call('ZREM', prefix .. 'state:' .. cur[1], id)
 redis.call('ZADD', prefix .. 'state:' .. queued, cur[3] or now, id)
+redis.call('RPUSH', k .. ':timeline', queued .. ' ' .. now)
+redis.call('LTRIM', k .. ':timeline', -100, -1)
+redis.call('EXPIRE', k .. ':timeline', ttl)
 return {'code', 1, 'state', cur[1], 'attempt', attempt}

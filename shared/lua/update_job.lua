@@ -22,7 +22,8 @@
 -- changes nothing (no new field value, no log line) is dropped. Log lines
 -- are appended only when the update is applied. A change of state moves the
 -- job from <prefix>state:<old> to <prefix>state:<new> (scored by its creation
--- time), in the same script, so the indexes never disagree with the hash.
+-- time), in the same script, so the indexes never disagree with the hash,
+-- and appends "<state> <now>" to the job's timeline (KEYS[1]:timeline, a list).
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
 --   code -1                 unknown job
@@ -91,6 +92,11 @@ if has_lines then
 end
 redis.call('HSET', k, unpack(fields))
 if state ~= cur_state then
+  local timeline = k .. ':timeline'
+  redis.call('RPUSH', timeline, state .. ' ' .. now)
+  redis.call('LTRIM', timeline, -100, -1)
+  local hash_ttl = redis.call('PTTL', k)
+  if hash_ttl > 0 then redis.call('PEXPIRE', timeline, hash_ttl) end
   local created = cur[11] or now
   local idx = prefix .. 'state:' .. state
   redis.call('ZREM', prefix .. 'state:' .. cur_state, job_id)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import Flask
 
 from website.extensions import socketio
-from website.ops import bulk, dashboard, finder, monitoring
+from website.ops import bulk, dashboard, finder, jobdetail, monitoring
 
 
 def init_app(app: Flask) -> None:
     """Register /dashboard (with its Socket.IO handler), GET /api/jobs, bulk actions,
-    /healthz and /metrics."""
+    the operators' job page, /healthz and /metrics."""
     monitoring.register(app, socketio.server)
     dashboard.register(app)
     app.register_blueprint(finder.bp)
     app.register_blueprint(bulk.bp)
+    jobdetail.register(app)

@@ -87,6 +87,13 @@
       small.textContent = " (attempt " + job.attempt + ")";
       cell(row, "job").appendChild(small);
     }
+    var details = document.createElement("a");
+    details.className = "details";
+    details.href = "/dashboard/jobs/" + encodeURIComponent(job.jobId);
+    details.setAttribute("aria-label", "Details of job " + String(job.jobId).slice(0, 8));
+    details.textContent = "details";
+    cell(row, "job").appendChild(document.createTextNode(" "));
+    cell(row, "job").appendChild(details);
     cell(row, "kind").textContent = job.kind || "?";
     if (job.snippetUrl) {
       cell(row, "kind").appendChild(document.createTextNode(" · "));
