@@ -26,13 +26,14 @@ RUN_KIND_JOB = "worker.runner.run_kind"  # runs any declared kind (shared.kinds)
 DEMO_KIND = "demo"
 HIGHLIGHT_KIND = "highlight"
 
-# Job states.
+# Job states. A scheduled job waits for its time (RQ's scheduler then queues it).
+SCHEDULED = "scheduled"
 QUEUED = "queued"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
-STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+STATES = (SCHEDULED, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 # States a worker may report through the callback.
 REPORTABLE_STATES = (RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -47,7 +48,7 @@ CALLBACK_MAX_BYTES = RESULT_MAX_BYTES + LOG_BATCH_MAX * (LOG_LINE_MAX_BYTES + 64
 LOG_START = "0-0"  # the log id before the first line: ``lastLogId`` to replay from the start
 
 # Job control: which states a job may be cancelled from, or retried from.
-CANCELLABLE_STATES = frozenset({QUEUED, RUNNING})
+CANCELLABLE_STATES = frozenset({SCHEDULED, QUEUED, RUNNING})
 RETRYABLE_STATES = frozenset({FAILED, CANCELLED})
 
 # Operations dashboard: every dashboard page joins one room, which gets one

@@ -191,13 +191,14 @@ class JobStore:
         self._create = scripts.register(client, "create_job")
 
     def create(self, job_id: str, kind: str = "demo", owner: str = "",
-               **extra: str) -> JobState:
+               initial: str = QUEUED, **extra: str) -> JobState:
         """Store a new job in state ``queued``, atomically listed in the recent
         index (trimmed by age and to ``max_stored`` ids) and in the state, kind
-        and owner indexes (``shared/lua/create_job.lua``)."""
+        and owner indexes (``shared/lua/create_job.lua``). ``initial`` is
+        ``scheduled`` for a job that waits for its time."""
         stamp = time.time()
-        self._create(**self._create_call(job_id, kind, owner, stamp, extra))
-        return JobState(job_id=job_id, kind=kind, created_at=stamp, updated_at=stamp,
+        self._create(**self._create_call(job_id, kind, owner, stamp, {**extra, "state": initial}))
+        return JobState(job_id=job_id, kind=kind, state=initial, created_at=stamp, updated_at=stamp,
                         extra={"owner": owner, **{k: str(v) for k, v in extra.items()}})
 
     def create_many(self, jobs: list[tuple[str, str, str, float]], chunk: int = 1000) -> None:

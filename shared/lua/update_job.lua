@@ -45,7 +45,7 @@ local first_line = 17 + n_terminal
 
 local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
                        'snippet_id', 'current', 'total', 'log_last', 'created_at',
-                       'owner')
+                       'owner', 'started_at')
 local cur_state, cur_progress, cur_seq = cur[1], cur[2], cur[3]
 if not cur_state then return {'code', -1} end
 if terminal[cur_state] then return {'code', 0, 'state', cur_state} end
@@ -74,7 +74,7 @@ end
 if result ~= '' then
   table.insert(fields, 'result'); table.insert(fields, result)
 end
-if cur_state == queued then
+if not cur[13] then  -- the first change of a run (a retry clears started_at)
   table.insert(fields, 'started_at'); table.insert(fields, now)
 end
 if terminal[state] then

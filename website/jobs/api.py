@@ -24,6 +24,7 @@ from website.extensions import redis_ext
 from website.http.access import note_job, request_started
 from website.http.body import read_json_body
 from website.http.errors import error_response
+from website.jobs.schedule import read_run_at
 from website.jobs.services import kinds, start_kind
 from website.jobs.submit import Rejected, read_submission
 from website.ops.monitoring import observe_emit
@@ -42,13 +43,17 @@ def list_kinds() -> Response:
 def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     """Start a job: ``{"kind", "args"}`` (an empty body: the demo); 202 with its id.
 
+    With ``"runAt"`` (ISO 8601 with a zone) or ``"delaySeconds"`` it is
+    ``scheduled`` until then (``website/jobs/schedule.py``).
+
     400 names each bad argument (``fields``); nothing is stored or enqueued then.
     """
     try:
-        kind, args, _rest = read_submission(kinds())
+        kind, args, rest = read_submission(kinds())
+        run_at = read_run_at(rest, current_app.config["JOB_TTL"])
     except Rejected as exc:
         return jsonify(exc.to_json()), exc.status
-    state = start_kind(kind, args)
+    state = start_kind(kind, args, run_at=run_at)
     status_url = url_for("api.job_state", job_id=state.job_id)
     body = {"id": state.job_id, "kind": kind.name, "status_url": status_url,
             "state": state.to_payload()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 import redis
@@ -12,7 +14,7 @@ from flask import current_app
 from shared.events import created_events
 from shared.kinds import JobKind
 from shared.kinds.validate import with_defaults
-from shared.protocol import DEMO_KIND, FAILED, RUN_KIND_JOB, new_id
+from shared.protocol import DEMO_KIND, FAILED, QUEUED, RUN_KIND_JOB, SCHEDULED, new_id
 from shared.signing import sign_job_token
 from shared.store import JobState
 from website.extensions import redis_ext
@@ -26,7 +28,7 @@ HIDDEN_KINDS_EXTENSION = "jobcast.kinds.hidden"  # started by the site only (bul
 
 def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
                 timeout: int | None = None, fields: dict[str, str] | None = None,
-                owner: str = "", **kwargs: Any) -> JobState:
+                owner: str = "", run_at: datetime | None = None, **kwargs: Any) -> JobState:
     """Store a new job as ``queued``, then enqueue ``function`` by dotted name.
 
     The job function receives ``job_id`` and a per-job callback ``token``;
@@ -35,13 +37,19 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
     so the callback knows which snippet a highlight job is for), and so are
     ``fields``. ``timeout`` overrides ``JOB_TIMEOUT``. ``owner`` (who started
     the job; '' when unknown) is stored and indexed for the operators' filters.
+    With ``run_at`` (UTC) the job is ``scheduled`` and RQ's scheduler queues it then.
     """
     cfg = current_app.config
     job_id = job_id or new_id()
     stored = {k: v for k, v in kwargs.items() if isinstance(v, str)}
-    state = redis_ext.store.create(job_id, kind, owner, **stored, **(fields or {}))
+    extra = {**stored, **(fields or {})}
+    if run_at is not None:
+        extra["run_at"] = repr(run_at.timestamp())
+    state = redis_ext.store.create(job_id, kind, owner,
+                                   SCHEDULED if run_at is not None else QUEUED, **extra)
+    queue = redis_ext.queue
     try:
-        redis_ext.queue.enqueue(
+        (partial(queue.enqueue_at, run_at) if run_at is not None else queue.enqueue)(
             function,
             job_id,
             token=sign_job_token(cfg["SECRET_KEY"], job_id),
@@ -83,7 +91,8 @@ def hidden_kind(name: str) -> JobKind:
     return current_app.extensions[HIDDEN_KINDS_EXTENSION][name]  # type: ignore[no-any-return]
 
 
-def start_kind(kind: JobKind, args: dict[str, Any], owner: str = "") -> JobState:
+def start_kind(kind: JobKind, args: dict[str, Any], owner: str = "",
+               run_at: datetime | None = None) -> JobState:
     """Create and enqueue a job of ``kind`` with checked ``args``.
 
     The arguments are kept on the job (uploads only by their size), so the
@@ -94,6 +103,7 @@ def start_kind(kind: JobKind, args: dict[str, Any], owner: str = "") -> JobState
                     and isinstance(value, str) else value) for name, value in args.items()}
     return enqueue_job(RUN_KIND_JOB, kind=kind.name, timeout=kind.timeout,
                        fields={"args": json.dumps(shown, ensure_ascii=False)}, owner=owner,
+                       run_at=run_at,
                        kind_name=kind.name, kind_args=args)
 
 

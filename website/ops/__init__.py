@@ -15,4 +15,4 @@ def init_app(app: Flask) -> None:
     dashboard.register(app)
     app.register_blueprint(finder.bp)
     app.register_blueprint(bulk.bp)
-    jobdetail.register(app)
+    app.register_blueprint(jobdetail.bp)

@@ -14,12 +14,11 @@ import json
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, render_template
+from flask import Blueprint, Response, render_template
 
 from shared import keys
 from shared.joblog import read_log
 from shared.protocol import LOG_START, is_uuid
-from shared.snippets import iso_time
 from website.extensions import redis_ext
 from website.http.errors import error_response
 from website.ops.auth import ops_allowed, ops_challenge
@@ -82,16 +81,3 @@ def detail(job_id: str) -> Response | str | tuple[Response | str, int]:
     if found is None:
         return error_response(404, "unknown job id")
     return render_template("job_detail.html", **found)
-
-
-def _iso(value: object) -> str:
-    try:
-        return iso_time(float(value))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "–"
-
-
-def register(app: Flask) -> None:
-    """Register the page and its ``iso_time`` filter."""
-    app.add_template_filter(_iso, "iso_time")
-    app.register_blueprint(bp)
