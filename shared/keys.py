@@ -73,3 +73,14 @@ def job_traceback_key(job_id: str) -> str:
 def job_timeline_key(job_id: str) -> str:
     """List of "<state> <epoch seconds>" entries: each state the job entered (Lua keeps it)."""
     return f"{job_key(job_id)}:timeline"
+
+
+# Recurring schedules (shared/schedules.py): one hash each, every id by creation
+# time, and the ids of the running (not paused) ones by their next run time.
+SCHEDULES = f"{PREFIX}:schedules"
+SCHEDULES_DUE = f"{PREFIX}:schedules:due"
+
+
+def schedule_key(schedule_id: str) -> str:
+    """Hash of a recurring schedule (cron, kind, args, paused, next_run, ...)."""
+    return f"{PREFIX}:schedule:{schedule_id}"

@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared.jobquery import BadFilter, JobFilter, parse_cursor
 from shared.protocol import DASHBOARD_ROOM, DASHBOARD_SUBSCRIBE, STATES
+from shared.schedules import ScheduleStore
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
 from website.http.errors import error_response
@@ -137,7 +138,8 @@ def dashboard() -> Response | str | tuple[Response | str, int]:
         return error_response(400, str(exc))
     kinds = sorted(current_app.extensions.get(KINDS_EXTENSION, {}))
     return render_template("dashboard.html", data=snapshot(flt, cursor), token=dashboard_token(),
-                           flt=flt, states=STATES, kinds=kinds)
+                           flt=flt, states=STATES, kinds=kinds,
+                           schedules=ScheduleStore(redis_ext.client).all())
 
 
 def on_watch(data: object) -> dict[str, Any]:
