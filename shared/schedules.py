@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from shared import keys, scripts
 from shared.protocol import new_id
@@ -46,6 +46,10 @@ def check_cron(cron: object) -> str:
         raise BadSchedule("cron takes five fields: minute hour day-of-month month day-of-week")
     if not croniter.is_valid(text):
         raise BadSchedule(f"cron {text!r} is not a valid cron string")
+    try:
+        next_run(text, time.time())
+    except (CroniterError, ValueError) as exc:  # e.g. 31 February never comes
+        raise BadSchedule(f"cron {text!r} never fires: {exc}") from None
     return text
 
 

@@ -41,7 +41,7 @@ def ticker(redis_url: str) -> Ticker:
 
 def test_cron_strings_are_checked() -> None:
     assert check_cron(" */5  * * * * ") == "*/5 * * * *"
-    for bad in ("", "* * * *", "61 * * * *", "* * * * * *", "every minute", 5, None):
+    for bad in ("", "* * * *", "61 * * * *", "* * * * * *", "every minute", "0 0 31 2 *", 5, None):
         with pytest.raises(BadSchedule):
             check_cron(bad)
 
