@@ -48,12 +48,13 @@ class JobFilter:
     kind: str = ""
     owner: str = ""
     q: str = ""
+    batch: str = ""  # a batch id: its children only
 
     @classmethod
     def parse(cls, args: Any) -> JobFilter:
         """From query arguments (``state``, ``kind``, ``owner``, ``q``); :class:`BadFilter`."""
         values = {name: str(args.get(name, "") or "").strip() for name in
-                  ("state", "kind", "owner", "q")}
+                  ("state", "kind", "owner", "q", "batch")}
         if values["state"] and values["state"] not in STATES:
             raise BadFilter(f"state must be one of {', '.join(STATES)}")
         for name, value in values.items():
@@ -64,13 +65,15 @@ class JobFilter:
     def to_args(self) -> dict[str, str]:
         """The non-empty parts, as query arguments."""
         return {k: v for k, v in (("state", self.state), ("kind", self.kind),
-                                  ("owner", self.owner), ("q", self.q)) if v}
+                                  ("owner", self.owner), ("q", self.q),
+                                  ("batch", self.batch)) if v}
 
     def index_keys(self) -> list[str]:
         """The indexes to intersect (the recent-jobs index for no filter)."""
         found = ([keys.state_index(self.state)] if self.state else []) + \
                 ([keys.kind_index(self.kind)] if self.kind else []) + \
-                ([keys.owner_index(self.owner)] if self.owner else [])
+                ([keys.owner_index(self.owner)] if self.owner else []) + \
+                ([keys.batch_index(self.batch)] if self.batch else [])
         return found or [keys.RECENT_JOBS]
 
     def matches(self, job: JobState) -> bool:

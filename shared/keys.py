@@ -20,6 +20,19 @@ def kind_index(kind: str) -> str:
     return f"{INDEX_PREFIX}kind:{kind}"
 
 
+def batch_index(batch_id: str) -> str:
+    """Ids of a batch's children, scored by creation time."""
+    return f"{INDEX_PREFIX}batch:{batch_id}"
+
+
+BATCH_PREFIX = f"{PREFIX}:batch:"
+
+
+def batch_key(batch_id: str) -> str:
+    """Hash of a batch: kind, total, done, a count per state, onComplete."""
+    return f"{BATCH_PREFIX}{batch_id}"
+
+
 def owner_index(owner: str) -> str:
     """Ids of the jobs ``owner`` started, scored by creation time."""
     return f"{INDEX_PREFIX}owner:{owner}"

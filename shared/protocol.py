@@ -15,6 +15,7 @@ from typing import Any
 UPDATE_PROGRESS = "updateProgress"
 HIGHLIGHT = "highlight"
 SUBSCRIBE = "subscribe"
+BATCH_PROGRESS = "batchProgress"  # a batch's totals (shared.batches.batch_totals), to batch:<id>
 JOB_LOG = "jobLog"  # {jobId, after, lines: [{id, at, text}]}: new lines of a job's log
 
 # Dotted names the site enqueues, so that website/ never imports worker/.
@@ -74,6 +75,11 @@ class PayloadTooLarge(PayloadError):
 def room_for(job_id: str) -> str:
     """The Socket.IO room of the connections watching ``job_id``."""
     return f"job:{job_id}"
+
+
+def batch_room(batch_id: str) -> str:
+    """The Socket.IO room of the connections watching a batch."""
+    return f"batch:{batch_id}"
 
 
 def snippet_room(snippet_id: str) -> str:
@@ -265,7 +271,7 @@ def browser_contract() -> dict[str, Any]:
     return {
         "events": {
             "updateProgress": UPDATE_PROGRESS, "highlight": HIGHLIGHT, "subscribe": SUBSCRIBE,
-            "jobLog": JOB_LOG,
+            "jobLog": JOB_LOG, "batchProgress": BATCH_PROGRESS,
             "jobChanged": DASHBOARD_UPDATE, "watchDashboard": DASHBOARD_SUBSCRIBE,
         },
         "states": {name: name for name in STATES},

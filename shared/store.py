@@ -224,8 +224,8 @@ class JobStore:
     def discard(self, job_id: str) -> None:
         """Delete a job and its index entries."""
         found: list[str | None] = self.client.hmget(  # type: ignore[assignment]
-            keys.job_key(job_id), ["state", "kind", "owner"])
-        state, kind, owner = found
+            keys.job_key(job_id), ["state", "kind", "owner", "batch_id"])
+        state, kind, owner, batch = found
         pipe = self.client.pipeline()
         pipe.delete(keys.job_key(job_id), keys.job_timeline_key(job_id),
                     keys.job_attempts_key(job_id), keys.job_traceback_key(job_id))
@@ -236,6 +236,8 @@ class JobStore:
             pipe.zrem(keys.kind_index(kind), job_id)
         if owner:
             pipe.zrem(keys.owner_index(owner), job_id)
+        if batch:
+            pipe.zrem(keys.batch_index(batch), job_id)
         pipe.execute()
 
     def get(self, job_id: str) -> JobState | None:
@@ -269,7 +271,7 @@ class JobStore:
             args=[update.state, update.progress, update.message, update.stage, seq, stamp,
                   current, total, update.result_json(), self.log_max,
                   SUCCEEDED, QUEUED, update.job_id, keys.INDEX_PREFIX, self.ttl,
-                  len(terminal), *terminal, *update.log],
+                  keys.BATCH_PREFIX, len(terminal), *terminal, *update.log],
         ))
         code = int(result["code"])
         if code < 0:
@@ -277,7 +279,9 @@ class JobStore:
         if code == 0:
             return None, str(result["state"])
         extra = {name: str(result[name]) for name in ("snippet_id", "current", "total", "result",
-                                                      "owner") if result.get(name)}
+                                                      "owner", "batch_id") if result.get(name)}
+        if int(result.get("batch_done") or 0):
+            extra["batch_done"] = "1"  # this change ended the batch's last child
         ids = [str(i) for i in result.get("log_ids") or []]
         batch = (LogBatch(update.job_id, str(result["log_after"]),
                           tuple(LogLine(i, text) for i, text in zip(ids, update.log, strict=True)))
@@ -305,7 +309,7 @@ class JobStore:
         result = scripts.pairs(self._reset(
             keys=[keys.job_key(job_id)],
             args=[repr(time.time()), self.ttl, QUEUED, job_id, keys.INDEX_PREFIX,
-                  *sorted(from_states)]))
+                  keys.BATCH_PREFIX, *sorted(from_states)]))
         code = int(result["code"])
         if code < 0:
             raise UnknownJob(job_id)

@@ -36,16 +36,16 @@ _TEXT = {"type": "string", "maxLength": FILTER_TEXT_MAX, "default": ""}
                 "properties": {
                     "action": {"type": "string", "enum": list(ACTIONS)},
                     "state": {"type": "string", "enum": ["", *STATES], "default": ""},
-                    "kind": _TEXT, "owner": _TEXT, "q": _TEXT}})
+                    "kind": _TEXT, "owner": _TEXT, "q": _TEXT, "batch": _TEXT}})
 def bulk(ctx: Context, action: str, state: str = "", kind: str = "", owner: str = "",
-         q: str = "") -> dict[str, Any]:
+         q: str = "", batch: str = "") -> dict[str, Any]:
     """Apply ``action`` to each matching job; counts of done and skipped jobs."""
     cfg = ctx.config
     client = redis.Redis.from_url(cfg.REDIS_URL, decode_responses=True)
     store = JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
                      log_max=cfg.JOB_LOG_MAX)
     queue = Queue(cfg.QUEUE_NAME, connection=redis.Redis.from_url(cfg.REDIS_URL))
-    flt = JobFilter(state=state, kind=kind, owner=owner, q=q)
+    flt = JobFilter(state=state, kind=kind, owner=owner, q=q, batch=batch)
     ids = [job_id for job_id in JobQuery(client).iter_ids(flt) if job_id != ctx.job_id]
     ctx.log(f"{action}: {len(ids)} jobs match {flt.to_args() or 'no filter'}")
     done, skipped, changed = 0, 0, []

@@ -9,7 +9,7 @@
 --
 -- The job is listed, scored by its creation time, in the recent index and in
 -- <prefix>state:<state>, <prefix>kind:<kind> and (when not empty)
--- <prefix>owner:<owner>. Each index it joins is trimmed of entries older than
+-- <prefix>owner:<owner>, and a batch's child in <prefix>batch:<batch id>. Each index it joins is trimmed of entries older than
 -- the TTL. The job's timeline (KEYS[1]:timeline, "<state> <time>" entries)
 -- starts with its first state. (Index keys are built here from the prefix: one Redis, no cluster.)
 -- Returns 1.
@@ -35,6 +35,9 @@ local indexes = {prefix .. 'state:' .. (by_name['state'] or ''),
                  prefix .. 'kind:' .. (by_name['kind'] or '')}
 if by_name['owner'] and by_name['owner'] ~= '' then
   indexes[#indexes + 1] = prefix .. 'owner:' .. by_name['owner']
+end
+if by_name['batch_id'] and by_name['batch_id'] ~= '' then
+  indexes[#indexes + 1] = prefix .. 'batch:' .. by_name['batch_id']
 end
 for _, idx in ipairs(indexes) do
   redis.call('ZADD', idx, now, id)

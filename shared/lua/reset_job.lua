@@ -6,7 +6,8 @@
 -- ARGV[3]   the name of the queued state
 -- ARGV[4]   the job id
 -- ARGV[5]   the index key prefix (shared.keys.INDEX_PREFIX)
--- ARGV[6..] the states a retry may start from
+-- ARGV[6]   the batch key prefix (shared.keys.batch_key without the id)
+-- ARGV[7..] the states a retry may start from
 --
 -- The seq and the log are kept (a late report of the previous run is still
 -- dropped; the console shows every attempt); the result and "n of total" go.
@@ -20,10 +21,10 @@
 local k = KEYS[1]
 local now, ttl, queued = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local id, prefix = ARGV[4], ARGV[5]
-local cur = redis.call('HMGET', k, 'state', 'attempt', 'created_at')
+local cur = redis.call('HMGET', k, 'state', 'attempt', 'created_at', 'batch_id')
 if not cur[1] then return {'code', -1} end
 local allowed = false
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   if ARGV[i] == cur[1] then allowed = true end
 end
 if not allowed then return {'code', 0, 'state', cur[1]} end
@@ -34,6 +35,12 @@ redis.call('HDEL', k, 'started_at', 'finished_at', 'result', 'current', 'total')
 redis.call('EXPIRE', k, ttl)
 redis.call('ZREM', prefix .. 'state:' .. cur[1], id)
 redis.call('ZADD', prefix .. 'state:' .. queued, cur[3] or now, id)
+if cur[4] and redis.call('EXISTS', ARGV[6] .. cur[4]) == 1 then
+  local bk = ARGV[6] .. cur[4]  -- a retried child is not done any more
+  redis.call('HINCRBY', bk, cur[1], -1)
+  redis.call('HINCRBY', bk, queued, 1)
+  redis.call('HINCRBY', bk, 'done', -1)
+end
 redis.call('RPUSH', k .. ':timeline', queued .. ' ' .. now)
 redis.call('LTRIM', k .. ':timeline', -100, -1)
 redis.call('EXPIRE', k .. ':timeline', ttl)

@@ -13,9 +13,10 @@
 -- ARGV[12]  the name of the queued state
 -- ARGV[13]  the job id               ARGV[14] the index key prefix (shared.keys.INDEX_PREFIX)
 -- ARGV[15]  the TTL in seconds (index entries older than it are trimmed)
--- ARGV[16]  n, how many terminal state names follow
--- ARGV[17 .. 16+n]   the names of the terminal states
--- ARGV[17+n ..]      the new log lines, in order
+-- ARGV[16]  the batch key prefix (shared.keys.batch_key without the id)
+-- ARGV[17]  n, how many terminal state names follow
+-- ARGV[18 .. 17+n]   the names of the terminal states
+-- ARGV[18+n ..]      the new log lines, in order
 --
 -- Rules: an unknown job is refused; a terminal job never changes; a seq not
 -- above the stored one is dropped; progress never goes back; a report that
@@ -38,14 +39,15 @@ local current, total, result = ARGV[7], ARGV[8], ARGV[9]
 local log_max = tonumber(ARGV[10])
 local succeeded, queued = ARGV[11], ARGV[12]
 local job_id, prefix, ttl = ARGV[13], ARGV[14], tonumber(ARGV[15])
-local n_terminal = tonumber(ARGV[16])
+local batch_prefix = ARGV[16]
+local n_terminal = tonumber(ARGV[17])
 local terminal = {}
-for i = 17, 16 + n_terminal do terminal[ARGV[i]] = true end
-local first_line = 17 + n_terminal
+for i = 18, 17 + n_terminal do terminal[ARGV[i]] = true end
+local first_line = 18 + n_terminal
 
 local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
                        'snippet_id', 'current', 'total', 'log_last', 'created_at',
-                       'owner', 'started_at')
+                       'owner', 'started_at', 'batch_id')
 local cur_state, cur_progress, cur_seq = cur[1], cur[2], cur[3]
 if not cur_state then return {'code', -1} end
 if terminal[cur_state] then return {'code', 0, 'state', cur_state} end
@@ -103,7 +105,24 @@ if state ~= cur_state then
   redis.call('ZADD', idx, created, job_id)
   redis.call('ZREMRANGEBYSCORE', idx, '-inf', tonumber(now) - ttl)
 end
+-- A child of a batch moves the batch's totals in the same step; the one
+-- change that makes every child final learns it (batch_done 1), once.
+local batch_done = 0
+if cur[14] and state ~= cur_state then
+  local bk = batch_prefix .. cur[14]
+  if redis.call('EXISTS', bk) == 1 then
+    redis.call('HINCRBY', bk, cur_state, -1)
+    redis.call('HINCRBY', bk, state, 1)
+    if terminal[state] and not terminal[cur_state] then
+      local done = redis.call('HINCRBY', bk, 'done', 1)
+      if done == tonumber(redis.call('HGET', bk, 'total')) then
+        if redis.call('HSETNX', bk, 'completed_at', now) == 1 then batch_done = 1 end
+      end
+    end
+  end
+end
 return {'code', 1, 'state', state, 'progress', progress, 'message', message, 'stage', stage,
         'kind', cur[6] or '', 'snippet_id', cur[7] or '', 'current', current, 'total', total,
         'result', result, 'log_after', log_after, 'log_ids', log_ids,
-        'created_at', cur[11] or '', 'owner', cur[12] or ''}
+        'created_at', cur[11] or '', 'owner', cur[12] or '', 'batch_id', cur[14] or '',
+        'batch_done', batch_done}

@@ -11,7 +11,7 @@ from flask import Flask
 from shared.kinds import load_kinds
 from website.http import ratelimit
 from website.http.body import allow_body
-from website.jobs import api, control, pages, services
+from website.jobs import api, batches, control, pages, services
 from website.jobs.submit import FORM_OVERHEAD, largest_upload
 
 
@@ -32,7 +32,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(control.bp)
+    app.register_blueprint(batches.bp)
+    allow_body(app, batches.BODY_MAX, "batches.create")
     allow_body(app, largest_upload(kinds) + FORM_OVERHEAD, "jobs.create", "api.create_job")
-    ratelimit.limit(app, "jobs", "jobs.create", "api.create_job",
+    ratelimit.limit(app, "jobs", "jobs.create", "api.create_job", "batches.create",
                     "control.retry_page", "control.retry_api")
     ratelimit.limit(app, "cancel", "control.cancel_page", "control.cancel_api")

@@ -24,6 +24,7 @@ from website.extensions import redis_ext
 from website.http.access import note_job, request_started
 from website.http.body import read_json_body
 from website.http.errors import error_response
+from website.jobs import batches
 from website.jobs.schedule import read_run_at
 from website.jobs.services import kinds, start_kind
 from website.jobs.submit import Rejected, read_submission
@@ -125,6 +126,7 @@ def progress() -> Response | tuple[Response | str, int]:
         return error_response(404, "unknown job id")
     if applied is not None:
         publish_state(applied, now)
+        batches.after_change(applied)
         observe_emit(request_started())
     return Response(status=204, headers={APPLIED_HEADER: "1" if applied else "0",
                                          STATE_HEADER: state})

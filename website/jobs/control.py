@@ -27,6 +27,7 @@ from shared.control import ControlError
 from shared.store import JobState
 from website.extensions import redis_ext
 from website.http.errors import error_response
+from website.jobs import batches
 from website.ops.monitoring import count_control
 from website.realtime.sockets import publish_state
 
@@ -39,6 +40,7 @@ def publish(state: JobState) -> None:
     """Push a job's new state to its watchers (a highlight job's snippet page too)
     and to the dashboard."""
     publish_state(state, time.time())
+    batches.after_change(state)
 
 
 def cancel_job(job_id: str) -> JobState:

@@ -28,7 +28,8 @@ HIDDEN_KINDS_EXTENSION = "jobcast.kinds.hidden"  # started by the site only (bul
 
 def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
                 timeout: int | None = None, fields: dict[str, str] | None = None,
-                owner: str = "", run_at: datetime | None = None, **kwargs: Any) -> JobState:
+                owner: str = "", run_at: datetime | None = None, at_front: bool = False,
+                **kwargs: Any) -> JobState:
     """Store a new job as ``queued``, then enqueue ``function`` by dotted name.
 
     The job function receives ``job_id`` and a per-job callback ``token``;
@@ -58,6 +59,7 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
             job_timeout=timeout or cfg["JOB_TIMEOUT"],
             result_ttl=cfg["JOB_TTL"],
             failure_ttl=cfg["JOB_TTL"],
+            **({"at_front": True} if at_front else {}),
         )
     except redis.RedisError:
         # Never leave a "queued" job that no worker will ever see.
@@ -92,7 +94,7 @@ def hidden_kind(name: str) -> JobKind:
 
 
 def start_kind(kind: JobKind, args: dict[str, Any], owner: str = "",
-               run_at: datetime | None = None) -> JobState:
+               run_at: datetime | None = None, at_front: bool = False) -> JobState:
     """Create and enqueue a job of ``kind`` with checked ``args``.
 
     The arguments are kept on the job (uploads only by their size), so the
@@ -103,7 +105,7 @@ def start_kind(kind: JobKind, args: dict[str, Any], owner: str = "",
                     and isinstance(value, str) else value) for name, value in args.items()}
     return enqueue_job(RUN_KIND_JOB, kind=kind.name, timeout=kind.timeout,
                        fields={"args": json.dumps(shown, ensure_ascii=False)}, owner=owner,
-                       run_at=run_at,
+                       run_at=run_at, at_front=at_front,
                        kind_name=kind.name, kind_args=args)
 
 
