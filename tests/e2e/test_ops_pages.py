@@ -42,3 +42,18 @@ def test_ops_pages_on_a_phone(site: Stack, new_page: Callable[..., Page]) -> Non
     page.goto(f"{site.url}/dashboard/jobs/{job_id}")
     expect(page.locator("#detail-timeline li")).to_have_count(3)
     check(page)
+
+
+def test_batch_page_live_on_a_phone(site: Stack, new_page: Callable[..., Page]) -> None:
+    resp = requests.post(f"{site.url}/api/batches", timeout=10,
+                         json={"kind": "demo", "items": [{"steps": 2}] * 6})
+    assert resp.status_code == 202
+    batch_id = resp.json()["batchId"]
+    page = new_page()
+    page.set_viewport_size(PHONE)
+    page.goto(f"{site.url}/batches/{batch_id}")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "live")
+    expect(page.locator("#batch-done")).to_have_text("6")  # pushed live as children end
+    expect(page.locator("#batch-complete")).to_have_text(": complete")
+    expect(page.locator('#batch-counts li[data-state="succeeded"] strong')).to_have_text("6")
+    check(page)
