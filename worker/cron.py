@@ -11,7 +11,6 @@ job is announced like any stored change (``shared.events.push_stored``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import threading
@@ -21,10 +20,9 @@ import redis
 from rq import Queue
 
 from shared.config import Config, ConfigError
+from shared.enqueue import start_kind_job
 from shared.events import push_stored
-from shared.protocol import RUN_KIND_JOB, new_id
 from shared.schedules import Schedule, ScheduleStore
-from shared.signing import sign_job_token
 from shared.store import JobStore
 
 log = logging.getLogger("worker.cron")
@@ -44,14 +42,9 @@ class Ticker:
 
     def fire(self, schedule: Schedule) -> str:
         """Start one job of the schedule; its id."""
-        job_id = new_id()
-        state = self.store.create(job_id, schedule.kind, f"schedule:{schedule.schedule_id}",
-                                  args=json.dumps(schedule.args, ensure_ascii=False))
-        self.queue.enqueue(RUN_KIND_JOB, job_id,
-                           token=sign_job_token(self.cfg.SECRET_KEY, job_id),
-                           kind_name=schedule.kind, kind_args=schedule.args, job_id=job_id,
-                           job_timeout=self.cfg.JOB_TIMEOUT, result_ttl=self.cfg.JOB_TTL,
-                           failure_ttl=self.cfg.JOB_TTL)
+        state = start_kind_job(self.cfg, self.store, self.queue, schedule.kind, schedule.args,
+                               owner=f"schedule:{schedule.schedule_id}")
+        job_id = state.job_id
         self.schedules.note_job(schedule.schedule_id, job_id)
         push_stored(self.cfg, self.store, [state])
         log.info("schedule %s (%s): started job %s", schedule.schedule_id, schedule.cron, job_id)

@@ -16,18 +16,31 @@ from typing import Any
 import redis
 from rq import Queue
 
-from shared import control
+from shared import control, keys
+from shared.batches import on_complete
+from shared.enqueue import start_kind_job
 from shared.events import push_stored
 from shared.jobquery import FILTER_TEXT_MAX, JobFilter, JobQuery
 from shared.kinds import Context, job_kind
 from shared.protocol import STATES
-from shared.store import JobStore
+from shared.store import JobState, JobStore
 
 BULK_KIND = "bulk"
 ACTIONS = ("cancel", "retry")
 REPORT_EVERY = 25  # jobs between two progress reports
 
 _TEXT = {"type": "string", "maxLength": FILTER_TEXT_MAX, "default": ""}
+
+
+def _complete_batch(cfg: Any, store: JobStore, queue: Queue, last: JobState) -> JobState:
+    """The cancel that ended a batch's last child starts its ``onComplete`` (once)."""
+    batch_id = last.extra["batch_id"]
+    then = on_complete(store.client, batch_id)
+    if then is None:
+        return last
+    job = start_kind_job(cfg, store, queue, then["kind"], then["args"], owner=f"batch:{batch_id}")
+    store.client.hset(keys.batch_key(batch_id), "complete_job", job.job_id)
+    return job
 
 
 @job_kind(BULK_KIND, title="Bulk action", hidden=True, timeout=3600,
@@ -52,7 +65,10 @@ def bulk(ctx: Context, action: str, state: str = "", kind: str = "", owner: str 
     for n, job_id in enumerate(ids, 1):
         try:
             if action == "cancel":
-                changed.append(control.cancel(store, queue, job_id))
+                cancelled = control.cancel(store, queue, job_id)
+                changed.append(cancelled)
+                if cancelled.extra.get("batch_done") == "1":
+                    changed.append(_complete_batch(cfg, store, queue, cancelled))
             else:
                 changed.append(control.retry(store, queue, job_id, cfg.JOB_TIMEOUT, cfg.JOB_TTL))
             done += 1
