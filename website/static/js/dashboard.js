@@ -164,6 +164,9 @@
     refreshTimer = setTimeout(function () { refreshTimer = null; watch(); }, 3000);
   }
 
+  /* Not started yet: queued, or scheduled for later. */
+  function waiting(state) { return state === P.states.queued || state === P.states.scheduled; }
+
   /* Whether a change's job passes the filter; null when only the server can tell (text). */
   function passes(p) {
     if (filter.state && p.state !== filter.state) { return false; }
@@ -184,7 +187,7 @@
     if (empty) { tbody.removeChild(empty); }
     var row = newRow({ jobId: p.jobId, kind: p.kind, owner: p.owner, state: p.state,
                        progress: p.progress, stage: p.stage, createdAt: p.createdAt,
-                       startedAt: p.state === P.states.queued ? null : p.at,
+                       startedAt: waiting(p.state) ? null : p.at,
                        finishedAt: terminal[p.state] ? p.at : null,
                        snippetUrl: p.snippetId ? "/snippets/" + encodeURIComponent(p.snippetId) : null });
     var created = p.createdAt || p.at;
@@ -215,7 +218,7 @@
       return;
     }
     var was = row.getAttribute("data-state");
-    if (p.state === P.states.queued) {
+    if (waiting(p.state)) {
       row.setAttribute("data-started-at", "");
       row.setAttribute("data-finished-at", "");
     } else if (!row.getAttribute("data-started-at")) {
