@@ -10,17 +10,25 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 # The kinds Jobcast ships (shared.kinds.BUILTIN_MODULES): always in JOB_KINDS.
-BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import", "shared.kinds.bulk")
+BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import", "shared.kinds.external",
+                        "shared.kinds.bulk")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6380/0"  # the embedded Redis of `make run`
 DEFAULT_REDIS_MAXMEMORY = "256mb"  # of the embedded Redis (noeviction: full means refused)
+WEB = "web"
+WORKER = "worker"
+VISIBILITY_LINK = "link"    # anyone holding a job's id may read its state
+VISIBILITY_OWNER = "owner"  # only its owner and operators (others get 404)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 # Only ever used when JOBCAST_ENV=development: never a fallback in production.
 _DEV_SECRET_KEY = "dev-only-secret-key"
 _DEV_PROGRESS_TOKEN = "dev-only-progress-token"
+_DEV_WORKER_TOKEN = "dev-only-worker-token"
 
 
 class ConfigError(RuntimeError):
@@ -64,6 +72,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
 
+def _intervals(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"WEBHOOK_BACKOFF must be seconds separated by commas, got {text!r}"
+                          ) from None
+    if not values or any(v < 1 for v in values):
+        raise ConfigError("WEBHOOK_BACKOFF must list at least one interval, each >= 1 second")
+    return values
+
+
 def default_socketio_cap(worker_connections: int) -> int:
     """Socket.IO connections allowed by default: keep 10% (at least 10) for HTTP."""
     return max(1, worker_connections - max(10, worker_connections // 10))
@@ -94,6 +113,19 @@ def parse_rate(text: str, name: str = "RATE_LIMIT") -> tuple[int, int]:
     return (limit, window) if limit else (0, 0)
 
 
+def trusted_hosts(raw: str, site_url: str, dev: bool) -> list[str]:
+    """``TRUSTED_HOSTS`` as a list: the given names, else SITE_URL's host (plus
+    localhost and 127.0.0.1 in development). ``*`` accepts any host."""
+    given = [h.strip().lower() for h in raw.split(",") if h.strip()]
+    if given:
+        return [] if "*" in given else given
+    host = (urlsplit(site_url).hostname or "").lower()
+    hosts = [host] if host else []
+    if dev or host in LOOPBACK_HOSTS:
+        hosts += [h for h in ("localhost", "127.0.0.1") if h not in hosts]
+    return hosts
+
+
 class Config:
     """All settings, upper-case attributes as Flask expects them.
 
@@ -101,7 +133,9 @@ class Config:
     read from ``environ`` (``os.environ`` by default).
     """
 
-    def __init__(self, environ: Mapping[str, str] | None = None, **overrides: Any) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, *, role: str = WEB,
+                 **overrides: Any) -> None:
+        self.role = role
         env = dict(os.environ if environ is None else environ)
         for key, value in overrides.items():
             if isinstance(value, str):
@@ -115,6 +149,22 @@ class Config:
         self.PROGRESS_TOKEN: str = env.get("PROGRESS_TOKEN", "") or (
             _DEV_PROGRESS_TOKEN if dev else ""
         )
+        # External workers (docs/workers.md) claim jobs with this bearer token.
+        self.WORKER_TOKEN: str = env.get("WORKER_TOKEN", "") or (_DEV_WORKER_TOKEN if dev else "")
+        # A claimed external job goes back on its queue when its worker has not
+        # reported for LEASE_SECONDS; after MAX_ATTEMPTS claims it fails.
+        self.LEASE_SECONDS: int = _int(env, "LEASE_SECONDS", 30, minimum=1)
+        self.MAX_ATTEMPTS: int = _int(env, "MAX_ATTEMPTS", 3, minimum=1)
+        # Completion webhooks (shared/webhooks.py): signed with WEBHOOK_SECRET
+        # (unset: webhooks are refused), only to WEBHOOK_ALLOWED_HOSTS (comma-
+        # separated names; "*" any public host), retried after each of
+        # WEBHOOK_BACKOFF seconds (about a day in all).
+        self.WEBHOOK_SECRET: str = env.get("WEBHOOK_SECRET", "") or (
+            "dev-only-webhook-secret" if dev else "")
+        self.WEBHOOK_ALLOWED_HOSTS: tuple[str, ...] = tuple(
+            h.strip() for h in env.get("WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip())
+        self.WEBHOOK_BACKOFF: tuple[int, ...] = _intervals(
+            env.get("WEBHOOK_BACKOFF", "") or "10,60,300,1800,7200,21600,43200")
         self.REDIS_URL: str = env.get("REDIS_URL", "") or DEFAULT_REDIS_URL
         # Socket.IO message queue: set it (usually to REDIS_URL) to run several
         # web processes or let the worker emit directly. Empty: one process.
@@ -191,6 +241,16 @@ class Config:
         self.SOCKETIO_MAX_ROOMS: int = _int(env, "SOCKETIO_MAX_ROOMS", 100, minimum=1)
         self.SOCKETIO_EVENT_RATE: float = _float(env, "SOCKETIO_EVENT_RATE", 10.0)
         self.SOCKETIO_EVENT_BURST: int = _int(env, "SOCKETIO_EVENT_BURST", 20, minimum=1)
+        # Who may read a job's state: "link" (anyone with its id) or "owner"
+        # (its creator and operators; others get 404). See docs/security.md.
+        self.JOB_VISIBILITY: str = (env.get("JOB_VISIBILITY", "") or VISIBILITY_LINK).lower()
+        # A per-job callback token is refused once older than this (seconds).
+        self.JOB_TOKEN_MAX_AGE: int = _int(env, "JOB_TOKEN_MAX_AGE", 24 * 3600, minimum=60)
+        # Seconds a request body may stall between reads before 408 and close.
+        self.REQUEST_BODY_TIMEOUT: float = _float(env, "REQUEST_BODY_TIMEOUT", 10.0)
+        # Host headers the site answers (comma-separated); others get 400.
+        self.TRUSTED_HOSTS: list[str] = trusted_hosts(env.get("TRUSTED_HOSTS", ""),
+                                                      self.SITE_URL, dev)
 
         for key, value in overrides.items():
             if not isinstance(value, str):
@@ -204,9 +264,24 @@ class Config:
         """True when running with development defaults."""
         return self.JOBCAST_ENV == DEVELOPMENT
 
+    @property
+    def uses_dev_secrets(self) -> bool:
+        """True when a secret this process needs is a built-in development one."""
+        return (self.PROGRESS_TOKEN == _DEV_PROGRESS_TOKEN
+                or (self.role == WEB and (self.SECRET_KEY == _DEV_SECRET_KEY
+                                          or self.WORKER_TOKEN == _DEV_WORKER_TOKEN)))
+
     def validate(self) -> None:
-        """Raise :class:`ConfigError` when a required setting is missing."""
-        missing = [name for name in ("SECRET_KEY", "PROGRESS_TOKEN") if not getattr(self, name)]
+        """Raise :class:`ConfigError` when a required setting is missing.
+
+        The web site needs ``SECRET_KEY``, ``PROGRESS_TOKEN`` and
+        ``WORKER_TOKEN``; the worker signs nothing and needs only ``PROGRESS_TOKEN``.
+        """
+        if self.role not in (WEB, WORKER):
+            raise ConfigError(f"unknown process role {self.role!r}")
+        needed = (("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN") if self.role == WEB
+                  else ("PROGRESS_TOKEN",))
+        missing = [name for name in needed if not getattr(self, name)]
         if missing:
             raise ConfigError(
                 f"{' and '.join(missing)} must be set in the environment "
@@ -232,6 +307,16 @@ class Config:
                 "reach the site still has time to store its end through the fallback")
         parse_rate(self.RATE_LIMIT)
         parse_rate(self.RATE_LIMIT_GLOBAL, "RATE_LIMIT_GLOBAL")
+        if self.JOB_VISIBILITY not in (VISIBILITY_LINK, VISIBILITY_OWNER):
+            raise ConfigError(f"JOB_VISIBILITY must be {VISIBILITY_LINK!r} or "
+                              f"{VISIBILITY_OWNER!r}, got {self.JOB_VISIBILITY!r}")
+        bind_host = self.WEB_BIND.rpartition(":")[0] if ":" in self.WEB_BIND else self.WEB_BIND
+        if (self.role == WEB and self.uses_dev_secrets and not self.WEB_BIND.startswith("unix:")
+                and bind_host not in LOOPBACK_HOSTS):
+            raise ConfigError(
+                f"WEB_BIND={self.WEB_BIND} listens beyond this machine but the development "
+                "secrets are in use: set SECRET_KEY and PROGRESS_TOKEN (`make run` writes "
+                "them to .env) or bind to 127.0.0.1")
 
     def as_dict(self) -> dict[str, Any]:
         """The upper-case settings as a plain dict."""

@@ -1,9 +1,10 @@
-"""Cancel and retry, on the job store and RQ: one logic for the site and the worker.
+"""Cancel and retry, on the job store and RQ, for the bulk kind in the worker.
 
-The site's control views (``website/jobs/control.py``) and the bulk kind
-(``shared/kinds/bulk.py``, run by the worker) both call these, so a job is
-cancelled or retried the same way whoever asks. Pushing the new state to open
-pages is the caller's part.
+The same rules as the site's control views (``website/jobs/control.py``):
+the store decides first, then RQ is told; a retry gets a callback token for
+its new attempt. Pushing the new state to open pages is the caller's part.
+(Kept apart from the site's views, which also handle ownership, webhooks
+and external kinds; a job of an external kind is skipped here.)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from shared.protocol import CANCELLABLE_STATES, CANCELLED, RETRYABLE_STATES, is_uuid
+from shared.signing import sign_job_token
 from shared.store import InvalidTransition, JobState, JobStore, UnknownJob
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,8 @@ def cancel(store: JobStore, queue: Queue, job_id: str) -> JobState:
     if cancelled is None:  # it ended in the meantime
         raise ControlError(409, f"the job is {current(store, job.job_id).state}: "
                                 "it has already ended")
-    stop_in_rq(queue, job.job_id)
+    if job.extra.get("external") != "1":  # an external worker learns it from its next report
+        stop_in_rq(queue, job.job_id)
     log.info("job %s cancelled (was %s)", job.job_id, job.state)
     return cancelled
 
@@ -78,13 +81,19 @@ def stop_in_rq(queue: Queue, job_id: str) -> None:
         log.info("job %s: RQ could not stop it (%s); its reports are dropped", job_id, exc)
 
 
-def retry(store: JobStore, queue: Queue, job_id: str, timeout: int, ttl: int) -> JobState:
-    """Run a failed or cancelled job again (same function and arguments); its new
-    (queued) state. ``timeout`` and ``ttl`` are RQ's job timeout and result TTL."""
+def retry(store: JobStore, queue: Queue, job_id: str, timeout: int, ttl: int,
+          secret: str) -> JobState:
+    """Run a failed or cancelled job again (same function and arguments, a callback
+    token for the new attempt); its new (queued) state. ``timeout`` and ``ttl`` are
+    RQ's job timeout and result TTL. Jobs of external kinds are retried by the site."""
     job = current(store, job_id)
     if job.state not in RETRYABLE_STATES:
         raise ControlError(409, f"the job is {job.state}: only a failed or cancelled job "
                                 "can be retried")
+    if job.extra.get("external") == "1":
+        raise ControlError(409, "a job of an external kind is retried from its page")
+    if not secret:
+        raise ControlError(409, "a retry here needs SECRET_KEY (to sign the new attempt's token)")
     try:
         rq_job = Job.fetch(job.job_id, connection=queue.connection)
     except NoSuchJobError:
@@ -103,6 +112,8 @@ def retry(store: JobStore, queue: Queue, job_id: str, timeout: int, ttl: int) ->
     except InvalidTransition as exc:
         raise ControlError(409, f"the job is {exc.state}: only a failed or cancelled job "
                                 "can be retried") from None
+    if "token" in kwargs:  # the new attempt's callback token; the old one gets 409 from now on
+        kwargs = {**kwargs, "token": sign_job_token(secret, job.job_id, state.attempt)}
     rq_job.delete(remove_from_queue=True)
     queue.enqueue_call(function, args=args, kwargs=kwargs, job_id=job.job_id,
                        timeout=timeout, result_ttl=ttl, failure_ttl=ttl)

@@ -4,7 +4,7 @@ Run as ``python -m shared.devrun [process ...]`` from the project directory.
 
 * Variables already in the environment win over ``.env``; ``.env`` only fills
   in what is unset (older files with just two secrets keep working).
-* ``SECRET_KEY``, ``PROGRESS_TOKEN`` and ``OPS_TOKEN`` that are set nowhere are
+* ``SECRET_KEY``, ``PROGRESS_TOKEN``, ``WORKER_TOKEN`` and ``OPS_TOKEN`` set nowhere are
   generated and appended to ``.env`` (mode 600); nothing else is written.
 * ``WEB_BIND`` defaults to ``127.0.0.1:$PORT`` (``PORT`` 5000) and ``SITE_URL``
   to the address of ``WEB_BIND``; both are exported, so the worker reaches the
@@ -30,8 +30,9 @@ from honcho.environ import parse as parse_env_file
 
 from shared.config import DEFAULT_REDIS_URL
 
-GENERATED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "OPS_TOKEN")
-REQUIRED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN")  # empty counts as unset; OPS_TOKEN= means open
+GENERATED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN", "OPS_TOKEN")
+# Empty counts as unset for these; OPS_TOKEN= means open.
+REQUIRED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN")
 DEFAULT_PORT = "5000"
 
 

@@ -97,3 +97,17 @@ SCHEDULES_DUE = f"{PREFIX}:schedules:due"
 def schedule_key(schedule_id: str) -> str:
     """Hash of a recurring schedule (cron, kind, args, paused, next_run, ...)."""
     return f"{PREFIX}:schedule:{schedule_id}"
+
+
+# External kinds (docs/workers.md): one list of waiting job ids per kind, the
+# lease deadlines of claimed jobs (a sorted set, epoch seconds), and the channel
+# on which "a job was queued" wakes the claims waiting in every web process.
+EXTERNAL_QUEUE_PREFIX = f"{PREFIX}:external:queue:"
+EXTERNAL_LEASES = f"{PREFIX}:external:leases"
+EXTERNAL_CHANNEL = f"{PREFIX}:external:ready"
+JOB_KEY_PREFIX = f"{PREFIX}:job:"
+
+
+def external_queue_key(kind: str) -> str:
+    """List of the ids of an external kind's jobs waiting to be claimed (oldest first)."""
+    return f"{EXTERNAL_QUEUE_PREFIX}{kind}"

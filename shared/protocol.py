@@ -147,6 +147,18 @@ def _log_lines(body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(cut_line(line) for line in lines)
 
 
+# A report's seq is the reporter's clock in microseconds (ProgressReporter.next_seq).
+# The callback refuses (400) a seq more than this many seconds ahead of the
+# site's clock: no attempt could have sent it, and a stored huge seq would drop
+# every later report of the attempt.
+SEQ_MAX_AHEAD_SECONDS = 300
+
+
+def seq_limit(now: float) -> int:
+    """The largest seq the callback accepts at ``now`` (epoch seconds)."""
+    return int((now + SEQ_MAX_AHEAD_SECONDS) * 1_000_000)
+
+
 @dataclass(frozen=True)
 class ProgressUpdate:
     """One progress report from a worker (the body of ``POST /api/progress``).
@@ -202,10 +214,11 @@ class ProgressUpdate:
         return body
 
     @classmethod
-    def from_json(cls, body: object) -> ProgressUpdate:
+    def from_json(cls, body: object, now: float | None = None) -> ProgressUpdate:
         """Validate a decoded JSON body; raise :class:`PayloadError` with the reason.
 
         Raises :class:`PayloadTooLarge` for a result over ``RESULT_MAX_BYTES``.
+        Given ``now`` (epoch seconds), a seq above :func:`seq_limit` is refused.
         """
         if not isinstance(body, dict):
             raise PayloadError("body must be a JSON object")
@@ -240,6 +253,10 @@ class ProgressUpdate:
             isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**53
         ):
             raise PayloadError("seq must be a non-negative integer")
+        if seq is not None and now is not None and seq > seq_limit(now):
+            raise PayloadError(
+                f"seq is too far ahead: it must be a time in microseconds at most "
+                f"{SEQ_MAX_AHEAD_SECONDS} s ahead of the site's clock (or a counter below it)")
         result = body.get("result", NO_RESULT)
         if result is not NO_RESULT:
             if state != SUCCEEDED:

@@ -10,6 +10,9 @@ state straight into Redis) is called so the final state is never lost.
 After each accepted update, ``last_applied`` and ``last_state`` say whether
 the site applied it and what state the job is in now: a job that was
 cancelled on the site shows up as ``job_ended`` so the worker can stop.
+A 409 answer means the job was retried under this reporter (its token names
+an earlier attempt): ``superseded`` and ``job_ended`` become true, the update
+is dropped quietly and so is every later one.
 """
 
 from __future__ import annotations
@@ -71,11 +74,14 @@ class ProgressReporter:
         self._last_seq = 0
         self.last_applied: bool | None = None
         self.last_state: str | None = None
+        self.superseded = False
 
     @property
     def job_ended(self) -> bool:
-        """True when the site dropped the last update because the job had already ended."""
-        return self.last_applied is False and self.last_state in TERMINAL_STATES
+        """True when the site dropped the last update because the job had already
+        ended, or because it was retried (a new attempt runs elsewhere)."""
+        return self.superseded or (self.last_applied is False
+                                   and self.last_state in TERMINAL_STATES)
 
     def next_seq(self) -> int:
         """A sequence number above any this process sent before (microseconds)."""
@@ -120,7 +126,13 @@ class ProgressReporter:
             return False
 
     def send(self, update: ProgressUpdate) -> None:
-        """POST ``update``, retrying transient failures for ``retry_seconds``."""
+        """POST ``update``, retrying transient failures for ``retry_seconds``.
+
+        Once superseded (409: the job was retried) nothing is sent any more.
+        """
+        if self.superseded:
+            self.last_applied = False
+            return
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.1
         attempt = 0
@@ -140,6 +152,13 @@ class ProgressReporter:
                     self.last_state = resp.headers.get(STATE_HEADER) or None
                     return
                 reason = _error_text(resp)
+                if status == 409:
+                    log.info("job %s was retried: this attempt stops reporting (%s)",
+                             update.job_id, reason)
+                    self.superseded = True
+                    self.last_applied = False
+                    self.last_state = None
+                    return
                 if status < 500 and status != 429:
                     raise ReportError(f"callback refused ({status}): {reason}", status)
             except requests.RequestException as exc:

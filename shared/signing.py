@@ -1,26 +1,72 @@
-"""Per-job callback tokens: a worker holding one may report only that job."""
+"""Signed tokens: the per-job callback token and the owner's control token.
+
+* A **job token** authorises progress reports for one *attempt* of one job:
+  it signs ``[job_id, attempt]`` with a timestamp, so a retry (a new attempt)
+  gets a new token, a token of an earlier attempt is told apart (409), and
+  every token expires after ``max_age`` seconds.
+* A **control token** lets the API client that created a job cancel or retry
+  it (and read it when ``JOB_VISIBILITY=owner``); it signs the job id alone.
+
+Each kind has its own salt, so one can never stand in for the other. Ids are
+compared as UTF-8 bytes (``hmac.compare_digest`` refuses non-ASCII ``str``).
+"""
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-_SALT = "jobcast.job-token"
-
-
-def sign_job_token(secret: str, job_id: str) -> str:
-    """A token that authorises progress reports for ``job_id`` only."""
-    return URLSafeSerializer(secret, salt=_SALT).dumps(job_id)
+_JOB_SALT = "jobcast.job-token.v2"
+_CONTROL_SALT = "jobcast.control-token"
+ANY_ATTEMPT = 0  # what the shared PROGRESS_TOKEN stands for: no attempt check
 
 
-def job_token_allows(secret: str, token: str, job_id: str) -> bool:
-    """True when ``token`` was signed with ``secret`` for exactly ``job_id``."""
+def same_text(a: str, b: str) -> bool:
+    """Constant-time comparison of two strings (any characters)."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"),
+                               b.encode("utf-8", "surrogatepass"))
+
+
+def sign_job_token(secret: str, job_id: str, attempt: int = 1) -> str:
+    """A token that authorises progress reports for attempt ``attempt`` of ``job_id``."""
+    return URLSafeTimedSerializer(secret, salt=_JOB_SALT).dumps([job_id, attempt])
+
+
+@dataclass(frozen=True)
+class JobGrant:
+    """What a valid callback token allows: reports for ``job_id``, one attempt or any."""
+
+    job_id: str
+    attempt: int  # ANY_ATTEMPT for the shared token
+
+
+def read_job_token(secret: str, token: str, max_age: int) -> JobGrant | None:
+    """The job and attempt a per-job token was signed for, or None (bad or expired)."""
     try:
-        signed_for = URLSafeSerializer(secret, salt=_SALT).loads(token)
-    except BadSignature:
-        return False
-    return isinstance(signed_for, str) and hmac.compare_digest(signed_for, job_id)
+        signed = URLSafeTimedSerializer(secret, salt=_JOB_SALT).loads(token, max_age=max_age)
+    except BadSignature:  # SignatureExpired is a BadSignature
+        return None
+    if (isinstance(signed, list) and len(signed) == 2 and isinstance(signed[0], str)
+            and isinstance(signed[1], int) and not isinstance(signed[1], bool)
+            and signed[1] >= 1):
+        return JobGrant(signed[0], signed[1])
+    return None
+
+
+def job_token_attempt(token: str | None) -> int | None:
+    """The attempt named in a job token, read *without* checking the signature.
+
+    For the worker's own use (it holds no secret): its direct-to-Redis paths
+    still apply only to the attempt they were started for.
+    """
+    if not token:
+        return None
+    _ok, payload = URLSafeTimedSerializer("unverified", salt=_JOB_SALT).loads_unsafe(token)
+    if isinstance(payload, list) and len(payload) == 2 and isinstance(payload[1], int):
+        return int(payload[1])
+    return None
 
 
 def parse_bearer(header: str | None) -> str | None:
@@ -31,10 +77,31 @@ def parse_bearer(header: str | None) -> str | None:
     return token or None
 
 
-def is_authorised(shared_token: str, secret: str, token: str | None, job_id: str) -> bool:
-    """True for the shared progress token, or a per-job token for ``job_id``."""
+def authorise_report(shared_token: str, secret: str, token: str | None, job_id: str,
+                     max_age: int) -> JobGrant | None:
+    """The grant for a report on ``job_id``: the shared progress token (any
+    attempt) or a per-job token signed for ``job_id``; None when refused."""
+    if not token:
+        return None
+    if shared_token and same_text(token, shared_token):
+        return JobGrant(job_id, ANY_ATTEMPT)
+    grant = read_job_token(secret, token, max_age)
+    if grant is None or not same_text(grant.job_id, job_id):
+        return None
+    return grant
+
+
+def sign_control_token(secret: str, job_id: str) -> str:
+    """The ``controlToken`` handed to the API client that created ``job_id``."""
+    return URLSafeTimedSerializer(secret, salt=_CONTROL_SALT).dumps(job_id)
+
+
+def control_token_allows(secret: str, token: str | None, job_id: str, max_age: int) -> bool:
+    """True when ``token`` is a control token for exactly ``job_id``, not older than ``max_age``."""
     if not token:
         return False
-    if shared_token and hmac.compare_digest(token.encode(), shared_token.encode()):
-        return True
-    return job_token_allows(secret, token, job_id)
+    try:
+        signed = URLSafeTimedSerializer(secret, salt=_CONTROL_SALT).loads(token, max_age=max_age)
+    except BadSignature:
+        return False
+    return isinstance(signed, str) and same_text(signed, job_id)

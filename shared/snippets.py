@@ -160,8 +160,10 @@ def check_html_size(html: str, limit: int) -> None:
 
 
 def progress_payload(state: JobState, snippet_id: str) -> dict[str, Any]:
-    """The ``updateProgress`` payload sent to a snippet's room (the job's plus snippetId)."""
-    return {**state.to_payload(), "snippetId": snippet_id}
+    """The ``updateProgress`` payload sent to a snippet's room: the job's, with
+    snippetId in place of jobId (a public snippet does not reveal its job's id)."""
+    payload = {k: v for k, v in state.to_payload().items() if k != "jobId"}
+    return {**payload, "snippetId": snippet_id}
 
 
 class SnippetStore:

@@ -5,6 +5,7 @@ that applies the protocol rules in Redis itself, so that several web processes
 can accept callbacks for the same job without a race:
 
 * an unknown (or expired) job is refused;
+* a report for an earlier attempt (the job was retried since) is refused;
 * a job in a terminal state (succeeded, failed, cancelled) never changes again;
 * an update whose ``seq`` is not above the stored one is dropped
   (duplicate or out of order);
@@ -168,6 +169,15 @@ class UnknownJob(LookupError):
     """The job id is not (or no longer) stored."""
 
 
+class StaleAttempt(LookupError):
+    """The report is for an earlier attempt: the job was retried since."""
+
+    def __init__(self, job_id: str, attempt: int) -> None:
+        super().__init__(f"job {job_id} is on attempt {attempt}")
+        self.job_id = job_id
+        self.attempt = attempt
+
+
 class InvalidTransition(ValueError):
     """The job is not in a state the requested change may start from."""
 
@@ -245,17 +255,20 @@ class JobStore:
         data: dict[str, str] = self.client.hgetall(keys.job_key(job_id))  # type: ignore[assignment]
         return JobState.from_hash(job_id, data) if data else None
 
-    def apply(self, update: ProgressUpdate, now: float | None = None) -> JobState | None:
+    def apply(self, update: ProgressUpdate, now: float | None = None,
+              attempt: int | None = None) -> JobState | None:
         """Apply a progress update atomically.
 
         Returns the new state when the update was applied, None when it was
         dropped (duplicate, out of order, or the job had already ended).
-        Raises :class:`UnknownJob` when the job does not exist.
+        Raises :class:`UnknownJob` when the job does not exist, and
+        :class:`StaleAttempt` when ``attempt`` (None or 0: any) is not the
+        job's current one.
         """
-        return self.apply_or_state(update, now)[0]
+        return self.apply_or_state(update, now, attempt)[0]
 
-    def apply_or_state(self, update: ProgressUpdate,
-                       now: float | None = None) -> tuple[JobState | None, str]:
+    def apply_or_state(self, update: ProgressUpdate, now: float | None = None,
+                       attempt: int | None = None) -> tuple[JobState | None, str]:
         """Like :meth:`apply`, plus the name of the state the job is now in.
 
         The state name comes from the same script run, so a worker whose update
@@ -270,10 +283,12 @@ class JobStore:
             keys=[keys.job_key(update.job_id), keys.job_log_key(update.job_id)],
             args=[update.state, update.progress, update.message, update.stage, seq, stamp,
                   current, total, update.result_json(), self.log_max,
-                  SUCCEEDED, QUEUED, update.job_id, keys.INDEX_PREFIX, self.ttl,
-                  keys.BATCH_PREFIX, len(terminal), *terminal, *update.log],
+                  SUCCEEDED, QUEUED, attempt or 0, update.job_id, keys.INDEX_PREFIX,
+                  self.ttl, keys.BATCH_PREFIX, len(terminal), *terminal, *update.log],
         ))
         code = int(result["code"])
+        if code == -2:
+            raise StaleAttempt(update.job_id, int(result["attempt"]))
         if code < 0:
             raise UnknownJob(update.job_id)
         if code == 0:
@@ -302,8 +317,9 @@ class JobStore:
     def reset(self, job_id: str, from_states: frozenset[str] | tuple[str, ...]) -> JobState:
         """Put an ended job back to ``queued`` (a retry), atomically.
 
-        Only from one of ``from_states``; the ``seq`` is kept, so a late report
-        of the previous run is still dropped. Raises :class:`UnknownJob` or
+        Only from one of ``from_states``; the attempt goes up by one and the
+        ``seq`` starts again (a late report of the previous attempt is refused
+        by its attempt, :class:`StaleAttempt`). Raises :class:`UnknownJob` or
         :class:`InvalidTransition` (with the job's current state).
         """
         result = scripts.pairs(self._reset(

@@ -16,8 +16,10 @@ from flask.testing import FlaskClient
 
 from shared.config import Config
 from tests.support import (
+    TEST_OPS_TOKEN,
     TEST_PROGRESS_TOKEN,
     TEST_SECRET_KEY,
+    TEST_WORKER_TOKEN,
     Process,
     RedisServer,
     auth,
@@ -66,7 +68,8 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def config(redis_url: str) -> Config:
     """Config for an in-process app, independent of the caller's environment."""
     return Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, PROGRESS_TOKEN=TEST_PROGRESS_TOKEN,
-                  REDIS_URL=redis_url, ASYNC_MODE="threading")
+                  WORKER_TOKEN=TEST_WORKER_TOKEN, REDIS_URL=redis_url, ASYNC_MODE="threading",
+                  OPS_TOKEN=TEST_OPS_TOKEN)
 
 
 @pytest.fixture

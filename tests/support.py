@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 TEST_SECRET_KEY = "test-secret-key"
 TEST_PROGRESS_TOKEN = "test-progress-token"
+TEST_WORKER_TOKEN = "test-worker-token"
+TEST_OPS_TOKEN = "test-ops-token"
 
 
 def free_port() -> int:
@@ -156,11 +158,13 @@ class RedisServer(Process):
 def stack_env(redis_url: str, web_port: int, **extra: str) -> dict[str, str]:
     """Environment for the web and worker processes of a test stack."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SOCKETIO_", "JOBCAST_", "PROGRESS_", "SITE_"))}
+           if not k.startswith(("SOCKETIO_", "JOBCAST_", "PROGRESS_", "SITE_", "WORKER_TOKEN"))}
     env.update({
         "JOBCAST_ENV": "production",
         "SECRET_KEY": TEST_SECRET_KEY,
         "PROGRESS_TOKEN": TEST_PROGRESS_TOKEN,
+        "WORKER_TOKEN": TEST_WORKER_TOKEN,
+        "OPS_TOKEN": TEST_OPS_TOKEN,  # operator pages are closed without it in production
         "REDIS_URL": redis_url,
         "PORT": str(web_port),
         "WEB_BIND": f"127.0.0.1:{web_port}",
@@ -220,11 +224,16 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker",
     return proc
 
 
-def start_job(base_url: str) -> str:
-    """Start a demo job through a site's JSON API; its id."""
+def create_job(base_url: str) -> dict[str, Any]:
+    """Start a demo job through a site's JSON API; the 202 body (id, controlToken...)."""
     resp = requests.post(base_url + "/api/jobs", timeout=5)
     assert resp.status_code == 202, resp.text
-    return str(resp.json()["id"])
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def start_job(base_url: str) -> str:
+    """Start a demo job through a site's JSON API; its id."""
+    return str(create_job(base_url)["id"])
 
 
 def job_state(base_url: str, job_id: str) -> dict[str, Any]:
@@ -315,3 +324,22 @@ def demo_final(job_id: str, steps: int = 10) -> dict[str, Any]:
     """The final ``updateProgress`` of a demo job of ``steps`` steps."""
     return {"jobId": job_id, "progress": 100, "state": "succeeded", "message": "",
             "current": steps, "total": steps, "result": {"steps": steps}}
+
+
+def csp_directives(value: str) -> dict[str, list[str]]:
+    """A Content-Security-Policy as {directive: sources}."""
+    parts = [p.split() for p in value.split(";") if p.strip()]
+    return {p[0]: p[1:] for p in parts}
+
+
+def assert_security_headers(headers: Any, host: str = "localhost") -> None:
+    """The headers every answer of the site carries, whoever produced it."""
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "same-origin"
+    csp = csp_directives(headers["Content-Security-Policy"])
+    assert csp["script-src"] == ["'self'"]
+    assert csp["frame-ancestors"] == ["'none'"]
+    assert csp["object-src"] == ["'none'"]
+    assert set(csp["connect-src"]) == {"'self'", f"ws://{host}", f"wss://{host}"}
+    assert "'unsafe-inline'" not in headers["Content-Security-Policy"]

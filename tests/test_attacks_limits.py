@@ -52,7 +52,8 @@ from worker.highlight import run_highlight
 def make_app(redis_url: str, **overrides: Any) -> Flask:
     """An app in threading mode on ``redis_url``."""
     cfg = Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, PROGRESS_TOKEN=TEST_PROGRESS_TOKEN,
-                 REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT="0", **overrides)
+                 WORKER_TOKEN="w", REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT="0",
+                 **overrides)
     return create_app(cfg)
 
 
@@ -148,7 +149,8 @@ def test_subscribe_and_watch_dashboard_are_throttled(redis_url: str) -> None:
 
 def test_bad_limits_are_refused_by_config() -> None:
     with pytest.raises(ConfigError, match="SOCKETIO_MAX_ROOMS"):
-        Config(environ={"SOCKETIO_MAX_ROOMS": "0"}, SECRET_KEY="x", PROGRESS_TOKEN="y")
+        Config(environ={"SOCKETIO_MAX_ROOMS": "0"}, SECRET_KEY="x", PROGRESS_TOKEN="y",
+               WORKER_TOKEN="w")
 
 
 # --- part 4: the Socket.IO connection cap -----------------------------------

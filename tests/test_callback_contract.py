@@ -91,9 +91,12 @@ def test_message_is_capped_and_non_uuid_ids_refused(client: FlaskClient) -> None
     job_id = new_job(client)
     assert send(client, job_id, progress=1, message="m" * 5000).status_code == 204
     assert state(client, job_id)["message"] == "m" * MESSAGE_MAX
+    own_token = sign_job_token(TEST_SECRET_KEY, job_id)
     for bad in ("1", job_id + "0", "../" + job_id[3:], job_id.replace("-", "")):
-        resp = send(client, bad, progress=1)
-        assert resp.status_code in (400, 401)  # 401 first when a per-job token cannot match
+        resp = send(client, bad, progress=1)  # the shared token may report any id: 400
+        assert resp.status_code == 400 and "jobId" in resp.get_json()["error"], resp.data
+        # A per-job token cannot match another id: 401 before the body is judged.
+        assert send(client, bad, token=own_token, progress=1).status_code == 401
     assert client.get("/api/jobs/" + job_id.replace("-", "")).status_code == 404
 
 

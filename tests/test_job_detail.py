@@ -63,7 +63,7 @@ def test_a_failure_shows_its_traceback_to_operators_only(ops_site: Stack) -> Non
         assert "Traceback" not in text and "tests/jobs.py" not in text
     assert "ValueError: disk on fire" in html.unescape(public)
     # A retry is a second attempt, on the same timeline.
-    assert requests.post(f"{ops_site.url}/api/jobs/{job_id}/retry",
+    assert requests.post(f"{ops_site.url}/api/jobs/{job_id}/retry", headers=OPS,
                          timeout=5).status_code == 202
     wait_until(lambda: len(re.findall(r'class="worker">', detail(ops_site, job_id))) == 2
                and ops_site.job_state(job_id)["state"] == "failed", timeout=30,

@@ -137,6 +137,7 @@ def test_make_run_serves_on_port_and_the_worker_reaches_it(launched: Launched) -
     values = dict(line.split("=", 1) for line in dot_env.read_text().splitlines() if line)
     assert values["PROGRESS_TOKEN"] == FILE_TOKEN and values["SECRET_KEY"] == "secret-from-dot-env"
     assert len(values["OPS_TOKEN"]) >= 32, "the missing OPS_TOKEN is appended"
+    assert len(values["WORKER_TOKEN"]) >= 32, "the missing WORKER_TOKEN is appended"
     assert stat.S_IMODE(dot_env.stat().st_mode) == 0o600
     assert f"open {launched.url}/" in launched.output()
 
@@ -167,15 +168,16 @@ def test_only_missing_secrets_are_appended(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     path.write_text("SECRET_KEY=kept\nOPS_TOKEN=")  # no final newline
     path.chmod(0o644)
-    written = add_missing_secrets(path, {"PROGRESS_TOKEN": "exported"}, {"SECRET_KEY": "kept",
-                                                                        "OPS_TOKEN": ""})
+    written = add_missing_secrets(path, {"PROGRESS_TOKEN": "exported", "WORKER_TOKEN": "w"},
+                                  {"SECRET_KEY": "kept", "OPS_TOKEN": ""})
     assert written == []
     assert path.read_text() == "SECRET_KEY=kept\nOPS_TOKEN="
     written = add_missing_secrets(path, {"PROGRESS_TOKEN": ""}, {"SECRET_KEY": "kept",
                                                                 "OPS_TOKEN": ""})
-    assert written == ["PROGRESS_TOKEN"]
+    assert written == ["PROGRESS_TOKEN", "WORKER_TOKEN"]
     lines = path.read_text().splitlines()
     assert lines[:2] == ["SECRET_KEY=kept", "OPS_TOKEN="] and lines[2].startswith("PROGRESS_TOKEN=")
+    assert lines[3].startswith("WORKER_TOKEN=") and len(lines[3]) > 40
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     env = launch_env({"PROGRESS_TOKEN": ""}, {"PROGRESS_TOKEN": "from-file"}, "/p/bin/python")
     assert env["PROGRESS_TOKEN"] == "from-file", "an empty exported secret does not hide .env's"

@@ -17,8 +17,16 @@ from rq.job import Job, JobStatus
 
 from shared import keys
 from shared.config import Config
-from shared.protocol import FAILED, RETRYABLE_STATES, RUN_KIND_JOB, RUNNING, SUCCEEDED, ProgressUpdate, new_id
-from shared.store import InvalidTransition, JobStore, UnknownJob
+from shared.protocol import (
+    FAILED,
+    RETRYABLE_STATES,
+    RUN_KIND_JOB,
+    RUNNING,
+    SUCCEEDED,
+    ProgressUpdate,
+    new_id,
+)
+from shared.store import InvalidTransition, JobStore, StaleAttempt, UnknownJob
 from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in, free_port
 from website import create_app
 from website.http.timefmt import eta_seconds, format_duration
@@ -29,7 +37,21 @@ def store(redis_client: redis.Redis) -> JobStore:
     return JobStore(redis_client)
 
 
+OPS = "test-ops-token"
+
+
+def ops_auth() -> dict[str, str]:
+    """The operator's Authorization header (OPS_TOKEN of make_app's apps)."""
+    return {"Authorization": f"Bearer {OPS}"}
+
+
+def owner_auth(created: dict[str, object]) -> dict[str, str]:
+    """The Authorization header with a 202 body's controlToken."""
+    return {"Authorization": f"Bearer {created['controlToken']}"}
+
+
 def make_app(config: Config, **overrides: object) -> Flask:
+    overrides.setdefault("OPS_TOKEN", OPS)
     for key, value in overrides.items():
         setattr(config, key, value)
     app = create_app(config)
@@ -54,10 +76,12 @@ def test_reset_puts_a_failed_job_back_to_queued_and_counts_the_attempt(store: Jo
     state = store.reset(job_id, RETRYABLE_STATES)
     assert (state.state, state.progress, state.message, state.stage) == ("queued", 0, "", "")
     assert state.attempt == 2 and state.started_at is None and state.finished_at is None
-    # the seq is kept: a late report of the first run is still dropped ...
-    assert store.apply(ProgressUpdate(job_id, 50, RUNNING, "late", seq=6)) is None
-    # ... and the new run's reports go through.
-    assert store.apply(ProgressUpdate(job_id, 10, RUNNING, "again", seq=7)) is not None
+    # a late report of the first attempt is refused by its attempt ...
+    with pytest.raises(StaleAttempt):
+        store.apply(ProgressUpdate(job_id, 50, RUNNING, "late", seq=7), attempt=1)
+    # ... and the seq belongs to the attempt: the new one starts again from 1.
+    assert store.apply(ProgressUpdate(job_id, 10, RUNNING, "again", seq=1),
+                       attempt=2) is not None
 
 
 def test_reset_refuses_a_running_job_and_an_unknown_one(store: JobStore) -> None:
@@ -96,23 +120,25 @@ def test_eta_and_durations() -> None:
 # --- control API (real RQ queue, no worker) ----------------------------------
 
 def test_cancel_a_queued_job_takes_it_off_the_queue(client: FlaskClient, app: Flask) -> None:
-    job_id = client.post("/api/jobs").get_json()["id"]
+    created = client.post("/api/jobs").get_json()
+    job_id = created["id"]
     raw = redis.Redis.from_url(app.config["REDIS_URL"])
     queue = Queue(app.config["QUEUE_NAME"], connection=raw)
     assert queue.count == 1
-    resp = client.post(f"/api/jobs/{job_id}/cancel")
+    resp = client.post(f"/api/jobs/{job_id}/cancel", headers=owner_auth(created))
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.get_json()["state"]["state"] == "cancelled"
     assert queue.count == 0
     assert Job.fetch(job_id, connection=raw).get_status() == JobStatus.CANCELED
-    again = client.post(f"/api/jobs/{job_id}/cancel")
+    again = client.post(f"/api/jobs/{job_id}/cancel", headers=owner_auth(created))
     assert again.status_code == 409 and "cancelled" in again.get_json()["error"]
 
 
 def test_retry_a_cancelled_job_enqueues_it_again(client: FlaskClient, app: Flask) -> None:
-    job_id = client.post("/api/jobs").get_json()["id"]
-    client.post(f"/api/jobs/{job_id}/cancel")
-    resp = client.post(f"/api/jobs/{job_id}/retry")
+    created = client.post("/api/jobs").get_json()
+    job_id = created["id"]
+    client.post(f"/api/jobs/{job_id}/cancel", headers=owner_auth(created))
+    resp = client.post(f"/api/jobs/{job_id}/retry", headers=owner_auth(created))
     assert resp.status_code == 202, resp.get_data(as_text=True)
     assert resp.get_json()["state"] == {"jobId": job_id, "progress": 0, "state": "queued",
                                         "message": ""}
@@ -125,7 +151,9 @@ def test_retry_a_cancelled_job_enqueues_it_again(client: FlaskClient, app: Flask
 
 
 @pytest.mark.parametrize("action", ["cancel", "retry"])
-def test_control_of_an_unknown_job_is_404(client: FlaskClient, action: str) -> None:
+def test_control_of_an_unknown_job_is_404(config: Config, action: str) -> None:
+    client = make_app(config).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = ops_auth()["Authorization"]
     for job_id in (new_id(), "not-a-uuid"):
         resp = client.post(f"/api/jobs/{job_id}/{action}")
         assert resp.status_code == 404 and resp.get_json() == {"error": "unknown job id"}
@@ -134,8 +162,10 @@ def test_control_of_an_unknown_job_is_404(client: FlaskClient, action: str) -> N
     assert page.status_code == 404 and "unknown job id" in page.get_data(as_text=True)
 
 
-def test_invalid_transitions_are_409_and_change_nothing(client: FlaskClient,
+def test_invalid_transitions_are_409_and_change_nothing(config: Config,
                                                         store: JobStore) -> None:
+    client = make_app(config).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = ops_auth()["Authorization"]
     done, running = new_id(), new_id()
     for job_id in (done, running):
         store.create(job_id)
@@ -150,7 +180,8 @@ def test_invalid_transitions_are_409_and_change_nothing(client: FlaskClient,
 
 
 def test_cancel_button_redirects_to_the_page_showing_cancelled(client: FlaskClient) -> None:
-    job_id = client.post("/api/jobs").get_json()["id"]
+    token = csrf_token_in(client.get("/").data)
+    job_id = client.post("/jobs", data={"csrf_token": token}).headers["Location"].split("/")[-1]
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert f'action="/jobs/{job_id}/cancel"' in page
     resp = client.post(f"/jobs/{job_id}/cancel", data={"csrf_token": csrf_token_in(page)})
@@ -180,17 +211,20 @@ def test_health_is_503_when_redis_is_unreachable(config: Config) -> None:
     resp = app.test_client().get("/healthz")
     assert resp.status_code == 503
     body = resp.get_json()
-    assert body["redis"]["ok"] is False and "ConnectionError" in body["redis"]["error"]
+    # a generic message: the Redis host and port go to the log only
+    assert body["redis"] == {"ok": False, "error": "Redis is unreachable"}
     assert body["web"]["ok"] is True
-    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    metrics = app.test_client().get("/metrics", headers=ops_auth()).get_data(as_text=True)
     assert metric(metrics, "jobcast_redis_up") == 0
 
 
 # --- metrics -----------------------------------------------------------------
 
-def test_callback_counters_and_latency_move(client: FlaskClient, store: JobStore) -> None:
+def test_callback_counters_and_latency_move(config: Config, store: JobStore) -> None:
+    client = make_app(config).test_client()
+
     def scrape() -> str:
-        resp = client.get("/metrics")
+        resp = client.get("/metrics", headers=ops_auth())
         assert resp.status_code == 200 and resp.mimetype == "text/plain"
         return resp.get_data(as_text=True)
 
@@ -217,7 +251,7 @@ def test_callback_counters_and_latency_move(client: FlaskClient, store: JobStore
 def test_each_app_has_its_own_registry(config: Config) -> None:
     first, second = make_app(config), make_app(config)
     first.test_client().post("/api/progress", json={}, headers=auth("wrong"))
-    text = second.test_client().get("/metrics").get_data(as_text=True)
+    text = second.test_client().get("/metrics", headers=ops_auth()).get_data(as_text=True)
     assert metric(text, 'jobcast_callbacks_total{result="refused"}') == 0
 
 
@@ -226,6 +260,7 @@ def test_each_app_has_its_own_registry(config: Config) -> None:
 def test_dashboard_lists_jobs_newest_first_with_kind_and_pages(config: Config,
                                                                 store: JobStore) -> None:
     client = make_app(config, DASHBOARD_PAGE_SIZE=2).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = ops_auth()["Authorization"]
     ids = [new_id() for _ in range(3)]
     store.create(ids[0], kind="demo")
     store.create(ids[1], kind="highlight", snippet_id=new_id())
@@ -274,22 +309,24 @@ def test_one_log_line_per_request_with_the_job_id(client: FlaskClient, store: Jo
 
 def test_config_reads_the_ops_settings() -> None:
     cfg = Config(environ={"SECRET_KEY": TEST_SECRET_KEY, "PROGRESS_TOKEN": TEST_PROGRESS_TOKEN,
-                          "HEALTH_WORKER_MAX_AGE": "30", "DASHBOARD_PAGE_SIZE": "500",
+                          "WORKER_TOKEN": "w", "HEALTH_WORKER_MAX_AGE": "30", "DASHBOARD_PAGE_SIZE": "500",
                           "WORKER_TTL": "25"})
     assert (cfg.HEALTH_WORKER_MAX_AGE, cfg.DASHBOARD_PAGE_SIZE, cfg.WORKER_TTL) == (30, 100, 25)
 
 
 def test_highlight_jobs_show_on_the_dashboard_with_their_snippet_and_can_be_cancelled(
-        client: FlaskClient) -> None:
+        config: Config) -> None:
+    client = make_app(config).test_client()
     resp = client.post("/api/snippets", json={"source": "print(1)", "language": "python"})
     assert resp.status_code == 202, resp.get_data(as_text=True)
-    snippet_id, job_id = resp.get_json()["id"], resp.get_json()["jobId"]
-    page = client.get("/dashboard").get_data(as_text=True)
-    assert re.findall(r'<tr data-job-id="([^"]+)"', page) == [job_id]
+    created = resp.get_json()
+    snippet_id = created["id"]
+    page = client.get("/dashboard", headers=ops_auth()).get_data(as_text=True)
+    [job_id] = re.findall(r'<tr data-job-id="([^"]+)"', page)
     assert ">highlight" in page and f'href="/snippets/{snippet_id}">snippet</a>' in page
-    cancelled = client.post(f"/api/jobs/{job_id}/cancel")
+    cancelled = client.post(f"/api/jobs/{job_id}/cancel", headers=owner_auth(created))
     assert cancelled.status_code == 200 and cancelled.get_json()["state"]["state"] == "cancelled"
-    assert client.post(f"/api/jobs/{job_id}/retry").status_code == 202
+    assert client.post(f"/api/jobs/{job_id}/retry", headers=owner_auth(created)).status_code == 202
 
 
 def test_worker_names_are_shortened_for_the_dashboard() -> None:

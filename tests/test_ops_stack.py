@@ -21,10 +21,13 @@ from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import (
     ROOT,
+    TEST_OPS_TOKEN,
     TEST_PROGRESS_TOKEN,
     TEST_SECRET_KEY,
     EventRecorder,
     RedisServer,
+    auth,
+    create_job,
     final_state_received,
     free_port,
     stack_env,
@@ -40,7 +43,8 @@ SLOW_STEP = "0.3"  # 10 steps: a demo job runs about 3 s
 def ops_stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack whose demo jobs are slow enough to be cancelled while running."""
     running = start_stack(log_dir, tmp_path_factory.mktemp("ops-redis"),
-                          DEMO_STEP_DELAY=SLOW_STEP, WORKER_TTL="20")
+                          DEMO_STEP_DELAY=SLOW_STEP, WORKER_TTL="20",
+                          OPS_TOKEN=TEST_OPS_TOKEN)
     yield running
     stop_stack(running)
 
@@ -82,7 +86,7 @@ def cli(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str
 
 
 def test_dashboard_receives_job_changes_live(ops_stack: Stack) -> None:
-    page = requests.get(ops_stack.url + "/dashboard", timeout=5)
+    page = requests.get(ops_stack.url + "/dashboard", headers=auth(TEST_OPS_TOKEN), timeout=5)
     assert page.status_code == 200
     token = re.search(r'data-token="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
     rec = EventRecorder(ops_stack.url)
@@ -119,11 +123,13 @@ def test_dashboard_receives_job_changes_live(ops_stack: Stack) -> None:
 
 
 def test_cancel_stops_a_running_job_and_watchers_see_cancelled(ops_stack: Stack) -> None:
-    job_id = ops_stack.start_job()
+    created = create_job(ops_stack.url)
+    job_id, owner = created["id"], auth(created["controlToken"])
     rec = watch(ops_stack, job_id)
     try:
         rec.wait_for(running_at_least(20), timeout=20, what="the job running")
-        resp = requests.post(f"{ops_stack.url}/api/jobs/{job_id}/cancel", timeout=5)
+        resp = requests.post(f"{ops_stack.url}/api/jobs/{job_id}/cancel", headers=owner,
+                             timeout=5)
         assert resp.status_code == 200, resp.text
         rec.wait_for(final_state_received(), timeout=10, what="the cancelled state")
     finally:
@@ -136,7 +142,8 @@ def test_cancel_stops_a_running_job_and_watchers_see_cancelled(ops_stack: Stack)
                what="RQ to record the stop")
     state = ops_stack.job_state(job_id)
     assert state["state"] == "cancelled" and state["progress"] == last["progress"]
-    conflict = requests.post(f"{ops_stack.url}/api/jobs/{job_id}/cancel", timeout=5)
+    conflict = requests.post(f"{ops_stack.url}/api/jobs/{job_id}/cancel", headers=owner,
+                             timeout=5)
     assert conflict.status_code == 409
     # the page shows it, and the worker is free for the next job.
     page = requests.get(f"{ops_stack.url}/jobs/{job_id}", timeout=5).text
@@ -147,7 +154,8 @@ def test_cancel_stops_a_running_job_and_watchers_see_cancelled(ops_stack: Stack)
 
 
 def test_retry_runs_a_failed_job_again(ops_stack: Stack) -> None:
-    job_id = ops_stack.start_job()
+    created = create_job(ops_stack.url)
+    job_id, owner = created["id"], auth(created["controlToken"])
     rec = watch(ops_stack, job_id)
     try:
         rec.wait_for(running_at_least(10), timeout=20, what="the job running")
@@ -158,7 +166,7 @@ def test_retry_runs_a_failed_job_again(ops_stack: Stack) -> None:
         # the worker learns it from its next callback answer and stops; until
         # then a retry is refused as "still stopping".
         wait_until(lambda: requests.post(f"{ops_stack.url}/api/jobs/{job_id}/retry",
-                                         timeout=5).status_code == 202,
+                                         headers=owner, timeout=5).status_code == 202,
                    timeout=15, interval=0.2, what="the retry to be accepted")
         rec.wait_for(has_update(state="succeeded"), timeout=30, what="the second run to end")
     finally:
@@ -186,7 +194,8 @@ def test_cli_reporter_moves_an_external_jobs_progress(ops_stack: Stack) -> None:
         rec.close()
     assert updates(rec)[-1] == {"jobId": job_id, "progress": 40, "state": "running",
                                 "message": "resizing", "stage": "resize"}
-    assert requests.post(f"{ops_stack.url}/api/jobs/{job_id}/cancel", timeout=5).ok
+    assert requests.post(f"{ops_stack.url}/api/jobs/{job_id}/cancel",
+                         headers=auth(TEST_OPS_TOKEN), timeout=5).ok
     ended = cli(ops_stack, job_id, "50")
     assert ended.returncode == 5, ended.stderr  # the job ended: stop working
     assert cli(ops_stack, new_id(), "10").returncode == 3  # unknown job
@@ -198,17 +207,35 @@ def test_cli_reporter_moves_an_external_jobs_progress(ops_stack: Stack) -> None:
     assert ops_stack.job_state(job_id)["progress"] == 40
 
 
+def metric(text: str, pattern: str) -> float:
+    """The value of the one sample matching ``pattern`` (0 when absent)."""
+    found = re.search(r"^" + pattern + r" (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_health_and_metrics_of_a_running_stack(ops_stack: Stack) -> None:
     health = requests.get(ops_stack.url + "/healthz", timeout=5)
     assert health.status_code == 200, health.text
     assert health.json()["workers"]["names"] == ["worker"]
-    text = requests.get(ops_stack.url + "/metrics", timeout=5).text
-    applied = re.search(r'^jobcast_callbacks_total\{result="applied"\} (\S+)$', text, re.M)
-    assert applied and float(applied.group(1)) >= 10  # the jobs above reported
-    latency = re.search(r"^jobcast_callback_emit_seconds_count (\S+)$", text, re.M)
-    assert latency and float(latency.group(1)) >= 10
-    assert re.search(r'^jobcast_jobs\{state="cancelled"\} [1-9]', text, re.M)
-    assert re.search(r"^jobcast_workers 1\.0$", text, re.M)
+    applied_re = r'jobcast_callbacks_total\{result="applied"\}'
+    emits_re = r"jobcast_callback_emit_seconds_count"
+    before = requests.get(ops_stack.url + "/metrics", headers=auth(TEST_OPS_TOKEN),
+                          timeout=5).text
+    # This test's own jobs: one runs to its end (11 callbacks), one is cancelled.
+    job_id = ops_stack.start_job()
+    wait_until(lambda: ops_stack.job_state(job_id)["state"] == "succeeded", timeout=30,
+               what="the job to succeed")
+    store = JobStore(redis.Redis.from_url(ops_stack.env["REDIS_URL"], decode_responses=True))
+    cancelled = new_id()
+    store.create(cancelled, kind="external")
+    assert requests.post(f"{ops_stack.url}/api/jobs/{cancelled}/cancel",
+                         headers=auth(TEST_OPS_TOKEN), timeout=5).ok
+    text = requests.get(ops_stack.url + "/metrics", headers=auth(TEST_OPS_TOKEN), timeout=5).text
+    assert metric(text, applied_re) - metric(before, applied_re) >= 11
+    assert metric(text, emits_re) - metric(before, emits_re) >= 11
+    assert metric(text, r'jobcast_jobs\{state="cancelled"\}') >= 1
+    assert metric(text, r'jobcast_jobs\{state="succeeded"\}') >= 1
+    assert metric(text, "jobcast_workers") == 1.0
 
 
 def test_health_goes_503_when_redis_stops(log_dir: Path,
@@ -218,7 +245,7 @@ def test_health_goes_503_when_redis_stops(log_dir: Path,
     worker = start_worker(env, log_dir, name="health-worker")
     try:
         app = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY,
-                                PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, REDIS_URL=server.url,
+                                PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, WORKER_TOKEN="w", REDIS_URL=server.url,
                                 ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=30))
         client = app.test_client()
         up = client.get("/healthz")
@@ -247,7 +274,8 @@ def test_a_worker_stops_quietly_once_its_job_was_cancelled(ops_stack: Stack) -> 
     checked_report(reporter, job_id, 30)  # running: carries on
     assert (reporter.last_applied, reporter.last_state, reporter.job_ended) == (
         True, "running", False)
-    assert requests.post(f"{ops_stack.url}/api/jobs/{job_id}/cancel", timeout=5).ok
+    assert requests.post(f"{ops_stack.url}/api/jobs/{job_id}/cancel",
+                         headers=auth(TEST_OPS_TOKEN), timeout=5).ok
     with pytest.raises(JobEnded):
         checked_report(reporter, job_id, 40)
     assert reporter.job_ended and reporter.last_state == "cancelled"

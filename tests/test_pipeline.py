@@ -9,29 +9,43 @@ import requests
 import socketio
 from rq import Queue
 
-from shared.protocol import new_id
+from shared.protocol import RUN_KIND_JOB, new_id
 from shared.store import JobStore
 from tests.conftest import Stack
-from tests.support import EventRecorder, demo_final, final_state_received, state_on_connect, wait_until
+from tests.support import (
+    EventRecorder,
+    demo_final,
+    final_state_received,
+    state_on_connect,
+    wait_until,
+)
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_events_arrive_in_order_and_end_at_100_succeeded(stack: Stack, transport: str) -> None:
-    job_id = stack.start_job()
+    # The client watches before the job is enqueued, so it must see every step.
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    job_id = new_id()
+    JobStore(client).create(job_id, kind="demo")
     rec = EventRecorder(stack.url, job_id, transports=[transport])
     try:
+        rec.wait_for(lambda ev: len(ev) >= 1, what="state on connect")
+        Queue("jobcast", connection=redis.Redis.from_url(stack.redis.url)).enqueue(
+            RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 10},
+            job_id=job_id)
         rec.wait_for(final_state_received(), timeout=30, what="final state")
     finally:
         rec.close()
+        client.close()
     payloads = rec.payloads("updateProgress")
     assert {p["jobId"] for p in payloads} == {job_id}
     progress = [p["progress"] for p in payloads]
     assert progress == sorted(progress), progress
+    assert payloads[0]["state"] == "queued" and payloads[0]["progress"] == 0
     assert payloads[-1] == demo_final(job_id)
-    # The first event is the state on connect; after it, no step is skipped.
+    # After the state on connect, no step is skipped.
     running = [p["progress"] for p in payloads[1:] if p["state"] == "running"]
-    if running:
-        assert running == list(range(running[0], 101, 10)), running
+    assert running == list(range(10, 101, 10)), running
 
 
 def test_client_connecting_after_the_end_gets_final_state_at_once(stack: Stack) -> None:

@@ -5,23 +5,29 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.protocol import (
+    APPLIED_HEADER,
     MESSAGE_MAX,
     REPORTABLE_STATES,
     STAGE_MAX,
+    STATE_HEADER,
     TERMINAL_STATES,
     PayloadError,
     ProgressUpdate,
     is_uuid,
 )
 from shared.store import JobStore
+from tests.conftest import Stack
+from tests.support import auth
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
@@ -140,3 +146,58 @@ def test_store_follows_the_rules(redis_client: redis.Redis, steps: list[tuple[An
             shown = applied.progress
             assert applied.to_payload() == stored.to_payload()
     redis_client.delete(f"jobcast:job:{job_id}")
+
+
+# -- the same rules on the real running site -----------------------------------------
+
+site_bodies = st.fixed_dictionaries(
+    {"progress": st.one_of(st.integers(-5, 105), st.integers(0, 100),
+                           st.floats(allow_nan=False, allow_infinity=False),
+                           st.text(max_size=3)),
+     "state": st.sampled_from(["running"] * 6 + ["succeeded", "failed", "cancelled",
+                                                 "queued", "bogus"]),
+     "seq": st.sampled_from([*range(6)] * 3 + [None, -1])},
+    optional={"message": st.one_of(st.sampled_from(["", "a", "b"]), st.text(max_size=600),
+                                   st.none(), st.integers()),
+              "stage": st.one_of(st.sampled_from(["", "x"]), st.text(max_size=100))},
+)
+
+
+def test_random_updates_keep_the_rules_on_the_real_site(stack: Stack) -> None:
+    """Sequences of updates, valid and not, each for a fresh job on the real site
+    (gunicorn, Redis): every answer and every stored state as the model says."""
+    store = JobStore(redis.Redis.from_url(stack.redis.url, decode_responses=True))
+    session = requests.Session()
+    answers: Counter[str] = Counter()
+
+    @given(st.lists(site_bodies, min_size=1, max_size=12))
+    @settings(max_examples=40, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    def send(bodies: list[dict[str, Any]]) -> None:
+        job_id = str(uuid.uuid4())
+        store.create(job_id, kind="prop")
+        model = Model()
+        for body in bodies:
+            body = {"jobId": job_id, **body}
+            try:
+                expected: bool | None = model.apply(ProgressUpdate.from_json(body))
+            except PayloadError:
+                expected = None  # invalid: 400, nothing changes
+            resp = session.post(stack.url + "/api/progress", json=body, headers=auth(),
+                                timeout=5)
+            if expected is None:
+                assert resp.status_code == 400 and resp.json()["error"], (body, resp.text)
+                answers["rejected"] += 1
+            else:
+                assert resp.status_code == 204, (body, resp.text)
+                assert resp.headers[APPLIED_HEADER] == ("1" if expected else "0"), (body, model)
+                assert resp.headers[STATE_HEADER] == model.state
+                answers["applied" if expected else "dropped"] += 1
+            after = stack.job_state(job_id)
+            assert (after["state"], after["progress"], after["message"],
+                    after.get("stage", "")) == (model.state, model.progress, model.message,
+                                                model.stage), (body, model)
+
+    send()
+    # Every branch of the rules was reached: applied, dropped and refused updates.
+    assert min(answers["applied"], answers["dropped"], answers["rejected"]) > 0, answers

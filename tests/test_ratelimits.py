@@ -35,20 +35,29 @@ RATE = f"3/{WINDOW}"
 SNIPPET = {"source": "print(1)", "language": "python"}
 
 
+OPS_TOKEN = "ratelimit-ops-token"
+
+
 def make_app(redis_url: str, rate: str = RATE, everyone: str = "0", proxies: int = 0) -> Flask:
     """The site on the test Redis with the given per-client and global limits."""
     cfg = Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, PROGRESS_TOKEN=TEST_PROGRESS_TOKEN,
-                 REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT=rate,
-                 RATE_LIMIT_GLOBAL=everyone, TRUSTED_PROXIES=proxies)
+                 WORKER_TOKEN="w", REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT=rate,
+                 RATE_LIMIT_GLOBAL=everyone, TRUSTED_PROXIES=proxies, OPS_TOKEN=OPS_TOKEN)
     app = create_app(cfg)
     app.config["TESTING"] = True
     return app
 
 
+def operator(client: FlaskClient) -> FlaskClient:
+    """``client``, sending the operator's token (who may cancel and retry any job)."""
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {OPS_TOKEN}"
+    return client
+
+
 def unlimited_jobs(redis_url: str, count: int, cancel: bool) -> list[str]:
     """``count`` queued (or cancelled) jobs made by an app without limits, so
     that they count against no budget of the app under test."""
-    client = make_app(redis_url, rate="0").test_client()
+    client = operator(make_app(redis_url, rate="0").test_client())
     job_ids = [client.post("/api/jobs").get_json()["id"] for _ in range(count)]
     if cancel:
         for job_id in job_ids:
@@ -108,7 +117,7 @@ def test_snippet_creation_api_and_form_share_one_budget(redis_url: str) -> None:
 
 def test_retry_api_and_button_are_limited(redis_url: str) -> None:
     job_ids = unlimited_jobs(redis_url, 5, cancel=True)
-    client = make_app(redis_url).test_client()
+    client = operator(make_app(redis_url).test_client())
     form = {"csrf_token": token(client)}
     assert client.post(f"/api/jobs/{job_ids[0]}/retry").status_code == 202
     assert client.post(f"/jobs/{job_ids[1]}/retry", data=form).status_code == 303
@@ -121,7 +130,7 @@ def test_retry_api_and_button_are_limited(redis_url: str) -> None:
 
 def test_retry_shares_the_job_creation_budget(redis_url: str) -> None:
     (job_id,) = unlimited_jobs(redis_url, 1, cancel=True)
-    client = make_app(redis_url).test_client()
+    client = operator(make_app(redis_url).test_client())
     for _ in range(3):
         assert client.post("/api/jobs").status_code == 202
     assert_refused(client.post(f"/api/jobs/{job_id}/retry"), html=False)
@@ -129,7 +138,7 @@ def test_retry_shares_the_job_creation_budget(redis_url: str) -> None:
 
 def test_cancel_api_and_button_are_limited(redis_url: str) -> None:
     job_ids = unlimited_jobs(redis_url, 5, cancel=False)
-    client = make_app(redis_url).test_client()
+    client = operator(make_app(redis_url).test_client())
     form = {"csrf_token": token(client)}
     assert client.post(f"/api/jobs/{job_ids[0]}/cancel").status_code == 200
     assert client.post(f"/jobs/{job_ids[1]}/cancel", data=form).status_code == 303

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from shared.protocol import FAILED, new_id
+from shared.protocol import FAILED, ProgressUpdate, new_id
 from website.extensions import redis_ext, socketio
 from website.realtime.relay import EXTENSION, Relay
 
@@ -33,6 +33,21 @@ def test_push_sends_the_stored_state_to_the_jobs_room_only(app: Flask) -> None:
     assert [m["args"][0] for m in watcher.get_received() if m["name"] == "updateProgress"] == [
         {"jobId": job_id, "progress": 0, "state": "failed", "message": "gone"}]
     assert bystander.get_received() == []
+
+
+def test_push_sends_the_log_lines_the_fallback_stored(app: Flask) -> None:
+    job_id = new_id()
+    with app.app_context():
+        redis_ext.store.create(job_id, kind="demo")
+        applied, _ = redis_ext.store.apply_or_state(ProgressUpdate(
+            job_id=job_id, progress=10, message="a", log=("one", "two")))
+    assert applied is not None and applied.log is not None
+    watcher = socketio.test_client(app, query_string=f"jobId={job_id}")
+    watcher.get_received()
+    assert relay_of(app).push(f"{job_id} {applied.log.after}") == 3  # + jobLog
+    lines = [m["args"][0] for m in watcher.get_received() if m["name"] == "jobLog"]
+    assert [[x["text"] for x in batch["lines"]] for batch in lines] == [["one", "two"]]
+    assert relay_of(app).push(f"{job_id} not-an-id") == 2  # a bad pointer: the state only
 
 
 def test_a_published_id_of_no_job_pushes_nothing(app: Flask) -> None:

@@ -90,7 +90,7 @@ def test_executions_live_a_lease_past_each_heartbeat() -> None:
 
 def config(**overrides: object) -> Config:
     return Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, PROGRESS_TOKEN=TEST_PROGRESS_TOKEN,
-                  **overrides)
+                  WORKER_TOKEN="w", **overrides)
 
 
 def test_worker_hooks_follow_abandoned_after() -> None:

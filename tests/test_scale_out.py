@@ -4,7 +4,9 @@ and the site under gunicorn's gevent worker."""
 
 from __future__ import annotations
 
+import random
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +19,16 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from shared.config import Config, ConfigError, default_socketio_cap
-from shared.protocol import SUCCEEDED
+from shared.protocol import SUCCEEDED, new_id
 from shared.reporter import ReportError
+from shared.store import JobStore
 from tests.conftest import start_stack, stop_stack
 from tests.support import (
     EventRecorder,
     Process,
     RedisServer,
     auth,
+    demo_final,
     final_state_received,
     free_port,
     job_state,
@@ -114,6 +118,85 @@ def test_callback_to_one_instance_reaches_clients_of_the_other(cluster: Cluster)
         assert progress.count(40) == 1 and progress.count(70) == 1, progress
 
 
+def test_two_instances_applying_one_jobs_updates_at_once_agree(cluster: Cluster) -> None:
+    job_id = new_id()  # a job of our own: no worker reports for it
+    JobStore(redis.Redis.from_url(cluster.redis.url, decode_responses=True)).create(job_id)
+    seqs = list(range(1, 41))
+    random.Random(7).shuffle(seqs)
+    batches = [seqs[n::8] for n in range(8)]  # 8 senders, each to A or B by seq
+    applied: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(batches))
+
+    def send(batch: list[int]) -> None:
+        session = requests.Session()
+        start.wait()
+        for seq in batch:
+            url = cluster.url_a if seq % 2 else cluster.url_b
+            resp = session.post(url + "/api/progress", headers=auth(), timeout=10,
+                                json={"jobId": job_id, "progress": 2 * seq, "seq": seq,
+                                      "state": "running", "message": f"m{seq}"})
+            assert resp.status_code == 204, resp.text
+            if resp.headers["X-Jobcast-Applied"] == "1":
+                with lock:
+                    applied.append(seq)
+
+    on_a = EventRecorder(cluster.url_a, job_id)
+    on_b = EventRecorder(cluster.url_b, job_id)
+    try:
+        for rec in (on_a, on_b):
+            rec.wait_for(lambda ev: len(ev) >= 1, what="state on connect")
+        threads = [threading.Thread(target=send, args=(batch,)) for batch in batches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        # The highest seq is applied whenever it arrives: it is the final state.
+        assert 40 in applied and len(applied) == len(set(applied))
+        final = cluster.state(job_id)
+        assert (final["state"], final["progress"], final["message"]) == ("running", 80, "m40")
+        for rec in (on_a, on_b):
+            rec.wait_for(lambda ev: sum(n == "updateProgress" for n, _ in ev) > len(applied),
+                         what="every applied update")
+    finally:
+        on_a.close()
+        on_b.close()
+    # Each applied update reached the clients of both instances exactly once
+    # (the order between instances is the message queue's, not the store's).
+    for rec in (on_a, on_b):
+        progress = [p["progress"] for p in rec.payloads("updateProgress")[1:]]
+        assert sorted(progress) == sorted(2 * seq for seq in applied), (progress, applied)
+
+
+def test_a_gevent_instance_shares_the_message_queue_with_an_eventlet_one(
+        cluster: Cluster) -> None:
+    env_g = stack_env(cluster.redis.url, free_port(), SOCKETIO_MESSAGE_QUEUE=cluster.redis.url,
+                      ASYNC_MODE="gevent")
+    web_g = start_web(env_g, cluster.log_dir, name="web-gevent")
+    url_g = env_g["SITE_URL"]
+    job_id = new_id()
+    JobStore(redis.Redis.from_url(cluster.redis.url, decode_responses=True)).create(job_id)
+    on_g = on_a = None
+    try:
+        assert "Using worker: gevent" in web_g.log_tail(20000)
+        on_g = EventRecorder(url_g, job_id)
+        on_a = EventRecorder(cluster.url_a, job_id)
+        for rec in (on_g, on_a):
+            rec.wait_for(lambda ev: len(ev) >= 1, what="state on connect")
+        for url, progress in ((cluster.url_a, 30), (url_g, 60)):
+            resp = requests.post(url + "/api/progress", headers=auth(), timeout=5,
+                                 json={"jobId": job_id, "progress": progress,
+                                       "state": "running"})
+            assert resp.status_code == 204, resp.text
+            for rec in (on_g, on_a):
+                rec.wait_for(_progress_is(progress), what=f"{progress} on both instances")
+    finally:
+        for rec in (on_g, on_a):
+            if rec is not None:
+                rec.close()
+        web_g.stop()
+
+
 def test_two_workers_on_one_queue_run_each_job_exactly_once(cluster: Cluster) -> None:
     conn = redis.Redis.from_url(cluster.redis.url)
     queue = Queue(cluster.env_a.get("QUEUE_NAME", "jobcast"), connection=conn)
@@ -166,7 +249,8 @@ def test_worker_can_emit_straight_to_the_message_queue(cluster: Cluster) -> None
 
 
 def test_direct_reporter_refuses_unknown_jobs(redis_url: str) -> None:
-    cfg = Config(environ={}, SECRET_KEY="s", PROGRESS_TOKEN="t", REDIS_URL=redis_url,
+    cfg = Config(environ={}, SECRET_KEY="s", PROGRESS_TOKEN="t", WORKER_TOKEN="w",
+                 REDIS_URL=redis_url,
                  SOCKETIO_MESSAGE_QUEUE=redis_url, WORKER_EMIT="direct")
     reporter = make_reporter(cfg, "per-job-token")
     assert isinstance(reporter, DirectReporter)
@@ -176,7 +260,7 @@ def test_direct_reporter_refuses_unknown_jobs(redis_url: str) -> None:
 
 
 def test_scale_settings_are_validated() -> None:
-    base = {"SECRET_KEY": "s", "PROGRESS_TOKEN": "t"}
+    base = {"SECRET_KEY": "s", "PROGRESS_TOKEN": "t", "WORKER_TOKEN": "w"}
     with pytest.raises(ConfigError, match="SOCKETIO_MESSAGE_QUEUE"):
         Config(environ=dict(base, WORKER_EMIT="direct"))
     with pytest.raises(ConfigError, match="WORKER_EMIT"):
@@ -205,8 +289,7 @@ def test_site_runs_under_gunicorn_gevent(log_dir: Path, tmp_path: Path) -> None:
             over_polling.close()
         for rec in (over_ws, over_polling):
             payloads = rec.payloads("updateProgress")
-            assert payloads[-1] == {"jobId": job_id, "progress": 100, "state": SUCCEEDED,
-                                    "message": ""}
+            assert payloads[-1] == demo_final(job_id)
         assert stack.job_state(job_id)["state"] == SUCCEEDED
     finally:
         stop_stack(stack)

@@ -14,7 +14,7 @@ from flask import Flask
 from rq import Queue
 
 from shared import keys
-from shared.config import Config
+from shared.config import WORKER, Config
 from shared.schedules import BadSchedule, ScheduleStore, check_cron
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
@@ -35,7 +35,7 @@ MINUTE = 60.0
 
 @pytest.fixture
 def ticker(redis_url: str) -> Ticker:
-    return Ticker(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY,
+    return Ticker(Config(environ={}, role=WORKER, SECRET_KEY=TEST_SECRET_KEY,
                          PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, REDIS_URL=redis_url))
 
 

@@ -15,7 +15,13 @@ from rq import Queue
 
 from shared.config import Config, ConfigError, parse_rate
 from shared.protocol import new_id
-from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in
+from tests.support import (
+    TEST_PROGRESS_TOKEN,
+    TEST_SECRET_KEY,
+    assert_security_headers,
+    auth,
+    csrf_token_in,
+)
 from website import create_app
 from website.http.ratelimit import limit
 
@@ -75,24 +81,66 @@ def test_cross_site_callback_is_refused_and_changes_nothing(client: FlaskClient)
 # -- security headers --------------------------------------------------------------
 
 
-def csp_directives(value: str) -> dict[str, list[str]]:
-    parts = [p.split() for p in value.split(";") if p.strip()]
-    return {p[0]: p[1:] for p in parts}
-
-
 @pytest.mark.parametrize("path", ["/", "/api/jobs/nope", "/jobs/" + new_id(),
                                   "/static/js/job.js", "/api/openapi.json", "/no/such/page"])
 def test_security_headers_on_every_response(client: FlaskClient, path: str) -> None:
-    resp = client.get(path)
-    assert resp.headers["X-Content-Type-Options"] == "nosniff"
-    assert resp.headers["X-Frame-Options"] == "DENY"
-    assert resp.headers["Referrer-Policy"] == "same-origin"
-    csp = csp_directives(resp.headers["Content-Security-Policy"])
-    assert csp["script-src"] == ["'self'"]
-    assert csp["frame-ancestors"] == ["'none'"]
-    assert csp["object-src"] == ["'none'"]
-    assert set(csp["connect-src"]) == {"'self'", "ws://localhost", "wss://localhost"}
-    assert "'unsafe-inline'" not in resp.headers["Content-Security-Policy"]
+    assert_security_headers(client.get(path).headers)
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status"), [
+    ("POST", "/api/jobs", {}, 202),
+    ("POST", "/api/progress", {"json": {}}, 401),
+    ("POST", "/api/progress", {"data": "{", "headers": auth()}, 400),
+    ("POST", "/jobs", {"data": {}, "headers": {"Accept": "text/html"}}, 400),
+    ("POST", "/api/jobs", {"headers": {"Origin": "https://evil.example"}}, 403),
+    ("DELETE", "/api/jobs", {}, 405),
+    ("GET", "/socket.io/?EIO=4&transport=polling", {}, 200),  # engine.io, not Flask
+    ("GET", "/socket.io/?EIO=4&transport=polling&sid=nope", {}, 400),
+])
+def test_security_headers_on_posts_errors_and_socketio(
+        client: FlaskClient, method: str, path: str, kwargs: dict[str, Any],
+        status: int) -> None:
+    resp = client.open(path, method=method, **kwargs)
+    assert resp.status_code == status, resp.data
+    assert_security_headers(resp.headers)
+
+
+def test_security_headers_on_500_and_503(config: Config) -> None:
+    app = create_app(config)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answer like production, not re-raise
+
+    def boom() -> str:
+        raise RuntimeError("bug")
+
+    app.add_url_rule("/boom", view_func=boom)
+    resp = app.test_client().get("/boom")
+    assert resp.status_code == 500
+    assert_security_headers(resp.headers)
+    down = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, WORKER_TOKEN="w",
+                             PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, ASYNC_MODE="threading",
+                             REDIS_URL="redis://127.0.0.1:1/0"))
+    resp = down.test_client().get("/api/jobs/" + new_id())
+    assert resp.status_code == 503
+    assert_security_headers(resp.headers)
+
+
+def test_security_headers_on_the_connection_caps_503(config: Config) -> None:
+    app = create_app(Config(environ={}, **{**config.as_dict(), "WORKER_CONNECTIONS": 20,
+                                           "SOCKETIO_MAX_CONNECTIONS": 1}))
+    client = app.test_client()
+    first = client.get("/socket.io/?EIO=4&transport=polling")
+    assert first.status_code == 200
+    refused = client.get("/socket.io/?EIO=4&transport=polling")
+    assert refused.status_code == 503 and refused.headers["Retry-After"]
+    assert_security_headers(refused.headers)
+
+
+def test_views_may_set_their_own_header(config: Config) -> None:
+    app = create_app(config)
+    app.add_url_rule("/framed", view_func=lambda: ("ok", 200, {"X-Frame-Options": "SAMEORIGIN"}))
+    resp = app.test_client().get("/framed", headers={"Host": "localhost:8080"})
+    assert resp.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert_security_headers({**resp.headers, "X-Frame-Options": "DENY"}, "localhost:8080")
 
 
 def test_pages_have_no_inline_script(client: FlaskClient) -> None:
@@ -113,7 +161,7 @@ def test_pages_have_no_inline_script(client: FlaskClient) -> None:
 
 def limited_app(redis_url: str, rate: str) -> Flask:
     cfg = Config(environ={}, SECRET_KEY=TEST_SECRET_KEY, PROGRESS_TOKEN=TEST_PROGRESS_TOKEN,
-                 REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT=rate)
+                 WORKER_TOKEN="w", REDIS_URL=redis_url, ASYNC_MODE="threading", RATE_LIMIT=rate)
     return create_app(cfg)
 
 
@@ -171,7 +219,8 @@ def test_rate_limit_for_later_routes(redis_url: str) -> None:
 
 
 @pytest.mark.parametrize("env", [{}, {"SECRET_KEY": "x"}, {"PROGRESS_TOKEN": "y"},
-                                 {"SECRET_KEY": "", "PROGRESS_TOKEN": ""}])
+                                 {"SECRET_KEY": "", "PROGRESS_TOKEN": ""},
+                                 {"SECRET_KEY": "x", "PROGRESS_TOKEN": "y"}])
 def test_secrets_are_required_outside_development(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="must be set in the environment"):
         Config(environ=env)
@@ -179,7 +228,7 @@ def test_secrets_are_required_outside_development(env: dict[str, str]) -> None:
 
 def test_development_has_dev_only_defaults() -> None:
     cfg = Config(environ={"JOBCAST_ENV": "development"})
-    assert cfg.SECRET_KEY and cfg.PROGRESS_TOKEN and cfg.is_development
+    assert cfg.SECRET_KEY and cfg.PROGRESS_TOKEN and cfg.WORKER_TOKEN and cfg.is_development
 
 
 @pytest.mark.parametrize("env, match", [
@@ -189,7 +238,7 @@ def test_development_has_dev_only_defaults() -> None:
 ])
 def test_invalid_settings_are_clear_errors(env: dict[str, str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        Config(environ={"SECRET_KEY": "s", "PROGRESS_TOKEN": "t", **env})
+        Config(environ={"SECRET_KEY": "s", "PROGRESS_TOKEN": "t", "WORKER_TOKEN": "w", **env})
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -20,6 +20,7 @@ import requests
 from rq import Queue
 from rq.job import Job
 
+from shared import keys
 from shared.config import Config
 from shared.protocol import (
     HIGHLIGHT,
@@ -174,7 +175,8 @@ def test_subscribe_refuses_malformed_and_unknown_snippets(stack: Stack) -> None:
 def test_subscribe_takes_a_bare_snippet_id_like_the_seed_hub(stack: Stack) -> None:
     sid = submit(stack, "SELECT 1;", "sql")["id"]
     wait_until(lambda: poll(stack, sid).status_code == 200, timeout=20, what="highlighting")
-    job_id = requests.get(f"{stack.url}/api/snippets/{sid}", timeout=5).json()["jobId"]
+    job_id = redis.Redis.from_url(stack.redis.url, decode_responses=True).hget(
+        keys.snippet_key(sid), "job_id")  # the public JSON does not show it
     rec = EventRecorder(stack.url)
     try:
         assert rec.client.call("subscribe", sid.upper(), timeout=5) == {"ok": True}
@@ -258,7 +260,10 @@ def test_a_highlight_past_the_job_timeout_ends_failed_and_is_pushed(
         rec.close()
     failed = [p for p in rec.payloads(UPDATE_PROGRESS) if p["state"] == "failed"][0]
     assert "Timeout" in failed["message"], failed
-    job_id = failed["jobId"]
+    assert "jobId" not in failed  # a snippet's room never learns its job's id
+    stored = SnippetStore(text_redis).get(sid, source=False)
+    assert stored is not None
+    job_id = stored.job_id
     rq_job = Job.fetch(job_id, connection=rq_queue.connection)
     wait_until(lambda: rq_job.get_status(refresh=True) == "failed", timeout=20,
                what="RQ to record the failure")

@@ -175,7 +175,8 @@ def test_apply_returns_kind_and_snippet_id_and_events_follow(redis_client: redis
     assert running.extra == {"snippet_id": snippet.snippet_id}
     room = snippet_room(snippet.snippet_id)
     assert snippet_events(running, snippets) == [
-        (UPDATE_PROGRESS, {**running.to_payload(), "snippetId": snippet.snippet_id}, room)]
+        (UPDATE_PROGRESS, {"progress": 10, "state": RUNNING, "message": "",
+                           "snippetId": snippet.snippet_id}, room)]
 
     run_highlight(job_id, snippet.snippet_id, snippets, lambda *args: None)
     done = jobs.apply(ProgressUpdate(job_id=job_id, progress=100, state=SUCCEEDED, seq=2))

@@ -142,7 +142,9 @@ def test_api_create_then_read(client: FlaskClient) -> None:
     assert body["url"] == f"/snippets/{body['id']}"
     got = client.get(body["statusUrl"]).get_json()
     assert got["source"] == "SELECT 1;" and got["language"] == "sql"
-    assert got["job"]["state"] == "queued" and got["jobId"] == body["jobId"]
+    assert got["job"]["state"] == "queued"
+    # a public snippet never reveals its job's id (who holds it could read the job)
+    assert "jobId" not in got and "jobId" not in got["job"] and "jobId" not in body
 
 
 def test_polling_is_204_with_state_before_the_result_and_404_when_unknown(
@@ -181,7 +183,8 @@ def test_pages_name_the_language_actually_used(client: FlaskClient,
     assert '<span id="language">auto-detect (pending)</span>' in pending
 
     reports: list[tuple[object, ...]] = []
-    lexer = run_highlight(body["jobId"], body["id"], SnippetStore(redis_client),
+    job_id = redis_client.hget(keys.snippet_key(body["id"]), "job_id")  # not in public JSON
+    lexer = run_highlight(job_id, body["id"], SnippetStore(redis_client),
                           lambda *args: reports.append(args))
     assert lexer == "SQL" and reports
     page = client.get(body["url"]).get_data(as_text=True)

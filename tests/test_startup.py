@@ -14,7 +14,7 @@ from tests.support import ROOT, free_port
 
 def run_without_secrets(cmd: list[str], **extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("SECRET_KEY", "PROGRESS_TOKEN", "JOBCAST_ENV")}
+           if k not in ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN", "JOBCAST_ENV")}
     env.update({"PYTHONPATH": str(ROOT), "PORT": str(free_port()),
                 "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", **extra})
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -27,17 +27,34 @@ BIN = Path(sys.executable).parent
     ("web", [str(BIN / "gunicorn"), "website:create_app()"]),
     ("worker", [sys.executable, "-m", "worker"]),
 ])
-@pytest.mark.parametrize("extra", [{}, {"SECRET_KEY": "only-this-one"}])
+@pytest.mark.parametrize(("extra", "missing"), [
+    ({}, ["SECRET_KEY", "PROGRESS_TOKEN"]),
+    ({"SECRET_KEY": "only-this-one"}, ["PROGRESS_TOKEN"]),
+    ({"PROGRESS_TOKEN": "only-this-one"}, ["SECRET_KEY"]),
+], ids=["both", "no-progress-token", "no-secret-key"])
 def test_entry_point_without_secrets_exits_with_message(name: str, cmd: list[str],
-                                                        extra: dict[str, str]) -> None:
+                                                        extra: dict[str, str],
+                                                        missing: list[str]) -> None:
+    if name == "worker":
+        # The worker signs nothing: it needs PROGRESS_TOKEN only (it runs without
+        # SECRET_KEY: tests/test_attacks_stack.py::test_the_worker_runs_without_secret_key...).
+        if missing == ["SECRET_KEY"]:
+            pytest.skip("the worker needs no SECRET_KEY")
+        missing = ["PROGRESS_TOKEN"]
+    else:
+        missing = [*missing, "WORKER_TOKEN"]  # the site also needs the external workers' token
     result = run_without_secrets(cmd, **extra)
     assert result.returncode != 0
     assert f"jobcast {name}: configuration error" in result.stderr
-    assert "PROGRESS_TOKEN" in result.stderr and "must be set" in result.stderr
+    assert f"{' and '.join(missing)} must be set" in result.stderr, result.stderr
+    for given in extra:
+        assert given not in result.stderr.split("must be set")[0], result.stderr
+    if name == "worker":
+        assert "SECRET_KEY" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_worker_with_bad_setting_names_it() -> None:
     result = run_without_secrets([sys.executable, "-m", "worker"], SECRET_KEY="s",
-                                 PROGRESS_TOKEN="t", RATE_LIMIT="many")
+                                 PROGRESS_TOKEN="t", WORKER_TOKEN="w", RATE_LIMIT="many")
     assert result.returncode != 0 and "RATE_LIMIT must" in result.stderr

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from shared.reporter import ProgressReporter, ReportError
+from tests.support import free_port
 from worker.jobs import run_demo
 from worker.reporting import job_boundary
 
@@ -20,7 +21,7 @@ JOB = "6f1c5a8e-3b7d-4c2a-9e0f-1a2b3c4d5e6f"
 class Site:
     """A real HTTP server that records callbacks and answers scripted statuses."""
 
-    def __init__(self, statuses: list[int]) -> None:
+    def __init__(self, statuses: list[int], port: int = 0) -> None:
         self.statuses = statuses
         self.received: list[tuple[dict[str, Any], str]] = []
         site = self
@@ -40,7 +41,7 @@ class Site:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/progress"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -84,13 +85,34 @@ def test_boundary_reports_failure_then_reraises(site: Site) -> None:
     assert body["state"] == "failed" and "ZeroDivisionError" in body["message"]
 
 
-def test_reporter_retries_5xx_and_connection_errors(site: Site) -> None:
+def test_reporter_retries_5xx_and_429(site: Site) -> None:
     site.statuses[:] = [503, 500, 429]
     pauses: list[float] = []
     reporter = ProgressReporter(site.url, "tok", sleep=pauses.append)
     assert reporter.report(JOB, 10) is True
     assert len(site.received) == 4 and len(pauses) == 3
     assert all(0 <= p <= 5 for p in pauses)
+
+
+def test_reporter_retries_connection_errors_until_the_site_is_up() -> None:
+    port = free_port()  # nothing listens yet: the first attempts are refused
+    pauses: list[float] = []
+    started: list[Site] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:  # the site comes up after two refused connections
+            started.append(Site([503], port=port))
+
+    reporter = ProgressReporter(f"http://127.0.0.1:{port}/api/progress", "tok", sleep=pause,
+                                fallback=lambda update: pytest.fail("fell back"))
+    try:
+        assert reporter.report(JOB, 10) is True
+    finally:
+        for running in started:
+            running.close()
+    # refused, refused, then 503, then taken
+    assert len(pauses) == 3 and [b["progress"] for b, _ in started[0].received] == [10, 10]
 
 
 def test_reporter_gives_up_on_4xx_at_once(site: Site) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import socketio as socketio_lib
@@ -12,6 +13,11 @@ from shared.config import Config
 from website.extensions import redis_ext, socketio
 from website.http.access import configure_logging
 
+log = logging.getLogger(__name__)
+# The largest Socket.IO message a client may send: the protocol's are a few
+# hundred bytes (subscribe, watch with a dashboard token).
+SOCKETIO_MAX_MESSAGE = 4096
+
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     """Build the site. ``config`` is a :class:`Config` or a dict of overrides."""
@@ -20,7 +26,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_object(config)
     app.config["MAX_CONTENT_LENGTH"] = 512 * 1024
+    app.config["TRUSTED_HOSTS"] = config.TRUSTED_HOSTS or None  # others: 400
     configure_logging(app.config["LOG_LEVEL"])
+    _warn_about_development_settings(config)
 
     redis_ext.init_app(app)
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
@@ -28,13 +36,15 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         socketio_lib.RedisManager(queue_url, channel="jobcast") if queue_url
         else socketio_lib.Manager()
     )
-    socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager)
+    socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager,
+                      max_http_buffer_size=SOCKETIO_MAX_MESSAGE)
 
-    from website import http, jobs, ops, realtime, snippets
+    from website import http, jobs, ops, realtime, snippets, workers
 
     realtime.init_app(app)
     http.init_app(app)
     jobs.init_app(app)
+    workers.init_app(app)
     snippets.init_app(app)
     ops.init_app(app)
     proxies = app.config["TRUSTED_PROXIES"]
@@ -42,3 +52,16 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     return app
+
+
+def _warn_about_development_settings(config: Config) -> None:
+    if config.uses_dev_secrets:
+        log.warning("DEVELOPMENT SECRETS IN USE: SECRET_KEY and/or PROGRESS_TOKEN are the "
+                    "built-in development values; anyone can forge sessions and reports. "
+                    "Set them in the environment before running anywhere but locally.")
+    if not config.OPS_TOKEN:
+        if config.is_development:
+            log.warning("OPS_TOKEN is not set: /dashboard and /metrics are open to anyone "
+                        "(development only; production keeps them closed)")
+        else:
+            log.warning("OPS_TOKEN is not set: /dashboard and /metrics answer 401")

@@ -11,7 +11,8 @@ import time
 import redis
 import requests
 
-from shared.config import Config, ConfigError
+from shared.config import WORKER, Config, ConfigError
+from worker import logsafety
 from worker.recovery import make_worker, take_over_name
 
 log = logging.getLogger("worker")
@@ -97,11 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        cfg = Config()
+        cfg = Config(role=WORKER)  # the worker signs nothing: no SECRET_KEY needed
     except ConfigError as exc:
         raise SystemExit(f"jobcast worker: configuration error: {exc}") from None
     logging.basicConfig(level=cfg.LOG_LEVEL, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafety.install()  # RQ attaches job kwargs (the callback token) to failure records
+    if cfg.uses_dev_secrets:
+        log.warning("DEVELOPMENT SECRETS IN USE: PROGRESS_TOKEN is the built-in development "
+                    "value; set it in the environment before running anywhere but locally")
     conn = redis.Redis.from_url(cfg.REDIS_URL)
     wait_for_redis(conn, timeout=60)
     if cfg.WORKER_PRELOAD:

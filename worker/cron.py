@@ -19,7 +19,7 @@ from types import FrameType
 import redis
 from rq import Queue
 
-from shared.config import Config, ConfigError
+from shared.config import WORKER, Config, ConfigError
 from shared.enqueue import start_kind_job
 from shared.events import push_stored
 from shared.schedules import Schedule, ScheduleStore
@@ -61,9 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=TICK_SECONDS)
     args = parser.parse_args(argv)
     try:
-        cfg = Config()
+        cfg = Config(role=WORKER)
     except ConfigError as exc:
         raise SystemExit(str(exc)) from exc
+    if not cfg.SECRET_KEY:
+        raise SystemExit("SECRET_KEY must be set: the ticker signs each job's callback token")
     logging.basicConfig(level=cfg.LOG_LEVEL, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
 

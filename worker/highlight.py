@@ -18,7 +18,7 @@ from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
-from shared.config import Config
+from shared.config import WORKER, Config
 from shared.protocol import RUNNING
 from shared.snippets import AUTO_DETECT, CSS_CLASS, HTML_MAX_BYTES, SnippetStore, check_html_size
 from worker.language import detect_lexer
@@ -81,7 +81,7 @@ def run_highlight(job_id: str, snippet_id: str, snippets: SnippetStore, report: 
 def run_highlight_job(job_id: str, snippet_id: str, token: str | None = None,
                       highlighter: Highlighter = render) -> str:
     """The body of :func:`highlight_job`, with the highlighter as a parameter."""
-    cfg = Config()
+    cfg = Config(role=WORKER)
     reporter = make_reporter(cfg, token)
     with job_boundary(job_id, reporter):
         lexer = run_highlight(job_id, snippet_id, snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL),

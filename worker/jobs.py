@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from shared.config import Config
+from shared.config import WORKER, Config
 from shared.protocol import RUNNING
 from worker.reporting import checked_report, job_boundary, make_reporter
 
@@ -40,7 +40,7 @@ def run_demo(job_id: str, report: Report, delay: float = 0.4,
 
 def demo_job(job_id: str, token: str | None = None) -> str:
     """RQ entry point for the demo job (enqueued as ``worker.jobs.demo_job``)."""
-    cfg = Config()
+    cfg = Config(role=WORKER)
     reporter = make_reporter(cfg, token)
     log.info("job %s started", job_id)
 

@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         return EXIT_UNREACHABLE
     if reporter.job_ended:
         log.warning("job %s has already ended on the site (%s)", args.job_id,
-                    reporter.last_state)
+                    "retried: this token is for an earlier attempt" if reporter.superseded
+                    else reporter.last_state)
         return EXIT_ENDED
     if not args.quiet:
         sys.stdout.write(f"job {args.job_id}: {'applied' if reporter.last_applied else 'known'}"

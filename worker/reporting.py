@@ -37,8 +37,9 @@ from shared.protocol import (
     ProgressUpdate,
 )
 from shared.reporter import ProgressReporter, ReportError
+from shared.signing import job_token_attempt
 from shared.snippets import SnippetStore
-from shared.store import JobState, JobStore, UnknownJob
+from shared.store import JobState, JobStore, StaleAttempt, UnknownJob
 from worker import attempts
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ def snippet_store(redis_url: str, ttl: int) -> SnippetStore:
     return SnippetStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
 
 
-def apply_and_emit(cfg: Config, update: ProgressUpdate) -> tuple[JobState | None, str]:
+def apply_and_emit(cfg: Config, update: ProgressUpdate,
+                   attempt: int | None = None) -> tuple[JobState | None, str]:
     """Apply ``update`` to the job store; emit it on the message queue if configured.
 
     Emits what the callback emits (:func:`shared.events.state_events`) and
@@ -64,12 +66,13 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate) -> tuple[JobState | None
     None, and the name of the state the job is in. Without a message queue
     the job id is published on :data:`shared.keys.STATE_CHANNEL`, where the
     site's relay (website/realtime/relay.py) picks it up and pushes the stored state.
-    Raises :class:`UnknownJob` for an unknown job and ``redis.RedisError``
-    when Redis cannot be reached.
+    Raises :class:`UnknownJob` for an unknown job, :class:`StaleAttempt` when
+    ``attempt`` is not the job's current one (it was retried) and
+    ``redis.RedisError`` when Redis cannot be reached.
     """
     now = time.time()
     store = _store(cfg.REDIS_URL, cfg.JOB_TTL, cfg.JOB_LOG_MAX)
-    state, current = store.apply_or_state(update, now=now)
+    state, current = store.apply_or_state(update, now=now, attempt=attempt)
     if state is None:
         return state, current
     if cfg.SOCKETIO_MESSAGE_QUEUE:
@@ -78,7 +81,9 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate) -> tuple[JobState | None
                 state, snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL), now):
             sio.emit(event, payload, to=room)
     else:
-        store.client.publish(keys.STATE_CHANNEL, update.job_id)
+        # "<job id>" or "<job id> <id of the log line before this update's lines>"
+        message = update.job_id if state.log is None else f"{update.job_id} {state.log.after}"
+        store.client.publish(keys.STATE_CHANNEL, message)
     return state, current
 
 
@@ -90,15 +95,18 @@ class DirectStore:
     listens on :data:`shared.keys.STATE_CHANNEL`.
     """
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, attempt: int | None = None) -> None:
         self.cfg = cfg
+        self.attempt = attempt
 
     def __call__(self, update: ProgressUpdate) -> None:
         """Apply ``update`` to the job store and, if possible, emit it."""
         try:
-            apply_and_emit(self.cfg, update)
+            apply_and_emit(self.cfg, update, self.attempt)
         except UnknownJob:
             log.warning("fallback: job %s is unknown to the store", update.job_id)
+        except StaleAttempt as exc:
+            log.info("fallback: job %s was retried (%s); update dropped", update.job_id, exc)
 
 
 class DirectReporter(ProgressReporter):
@@ -110,21 +118,26 @@ class DirectReporter(ProgressReporter):
     backoff for ``retry_seconds``; an unknown job raises like a 404 would.
     """
 
-    def __init__(self, cfg: Config, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, cfg: Config, sleep: Callable[[float], None] = time.sleep,
+                 attempt: int | None = None) -> None:
         super().__init__(cfg.PROGRESS_URL, "", retry_seconds=cfg.REPORT_RETRY_SECONDS,
                          sleep=sleep)
         self.cfg = cfg
+        self.attempt = attempt
 
     def send(self, update: ProgressUpdate) -> None:
         """Apply and emit ``update``, retrying while Redis is unreachable."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.1
-        while True:
+        while not self.superseded:
             try:
-                state, current = apply_and_emit(self.cfg, update)
+                state, current = apply_and_emit(self.cfg, update, self.attempt)
                 self.last_applied = state is not None
                 self.last_state = current  # dropped: where the job stands (cancelled?)
                 return
+            except StaleAttempt:  # retried: a new attempt runs; stop like a 409
+                self.superseded = True
+                self.last_applied, self.last_state = False, None
             except UnknownJob:
                 raise ReportError(f"unknown job {update.job_id}", 404) from None
             except redis.RedisError as exc:
@@ -157,13 +170,14 @@ def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
     With ``WORKER_EMIT=direct`` the reporter skips the site and writes to
     Redis and the Socket.IO message queue itself.
     """
+    attempt = job_token_attempt(token)  # the direct paths apply to this attempt only
     if cfg.WORKER_EMIT == "direct":
-        return DirectReporter(cfg)
+        return DirectReporter(cfg, attempt=attempt)
     return ProgressReporter(
         cfg.PROGRESS_URL,
         token or cfg.PROGRESS_TOKEN,
         retry_seconds=cfg.REPORT_RETRY_SECONDS,
-        fallback=DirectStore(cfg),
+        fallback=DirectStore(cfg, attempt),
         session=_http_session(os.getpid()),
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from shared.config import Config
+from shared.config import WORKER, Config
 from shared.kinds import JobKind, load_kinds, resolve
 from shared.protocol import RESULT_MAX_BYTES
 from worker.context import JobContext
@@ -57,7 +57,7 @@ def checked_result(value: Any) -> Any:
 def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
              token: str | None = None) -> str:
     """RQ entry point for every declared kind (enqueued as ``RUN_KIND_JOB``)."""
-    cfg = Config()
+    cfg = Config(role=WORKER)
     reporter = make_reporter(cfg, token)
     kind = kind_name
     spec = kinds_of(cfg.JOB_KINDS).get(kind)
@@ -70,7 +70,7 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
             fields["result"] = outcome["result"]
         return fields
 
-    log.info("job %s (%s) started", job_id, kind)
+    log.info("job %s started (%s)", job_id, kind)
     try:
         with job_boundary(job_id, reporter, final):
             if spec is None:
@@ -78,5 +78,5 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
             outcome["result"] = checked_result(resolve(spec)(ctx, **kind_args))
     finally:
         ctx.finish(False)
-    log.info("job %s (%s) done", job_id, kind)
+    log.info("job %s done (%s)", job_id, kind)
     return "done"

@@ -77,11 +77,15 @@ class JobKind:
     timeout: int | None = None
     hidden: bool = False  # run by the site itself (bulk actions): no form, not startable by API
     check: Callable[[dict[str, Any]], dict[str, str]] | None = field(default=None, compare=False)
+    # External kinds have no Python function: workers in any language claim
+    # their jobs over HTTP (docs/workers.md); ``module`` names where it was declared.
+    external: bool = False
+    module: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """What ``GET /api/kinds`` lists."""
         return {"name": self.name, "title": self.title, "description": self.description,
-                "args": self.args, "result": self.result}
+                "args": self.args, "result": self.result, "external": self.external}
 
     @property
     def uploads(self) -> tuple[str, ...]:
@@ -94,18 +98,7 @@ class JobKind:
 _REGISTRY: dict[str, JobKind] = {}
 
 
-def job_kind(name: str, *, title: str, description: str = "",
-             args: dict[str, Any] | None = None, result: str = "json",
-             timeout: int | None = None, hidden: bool = False,
-             check: Callable[[dict[str, Any]], dict[str, str]] | None = None) -> Callable[[F], F]:
-    """Declare the decorated function as the job kind ``name``.
-
-    ``args`` is the arguments' JSON Schema; ``check`` (optional) is called by
-    the site with schema-valid arguments and returns ``{field: problem}`` for
-    what a schema cannot say. ``timeout`` overrides ``JOB_TIMEOUT``. A
-    ``hidden`` kind is started only by the site itself (no form, not by
-    ``POST /api/jobs``).
-    """
+def _checked_schema(name: str, args: dict[str, Any] | None, result: str) -> dict[str, Any]:
     import re
 
     from jsonschema import Draft202012Validator
@@ -122,6 +115,22 @@ def job_kind(name: str, *, title: str, description: str = "",
         raise KindError(f"kind {name!r}: bad argument schema: {exc.message}") from exc
     if schema.get("type") != "object":
         raise KindError(f"kind {name!r}: the argument schema must be of type object")
+    return schema
+
+
+def job_kind(name: str, *, title: str, description: str = "",
+             args: dict[str, Any] | None = None, result: str = "json",
+             timeout: int | None = None, hidden: bool = False,
+             check: Callable[[dict[str, Any]], dict[str, str]] | None = None) -> Callable[[F], F]:
+    """Declare the decorated function as the job kind ``name``.
+
+    ``args`` is the arguments' JSON Schema; ``check`` (optional) is called by
+    the site with schema-valid arguments and returns ``{field: problem}`` for
+    what a schema cannot say. ``timeout`` overrides ``JOB_TIMEOUT``. A
+    ``hidden`` kind is started only by the site itself (no form, not by
+    ``POST /api/jobs``).
+    """
+    schema = _checked_schema(name, args, result)
 
     def register(function: F) -> F:
         if function.__qualname__ != function.__name__:
@@ -132,9 +141,29 @@ def job_kind(name: str, *, title: str, description: str = "",
             raise KindError(f"kind {name!r} is declared twice ({known.function}, {dotted})")
         _REGISTRY[name] = JobKind(name=name, title=title, description=description,
                                   args=schema, function=dotted, result=result,
-                                  timeout=timeout, hidden=hidden, check=check)
+                                  timeout=timeout, hidden=hidden, check=check,
+                                  module=function.__module__)
         return function
     return register
+
+
+def external_kind(name: str, *, module: str, title: str, description: str = "",
+                  args: dict[str, Any] | None = None, result: str = "json",
+                  check: Callable[[dict[str, Any]], dict[str, str]] | None = None) -> JobKind:
+    """Declare the external kind ``name`` (no Python function) in ``module`` (``__name__``).
+
+    Its jobs wait in a queue of their own until a worker claims one over HTTP
+    (``POST /api/workers/claim``); RQ never sees them. ``args`` and ``check``
+    work as for :func:`job_kind`.
+    """
+    schema = _checked_schema(name, args, result)
+    known = _REGISTRY.get(name)
+    if known is not None and (not known.external or known.module != module):
+        raise KindError(f"kind {name!r} is declared twice ({known.module}, {module})")
+    kind = JobKind(name=name, title=title, description=description, args=schema, function="",
+                   result=result, check=check, external=True, module=module)
+    _REGISTRY[name] = kind
+    return kind
 
 
 def load_kinds(modules: Iterable[str]) -> dict[str, JobKind]:
@@ -146,10 +175,12 @@ def load_kinds(modules: Iterable[str]) -> dict[str, JobKind]:
     for module in wanted:
         importlib.import_module(module)
     return {name: kind for name, kind in sorted(_REGISTRY.items())
-            if kind.function.rpartition(".")[0] in wanted}
+            if (kind.module or kind.function.rpartition(".")[0]) in wanted}
 
 
 def resolve(kind: JobKind) -> Callable[..., Any]:
-    """The kind's function (imported by dotted name)."""
+    """The kind's function (imported by dotted name); ``KindError`` for an external kind."""
+    if kind.external:
+        raise KindError(f"kind {kind.name!r} is external: a worker claims it over HTTP")
     module, _, attr = kind.function.rpartition(".")
     return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]

@@ -70,7 +70,8 @@ def bulk(ctx: Context, action: str, state: str = "", kind: str = "", owner: str 
                 if cancelled.extra.get("batch_done") == "1":
                     changed.append(_complete_batch(cfg, store, queue, cancelled))
             else:
-                changed.append(control.retry(store, queue, job_id, cfg.JOB_TIMEOUT, cfg.JOB_TTL))
+                changed.append(control.retry(store, queue, job_id, cfg.JOB_TIMEOUT, cfg.JOB_TTL,
+                                             cfg.SECRET_KEY))
             done += 1
         except control.ControlError as exc:
             skipped += 1

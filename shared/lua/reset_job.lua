@@ -9,8 +9,9 @@
 -- ARGV[6]   the batch key prefix (shared.keys.batch_key without the id)
 -- ARGV[7..] the states a retry may start from
 --
--- The seq and the log are kept (a late report of the previous run is still
--- dropped; the console shows every attempt); the result and "n of total" go.
+-- The seq belongs to the attempt and starts again (a late report of the
+-- previous attempt is refused by its attempt number, update_job.lua); the log
+-- is kept (the console shows every attempt); the result and "n of total" go.
 -- The job moves from <prefix>state:<old> to <prefix>state:<queued>; its
 -- timeline (KEYS[1]:timeline) gets "<queued> <now>".
 --
@@ -31,7 +32,7 @@ if not allowed then return {'code', 0, 'state', cur[1]} end
 local attempt = (tonumber(cur[2]) or 1) + 1
 redis.call('HSET', k, 'state', queued, 'progress', 0, 'message', '', 'stage', '',
            'updated_at', now, 'attempt', attempt)
-redis.call('HDEL', k, 'started_at', 'finished_at', 'result', 'current', 'total')
+redis.call('HDEL', k, 'started_at', 'finished_at', 'seq', 'result', 'current', 'total')
 redis.call('EXPIRE', k, ttl)
 redis.call('ZREM', prefix .. 'state:' .. cur[1], id)
 redis.call('ZADD', prefix .. 'state:' .. queued, cur[3] or now, id)

@@ -11,23 +11,26 @@
 -- ARGV[10]  how many log lines to keep (JOB_LOG_MAX)
 -- ARGV[11]  the name of the succeeded state
 -- ARGV[12]  the name of the queued state
--- ARGV[13]  the job id               ARGV[14] the index key prefix (shared.keys.INDEX_PREFIX)
--- ARGV[15]  the TTL in seconds (index entries older than it are trimmed)
--- ARGV[16]  the batch key prefix (shared.keys.batch_key without the id)
--- ARGV[17]  n, how many terminal state names follow
--- ARGV[18 .. 17+n]   the names of the terminal states
--- ARGV[18+n ..]      the new log lines, in order
+-- ARGV[13]  the attempt the report is for ('' or '0': any attempt)
+-- ARGV[14]  the job id               ARGV[15] the index key prefix (shared.keys.INDEX_PREFIX)
+-- ARGV[16]  the TTL in seconds (index entries older than it are trimmed)
+-- ARGV[17]  the batch key prefix (shared.keys.batch_key without the id)
+-- ARGV[18]  n, how many terminal state names follow
+-- ARGV[19 .. 18+n]   the names of the terminal states
+-- ARGV[19+n ..]      the new log lines, in order
 --
--- Rules: an unknown job is refused; a terminal job never changes; a seq not
--- above the stored one is dropped; progress never goes back; a report that
--- changes nothing (no new field value, no log line) is dropped. Log lines
--- are appended only when the update is applied. A change of state moves the
+-- Rules: an unknown job is refused; a report for another attempt (the job was
+-- retried since) is refused; a terminal job never changes; a seq not above the
+-- stored one is dropped; progress never goes back; a report that changes
+-- nothing (no new field value, no log line) is dropped. Log lines are appended
+-- only when the update is applied. A change of state moves the
 -- job from <prefix>state:<old> to <prefix>state:<new> (scored by its creation
 -- time), in the same script, so the indexes never disagree with the hash,
 -- and appends "<state> <now>" to the job's timeline (KEYS[1]:timeline, a list).
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
 --   code -1                 unknown job
+--   code -2, state, attempt stale attempt; attempt is the job's current one
 --   code 0, state           dropped; state is the job's current state
 --   code 1, state, progress, message, stage, kind, snippet_id, current, total,
 --           result, log_after, log_ids, created_at, owner      applied; log_after is the id of the
@@ -37,19 +40,23 @@ local state, progress, message, stage, seq, now = ARGV[1], tonumber(ARGV[2]), AR
   ARGV[5], ARGV[6]
 local current, total, result = ARGV[7], ARGV[8], ARGV[9]
 local log_max = tonumber(ARGV[10])
-local succeeded, queued = ARGV[11], ARGV[12]
-local job_id, prefix, ttl = ARGV[13], ARGV[14], tonumber(ARGV[15])
-local batch_prefix = ARGV[16]
-local n_terminal = tonumber(ARGV[17])
+local succeeded, queued, for_attempt = ARGV[11], ARGV[12], tonumber(ARGV[13]) or 0
+local job_id, prefix, ttl = ARGV[14], ARGV[15], tonumber(ARGV[16])
+local batch_prefix = ARGV[17]
+local n_terminal = tonumber(ARGV[18])
 local terminal = {}
-for i = 18, 17 + n_terminal do terminal[ARGV[i]] = true end
-local first_line = 18 + n_terminal
+for i = 19, 18 + n_terminal do terminal[ARGV[i]] = true end
+local first_line = 19 + n_terminal
 
 local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
                        'snippet_id', 'current', 'total', 'log_last', 'created_at',
-                       'owner', 'started_at', 'batch_id')
+                       'owner', 'started_at', 'batch_id', 'attempt')
 local cur_state, cur_progress, cur_seq = cur[1], cur[2], cur[3]
 if not cur_state then return {'code', -1} end
+local cur_attempt = tonumber(cur[15]) or 1
+if for_attempt > 0 and for_attempt ~= cur_attempt then
+  return {'code', -2, 'state', cur_state, 'attempt', cur_attempt}
+end
 if terminal[cur_state] then return {'code', 0, 'state', cur_state} end
 if seq ~= '' and cur_seq and cur_seq ~= '' and tonumber(seq) <= tonumber(cur_seq) then
   return {'code', 0, 'state', cur_state}

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from playwright.sync_api import Browser, Playwright
+from playwright.sync_api import Browser, Page, Playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -46,3 +46,25 @@ def launch(playwright: Playwright, executable: str) -> Browser:
     """Launch headless Chromium with the flags this project uses everywhere."""
     return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
                                       headless=True)
+
+
+# Records every CSP violation of the page into ``window.__cspViolations``; added
+# with ``page.add_init_script``, it runs before the page's own scripts on every load.
+CSP_LISTENER = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__cspViolations.push(e.violatedDirective + " blocked " + (e.blockedURI || "inline")
+                              + " at " + e.sourceFile + ":" + e.lineNumber);
+});
+"""
+
+
+def record_csp_violations(page: Page) -> None:
+    """From the next navigation on, record the page's ``securitypolicyviolation`` events."""
+    page.add_init_script(CSP_LISTENER)
+
+
+def csp_violations(page: Page) -> list[str]:
+    """The violations the current document reported so far (the list starts on each load)."""
+    found: list[str] = page.evaluate("window.__cspViolations")
+    return found

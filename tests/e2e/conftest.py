@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.e2e.browser import MISSING_REASON, browser_required, find_chromium, launch
-from tests.support import start_worker
+from tests.support import TEST_OPS_TOKEN, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ def new_page(browser: Any, request: pytest.FixtureRequest,
     contexts: list[Any] = []
 
     def make(**context_options: Any) -> Any:
+        # The operator's password, sent only where the site asks for it (/dashboard).
+        context_options.setdefault("http_credentials",
+                                   {"username": "operator", "password": TEST_OPS_TOKEN})
         context = browser.new_context(viewport={"width": 1000, "height": 700},
                                       **context_options)
         context.set_default_timeout(EXPECT_TIMEOUT_MS)

@@ -29,6 +29,11 @@ document.addEventListener("DOMContentLoaded", function () {
   record();
   new MutationObserver(record).observe(root, {subtree: true, childList: true,
                                               characterData: true});
+  window.__statuses = [];
+  var conn = document.getElementById("connection");
+  new MutationObserver(function () {
+    window.__statuses.push(conn.getAttribute("data-status"));
+  }).observe(conn, {attributes: true, attributeFilter: ["data-status"]});
 });
 """
 
@@ -47,13 +52,16 @@ def expect_final(page: Page) -> None:
     expect(page.locator("#job")).to_have_attribute("data-state", "succeeded")
 
 
-def test_start_button_runs_a_job_to_100_and_succeeded(site: Stack, page: Page) -> None:
+def test_start_button_runs_a_job_to_100_and_succeeded(site: Stack, page: Page,
+                                                       paused_worker: Callable[[], None]) -> None:
     page.add_init_script(RECORD_STATES)
     page.goto(site.url + "/")
     page.get_by_role("button", name="Start a new job").click()
     page.wait_for_url(JOB_URL)
     page.evaluate("window.__sameDocument = true")
-    expect(page.locator("#connection")).to_have_attribute("data-status", re.compile("live|done"))
+    # The job waits in the queue, so the page must be live (not polling) before it runs.
+    expect(page.locator("#connection")).to_have_attribute("data-status", "live")
+    paused_worker()
 
     expect_final(page)
     expect(page.locator("#connection-text")).to_have_text(DONE_TEXT)
@@ -65,6 +73,9 @@ def test_start_button_runs_a_job_to_100_and_succeeded(site: Stack, page: Page) -
     assert progress == sorted(progress), seen
     assert seen[0][1] in ("queued", "running"), seen
     assert any(state == "running" and 0 < value < 100 for value, state in seen), seen
+    statuses = page.evaluate("window.__statuses")
+    assert statuses[-1] == "done" and "live" in statuses, statuses
+    assert "polling" not in statuses and "reconnecting" not in statuses, statuses
 
 
 def test_finished_job_page_shows_the_final_state_at_once(site: Stack, page: Page) -> None:

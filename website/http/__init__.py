@@ -7,20 +7,21 @@ from __future__ import annotations
 from flask import Flask
 
 from website.extensions import socketio
-from website.http import access, body, errors, favicon, openapi, ratelimit, security, timefmt
-from website.http.capacity import ConnectionCap
-from website.http.wsgierrors import ErrorsToLogging
 
 
 def init_app(app: Flask) -> None:
     """Install the app-wide hooks; call after the extensions are bound."""
+    from website.http import access, body, errors, favicon, openapi, ratelimit, security, timefmt
+    from website.http.bodytimeout import BodyReadTimeout
+    from website.http.capacity import ConnectionCap
+    from website.http.wsgierrors import ErrorsToLogging
     errors.register(app)
     app.before_request(body.apply_body_limit)  # before any hook reads a body
     access.register(app)
     timefmt.register(app)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(favicon.bp)
-    security.register(app)  # CSRF on forms, cross-site API refusal, security headers
+    security.register(app)  # CSRF on forms, cross-site API refusal
     ratelimit.rate_limits.init_app(app)  # Flask-Limiter; endpoints: ratelimit.limit()
     cfg = app.config
     app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
@@ -28,3 +29,10 @@ def init_app(app: Flask) -> None:
         per_client=cfg["SOCKETIO_MAX_PER_CLIENT"],
         connect_timeout=cfg["SOCKETIO_CONNECT_TIMEOUT"])
     app.wsgi_app = ErrorsToLogging(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = security.TrustedHostGuard(  # type: ignore[method-assign]
+        app.wsgi_app, cfg["TRUSTED_HOSTS"])
+    app.wsgi_app = BodyReadTimeout(  # type: ignore[method-assign]
+        app.wsgi_app, cfg["REQUEST_BODY_TIMEOUT"])
+    # Outermost, so that Socket.IO answers, the cap's 503 and the host check's 400
+    # get the headers too.
+    app.wsgi_app = security.SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]

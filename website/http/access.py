@@ -28,6 +28,15 @@ def configure_logging(level: str) -> None:
     logging.getLogger().setLevel(level)
 
 
+def loggable(value: object, limit: int = 64) -> str:
+    """``value`` cut to ``limit`` characters with control characters escaped, safe
+    to put into a log line (a newline in a request's id cannot forge an entry)."""
+    text = str(value)[:limit]
+    if text.isprintable():
+        return text
+    return repr(text)[1:-1]
+
+
 def request_started() -> float:
     """``time.perf_counter()`` when the current request reached Flask."""
     return float(request.environ.get(_STARTED, time.perf_counter()))
@@ -42,7 +51,7 @@ def note_job(job_id: object) -> None:
 def request_job_id() -> str:
     """The job a request is about: the ``job_id`` URL part or one noted by the view."""
     job_id = request.environ.get(_JOB) or (request.view_args or {}).get("job_id")
-    return str(job_id)[:64] if job_id else "-"
+    return loggable(job_id) if job_id else "-"
 
 
 def _start() -> None:
@@ -53,7 +62,8 @@ def _log_request(response: Response) -> Response:
     elapsed_ms = (time.perf_counter() - request_started()) * 1000
     level = logging.DEBUG if request.path.startswith(_QUIET_PREFIXES) else logging.INFO
     if log.isEnabledFor(level):
-        log.log(level, "%s %s %s %.1fms job=%s", request.method, request.path,
+        log.log(level, "%s %s %s %.1fms job=%s", loggable(request.method, 16),
+                loggable(request.path, 200),
                 response.status_code, elapsed_ms, request_job_id())
     return response
 

@@ -8,6 +8,7 @@ import redis
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from website.http.access import loggable
 from website.http.body import size_text
 from website.http.storage import RETRY_AFTER_SECONDS, is_out_of_memory
 
@@ -48,13 +49,14 @@ def register(app: Flask) -> None:
     @app.errorhandler(redis.RedisError)
     def storage_error(exc: redis.RedisError) -> tuple[Response | str, int]:
         if is_out_of_memory(exc):
-            log.warning("Redis is full (maxmemory) for %s %s: %s", request.method,
-                        request.path, exc)
+            log.warning("Redis is full (maxmemory) for %s %s: %s", loggable(request.method, 16),
+                        loggable(request.path, 200), exc)
             body, status = error_response(
                 503, "The store is full; try again later, when older jobs and "
                      "snippets have expired.")
             response = make_response(body)
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response, status
-        log.warning("Redis unavailable for %s %s: %s", request.method, request.path, exc)
+        log.warning("Redis unavailable for %s %s: %s", loggable(request.method, 16),
+                    loggable(request.path, 200), exc)
         return error_response(503, "The job store is unavailable; try again shortly.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from shared.kinds import BUILTIN_MODULES, JobKind, load_kinds
-from shared.protocol import DEMO_KIND
+from shared.protocol import DEMO_KIND, seq_limit
 from shared.snippets import AUTO_DETECT, known_aliases
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
@@ -24,10 +25,12 @@ def openapi_spec(kind_modules: tuple[str, ...] = BUILTIN_MODULES) -> dict[str, A
 
     The snippet languages are filled in from the installed Pygments, and the
     job submission from the kinds of ``kind_modules`` (``JOB_KINDS``), so
-    neither can drift from what the site accepts.
+    neither can drift from what the site accepts; the callback's ``seq``
+    maximum is the bound as of now (it only grows, so it stays true).
     """
     spec: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
     schemas = spec["components"]["schemas"]
+    schemas["ProgressUpdate"]["properties"]["seq"]["maximum"] = seq_limit(time.time())
     language = schemas["SnippetSubmission"]["properties"]["language"]
     language["enum"] = [None, "", AUTO_DETECT, *sorted(known_aliases() - {AUTO_DETECT})]
     schemas["JobSubmission"]["oneOf"] = [submission_schema(kind)

@@ -11,7 +11,16 @@ added later:
   but a browser request from another site is refused with 403: its ``Origin``
   must be this site, and ``Sec-Fetch-Site: cross-site`` is refused. Programs
   send neither header, so they are unaffected.
-* Every response gets the security headers below (a view may set its own).
+* Every response gets the security headers below (a view may set its own):
+  :class:`SecurityHeaders` is WSGI middleware around the whole app, so Socket.IO
+  answers (polling) and the connection cap's 503 get them as well as Flask's
+  pages, errors and API answers.
+
+* Only the hosts of ``TRUSTED_HOSTS`` are answered, so a DNS-rebound name
+  cannot reach a site on 127.0.0.1: :class:`TrustedHostGuard` answers any
+  other ``Host`` with a plain 400 before Flask or Socket.IO see the request
+  (Flask's ``TRUSTED_HOSTS`` is set too, but its refusal cannot render an
+  error page: no URL adapter).
 
 Socket.IO requests are answered by the engine.io middleware before Flask sees
 them; their cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
@@ -21,11 +30,16 @@ them; their cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import SecurityError
+from werkzeug.wsgi import get_host
 
+from website.http.capacity import WSGIApp
 from website.http.errors import error_response
 
 csrf = CSRFProtect()
@@ -96,21 +110,62 @@ def _protect() -> tuple[Response | str, int] | None:
     return None
 
 
-def _add_headers(response: Response) -> Response:
-    for name, value in STATIC_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Content-Security-Policy", content_security_policy(request.host))
-    if request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    return response
+def security_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """The headers every response of the request described by ``environ`` gets."""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    headers = {**STATIC_HEADERS, "Content-Security-Policy": content_security_policy(host)}
+    if environ.get("wsgi.url_scheme") == "https":
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return headers
+
+
+class SecurityHeaders:
+    """WSGI middleware adding :func:`security_headers` to every response that lacks them."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Call the app; add the missing headers when it starts its response."""
+        def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            present = {name.lower() for name, _ in headers}
+            # Read at response time: a proxy fix inside may have corrected the scheme.
+            headers.extend((name, value) for name, value in security_headers(environ).items()
+                           if name.lower() not in present)
+            return start_response(status, headers, *exc_info)
+
+        return self.app(environ, start)
 
 
 def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
     return error_response(400, f"{exc.description} Reload the page and try again.")
 
 
+class TrustedHostGuard:
+    """WSGI guard: a request whose Host is outside ``trusted`` gets a plain 400
+    (None or empty: any host)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], trusted: list[str] | None) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Refuse an untrusted host, pass everything else on."""
+        if self.trusted:
+            try:
+                get_host(environ, self.trusted)
+            except SecurityError:
+                body = b"Host not allowed (TRUSTED_HOSTS)\n"
+                start_response("400 Bad Request", [("Content-Type", "text/plain"),
+                                                   ("Content-Length", str(len(body)))])
+                return [body]
+        return self.app(environ, start_response)
+
+
 def register(app: Flask) -> None:
-    """Install CSRF protection, the cross-site API rule and the security headers."""
+    """Install CSRF protection and the cross-site API rule (the headers: :class:`SecurityHeaders`)."""
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # the rule above decides
     app.config.setdefault("WTF_CSRF_ENABLED", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
@@ -119,5 +174,4 @@ def register(app: Flask) -> None:
         app.config.setdefault("SESSION_COOKIE_SECURE", True)
     csrf.init_app(app)  # also makes csrf_token() available to templates
     app.before_request(_protect)
-    app.after_request(_add_headers)
     app.register_error_handler(CSRFError, _csrf_error)

@@ -9,10 +9,6 @@ from typing import Any
 from flask import Flask
 
 from shared.kinds import load_kinds
-from website.http import ratelimit
-from website.http.body import allow_body
-from website.jobs import api, batches, control, pages, services
-from website.jobs.submit import FORM_OVERHEAD, largest_upload
 
 
 def pretty_json(value: Any) -> str:
@@ -23,6 +19,10 @@ def pretty_json(value: Any) -> str:
 def init_app(app: Flask) -> None:
     """Load the job kinds (``JOB_KINDS``); register the job pages, the JSON API,
     the callback and job control."""
+    from website.http import ratelimit
+    from website.http.body import allow_body
+    from website.jobs import api, batches, control, pages, services
+    from website.jobs.submit import FORM_OVERHEAD, largest_upload
     every = load_kinds(app.config["JOB_KINDS"])
     kinds = {name: kind for name, kind in every.items() if not kind.hidden}
     app.extensions[services.KINDS_EXTENSION] = kinds

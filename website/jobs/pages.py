@@ -9,6 +9,7 @@ from shared.joblog import read_log
 from shared.protocol import LOG_START, is_uuid
 from website.extensions import redis_ext
 from website.http.errors import error_response
+from website.http.ownership import may_control, may_read, remember_job
 from website.jobs.services import kinds, start_kind
 from website.jobs.submit import Rejected, read_submission
 
@@ -32,26 +33,30 @@ def create() -> Response | tuple[Response | str, int]:
         values = {k: v for k, v in request.form.items() if k not in ("csrf_token", "kind")}
         return render_template("index.html", kinds=kinds(), rejected=exc, values=values), 400
     state = start_kind(kind, args)
+    remember_job(state.job_id)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
 
 
 @bp.get("/jobs/<job_id>")
 def status(job_id: str) -> str | tuple[Response | str, int]:
-    """Status page of one job, rendered with its current state."""
-    state = redis_ext.store.get(job_id.lower()) if is_uuid(job_id) else None
+    """Status page of one job, rendered with its current state; Cancel and
+    Retry only for those who may use them (its owner, operators)."""
+    readable = is_uuid(job_id) and may_read(job_id.lower())
+    state = redis_ext.store.get(job_id.lower()) if readable else None
     if state is None:
         return error_response(404, "There is no job with this id (it may have expired).")
     log_lines = read_log(redis_ext.client, state.job_id, LOG_START,
                          current_app.config["JOB_LOG_MAX"]).lines
     return render_template("job.html", job=state, kind=kinds().get(state.kind),
-                           log_lines=log_lines,
+                           can_control=may_control(state.job_id), log_lines=log_lines,
                            log_last=log_lines[-1].id if log_lines else LOG_START)
 
 
 @bp.get("/jobs/<job_id>/files/<name>")
 def download(job_id: str, name: str) -> Response | tuple[Response | str, int]:
     """A file the job saved (``ctx.save_file``), as an attachment."""
-    if not is_uuid(job_id) or redis_ext.store.get(job_id.lower()) is None:
+    if (not is_uuid(job_id) or not may_read(job_id.lower())
+            or redis_ext.store.get(job_id.lower()) is None):
         return error_response(404, "There is no job with this id (it may have expired).")
     data: list[bytes | None] = redis_ext.queue.connection.hmget(  # type: ignore[assignment]
         keys.job_file_key(job_id.lower(), name), ["data", "type"])

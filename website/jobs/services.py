@@ -93,19 +93,29 @@ def hidden_kind(name: str) -> JobKind:
     return current_app.extensions[HIDDEN_KINDS_EXTENSION][name]  # type: ignore[no-any-return]
 
 
-def start_kind(kind: JobKind, args: dict[str, Any], owner: str = "",
-               run_at: datetime | None = None, at_front: bool = False) -> JobState:
+def start_kind(kind: JobKind, args: dict[str, Any], webhook: str | None = None,
+               owner: str = "", run_at: datetime | None = None,
+               at_front: bool = False) -> JobState:
     """Create and enqueue a job of ``kind`` with checked ``args``.
 
     The arguments are kept on the job (uploads only by their size), so the
-    operators' job page can show them.
+    operators' job page can show them. Jobs of an external kind go to the
+    kind's queue in Redis (``website.workers``), not to RQ. ``webhook`` (a
+    checked URL) is called when the job ends (``website.jobs.webhooks``).
+    ``owner`` is indexed for the operators' filters; ``run_at`` schedules it;
+    ``at_front`` puts it first in the queue (bulk actions).
     """
+    hook = {"webhook": webhook, "webhook_state": "pending"} if webhook else {}
     ensure_room()
+    if kind.external:  # claimed over HTTP by a worker in any language, never by RQ
+        from website.workers.queues import start_external
+
+        return start_external(kind, args, hook)
     shown = {name: (f"<upload, {len(value)} characters>" if name in kind.uploads
                     and isinstance(value, str) else value) for name, value in args.items()}
     return enqueue_job(RUN_KIND_JOB, kind=kind.name, timeout=kind.timeout,
-                       fields={"args": json.dumps(shown, ensure_ascii=False)}, owner=owner,
-                       run_at=run_at, at_front=at_front,
+                       fields={"args": json.dumps(shown, ensure_ascii=False), **hook},
+                       owner=owner, run_at=run_at, at_front=at_front,
                        kind_name=kind.name, kind_args=args)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Flask
 
 from website.extensions import socketio
-from website.ops import bulk, dashboard, finder, jobdetail, monitoring, schedules
 
 
 def init_app(app: Flask) -> None:
     """Register /dashboard (with its Socket.IO handler), GET /api/jobs, bulk actions,
     the operators' job page, schedules, /healthz and /metrics."""
+    from website.ops import bulk, dashboard, finder, jobdetail, monitoring, schedules
     monitoring.register(app, socketio.server)
     dashboard.register(app)
     app.register_blueprint(finder.bp)

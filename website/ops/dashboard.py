@@ -152,7 +152,8 @@ def on_watch(data: object) -> dict[str, Any]:
     except Refused as exc:
         return {"ok": False, "error": str(exc)}
     if not isinstance(data, dict) or not dashboard_token_ok(data.get("token")):
-        return {"ok": False, "error": "a valid dashboard token is needed"}
+        return {"ok": False,
+                "error": "a valid dashboard token is needed (they last an hour): reload the page"}
     wanted = data.get("filter") or {}
     if not isinstance(wanted, dict):
         return {"ok": False, "error": "filter must be an object"}

@@ -153,8 +153,9 @@ def healthz() -> tuple[Response, int]:
                          "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
         # Memory in use against the limits (a full store refuses new jobs).
         body["redis"]["memory"] = read_memory(state.raw, cfg["STORE_MAX_BYTES"]).as_dict()
-    except redis.RedisError as exc:
-        body["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    except redis.RedisError as exc:  # the detail (host, port) goes to the log only
+        log.warning("health check: Redis unreachable: %s: %s", type(exc).__name__, exc)
+        body["redis"] = {"ok": False, "error": "Redis is unreachable"}
     max_age = cfg["HEALTH_WORKER_MAX_AGE"]
     if not max_age:
         body["workers"] = {"ok": True, "checked": False}
@@ -173,7 +174,8 @@ def _workers_detail(queue: Queue, max_age: int) -> dict[str, Any]:
     try:
         workers = Worker.all(queue=queue)
     except redis.RedisError as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        log.warning("health check: cannot list workers: %s: %s", type(exc).__name__, exc)
+        return {"ok": False, "error": "Redis is unreachable"}
     now = datetime.now(UTC)
     fresh = []
     for worker in workers:

@@ -22,6 +22,7 @@ serve no real clients.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -33,6 +34,7 @@ from flask import Flask
 
 from shared import keys
 from shared.events import state_events
+from shared.joblog import is_log_id, read_log
 from website.extensions import redis_ext, socketio
 
 log = logging.getLogger(__name__)
@@ -85,11 +87,18 @@ class Relay:
             finally:
                 pubsub.close()
 
-    def push(self, job_id: str) -> int:
-        """Emit the stored state of ``job_id`` as the callback would; the number of events."""
+    def push(self, message: str) -> int:
+        """Emit the stored state of the job ``message`` names as the callback would,
+        with the log lines stored after the line id it may name; the number of events."""
+        job_id, _, log_after = message.partition(" ")
         with self.app.app_context():
             try:
                 state = redis_ext.store.get(job_id)
+                if state is not None and is_log_id(log_after):
+                    batch = read_log(redis_ext.client, job_id, log_after,
+                                     self.app.config["JOB_LOG_MAX"])
+                    if batch.lines:
+                        state = dataclasses.replace(state, log=batch)
             except redis.RedisError as exc:
                 log.warning("relay: could not read job %s: %s", job_id[:64], exc)
                 return 0

@@ -34,18 +34,23 @@ from shared.protocol import (
 from shared.snippets import Event, progress_payload
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
+from website.http.access import loggable
+from website.http.ownership import may_read
 from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
 
 
-def _join_job(job_id: object, last_log_id: object = None) -> list[tuple[str, dict[str, Any]]]:
+def _join_job(job_id: object, last_log_id: object = None,
+              auth_token: object = None) -> list[tuple[str, dict[str, Any]]]:
     """Join the job's room, then return the events that bring the client up to date.
 
     The job's state (``updateProgress``); with ``last_log_id`` (a log line id,
     ``"0-0"`` for the whole log) also the lines stored after it (``jobLog``),
     read after joining, so no line falls between the replay and the room. The
-    room is left again when the job is unknown or Redis fails.
+    room is left again when the job is unknown or Redis fails. With
+    ``JOB_VISIBILITY=owner`` a caller who may not read the job is told the same
+    as for an unknown id (the session or a ``controlToken`` decides).
     """
     if last_log_id is not None and not is_log_id(last_log_id):
         raise ValueError("lastLogId must be a log line id such as 1700000000000-0")
@@ -53,6 +58,8 @@ def _join_job(job_id: object, last_log_id: object = None) -> list[tuple[str, dic
         raise ValueError("jobId must be a UUID")
     assert isinstance(job_id, str)
     job_id = job_id.lower()
+    if not may_read(job_id, auth_token):
+        raise LookupError(f"unknown job {job_id}")
     with joined(room_for(job_id)):
         state = redis_ext.store.get(job_id)
         if state is None:
@@ -113,17 +120,18 @@ def on_connect(auth: object = None) -> None:
     """Accept a connection; with ``?jobId=`` join that job and send its state."""
     job_id = request.args.get("jobId")
     last_log_id: object = request.args.get("lastLogId")
+    token = auth.get("controlToken") if isinstance(auth, dict) else None
     if isinstance(auth, dict):
         job_id = job_id if job_id is not None else auth.get("jobId")
         last_log_id = last_log_id if last_log_id is not None else auth.get("lastLogId")
     if job_id is None:
         return
     try:
-        events = _join_job(job_id, last_log_id)
+        events = _join_job(job_id, last_log_id, token)
     except (ValueError, LookupError, Refused) as exc:
         raise ConnectionRefusedError(str(exc)) from None
     except redis.RedisError as exc:
-        log.warning("connect for job %s: Redis unavailable: %s", job_id, exc)
+        log.warning("connect for job %s: Redis unavailable: %s", loggable(job_id), exc)
         raise ConnectionRefusedError("state store unavailable, retry later") from None
     for event, payload in events:
         socketio.emit(event, payload, to=request.sid)  # type: ignore[attr-defined]
@@ -147,7 +155,8 @@ def on_subscribe(data: object) -> dict[str, Any]:
         elif "snippetId" in data:
             events = _join_snippet(data["snippetId"])
         else:
-            events = _join_job(data["jobId"], data.get("lastLogId"))
+            events = _join_job(data["jobId"], data.get("lastLogId"),
+                               data.get("controlToken"))
     except (ValueError, LookupError, Refused) as exc:
         return {"ok": False, "error": str(exc)}
     except redis.RedisError as exc:

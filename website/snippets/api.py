@@ -8,6 +8,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from website.extensions import redis_ext
 from website.http.body import read_json_body
 from website.http.errors import error_response
+from website.http.ownership import control_token
 from website.snippets.pages import (
     Rejected,
     find_snippet,
@@ -22,7 +23,8 @@ bp = Blueprint("snippets_api", __name__, url_prefix="/api/snippets")
 
 @bp.post("")
 def create_snippet() -> tuple[Response, int, dict[str, str]] | tuple[Response | str, int]:
-    """``{"source", "language"?}``: store it, enqueue its highlight; 202 with the snippet."""
+    """``{"source", "language"?}``: store it, enqueue its highlight; 202 with the
+    snippet and the highlight job's ``controlToken``."""
     body = read_json_body(current_app.config["MAX_CONTENT_LENGTH"])
     if not isinstance(body, dict):
         return error_response(400, 'body must be a JSON object {"source": ..., "language": ...}')
@@ -32,7 +34,8 @@ def create_snippet() -> tuple[Response, int, dict[str, str]] | tuple[Response | 
         return error_response(exc.status, exc.message)
     snippet, job = start_highlight(source, language)
     status_url = url_for("snippets_api.get_snippet", snippet_id=snippet.snippet_id)
-    return jsonify(snippet_json(snippet, job)), 202, {"Location": status_url}
+    body = {**snippet_json(snippet, job), "controlToken": control_token(job.job_id)}
+    return jsonify(body), 202, {"Location": status_url}
 
 
 @bp.errorhandler(RequestEntityTooLarge)

@@ -31,6 +31,7 @@ from shared.snippets import (
 from shared.store import JobState
 from website.extensions import redis_ext
 from website.http.errors import error_response
+from website.http.ownership import remember_job
 from website.snippets.services import start_highlight
 
 bp = Blueprint("snippets", __name__)
@@ -132,7 +133,8 @@ def create() -> Response | tuple[str, int] | tuple[Response | str, int]:
     except Rejected as exc:
         keep = source if isinstance(source, str) and exc.status != 413 else ""
         return _index(exc.status, exc.message, keep, str(language or AUTO_DETECT))
-    snippet, _job = start_highlight(source, language)
+    snippet, job = start_highlight(source, language)
+    remember_job(job.job_id)
     target = url_for("snippets.show", snippet_id=snippet.snippet_id)
     return redirect(target, code=303)  # type: ignore[return-value]
 
@@ -196,6 +198,13 @@ def pygments_stylesheet() -> str:
     return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
 
 
+def public_job(job: JobState | None) -> dict[str, Any] | None:
+    """A highlight job's state without its id (snippets are public; job ids are not)."""
+    if job is None:
+        return None
+    return {k: v for k, v in job.to_payload().items() if k != "jobId"}
+
+
 def snippet_json(snippet: Snippet, job: JobState | None,
                  with_source: bool = False) -> dict[str, Any]:
     """A snippet as the JSON API shows it."""
@@ -209,8 +218,7 @@ def snippet_json(snippet: Snippet, job: JobState | None,
         "highlighted": snippet.highlighted,
         "highlightedAt": iso_time(snippet.highlighted_at) if snippet.highlighted else None,
         "html": snippet.highlighted_html if snippet.highlighted else None,
-        "jobId": snippet.job_id,
-        "job": job.to_payload() if job is not None else None,
+        "job": public_job(job),
         "url": url_for("snippets.show", snippet_id=snippet.snippet_id),
         "highlightedUrl": url_for("snippets.highlighted", snippet_id=snippet.snippet_id),
         "statusUrl": url_for("snippets_api.get_snippet", snippet_id=snippet.snippet_id),

@@ -1,0 +1,131 @@
+"""Queues of external kinds: jobs that workers in any language claim over HTTP.
+
+A job of an external kind (``shared.kinds.external_kind``) is stored like any
+job, then its id waits in a Redis list per kind until a worker claims it
+(``POST /api/workers/claim``). A claim pops the oldest id and gives the job a
+lease of ``LEASE_SECONDS`` in one Lua script, so a job goes to exactly one
+worker. Every accepted report and every heartbeat renews the lease; a sweep
+puts jobs whose lease lapsed back at the head of their queue (attempt + 1) or,
+after ``MAX_ATTEMPTS``, fails them. The scripts are in ``shared/lua``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from shared import keys, scripts
+from shared.protocol import FAILED, QUEUED, RUNNING, TERMINAL_STATES
+
+SWEEP_BATCH = 500  # lapsed leases handled per sweep run
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job given to a worker."""
+
+    job_id: str
+    kind: str
+    args: dict[str, Any]
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """The answer to a lease renewal: ``held`` False when another attempt holds the job;
+    ``external`` False for a job RQ runs (no lease: nothing was renewed)."""
+
+    job_id: str
+    state: str
+    attempt: int
+    held: bool
+    external: bool = True
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep changed."""
+
+    requeued: tuple[str, ...]
+    failed: tuple[str, ...]
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        """Every job whose state the sweep changed."""
+        return self.requeued + self.failed
+
+
+class ExternalQueues:
+    """The external kinds' queues and leases on ``client`` (``decode_responses=True``)."""
+
+    def __init__(self, client: redis.Redis, lease_seconds: int = 30,
+                 max_attempts: int = 3) -> None:
+        self.client = client
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self._claim = scripts.register(client, "claim_external")
+        self._sweep = scripts.register(client, "sweep_leases")
+        self._renew = scripts.register(client, "renew_lease")
+
+    def push(self, job_id: str, kind: str) -> None:
+        """Queue a stored job for its kind and wake the waiting claims."""
+        pipe = self.client.pipeline()
+        pipe.rpush(keys.external_queue_key(kind), job_id)
+        pipe.publish(keys.EXTERNAL_CHANNEL, kind)
+        pipe.execute()
+
+    def claim(self, kinds: list[str], worker: str, now: float | None = None) -> Claim | None:
+        """Take the oldest waiting job of ``kinds`` (in that order) for ``worker``, or None."""
+        stamp = time.time() if now is None else now
+        result = scripts.pairs(self._claim(
+            keys=[keys.EXTERNAL_LEASES, *(keys.external_queue_key(k) for k in kinds)],
+            args=[repr(stamp), self.lease_seconds, worker, keys.JOB_KEY_PREFIX, QUEUED,
+                  RUNNING]))
+        if int(result["code"]) != 1:
+            return None
+        try:
+            args = json.loads(result["args"])
+        except ValueError:
+            args = {}
+        return Claim(job_id=str(result["jobId"]), kind=str(result["kind"]),
+                     args=args if isinstance(args, dict) else {},
+                     attempt=int(result["attempt"]))
+
+    def renew(self, job_id: str, attempt: int | None = None,
+              now: float | None = None) -> Renewal | None:
+        """Extend the lease of ``job_id`` held by ``attempt`` (any when None).
+
+        None for an unknown job; ``held`` False when another attempt holds it.
+        A job that has ended loses its lease.
+        """
+        stamp = time.time() if now is None else now
+        result = scripts.pairs(self._renew(
+            keys=[keys.EXTERNAL_LEASES, keys.job_key(job_id)],
+            args=[job_id, "" if attempt is None else str(attempt),
+                  repr(stamp + self.lease_seconds), *sorted(TERMINAL_STATES)]))
+        code = int(result["code"])
+        if code < 0:
+            return None
+        return Renewal(job_id=job_id, state=str(result["state"]),
+                       attempt=int(result["attempt"]), held=code != 0, external=code != 2)
+
+    def sweep(self, now: float | None = None) -> Sweep:
+        """Requeue (or fail, on their last attempt) the jobs whose lease lapsed."""
+        stamp = time.time() if now is None else now
+        result = scripts.pairs(self._sweep(
+            keys=[keys.EXTERNAL_LEASES],
+            args=[repr(stamp), self.max_attempts, keys.JOB_KEY_PREFIX,
+                  keys.EXTERNAL_QUEUE_PREFIX, QUEUED, FAILED, SWEEP_BATCH,
+                  *sorted(TERMINAL_STATES)]))
+        requeued = tuple(str(i) for i in result.get("requeued") or [])
+        if requeued:
+            self.client.publish(keys.EXTERNAL_CHANNEL, "requeued")
+        return Sweep(requeued=requeued, failed=tuple(str(i) for i in result.get("gave_up") or []))
+
+    def waiting(self, kind: str) -> int:
+        """How many ids wait in ``kind``'s queue (some may be of cancelled jobs)."""
+        return int(self.client.llen(keys.external_queue_key(kind)))  # type: ignore[arg-type]

@@ -1,0 +1,46 @@
+-- claim_external.lua: give the oldest waiting job of the named external kinds to one
+-- worker, with a lease, atomically (a job is never given to two workers).
+--
+-- KEYS[1]      the lease deadlines, a sorted set (shared.keys.EXTERNAL_LEASES)
+-- KEYS[2..]    the queues to take from, in order (shared.keys.external_queue_key)
+-- ARGV[1]      now, epoch seconds as text
+-- ARGV[2]      the lease, in seconds
+-- ARGV[3]      the worker's name (kept on the job, shown in its message)
+-- ARGV[4]      the prefix of job hashes (shared.keys.JOB_KEY_PREFIX)
+-- ARGV[5]      the name of the queued state
+-- ARGV[6]      the name of the running state
+--
+-- An id whose job is gone (expired) or no longer queued (cancelled while it
+-- waited) is dropped from the queue and the next one is tried. The claimed job
+-- becomes running, names its worker, forgets the seq of an earlier attempt
+-- (that attempt's reports are refused by their token), and gets a lease.
+--
+-- Returns field/value pairs:
+--   code 0                                    nothing to claim
+--   code 1, jobId, kind, args, attempt        claimed
+local leases = KEYS[1]
+local now, lease, worker, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local queued, running = ARGV[5], ARGV[6]
+for q = 2, #KEYS do
+  while true do
+    local id = redis.call('LPOP', KEYS[q])
+    if not id then break end
+    local k = prefix .. id
+    local cur = redis.call('HMGET', k, 'state', 'attempt', 'kind', 'args', 'started_at')
+    if cur[1] == queued then
+      local attempt = tonumber(cur[2]) or 1
+      local fields = {'state', running, 'worker', worker, 'attempt', attempt,
+                      'message', 'claimed by ' .. worker .. ' (attempt ' .. attempt .. ')',
+                      'updated_at', ARGV[1]}
+      if not cur[5] then
+        table.insert(fields, 'started_at'); table.insert(fields, ARGV[1])
+      end
+      redis.call('HSET', k, unpack(fields))
+      redis.call('HDEL', k, 'seq')
+      redis.call('ZADD', leases, now + lease, id)
+      return {'code', 1, 'jobId', id, 'kind', cur[3] or '', 'args', cur[4] or '{}',
+              'attempt', attempt}
+    end
+  end
+end
+return {'code', 0}

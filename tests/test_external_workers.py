@@ -1,0 +1,398 @@
+"""External workers (docs/workers.md): claims, leases, superseded attempts, batched
+reports and their refusals. In-process app on a real Redis; the competition and
+the SIGKILL tests run real gunicorn and real worker processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+
+from shared import keys
+from shared.config import Config
+from shared.signing import sign_job_token
+from shared.store import JobStore
+from tests.conftest import Stack, start_stack, stop_stack
+from tests.support import (
+    ROOT,
+    TEST_PROGRESS_TOKEN,
+    TEST_SECRET_KEY,
+    TEST_WORKER_TOKEN,
+    EventRecorder,
+    Process,
+    auth,
+    final_state_received,
+    wait_until,
+)
+
+JOB = "6f1c2f5e-1c1b-4d52-8b0e-6f2b7c1a9d10"
+
+
+@pytest.fixture
+def short_lease_app(config: Config) -> Flask:
+    """The site with a one-second lease and two attempts."""
+    config.LEASE_SECONDS = 1
+    config.MAX_ATTEMPTS = 2
+    application = __import__("website").create_app(config)
+    application.config["TESTING"] = True
+    return application  # type: ignore[no-any-return]
+
+
+CONTROL: dict[str, str] = {}  # job id -> the controlToken its creation answered
+
+
+def start(client: FlaskClient, args: dict[str, Any] | None = None) -> str:
+    resp = client.post("/api/jobs", json={"kind": "external", "args": args or {"n": 1}})
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    CONTROL[resp.get_json()["id"]] = resp.get_json()["controlToken"]
+    return str(resp.get_json()["id"])
+
+
+def claim(client: FlaskClient, worker: str = "w1", wait: float = 0,
+          token: str = TEST_WORKER_TOKEN) -> Any:
+    return client.post("/api/workers/claim", headers=auth(token),
+                       json={"kinds": ["external"], "worker": worker, "wait": wait})
+
+
+def report(client: FlaskClient, body: Any, token: str) -> Any:
+    return client.post("/api/progress", json=body, headers=auth(token))
+
+
+def test_external_job_is_claimed_once_with_its_args(client: FlaskClient) -> None:
+    job_id = start(client, {"file": "a.csv", "deep": {"list": [1, 2]}})
+    assert client.get(f"/api/jobs/{job_id}").get_json()["state"] == "queued"
+    got = claim(client)
+    assert got.status_code == 200, got.get_data(as_text=True)
+    body = got.get_json()
+    assert body["jobId"] == job_id and body["kind"] == "external" and body["attempt"] == 1
+    assert body["args"] == {"file": "a.csv", "deep": {"list": [1, 2]}}
+    assert body["leaseSeconds"] == 30 and body["token"]
+    assert claim(client, "w2").status_code == 204, "a job goes to one worker only"
+    state = client.get(f"/api/jobs/{job_id}").get_json()
+    assert state["state"] == "running" and "claimed by w1 (attempt 1)" in state["message"]
+    done = report(client, {"jobId": job_id, "state": "succeeded", "result": {"ok": True}},
+                  body["token"])
+    assert done.status_code == 204 and done.headers["X-Jobcast-State"] == "succeeded"
+    assert client.get(f"/api/jobs/{job_id}").get_json()["result"] == {"ok": True}
+
+
+def test_claims_take_the_oldest_job_first(client: FlaskClient) -> None:
+    ids = [start(client) for _ in range(3)]
+    assert [claim(client).get_json()["jobId"] for _ in ids] == ids
+
+
+def test_a_waiting_claim_gets_a_job_queued_meanwhile_or_204(client: FlaskClient) -> None:
+    began = time.monotonic()
+    assert claim(client, wait=0.5).status_code == 204
+    assert time.monotonic() - began >= 0.5
+
+
+def test_external_args_are_capped_at_16_kb(client: FlaskClient) -> None:
+    resp = client.post("/api/jobs", json={"kind": "external", "args": {"x": "a" * 17000}})
+    assert resp.status_code == 400 and "16384 bytes" in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("headers", [{}, auth("wrong"), auth(TEST_PROGRESS_TOKEN),
+                                     {"Authorization": "Basic abc"}])
+def test_claim_and_heartbeat_refuse_without_the_worker_token(
+        client: FlaskClient, headers: dict[str, str]) -> None:
+    job_id = start(client)
+    resp = client.post("/api/workers/claim", headers=headers,
+                       json={"kinds": ["external"], "worker": "w1"})
+    assert resp.status_code == 401 and resp.is_json
+    beat = client.post("/api/workers/heartbeat", headers=headers, json={"jobIds": [job_id]})
+    assert beat.status_code == 401
+    assert client.get(f"/api/jobs/{job_id}").get_json()["state"] == "queued"
+
+
+@pytest.mark.parametrize("body", [
+    None, [], {"kinds": [], "worker": "w"}, {"kinds": ["demo"], "worker": "w"},
+    {"kinds": ["nope"], "worker": "w"}, {"kinds": "external", "worker": "w"},
+    {"kinds": ["external"]}, {"kinds": ["external"], "worker": "bad name"},
+    {"kinds": ["external"], "worker": "w", "wait": 31}, {"kinds": ["external"], "worker": "w",
+                                                        "wait": True},
+    {"kinds": ["external"], "worker": "w", "wait": -1}])
+def test_bad_claims_are_400(client: FlaskClient, body: Any) -> None:
+    resp = client.post("/api/workers/claim", headers=auth(TEST_WORKER_TOKEN), json=body)
+    assert resp.status_code == 400 and "error" in resp.get_json()
+
+
+def test_cancel_reaches_the_worker_through_heartbeat_and_report(client: FlaskClient) -> None:
+    job_id = start(client)
+    token = claim(client).get_json()["token"]
+    beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
+                       json={"jobIds": [job_id]})
+    assert beat.get_json()["jobs"] == [{"jobId": job_id, "state": "running", "attempt": 1,
+                                        "held": True}]
+    assert client.post(f"/api/jobs/{job_id}/cancel",
+                       headers=auth(CONTROL[job_id])).status_code == 200
+    beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
+                       json={"jobIds": [job_id, JOB]})
+    assert [(j["state"], j["held"]) for j in beat.get_json()["jobs"]] == [
+        ("cancelled", True), (None, False)]
+    late = report(client, {"jobId": job_id, "state": "running", "progress": 50}, token)
+    assert late.status_code == 204 and late.headers["X-Jobcast-State"] == "cancelled"
+    assert late.headers["X-Jobcast-Applied"] == "0"
+
+
+def test_a_lapsed_lease_requeues_then_fails_and_refuses_the_old_attempt(
+        short_lease_app: Flask) -> None:
+    client = short_lease_app.test_client()
+    job_id = start(client)
+    first = claim(client, "w1").get_json()
+    assert report(client, {"jobId": job_id, "state": "running", "progress": 10, "seq": 5},
+                  first["token"]).status_code == 204
+    # No report for a second: the next claim's sweep puts it back, and hands it out again.
+    second = wait_until(lambda: claim(client, "w2").get_json(), timeout=5, interval=0.2,
+                        what="the job to come back")
+    assert second["jobId"] == job_id and second["attempt"] == 2
+    assert second["token"] != first["token"]
+    stale = report(client, {"jobId": job_id, "state": "succeeded", "result": "old"},
+                   first["token"])
+    assert stale.status_code == 409 and "earlier attempt" in stale.get_json()["error"]
+    state = client.get(f"/api/jobs/{job_id}").get_json()
+    assert state["state"] == "running" and "claimed by w2 (attempt 2)" in state["message"]
+    # The new attempt starts its seq again (the old attempt's seq 5 is forgotten).
+    assert report(client, {"jobId": job_id, "state": "running", "progress": 5, "seq": 1},
+                  second["token"]).headers["X-Jobcast-Applied"] == "1"
+    # The last attempt lapses too: the job fails, saying why.
+    failed = wait_until(lambda: (client.post("/api/workers/heartbeat",
+                                             headers=auth(TEST_WORKER_TOKEN),
+                                             json={"jobIds": []}) and
+                                 client.get(f"/api/jobs/{job_id}").get_json()["state"]
+                                 == "failed"), timeout=5, interval=0.2, what="the job to fail")
+    assert failed
+    message = client.get(f"/api/jobs/{job_id}").get_json()["message"]
+    assert "w2 stopped reporting (lease lapsed) on attempt 2 of 2" in message
+    assert claim(client, "w3").status_code == 204
+
+
+def test_reports_and_heartbeats_renew_the_lease(short_lease_app: Flask) -> None:
+    client = short_lease_app.test_client()
+    job_id = start(client)
+    got = claim(client, "w1").get_json()
+    for i in range(6):  # three lease periods, kept by reports and heartbeats in turn
+        time.sleep(0.5)
+        if i % 2:
+            assert report(client, {"jobId": job_id, "state": "running", "progress": i},
+                          got["token"]).status_code == 204
+        else:
+            beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
+                               json={"jobIds": [{"jobId": job_id, "attempt": 1}]})
+            assert beat.get_json()["jobs"][0]["held"] is True
+    assert client.get(f"/api/jobs/{job_id}").get_json()["state"] == "running"
+
+
+def test_retry_of_an_external_job_queues_it_again(client: FlaskClient) -> None:
+    job_id = start(client)
+    token = claim(client).get_json()["token"]
+    report(client, {"jobId": job_id, "state": "failed", "message": "boom"}, token)
+    assert client.post(f"/api/jobs/{job_id}/retry",
+                       headers=auth(CONTROL[job_id])).status_code == 202
+    again = claim(client).get_json()
+    assert again["jobId"] == job_id and again["attempt"] == 2
+    assert report(client, {"jobId": job_id, "state": "running", "progress": 1},
+                  token).status_code == 409
+
+
+def test_a_batch_applies_good_items_and_answers_each(client: FlaskClient) -> None:
+    one, two = start(client), start(client)
+    tok_one = claim(client).get_json()["token"]
+    claim(client)
+    batch = [
+        {"jobId": one, "state": "running", "progress": 10, "log": ["a"]},
+        {"jobId": one, "state": "running", "progress": 10, "log": []},  # changes nothing
+        {"jobId": one, "state": "bogus", "progress": 10},
+        {"jobId": JOB, "state": "running", "progress": 1},  # not one's: refused, not looked up
+        {"jobId": two, "state": "running", "progress": 20},  # tok_one is not two's token
+        {"jobId": one, "state": "succeeded", "result": 1},
+    ]
+    resp = report(client, batch, tok_one)
+    assert resp.status_code == 200
+    results = resp.get_json()["results"]
+    assert [(r["status"], r["applied"], r["state"]) for r in results] == [
+        (204, True, "running"), (204, False, "running"), (400, False, None),
+        (401, False, None), (401, False, None), (204, True, "succeeded")]
+    assert client.get(f"/api/jobs/{two}").get_json()["progress"] == 0
+    assert client.get(f"/api/jobs/{one}/log").get_json()["lines"][0]["text"] == "a"
+    shared = report(client, [{"jobId": two, "state": "running", "progress": 20},
+                             {"jobId": JOB, "state": "running", "progress": 1}],
+                    TEST_WORKER_TOKEN)
+    assert [r["status"] for r in shared.get_json()["results"]] == [204, 404]
+
+
+@pytest.mark.parametrize("body", [[], [1], [{"jobId": JOB}] * 101])
+def test_bad_batches_are_400(client: FlaskClient, body: Any) -> None:
+    assert report(client, body, TEST_PROGRESS_TOKEN).status_code == 400
+
+
+def test_a_batch_with_only_refused_items_is_401(client: FlaskClient) -> None:
+    job_id = start(client)
+    resp = report(client, [{"jobId": job_id, "state": "running", "progress": 1}], "wrong")
+    assert resp.status_code == 401
+    assert client.post("/api/progress", json=[{"jobId": job_id}]).status_code == 401
+
+
+# -- the real stack: gunicorn + eventlet, the reference shell and Node workers -------------
+
+@pytest.fixture(scope="module")
+def lease_stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A real stack with a two-second lease and no creation rate limits."""
+    running = start_stack(log_dir, tmp_path_factory.mktemp("lease-redis"), LEASE_SECONDS="2",
+                          RATE_LIMIT="0", RATE_LIMIT_GLOBAL="0")
+    yield running
+    stop_stack(running)
+
+
+def external_worker(stack: Stack, which: str, name: str, delay: str, once: bool = False
+                    ) -> Process:
+    """A reference worker (examples/) as a process whose output goes to a log file."""
+    cmd = (["/bin/sh", str(ROOT / "examples" / "worker.sh"), name] if which == "shell"
+           else [shutil.which("node") or "node", str(ROOT / "examples" / "worker.mjs"), name])
+    env = {"PATH": "/usr/bin:/bin", "JOBCAST_URL": stack.url, "WORKER_TOKEN": TEST_WORKER_TOKEN,
+           "STEP_DELAY": delay, **({"ONCE": "1"} if once else {})}
+    return Process(name, cmd, env, stack.log_dir).start()
+
+
+def post_job(stack: Stack, n: int) -> str:
+    resp = requests.post(stack.url + "/api/jobs", json={"kind": "external", "args": {"n": n}},
+                         timeout=5)
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["id"])
+
+
+def test_a_killed_worker_loses_its_job_to_another(lease_stack: Stack) -> None:
+    job_id = post_job(lease_stack, 3)
+    watcher = EventRecorder(lease_stack.url, job_id)
+    slow = external_worker(lease_stack, "shell", "doomed", "60")
+    try:
+        wait_until(lambda: lease_stack.job_state(job_id).get("current") == 1, timeout=20,
+                   what="the first step")
+        slow.kill()  # SIGKILL mid-job: no more reports, the lease lapses
+        watcher.wait_for(lambda ev: any(name == "updateProgress" and p["state"] == "queued"
+                                        and "lease lapsed" in p["message"]
+                                        for name, p in ev), timeout=15,
+                         what="the job to be queued again")
+        page = requests.get(f"{lease_stack.url}/jobs/{job_id}", timeout=5).text
+        line = re.search(r"<p id=\"status-line\".*?</p>", page, re.S)
+        assert line and "doomed stopped reporting (lease lapsed); queued again for attempt 2" \
+            in line.group(0), line
+        stale = requests.post(lease_stack.url + "/api/progress",
+                              json={"jobId": job_id, "state": "succeeded", "result": "stale"},
+                              headers=auth(sign_job_token(TEST_SECRET_KEY, job_id, 1)),
+                              timeout=5)
+        assert stale.status_code == 409, stale.text
+        assert lease_stack.job_state(job_id)["state"] == "queued"
+        rescue = external_worker(lease_stack, "node", "rescuer", "0.05", once=True)
+        rescue.proc.wait(30)  # type: ignore[union-attr]
+        watcher.wait_for(final_state_received(), timeout=15, what="the final state")
+    finally:
+        watcher.close()
+        slow.stop()
+    messages = [p["message"] for p in watcher.payloads("updateProgress")]
+    assert "claimed by rescuer (attempt 2)" in messages
+    final = lease_stack.job_state(job_id)
+    assert final["state"] == "succeeded" and final["result"] == {"steps": 3, "worker": "rescuer"}
+
+
+def test_waiting_claims_hold_no_redis_connection_and_block_nothing(lease_stack: Stack) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = redis.Redis.from_url(lease_stack.env["REDIS_URL"], decode_responses=True)
+
+    def blocking() -> int:
+        return sum(c["cmd"] in ("blpop", "brpop", "blmove", "bzpopmin", "xread")
+                   for c in client.client_list())
+
+    idle = blocking()  # the RQ worker waits in BLPOP on its own queue
+
+    def wait_claim(i: int) -> requests.Response:
+        got = requests.post(lease_stack.url + "/api/workers/claim", headers=auth(
+            TEST_WORKER_TOKEN), json={"kinds": ["external"], "worker": f"waiter-{i}",
+                                      "wait": 6}, timeout=20)
+        if got.status_code == 200:  # finish it at once, before its lease could lapse
+            done = requests.post(lease_stack.url + "/api/progress", headers=auth(
+                got.json()["token"]), json={"jobId": got.json()["jobId"],
+                                            "state": "succeeded"}, timeout=5)
+            assert done.status_code == 204
+        return got
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        futures = [pool.submit(wait_claim, i) for i in range(30)]
+        time.sleep(1.0)  # let them all arrive and wait (a test deadline, not a timing target)
+        assert not any(f.done() for f in futures), "the claims wait"
+        assert requests.get(lease_stack.url + "/healthz", timeout=3).status_code in (200, 503)
+        assert requests.get(lease_stack.url + "/", timeout=3).status_code == 200
+        # No claim blocks in Redis (no BLPOP per request): at most idle pooled
+        # connections, and one subscriber, the web process's listener.
+        assert blocking() == idle
+        assert client.pubsub_numsub(keys.EXTERNAL_CHANNEL) == [(keys.EXTERNAL_CHANNEL, 1)]
+        job_id = post_job(lease_stack, 1)
+        answers = [f.result() for f in futures]
+    got = [a for a in answers if a.status_code == 200]
+    assert len(got) == 1 and got[0].json()["jobId"] == job_id, [(g.json(), job_id) for g in got]
+    assert sorted({a.status_code for a in answers}) == [200, 204]
+    client.close()
+
+
+def test_a_claim_whose_client_went_away_takes_no_job(lease_stack: Stack) -> None:
+    import socket
+
+    host, port = lease_stack.url.removeprefix("http://").split(":")
+    body = json.dumps({"kinds": ["external"], "worker": "ghost", "wait": 10}).encode()
+    ghost = socket.create_connection((host, int(port)))
+    ghost.sendall(b"POST /api/workers/claim HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: Bearer " + TEST_WORKER_TOKEN.encode() + b"\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: "
+                  + str(len(body)).encode() + b"\r\n\r\n" + body)
+    time.sleep(0.5)  # let the claim arrive and wait (a test deadline, not a timing target)
+    ghost.close()
+    job_id = post_job(lease_stack, 1)
+    got = claim_http(lease_stack, "alive", wait=5)
+    assert got.status_code == 200 and got.json()["jobId"] == job_id
+    assert got.json()["attempt"] == 1, "the vanished claim did not take the job first"
+
+
+def claim_http(stack: Stack, worker: str, wait: float) -> requests.Response:
+    return requests.post(stack.url + "/api/workers/claim", headers=auth(TEST_WORKER_TOKEN),
+                         json={"kinds": ["external"], "worker": worker, "wait": wait},
+                         timeout=wait + 10)
+
+
+def test_two_workers_compete_for_200_jobs_each_done_once(lease_stack: Stack) -> None:
+    # Last on this stack: a stopped worker's claim may still wait on the server.
+    workers = [external_worker(lease_stack, "shell", f"rival-{i}", "0") for i in (1, 2)]
+    store = JobStore(redis.Redis.from_url(lease_stack.env["REDIS_URL"], decode_responses=True))
+    try:
+        ids = [post_job(lease_stack, 1) for _ in range(200)]
+
+        def all_done() -> bool:
+            return all(s is not None and s.state == "succeeded"
+                       for s in (store.get(i) for i in ids))
+
+        wait_until(all_done, timeout=120, interval=0.5, what="200 jobs to succeed")
+    finally:
+        for worker in workers:
+            worker.stop()
+    done = [re.findall(r"^done (\S+)$", w.log_tail(10**6), re.M) for w in workers]
+    ours = set(ids)  # (a job an earlier test left claimed comes back and is done too)
+    finished = [i for i in done[0] + done[1] if i in ours]
+    assert sorted(finished) == sorted(ids), (
+        "each job done once, none lost",
+        {i for i in finished if finished.count(i) > 1}, set(ids) - set(finished),
+        [w.log_tail(2000) for w in workers])
+    assert done[0] and done[1], "both workers got jobs"
+    for job_id in ids:
+        state = store.get(job_id)
+        assert state is not None and state.attempt == 1
+        assert state.result["worker"] in ("rival-1", "rival-2")

@@ -1,0 +1,83 @@
+"""The worker's fallback with real processes: the site's callback URL is dead,
+so every report goes to the job store directly and out through the Socket.IO
+message queue, and a client connected to the web process still sees the job
+run to its end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Queue
+
+from shared.protocol import RUN_KIND_JOB, new_id
+from shared.store import JobStore
+from tests.support import (
+    EventRecorder,
+    Process,
+    RedisServer,
+    demo_final,
+    final_state_received,
+    free_port,
+    job_state,
+    stack_env,
+    start_web,
+    start_worker,
+)
+
+
+@dataclass
+class SplitStack:
+    """A web process and a worker that cannot reach it, on one Redis."""
+
+    redis: RedisServer
+    web: Process
+    worker: Process
+    url: str
+
+
+@pytest.fixture
+def split_stack(log_dir: Path, tmp_path: Path) -> Iterator[SplitStack]:
+    """Web with the message queue; a worker whose PROGRESS_URL points at a dead port."""
+    server = RedisServer(log_dir, tmp_path / "redis").start()
+    env = stack_env(server.url, free_port(), SOCKETIO_MESSAGE_QUEUE=server.url,
+                    DEMO_STEP_DELAY="0.05")
+    procs: list[Process] = [server]
+    try:
+        web = start_web(env, log_dir, name="web-split")
+        procs.append(web)
+        dead = f"http://127.0.0.1:{free_port()}/api/progress"
+        worker = start_worker({**env, "PROGRESS_URL": dead, "REPORT_RETRY_SECONDS": "0.3"},
+                              log_dir, name="worker-split")
+        procs.append(worker)
+        yield SplitStack(server, web, worker, env["SITE_URL"])
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def test_site_unreachable_reports_go_through_the_store_and_message_queue(
+        split_stack: SplitStack) -> None:
+    client = redis.Redis.from_url(split_stack.redis.url, decode_responses=True)
+    job_id = new_id()
+    JobStore(client).create(job_id, kind="demo")
+    rec = EventRecorder(split_stack.url, job_id)
+    try:
+        rec.wait_for(lambda ev: len(ev) >= 1, what="state on connect")
+        Queue("jobcast", connection=redis.Redis.from_url(split_stack.redis.url)).enqueue(
+            RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 10},
+            job_id=job_id)
+        rec.wait_for(final_state_received(), timeout=30, what="final state via the queue")
+    finally:
+        rec.close()
+        client.close()
+    payloads = rec.payloads("updateProgress")
+    assert payloads[-1] == demo_final(job_id)
+    running = [p["progress"] for p in payloads if p["state"] == "running"]
+    assert running == list(range(10, 101, 10)), payloads
+    assert job_state(split_stack.url, job_id)["state"] == "succeeded"
+    log = split_stack.worker.log_tail(200_000)
+    assert log.count("using fallback") >= 11, log[-2000:]  # every report fell back

@@ -1,0 +1,145 @@
+"""Completion webhooks: allowed hosts and refusals, and a real delivery by the RQ
+worker to a local receiver (signed, retried with backoff, state in the job's JSON)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask.testing import FlaskClient
+
+from shared.webhooks import WebhookRefused, check_url
+from tests.conftest import Stack, start_stack, stop_stack
+from tests.support import free_port, wait_until
+
+SECRET = "test-webhook-secret"
+
+
+@pytest.mark.parametrize("url, allowed", [
+    ("https://hooks.example.com/x", ["hooks.example.com"]),
+    ("http://127.0.0.1:9/x", ["127.0.0.1"]),  # loopback, listed by name
+    ("http://LOCALHOST/x", ["localhost"]),
+])
+def test_allowed_webhooks(url: str, allowed: list[str]) -> None:
+    assert check_url(url, allowed) == url
+
+
+@pytest.mark.parametrize("url, allowed, why", [
+    ("https://evil.example.com/x", ["hooks.example.com"], "not in WEBHOOK_ALLOWED_HOSTS"),
+    ("http://127.0.0.1/x", ["*"], "private or loopback"),
+    ("http://10.1.2.3/x", ["*"], "private or loopback"),
+    ("http://[::1]/x", ["*"], "private or loopback"),
+    ("http://169.254.169.254/latest", ["*"], "private or loopback"),
+    ("http://localhost/x", ["*"], "private or loopback"),
+    ("ftp://hooks.example.com/x", ["*"], "http or https"),
+    ("https://user:pw@hooks.example.com/x", ["hooks.example.com"], "user name"),
+    ("https:///x", ["*"], "with a host"),
+    (42, ["*"], "http(s) URL"),
+    ("http://h:99999/x", ["h"], "not a URL"),
+])
+def test_refused_webhooks(url: Any, allowed: list[str], why: str) -> None:
+    with pytest.raises(WebhookRefused, match=why.replace("(", r"\(").replace(")", r"\)")):
+        check_url(url, allowed)
+
+
+def test_a_refused_webhook_is_400_and_starts_nothing(client: FlaskClient) -> None:
+    client.application.config["WEBHOOK_SECRET"] = SECRET
+    client.application.config["WEBHOOK_ALLOWED_HOSTS"] = ("hooks.example.com",)
+    resp = client.post("/api/jobs", json={"kind": "demo", "webhook": "http://10.0.0.1/x"})
+    assert resp.status_code == 400 and "webhook" in resp.get_json()["fields"]
+    assert client.get("/api/kinds").status_code == 200
+    assert client.application.extensions["jobcast.redis"]["store"].recent_count() == 0
+
+
+def test_webhooks_are_off_without_a_secret(client: FlaskClient) -> None:
+    resp = client.post("/api/jobs", json={"webhook": "https://hooks.example.com/x"})
+    assert resp.status_code == 400 and "WEBHOOK_SECRET" in resp.get_json()["error"]
+
+
+class Receiver:
+    """A local HTTP receiver answering the given statuses in turn (then 200)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append((dict(self.headers), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def hook_stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(log_dir, tmp_path_factory.mktemp("hook-redis"), WEBHOOK_SECRET=SECRET,
+                          WEBHOOK_ALLOWED_HOSTS="127.0.0.1", WEBHOOK_BACKOFF="1,1",
+                          LEASE_SECONDS="2", MAX_ATTEMPTS="1")
+    yield running
+    stop_stack(running)
+
+
+def test_the_worker_delivers_a_signed_webhook_retrying_after_a_failure(
+        hook_stack: Stack) -> None:
+    receiver = Receiver([500])
+    try:
+        resp = requests.post(hook_stack.url + "/api/jobs", timeout=5, json={
+            "kind": "demo", "args": {"steps": 2},
+            "webhook": f"http://127.0.0.1:{receiver.port}/done"})
+        assert resp.status_code == 202, resp.text
+        job_id = resp.json()["id"]
+        wait_until(lambda: len(receiver.received) == 2, timeout=30, what="a retried delivery")
+        state = wait_until(lambda: (s := hook_stack.job_state(job_id)).get("webhook", {}).get(
+            "state") == "delivered" and s, timeout=10, what="the delivery state")
+    finally:
+        receiver.close()
+    assert state["webhook"] == {"state": "delivered", "attempts": 2, "lastStatus": 200}
+    (first_headers, first), (headers, body) = receiver.received
+    assert first == body and first_headers["X-Jobcast-Delivery"] == headers["X-Jobcast-Delivery"]
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Jobcast-Signature"], expected)
+    sent = json.loads(body)
+    assert sent["jobId"] == job_id and sent["kind"] == "demo" and sent["state"] == "succeeded"
+    assert sent["result"] == {"steps": 2} and sent["finishedAt"] > 0
+    assert headers["User-Agent"].startswith("jobcast-webhook")
+
+
+def test_an_external_job_that_fails_by_lease_calls_its_webhook(hook_stack: Stack) -> None:
+    receiver = Receiver([])
+    try:
+        resp = requests.post(hook_stack.url + "/api/jobs", timeout=5, json={
+            "kind": "external", "args": {}, "webhook": f"http://127.0.0.1:{receiver.port}/"})
+        job_id = resp.json()["id"]
+        claimed = requests.post(hook_stack.url + "/api/workers/claim", timeout=5, json={
+            "kinds": ["external"], "worker": "gone"},
+            headers={"Authorization": "Bearer test-worker-token"})
+        assert claimed.json()["jobId"] == job_id
+        wait_until(lambda: receiver.received, timeout=20, what="the webhook")
+    finally:
+        receiver.close()
+    sent = json.loads(receiver.received[0][1])
+    assert sent["state"] == "failed" and "lease lapsed" in sent["message"]

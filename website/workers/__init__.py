@@ -1,0 +1,20 @@
+"""External workers: jobs of external kinds claimed over HTTP, with leases
+(docs/workers.md). ``POST /api/workers/claim`` and ``/api/workers/heartbeat``."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from shared.external import ExternalQueues
+from website.workers import api, queues
+from website.workers.notifier import Notifier
+
+
+def init_app(app: Flask) -> None:
+    """Bind the external queues and this process's claim notifier; register the API."""
+    client = app.extensions["jobcast.redis"]["client"]
+    app.extensions[queues.EXTENSION] = ExternalQueues(
+        client, lease_seconds=app.config["LEASE_SECONDS"],
+        max_attempts=app.config["MAX_ATTEMPTS"])
+    app.extensions[queues.NOTIFIER] = Notifier(app)
+    app.register_blueprint(api.bp)

@@ -1,0 +1,161 @@
+"""The external workers' API: claim a job, keep its lease (docs/workers.md).
+
+Who may do this: a worker holding ``WORKER_TOKEN`` (``Authorization: Bearer``);
+anything else gets 401. A claimed job comes with its per-job token, which
+names the attempt, for ``POST /api/progress``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import socket
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from shared.protocol import is_uuid
+from shared.signing import parse_bearer, sign_job_token
+from website.http.body import read_json_body
+from website.http.errors import error_response
+from website.jobs.services import kinds
+from website.workers.notifier import Notifier
+from website.workers.queues import NOTIFIER, publish_ids, queues, sweep
+
+log = logging.getLogger(__name__)
+bp = Blueprint("workers", __name__, url_prefix="/api/workers")
+
+WAIT_MAX = 30  # seconds a claim may wait for a job
+HEARTBEAT_MAX_JOBS = 100
+BODY_MAX_BYTES = 16 * 1024
+WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+
+
+class BadRequest(ValueError):
+    """A body the endpoint cannot take (400 with the message)."""
+
+
+def client_gone(environ: dict[str, Any]) -> bool:
+    """True when the client of a waiting claim has closed its connection.
+
+    Peeks at gunicorn's client socket without blocking (the raw socket under an
+    eventlet ``GreenSocket``); False when that cannot be told (other servers).
+    """
+    sock = getattr(environ.get("gunicorn.socket"), "fd", None)  # not socket.socket: patched
+    if sock is None or not hasattr(sock, "recv"):
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # open, nothing sent: still waiting for our answer
+    except OSError:
+        return True
+
+
+def _authorised() -> bool:
+    token = parse_bearer(request.headers.get("Authorization"))
+    expected = current_app.config["WORKER_TOKEN"]
+    return bool(token and expected and hmac.compare_digest(token.encode(), expected.encode()))
+
+
+def _read_claim(body: object) -> tuple[list[str], str, float]:
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    wanted = body.get("kinds")
+    if not isinstance(wanted, list) or not wanted or len(wanted) > 20 \
+            or not all(isinstance(k, str) for k in wanted):
+        raise BadRequest("kinds must be a list of 1 to 20 kind names")
+    known = kinds()
+    for name in wanted:
+        kind = known.get(name)
+        if kind is None or not kind.external:
+            raise BadRequest(f"{name[:40]!r} is not an external kind of this site")
+    worker = body.get("worker")
+    if not isinstance(worker, str) or not WORKER_NAME.match(worker):
+        raise BadRequest("worker must be a name of 1 to 64 letters, digits and ._:@-")
+    wait = body.get("wait", 0)
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) \
+            or wait != wait or not 0 <= wait <= WAIT_MAX:
+        raise BadRequest(f"wait must be a number of seconds from 0 to {WAIT_MAX}")
+    return list(dict.fromkeys(wanted)), worker, float(wait)
+
+
+@bp.post("/claim")
+def claim() -> Response | tuple[Response | str, int]:
+    """Give the oldest waiting job of ``kinds`` to the worker: 200 with the job,
+    204 when none came within ``wait`` seconds."""
+    if not _authorised():
+        return error_response(401, "missing or invalid worker token")
+    try:
+        wanted, worker, wait = _read_claim(read_json_body(BODY_MAX_BYTES))
+    except BadRequest as exc:
+        return error_response(400, str(exc))
+    notifier: Notifier = current_app.extensions[NOTIFIER]
+    notifier.ensure_started()
+    sweep()
+    deadline = time.monotonic() + wait
+    event = notifier.new_event()
+    try:
+        while True:
+            event.clear()
+            got = queues().claim(wanted, worker)
+            remaining = deadline - time.monotonic()
+            if got is not None or remaining <= 0:
+                break
+            event.wait(min(remaining, notifier.poll_interval))
+            if client_gone(request.environ):  # nobody would read the job: leave it queued
+                log.info("claim by %s: the client went away while waiting", worker)
+                return Response(status=204)
+    finally:
+        notifier.forget(event)
+    if got is None:
+        return Response(status=204)
+    publish_ids([got.job_id])
+    log.info("job %s (%s) claimed by %s, attempt %s", got.job_id, got.kind, worker, got.attempt)
+    cfg = current_app.config
+    return jsonify({"jobId": got.job_id, "kind": got.kind, "args": got.args,
+                    "attempt": got.attempt, "leaseSeconds": cfg["LEASE_SECONDS"],
+                    "token": sign_job_token(cfg["SECRET_KEY"], got.job_id, got.attempt)})
+
+
+def _read_heartbeat(body: object) -> list[tuple[str, int | None]]:
+    if not isinstance(body, dict) or not isinstance(body.get("jobIds"), list):
+        raise BadRequest('body must be {"jobIds": [...]}')
+    items: list[Any] = body["jobIds"]
+    if len(items) > HEARTBEAT_MAX_JOBS:
+        raise BadRequest(f"at most {HEARTBEAT_MAX_JOBS} jobIds per heartbeat")
+    jobs: list[tuple[str, int | None]] = []
+    for item in items:
+        job_id, attempt = (item, None) if not isinstance(item, dict) else (
+            item.get("jobId"), item.get("attempt"))
+        if not is_uuid(job_id):
+            raise BadRequest("each of jobIds must be a job id, or {jobId, attempt}")
+        if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int)
+                                    or not 1 <= attempt < 2**31):
+            raise BadRequest("attempt must be a whole number from 1")
+        jobs.append((str(job_id).lower(), attempt))
+    return jobs
+
+
+@bp.post("/heartbeat")
+def heartbeat() -> Response | tuple[Response | str, int]:
+    """Renew the leases of the worker's jobs; each job's state and current attempt
+    (a job that was cancelled says so here)."""
+    if not _authorised():
+        return error_response(401, "missing or invalid worker token")
+    try:
+        jobs = _read_heartbeat(read_json_body(BODY_MAX_BYTES))
+    except BadRequest as exc:
+        return error_response(400, str(exc))
+    sweep()
+    answers: list[dict[str, Any]] = []
+    for job_id, attempt in jobs:
+        renewal = queues().renew(job_id, attempt)
+        if renewal is None:
+            answers.append({"jobId": job_id, "state": None, "attempt": None, "held": False})
+        else:
+            answers.append({"jobId": job_id, "state": renewal.state, "attempt": renewal.attempt,
+                            "held": renewal.held and renewal.external})
+    return jsonify({"jobs": answers, "leaseSeconds": current_app.config["LEASE_SECONDS"]})

@@ -1,0 +1,110 @@
+"""Waking the claims that wait for a job, one listener per web process.
+
+A claim with ``wait`` holds no Redis connection of its own: it waits on an
+event (``socketio.server.eio.create_event()``: green under eventlet/gevent).
+Each web process runs one listener, a Socket.IO background task started by the
+first claim it serves, on :data:`shared.keys.EXTERNAL_CHANNEL`: every "a job
+was queued" message (from any process) sets the events of all waiting claims,
+which then retry the atomic pop. Once a second the listener also sweeps the
+lapsed leases and wakes the waiters anyway (the safety net for a missed
+message). In-process test apps (``TESTING`` or ``ASYNC_MODE=threading``) run
+no listener: their claims retry at a short interval instead.
+
+Who may do this: publishing needs the site's Redis, and a message only wakes
+claims, which then take what the queues hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import redis
+from flask import Flask
+
+from shared import keys
+from website.extensions import socketio
+
+log = logging.getLogger(__name__)
+
+SERVED_MODES = ("eventlet", "gevent")
+SWEEP_EVERY = 1.0  # seconds between the listener's lease sweeps and wake-ups
+POLL_WITHOUT_LISTENER = 0.2  # how often a waiting claim retries when no listener runs
+
+
+class Notifier:
+    """This process's waiting claims and the listener that wakes them."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.pid: int | None = None  # the process whose listener runs
+        self.waiters: set[Any] = set()
+        self.sweeps = 0
+
+    @property
+    def wanted(self) -> bool:
+        """True when this app runs a listener (served by eventlet/gevent, not a test app)."""
+        return self.app.config["ASYNC_MODE"] in SERVED_MODES and not self.app.testing
+
+    @property
+    def poll_interval(self) -> float:
+        """How long a waiting claim sleeps at most before it tries again."""
+        return SWEEP_EVERY if self.pid == os.getpid() else POLL_WITHOUT_LISTENER
+
+    def ensure_started(self) -> bool:
+        """Start this process's listener unless it runs already; True if it runs."""
+        pid = os.getpid()
+        if self.pid == pid:
+            return True
+        if not self.wanted:
+            return False
+        self.pid = pid
+        socketio.start_background_task(self.listen)
+        log.info("claims: listening on %s in process %s", keys.EXTERNAL_CHANNEL, pid)
+        return True
+
+    def new_event(self) -> Any:
+        """A registered event that :meth:`wake` sets; pass it to :meth:`forget` when done."""
+        event = socketio.server.eio.create_event()
+        self.waiters.add(event)
+        return event
+
+    def forget(self, event: Any) -> None:
+        """Stop waking ``event``."""
+        self.waiters.discard(event)
+
+    def wake(self) -> None:
+        """Set the event of every waiting claim."""
+        for event in list(self.waiters):
+            event.set()
+
+    def listen(self) -> None:
+        """Wake the waiters on every message; sweep the leases every second."""
+        client = redis.Redis.from_url(self.app.config["REDIS_URL"], decode_responses=True)
+        next_sweep = 0.0
+        while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(keys.EXTERNAL_CHANNEL)
+                while True:
+                    if pubsub.get_message(timeout=SWEEP_EVERY) is not None:
+                        self.wake()
+                    if time.monotonic() >= next_sweep:
+                        next_sweep = time.monotonic() + SWEEP_EVERY
+                        self.sweep()
+            except redis.RedisError as exc:
+                log.warning("claims: Redis unavailable (%s); subscribing again", exc)
+                socketio.sleep(1.0)
+            finally:
+                pubsub.close()
+
+    def sweep(self) -> None:
+        """Requeue lapsed leases (pushing the new states), then wake the waiters."""
+        from website.workers.queues import sweep
+
+        with self.app.app_context():
+            sweep()
+        self.sweeps += 1
+        self.wake()

@@ -1,0 +1,78 @@
+"""Starting external jobs, and pushing the states that claims and sweeps change."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from flask import current_app
+
+from shared.events import created_events
+from shared.external import ExternalQueues
+from shared.kinds import JobKind
+from shared.protocol import FAILED, new_id
+from shared.store import JobState
+from website.extensions import redis_ext
+from website.realtime.sockets import emit_events, publish_state
+
+log = logging.getLogger(__name__)
+EXTENSION = "jobcast.external"
+NOTIFIER = "jobcast.external.notifier"
+
+
+def queues() -> ExternalQueues:
+    """The current app's external queues."""
+    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+
+
+def start_external(kind: JobKind, args: dict[str, Any],
+                   fields: dict[str, str] | None = None) -> JobState:
+    """Store a job of the external ``kind`` as queued and put it on the kind's queue."""
+    job_id = new_id()
+    state = redis_ext.store.create(job_id, kind=kind.name, external="1", attempt="1",
+                                   args=json.dumps(args, ensure_ascii=False), **(fields or {}))
+    try:
+        queues().push(job_id, kind.name)
+    except redis.RedisError:
+        try:  # never leave a "queued" job that no worker will ever see
+            redis_ext.store.finish(job_id, FAILED, "The job could not be queued; try again.")
+        except redis.RedisError as exc:
+            log.warning("job %s: could not record the queueing failure: %s", job_id, exc)
+        raise
+    log.info("job %s queued for external workers (%s)", job_id, kind.name)
+    emit_events(created_events(state, state.created_at))
+    return state
+
+
+def requeue_external(state: JobState) -> None:
+    """Put a job of an external kind that was reset to queued (a retry) back on its queue."""
+    queues().push(state.job_id, state.kind)
+
+
+def publish_ids(job_ids: Iterable[str]) -> int:
+    """Push the stored state of each job to its watchers; how many were pushed."""
+    now, pushed = time.time(), 0
+    for job_id in job_ids:
+        state = redis_ext.store.get(job_id)
+        if state is not None:
+            publish_state(state, now)
+            pushed += 1
+    return pushed
+
+
+def sweep() -> int:
+    """Requeue or fail the jobs whose lease lapsed, and push their new state; how many."""
+    from website.jobs.webhooks import job_ended
+
+    swept = queues().sweep()
+    for job_id in swept.failed:
+        job_ended(job_id)
+    for job_id in swept.requeued:
+        log.info("job %s: lease lapsed, queued again", job_id)
+    for job_id in swept.failed:
+        log.info("job %s: lease lapsed on its last attempt, failed", job_id)
+    return publish_ids(swept.changed)
