@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import Stack
 from tests.e2e.a11y import PHONE, assert_no_serious_axe_violations, page_width
-from tests.support import wait_until
+from tests.support import TEST_OPS_TOKEN, auth, wait_until
 
 
 def check(page: Page) -> None:
@@ -27,7 +27,8 @@ def test_ops_pages_on_a_phone(site: Stack, new_page: Callable[..., Page]) -> Non
     wait_until(lambda: site.job_state(job_id)["state"] == "succeeded", timeout=30,
                what="the job to finish")
     created = requests.post(f"{site.url}/api/schedules",
-                            json={"cron": "*/5 * * * *", "kind": "demo"}, timeout=5)
+                            json={"cron": "*/5 * * * *", "kind": "demo"}, timeout=5,
+                            headers=auth(TEST_OPS_TOKEN))
     assert created.status_code == 201
     page = new_page()
     page.set_viewport_size(PHONE)
