@@ -117,8 +117,8 @@ def launch_env(environ: Mapping[str, str], file_env: Mapping[str, str],
 
 
 def default_processes(env: Mapping[str, str]) -> list[str]:
-    """web and worker, plus the embedded Redis when ``REDIS_URL`` is unset."""
-    return ["web", "worker"] if env.get("REDIS_URL") else ["web", "worker", "redis"]
+    """web, worker and cron, plus the embedded Redis when ``REDIS_URL`` is unset."""
+    return ["web", "worker", "cron"] if env.get("REDIS_URL") else ["web", "worker", "cron", "redis"]
 
 
 def check_ports(env: Mapping[str, str], processes: list[str]) -> None:

@@ -7,9 +7,14 @@ applied change, so they all call :func:`state_events`.
 
 from __future__ import annotations
 
+import time
+from functools import lru_cache
+from typing import Any
+
+from shared import keys
 from shared.protocol import DASHBOARD_ROOM, DASHBOARD_UPDATE, UPDATE_PROGRESS, room_for
 from shared.snippets import Event, SnippetStore, snippet_events
-from shared.store import JobState
+from shared.store import JobState, JobStore
 
 
 def state_events(state: JobState, snippets: SnippetStore, at: float) -> list[Event]:
@@ -36,3 +41,34 @@ def created_events(state: JobState, at: float) -> list[Event]:
     The ``jobChanged`` payload then carries what a new dashboard row needs.
     """
     return [(DASHBOARD_UPDATE, state.to_dashboard(at, created=True), DASHBOARD_ROOM)]
+
+
+def push_stored(cfg: Any, store: JobStore, states: list[JobState]) -> None:
+    """Push states changed outside the site (by a job) to open pages.
+
+    Through the Socket.IO message queue when ``cfg.SOCKETIO_MESSAGE_QUEUE`` is
+    set (a write-only emitter); otherwise each job id is published on
+    :data:`shared.keys.STATE_CHANNEL`, where every web process's relay reads
+    the stored state and pushes it.
+    """
+    if not states:
+        return
+    if cfg.SOCKETIO_MESSAGE_QUEUE:
+        sio = _emitter(cfg.SOCKETIO_MESSAGE_QUEUE)
+        snippets = SnippetStore(store.client, ttl=cfg.SNIPPET_TTL)
+        now = time.time()
+        for state in states:
+            for event, payload, room in state_events(state, snippets, now):
+                sio.emit(event, payload, to=room)
+        return
+    pipe = store.client.pipeline(transaction=False)
+    for state in states:
+        pipe.publish(keys.STATE_CHANNEL, state.job_id)
+    pipe.execute()
+
+
+@lru_cache(maxsize=2)
+def _emitter(message_queue: str) -> Any:
+    from flask_socketio import SocketIO
+
+    return SocketIO(message_queue=message_queue, async_mode="threading", channel="jobcast")

@@ -5,6 +5,37 @@ from __future__ import annotations
 PREFIX = "jobcast"
 RECENT_JOBS = f"{PREFIX}:jobs:recent"
 RECENT_SNIPPETS = f"{PREFIX}:snippets:recent"
+# Sorted sets of job ids scored by creation time: ``<INDEX_PREFIX>state:<state>``,
+# ``kind:<kind>`` and ``owner:<owner>``, kept by the store's Lua scripts.
+INDEX_PREFIX = f"{PREFIX}:idx:"
+
+
+def state_index(state: str) -> str:
+    """Ids of the jobs in ``state``, scored by creation time."""
+    return f"{INDEX_PREFIX}state:{state}"
+
+
+def kind_index(kind: str) -> str:
+    """Ids of the jobs of ``kind``, scored by creation time."""
+    return f"{INDEX_PREFIX}kind:{kind}"
+
+
+def batch_index(batch_id: str) -> str:
+    """Ids of a batch's children, scored by creation time."""
+    return f"{INDEX_PREFIX}batch:{batch_id}"
+
+
+BATCH_PREFIX = f"{PREFIX}:batch:"
+
+
+def batch_key(batch_id: str) -> str:
+    """Hash of a batch: kind, total, done, a count per state, onComplete."""
+    return f"{BATCH_PREFIX}{batch_id}"
+
+
+def owner_index(owner: str) -> str:
+    """Ids of the jobs ``owner`` started, scored by creation time."""
+    return f"{INDEX_PREFIX}owner:{owner}"
 
 
 def job_key(job_id: str) -> str:
@@ -40,6 +71,32 @@ def job_log_key(job_id: str) -> str:
 def job_file_key(job_id: str, name: str) -> str:
     """Hash (``data``, ``type``) of a file a job saved for download."""
     return f"{PREFIX}:job:{job_id}:file:{name}"
+
+
+def job_attempts_key(job_id: str) -> str:
+    """List of a job's attempts, one JSON object each (worker, started, finished)."""
+    return f"{PREFIX}:job:{job_id}:attempts"
+
+
+def job_traceback_key(job_id: str) -> str:
+    """A failed job's traceback, for operators only (never in public JSON or pages)."""
+    return f"{PREFIX}:job:{job_id}:traceback"
+
+
+def job_timeline_key(job_id: str) -> str:
+    """List of "<state> <epoch seconds>" entries: each state the job entered (Lua keeps it)."""
+    return f"{job_key(job_id)}:timeline"
+
+
+# Recurring schedules (shared/schedules.py): one hash each, every id by creation
+# time, and the ids of the running (not paused) ones by their next run time.
+SCHEDULES = f"{PREFIX}:schedules"
+SCHEDULES_DUE = f"{PREFIX}:schedules:due"
+
+
+def schedule_key(schedule_id: str) -> str:
+    """Hash of a recurring schedule (cron, kind, args, paused, next_run, ...)."""
+    return f"{PREFIX}:schedule:{schedule_id}"
 
 
 # External kinds (docs/workers.md): one list of waiting job ids per kind, the

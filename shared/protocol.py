@@ -15,6 +15,7 @@ from typing import Any
 UPDATE_PROGRESS = "updateProgress"
 HIGHLIGHT = "highlight"
 SUBSCRIBE = "subscribe"
+BATCH_PROGRESS = "batchProgress"  # a batch's totals (shared.batches.batch_totals), to batch:<id>
 JOB_LOG = "jobLog"  # {jobId, after, lines: [{id, at, text}]}: new lines of a job's log
 
 # Dotted names the site enqueues, so that website/ never imports worker/.
@@ -26,13 +27,14 @@ RUN_KIND_JOB = "worker.runner.run_kind"  # runs any declared kind (shared.kinds)
 DEMO_KIND = "demo"
 HIGHLIGHT_KIND = "highlight"
 
-# Job states.
+# Job states. A scheduled job waits for its time (RQ's scheduler then queues it).
+SCHEDULED = "scheduled"
 QUEUED = "queued"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
-STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+STATES = (SCHEDULED, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 # States a worker may report through the callback.
 REPORTABLE_STATES = (RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -47,7 +49,7 @@ CALLBACK_MAX_BYTES = RESULT_MAX_BYTES + LOG_BATCH_MAX * (LOG_LINE_MAX_BYTES + 64
 LOG_START = "0-0"  # the log id before the first line: ``lastLogId`` to replay from the start
 
 # Job control: which states a job may be cancelled from, or retried from.
-CANCELLABLE_STATES = frozenset({QUEUED, RUNNING})
+CANCELLABLE_STATES = frozenset({SCHEDULED, QUEUED, RUNNING})
 RETRYABLE_STATES = frozenset({FAILED, CANCELLED})
 
 # Operations dashboard: every dashboard page joins one room, which gets one
@@ -73,6 +75,11 @@ class PayloadTooLarge(PayloadError):
 def room_for(job_id: str) -> str:
     """The Socket.IO room of the connections watching ``job_id``."""
     return f"job:{job_id}"
+
+
+def batch_room(batch_id: str) -> str:
+    """The Socket.IO room of the connections watching a batch."""
+    return f"batch:{batch_id}"
 
 
 def snippet_room(snippet_id: str) -> str:
@@ -281,7 +288,7 @@ def browser_contract() -> dict[str, Any]:
     return {
         "events": {
             "updateProgress": UPDATE_PROGRESS, "highlight": HIGHLIGHT, "subscribe": SUBSCRIBE,
-            "jobLog": JOB_LOG,
+            "jobLog": JOB_LOG, "batchProgress": BATCH_PROGRESS,
             "jobChanged": DASHBOARD_UPDATE, "watchDashboard": DASHBOARD_SUBSCRIBE,
         },
         "states": {name: name for name in STATES},

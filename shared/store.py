@@ -125,6 +125,11 @@ class JobState:
         except ValueError:
             return 1
 
+    @property
+    def owner(self) -> str:
+        """Who started the job (a session or API client id; '' when unknown)."""
+        return self.extra.get("owner", "")
+
     def to_dashboard(self, at: float, created: bool = False) -> dict[str, Any]:
         """The compact ``jobChanged`` payload for the dashboard room.
 
@@ -133,11 +138,12 @@ class JobState:
         """
         payload: dict[str, Any] = {
             "jobId": self.job_id, "state": self.state, "progress": self.progress,
-            "stage": self.stage, "kind": self.kind, "at": round(at, 3),
+            "stage": self.stage, "kind": self.kind, "owner": self.owner, "at": round(at, 3),
         }
+        if self.created_at:
+            payload["createdAt"] = round(self.created_at, 3)
         if created:
             payload["created"] = True
-            payload["createdAt"] = round(self.created_at, 3)
             if self.extra.get("snippet_id"):
                 payload["snippetId"] = self.extra["snippet_id"]
         return payload
@@ -192,30 +198,56 @@ class JobStore:
         self.log_max = log_max
         self._update = scripts.register(client, "update_job")
         self._reset = scripts.register(client, "reset_job")
+        self._create = scripts.register(client, "create_job")
 
-    def create(self, job_id: str, kind: str = "demo", **extra: str) -> JobState:
-        """Store a new job in state ``queued`` and list it among the recent jobs
-        (an index trimmed by age and to ``max_stored`` ids)."""
-        now = time.time()
-        fields: dict[str, str | int] = {
-            "state": QUEUED, "progress": 0, "message": "", "stage": "", "kind": kind,
-            "created_at": repr(now), "updated_at": repr(now), **extra,
+    def create(self, job_id: str, kind: str = "demo", owner: str = "",
+               initial: str = QUEUED, **extra: str) -> JobState:
+        """Store a new job in state ``queued``, atomically listed in the recent
+        index (trimmed by age and to ``max_stored`` ids) and in the state, kind
+        and owner indexes (``shared/lua/create_job.lua``). ``initial`` is
+        ``scheduled`` for a job that waits for its time."""
+        stamp = time.time()
+        self._create(**self._create_call(job_id, kind, owner, stamp, {**extra, "state": initial}))
+        return JobState(job_id=job_id, kind=kind, state=initial, created_at=stamp, updated_at=stamp,
+                        extra={"owner": owner, **{k: str(v) for k, v in extra.items()}})
+
+    def create_many(self, jobs: list[tuple[str, str, str, float]], chunk: int = 1000) -> None:
+        """Create many ``(job_id, kind, owner, created_at)`` jobs through pipelines
+        of the same script (each job still atomic): for loads and tests."""
+        for start in range(0, len(jobs), chunk):
+            pipe = self.client.pipeline(transaction=False)
+            for job_id, kind, owner, stamp in jobs[start:start + chunk]:
+                self._create(**self._create_call(job_id, kind, owner, stamp, {}), client=pipe)
+            pipe.execute()
+
+    def _create_call(self, job_id: str, kind: str, owner: str, now: float,
+                     extra: dict[str, str]) -> dict[str, Any]:
+        fields: dict[str, str] = {
+            "state": QUEUED, "progress": "0", "message": "", "stage": "", "kind": kind,
+            "owner": owner, "created_at": repr(now), "updated_at": repr(now),
+            **{k: str(v) for k, v in extra.items()},
         }
-        pipe = self.client.pipeline()
-        pipe.hset(keys.job_key(job_id), mapping=fields)  # type: ignore[arg-type]
-        pipe.expire(keys.job_key(job_id), self.ttl)
-        pipe.zadd(keys.RECENT_JOBS, {job_id: now})
-        pipe.zremrangebyscore(keys.RECENT_JOBS, "-inf", now - self.ttl)
-        pipe.zremrangebyrank(keys.RECENT_JOBS, 0, -(self.max_stored + 1))
-        pipe.execute()
-        return JobState(job_id=job_id, kind=kind, created_at=now, updated_at=now,
-                        extra={k: str(v) for k, v in extra.items()})
+        flat = [item for pair in fields.items() for item in pair]
+        return {"keys": [keys.job_key(job_id), keys.RECENT_JOBS],
+                "args": [job_id, repr(now), self.ttl, self.max_stored, keys.INDEX_PREFIX, *flat]}
 
     def discard(self, job_id: str) -> None:
-        """Delete a job and its index entry."""
+        """Delete a job and its index entries."""
+        found: list[str | None] = self.client.hmget(  # type: ignore[assignment]
+            keys.job_key(job_id), ["state", "kind", "owner", "batch_id"])
+        state, kind, owner, batch = found
         pipe = self.client.pipeline()
-        pipe.delete(keys.job_key(job_id))
+        pipe.delete(keys.job_key(job_id), keys.job_timeline_key(job_id),
+                    keys.job_attempts_key(job_id), keys.job_traceback_key(job_id))
         pipe.zrem(keys.RECENT_JOBS, job_id)
+        if state:
+            pipe.zrem(keys.state_index(state), job_id)
+        if kind:
+            pipe.zrem(keys.kind_index(kind), job_id)
+        if owner:
+            pipe.zrem(keys.owner_index(owner), job_id)
+        if batch:
+            pipe.zrem(keys.batch_index(batch), job_id)
         pipe.execute()
 
     def get(self, job_id: str) -> JobState | None:
@@ -251,7 +283,8 @@ class JobStore:
             keys=[keys.job_key(update.job_id), keys.job_log_key(update.job_id)],
             args=[update.state, update.progress, update.message, update.stage, seq, stamp,
                   current, total, update.result_json(), self.log_max,
-                  SUCCEEDED, QUEUED, attempt or 0, len(terminal), *terminal, *update.log],
+                  SUCCEEDED, QUEUED, attempt or 0, update.job_id, keys.INDEX_PREFIX,
+                  self.ttl, keys.BATCH_PREFIX, len(terminal), *terminal, *update.log],
         ))
         code = int(result["code"])
         if code == -2:
@@ -260,8 +293,10 @@ class JobStore:
             raise UnknownJob(update.job_id)
         if code == 0:
             return None, str(result["state"])
-        extra = {name: str(result[name]) for name in ("snippet_id", "current", "total", "result")
-                 if result.get(name)}
+        extra = {name: str(result[name]) for name in ("snippet_id", "current", "total", "result",
+                                                      "owner", "batch_id") if result.get(name)}
+        if int(result.get("batch_done") or 0):
+            extra["batch_done"] = "1"  # this change ended the batch's last child
         ids = [str(i) for i in result.get("log_ids") or []]
         batch = (LogBatch(update.job_id, str(result["log_after"]),
                           tuple(LogLine(i, text) for i, text in zip(ids, update.log, strict=True)))
@@ -269,6 +304,7 @@ class JobStore:
         applied = JobState(job_id=update.job_id, state=result["state"],
                            progress=int(result["progress"]), message=result["message"],
                            stage=result["stage"], kind=result["kind"] or "demo",
+                           created_at=float(result.get("created_at") or 0),
                            extra=extra, log=batch)
         return applied, applied.state
 
@@ -288,7 +324,8 @@ class JobStore:
         """
         result = scripts.pairs(self._reset(
             keys=[keys.job_key(job_id)],
-            args=[repr(time.time()), self.ttl, QUEUED, *sorted(from_states)]))
+            args=[repr(time.time()), self.ttl, QUEUED, job_id, keys.INDEX_PREFIX,
+                  keys.BATCH_PREFIX, *sorted(from_states)]))
         code = int(result["code"])
         if code < 0:
             raise UnknownJob(job_id)

@@ -12,3 +12,7 @@ def failing_job(job_id: str, token: str | None = None) -> None:
     with job_boundary(job_id, reporter):
         reporter.report(job_id, 30, "running", "about to fail")
         raise ValueError("disk on fire")
+
+
+def quiet_job(job_id: str, token: str | None = None) -> None:
+    """Does nothing and reports nothing (a cheap job for bulk tests)."""

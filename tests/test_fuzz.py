@@ -95,7 +95,16 @@ class RealIds:
             return self.retryable_job()
         if "{snippet_id}" in operation:
             return self.snippet
+        if "{schedule_id}" in operation:
+            return self.schedule()
         return self.job
+
+    def schedule(self) -> str:
+        """A fresh recurring schedule (declared through the API)."""
+        resp = requests.post(f"{self.stack.url}/api/schedules", timeout=5,
+                             json={"cron": "0 0 1 1 *", "kind": "demo"}, headers=auth(OPS_TOKEN))
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +123,8 @@ def strategy(operation: Any) -> st.SearchStrategy[Any]:
 
 def headers_for(path: str, job_id: str | None, token: str) -> dict[str, str]:
     """The bearer token ``token`` names: the shared one, the job's own, or the operator's."""
-    if path == "/metrics" or path.endswith(("/cancel", "/retry")):
+    if (path in ("/metrics", "/api/jobs") or path.startswith("/api/schedules")
+            or path.endswith(("/cancel", "/retry"))):
         return auth(OPS_TOKEN) if token != "none" else {}
     if path == "/api/progress" and token == "job" and job_id:
         return auth(sign_job_token(TEST_SECRET_KEY, job_id))
@@ -139,6 +149,9 @@ def test_api_answers_as_documented(operation: Any, stack: Stack, real_ids: RealI
             case.path_parameters[name] = real_ids.for_path(path)
         if real and path == "/api/progress" and isinstance(case.body, dict):
             job_id = case.body["jobId"] = real_ids.stored_job()
+        if (path == "/api/schedules" and real and isinstance(case.body, dict)
+                and (case.meta is None or case.meta.generation.mode.is_positive)):
+            case.body.update(cron="*/5 * * * *", kind="demo", args={})  # a cron that parses
         if path == "/api/workers/claim" and isinstance(case.body, dict):
             wait = case.body.get("wait")
             if isinstance(wait, (int, float)) and not isinstance(wait, bool) and 0 < wait <= 30:
@@ -149,7 +162,8 @@ def test_api_answers_as_documented(operation: Any, stack: Stack, real_ids: RealI
         # a "schema-valid" report may rightly get 400 there, and a claim names kinds
         # that must be this site's external kinds; every other check applies.
         excluded = ([positive_data_acceptance]
-                    if path in ("/api/progress", "/api/workers/claim") else [])
+                    if path in ("/api/progress", "/api/workers/claim", "/api/schedules")
+                    else [])
         response = case.call_and_validate(base_url=stack.url,
                                           headers=headers_for(path, job_id, token),
                                           excluded_checks=excluded)

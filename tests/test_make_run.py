@@ -159,8 +159,8 @@ def test_launch_env_derives_bind_and_site_url_and_lets_the_environment_win() -> 
     env = launch_env({}, {"SITE_URL": "https://jobs.example"}, "/p/bin/python")
     assert (env["WEB_BIND"], env["SITE_URL"]) == ("127.0.0.1:5000", "https://jobs.example")
     assert site_url_for("[::]:5000") == "http://[::1]:5000"
-    assert default_processes({"REDIS_URL": "redis://elsewhere:6379/0"}) == ["web", "worker"]
-    assert default_processes({}) == ["web", "worker", "redis"]
+    assert default_processes({"REDIS_URL": "redis://elsewhere:6379/0"}) == ["web", "worker", "cron"]
+    assert default_processes({}) == ["web", "worker", "cron", "redis"]
 
 
 def test_only_missing_secrets_are_appended(tmp_path: Path) -> None:

@@ -270,11 +270,13 @@ def test_dashboard_lists_jobs_newest_first_with_kind_and_pages(config: Config,
     rows = re.findall(r'<tr data-job-id="([^"]+)"', first)
     assert rows == [ids[2], ids[1]]
     assert "running (crunching)" in first and ">highlight" in first
-    assert 'rel="next" href="/dashboard?page=2"' in first
-    second = client.get("/dashboard?page=2").get_data(as_text=True)
+    older = re.search(r'rel="next" href="(/dashboard\?cursor=[^"]+)"', first)
+    assert older is not None
+    second = client.get(older.group(1).replace("&amp;", "&")).get_data(as_text=True)
     assert re.findall(r'<tr data-job-id="([^"]+)"', second) == [ids[0]]
-    for bad in ("abc", "0", "-1", "99999999"):
-        assert client.get(f"/dashboard?page={bad}").status_code == 400
+    assert 'rel="next"' not in second and 'rel="first" href="/dashboard"' in second
+    for bad in ("cursor=abc", "cursor=1.5~x", "state=sleeping", "q=" + "x" * 101):
+        assert client.get(f"/dashboard?{bad}").status_code == 400
 
 
 def test_ops_token_guards_dashboard_and_metrics(config: Config) -> None:

@@ -91,10 +91,10 @@ def test_dashboard_receives_job_changes_live(ops_stack: Stack) -> None:
     token = re.search(r'data-token="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
     rec = EventRecorder(ops_stack.url)
     try:
-        refused = rec.client.call("watchDashboard", {"token": "forged", "page": 1}, timeout=10)
+        refused = rec.client.call("watchDashboard", {"token": "forged"}, timeout=10)
         assert refused["ok"] is False
-        ack = rec.client.call("watchDashboard", {"token": token, "page": 1}, timeout=10)
-        assert ack["ok"] is True and ack["snapshot"]["page"] == 1
+        ack = rec.client.call("watchDashboard", {"token": token}, timeout=10)
+        assert ack["ok"] is True and ack["snapshot"]["cursor"] == ""
         job_id = ops_stack.start_job()
 
         def changes() -> list[dict[str, Any]]:

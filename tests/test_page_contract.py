@@ -20,7 +20,8 @@ JS_DIR = Path(__file__).resolve().parent.parent / "website" / "static" / "js"
 SCRIPTS = sorted(JS_DIR.glob("*.js"))
 WIRE_NAMES = {
     protocol.UPDATE_PROGRESS, protocol.HIGHLIGHT, protocol.SUBSCRIBE,
-    protocol.DASHBOARD_UPDATE, protocol.DASHBOARD_SUBSCRIBE, protocol.JOB_LOG, *protocol.STATES,
+    protocol.DASHBOARD_UPDATE, protocol.DASHBOARD_SUBSCRIBE, protocol.JOB_LOG, protocol.BATCH_PROGRESS,
+    *protocol.STATES,
 }
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 _STRING = re.compile(r"\"((?:[^\"\\\n]|\\.)*)\"|'((?:[^'\\\n]|\\.)*)'")

@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask_socketio import SocketIO
 from rq import Queue
 
+from shared.jobquery import JobQuery
 from shared.snippets import SnippetStore
 from shared.store import JobStore
 
@@ -29,6 +30,7 @@ class RedisExtension:
                               max_stored=app.config["MAX_STORED_JOBS"],
                               log_max=app.config["JOB_LOG_MAX"]),
             "queue": Queue(app.config["QUEUE_NAME"], connection=raw),
+            "query": JobQuery(text),
             "snippets": SnippetStore(text, ttl=app.config["SNIPPET_TTL"],
                                      html_max=app.config["SNIPPET_HTML_MAX"],
                                      max_stored=app.config["MAX_STORED_SNIPPETS"]),
@@ -43,6 +45,11 @@ class RedisExtension:
     def store(self) -> JobStore:
         """The current app's job store."""
         return current_app.extensions[self.name]["store"]  # type: ignore[no-any-return]
+
+    @property
+    def query(self) -> JobQuery:
+        """Filters over the current app's job indexes."""
+        return current_app.extensions[self.name]["query"]  # type: ignore[no-any-return]
 
     @property
     def snippets(self) -> SnippetStore:

@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -39,6 +40,7 @@ from shared.reporter import ProgressReporter, ReportError
 from shared.signing import job_token_attempt
 from shared.snippets import SnippetStore
 from shared.store import JobState, JobStore, StaleAttempt, UnknownJob
+from worker import attempts
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +224,16 @@ def job_boundary(job_id: str, reporter: ProgressReporter,
     ``final(succeeded)`` gives extra fields for the last report (the log
     lines not yet sent, the result).
     """
+    attempts.started(job_id)
     try:
         yield
     except JobEnded as ended:
         log.info("job %s stopped: it is %s on the site", job_id, ended.state)
+        attempts.finished(job_id, "stopped")
         return
     except BaseException as exc:  # the job boundary: report, then let RQ see it
         log.exception("job %s failed", job_id)
+        attempts.finished(job_id, FAILED, traceback.format_exc())
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         try:
             reporter.report(job_id, 0, FAILED, message[:500])
@@ -237,3 +242,4 @@ def job_boundary(job_id: str, reporter: ProgressReporter,
             log.exception("could not report the failure of job %s", job_id)
         raise
     reporter.report(job_id, 100, SUCCEEDED, "", **(final(True) if final else {}))
+    attempts.finished(job_id, SUCCEEDED)

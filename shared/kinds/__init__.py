@@ -75,6 +75,7 @@ class JobKind:
     function: str  # dotted name the worker imports
     result: str = "json"
     timeout: int | None = None
+    hidden: bool = False  # run by the site itself (bulk actions): no form, not startable by API
     check: Callable[[dict[str, Any]], dict[str, str]] | None = field(default=None, compare=False)
     # External kinds have no Python function: workers in any language claim
     # their jobs over HTTP (docs/workers.md); ``module`` names where it was declared.
@@ -119,13 +120,15 @@ def _checked_schema(name: str, args: dict[str, Any] | None, result: str) -> dict
 
 def job_kind(name: str, *, title: str, description: str = "",
              args: dict[str, Any] | None = None, result: str = "json",
-             timeout: int | None = None,
+             timeout: int | None = None, hidden: bool = False,
              check: Callable[[dict[str, Any]], dict[str, str]] | None = None) -> Callable[[F], F]:
     """Declare the decorated function as the job kind ``name``.
 
     ``args`` is the arguments' JSON Schema; ``check`` (optional) is called by
     the site with schema-valid arguments and returns ``{field: problem}`` for
-    what a schema cannot say. ``timeout`` overrides ``JOB_TIMEOUT``.
+    what a schema cannot say. ``timeout`` overrides ``JOB_TIMEOUT``. A
+    ``hidden`` kind is started only by the site itself (no form, not by
+    ``POST /api/jobs``).
     """
     schema = _checked_schema(name, args, result)
 
@@ -138,7 +141,8 @@ def job_kind(name: str, *, title: str, description: str = "",
             raise KindError(f"kind {name!r} is declared twice ({known.function}, {dotted})")
         _REGISTRY[name] = JobKind(name=name, title=title, description=description,
                                   args=schema, function=dotted, result=result,
-                                  timeout=timeout, check=check, module=function.__module__)
+                                  timeout=timeout, hidden=hidden, check=check,
+                                  module=function.__module__)
         return function
     return register
 

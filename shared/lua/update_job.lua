@@ -12,22 +12,28 @@
 -- ARGV[11]  the name of the succeeded state
 -- ARGV[12]  the name of the queued state
 -- ARGV[13]  the attempt the report is for ('' or '0': any attempt)
--- ARGV[14]  n, how many terminal state names follow
--- ARGV[15 .. 14+n]   the names of the terminal states
--- ARGV[15+n ..]      the new log lines, in order
+-- ARGV[14]  the job id               ARGV[15] the index key prefix (shared.keys.INDEX_PREFIX)
+-- ARGV[16]  the TTL in seconds (index entries older than it are trimmed)
+-- ARGV[17]  the batch key prefix (shared.keys.batch_key without the id)
+-- ARGV[18]  n, how many terminal state names follow
+-- ARGV[19 .. 18+n]   the names of the terminal states
+-- ARGV[19+n ..]      the new log lines, in order
 --
 -- Rules: an unknown job is refused; a report for another attempt (the job was
 -- retried since) is refused; a terminal job never changes; a seq not above the
 -- stored one is dropped; progress never goes back; a report that changes
 -- nothing (no new field value, no log line) is dropped. Log lines are appended
--- only when the update is applied.
+-- only when the update is applied. A change of state moves the
+-- job from <prefix>state:<old> to <prefix>state:<new> (scored by its creation
+-- time), in the same script, so the indexes never disagree with the hash,
+-- and appends "<state> <now>" to the job's timeline (KEYS[1]:timeline, a list).
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
 --   code -1                 unknown job
 --   code -2, state, attempt stale attempt; attempt is the job's current one
 --   code 0, state           dropped; state is the job's current state
 --   code 1, state, progress, message, stage, kind, snippet_id, current, total,
---           result, log_after, log_ids      applied; log_after is the id of the
+--           result, log_after, log_ids, created_at, owner      applied; log_after is the id of the
 --           line before the new ones ('0-0' for none), log_ids the new lines' ids
 local k, logk = KEYS[1], KEYS[2]
 local state, progress, message, stage, seq, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4],
@@ -35,16 +41,19 @@ local state, progress, message, stage, seq, now = ARGV[1], tonumber(ARGV[2]), AR
 local current, total, result = ARGV[7], ARGV[8], ARGV[9]
 local log_max = tonumber(ARGV[10])
 local succeeded, queued, for_attempt = ARGV[11], ARGV[12], tonumber(ARGV[13]) or 0
-local n_terminal = tonumber(ARGV[14])
+local job_id, prefix, ttl = ARGV[14], ARGV[15], tonumber(ARGV[16])
+local batch_prefix = ARGV[17]
+local n_terminal = tonumber(ARGV[18])
 local terminal = {}
-for i = 15, 14 + n_terminal do terminal[ARGV[i]] = true end
-local first_line = 15 + n_terminal
+for i = 19, 18 + n_terminal do terminal[ARGV[i]] = true end
+local first_line = 19 + n_terminal
 
 local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
-                       'snippet_id', 'current', 'total', 'log_last', 'attempt')
+                       'snippet_id', 'current', 'total', 'log_last', 'created_at',
+                       'owner', 'started_at', 'batch_id', 'attempt')
 local cur_state, cur_progress, cur_seq = cur[1], cur[2], cur[3]
 if not cur_state then return {'code', -1} end
-local cur_attempt = tonumber(cur[11]) or 1
+local cur_attempt = tonumber(cur[15]) or 1
 if for_attempt > 0 and for_attempt ~= cur_attempt then
   return {'code', -2, 'state', cur_state, 'attempt', cur_attempt}
 end
@@ -74,7 +83,7 @@ end
 if result ~= '' then
   table.insert(fields, 'result'); table.insert(fields, result)
 end
-if cur_state == queued then
+if not cur[13] then  -- the first change of a run (a retry clears started_at)
   table.insert(fields, 'started_at'); table.insert(fields, now)
 end
 if terminal[state] then
@@ -93,6 +102,36 @@ if has_lines then
   if ttl > 0 then redis.call('PEXPIRE', logk, ttl) end
 end
 redis.call('HSET', k, unpack(fields))
+if state ~= cur_state then
+  local timeline = k .. ':timeline'
+  redis.call('RPUSH', timeline, state .. ' ' .. now)
+  redis.call('LTRIM', timeline, -100, -1)
+  local hash_ttl = redis.call('PTTL', k)
+  if hash_ttl > 0 then redis.call('PEXPIRE', timeline, hash_ttl) end
+  local created = cur[11] or now
+  local idx = prefix .. 'state:' .. state
+  redis.call('ZREM', prefix .. 'state:' .. cur_state, job_id)
+  redis.call('ZADD', idx, created, job_id)
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', tonumber(now) - ttl)
+end
+-- A child of a batch moves the batch's totals in the same step; the one
+-- change that makes every child final learns it (batch_done 1), once.
+local batch_done = 0
+if cur[14] and state ~= cur_state then
+  local bk = batch_prefix .. cur[14]
+  if redis.call('EXISTS', bk) == 1 then
+    redis.call('HINCRBY', bk, cur_state, -1)
+    redis.call('HINCRBY', bk, state, 1)
+    if terminal[state] and not terminal[cur_state] then
+      local done = redis.call('HINCRBY', bk, 'done', 1)
+      if done == tonumber(redis.call('HGET', bk, 'total')) then
+        if redis.call('HSETNX', bk, 'completed_at', now) == 1 then batch_done = 1 end
+      end
+    end
+  end
+end
 return {'code', 1, 'state', state, 'progress', progress, 'message', message, 'stage', stage,
         'kind', cur[6] or '', 'snippet_id', cur[7] or '', 'current', current, 'total', total,
-        'result', result, 'log_after', log_after, 'log_ids', log_ids}
+        'result', result, 'log_after', log_after, 'log_ids', log_ids,
+        'created_at', cur[11] or '', 'owner', cur[12] or '', 'batch_id', cur[14] or '',
+        'batch_done', batch_done}

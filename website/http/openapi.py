@@ -35,7 +35,8 @@ def openapi_spec(kind_modules: tuple[str, ...] = BUILTIN_MODULES) -> dict[str, A
     language["enum"] = [None, "", AUTO_DETECT, *sorted(known_aliases() - {AUTO_DETECT})]
     schemas["JobSubmission"]["oneOf"] = [submission_schema(kind)
                                          for kind in load_kinds(kind_modules).values()
-                                         if not kind.uploads and kind.check is None]
+                                         if not kind.uploads and kind.check is None
+                                         and not kind.hidden]
     return spec
 
 

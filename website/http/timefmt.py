@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from flask import Flask
 
@@ -59,9 +60,19 @@ def job_duration(job: JobState, now: float | None = None) -> float | None:
     return max(end - job.started_at, 0.0)
 
 
+def iso_text(value: object) -> str:
+    """Epoch seconds (a number or its text) as ISO 8601 UTC; '–' for none."""
+    try:
+        stamp = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "–"
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def register(app: Flask) -> None:
     """Make the helpers available to templates."""
     app.add_template_filter(format_duration, "duration")
+    app.add_template_filter(iso_text, "iso_time")
     app.add_template_global(job_eta, "job_eta")
     app.add_template_global(job_duration, "job_duration")
     app.add_template_global(time.time, "now")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from shared.joblog import is_log_id, read_log
 from shared.protocol import APPLIED_HEADER, CALLBACK_MAX_BYTES, LOG_START, STATE_HEADER, is_uuid
@@ -15,6 +15,7 @@ from website.http.access import note_job
 from website.http.body import read_json_body
 from website.http.errors import error_response
 from website.http.ownership import control_token, may_read
+from website.jobs.schedule import read_run_at
 from website.jobs.services import kinds, start_kind
 from website.jobs.submit import Rejected, read_submission
 from website.jobs.webhooks import read_webhook
@@ -36,14 +37,18 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     status URL, state and ``controlToken`` (the bearer token that lets this client
     cancel and retry it).
 
+    With ``"runAt"`` (ISO 8601 with a zone) or ``"delaySeconds"`` it is
+    ``scheduled`` until then (``website/jobs/schedule.py``).
+
     400 names each bad argument (``fields``); nothing is stored or enqueued then.
     """
     try:
         kind, args, rest = read_submission(kinds())
         webhook = read_webhook(rest, kind.name)
+        run_at = read_run_at(rest, current_app.config["JOB_TTL"])
     except Rejected as exc:
         return jsonify(exc.to_json()), exc.status
-    state = start_kind(kind, args, webhook=webhook)
+    state = start_kind(kind, args, webhook=webhook, run_at=run_at)
     status_url = url_for("api.job_state", job_id=state.job_id)
     body = {"id": state.job_id, "kind": kind.name, "status_url": status_url,
             "state": state.to_payload(), "controlToken": control_token(state.job_id)}

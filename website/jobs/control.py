@@ -44,6 +44,7 @@ from website.extensions import redis_ext
 from website.http.access import loggable
 from website.http.errors import error_response
 from website.http.ownership import may_control
+from website.jobs import batches
 from website.jobs.webhooks import job_ended
 from website.ops.monitoring import count_control
 from website.realtime.sockets import publish_state
@@ -76,6 +77,7 @@ def publish(state: JobState) -> None:
     """Push a job's new state to its watchers (a highlight job's snippet page too)
     and to the dashboard."""
     publish_state(state, time.time())
+    batches.after_change(state)
 
 
 def cancel_job(job_id: str) -> JobState:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 import redis
@@ -12,7 +14,7 @@ from flask import current_app
 from shared.events import created_events
 from shared.kinds import JobKind
 from shared.kinds.validate import with_defaults
-from shared.protocol import DEMO_KIND, FAILED, RUN_KIND_JOB, new_id
+from shared.protocol import DEMO_KIND, FAILED, QUEUED, RUN_KIND_JOB, SCHEDULED, new_id
 from shared.signing import sign_job_token
 from shared.store import JobState
 from website.extensions import redis_ext
@@ -21,10 +23,12 @@ from website.realtime.sockets import emit_events
 
 log = logging.getLogger(__name__)
 KINDS_EXTENSION = "jobcast.kinds"
+HIDDEN_KINDS_EXTENSION = "jobcast.kinds.hidden"  # started by the site only (bulk actions)
 
 
 def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
                 timeout: int | None = None, fields: dict[str, str] | None = None,
+                owner: str = "", run_at: datetime | None = None, at_front: bool = False,
                 **kwargs: Any) -> JobState:
     """Store a new job as ``queued``, then enqueue ``function`` by dotted name.
 
@@ -32,14 +36,21 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
     the RQ job id is the same UUID, so RQ and the site name the job alike.
     String ``kwargs`` are also stored on the job's hash (e.g. ``snippet_id``,
     so the callback knows which snippet a highlight job is for), and so are
-    ``fields``. ``timeout`` overrides ``JOB_TIMEOUT``.
+    ``fields``. ``timeout`` overrides ``JOB_TIMEOUT``. ``owner`` (who started
+    the job; '' when unknown) is stored and indexed for the operators' filters.
+    With ``run_at`` (UTC) the job is ``scheduled`` and RQ's scheduler queues it then.
     """
     cfg = current_app.config
     job_id = job_id or new_id()
     stored = {k: v for k, v in kwargs.items() if isinstance(v, str)}
-    state = redis_ext.store.create(job_id, kind=kind, **stored, **(fields or {}))
+    extra = {**stored, **(fields or {})}
+    if run_at is not None:
+        extra["run_at"] = repr(run_at.timestamp())
+    state = redis_ext.store.create(job_id, kind, owner,
+                                   SCHEDULED if run_at is not None else QUEUED, **extra)
+    queue = redis_ext.queue
     try:
-        redis_ext.queue.enqueue(
+        (partial(queue.enqueue_at, run_at) if run_at is not None else queue.enqueue)(
             function,
             job_id,
             token=sign_job_token(cfg["SECRET_KEY"], job_id),
@@ -48,6 +59,7 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
             job_timeout=timeout or cfg["JOB_TIMEOUT"],
             result_ttl=cfg["JOB_TTL"],
             failure_ttl=cfg["JOB_TTL"],
+            **({"at_front": True} if at_front else {}),
         )
     except redis.RedisError:
         # Never leave a "queued" job that no worker will ever see.
@@ -76,13 +88,22 @@ def kinds() -> dict[str, JobKind]:
     return current_app.extensions[KINDS_EXTENSION]  # type: ignore[no-any-return]
 
 
-def start_kind(kind: JobKind, args: dict[str, Any], webhook: str | None = None) -> JobState:
+def hidden_kind(name: str) -> JobKind:
+    """A kind the site starts itself (``hidden=True``), by name."""
+    return current_app.extensions[HIDDEN_KINDS_EXTENSION][name]  # type: ignore[no-any-return]
+
+
+def start_kind(kind: JobKind, args: dict[str, Any], webhook: str | None = None,
+               owner: str = "", run_at: datetime | None = None,
+               at_front: bool = False) -> JobState:
     """Create and enqueue a job of ``kind`` with checked ``args``.
 
     The arguments are kept on the job (uploads only by their size), so the
     operators' job page can show them. Jobs of an external kind go to the
     kind's queue in Redis (``website.workers``), not to RQ. ``webhook`` (a
     checked URL) is called when the job ends (``website.jobs.webhooks``).
+    ``owner`` is indexed for the operators' filters; ``run_at`` schedules it;
+    ``at_front`` puts it first in the queue (bulk actions).
     """
     hook = {"webhook": webhook, "webhook_state": "pending"} if webhook else {}
     ensure_room()
@@ -94,6 +115,7 @@ def start_kind(kind: JobKind, args: dict[str, Any], webhook: str | None = None) 
                     and isinstance(value, str) else value) for name, value in args.items()}
     return enqueue_job(RUN_KIND_JOB, kind=kind.name, timeout=kind.timeout,
                        fields={"args": json.dumps(shown, ensure_ascii=False), **hook},
+                       owner=owner, run_at=run_at, at_front=at_front,
                        kind_name=kind.name, kind_args=args)
 
 

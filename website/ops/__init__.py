@@ -8,7 +8,12 @@ from website.extensions import socketio
 
 
 def init_app(app: Flask) -> None:
-    """Register /dashboard (with its Socket.IO handler), /healthz and /metrics."""
-    from website.ops import dashboard, monitoring
+    """Register /dashboard (with its Socket.IO handler), GET /api/jobs, bulk actions,
+    the operators' job page, schedules, /healthz and /metrics."""
+    from website.ops import bulk, dashboard, finder, jobdetail, monitoring, schedules
     monitoring.register(app, socketio.server)
     dashboard.register(app)
+    app.register_blueprint(finder.bp)
+    app.register_blueprint(bulk.bp)
+    app.register_blueprint(jobdetail.bp)
+    app.register_blueprint(schedules.bp)

@@ -1,17 +1,18 @@
-"""Operations dashboard: recent jobs, queue depth and workers, updated live.
+"""Operations dashboard: jobs (all, or a filter's), queue depth and workers, live.
 
-The page is rendered with one page of the recent-jobs index (bounded by
-``DASHBOARD_PAGE_SIZE``). Its script joins the ``dashboard`` Socket.IO room
-with the signed token the page carries; the ``watchDashboard`` ack returns a
-fresh snapshot of the same page (the room is joined first, so no change is
-missed), and after that every job change arrives as one compact
-``jobChanged`` event, emitted by the callback and the control views.
+The page is rendered with one page of the jobs matching its filter
+(``?state=&kind=&owner=&q=``, shareable; ``&cursor=`` for older pages, see
+``shared.jobquery``), bounded by ``DASHBOARD_PAGE_SIZE``. Its script joins the
+``dashboard`` Socket.IO room with the signed token the page carries; the
+``watchDashboard`` ack returns a fresh snapshot of the same page (the room is
+joined first, so no change is missed), and after that every job change
+arrives as one compact ``jobChanged`` event; the script adds or drops the
+row as the job enters or leaves the filter.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from typing import Any
@@ -22,16 +23,18 @@ from rq import Worker
 from rq.job import Job
 from werkzeug.exceptions import HTTPException
 
-from shared.protocol import DASHBOARD_ROOM, DASHBOARD_SUBSCRIBE
+from shared.jobquery import BadFilter, JobFilter, parse_cursor
+from shared.protocol import DASHBOARD_ROOM, DASHBOARD_SUBSCRIBE, STATES
+from shared.schedules import ScheduleStore
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
 from website.http.errors import error_response
+from website.jobs.services import KINDS_EXTENSION
 from website.ops.auth import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
 from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
-MAX_PAGE = 10_000
 MAX_WORKERS_LISTED = 50
 WORKER_NAME_SHOWN = 24
 _RQ_DEFAULT_NAME = re.compile(r"[0-9a-f]{32}")
@@ -60,11 +63,13 @@ def snippet_url(snippet_id: str) -> str | None:
     return path
 
 
-def _row(job: JobState, worker: str | None) -> dict[str, Any]:
+def job_row(job: JobState, worker: str | None) -> dict[str, Any]:
+    """A job as the dashboard and ``GET /api/jobs`` list it."""
     snippet_id = job.extra.get("snippet_id", "")
     return {
         "jobId": job.job_id, "kind": job.kind, "state": job.state, "progress": job.progress,
         "stage": job.stage, "message": job.message, "attempt": job.attempt,
+        "owner": job.owner,
         "createdAt": job.created_at, "startedAt": job.started_at,
         "finishedAt": job.finished_at, "worker": worker or "",
         "workerShort": short_worker_name(worker) if worker else "",
@@ -77,57 +82,70 @@ def _text(value: object) -> str:
     return str(getattr(value, "value", value))
 
 
-def _workers_of(job_ids: list[str]) -> dict[str, str]:
+def workers_of(job_ids: list[str]) -> dict[str, str]:
     if not job_ids:
         return {}
     rq_jobs = Job.fetch_many(job_ids, connection=redis_ext.queue.connection)
     return {job.id: job.worker_name for job in rq_jobs if job is not None and job.worker_name}
 
 
-def snapshot(page: int) -> dict[str, Any]:
-    """One page of recent jobs, the queue depth and the workers, as plain data."""
+def filter_total(flt: JobFilter) -> int:
+    """How many jobs the filter matches: the index size for one index (expired
+    entries leave it within a minute), an exact walk for an intersection or text."""
+    names = flt.index_keys()
+    if len(names) == 1 and not flt.q:
+        return int(redis_ext.client.zcard(names[0]))  # type: ignore[arg-type]
+    return redis_ext.query.count(flt)
+
+
+def snapshot(flt: JobFilter, cursor: str | None = None) -> dict[str, Any]:
+    """One page of the filter's jobs (from ``cursor``), the queue depth and the workers."""
     size = current_app.config["DASHBOARD_PAGE_SIZE"]
-    store = redis_ext.store
-    total = store.recent_count()
-    jobs = store.recent((page - 1) * size, size)
-    workers_of = _workers_of([job.job_id for job in jobs])
+    found = redis_ext.query.page(flt, cursor, size)
+    workers_by_job = workers_of([job.job_id for job in found.jobs])
     queue = redis_ext.queue
     workers = Worker.all(queue=queue)[:MAX_WORKERS_LISTED]
     return {
-        "page": page, "pageSize": size, "pages": max(1, math.ceil(total / size)),
-        "total": total, "now": time.time(), "queueDepth": queue.count,
+        "filter": flt.to_args(), "cursor": cursor or "", "next": found.next,
+        "pageSize": size, "total": filter_total(flt), "now": time.time(),
+        "queueDepth": queue.count,
         "workers": [{"name": w.name, "short": short_worker_name(w.name),
                      "state": _text(w.get_state()), "job": w.get_current_job_id() or ""}
                     for w in workers],
-        "jobs": [_row(job, workers_of.get(job.job_id)) for job in jobs],
+        "jobs": [job_row(job, workers_by_job.get(job.job_id)) for job in found.jobs],
     }
 
 
-def _page_arg(value: object) -> int | None:
-    if value is None or value == "":
-        return 1
-    try:
-        page = int(str(value))
-    except ValueError:
-        return None
-    return page if 1 <= page <= MAX_PAGE else None
+def read_filter(args: Any) -> tuple[JobFilter, str | None]:
+    """The filter and cursor of a request's (or a watch message's) arguments.
+
+    Raises :class:`BadFilter` with the reason.
+    """
+    flt = JobFilter.parse(args)
+    cursor = str(args.get("cursor") or "") or None
+    parse_cursor(cursor)
+    return flt, cursor
 
 
 @bp.get("/dashboard")
 def dashboard() -> Response | str | tuple[Response | str, int]:
-    """The dashboard page (``?page=N``, newest jobs first)."""
+    """The dashboard page: newest jobs first, filtered by ``?state=&kind=&owner=&q=``."""
     if not ops_allowed():
         return ops_challenge()
-    page = _page_arg(request.args.get("page"))
-    if page is None:
-        return error_response(400, f"page must be a whole number from 1 to {MAX_PAGE}")
-    return render_template("dashboard.html", data=snapshot(page), token=dashboard_token())
+    try:
+        flt, cursor = read_filter(request.args)
+    except BadFilter as exc:
+        return error_response(400, str(exc))
+    kinds = sorted(current_app.extensions.get(KINDS_EXTENSION, {}))
+    return render_template("dashboard.html", data=snapshot(flt, cursor), token=dashboard_token(),
+                           flt=flt, states=STATES, kinds=kinds,
+                           schedules=ScheduleStore(redis_ext.client).all())
 
 
 def on_watch(data: object) -> dict[str, Any]:
-    """``watchDashboard`` with ``{"token", "page"}``: join the room, ack a snapshot.
-
-    Throttled per connection; the room is left again when the snapshot fails.
+    """``watchDashboard`` with ``{"token", "filter", "cursor"}``: join the room,
+    ack a snapshot. Throttled per connection; the room is left again when the
+    snapshot fails.
     """
     try:
         throttle()
@@ -136,12 +154,16 @@ def on_watch(data: object) -> dict[str, Any]:
     if not isinstance(data, dict) or not dashboard_token_ok(data.get("token")):
         return {"ok": False,
                 "error": "a valid dashboard token is needed (they last an hour): reload the page"}
-    page = _page_arg(data.get("page"))
-    if page is None:
-        return {"ok": False, "error": f"page must be a whole number from 1 to {MAX_PAGE}"}
+    wanted = data.get("filter") or {}
+    if not isinstance(wanted, dict):
+        return {"ok": False, "error": "filter must be an object"}
+    try:
+        flt, cursor = read_filter({**wanted, "cursor": data.get("cursor")})
+    except BadFilter as exc:
+        return {"ok": False, "error": str(exc)}
     try:
         with joined(DASHBOARD_ROOM):
-            return {"ok": True, "snapshot": snapshot(page)}
+            return {"ok": True, "snapshot": snapshot(flt, cursor)}
     except Refused as exc:
         return {"ok": False, "error": str(exc)}
     except redis.RedisError as exc:

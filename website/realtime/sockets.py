@@ -17,9 +17,20 @@ import redis
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError
 
+from shared.batches import UnknownBatch, batch_totals
 from shared.events import state_events
 from shared.joblog import is_log_id, read_log
-from shared.protocol import HIGHLIGHT, JOB_LOG, SUBSCRIBE, UPDATE_PROGRESS, is_uuid, room_for, snippet_room
+from shared.protocol import (
+    BATCH_PROGRESS,
+    HIGHLIGHT,
+    JOB_LOG,
+    SUBSCRIBE,
+    UPDATE_PROGRESS,
+    batch_room,
+    is_uuid,
+    room_for,
+    snippet_room,
+)
 from shared.snippets import Event, progress_payload
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
@@ -80,6 +91,20 @@ def _join_snippet(snippet_id: object) -> list[tuple[str, dict[str, Any]]]:
     return [(UPDATE_PROGRESS, progress_payload(state, snippet_id))] if state else []
 
 
+def _join_batch(batch_id: object) -> list[tuple[str, dict[str, Any]]]:
+    """Join the batch's room, then return its totals (``batchProgress``)."""
+    if not is_uuid(batch_id):
+        raise ValueError("batchId must be a UUID")
+    assert isinstance(batch_id, str)
+    batch_id = batch_id.lower()
+    with joined(batch_room(batch_id)):
+        try:
+            totals = batch_totals(redis_ext.client, batch_id)
+        except UnknownBatch:
+            raise LookupError(f"unknown batch {batch_id}") from None
+    return [(BATCH_PROGRESS, totals)]
+
+
 def emit_events(events: list[Event]) -> None:
     """Emit each ``(event, payload, room)`` built by :mod:`shared.events`."""
     for event, payload, room in events:
@@ -120,12 +145,14 @@ def on_subscribe(data: object) -> dict[str, Any]:
     """
     if isinstance(data, str):
         data = {"snippetId": data}
-    if not isinstance(data, dict) or ("jobId" not in data and "snippetId" not in data):
-        return {"ok": False,
-                "error": "subscribe needs a snippet id or an object with jobId or snippetId"}
+    if not isinstance(data, dict) or not {"jobId", "snippetId", "batchId"} & set(data):
+        return {"ok": False, "error": "subscribe needs a snippet id or an object with jobId, "
+                                      "snippetId or batchId"}
     try:
         throttle()
-        if "snippetId" in data:
+        if "batchId" in data:
+            events = _join_batch(data["batchId"])
+        elif "snippetId" in data:
             events = _join_snippet(data["snippetId"])
         else:
             events = _join_job(data["jobId"], data.get("lastLogId"),

@@ -21,6 +21,7 @@ from shared.signing import ANY_ATTEMPT, JobGrant, authorise_report, same_text
 from shared.store import StaleAttempt, UnknownJob
 from website.extensions import redis_ext
 from website.http.access import request_started
+from website.jobs import batches
 from website.jobs.webhooks import job_ended
 from website.ops.monitoring import observe_emit
 from website.realtime.sockets import publish_state
@@ -89,6 +90,7 @@ def apply_report(body: object, token: str) -> Outcome:
     queues().renew(update.job_id, grant.attempt or None, now)
     if applied is not None:
         publish_state(applied, now)
+        batches.after_change(applied)
         observe_emit(request_started())
         if applied.finished:
             job_ended(update.job_id)

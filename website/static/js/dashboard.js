@@ -1,7 +1,10 @@
-/* Dashboard: recent jobs, live over Socket.IO (no polling).
+/* Dashboard: recent jobs (or a filter's), live over Socket.IO (no polling).
  * On every (re)connect the page joins the dashboard room with its signed token
  * and gets a snapshot of its page in the ack; then each job change arrives as
- * one compact "jobChanged" event. Everything is inserted as text. */
+ * one compact "jobChanged" event. A job that enters the filter (state, kind,
+ * owner) gets a row in creation order, one that leaves it loses its row; with
+ * a text filter (the message is not in the event) the snapshot is asked for
+ * again. Everything is inserted as text. */
 (function () {
   "use strict";
   var root = document.getElementById("dashboard");
@@ -11,7 +14,12 @@
   var P = window.JobcastProtocol;
   var T = window.JobcastTime;
   var token = root.getAttribute("data-token");
-  var page = parseInt(root.getAttribute("data-page"), 10) || 1;
+  var cursor = root.getAttribute("data-cursor") || "";
+  var filter = {};
+  ["state", "kind", "owner", "q", "batch"].forEach(function (name) {
+    var value = root.getAttribute("data-filter-" + name);
+    if (value) { filter[name] = value; }
+  });
   var pageSize = parseInt(root.getAttribute("data-page-size"), 10) || 25;
   var now = T.clock(parseFloat(root.getAttribute("data-server-now")));
   var tbody = document.getElementById("job-rows");
@@ -61,6 +69,8 @@
   function newRow(job) {
     var row = document.createElement("tr");
     row.setAttribute("data-job-id", job.jobId);
+    row.setAttribute("data-kind", job.kind || "");
+    row.setAttribute("data-owner", job.owner || "");
     COLUMNS.forEach(function (col) {
       var td = document.createElement("td");
       td.className = col[0];
@@ -77,6 +87,13 @@
       small.textContent = " (attempt " + job.attempt + ")";
       cell(row, "job").appendChild(small);
     }
+    var details = document.createElement("a");
+    details.className = "details";
+    details.href = "/dashboard/jobs/" + encodeURIComponent(job.jobId);
+    details.setAttribute("aria-label", "Details of job " + String(job.jobId).slice(0, 8));
+    details.textContent = "details";
+    cell(row, "job").appendChild(document.createTextNode(" "));
+    cell(row, "job").appendChild(details);
     cell(row, "kind").textContent = job.kind || "?";
     if (job.snippetUrl) {
       cell(row, "kind").appendChild(document.createTextNode(" · "));
@@ -147,23 +164,61 @@
     refreshTimer = setTimeout(function () { refreshTimer = null; watch(); }, 3000);
   }
 
+  /* Not started yet: queued, or scheduled for later. */
+  function waiting(state) { return state === P.states.queued || state === P.states.scheduled; }
+
+  /* Whether a change's job passes the filter; null when only the server can tell (text). */
+  function passes(p) {
+    if (filter.state && p.state !== filter.state) { return false; }
+    if (filter.kind && p.kind !== filter.kind) { return false; }
+    if (filter.owner && (p.owner || "") !== filter.owner) { return false; }
+    return filter.q || filter.batch ? null : true;  /* not in the event: ask the server */
+  }
+
+  function setTotal(delta) {
+    var el = document.getElementById("job-total");
+    el.textContent = String(Math.max(0, (parseInt(el.textContent, 10) || 0) + delta));
+  }
+
+  /* A row for a job that entered the filter, placed by creation time (newest first). */
+  function insertRow(p) {
+    if (cursor) { return; }  /* an older page: newer jobs belong to the first one */
+    var empty = tbody.querySelector("tr.empty");
+    if (empty) { tbody.removeChild(empty); }
+    var row = newRow({ jobId: p.jobId, kind: p.kind, owner: p.owner, state: p.state,
+                       progress: p.progress, stage: p.stage, createdAt: p.createdAt,
+                       startedAt: waiting(p.state) ? null : p.at,
+                       finishedAt: terminal[p.state] ? p.at : null,
+                       snippetUrl: p.snippetId ? "/snippets/" + encodeURIComponent(p.snippetId) : null });
+    var created = p.createdAt || p.at;
+    var rows = tbody.querySelectorAll("tr[data-job-id]");
+    var before = null;
+    for (var i = 0; i < rows.length; i++) {
+      if ((num(rows[i], "data-created-at") || 0) < created) { before = rows[i]; break; }
+    }
+    if (!before && rows.length >= pageSize) { return; }  /* older than the whole page */
+    tbody.insertBefore(row, before);
+    while (tbody.children.length > pageSize) { tbody.removeChild(tbody.lastChild); }
+    setTotal(1);
+  }
+
   function onChange(p) {
     if (!p || typeof p.jobId !== "string") { return; }
     var row = findRow(p.jobId);
-    if (!row) {
-      if (!p.created || page !== 1) { return; }
-      var empty = tbody.querySelector("tr.empty");
-      if (empty) { tbody.removeChild(empty); }
-      row = newRow({ jobId: p.jobId, kind: p.kind, state: p.state, progress: p.progress,
-                     stage: p.stage, createdAt: p.createdAt,
-                     snippetUrl: p.snippetId ? "/snippets/" + encodeURIComponent(p.snippetId) : null });
-      tbody.insertBefore(row, tbody.firstChild);
-      while (tbody.children.length > pageSize) { tbody.removeChild(tbody.lastChild); }
+    var ok = passes(p);
+    if (ok === null) {  /* a text filter: the server decides (asked at most every 3 s) */
       refreshSoon();
+      if (!row) { return; }
+    } else if (!ok) {
+      if (row) { tbody.removeChild(row); setTotal(-1); refreshSoon(); }
+      return;
+    }
+    if (!row) {
+      if (p.created || Object.keys(filter).length) { insertRow(p); refreshSoon(); }
       return;
     }
     var was = row.getAttribute("data-state");
-    if (p.state === P.states.queued) {
+    if (waiting(p.state)) {
       row.setAttribute("data-started-at", "");
       row.setAttribute("data-finished-at", "");
     } else if (!row.getAttribute("data-started-at")) {
@@ -176,7 +231,8 @@
   }
 
   function watch() {
-    socket.emit(P.events.watchDashboard, { token: token, page: page }, function (ack) {
+    socket.emit(P.events.watchDashboard, { token: token, filter: filter, cursor: cursor },
+                function (ack) {
       if (!ack || !ack.ok) {
         var why = ack && ack.error ? String(ack.error) : "no answer";
         setConnection("refused", "refused: " + why);

@@ -1,0 +1,69 @@
+"""Batches: many jobs of one kind started together, with totals kept atomically.
+
+A batch is a hash (``shared.keys.batch_key``): its kind, ``total``, ``done``
+and a count per state. Its children are ordinary jobs with a ``batch_id``
+field, listed in ``shared.keys.batch_index``. Each child's change moves the
+totals in the same Lua script that changes the child (``update_job.lua``,
+``reset_job.lua``), and the one change that makes the last child final is
+told so (``JobState.extra["batch_done"]``), exactly once: the site then
+starts the batch's ``onComplete`` job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from shared import keys
+from shared.protocol import QUEUED, STATES, new_id
+from shared.store import JobStore
+
+BATCH_MAX = 10_000
+
+
+class UnknownBatch(LookupError):
+    """No batch with that id (or it expired)."""
+
+
+def create_batch(store: JobStore, kind: str, items: list[dict[str, Any]], owner: str = "",
+                 on_complete: dict[str, Any] | None = None) -> tuple[str, list[str]]:
+    """Store a batch and its children (``queued``); the batch id and the child ids."""
+    batch_id = new_id()
+    now = time.time()
+    ids = [new_id() for _ in items]
+    fields: dict[str, str] = {"kind": kind, "total": str(len(items)), "done": "0",
+                              "created_at": repr(now), QUEUED: str(len(items)),
+                              "on_complete": json.dumps(on_complete) if on_complete else ""}
+    client = store.client
+    pipe = client.pipeline()
+    pipe.hset(keys.batch_key(batch_id), mapping=fields)  # type: ignore[arg-type]
+    pipe.expire(keys.batch_key(batch_id), store.ttl)
+    pipe.execute()
+    for start in range(0, len(items), 1000):
+        pipe = client.pipeline(transaction=False)
+        for job_id, args in zip(ids[start:start + 1000], items[start:start + 1000], strict=True):
+            extra = {"batch_id": batch_id, "args": json.dumps(args, ensure_ascii=False)}
+            store._create(**store._create_call(job_id, kind, owner, now, extra), client=pipe)
+        pipe.execute()
+    return batch_id, ids
+
+
+def batch_totals(client: redis.Redis, batch_id: str) -> dict[str, Any]:
+    """``{"batchId", "kind", "total", "done", "counts": {state: n}, "complete"}``."""
+    data: dict[str, str] = client.hgetall(keys.batch_key(batch_id))  # type: ignore[assignment]
+    if not data:
+        raise UnknownBatch(batch_id)
+    total, done = int(data.get("total", "0")), int(data.get("done", "0"))
+    return {"batchId": batch_id, "kind": data.get("kind", ""), "total": total, "done": done,
+            "counts": {state: int(data.get(state, "0") or 0) for state in STATES},
+            "complete": bool(data.get("completed_at")),
+            "completeJob": data.get("complete_job") or None}
+
+
+def on_complete(client: redis.Redis, batch_id: str) -> dict[str, Any] | None:
+    """The batch's ``onComplete`` (``{"kind", "args"}``), None for none."""
+    raw = client.hget(keys.batch_key(batch_id), "on_complete")
+    return json.loads(raw) if raw else None  # type: ignore[arg-type]

@@ -1,0 +1,83 @@
+"""The bulk kind: cancel or retry every job a filter matches, as a job of its own.
+
+Hidden: operators start it from the dashboard (``website/ops/bulk.py``) after
+seeing how many jobs match; nobody starts it through ``POST /api/jobs``. The
+worker runs it with the same cancel/retry logic as the site's buttons
+(``shared.control``), on Redis and RQ directly, reporting "n of total" as it
+goes; each changed job is pushed to open pages (``shared.events.push_stored``).
+The matching ids are read once, at the start: jobs that match later are not
+touched, and jobs that no longer allow the action are counted as skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from rq import Queue
+
+from shared import control, keys
+from shared.batches import on_complete
+from shared.enqueue import start_kind_job
+from shared.events import push_stored
+from shared.jobquery import FILTER_TEXT_MAX, JobFilter, JobQuery
+from shared.kinds import Context, job_kind
+from shared.protocol import STATES
+from shared.store import JobState, JobStore
+
+BULK_KIND = "bulk"
+ACTIONS = ("cancel", "retry")
+REPORT_EVERY = 25  # jobs between two progress reports
+
+_TEXT = {"type": "string", "maxLength": FILTER_TEXT_MAX, "default": ""}
+
+
+def _complete_batch(cfg: Any, store: JobStore, queue: Queue, last: JobState) -> JobState:
+    """The cancel that ended a batch's last child starts its ``onComplete`` (once)."""
+    batch_id = last.extra["batch_id"]
+    then = on_complete(store.client, batch_id)
+    if then is None:
+        return last
+    job = start_kind_job(cfg, store, queue, then["kind"], then["args"], owner=f"batch:{batch_id}")
+    store.client.hset(keys.batch_key(batch_id), "complete_job", job.job_id)
+    return job
+
+
+@job_kind(BULK_KIND, title="Bulk action", hidden=True, timeout=3600,
+          description="Cancels or retries every job a filter matches.",
+          args={"type": "object", "additionalProperties": False, "required": ["action"],
+                "properties": {
+                    "action": {"type": "string", "enum": list(ACTIONS)},
+                    "state": {"type": "string", "enum": ["", *STATES], "default": ""},
+                    "kind": _TEXT, "owner": _TEXT, "q": _TEXT, "batch": _TEXT}})
+def bulk(ctx: Context, action: str, state: str = "", kind: str = "", owner: str = "",
+         q: str = "", batch: str = "") -> dict[str, Any]:
+    """Apply ``action`` to each matching job; counts of done and skipped jobs."""
+    cfg = ctx.config
+    client = redis.Redis.from_url(cfg.REDIS_URL, decode_responses=True)
+    store = JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
+                     log_max=cfg.JOB_LOG_MAX)
+    queue = Queue(cfg.QUEUE_NAME, connection=redis.Redis.from_url(cfg.REDIS_URL))
+    flt = JobFilter(state=state, kind=kind, owner=owner, q=q, batch=batch)
+    ids = [job_id for job_id in JobQuery(client).iter_ids(flt) if job_id != ctx.job_id]
+    ctx.log(f"{action}: {len(ids)} jobs match {flt.to_args() or 'no filter'}")
+    done, skipped, changed = 0, 0, []
+    for n, job_id in enumerate(ids, 1):
+        try:
+            if action == "cancel":
+                cancelled = control.cancel(store, queue, job_id)
+                changed.append(cancelled)
+                if cancelled.extra.get("batch_done") == "1":
+                    changed.append(_complete_batch(cfg, store, queue, cancelled))
+            else:
+                changed.append(control.retry(store, queue, job_id, cfg.JOB_TIMEOUT, cfg.JOB_TTL,
+                                             cfg.SECRET_KEY))
+            done += 1
+        except control.ControlError as exc:
+            skipped += 1
+            ctx.log(f"{job_id}: skipped ({exc.message})")
+        if n % REPORT_EVERY == 0 or n == len(ids):
+            push_stored(cfg, store, changed)
+            changed = []
+            ctx.progress(n, total=len(ids), message=f"{done} done, {skipped} skipped of {len(ids)}")
+    return {"action": action, "matched": len(ids), "done": done, "skipped": skipped}

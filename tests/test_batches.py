@@ -1,0 +1,123 @@
+"""Batches on the real stack: totals kept with every child, batchProgress throttled,
+late joiners, cancel cascades, onComplete exactly once, and bad input."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from shared import keys
+from tests.conftest import Stack
+from tests.support import EventRecorder, wait_until
+
+
+def totals(stack: Stack, batch_id: str) -> dict[str, Any]:
+    resp = requests.get(f"{stack.url}/api/batches/{batch_id}", timeout=5)
+    assert resp.status_code == 200
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def test_a_batch_runs_counts_pushes_and_completes_once(stack: Stack) -> None:
+    resp = requests.post(f"{stack.url}/api/batches", timeout=30, json={
+        "kind": "demo", "items": [{"steps": 1}] * 120,
+        "onComplete": {"kind": "demo", "args": {"steps": 2}}})
+    assert resp.status_code == 202, resp.text
+    batch_id = resp.json()["batchId"]
+    assert resp.json()["statusUrl"] == f"/api/batches/{batch_id}"
+    rec = EventRecorder(stack.url)
+    arrived: list[float] = []
+
+    def on_progress(data: Any) -> None:
+        arrived.append(time.monotonic())
+        rec._record("batchProgress", data)
+
+    rec.client.on("batchProgress", on_progress)
+    try:
+        assert rec.client.call("subscribe", {"batchId": batch_id}, timeout=10)["ok"] is True
+        rec.wait_for(lambda ev: any(n == "batchProgress" and d["complete"] for n, d in ev),
+                     timeout=90, what="the batch to complete")
+    finally:
+        rec.close()
+    final = totals(stack, batch_id)
+    assert final["done"] == final["total"] == 120 and final["counts"]["succeeded"] == 120
+    assert sum(final["counts"].values()) == 120 and final["complete"] is True
+    pushed = rec.payloads("batchProgress")
+    assert pushed[0]["batchId"] == batch_id  # the totals at once, on subscribe
+    # At most 10 a second (120 children changed 240 times): besides the subscribe's
+    # answer and the completing change, one push per 100 ms window at most.
+    span = arrived[-1] - arrived[1]
+    assert 2 <= len(arrived) - 2 <= span * 10 + 2, (len(arrived), span)
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    done_job = final["completeJob"]
+    assert done_job and client.hget(keys.job_key(done_job), "owner") == f"batch:{batch_id}"
+    owned = client.zcard(keys.owner_index(f"batch:{batch_id}"))
+    assert owned == 1  # onComplete started exactly once
+    late = EventRecorder(stack.url)
+    try:
+        late.client.call("subscribe", {"batchId": batch_id}, timeout=10)
+        first = late.wait_for(lambda ev: any(n == "batchProgress" for n, _ in ev), timeout=10)
+        assert [d for n, d in first if n == "batchProgress"][0]["done"] == 120  # a late joiner
+    finally:
+        late.close()
+    page = requests.get(f"{stack.url}/batches/{batch_id}", timeout=5)
+    assert page.status_code == 200 and '<span id="batch-done">120</span> of 120 finished' in page.text
+
+
+def test_cancelling_a_batch_cascades(stack: Stack) -> None:
+    resp = requests.post(f"{stack.url}/api/batches", timeout=30,
+                         json={"kind": "demo", "items": [{"steps": 4}] * 150,
+                               "onComplete": {"kind": "demo", "args": {"steps": 1}}})
+    batch_id = resp.json()["batchId"]
+    cancel = requests.post(f"{stack.url}/api/batches/{batch_id}/cancel", timeout=5)
+    assert cancel.status_code == 202
+    wait_until(lambda: totals(stack, batch_id)["complete"], timeout=120,
+               what="every child to end")
+    final = totals(stack, batch_id)
+    assert final["counts"]["cancelled"] > 100 and final["done"] == 150
+    assert final["counts"]["queued"] == final["counts"]["running"] == 0
+    bulk_id = cancel.json()["bulkJobId"]
+    wait_until(lambda: stack.job_state(bulk_id)["state"] == "succeeded", timeout=30,
+               what="the bulk cancel to finish")  # it reports after its last cancel
+    assert stack.job_state(bulk_id)["result"]["action"] == "cancel"
+    # The change that ended the last child (a cancel, in the worker's bulk job, or a
+    # child that finished first, through the site) started onComplete, once.
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    wait_until(lambda: totals(stack, batch_id)["completeJob"], timeout=10,
+               what="onComplete to start")
+    assert client.zcard(keys.owner_index(f"batch:{batch_id}")) == 2  # the bulk job and onComplete
+    done_job = totals(stack, batch_id)["completeJob"]
+    wait_until(lambda: stack.job_state(done_job)["state"] == "succeeded", timeout=30,
+               what="onComplete to run")
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"kind": "demo", "items": []}, "items"),
+    ({"kind": "demo", "items": [{}] * 10_001}, "items"),
+    ({"kind": "demo", "items": [{}, {}, {"steps": 0}]}, "items[2].steps"),
+    ({"kind": "demo", "items": [{}, 5]}, "items[1]"),
+    ({"kind": "nope", "items": [{}]}, "kind"),
+    ({"kind": "bulk", "items": [{"action": "retry"}]}, "kind"),
+    ({"kind": "csv_import", "items": [{}]}, "kind"),
+    ({"kind": "demo", "items": [{}], "onComplete": {"kind": "nope"}}, "onComplete.kind"),
+])
+def test_bad_batches_are_400(stack: Stack, body: dict[str, Any], field: str) -> None:
+    resp = requests.post(f"{stack.url}/api/batches", json=body, timeout=10)
+    assert resp.status_code == 400 and field in resp.json()["fields"], resp.text
+
+
+def test_unknown_batches_are_404(stack: Stack) -> None:
+    for method, path in (("get", "/api/batches/x"), ("post", "/api/batches/x/cancel"),
+                         ("get", "/batches/x"),
+                         ("get", "/api/batches/00000000-0000-4000-8000-000000000000")):
+        assert getattr(requests, method)(stack.url + path, timeout=5).status_code == 404
+    rec = EventRecorder(stack.url)
+    try:
+        ack = rec.client.call("subscribe", {"batchId": "00000000-0000-4000-8000-000000000000"},
+                              timeout=10)
+        assert ack["ok"] is False and "unknown batch" in ack["error"]
+    finally:
+        rec.close()

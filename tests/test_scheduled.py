@@ -1,0 +1,80 @@
+"""Scheduled jobs: runAt / delaySeconds, state ``scheduled`` until then, cancellable (real stack)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+import requests
+from rq.registry import ScheduledJobRegistry
+
+from shared import keys
+from shared.store import JobStore
+from tests.conftest import Stack
+from tests.support import wait_until
+
+
+def submit(stack: Stack, **extra: object) -> requests.Response:
+    return requests.post(f"{stack.url}/api/jobs", json={"args": {"steps": 1}, **extra}, timeout=5)
+
+
+def scheduled_ids(stack: Stack) -> set[str]:
+    """The ids in the ``scheduled`` state index."""
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    return set(client.zrange(keys.state_index("scheduled"), 0, -1))  # type: ignore[arg-type]
+
+
+def stored(stack: Stack, job_id: str) -> dict[str, str]:
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    state = JobStore(client).get(job_id)
+    assert state is not None
+    return {"state": state.state, **state.extra}
+
+
+def test_a_scheduled_job_waits_for_its_time(stack: Stack) -> None:
+    resp = submit(stack, delaySeconds=3)
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    assert resp.json()["state"]["state"] == "scheduled"
+    assert stack.job_state(job_id)["state"] == "scheduled"
+    page = requests.get(f"{stack.url}/jobs/{job_id}", timeout=5).text
+    assert "Scheduled to run at" in page
+    assert job_id in scheduled_ids(stack)
+    wait_until(lambda: stack.job_state(job_id)["state"] == "succeeded", timeout=30,
+               what="the scheduled job to run")
+    fields = stored(stack, job_id)
+    assert float(fields["started_at"]) >= float(fields["run_at"])  # not a moment before
+
+
+def test_run_at_with_a_zone_and_cancel_before_it_runs(stack: Stack) -> None:
+    when = (datetime.now(UTC) + timedelta(minutes=10)).astimezone().isoformat()
+    created = submit(stack, runAt=when).json()
+    job_id = created["id"]
+    registry = ScheduledJobRegistry("jobcast", connection=redis.Redis.from_url(stack.redis.url))
+    assert job_id in registry.get_job_ids()
+    resp = requests.post(f"{stack.url}/api/jobs/{job_id}/cancel", timeout=5,
+                         headers={"Authorization": f"Bearer {created['controlToken']}"})
+    assert resp.status_code == 200 and resp.json()["state"]["state"] == "cancelled"
+    assert job_id not in registry.get_job_ids()
+    assert stack.job_state(job_id)["state"] == "cancelled"
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"runAt": "2001-01-01T00:00:00Z"}, "runAt"),
+    ({"runAt": "2099-01-01T00:00:00"}, "runAt"),
+    ({"runAt": "tomorrow"}, "runAt"),
+    ({"runAt": 5}, "runAt"),
+    ({"runAt": "2999-01-01T00:00:00+00:00"}, "runAt"),
+    ({"delaySeconds": 0}, "delaySeconds"),
+    ({"delaySeconds": "5"}, "delaySeconds"),
+    ({"delaySeconds": 10**9}, "delaySeconds"),
+    ({"delaySeconds": 5, "runAt": "2099-01-01T00:00:00Z"}, "runAt"),
+])
+def test_bad_times_are_400_naming_the_field(stack: Stack, extra: dict[str, object],
+                                            field: str) -> None:
+    before = scheduled_ids(stack)
+    resp = submit(stack, **extra)
+    assert resp.status_code == 400 and field in resp.json()["fields"], resp.text
+    after = scheduled_ids(stack)
+    assert after == before  # nothing stored

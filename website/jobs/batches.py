@@ -1,0 +1,182 @@
+"""Batches: ``POST /api/batches`` starts up to 10,000 jobs of one kind at once.
+
+Who may: anyone who may start jobs (rate-limited like ``POST /api/jobs``);
+reading a batch, its page and cancelling it take the batch id (an
+unguessable UUID), as for a job. Totals are kept atomically with every
+child's change (``shared/batches.py``); ``batchProgress`` is pushed to the
+room ``batch:<id>`` at most 10 times a second (and always for the change
+that completes the batch); a page that subscribes gets the totals at once.
+Cancelling a batch starts a ``bulk`` cancel of its children (at the front of
+the queue). The optional ``onComplete`` job is started exactly once, by the
+change that makes the last child final.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify, render_template, url_for
+from rq import Queue
+
+from shared import keys
+from shared.batches import BATCH_MAX, UnknownBatch, batch_totals, create_batch, on_complete
+from shared.kinds import JobKind
+from shared.kinds.bulk import BULK_KIND
+from shared.kinds.validate import check_args, with_defaults
+from shared.protocol import BATCH_PROGRESS, RUN_KIND_JOB, batch_room, is_uuid
+from shared.signing import sign_job_token
+from shared.store import JobState
+from website.extensions import redis_ext, socketio
+from website.http.body import read_json_body
+from website.http.errors import error_response
+from website.http.storage import ensure_room
+from website.jobs.services import hidden_kind, kinds, start_kind
+
+log = logging.getLogger(__name__)
+bp = Blueprint("batches", __name__)
+BODY_MAX = 8 * 1024 * 1024
+ERRORS_SHOWN = 20
+PUSH_INTERVAL_MS = 100  # batchProgress at most 10 times a second per batch
+
+
+class BadBatch(ValueError):
+    """A batch submission that cannot start (400 with the bad fields)."""
+
+    def __init__(self, message: str, fields: dict[str, str]) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+def _kind(name: object, where: str) -> JobKind:
+    found = kinds().get(name) if isinstance(name, str) else None
+    if found is None or found.uploads:
+        raise BadBatch(f"{where}: unknown kind (or one with uploads)", {where: "unknown kind"})
+    return found
+
+
+def _checked(kind: JobKind, raw: object, where: str, errors: dict[str, str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        errors[where] = "must be an object"
+        return {}
+    args = with_defaults(kind, raw)
+    problems = check_args(kind, args) or (kind.check(args) if kind.check else {})
+    for name, problem in problems.items():
+        errors[f"{where}.{name}"] = problem
+    return args
+
+
+def read_batch(body: object) -> tuple[JobKind, list[dict[str, Any]], dict[str, Any] | None]:
+    """The kind, each item's checked args and the onComplete job; :class:`BadBatch`."""
+    if not isinstance(body, dict):
+        raise BadBatch('body must be a JSON object {"kind", "items": [...]}', {})
+    kind = _kind(body.get("kind"), "kind")
+    items = body.get("items")
+    if not isinstance(items, list) or not 1 <= len(items) <= BATCH_MAX:
+        raise BadBatch(f"items must be a list of 1 to {BATCH_MAX} argument objects",
+                       {"items": f"1 to {BATCH_MAX} objects"})
+    errors: dict[str, str] = {}
+    checked = [_checked(kind, item, f"items[{i}]", errors) for i, item in enumerate(items)]
+    done = None
+    if body.get("onComplete") is not None:
+        spec = body["onComplete"]
+        if not isinstance(spec, dict):
+            raise BadBatch("onComplete must be {\"kind\", \"args\"}", {"onComplete": "an object"})
+        then = _kind(spec.get("kind"), "onComplete.kind")
+        done = {"kind": then.name,
+                "args": _checked(then, spec.get("args", {}), "onComplete.args", errors)}
+    if errors:
+        shown = dict(sorted(errors.items())[:ERRORS_SHOWN])
+        raise BadBatch(f"{len(errors)} bad argument(s); first: {', '.join(shown)}", shown)
+    return kind, checked, done
+
+
+def _enqueue(queue: Queue, kind: JobKind, ids: list[str], items: list[dict[str, Any]]) -> None:
+    cfg = current_app.config
+    for start in range(0, len(ids), 500):
+        pipe = queue.connection.pipeline()
+        queue.enqueue_many([Queue.prepare_data(
+            RUN_KIND_JOB, args=(job_id,),
+            kwargs={"token": sign_job_token(cfg["SECRET_KEY"], job_id), "kind_name": kind.name,
+                    "kind_args": args},
+            job_id=job_id, timeout=kind.timeout or cfg["JOB_TIMEOUT"],
+            result_ttl=cfg["JOB_TTL"], failure_ttl=cfg["JOB_TTL"])
+            for job_id, args in zip(ids[start:start + 500], items[start:start + 500], strict=True)],
+            pipeline=pipe)
+        pipe.execute()
+
+
+@bp.post("/api/batches")
+def create() -> tuple[Response, int] | tuple[Response | str, int]:
+    """Start a batch: 202 ``{"batchId", "statusUrl"}``; 400 naming bad items."""
+    try:
+        kind, items, then = read_batch(read_json_body(BODY_MAX))
+    except BadBatch as exc:
+        return jsonify({"error": str(exc), "fields": exc.fields}), 400
+    ensure_room()
+    batch_id, ids = create_batch(redis_ext.store, kind.name, items, on_complete=then)
+    _enqueue(redis_ext.queue, kind, ids, items)
+    log.info("batch %s: %s jobs of %s enqueued", batch_id, len(ids), kind.name)
+    status_url = url_for("batches.status", batch_id=batch_id)
+    return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids)}), 202
+
+
+def _totals(batch_id: str) -> dict[str, Any]:
+    if not is_uuid(batch_id):
+        raise UnknownBatch(batch_id)
+    return batch_totals(redis_ext.client, batch_id.lower())
+
+
+@bp.get("/api/batches/<batch_id>")
+def status(batch_id: str) -> Response | tuple[Response | str, int]:
+    """The batch's totals; 404 for an unknown id."""
+    try:
+        return jsonify(_totals(batch_id))
+    except UnknownBatch:
+        return error_response(404, "unknown batch id")
+
+
+@bp.post("/api/batches/<batch_id>/cancel")
+def cancel(batch_id: str) -> tuple[Response, int] | tuple[Response | str, int]:
+    """Cancel every child not yet final (a bulk job, first in the queue): 202 with its id."""
+    try:
+        totals = _totals(batch_id)
+    except UnknownBatch:
+        return error_response(404, "unknown batch id")
+    job = start_kind(hidden_kind(BULK_KIND), {"action": "cancel", "batch": totals["batchId"]},
+                     owner=f"batch:{totals['batchId']}", at_front=True)
+    return jsonify({"bulkJobId": job.job_id,
+                    "statusUrl": url_for("api.job_state", job_id=job.job_id)}), 202
+
+
+@bp.get("/batches/<batch_id>")
+def page(batch_id: str) -> str | tuple[Response | str, int]:
+    """The batch's page, live (``batchProgress``)."""
+    try:
+        totals = _totals(batch_id)
+    except UnknownBatch:
+        return error_response(404, "unknown batch id")
+    return render_template("batch.html", totals=totals)
+
+
+def after_change(state: JobState) -> None:
+    """A child changed: push the totals (throttled) and, once, start ``onComplete``."""
+    batch_id = state.extra.get("batch_id")
+    if not batch_id:
+        return
+    last = state.extra.get("batch_done") == "1"
+    client = redis_ext.client
+    try:
+        if last:
+            then = on_complete(client, batch_id)
+            if then is not None:
+                kind = kinds().get(then["kind"])
+                if kind is not None:
+                    job = start_kind(kind, then["args"], owner=f"batch:{batch_id}")
+                    client.hset(keys.batch_key(batch_id), "complete_job", job.job_id)
+        tick = f"{keys.VOLATILE_PREFIX}:batch-push:{batch_id}"
+        if last or client.set(tick, "1", nx=True, px=PUSH_INTERVAL_MS):
+            socketio.emit(BATCH_PROGRESS, batch_totals(client, batch_id), to=batch_room(batch_id))
+    except (UnknownBatch, redis.RedisError) as exc:
+        log.warning("batch %s: could not push or complete: %s", batch_id, exc)

@@ -1,0 +1,37 @@
+"""``GET /api/jobs``: operators find jobs by state, kind, owner and message text.
+
+Who may: operators (``OPS_TOKEN`` as a bearer token or Basic password; open
+when it is unset, like the dashboard); 401 otherwise. Paged newest first by
+an opaque ``cursor`` (``next`` in the answer; null at the end), which stays
+correct while jobs change state (see ``shared.jobquery``).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from shared.jobquery import PAGE_MAX, BadFilter
+from website.extensions import redis_ext
+from website.http.errors import error_response
+from website.ops.auth import ops_allowed, ops_challenge
+from website.ops.dashboard import job_row, read_filter, workers_of
+
+bp = Blueprint("finder", __name__)
+
+
+@bp.get("/api/jobs")
+def find_jobs() -> Response | tuple[Response | str, int]:
+    """Jobs matching ``?state=&kind=&owner=&q=`` from ``?cursor=``, ``?limit=`` (1..200) at most."""
+    if not ops_allowed():
+        return ops_challenge()
+    try:
+        flt, cursor = read_filter(request.args)
+    except BadFilter as exc:
+        return error_response(400, str(exc))
+    raw_limit = request.args.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= PAGE_MAX:
+        return error_response(400, f"limit must be a whole number from 1 to {PAGE_MAX}")
+    found = redis_ext.query.page(flt, cursor, int(raw_limit))
+    workers = workers_of([job.job_id for job in found.jobs])
+    return jsonify({"filter": flt.to_args(), "next": found.next,
+                    "jobs": [job_row(job, workers.get(job.job_id)) for job in found.jobs]})

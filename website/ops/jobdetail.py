@@ -1,0 +1,83 @@
+"""The operators' page of one job: ``/dashboard/jobs/<id>``, its whole story.
+
+Who may: operators (``OPS_TOKEN``, like the dashboard; 401 otherwise). It
+shows what the public job page does not: the kind and arguments as stored,
+the owner, each attempt (worker, start, end, outcome, from
+``worker/attempts.py``), every state the job entered (its timeline, kept by
+the store's Lua scripts), the log, the result and, for a failure, the
+traceback, which is kept under a key of its own and shown only here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, render_template
+
+from shared import keys
+from shared.joblog import read_log
+from shared.protocol import LOG_START, is_uuid
+from website.extensions import redis_ext
+from website.http.errors import error_response
+from website.ops.auth import ops_allowed, ops_challenge
+
+log = logging.getLogger(__name__)
+bp = Blueprint("jobdetail", __name__)
+LOG_SHOWN = 1000
+
+
+def _json_list(raw: list[str]) -> list[dict[str, Any]]:
+    entries = []
+    for item in raw:
+        try:
+            value = json.loads(item)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            entries.append(value)
+    return entries
+
+
+def timeline(job_id: str) -> list[tuple[str, float]]:
+    """``(state, time)`` for each state the job entered, oldest first."""
+    entries: list[tuple[str, float]] = []
+    raw: list[str] = redis_ext.client.lrange(keys.job_timeline_key(job_id), 0, -1)  # type: ignore[assignment]
+    for item in raw:
+        state, _, stamp = item.partition(" ")
+        try:
+            entries.append((state, float(stamp)))
+        except ValueError:
+            continue
+    return entries
+
+
+def story(job_id: str) -> dict[str, Any] | None:
+    """Everything stored about a job, or None for an unknown one."""
+    job = redis_ext.store.get(job_id)
+    if job is None:
+        return None
+    client = redis_ext.client
+    try:
+        args = json.loads(job.extra.get("args", "null"))
+    except ValueError:
+        args = job.extra.get("args")
+    attempts: list[str] = client.lrange(keys.job_attempts_key(job_id), 0, -1)  # type: ignore[assignment]
+    return {
+        "job": job, "args": args, "attempts": _json_list(attempts),
+        "timeline": timeline(job_id),
+        "log": read_log(client, job_id, LOG_START, LOG_SHOWN).lines,
+        "traceback": client.get(keys.job_traceback_key(job_id)) or "",
+    }
+
+
+@bp.get("/dashboard/jobs/<job_id>")
+def detail(job_id: str) -> Response | str | tuple[Response | str, int]:
+    """The job's whole story (operators only); 404 for an unknown id."""
+    if not ops_allowed():
+        return ops_challenge()
+    found = story(job_id.lower()) if is_uuid(job_id) else None
+    if found is None:
+        return error_response(404, "unknown job id")
+    return render_template("job_detail.html", **found)
