@@ -22,6 +22,7 @@ from shared.store import StaleAttempt, UnknownJob
 from website.extensions import redis_ext
 from website.http.access import request_started
 from website.jobs import batches
+from website.jobs.services import KINDS_EXTENSION
 from website.jobs.webhooks import job_ended
 from website.ops.monitoring import observe_emit
 from website.realtime.sockets import publish_state
@@ -65,6 +66,11 @@ def token_allows(token: str, job_id: object) -> bool:
     return grant_for(token, job_id) is not None
 
 
+def _is_external(kind: str) -> bool:
+    declared = current_app.extensions[KINDS_EXTENSION].get(kind)
+    return declared is None or bool(declared.external)  # unknown: let the script decide
+
+
 def apply_report(body: object, token: str) -> Outcome:
     """Check, authorise and apply one report; push an applied change to its watchers."""
     job_id = body.get("jobId") if isinstance(body, dict) else None
@@ -86,8 +92,11 @@ def apply_report(body: object, token: str) -> Outcome:
     except StaleAttempt as exc:
         return Outcome(shown, 409, f"this token is for an earlier attempt; the job is on "
                                    f"attempt {exc.attempt}")
-    # Any accepted report keeps an external job's lease (an ended job loses it).
-    queues().renew(update.job_id, grant.attempt or None, now)
+    # Any accepted report keeps an external job's lease (an ended job loses it). An
+    # applied update names its kind, so jobs RQ runs skip that second script; a
+    # dropped one does not, and renews (a lease of a job RQ runs is left alone).
+    if applied is None or _is_external(applied.kind):
+        queues().renew(update.job_id, grant.attempt or None, now)
     if applied is not None:
         publish_state(applied, now)
         batches.after_change(applied)
