@@ -68,7 +68,7 @@ def token_allows(token: str, job_id: object) -> bool:
 
 def _is_external(kind: str) -> bool:
     declared = current_app.extensions[KINDS_EXTENSION].get(kind)
-    return declared is None or bool(declared.external)  # unknown: let the script decide
+    return declared is not None and bool(declared.external)
 
 
 def apply_report(body: object, token: str) -> Outcome:
