@@ -20,6 +20,7 @@ import redis
 
 from shared import keys, scripts
 from shared.protocol import FAILED, QUEUED, RUNNING, TERMINAL_STATES
+from shared.store import JobState
 
 SWEEP_BATCH = 500  # lapsed leases handled per sweep run
 
@@ -32,6 +33,14 @@ class Claim:
     kind: str
     args: dict[str, Any]
     attempt: int
+    state: JobState  # as stored right after the claim: what to push
+
+
+class LeasesLapsed:
+    """A claim's answer when a lease lapsed: sweep first, then claim again."""
+
+
+LEASES_LAPSED = LeasesLapsed()
 
 
 @dataclass(frozen=True)
@@ -78,22 +87,33 @@ class ExternalQueues:
         pipe.publish(keys.EXTERNAL_CHANNEL, kind)
         pipe.execute()
 
-    def claim(self, kinds: list[str], worker: str, now: float | None = None) -> Claim | None:
-        """Take the oldest waiting job of ``kinds`` (in that order) for ``worker``, or None."""
+    def claim(self, kinds: list[str], worker: str, now: float | None = None,
+              check_leases: bool = True) -> Claim | LeasesLapsed | None:
+        """Take the oldest waiting job of ``kinds`` (in that order) for ``worker``, or None.
+
+        With ``check_leases`` it takes nothing when the earliest lease deadline has
+        passed and answers :data:`LEASES_LAPSED` instead: sweep, then claim again.
+        """
         stamp = time.time() if now is None else now
         result = scripts.pairs(self._claim(
             keys=[keys.EXTERNAL_LEASES, *(keys.external_queue_key(k) for k in kinds)],
             args=[repr(stamp), self.lease_seconds, worker, keys.JOB_KEY_PREFIX, QUEUED,
-                  RUNNING]))
-        if int(result["code"]) != 1:
+                  RUNNING, "1" if check_leases else ""]))
+        code = int(result["code"])
+        if code == 2:
+            return LEASES_LAPSED
+        if code != 1:
             return None
         try:
             args = json.loads(result["args"])
         except ValueError:
             args = {}
-        return Claim(job_id=str(result["jobId"]), kind=str(result["kind"]),
+        job_id = str(result["jobId"])
+        flat = result.get("job") or []
+        stored = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+        return Claim(job_id=job_id, kind=str(result["kind"]),
                      args=args if isinstance(args, dict) else {},
-                     attempt=int(result["attempt"]))
+                     attempt=int(result["attempt"]), state=JobState.from_hash(job_id, stored))
 
     def renew(self, job_id: str, attempt: int | None = None,
               now: float | None = None) -> Renewal | None:

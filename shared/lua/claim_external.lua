@@ -9,18 +9,30 @@
 -- ARGV[4]      the prefix of job hashes (shared.keys.JOB_KEY_PREFIX)
 -- ARGV[5]      the name of the queued state
 -- ARGV[6]      the name of the running state
+-- ARGV[7]      '1': first look whether a lease lapsed (the earliest deadline has
+--              passed) and, if so, take nothing and say so (code 2); '' : do not look
 --
--- An id whose job is gone (expired) or no longer queued (cancelled while it
--- waited) is dropped from the queue and the next one is tried. The claimed job
--- becomes running, names its worker, forgets the seq of an earlier attempt
--- (that attempt's reports are refused by their token), and gets a lease.
+-- The lapse check reads only the head of the deadlines (ZRANGE 0 0), so a claim
+-- sweeps (shared/lua/sweep_leases.lua, then claims again) only when there is
+-- something to sweep. An id whose job is gone (expired) or no longer queued
+-- (cancelled while it waited) is dropped from the queue and the next one is
+-- tried. The claimed job becomes running, names its worker, forgets the seq of
+-- an earlier attempt (that attempt's reports are refused by their token), and
+-- gets a lease; the answer carries the job's whole hash, so the caller pushes
+-- the new state without reading it again.
 --
 -- Returns field/value pairs:
---   code 0                                    nothing to claim
---   code 1, jobId, kind, args, attempt        claimed
+--   code 0                                         nothing to claim
+--   code 1, jobId, kind, args, attempt, job        claimed; job is the hash, as
+--                                                  HGETALL returns it (field, value, ...)
+--   code 2                                         a lease lapsed: sweep, then claim again
 local leases = KEYS[1]
 local now, lease, worker, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local queued, running = ARGV[5], ARGV[6]
+if ARGV[7] == '1' then
+  local head = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
+  if head[2] and tonumber(head[2]) <= now then return {'code', 2} end
+end
 for q = 2, #KEYS do
   while true do
     local id = redis.call('LPOP', KEYS[q])
@@ -39,7 +51,7 @@ for q = 2, #KEYS do
       redis.call('HDEL', k, 'seq')
       redis.call('ZADD', leases, now + lease, id)
       return {'code', 1, 'jobId', id, 'kind', cur[3] or '', 'args', cur[4] or '{}',
-              'attempt', attempt}
+              'attempt', attempt, 'job', redis.call('HGETALL', k)}
     end
   end
 end

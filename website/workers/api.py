@@ -16,13 +16,15 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from shared.external import Claim, LeasesLapsed
 from shared.protocol import is_uuid
 from shared.signing import parse_bearer, sign_job_token
 from website.http.body import read_json_body
 from website.http.errors import error_response
 from website.jobs.services import kinds
+from website.realtime.sockets import publish_state
 from website.workers.notifier import Notifier
-from website.workers.queues import NOTIFIER, publish_ids, queues, sweep
+from website.workers.queues import NOTIFIER, queues, sweep
 
 log = logging.getLogger(__name__)
 bp = Blueprint("workers", __name__, url_prefix="/api/workers")
@@ -94,13 +96,12 @@ def claim() -> Response | tuple[Response | str, int]:
         return error_response(400, str(exc))
     notifier: Notifier = current_app.extensions[NOTIFIER]
     notifier.ensure_started()
-    sweep()
     deadline = time.monotonic() + wait
     event = notifier.new_event()
     try:
         while True:
             event.clear()
-            got = queues().claim(wanted, worker)
+            got = take(wanted, worker)
             remaining = deadline - time.monotonic()
             if got is not None or remaining <= 0:
                 break
@@ -112,12 +113,22 @@ def claim() -> Response | tuple[Response | str, int]:
         notifier.forget(event)
     if got is None:
         return Response(status=204)
-    publish_ids([got.job_id])
+    publish_state(got.state, time.time())
     log.info("job %s (%s) claimed by %s, attempt %s", got.job_id, got.kind, worker, got.attempt)
     cfg = current_app.config
     return jsonify({"jobId": got.job_id, "kind": got.kind, "args": got.args,
                     "attempt": got.attempt, "leaseSeconds": cfg["LEASE_SECONDS"],
                     "token": sign_job_token(cfg["SECRET_KEY"], got.job_id, got.attempt)})
+
+
+def take(wanted: list[str], worker: str) -> Claim | None:
+    """One try at a job for ``worker``; sweeps first only when a lease has lapsed
+    (the claim script looks at the earliest deadline)."""
+    got = queues().claim(wanted, worker)
+    if isinstance(got, LeasesLapsed):
+        sweep()
+        got = queues().claim(wanted, worker, check_leases=False)
+    return got if isinstance(got, Claim) else None
 
 
 def _read_heartbeat(body: object) -> list[tuple[str, int | None]]:
