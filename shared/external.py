@@ -123,15 +123,27 @@ class ExternalQueues:
         A job that has ended loses its lease.
         """
         stamp = time.time() if now is None else now
-        result = scripts.pairs(self._renew(
-            keys=[keys.EXTERNAL_LEASES, keys.job_key(job_id)],
-            args=[job_id, "" if attempt is None else str(attempt),
-                  repr(stamp + self.lease_seconds), *sorted(TERMINAL_STATES)]))
+        result = scripts.pairs(self._renew(**self._renew_call(job_id, attempt, stamp)))
         code = int(result["code"])
         if code < 0:
             return None
         return Renewal(job_id=job_id, state=str(result["state"]),
                        attempt=int(result["attempt"]), held=code != 0, external=code != 2)
+
+    def renew_many(self, jobs: list[tuple[str, int | None]], now: float | None = None) -> None:
+        """:meth:`renew` each ``(job_id, attempt)`` through one pipeline (answers unread)."""
+        if not jobs:
+            return
+        stamp = time.time() if now is None else now
+        pipe = self.client.pipeline(transaction=False)
+        for job_id, attempt in jobs:
+            self._renew(**self._renew_call(job_id, attempt, stamp), client=pipe)
+        pipe.execute()
+
+    def _renew_call(self, job_id: str, attempt: int | None, now: float) -> dict[str, Any]:
+        return {"keys": [keys.EXTERNAL_LEASES, keys.job_key(job_id)],
+                "args": [job_id, "" if attempt is None else str(attempt),
+                         repr(now + self.lease_seconds), *sorted(TERMINAL_STATES)]}
 
     def sweep(self, now: float | None = None) -> Sweep:
         """Requeue (or fail, on their last attempt) the jobs whose lease lapsed."""

@@ -274,18 +274,48 @@ class JobStore:
         The state name comes from the same script run, so a worker whose update
         was dropped learns (without another round trip) that its job ended.
         """
-        stamp = repr(time.time() if now is None else now)
+        stamp = time.time() if now is None else now
+        return self._update_result(update, self._update(**self._update_call(update, stamp,
+                                                                             attempt)))
+
+    def apply_many(self, updates: list[tuple[ProgressUpdate, int | None]],
+                   now: float | None = None) -> list[tuple[JobState | None, str] | LookupError]:
+        """:meth:`apply_or_state` for each ``(update, attempt)``, in order, through one
+        pipeline (one round trip; each update is still its own atomic script run).
+
+        Each answer is what :meth:`apply_or_state` would have returned for that
+        update, or the :class:`UnknownJob` / :class:`StaleAttempt` it would have raised.
+        """
+        if not updates:
+            return []
+        stamp = time.time() if now is None else now
+        pipe = self.client.pipeline(transaction=False)
+        for update, attempt in updates:
+            self._update(**self._update_call(update, stamp, attempt), client=pipe)
+        answers: list[tuple[JobState | None, str] | LookupError] = []
+        for (update, _attempt), raw in zip(updates, pipe.execute(), strict=True):
+            try:
+                answers.append(self._update_result(update, raw))
+            except (UnknownJob, StaleAttempt) as exc:
+                answers.append(exc)
+        return answers
+
+    def _update_call(self, update: ProgressUpdate, now: float,
+                     attempt: int | None) -> dict[str, Any]:
         seq = "" if update.seq is None else str(update.seq)
         current = "" if update.total is None else str(update.current or 0)
         total = "" if update.total is None else str(update.total)
         terminal = sorted(TERMINAL_STATES)
-        result = scripts.pairs(self._update(
-            keys=[keys.job_key(update.job_id), keys.job_log_key(update.job_id)],
-            args=[update.state, update.progress, update.message, update.stage, seq, stamp,
-                  current, total, update.result_json(), self.log_max,
-                  SUCCEEDED, QUEUED, attempt or 0, update.job_id, keys.INDEX_PREFIX,
-                  self.ttl, keys.BATCH_PREFIX, len(terminal), *terminal, *update.log],
-        ))
+        return {"keys": [keys.job_key(update.job_id), keys.job_log_key(update.job_id)],
+                "args": [update.state, update.progress, update.message, update.stage, seq,
+                         repr(now), current, total, update.result_json(), self.log_max,
+                         SUCCEEDED, QUEUED, attempt or 0, update.job_id, keys.INDEX_PREFIX,
+                         self.ttl, keys.BATCH_PREFIX, len(terminal), *terminal, *update.log]}
+
+    @staticmethod
+    def _update_result(update: ProgressUpdate,
+                       raw: list[Any]) -> tuple[JobState | None, str]:
+        result = scripts.pairs(raw)
         code = int(result["code"])
         if code == -2:
             raise StaleAttempt(update.job_id, int(result["attempt"]))

@@ -19,7 +19,7 @@ from website.jobs.schedule import read_run_at
 from website.jobs.services import kinds, start_kind
 from website.jobs.submit import Rejected, read_submission
 from website.jobs.webhooks import read_webhook
-from website.workers.reports import BATCH_MAX, apply_report, token_allows
+from website.workers.reports import BATCH_MAX, apply_batch, apply_report, token_allows
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -134,7 +134,7 @@ def _batch(items: list[object], token: str) -> Response | tuple[Response | str, 
         return error_response(400, f"a batch holds 1 to {BATCH_MAX} reports")
     if not all(isinstance(item, dict) for item in items):
         return error_response(400, "each report of a batch must be a JSON object")
-    outcomes = [apply_report(item, token) for item in items]
+    outcomes = apply_batch(items, token)
     if all(outcome.status == 401 for outcome in outcomes):
         return error_response(401, "invalid token")
     return jsonify({"results": [outcome.to_json() for outcome in outcomes]})
