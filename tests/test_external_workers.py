@@ -25,6 +25,7 @@ from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import (
     ROOT,
+    TEST_OPS_TOKEN,
     TEST_PROGRESS_TOKEN,
     TEST_SECRET_KEY,
     TEST_WORKER_TOKEN,
@@ -329,7 +330,8 @@ def test_waiting_claims_hold_no_redis_connection_and_block_nothing(lease_stack: 
 
     with ThreadPoolExecutor(max_workers=30) as pool:
         futures = [pool.submit(wait_claim, i) for i in range(30)]
-        time.sleep(1.0)  # let them all arrive and wait (a test deadline, not a timing target)
+        wait_until(lambda: waiting_claims(lease_stack) == 30, timeout=10,
+                   what="30 claims waiting (jobcast_waiting_claims)")
         assert not any(f.done() for f in futures), "the claims wait"
         assert requests.get(lease_stack.url + "/healthz", timeout=3).status_code in (200, 503)
         assert requests.get(lease_stack.url + "/", timeout=3).status_code == 200
@@ -342,6 +344,7 @@ def test_waiting_claims_hold_no_redis_connection_and_block_nothing(lease_stack: 
     got = [a for a in answers if a.status_code == 200]
     assert len(got) == 1 and got[0].json()["jobId"] == job_id, [(g.json(), job_id) for g in got]
     assert sorted({a.status_code for a in answers}) == [200, 204]
+    assert waiting_claims(lease_stack) == 0, "every claim answered: none counted"
     client.close()
 
 
@@ -351,16 +354,27 @@ def test_a_claim_whose_client_went_away_takes_no_job(lease_stack: Stack) -> None
     host, port = lease_stack.url.removeprefix("http://").split(":")
     body = json.dumps({"kinds": ["external"], "worker": "ghost", "wait": 10}).encode()
     ghost = socket.create_connection((host, int(port)))
-    ghost.sendall(b"POST /api/workers/claim HTTP/1.1\r\nHost: x\r\n"
+    ghost.sendall(b"POST /api/workers/claim HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()
+                  + b"\r\n"
                   b"Authorization: Bearer " + TEST_WORKER_TOKEN.encode() + b"\r\n"
                   b"Content-Type: application/json\r\nContent-Length: "
                   + str(len(body)).encode() + b"\r\n\r\n" + body)
-    time.sleep(0.5)  # let the claim arrive and wait (a test deadline, not a timing target)
+    wait_until(lambda: waiting_claims(lease_stack) == 1, timeout=10,
+               what="the ghost's claim waiting")
     ghost.close()
     job_id = post_job(lease_stack, 1)
     got = claim_http(lease_stack, "alive", wait=5)
     assert got.status_code == 200 and got.json()["jobId"] == job_id
     assert got.json()["attempt"] == 1, "the vanished claim did not take the job first"
+
+
+def waiting_claims(stack: Stack) -> float:
+    """The web process's ``jobcast_waiting_claims`` gauge (``/metrics``, operators only)."""
+    assert requests.get(stack.url + "/metrics", timeout=5).status_code == 401
+    text = requests.get(stack.url + "/metrics", headers=auth(TEST_OPS_TOKEN), timeout=5).text
+    found = re.search(r"^jobcast_waiting_claims (\S+)$", text, re.M)
+    assert found, "jobcast_waiting_claims not on /metrics"
+    return float(found.group(1))
 
 
 def claim_http(stack: Stack, worker: str, wait: float) -> requests.Response:

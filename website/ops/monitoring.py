@@ -33,6 +33,7 @@ bp = Blueprint("monitoring", __name__)
 EXTENSION = "jobcast.monitoring"
 CALLBACK_RESULTS = ("applied", "ignored", "refused", "error")
 OPS_TIMEOUT = 2.0  # seconds, for the Redis calls of /healthz and /metrics
+COLLECTORS = "jobcast.collectors"  # app.extensions list: more collectors for /metrics
 
 
 class JobGauges(Collector):
@@ -95,6 +96,8 @@ class Ops:
                                ["action", "result"], registry=self.registry)
         self.registry.register(_ClientsCollector(socket_server))
         self.registry.register(JobGauges(self, app.config["METRICS_JOB_SCAN"]))
+        for collector in app.extensions.get(COLLECTORS, ()):  # other features' gauges
+            self.registry.register(collector)
 
 
 class _ClientsCollector(Collector):

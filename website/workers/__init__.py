@@ -6,8 +6,9 @@ from __future__ import annotations
 from flask import Flask
 
 from shared.external import ExternalQueues
+from website.ops.monitoring import COLLECTORS
 from website.workers import api, queues
-from website.workers.notifier import Notifier
+from website.workers.notifier import Notifier, WaitingClaims
 
 
 def init_app(app: Flask) -> None:
@@ -16,5 +17,6 @@ def init_app(app: Flask) -> None:
     app.extensions[queues.EXTENSION] = ExternalQueues(
         client, lease_seconds=app.config["LEASE_SECONDS"],
         max_attempts=app.config["MAX_ATTEMPTS"])
-    app.extensions[queues.NOTIFIER] = Notifier(app)
+    notifier = app.extensions[queues.NOTIFIER] = Notifier(app)
+    app.extensions.setdefault(COLLECTORS, []).append(WaitingClaims(notifier))
     app.register_blueprint(api.bp)

@@ -19,10 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis
 from flask import Flask
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from shared import keys
 from website.extensions import socketio
@@ -108,3 +111,17 @@ class Notifier:
             sweep()
         self.sweeps += 1
         self.wake()
+
+
+class WaitingClaims(Collector):
+    """``jobcast_waiting_claims`` on ``/metrics``: claims this web process holds open
+    waiting for a job (from the moment a claim is ready to be woken until it answers)."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Count the registered waiters."""
+        yield GaugeMetricFamily("jobcast_waiting_claims",
+                                "Claims waiting for a job in this web process",
+                                value=len(self.notifier.waiters))
