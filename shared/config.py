@@ -155,6 +155,9 @@ class Config:
         # reported for LEASE_SECONDS; after MAX_ATTEMPTS claims it fails.
         self.LEASE_SECONDS: int = _int(env, "LEASE_SECONDS", 30, minimum=1)
         self.MAX_ATTEMPTS: int = _int(env, "MAX_ATTEMPTS", 3, minimum=1)
+        # At most this many claims wait for a job at once per web process (0: half
+        # of WORKER_CONNECTIONS less SOCKETIO_MAX_CONNECTIONS); more get 503.
+        self.CLAIM_MAX_WAITING: int = _int(env, "CLAIM_MAX_WAITING", 0)
         # Completion webhooks (shared/webhooks.py): signed with WEBHOOK_SECRET
         # (unset: webhooks are refused), only to WEBHOOK_ALLOWED_HOSTS (comma-
         # separated names; "*" any public host), retried after each of
@@ -300,6 +303,12 @@ class Config:
                 f"SOCKETIO_MAX_CONNECTIONS ({self.SOCKETIO_MAX_CONNECTIONS}) must be above 0 "
                 f"and below WORKER_CONNECTIONS ({self.WORKER_CONNECTIONS}), so that HTTP "
                 "requests always find a free connection")
+        reserve = self.WORKER_CONNECTIONS - self.SOCKETIO_MAX_CONNECTIONS
+        if self.CLAIM_MAX_WAITING >= reserve:
+            raise ConfigError(
+                f"CLAIM_MAX_WAITING ({self.CLAIM_MAX_WAITING}) must be below WORKER_CONNECTIONS "
+                f"less SOCKETIO_MAX_CONNECTIONS ({reserve}), so that other HTTP requests "
+                "always find a free connection")
         if self.REPORT_RETRY_SECONDS >= self.JOB_TIMEOUT / 2:
             raise ConfigError(
                 f"REPORT_RETRY_SECONDS ({self.REPORT_RETRY_SECONDS:g}) must be below "

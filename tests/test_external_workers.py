@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from shared import keys
-from shared.config import Config
+from shared.config import Config, ConfigError
 from shared.signing import sign_job_token
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
@@ -242,6 +242,45 @@ def test_a_batch_with_only_refused_items_is_401(client: FlaskClient) -> None:
     resp = report(client, [{"jobId": job_id, "state": "running", "progress": 1}], "wrong")
     assert resp.status_code == 401
     assert client.post("/api/progress", json=[{"jobId": job_id}]).status_code == 401
+
+
+def gauge(client: FlaskClient) -> float:
+    """``jobcast_waiting_claims`` from the in-process app's ``/metrics`` (operators only)."""
+    assert client.get("/metrics").status_code == 401
+    text = client.get("/metrics", headers=auth(TEST_OPS_TOKEN)).get_data(as_text=True)
+    found = re.search(r"^jobcast_waiting_claims (\S+)$", text, re.M)
+    assert found, "jobcast_waiting_claims not on /metrics"
+    return float(found.group(1))
+
+
+def test_claims_beyond_claim_max_waiting_get_503_and_the_gauge_counts_waiters(
+        config: Config) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    config.CLAIM_MAX_WAITING = 1
+    application = __import__("website").create_app(config)
+    application.config["TESTING"] = True
+    client = application.test_client()
+    assert gauge(client) == 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        patient = pool.submit(lambda: claim(application.test_client(), "patient", wait=10))
+        wait_until(lambda: gauge(client) == 1, timeout=5, what="one claim waiting")
+        refused = claim(client, "late", wait=5)
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+        assert "too many claims" in refused.get_json()["error"]
+        assert claim(client, "quick", wait=0).status_code == 204, "no wait: never refused"
+        job_id = start(client)
+        assert patient.result(timeout=10).get_json()["jobId"] == job_id
+    assert gauge(client) == 0
+
+
+def test_claim_max_waiting_must_leave_http_room(config: Config) -> None:
+    with pytest.raises(ConfigError, match="CLAIM_MAX_WAITING"):
+        Config(environ={"WORKER_CONNECTIONS": "100", "SOCKETIO_MAX_CONNECTIONS": "90",
+                        "CLAIM_MAX_WAITING": "10", "JOBCAST_ENV": "development"})
+    assert Config(environ={"WORKER_CONNECTIONS": "100", "SOCKETIO_MAX_CONNECTIONS": "90",
+                           "CLAIM_MAX_WAITING": "9", "JOBCAST_ENV": "development"}
+                  ).CLAIM_MAX_WAITING == 9
 
 
 # -- the real stack: gunicorn + eventlet, the reference shell and Node workers -------------

@@ -30,9 +30,13 @@ log = logging.getLogger(__name__)
 bp = Blueprint("workers", __name__, url_prefix="/api/workers")
 
 WAIT_MAX = 30  # seconds a claim may wait for a job
+RETRY_AFTER_SECONDS = 5  # told to a claim refused because too many wait already
 HEARTBEAT_MAX_JOBS = 100
 BODY_MAX_BYTES = 16 * 1024
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+
+
+Answer = Response | tuple[Response | str, int] | tuple[Response | str, int, dict[str, str]]
 
 
 class BadRequest(ValueError):
@@ -85,9 +89,10 @@ def _read_claim(body: object) -> tuple[list[str], str, float]:
 
 
 @bp.post("/claim")
-def claim() -> Response | tuple[Response | str, int]:
+def claim() -> Answer:
     """Give the oldest waiting job of ``kinds`` to the worker: 200 with the job,
-    204 when none came within ``wait`` seconds."""
+    204 when none came within ``wait`` seconds, 503 (``Retry-After``) when none was
+    queued and ``CLAIM_MAX_WAITING`` claims wait in this process already."""
     if not _authorised():
         return error_response(401, "missing or invalid worker token")
     try:
@@ -96,21 +101,15 @@ def claim() -> Response | tuple[Response | str, int]:
         return error_response(400, str(exc))
     notifier: Notifier = current_app.extensions[NOTIFIER]
     notifier.ensure_started()
-    deadline = time.monotonic() + wait
-    event = notifier.new_event()
-    try:
-        while True:
-            event.clear()
-            got = take(wanted, worker)
-            remaining = deadline - time.monotonic()
-            if got is not None or remaining <= 0:
-                break
-            event.wait(min(remaining, notifier.poll_interval))
-            if client_gone(request.environ):  # nobody would read the job: leave it queued
-                log.info("claim by %s: the client went away while waiting", worker)
-                return Response(status=204)
-    finally:
-        notifier.forget(event)
+    got = take(wanted, worker)
+    if got is None and wait > 0:
+        if notifier.full:
+            log.warning("claim by %s: %s claims wait already, the most this process takes",
+                        worker, notifier.limit)
+            busy, status = error_response(503, "too many claims are waiting on this web "
+                                               "process; retry later")
+            return busy, status, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        got = _wait_for_job(notifier, wanted, worker, wait)
     if got is None:
         return Response(status=204)
     publish_state(got.state, time.time())
@@ -119,6 +118,27 @@ def claim() -> Response | tuple[Response | str, int]:
     return jsonify({"jobId": got.job_id, "kind": got.kind, "args": got.args,
                     "attempt": got.attempt, "leaseSeconds": cfg["LEASE_SECONDS"],
                     "token": sign_job_token(cfg["SECRET_KEY"], got.job_id, got.attempt)})
+
+
+def _wait_for_job(notifier: Notifier, wanted: list[str], worker: str,
+                  wait: float) -> Claim | None:
+    """Try again each time the notifier wakes us, until a job came or ``wait`` passed
+    (None then, or at once when the client went away: nobody would read the job)."""
+    deadline = time.monotonic() + wait
+    event = notifier.new_event()
+    try:
+        while True:
+            event.clear()
+            got = take(wanted, worker)  # after registering: a job queued meanwhile wakes us
+            remaining = deadline - time.monotonic()
+            if got is not None or remaining <= 0:
+                return got
+            event.wait(min(remaining, notifier.poll_interval))
+            if client_gone(request.environ):
+                log.info("claim by %s: the client went away while waiting", worker)
+                return None
+    finally:
+        notifier.forget(event)
 
 
 def take(wanted: list[str], worker: str) -> Claim | None:

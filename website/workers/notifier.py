@@ -45,6 +45,14 @@ class Notifier:
         self.pid: int | None = None  # the process whose listener runs
         self.waiters: set[Any] = set()
         self.sweeps = 0
+        cfg = app.config
+        reserve = cfg["WORKER_CONNECTIONS"] - cfg["SOCKETIO_MAX_CONNECTIONS"]
+        self.limit: int = cfg["CLAIM_MAX_WAITING"] or reserve // 2
+
+    @property
+    def full(self) -> bool:
+        """True when ``limit`` claims wait already: another one must not wait."""
+        return len(self.waiters) >= self.limit
 
     @property
     def wanted(self) -> bool:
