@@ -119,6 +119,7 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
             rows += measure_external.claim_round_trip(stack, floors, sizes.claim_rounds, say)
             rows += measure_external.claims_per_second(stack, sizes.claims, say)
             rows += measure_external.batched(stack, sizes.throughput_seconds, say)
+            rows += measure_external.idle_claims(stack, floors, 1000, sizes.probes, say)
             notes.append(measure_external.NOTE)
     finally:
         stack.stop()

@@ -11,11 +11,15 @@
 * Batched reports: 100 updates per request against one update per request,
   closed loop on one web process with 100 clients watching the jobs: server
   CPU per update.
+* Idle long-polling workers: 1,000 claims waiting (``wait`` 30 s, each claiming
+  again as soon as it is answered) on one web process while the callback →
+  client probe of (1) runs against it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -26,18 +30,25 @@ import requests
 
 from bench import loads
 from bench.floors import Floors, LatencyTarget
+from bench.measure_web import QUIET
+from bench.probe import LatencyProbe
 from bench.report import Row, p50_p99
-from bench.stack import ROOT_DIR, BenchStack
+from bench.stack import ROOT_DIR, BenchStack, Web, settle
 from shared import keys
 from shared.external import ExternalQueues
 from shared.protocol import new_id
-from tests.support import TEST_WORKER_TOKEN
+from tests.support import TEST_OPS_TOKEN, TEST_WORKER_TOKEN, wait_until
 
 Log = Callable[[str], None]
 
 CLAIM = LatencyTarget(p50_ms=5)
 CLAIMS_TARGET = 1000.0
 BATCH_TARGET = 5.0
+IDLE = LatencyTarget(p99_ms=QUIET.p99_ms)  # the idle target of (1)
+# The web process of the idle-workers row: room for the waiting claims beside the
+# bench's Socket.IO cap (CLAIM_MAX_WAITING must stay below the difference).
+IDLE_CLAIMS_WEB = {"WORKER_CONNECTIONS": "12000", "SOCKETIO_MAX_CONNECTIONS": "10500",
+                   "CLAIM_MAX_WAITING": "1200"}
 
 
 def queue_jobs(stack: BenchStack, count: int) -> list[str]:
@@ -148,11 +159,59 @@ def batched(stack: BenchStack, duration: float, log: Log) -> list[Row]:
                 ratio=f"{ratio:.1f}×")]
 
 
+def waiting_claims(web: Web) -> int:
+    """The web process's ``jobcast_waiting_claims`` gauge."""
+    text = requests.get(web.url + "/metrics", timeout=10,
+                        headers={"Authorization": f"Bearer {TEST_OPS_TOKEN}"}).text
+    found = re.search(r"^jobcast_waiting_claims (\S+)$", text, re.M)
+    return int(float(found.group(1))) if found else -1
+
+
+def idle_claims(stack: BenchStack, floors: Floors, workers: int, probes: int,
+                log: Log) -> list[Row]:
+    """Callback → client latency while ``workers`` claims wait on the same process."""
+    web = stack.start_web("web-claims", **IDLE_CLAIMS_WEB)
+    probe = LatencyProbe(web.url, web.port, stack.create_jobs(1)[0])
+    hold = 300.0  # longer than the measurement: stopped at its end
+    load = subprocess.Popen([sys.executable, "-m", "bench.claimload", "--port", str(web.port),
+                             "--token", TEST_WORKER_TOKEN, "--workers", str(workers),
+                             "--wait", "30", "--duration", str(hold), "--hold"],
+                            cwd=ROOT_DIR, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: waiting_claims(web) >= workers, timeout=30, interval=0.2,
+                   what=f"{workers} claims waiting")
+        settle(1.0)
+        cpu_before, began = sum(web.worker_process().cpu_times()[:2]), time.perf_counter()
+        settle(3.0)
+        idle_cpu = (sum(web.worker_process().cpu_times()[:2]) - cpu_before) / (
+            time.perf_counter() - began)
+        samples = probe.samples(probes)
+        during = waiting_claims(web)
+    finally:
+        probe.close()
+        load.terminate()
+        load.communicate(timeout=30)
+    log(f"  {during} claims waiting: {p50_p99(samples)}; web CPU while idle "
+        f"{100 * idle_cpu:.1f}% of a core")
+    return [Row("8", f"callback → client latency, 1 client watching, {workers} external "
+                     "workers long-polling (wait 30 s) on the same web process",
+                f"{p50_p99(samples)}; {during} claims waiting at the end; web process "
+                f"{100 * idle_cpu:.1f}% of a core while they wait",
+                IDLE.text(), IDLE.met(floors, samples) and during >= workers,
+                why="a waiting claim costs nothing until a job of its kind is queued (then "
+                    "one waiter per process wakes, and passes the wake-up on after a take)",
+                floor=floors.latency_floor(), ratio=floors.latency_ratio(samples))]
+
+
 NOTE = (
     "External workers (8): `bench/measure_external.py`. Jobs are queued straight into Redis "
     "as `POST /api/jobs` does after its checks, so the rows measure the workers' side. The "
     "round trip is one job at a time with one worker long-polling (`wait` 10 s); claims per "
     "second use `bench/claimload.py` (raw asyncio HTTP, 50 connections each looping a claim "
     "with `wait` 5 s) over jobs queued ahead; batched reports are closed loop like (2) with "
-    "100 clients watching. Not measured yet: 1,000 idle long-polling workers against the "
-    "callback → client p99.")
+    "100 clients watching. Idle workers: `bench/claimload.py --hold` keeps 1,000 claims "
+    "(`wait` 30 s) waiting on a web process of their own (`WORKER_CONNECTIONS=12000`, "
+    "`SOCKETIO_MAX_CONNECTIONS=10500`, `CLAIM_MAX_WAITING=1200`: by default a process lets "
+    "at most half of the connections Socket.IO leaves to HTTP wait in claims, "
+    "docs/workers.md), counted on its `/metrics` (`jobcast_waiting_claims`), while the "
+    "probe of (1) samples callback → client latency one at a time on it.")
