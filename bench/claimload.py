@@ -43,6 +43,8 @@ async def run(host: str, port: int, token: str, workers: int, jobs: int, wait: f
                     last = time.perf_counter()
                     if claimed >= jobs and not hold:
                         enough.set()
+                elif status == 503:  # too many waiting, or no Redis connection free
+                    await asyncio.sleep(1.0)
         finally:
             conn.close()
 

@@ -170,8 +170,12 @@ def waiting_claims(web: Web) -> int:
 def idle_claims(stack: BenchStack, floors: Floors, workers: int, probes: int,
                 log: Log) -> list[Row]:
     """Callback → client latency while ``workers`` claims wait on the same process."""
-    web = stack.start_web("web-claims", **IDLE_CLAIMS_WEB)
+    # redis-py's pool holds 100 connections by default: more claims arriving at once
+    # than that would be refused (503) while the first ones hold theirs.
+    pool = f"{stack.redis.url}{'&' if '?' in stack.redis.url else '?'}max_connections={2 * workers}"
+    web = stack.start_web("web-claims", REDIS_URL=pool, **IDLE_CLAIMS_WEB)
     probe = LatencyProbe(web.url, web.port, stack.create_jobs(1)[0])
+    alone = probe.samples(probes)  # the same probe before any claim waits: the control
     hold = 300.0  # longer than the measurement: stopped at its end
     load = subprocess.Popen([sys.executable, "-m", "bench.claimload", "--port", str(web.port),
                              "--token", TEST_WORKER_TOKEN, "--workers", str(workers),
@@ -191,12 +195,13 @@ def idle_claims(stack: BenchStack, floors: Floors, workers: int, probes: int,
         probe.close()
         load.terminate()
         load.communicate(timeout=30)
-    log(f"  {during} claims waiting: {p50_p99(samples)}; web CPU while idle "
-        f"{100 * idle_cpu:.1f}% of a core")
+    log(f"  {during} claims waiting: {p50_p99(samples)} (none waiting: {p50_p99(alone)}); "
+        f"web CPU while they wait {100 * idle_cpu:.1f}% of a core")
     return [Row("8", f"callback → client latency, 1 client watching, {workers} external "
                      "workers long-polling (wait 30 s) on the same web process",
                 f"{p50_p99(samples)}; {during} claims waiting at the end; web process "
-                f"{100 * idle_cpu:.1f}% of a core while they wait",
+                f"{100 * idle_cpu:.1f}% of a core while they wait; the same probe before "
+                f"they came: {p50_p99(alone)}",
                 IDLE.text(), IDLE.met(floors, samples) and during >= workers,
                 why="a waiting claim costs nothing until a job of its kind is queued (then "
                     "one waiter per process wakes, and passes the wake-up on after a take)",

@@ -154,8 +154,11 @@ class ExternalQueues:
                   keys.EXTERNAL_QUEUE_PREFIX, QUEUED, FAILED, SWEEP_BATCH,
                   *sorted(TERMINAL_STATES)]))
         requeued = tuple(str(i) for i in result.get("requeued") or [])
-        if requeued:
-            self.client.publish(keys.EXTERNAL_CHANNEL, "requeued")
+        if requeued:  # wake a waiting claim of each kind (it passes the wake-up on)
+            pipe = self.client.pipeline(transaction=False)
+            for kind in dict.fromkeys(str(k) for k in result.get("kinds") or []):
+                pipe.publish(keys.EXTERNAL_CHANNEL, kind)
+            pipe.execute()
         return Sweep(requeued=requeued, failed=tuple(str(i) for i in result.get("gave_up") or []))
 
     def waiting(self, kind: str) -> int:

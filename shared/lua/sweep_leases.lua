@@ -15,12 +15,13 @@
 --
 -- Returns field/value pairs:
 --   requeued   ids put back on a queue        gave_up   ids that failed (last attempt)
+--   kinds      the kind of each requeued id, in the same order
 local leases = KEYS[1]
 local now, max_attempts, prefix, qprefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local queued, failed = ARGV[5], ARGV[6]
 local terminal = {}
 for i = 8, #ARGV do terminal[ARGV[i]] = true end
-local requeued, gave_up = {}, {}
+local requeued, gave_up, kinds = {}, {}, {}
 local ids = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
 for _, id in ipairs(ids) do
   redis.call('ZREM', leases, id)
@@ -42,7 +43,8 @@ for _, id in ipairs(ids) do
       redis.call('HDEL', k, 'worker', 'current', 'total', 'seq')
       redis.call('LPUSH', qprefix .. (cur[3] or ''), id)
       requeued[#requeued + 1] = id
+      kinds[#kinds + 1] = cur[3] or ''
     end
   end
 end
-return {'requeued', requeued, 'gave_up', gave_up}
+return {'requeued', requeued, 'gave_up', gave_up, 'kinds', kinds}

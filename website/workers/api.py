@@ -123,19 +123,31 @@ def claim() -> Answer:
 def _wait_for_job(notifier: Notifier, wanted: list[str], worker: str,
                   wait: float) -> Claim | None:
     """Try again each time the notifier wakes us, until a job came or ``wait`` passed
-    (None then, or at once when the client went away: nobody would read the job)."""
+    (None then, or at once when the client went away: nobody would read the job).
+
+    A claim woken for a job passes the wake-up on: to the next claim once it took a
+    job (more may be queued), to another one when its own client has gone.
+    """
     deadline = time.monotonic() + wait
-    event = notifier.new_event()
+    event = notifier.new_event(wanted)
+    woken = False
     try:
         while True:
             event.clear()
             got = take(wanted, worker)  # after registering: a job queued meanwhile wakes us
-            remaining = deadline - time.monotonic()
-            if got is not None or remaining <= 0:
+            if got is not None:
+                if woken:
+                    notifier.pass_on(wanted)
                 return got
-            event.wait(min(remaining, notifier.poll_interval))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            poll = notifier.poll_interval
+            woken = bool(event.wait(remaining if poll is None else min(remaining, poll)))
             if client_gone(request.environ):
                 log.info("claim by %s: the client went away while waiting", worker)
+                if woken:
+                    notifier.pass_on(wanted)
                 return None
     finally:
         notifier.forget(event)

@@ -3,12 +3,19 @@
 A claim with ``wait`` holds no Redis connection of its own: it waits on an
 event (``socketio.server.eio.create_event()``: green under eventlet/gevent).
 Each web process runs one listener, a Socket.IO background task started by the
-first claim it serves, on :data:`shared.keys.EXTERNAL_CHANNEL`: every "a job
-was queued" message (from any process) sets the events of all waiting claims,
-which then retry the atomic pop. Once a second the listener also sweeps the
-lapsed leases and wakes the waiters anyway (the safety net for a missed
-message). In-process test apps (``TESTING`` or ``ASYNC_MODE=threading``) run
-no listener: their claims retry at a short interval instead.
+first claim it serves, on :data:`shared.keys.EXTERNAL_CHANNEL`. Every "a job of
+kind K was queued" message (from any process; the message is K) wakes one
+claim: the one of this process that has waited longest for K and is not woken
+already. A woken claim retries the atomic pop; when it got a job it wakes the
+next one for each of its kinds (more jobs may be queued than messages were
+sent, and another process may have taken the job this one was woken for), so
+N queued jobs cost about N + 1 pops per process, whatever the number of
+waiting claims. A message that names no kind, and each (re)subscription
+(messages may have been missed meanwhile), wakes them all. Once a second the
+listener also sweeps the lapsed leases; a requeue publishes its kind. Waiting
+claims do not poll while the listener runs. In-process test apps (``TESTING``
+or ``ASYNC_MODE=threading``) run no listener: their claims retry at a short
+interval instead.
 
 Who may do this: publishing needs the site's Redis, and a message only wakes
 claims, which then take what the queues hold.
@@ -19,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis
@@ -33,7 +40,7 @@ from website.extensions import socketio
 log = logging.getLogger(__name__)
 
 SERVED_MODES = ("eventlet", "gevent")
-SWEEP_EVERY = 1.0  # seconds between the listener's lease sweeps and wake-ups
+SWEEP_EVERY = 1.0  # seconds between the listener's lease sweeps
 POLL_WITHOUT_LISTENER = 0.2  # how often a waiting claim retries when no listener runs
 
 
@@ -43,7 +50,7 @@ class Notifier:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.pid: int | None = None  # the process whose listener runs
-        self.waiters: set[Any] = set()
+        self.waiters: dict[Any, tuple[str, ...]] = {}  # event -> kinds, oldest first
         self.sweeps = 0
         cfg = app.config
         reserve = cfg["WORKER_CONNECTIONS"] - cfg["SOCKETIO_MAX_CONNECTIONS"]
@@ -60,9 +67,10 @@ class Notifier:
         return self.app.config["ASYNC_MODE"] in SERVED_MODES and not self.app.testing
 
     @property
-    def poll_interval(self) -> float:
-        """How long a waiting claim sleeps at most before it tries again."""
-        return SWEEP_EVERY if self.pid == os.getpid() else POLL_WITHOUT_LISTENER
+    def poll_interval(self) -> float | None:
+        """How long a waiting claim sleeps at most before it tries again (None: until
+        woken or its wait ends, when this process's listener runs)."""
+        return None if self.pid == os.getpid() else POLL_WITHOUT_LISTENER
 
     def ensure_started(self) -> bool:
         """Start this process's listener unless it runs already; True if it runs."""
@@ -76,32 +84,46 @@ class Notifier:
         log.info("claims: listening on %s in process %s", keys.EXTERNAL_CHANNEL, pid)
         return True
 
-    def new_event(self) -> Any:
-        """A registered event that :meth:`wake` sets; pass it to :meth:`forget` when done."""
+    def new_event(self, kinds: Sequence[str]) -> Any:
+        """A registered event for a claim of ``kinds`` that :meth:`wake` sets; pass it
+        to :meth:`forget` when done."""
         event = socketio.server.eio.create_event()
-        self.waiters.add(event)
+        self.waiters[event] = tuple(kinds)
         return event
 
     def forget(self, event: Any) -> None:
         """Stop waking ``event``."""
-        self.waiters.discard(event)
+        self.waiters.pop(event, None)
 
-    def wake(self) -> None:
-        """Set the event of every waiting claim."""
-        for event in list(self.waiters):
-            event.set()
+    def wake(self, kind: str | None = None) -> None:
+        """Wake the claim that has waited longest for ``kind`` and is not woken yet
+        (every waiting claim when ``kind`` is None)."""
+        for event, kinds in list(self.waiters.items()):
+            if kind is None:
+                event.set()
+            elif kind in kinds and not event.is_set():
+                event.set()
+                return
+
+    def pass_on(self, kinds: Sequence[str]) -> None:
+        """A woken claim took a job: wake the next claim for each of ``kinds``."""
+        for kind in kinds:
+            self.wake(kind)
 
     def listen(self) -> None:
-        """Wake the waiters on every message; sweep the leases every second."""
+        """Wake a claim per message; sweep the leases every second."""
         client = redis.Redis.from_url(self.app.config["REDIS_URL"], decode_responses=True)
         next_sweep = 0.0
         while True:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(keys.EXTERNAL_CHANNEL)
+                self.wake()  # anything published before we listened
                 while True:
-                    if pubsub.get_message(timeout=SWEEP_EVERY) is not None:
-                        self.wake()
+                    message = pubsub.get_message(timeout=SWEEP_EVERY)
+                    if message is not None:
+                        data = message.get("data")
+                        self.wake(data if isinstance(data, str) and data else None)
                     if time.monotonic() >= next_sweep:
                         next_sweep = time.monotonic() + SWEEP_EVERY
                         self.sweep()
@@ -112,13 +134,12 @@ class Notifier:
                 pubsub.close()
 
     def sweep(self) -> None:
-        """Requeue lapsed leases (pushing the new states), then wake the waiters."""
+        """Requeue lapsed leases (pushing the new states; a requeue publishes its kind)."""
         from website.workers.queues import sweep
 
         with self.app.app_context():
             sweep()
         self.sweeps += 1
-        self.wake()
 
 
 class WaitingClaims(Collector):
