@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 from bench.loadgen import HTTPConnection, post_request
 
@@ -49,8 +50,10 @@ async def run(host: str, port: int, token: str, workers: int, jobs: int, wait: f
             conn.close()
 
     tasks = [asyncio.create_task(worker()) for _ in range(workers)]
-    everyone = asyncio.ensure_future(asyncio.gather(*tasks, return_exceptions=True))
-    stop = asyncio.ensure_future(asyncio.sleep(duration) if hold else enough.wait())
+    everyone: asyncio.Future[Any] = asyncio.ensure_future(
+        asyncio.gather(*tasks, return_exceptions=True))
+    stop: asyncio.Future[Any] = asyncio.ensure_future(
+        asyncio.sleep(duration) if hold else enough.wait())
     await asyncio.wait([everyone, stop], return_when=asyncio.FIRST_COMPLETED)
     for task in tasks:  # hang up on the claims still waiting
         task.cancel()
