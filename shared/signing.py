@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -29,9 +30,15 @@ def same_text(a: str, b: str) -> bool:
                                b.encode("utf-8", "surrogatepass"))
 
 
+@lru_cache(maxsize=8)
+def _job_serializer(secret: str) -> URLSafeTimedSerializer:
+    # Building one costs more than signing with it (it probes its JSON module).
+    return URLSafeTimedSerializer(secret, salt=_JOB_SALT)
+
+
 def sign_job_token(secret: str, job_id: str, attempt: int = 1) -> str:
     """A token that authorises progress reports for attempt ``attempt`` of ``job_id``."""
-    return URLSafeTimedSerializer(secret, salt=_JOB_SALT).dumps([job_id, attempt])
+    return _job_serializer(secret).dumps([job_id, attempt])
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ class JobGrant:
 def read_job_token(secret: str, token: str, max_age: int) -> JobGrant | None:
     """The job and attempt a per-job token was signed for, or None (bad or expired)."""
     try:
-        signed = URLSafeTimedSerializer(secret, salt=_JOB_SALT).loads(token, max_age=max_age)
+        signed = _job_serializer(secret).loads(token, max_age=max_age)
     except BadSignature:  # SignatureExpired is a BadSignature
         return None
     if (isinstance(signed, list) and len(signed) == 2 and isinstance(signed[0], str)

@@ -232,6 +232,30 @@ def test_a_batch_applies_good_items_and_answers_each(client: FlaskClient) -> Non
     assert [r["status"] for r in shared.get_json()["results"]] == [204, 404]
 
 
+def test_a_batch_pushes_each_applied_report_as_if_it_came_alone(app: Flask) -> None:
+    from website.extensions import socketio
+
+    client = app.test_client()
+    one, two = start(client), start(client)
+    claim(client), claim(client)
+    watcher = socketio.test_client(app, query_string=f"jobId={one}")
+    other = socketio.test_client(app, query_string=f"jobId={two}")
+    watcher.get_received(), other.get_received()
+    batch = [{"jobId": one, "state": "running", "progress": 10, "message": "a", "log": ["x"]},
+             {"jobId": two, "state": "running", "progress": 30},
+             {"jobId": one, "state": "running", "progress": 10, "message": "a"},  # a repeat
+             {"jobId": one, "state": "bogus"},
+             {"jobId": one, "state": "running", "progress": 20, "message": "b"}]
+    assert report(client, batch, TEST_WORKER_TOKEN).status_code == 200
+    seen = [(m["name"], m["args"][0].get("progress"), m["args"][0].get("message"))
+            for m in watcher.get_received()]
+    assert seen == [("jobLog", None, None), ("updateProgress", 10, "a"),
+                    ("updateProgress", 20, "b")], "applied ones only, in order, log first"
+    assert [(m["name"], m["args"][0]["progress"]) for m in other.get_received()] == [
+        ("updateProgress", 30)]
+    watcher.disconnect(), other.disconnect()
+
+
 @pytest.mark.parametrize("body", [[], [1], [{"jobId": JOB}] * 101])
 def test_bad_batches_are_400(client: FlaskClient, body: Any) -> None:
     assert report(client, body, TEST_PROGRESS_TOKEN).status_code == 400

@@ -22,9 +22,8 @@ from shared.signing import parse_bearer, sign_job_token
 from website.http.body import read_json_body
 from website.http.errors import error_response
 from website.jobs.services import kinds
-from website.realtime.sockets import publish_state
 from website.workers.notifier import Notifier
-from website.workers.queues import NOTIFIER, queues, sweep
+from website.workers.queues import NOTIFIER, push_state, queues, sweep
 
 log = logging.getLogger(__name__)
 bp = Blueprint("workers", __name__, url_prefix="/api/workers")
@@ -112,7 +111,7 @@ def claim() -> Answer:
         got = _wait_for_job(notifier, wanted, worker, wait)
     if got is None:
         return Response(status=204)
-    publish_state(got.state, time.time())
+    push_state(got.state, time.time())
     log.info("job %s (%s) claimed by %s, attempt %s", got.job_id, got.kind, worker, got.attempt)
     cfg = current_app.config
     return jsonify({"jobId": got.job_id, "kind": got.kind, "args": got.args,

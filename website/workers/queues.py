@@ -11,13 +11,13 @@ from typing import Any
 import redis
 from flask import current_app
 
-from shared.events import created_events
+from shared.events import created_events, state_events
 from shared.external import ExternalQueues
 from shared.kinds import JobKind
 from shared.protocol import FAILED, new_id
 from shared.store import JobState
-from website.extensions import redis_ext
-from website.realtime.sockets import emit_events, publish_state
+from website.extensions import redis_ext, socketio
+from website.realtime.sockets import emit_events
 
 log = logging.getLogger(__name__)
 EXTENSION = "jobcast.external"
@@ -53,13 +53,26 @@ def requeue_external(state: JobState) -> None:
     queues().push(state.job_id, state.kind)
 
 
+def push_state(state: JobState, at: float) -> None:
+    """:func:`website.realtime.sockets.publish_state`, skipping the events for rooms
+    that nobody in this process watches when there is no message queue (another
+    process then cannot have watchers of its own for them): the same pushes for
+    less work (each skipped event would be encoded for nobody)."""
+    manager = socketio.server.manager
+    local = not current_app.config["SOCKETIO_MESSAGE_QUEUE"]
+    for event, payload, room in state_events(state, redis_ext.snippets, at):
+        if local and next(manager.get_participants("/", room), None) is None:
+            continue
+        socketio.emit(event, payload, to=room)
+
+
 def publish_ids(job_ids: Iterable[str]) -> int:
     """Push the stored state of each job to its watchers; how many were pushed."""
     now, pushed = time.time(), 0
     for job_id in job_ids:
         state = redis_ext.store.get(job_id)
         if state is not None:
-            publish_state(state, now)
+            push_state(state, now)
             pushed += 1
     return pushed
 

@@ -24,18 +24,17 @@ from typing import Any
 
 from flask import current_app
 
-from shared.events import state_events
 from shared.protocol import PayloadError, PayloadTooLarge, ProgressUpdate
 from shared.signing import ANY_ATTEMPT, JobGrant, authorise_report, read_job_token, same_text
 from shared.store import JobState, StaleAttempt, UnknownJob
-from website.extensions import redis_ext, socketio
+from website.extensions import redis_ext
 from website.http.access import request_started
 from website.jobs import batches
 from website.jobs.services import KINDS_EXTENSION
 from website.jobs.webhooks import job_ended
 from website.ops.monitoring import observe_emit
 from website.realtime.sockets import publish_state
-from website.workers.queues import queues
+from website.workers.queues import push_state, queues
 
 BATCH_MAX = 100
 
@@ -197,21 +196,9 @@ def apply_batch(items: list[Any], token: str) -> list[Outcome]:
                                        state=name)
     queues().renew_many(renew, now)
     for state in applied:
-        _push(state, now)
+        push_state(state, now)
         batches.after_change(state)
         observe_emit(request_started())
         if state.finished:
             job_ended(state.job_id)
     return [outcome for outcome in outcomes if outcome is not None]
-
-
-def _push(state: JobState, at: float) -> None:
-    """:func:`website.realtime.sockets.publish_state`, skipping the events for rooms
-    that nobody in this process watches when there is no message queue (another
-    process then cannot have watchers of its own for them)."""
-    manager = socketio.server.manager
-    local = not current_app.config["SOCKETIO_MESSAGE_QUEUE"]
-    for event, payload, room in state_events(state, redis_ext.snippets, at):
-        if local and next(manager.get_participants("/", room), None) is None:
-            continue
-        socketio.emit(event, payload, to=room)
