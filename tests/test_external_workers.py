@@ -33,6 +33,9 @@ from tests.support import (
     Process,
     auth,
     final_state_received,
+    free_port,
+    stack_env,
+    start_web,
     wait_until,
 )
 
@@ -421,10 +424,23 @@ def test_waiting_claims_hold_no_redis_connection_and_block_nothing(lease_stack: 
     client.close()
 
 
-def test_a_claim_whose_client_went_away_takes_no_job(lease_stack: Stack) -> None:
+@pytest.fixture(scope="module")
+def gevent_web(lease_stack: Stack) -> Iterator[Stack]:
+    """A second web process on the lease stack's Redis, under gunicorn's gevent worker."""
+    env = stack_env(lease_stack.env["REDIS_URL"], free_port(), LEASE_SECONDS="2",
+                    RATE_LIMIT="0", RATE_LIMIT_GLOBAL="0", ASYNC_MODE="gevent")
+    web = start_web(env, lease_stack.log_dir, name="web-gevent-claims")
+    yield Stack(lease_stack.redis, web, lease_stack.worker, env, lease_stack.log_dir)
+    web.stop()
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "gevent"])
+def test_a_claim_whose_client_went_away_takes_no_job(mode: str, request: pytest.FixtureRequest
+                                                     ) -> None:
     import socket
 
-    host, port = lease_stack.url.removeprefix("http://").split(":")
+    site: Stack = request.getfixturevalue("lease_stack" if mode == "eventlet" else "gevent_web")
+    host, port = site.url.removeprefix("http://").split(":")
     body = json.dumps({"kinds": ["external"], "worker": "ghost", "wait": 10}).encode()
     ghost = socket.create_connection((host, int(port)))
     ghost.sendall(b"POST /api/workers/claim HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()
@@ -432,13 +448,13 @@ def test_a_claim_whose_client_went_away_takes_no_job(lease_stack: Stack) -> None
                   b"Authorization: Bearer " + TEST_WORKER_TOKEN.encode() + b"\r\n"
                   b"Content-Type: application/json\r\nContent-Length: "
                   + str(len(body)).encode() + b"\r\n\r\n" + body)
-    wait_until(lambda: waiting_claims(lease_stack) == 1, timeout=10,
-               what="the ghost's claim waiting")
+    wait_until(lambda: waiting_claims(site) == 1, timeout=10, what="the ghost's claim waiting")
     ghost.close()
-    job_id = post_job(lease_stack, 1)
-    got = claim_http(lease_stack, "alive", wait=5)
+    job_id = post_job(site, 1)
+    got = claim_http(site, "alive", wait=5)
     assert got.status_code == 200 and got.json()["jobId"] == job_id
     assert got.json()["attempt"] == 1, "the vanished claim did not take the job first"
+    wait_until(lambda: waiting_claims(site) == 0, timeout=10, what="the ghost's claim to end")
 
 
 def waiting_claims(stack: Stack) -> float:

@@ -7,6 +7,7 @@ names the attempt, for ``POST /api/progress``.
 
 from __future__ import annotations
 
+import _socket
 import hmac
 import logging
 import re
@@ -45,18 +46,30 @@ class BadRequest(ValueError):
 def client_gone(environ: dict[str, Any]) -> bool:
     """True when the client of a waiting claim has closed its connection.
 
-    Peeks at gunicorn's client socket without blocking (the raw socket under an
-    eventlet ``GreenSocket``); False when that cannot be told (other servers).
+    Peeks at gunicorn's client socket without blocking, through a plain
+    ``_socket.socket`` on its file descriptor: eventlet's and gevent's sockets
+    would wait for data instead of saying there is none. False when that cannot be
+    told (no gunicorn socket).
     """
-    sock = getattr(environ.get("gunicorn.socket"), "fd", None)  # not socket.socket: patched
-    if sock is None or not hasattr(sock, "recv"):
+    sock = environ.get("gunicorn.socket")
+    try:
+        fd = sock.fileno() if sock is not None else -1
+    except OSError:
+        return True  # closed already
+    if not isinstance(fd, int) or fd < 0:
         return False
     try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        peek = _socket.socket(fileno=fd)
+    except OSError:
+        return True
+    try:
+        return peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except BlockingIOError:
         return False  # open, nothing sent: still waiting for our answer
     except OSError:
         return True
+    finally:
+        peek.detach()  # the descriptor stays gunicorn's
 
 
 def _authorised() -> bool:
