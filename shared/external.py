@@ -98,7 +98,7 @@ class ExternalQueues:
         result = scripts.pairs(self._claim(
             keys=[keys.EXTERNAL_LEASES, *(keys.external_queue_key(k) for k in kinds)],
             args=[repr(stamp), self.lease_seconds, worker, keys.JOB_KEY_PREFIX, QUEUED,
-                  RUNNING, "1" if check_leases else ""]))
+                  RUNNING, "1" if check_leases else "", keys.INDEX_PREFIX]))
         code = int(result["code"])
         if code == 2:
             return LEASES_LAPSED
@@ -151,7 +151,7 @@ class ExternalQueues:
         result = scripts.pairs(self._sweep(
             keys=[keys.EXTERNAL_LEASES],
             args=[repr(stamp), self.max_attempts, keys.JOB_KEY_PREFIX,
-                  keys.EXTERNAL_QUEUE_PREFIX, QUEUED, FAILED, SWEEP_BATCH,
+                  keys.EXTERNAL_QUEUE_PREFIX, QUEUED, FAILED, SWEEP_BATCH, keys.INDEX_PREFIX,
                   *sorted(TERMINAL_STATES)]))
         requeued = tuple(str(i) for i in result.get("requeued") or [])
         if requeued:  # wake a waiting claim of each kind (it passes the wake-up on)

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 
 from shared import keys
 from shared.config import Config, ConfigError
+from shared.protocol import STATES
 from shared.signing import sign_job_token
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
@@ -154,6 +155,7 @@ def test_a_lapsed_lease_requeues_then_fails_and_refuses_the_old_attempt(
     client = short_lease_app.test_client()
     job_id = start(client)
     first = claim(client, "w1").get_json()
+    assert indexed(short_lease_app, job_id) == ["running"], "a claim moves the state index"
     assert report(client, {"jobId": job_id, "state": "running", "progress": 10, "seq": 5},
                   first["token"]).status_code == 204
     # No report for a second: the next claim's sweep puts it back, and hands it out again.
@@ -178,7 +180,19 @@ def test_a_lapsed_lease_requeues_then_fails_and_refuses_the_old_attempt(
     assert failed
     message = client.get(f"/api/jobs/{job_id}").get_json()["message"]
     assert "w2 stopped reporting (lease lapsed) on attempt 2 of 2" in message
+    assert indexed(short_lease_app, job_id) == ["failed"]
+    redis_client = short_lease_app.extensions["jobcast.redis"]["client"]
+    entries = redis_client.lrange(keys.job_timeline_key(job_id), 0, -1)
+    assert [e.split()[0] for e in entries] == ["queued", "running", "queued", "running",
+                                               "failed"], "claims and sweeps on the timeline"
     assert claim(client, "w3").status_code == 204
+
+
+def indexed(app: Flask, job_id: str) -> list[str]:
+    """The state indexes that list ``job_id``."""
+    redis_client = app.extensions["jobcast.redis"]["client"]
+    return [state for state in STATES
+            if redis_client.zscore(keys.state_index(state), job_id) is not None]
 
 
 def test_reports_and_heartbeats_renew_the_lease(short_lease_app: Flask) -> None:

@@ -7,11 +7,15 @@
 -- ARGV[4]      the prefix of the queues (shared.keys.EXTERNAL_QUEUE_PREFIX)
 -- ARGV[5]      the name of the queued state     ARGV[6]  the name of the failed state
 -- ARGV[7]      at most this many jobs per run
--- ARGV[8..]    the names of the terminal states
+-- ARGV[8]      the index key prefix (shared.keys.INDEX_PREFIX)
+-- ARGV[9..]    the names of the terminal states
 --
 -- A lapsed job that has ended meanwhile (or expired) just loses its lease. Any
 -- other goes back to queued with attempt + 1, at the head of its kind's queue,
--- and a message saying why; on its last attempt it fails instead.
+-- and a message saying why; on its last attempt it fails instead. Either way it
+-- moves between the state indexes and its timeline notes the new state, as a
+-- reported change does (update_job.lua). (A batch's totals are not moved: an
+-- external job in a batch is not handled here.)
 --
 -- Returns field/value pairs:
 --   requeued   ids put back on a queue        gave_up   ids that failed (last attempt)
@@ -20,13 +24,26 @@ local leases = KEYS[1]
 local now, max_attempts, prefix, qprefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local queued, failed = ARGV[5], ARGV[6]
 local terminal = {}
-for i = 8, #ARGV do terminal[ARGV[i]] = true end
+local iprefix = ARGV[8]
+for i = 9, #ARGV do terminal[ARGV[i]] = true end
+
+-- The job left state `from` for `to` at `now`: its indexes and its timeline.
+local function moved(k, id, from, to, created)
+  redis.call('ZREM', iprefix .. 'state:' .. from, id)
+  redis.call('ZADD', iprefix .. 'state:' .. to, tonumber(created) or tonumber(now), id)
+  local timeline = k .. ':timeline'
+  redis.call('RPUSH', timeline, to .. ' ' .. now)
+  redis.call('LTRIM', timeline, -100, -1)
+  local ttl = redis.call('PTTL', k)
+  if ttl > 0 then redis.call('PEXPIRE', timeline, ttl) end
+end
+
 local requeued, gave_up, kinds = {}, {}, {}
 local ids = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
 for _, id in ipairs(ids) do
   redis.call('ZREM', leases, id)
   local k = prefix .. id
-  local cur = redis.call('HMGET', k, 'state', 'attempt', 'kind', 'worker')
+  local cur = redis.call('HMGET', k, 'state', 'attempt', 'kind', 'worker', 'created_at')
   if cur[1] and not terminal[cur[1]] then
     local attempt = tonumber(cur[2]) or 1
     local who = cur[4] or 'its worker'
@@ -34,6 +51,7 @@ for _, id in ipairs(ids) do
       redis.call('HSET', k, 'state', failed, 'updated_at', now, 'finished_at', now,
                  'message', who .. ' stopped reporting (lease lapsed) on attempt ' .. attempt
                  .. ' of ' .. max_attempts .. ': given up')
+      moved(k, id, cur[1], failed, cur[5])
       gave_up[#gave_up + 1] = id
     else
       redis.call('HSET', k, 'state', queued, 'attempt', attempt + 1, 'progress', 0,
@@ -42,6 +60,7 @@ for _, id in ipairs(ids) do
                  .. (attempt + 1) .. ' of ' .. max_attempts)
       redis.call('HDEL', k, 'worker', 'current', 'total', 'seq')
       redis.call('LPUSH', qprefix .. (cur[3] or ''), id)
+      moved(k, id, cur[1], queued, cur[5])
       requeued[#requeued + 1] = id
       kinds[#kinds + 1] = cur[3] or ''
     end
