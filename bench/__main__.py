@@ -51,7 +51,7 @@ QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
               fan_out=1000, fan_out_events=5, throughput_seconds=3.0, idle=2000, hold=0.0,
               trivial={"simple": 300, "fork": 150, "fork-cold": 40}, highlight=60,
               push_jobs=3, floor_samples=200, log_seconds=3.0,
-              claim_rounds=50, claims=500)
+              claim_rounds=50, claims=2000)
 FULL = Sizes(commands=500, probes=500, clients=(1, 100, 1000), background=15.0,
              fan_out=1000, fan_out_events=30, throughput_seconds=8.0, idle=10000, hold=30.0,
              trivial={"simple": 2000, "fork": 600, "fork-cold": 150}, highlight=300,
