@@ -138,7 +138,8 @@ def _wait_for_job(notifier: Notifier, wanted: list[str], worker: str,
     (None then, or at once when the client went away: nobody would read the job).
 
     A claim woken for a job passes the wake-up on: to the next claim once it took a
-    job (more may be queued), to another one when its own client has gone.
+    job (more may be queued), and to another one when it leaves with a wake-up it
+    did not use (its client has gone, or it was woken while taking another job).
     """
     deadline = time.monotonic() + wait
     event = notifier.new_event(wanted)
@@ -158,11 +159,11 @@ def _wait_for_job(notifier: Notifier, wanted: list[str], worker: str,
             woken = bool(event.wait(remaining if poll is None else min(remaining, poll)))
             if client_gone(request.environ):
                 log.info("claim by %s: the client went away while waiting", worker)
-                if woken:
-                    notifier.pass_on(wanted)
                 return None
     finally:
         notifier.forget(event)
+        if event.is_set():  # woken, but leaving without taking: another claim tries
+            notifier.pass_on(wanted)
 
 
 def take(wanted: list[str], worker: str) -> Claim | None:
