@@ -26,6 +26,7 @@ from typing import Any
 
 import redis
 import requests
+from rq import Queue
 
 from shared import keys
 from shared.config import Config
@@ -34,12 +35,14 @@ from shared.protocol import (
     FAILED,
     RUNNING,
     SUCCEEDED,
+    TERMINAL_STATES,
     ProgressUpdate,
 )
 from shared.reporter import ProgressReporter, ReportError
 from shared.signing import job_token_attempt
 from shared.snippets import SnippetStore
 from shared.store import JobState, JobStore, StaleAttempt, UnknownJob
+from shared.webhooks import hand_over
 from worker import attempts
 
 log = logging.getLogger(__name__)
@@ -84,7 +87,15 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate,
         # "<job id>" or "<job id> <id of the log line before this update's lines>"
         message = update.job_id if state.log is None else f"{update.job_id} {state.log.after}"
         store.client.publish(keys.STATE_CHANNEL, message)
+    if state.state in TERMINAL_STATES:  # the site did not see the end: its webhook is ours
+        hand_over(store.client, _queue(cfg.REDIS_URL, cfg.QUEUE_NAME), update.job_id,
+                  cfg.WEBHOOK_BACKOFF, cfg.JOB_TTL)
     return state, current
+
+
+@lru_cache(maxsize=4)
+def _queue(redis_url: str, name: str) -> Queue:
+    return Queue(name, connection=redis.Redis.from_url(redis_url))
 
 
 class DirectStore:
