@@ -30,11 +30,12 @@ class UnknownBatch(LookupError):
 
 def create_batch(store: JobStore, kind: str, items: list[dict[str, Any]], owner: str = "",
                  on_complete: dict[str, Any] | None = None) -> tuple[str, list[str]]:
-    """Store a batch and its children (``queued``); the batch id and the child ids."""
+    """Store a batch and its children (``queued``, each recorded with ``owner``);
+    the batch id and the child ids."""
     batch_id = new_id()
     now = time.time()
     ids = [new_id() for _ in items]
-    fields: dict[str, str] = {"kind": kind, "total": str(len(items)), "done": "0",
+    fields: dict[str, str] = {"kind": kind, "owner": owner, "total": str(len(items)), "done": "0",
                               "created_at": repr(now), QUEUED: str(len(items)),
                               "on_complete": json.dumps(on_complete) if on_complete else ""}
     client = store.client
@@ -67,3 +68,8 @@ def on_complete(client: redis.Redis, batch_id: str) -> dict[str, Any] | None:
     """The batch's ``onComplete`` (``{"kind", "args"}``), None for none."""
     raw = client.hget(keys.batch_key(batch_id), "on_complete")
     return json.loads(raw) if raw else None  # type: ignore[arg-type]
+
+
+def batch_owner(client: redis.Redis, batch_id: str) -> str:
+    """The owner id of the session that created the batch ('' when unknown)."""
+    return str(client.hget(keys.batch_key(batch_id), "owner") or "")

@@ -1,8 +1,11 @@
 """Batches: ``POST /api/batches`` starts up to 10,000 jobs of one kind at once.
 
 Who may: anyone who may start jobs (rate-limited like ``POST /api/jobs``);
-reading a batch, its page and cancelling it take the batch id (an
-unguessable UUID), as for a job. Totals are kept atomically with every
+reading a batch and its page take the batch id (an unguessable UUID), as for
+a job. Cancelling it takes its owner (the session that created it, or the
+``controlToken`` of the 202 as a bearer token) or an operator (``OPS_TOKEN``);
+anyone else gets 403 and nothing changes (``website.http.ownership``). The
+children are recorded with the creating session's owner id. Totals are kept atomically with every
 child's change (``shared/batches.py``); ``batchProgress`` is pushed to the
 room ``batch:<id>`` at most 10 times a second (and always for the change
 that completes the batch); a page that subscribes gets the totals at once.
@@ -21,7 +24,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, ur
 from rq import Queue
 
 from shared import keys
-from shared.batches import BATCH_MAX, UnknownBatch, batch_totals, create_batch, on_complete
+from shared.batches import BATCH_MAX, UnknownBatch, batch_owner, batch_totals, create_batch, on_complete
 from shared.kinds import JobKind
 from shared.kinds.bulk import BULK_KIND
 from shared.kinds.validate import check_args, with_defaults
@@ -31,6 +34,7 @@ from shared.store import JobState
 from website.extensions import redis_ext, socketio
 from website.http.body import read_json_body
 from website.http.errors import error_response
+from website.http.ownership import batch_control_token, may_control_batch, request_owner
 from website.http.storage import ensure_room
 from website.jobs.services import hidden_kind, kinds, start_kind
 
@@ -109,17 +113,21 @@ def _enqueue(queue: Queue, kind: JobKind, ids: list[str], items: list[dict[str, 
 
 @bp.post("/api/batches")
 def create() -> tuple[Response, int] | tuple[Response | str, int]:
-    """Start a batch: 202 ``{"batchId", "statusUrl"}``; 400 naming bad items."""
+    """Start a batch: 202 ``{"batchId", "statusUrl", "total", "controlToken", "owner"}``;
+    400 naming bad items."""
     try:
         kind, items, then = read_batch(read_json_body(BODY_MAX))
     except BadBatch as exc:
         return jsonify({"error": str(exc), "fields": exc.fields}), 400
     ensure_room()
-    batch_id, ids = create_batch(redis_ext.store, kind.name, items, on_complete=then)
+    owner = request_owner()
+    batch_id, ids = create_batch(redis_ext.store, kind.name, items, owner=owner,
+                                 on_complete=then)
     _enqueue(redis_ext.queue, kind, ids, items)
     log.info("batch %s: %s jobs of %s enqueued", batch_id, len(ids), kind.name)
     status_url = url_for("batches.status", batch_id=batch_id)
-    return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids)}), 202
+    return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids),
+                    "controlToken": batch_control_token(batch_id), "owner": owner}), 202
 
 
 def _totals(batch_id: str) -> dict[str, Any]:
@@ -139,11 +147,17 @@ def status(batch_id: str) -> Response | tuple[Response | str, int]:
 
 @bp.post("/api/batches/<batch_id>/cancel")
 def cancel(batch_id: str) -> tuple[Response, int] | tuple[Response | str, int]:
-    """Cancel every child not yet final (a bulk job, first in the queue): 202 with its id."""
+    """Cancel every child not yet final (a bulk job, first in the queue): 202 with its id.
+
+    Only the batch's owner (its session or ``controlToken``) and operators: 403 otherwise.
+    """
     try:
         totals = _totals(batch_id)
     except UnknownBatch:
         return error_response(404, "unknown batch id")
+    if not may_control_batch(totals["batchId"], batch_owner(redis_ext.client, totals["batchId"])):
+        return error_response(403, "only the batch's owner (the session or API client that "
+                                   "created it: its controlToken) or an operator may cancel it")
     job = start_kind(hidden_kind(BULK_KIND), {"action": "cancel", "batch": totals["batchId"]},
                      owner=f"batch:{totals['batchId']}", at_front=True)
     return jsonify({"bulkJobId": job.job_id,
