@@ -28,7 +28,7 @@ KINDS = (("demo", 0.70), ("csv_import", 0.20), ("highlight", 0.10))
 MESSAGES = {"failed": ("Timeout while reading the upload", "ValueError: bad row 17",
                        "The worker stopped (lost)"),
             "cancelled": ("Cancelled by its owner",)}
-DROPPED = ("batch_id", "created_at", "updated_at")  # set per job (the batch is not theirs)
+DROPPED = ("batch_id", "created_at", "updated_at", "kind", "owner")  # set per job
 
 
 @dataclass(frozen=True)
