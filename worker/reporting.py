@@ -21,14 +21,17 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import redis
 import requests
+from rq import Queue
 
 from shared import keys
+from shared.batches import after_child_change
 from shared.config import Config
+from shared.enqueue import start_kind_job
 from shared.events import state_events
 from shared.protocol import (
     FAILED,
@@ -84,7 +87,21 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate,
         # "<job id>" or "<job id> <id of the log line before this update's lines>"
         message = update.job_id if state.log is None else f"{update.job_id} {state.log.after}"
         store.client.publish(keys.STATE_CHANNEL, message)
+    if state.extra.get("batch_id"):  # as the site does after a child's change
+        after_child_change(store.client, state, partial(_start_job, cfg, store),
+                           partial(_emit, cfg.SOCKETIO_MESSAGE_QUEUE)
+                           if cfg.SOCKETIO_MESSAGE_QUEUE else None)
     return state, current
+
+
+def _start_job(cfg: Config, store: JobStore, kind: str, args: dict[str, Any],
+               owner: str) -> str:
+    queue = Queue(cfg.QUEUE_NAME, connection=redis.Redis.from_url(cfg.REDIS_URL))
+    return start_kind_job(cfg, store, queue, kind, args, owner=owner).job_id
+
+
+def _emit(message_queue: str, event: str, payload: dict[str, Any], room: str) -> None:
+    emitter(message_queue).emit(event, payload, to=room)
 
 
 class DirectStore:

@@ -19,16 +19,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, current_app, jsonify, render_template, url_for
 from rq import Queue
 
-from shared import keys
-from shared.batches import BATCH_MAX, UnknownBatch, batch_owner, batch_totals, create_batch, on_complete
+from shared.batches import (
+    BATCH_MAX,
+    UnknownBatch,
+    after_child_change,
+    batch_owner,
+    batch_totals,
+    create_batch,
+)
 from shared.kinds import JobKind
 from shared.kinds.bulk import BULK_KIND
 from shared.kinds.validate import check_args, with_defaults
-from shared.protocol import BATCH_PROGRESS, RUN_KIND_JOB, batch_room, is_uuid
+from shared.protocol import RUN_KIND_JOB, is_uuid
 from shared.signing import sign_job_token
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
@@ -42,9 +47,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("batches", __name__)
 BODY_MAX = 8 * 1024 * 1024
 ERRORS_SHOWN = 20
-# batchProgress: at most one throttled push per 112 ms per batch (9 in any second) plus the
-# one of the completing change, so never more than 10 in any 1 s window
-PUSH_INTERVAL_MS = 112
 
 
 class BadBatch(ValueError):
@@ -176,23 +178,15 @@ def page(batch_id: str) -> str | tuple[Response | str, int]:
     return render_template("batch.html", totals=totals)
 
 
+def _start_then(kind_name: str, args: dict[str, Any], owner: str) -> str | None:
+    kind = kinds().get(kind_name)
+    return start_kind(kind, args, owner=owner).job_id if kind is not None else None
+
+
+def _emit(event: str, payload: dict[str, Any], room: str) -> None:
+    socketio.emit(event, payload, to=room)
+
+
 def after_change(state: JobState) -> None:
     """A child changed: push the totals (throttled) and, once, start ``onComplete``."""
-    batch_id = state.extra.get("batch_id")
-    if not batch_id:
-        return
-    last = state.extra.get("batch_done") == "1"
-    client = redis_ext.client
-    try:
-        if last:
-            then = on_complete(client, batch_id)
-            if then is not None:
-                kind = kinds().get(then["kind"])
-                if kind is not None:
-                    job = start_kind(kind, then["args"], owner=f"batch:{batch_id}")
-                    client.hset(keys.batch_key(batch_id), "complete_job", job.job_id)
-        tick = f"{keys.VOLATILE_PREFIX}:batch-push:{batch_id}"
-        if last or client.set(tick, "1", nx=True, px=PUSH_INTERVAL_MS):
-            socketio.emit(BATCH_PROGRESS, batch_totals(client, batch_id), to=batch_room(batch_id))
-    except (UnknownBatch, redis.RedisError) as exc:
-        log.warning("batch %s: could not push or complete: %s", batch_id, exc)
+    after_child_change(redis_ext.client, state, _start_then, _emit)
