@@ -3,12 +3,13 @@
 Who may: anyone who may start jobs (rate-limited like ``POST /api/jobs``);
 reading a batch and its page take the batch id (an unguessable UUID), as for
 a job. Cancelling it takes its owner (the session that created it, or the
-``controlToken`` of the 202 as a bearer token) or an operator (``OPS_TOKEN``);
-anyone else gets 403 and nothing changes (``website.http.ownership``). The
-children are recorded with the creating session's owner id. Totals are kept atomically with every
-child's change (``shared/batches.py``); ``batchProgress`` is pushed to the
-room ``batch:<id>`` at most 10 times a second (and always for the change
-that completes the batch); a page that subscribes gets the totals at once.
+``controlToken`` of the 202 as a bearer token) or an operator
+(``OPS_TOKEN``); anyone else gets 403 and nothing changes
+(``website.http.ownership``). The children are recorded with the creating
+session's owner id. Totals are kept atomically with every child's change
+(``shared/batches.py``); ``batchProgress`` is pushed to the room
+``batch:<id>`` at most 10 times in any second (``after_child_change``, also
+run by the worker's direct path); a page that subscribes gets the totals at once.
 Cancelling a batch starts a ``bulk`` cancel of its children (at the front of
 the queue). The optional ``onComplete`` job is started exactly once, by the
 change that makes the last child final.
