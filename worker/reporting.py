@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import redis
@@ -29,7 +29,9 @@ import requests
 from rq import Queue
 
 from shared import keys
+from shared.batches import after_child_change
 from shared.config import Config
+from shared.enqueue import start_kind_job
 from shared.events import state_events
 from shared.protocol import (
     FAILED,
@@ -90,12 +92,26 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate,
     if state.state in TERMINAL_STATES:  # the site did not see the end: its webhook is ours
         hand_over(store.client, _queue(cfg.REDIS_URL, cfg.QUEUE_NAME), update.job_id,
                   cfg.WEBHOOK_BACKOFF, cfg.JOB_TTL)
+    if state.extra.get("batch_id"):  # as the site does after a child's change
+        after_child_change(store.client, state, partial(_start_job, cfg, store),
+                           partial(_emit, cfg.SOCKETIO_MESSAGE_QUEUE)
+                           if cfg.SOCKETIO_MESSAGE_QUEUE else None)
     return state, current
 
 
 @lru_cache(maxsize=4)
 def _queue(redis_url: str, name: str) -> Queue:
     return Queue(name, connection=redis.Redis.from_url(redis_url))
+
+
+def _start_job(cfg: Config, store: JobStore, kind: str, args: dict[str, Any],
+               owner: str) -> str:
+    return start_kind_job(cfg, store, _queue(cfg.REDIS_URL, cfg.QUEUE_NAME), kind, args,
+                          owner=owner).job_id
+
+
+def _emit(message_queue: str, event: str, payload: dict[str, Any], room: str) -> None:
+    emitter(message_queue).emit(event, payload, to=room)
 
 
 class DirectStore:
