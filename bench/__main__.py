@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import floors as floor_step
-from bench import measure_external, measure_log, measure_push, measure_web, measure_workers
+from bench import (
+    measure_external,
+    measure_log,
+    measure_many,
+    measure_push,
+    measure_web,
+    measure_workers,
+)
 from bench.report import Row, markdown, table
 from bench.stack import ROOT_DIR, BenchStack
 from bench.swarm import Swarm
@@ -45,18 +52,23 @@ class Sizes:
     log_seconds: float
     claim_rounds: int
     claims: int
+    stored_jobs: int
+    batch_jobs: int
+    filter_pages: int
 
 
 QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
               fan_out=1000, fan_out_events=5, throughput_seconds=3.0, idle=2000, hold=0.0,
               trivial={"simple": 300, "fork": 150, "fork-cold": 40}, highlight=60,
               push_jobs=3, floor_samples=200, log_seconds=3.0,
-              claim_rounds=50, claims=2000)
+              claim_rounds=50, claims=2000, stored_jobs=100_000, batch_jobs=1000,
+              filter_pages=60)
 FULL = Sizes(commands=500, probes=500, clients=(1, 100, 1000), background=15.0,
              fan_out=1000, fan_out_events=30, throughput_seconds=8.0, idle=10000, hold=30.0,
              trivial={"simple": 2000, "fork": 600, "fork-cold": 150}, highlight=300,
              push_jobs=10, floor_samples=500, log_seconds=10.0,
-             claim_rounds=200, claims=3000)
+             claim_rounds=200, claims=3000, stored_jobs=1_000_000, batch_jobs=10_000,
+             filter_pages=200)
 
 
 def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
@@ -121,6 +133,11 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
             rows += measure_external.batched(stack, sizes.throughput_seconds, say)
             rows += measure_external.idle_claims(stack, floors, 1000, sizes.probes, say)
             notes.append(measure_external.NOTE)
+        if "9" in only:  # last: it fills Redis with many jobs
+            say("9: many jobs (a batch's pushes, memory per job, filters)")
+            rows += measure_many.run(stack, floors, sizes.stored_jobs, sizes.batch_jobs,
+                                     sizes.filter_pages, say)
+            notes.append(measure_many.NOTE)
     finally:
         stack.stop()
     if "6" in only:
@@ -143,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smaller samples (about 2 minutes), for development")
     parser.add_argument("--write", metavar="PATH", help="also write the results as Markdown")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9",
                         help="comma-separated measurement numbers (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",

@@ -5,23 +5,35 @@ and a count per state. Its children are ordinary jobs with a ``batch_id``
 field, listed in ``shared.keys.batch_index``. Each child's change moves the
 totals in the same Lua script that changes the child (``update_job.lua``,
 ``reset_job.lua``), and the one change that makes the last child final is
-told so (``JobState.extra["batch_done"]``), exactly once: the site then
-starts the batch's ``onComplete`` job.
+told so (``JobState.extra["batch_done"]``), exactly once: whoever applied
+that change (the site's callback, or the worker with ``WORKER_EMIT=direct``
+or its fallback) then starts the batch's ``onComplete`` job. Both call
+:func:`after_child_change`, which also pushes the totals (throttled).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from shared import keys
-from shared.protocol import QUEUED, STATES, new_id
-from shared.store import JobStore
+from shared.protocol import BATCH_PROGRESS, QUEUED, STATES, batch_room, new_id
+from shared.store import JobState, JobStore
 
+log = logging.getLogger(__name__)
 BATCH_MAX = 10_000
+# batchProgress: at most one throttled push per 112 ms per batch (9 in any second) plus the
+# one of the completing change, so never more than 10 in any 1 s window
+PUSH_INTERVAL_MS = 112
+# (kind, args, owner) -> the started job's id
+StartJob = Callable[[str, dict[str, Any], str], str | None]
+# (event, payload, room)
+Emit = Callable[[str, dict[str, Any], str], None]
 
 
 class UnknownBatch(LookupError):
@@ -30,11 +42,12 @@ class UnknownBatch(LookupError):
 
 def create_batch(store: JobStore, kind: str, items: list[dict[str, Any]], owner: str = "",
                  on_complete: dict[str, Any] | None = None) -> tuple[str, list[str]]:
-    """Store a batch and its children (``queued``); the batch id and the child ids."""
+    """Store a batch and its children (``queued``, each recorded with ``owner``);
+    the batch id and the child ids."""
     batch_id = new_id()
     now = time.time()
     ids = [new_id() for _ in items]
-    fields: dict[str, str] = {"kind": kind, "total": str(len(items)), "done": "0",
+    fields: dict[str, str] = {"kind": kind, "owner": owner, "total": str(len(items)), "done": "0",
                               "created_at": repr(now), QUEUED: str(len(items)),
                               "on_complete": json.dumps(on_complete) if on_complete else ""}
     client = store.client
@@ -67,3 +80,35 @@ def on_complete(client: redis.Redis, batch_id: str) -> dict[str, Any] | None:
     """The batch's ``onComplete`` (``{"kind", "args"}``), None for none."""
     raw = client.hget(keys.batch_key(batch_id), "on_complete")
     return json.loads(raw) if raw else None  # type: ignore[arg-type]
+
+
+def batch_owner(client: redis.Redis, batch_id: str) -> str:
+    """The owner id of the session that created the batch ('' when unknown)."""
+    return str(client.hget(keys.batch_key(batch_id), "owner") or "")
+
+
+def after_child_change(client: redis.Redis, state: JobState, start: StartJob,
+                       emit: Emit | None) -> None:
+    """A batch's child changed (``state``, as the update script returned it): the one
+    change that ended the last child starts ``onComplete`` (``start``) once, and the
+    totals are emitted to the room ``batch:<id>``: at most once per
+    ``PUSH_INTERVAL_MS`` per batch (a Redis token shared by every process), and always
+    for the completing change. ``emit`` None: no push from here (no message queue)."""
+    batch_id = state.extra.get("batch_id")
+    if not batch_id:
+        return
+    last = state.extra.get("batch_done") == "1"
+    try:
+        if last:
+            then = on_complete(client, batch_id)
+            if then is not None:
+                job_id = start(then["kind"], then["args"], f"batch:{batch_id}")
+                if job_id:
+                    client.hset(keys.batch_key(batch_id), "complete_job", job_id)
+        if emit is None:
+            return
+        tick = f"{keys.VOLATILE_PREFIX}:batch-push:{batch_id}"
+        if last or client.set(tick, "1", nx=True, px=PUSH_INTERVAL_MS):
+            emit(BATCH_PROGRESS, batch_totals(client, batch_id), batch_room(batch_id))
+    except (UnknownBatch, redis.RedisError) as exc:
+        log.warning("batch %s: could not push or complete: %s", batch_id, exc)

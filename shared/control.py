@@ -1,10 +1,12 @@
-"""Cancel and retry, on the job store and RQ, for the bulk kind in the worker.
+"""Cancel and retry, on the job store and RQ: the one implementation.
 
-The same rules as the site's control views (``website/jobs/control.py``):
-the store decides first, then RQ is told; a retry gets a callback token for
-its new attempt. Pushing the new state to open pages is the caller's part.
-(Kept apart from the site's views, which also handle ownership, webhooks
-and external kinds; a job of an external kind is skipped here.)
+The site's control views (``website/jobs/control.py``) and the bulk kind in
+the worker (``shared/kinds/bulk.py``) both call it. The store decides first,
+then RQ is told; a retry gets a callback token for its new attempt. Pushing
+the new state to open pages, webhooks and ownership checks are the caller's
+part. A job of an external kind is cancelled here too (its worker learns it
+from its next report); its retry needs the site's per-kind queues, so
+:func:`retry` refuses it and the site retries it itself.
 """
 
 from __future__ import annotations

@@ -21,10 +21,16 @@ from shared.store import JobState, JobStore
 
 def start_kind_job(cfg: Any, store: JobStore, queue: Queue, kind: str, args: dict[str, Any],
                    owner: str = "") -> JobState:
-    """Store and enqueue one job of ``kind`` (arguments already checked); its state."""
+    """Store and enqueue one job of ``kind`` (arguments already checked); its state.
+
+    Its callback token is signed with ``SECRET_KEY``; without one (a worker that has
+    only ``PROGRESS_TOKEN``) the job reports with the shared token instead."""
     job_id = new_id()
     state = store.create(job_id, kind, owner, args=json.dumps(args, ensure_ascii=False))
-    queue.enqueue(RUN_KIND_JOB, job_id, token=sign_job_token(cfg.SECRET_KEY, job_id),
+    # Without SECRET_KEY (a worker may run without it) the job reports with the shared
+    # PROGRESS_TOKEN: no token here makes the runner use it.
+    token = sign_job_token(cfg.SECRET_KEY, job_id) if cfg.SECRET_KEY else None
+    queue.enqueue(RUN_KIND_JOB, job_id, token=token,
                   kind_name=kind, kind_args=args, job_id=job_id, job_timeout=cfg.JOB_TIMEOUT,
                   result_ttl=cfg.JOB_TTL, failure_ttl=cfg.JOB_TTL)
     return state

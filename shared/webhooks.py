@@ -17,16 +17,22 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+import uuid
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
+from rq import Queue, Retry
+
+from shared import keys
 from shared.store import JobState
 
 URL_MAX = 2000
 SIGNATURE_HEADER = "X-Jobcast-Signature"
 DELIVERY_HEADER = "X-Jobcast-Delivery"
 ANY_PUBLIC_HOST = "*"
+DELIVER_JOB = "worker.webhooks.deliver"  # enqueued by dotted name
 
 
 class WebhookRefused(ValueError):
@@ -88,3 +94,25 @@ def delivery_state(extra: dict[str, str]) -> dict[str, Any] | None:
     return {"state": extra.get("webhook_state", "pending"),
             "attempts": int(extra.get("webhook_attempts", "0") or 0),
             "lastStatus": int(status) if status.isdigit() else None}
+
+
+def hand_over(client: redis.Redis, queue: Queue, job_id: str, backoff: Iterable[int],
+              ttl: int) -> str | None:
+    """Enqueue the delivery of an ended job's webhook, once; its delivery id, or
+    None when the job names no webhook or its delivery was handed over already.
+
+    Called by whoever ends the job: the site's callback and control views, and
+    the worker's fallback when it stores an end without the site. ``HSETNX`` on
+    the job's hash makes it once, whoever calls first. Raises ``redis.RedisError``.
+    """
+    key = keys.job_key(job_id)
+    if not client.hget(key, "webhook"):
+        return None
+    delivery = str(uuid.uuid4())
+    if not client.hsetnx(key, "webhook_delivery", delivery):
+        return None
+    intervals = list(backoff)
+    queue.enqueue(DELIVER_JOB, job_id, delivery, job_timeout=60,
+                  retry=Retry(max=len(intervals), interval=intervals),
+                  result_ttl=ttl, failure_ttl=ttl)
+    return delivery

@@ -50,7 +50,7 @@ def test_api_create_and_read_state(client: FlaskClient) -> None:
     resp = client.post("/api/jobs")
     body = resp.get_json()
     assert resp.status_code == 202
-    assert set(body) == {"id", "kind", "status_url", "state", "controlToken"}
+    assert set(body) == {"id", "kind", "status_url", "state", "controlToken", "owner"}
     assert body["state"] == {"jobId": body["id"], "progress": 0, "state": "queued", "message": ""}
     state = client.get(body["status_url"])
     assert state.status_code == 200 and state.get_json()["state"] == "queued"

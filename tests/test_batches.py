@@ -4,6 +4,7 @@ late joiners, cancel cascades, onComplete exactly once, and bad input."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,17 @@ import requests
 
 from shared import keys
 from tests.conftest import Stack
-from tests.support import EventRecorder, wait_until
+from tests.support import (
+    TEST_OPS_TOKEN,
+    EventRecorder,
+    RedisServer,
+    auth,
+    free_port,
+    stack_env,
+    start_web,
+    start_worker,
+    wait_until,
+)
 
 
 def totals(stack: Stack, batch_id: str) -> dict[str, Any]:
@@ -71,8 +82,9 @@ def test_cancelling_a_batch_cascades(stack: Stack) -> None:
     resp = requests.post(f"{stack.url}/api/batches", timeout=30,
                          json={"kind": "demo", "items": [{"steps": 4}] * 150,
                                "onComplete": {"kind": "demo", "args": {"steps": 1}}})
-    batch_id = resp.json()["batchId"]
-    cancel = requests.post(f"{stack.url}/api/batches/{batch_id}/cancel", timeout=5)
+    batch_id, token = resp.json()["batchId"], resp.json()["controlToken"]
+    cancel = requests.post(f"{stack.url}/api/batches/{batch_id}/cancel", timeout=5,
+                           headers=auth(token))
     assert cancel.status_code == 202
     wait_until(lambda: totals(stack, batch_id)["complete"], timeout=120,
                what="every child to end")
@@ -121,3 +133,89 @@ def test_unknown_batches_are_404(stack: Stack) -> None:
         assert ack["ok"] is False and "unknown batch" in ack["error"]
     finally:
         rec.close()
+
+
+def _batch(url: str, session: requests.Session | None = None) -> dict[str, Any]:
+    """Start a small batch (as ``session``, or without cookies); its 202 answer."""
+    post = (session or requests).post
+    resp = post(f"{url}/api/batches", timeout=30,
+                json={"kind": "demo", "items": [{"steps": 30}] * 3})
+    assert resp.status_code == 202, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def test_only_the_owner_or_an_operator_cancels_a_batch(stack: Stack) -> None:
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    browser = requests.Session()
+    mine, other = _batch(stack.url, browser), _batch(stack.url)
+    job = requests.post(f"{stack.url}/api/jobs", json={"kind": "demo", "args": {"steps": 30}},
+                        timeout=10).json()
+    url = f"{stack.url}/api/batches/{mine['batchId']}/cancel"
+    refused = [{}, auth("not-a-token"), auth(other["controlToken"]), auth(job["controlToken"]),
+               auth(mine["controlToken"] + "x"), {"Authorization": mine["controlToken"]}]
+    for headers in refused:
+        resp = requests.post(url, headers=headers, timeout=5)
+        assert resp.status_code == 403 and "owner" in resp.json()["error"], (headers, resp.text)
+    # Another session (its own owner id) is refused too.
+    stranger = requests.Session()
+    _batch(stack.url, stranger)
+    assert stranger.post(url, timeout=5).status_code == 403
+    # Nothing changed: no bulk cancel started, the children are untouched.
+    assert client.zcard(keys.owner_index(f"batch:{mine['batchId']}")) == 0
+    assert totals(stack, mine["batchId"])["counts"]["cancelled"] == 0
+    # The children carry the creating session's owner id.
+    children = client.zrange(keys.batch_index(mine["batchId"]), 0, -1)
+    assert {client.hget(keys.job_key(c), "owner") for c in children} == {mine["owner"]}
+    assert mine["owner"].startswith("u-") and mine["owner"] != other["owner"]
+    # Allowed: the creating session, the batch's controlToken, an operator.
+    assert browser.post(url, timeout=5).status_code == 202
+    assert requests.post(f"{stack.url}/api/batches/{other['batchId']}/cancel", timeout=5,
+                         headers=auth(other["controlToken"])).status_code == 202
+    third = _batch(stack.url)
+    assert requests.post(f"{stack.url}/api/batches/{third['batchId']}/cancel", timeout=5,
+                         headers=auth(TEST_OPS_TOKEN)).status_code == 202
+    for done in (mine, other, third):
+        assert client.zcard(keys.owner_index(f"batch:{done['batchId']}")) == 1  # its bulk cancel
+        wait_until(lambda b=done["batchId"]: totals(stack, b)["complete"], timeout=60,
+                   what="the cancelled batch to end")
+
+
+def test_a_direct_worker_pushes_totals_and_starts_on_complete(
+        log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # WORKER_EMIT=direct: the site never sees a child's change (the callback URL is a
+    # 404), so the pushes and onComplete come from the worker's own path.
+    server = RedisServer(log_dir, tmp_path_factory.mktemp("direct-redis")).start()
+    env = stack_env(server.url, free_port(), SOCKETIO_MESSAGE_QUEUE=server.url,
+                    DEMO_STEP_DELAY="0.01")
+    procs = [server]
+    try:
+        procs.append(start_web(env, log_dir, name="web-direct"))
+        url = env["SITE_URL"]
+        resp = requests.post(f"{url}/api/batches", timeout=30, json={
+            "kind": "demo", "items": [{"steps": 3}] * 40,
+            "onComplete": {"kind": "demo", "args": {"steps": 1}}})
+        assert resp.status_code == 202, resp.text
+        batch_id = resp.json()["batchId"]
+        rec = EventRecorder(url)
+        try:
+            assert rec.client.call("subscribe", {"batchId": batch_id}, timeout=10)["ok"]
+            procs.append(start_worker(
+                dict(env, WORKER_EMIT="direct", WORKER_CLASS="simple",
+                     PROGRESS_URL=url + "/api/no-such-callback"), log_dir, name="worker-direct"))
+            rec.wait_for(lambda ev: any(n == "batchProgress" and d["complete"] for n, d in ev),
+                         timeout=60, what="the final totals pushed by the worker")
+        finally:
+            rec.close()
+        pushed = rec.payloads("batchProgress")
+        assert len(pushed) >= 3  # the subscribe's answer, some while running, the end
+        assert any(0 < p["done"] < 40 for p in pushed)
+        assert pushed[-1]["done"] == 40 and pushed[-1]["counts"]["succeeded"] == 40
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        done_job = wait_until(lambda: client.hget(keys.batch_key(batch_id), "complete_job"),
+                              timeout=10, what="onComplete to start")
+        assert client.zcard(keys.owner_index(f"batch:{batch_id}")) == 1  # once
+        wait_until(lambda: client.hget(keys.job_key(done_job), "state") == "succeeded",
+                   timeout=30, what="onComplete to run")
+    finally:
+        for proc in reversed(procs):
+            proc.stop()

@@ -156,3 +156,30 @@ def test_web_commands_counted_from_the_web_process(stack: Stack) -> None:
     assert got.sent.get("EVALSHA", 0) + got.sent.get("EVAL", 0) >= 1
     assert "HSET" not in got.sent  # the store's HSET runs inside its script
     assert got.scripted.get("HSET", 0) >= 1
+
+
+def test_the_fill_goes_through_the_sites_script_and_the_filters_find_it(
+        redis_client: redis.Redis) -> None:
+    from bench.fill import fill
+    from bench.measure_many import _windows
+    from shared import keys
+    from shared.jobquery import JobFilter, JobQuery
+
+    store = JobStore(redis_client)
+    template = {"state": "succeeded", "kind": "demo", "owner": "u-template", "batch_id": "b",
+                "args": '{"steps": 1}', "started_at": "1.0", "finished_at": "2.0",
+                "created_at": "1.0", "updated_at": "2.0", "progress": "100"}
+    filled = fill(store, 3000, template)
+    assert filled.count == 3000 and filled.per_job > 0 and len(filled.owners) == 1000
+    by_state = {s: redis_client.zcard(keys.state_index(s))
+                for s in ("succeeded", "failed", "cancelled", "queued", "running")}
+    assert sum(by_state.values()) == 3000 and by_state["succeeded"] > by_state["failed"] > 0
+    assert redis_client.zcard(keys.kind_index("csv_import")) > 0
+    assert redis_client.zcard(keys.owner_index("u-template")) == 0  # each job its own owner
+    query = JobQuery(redis_client)
+    owned = query.count(JobFilter(owner=filled.owners[0]))
+    assert owned == redis_client.zcard(keys.owner_index(filled.owners[0])) > 0
+    job = query.page(JobFilter(state="failed", kind="demo"), limit=5).jobs[0]
+    assert job.state == "failed" and job.kind == "demo" and job.owner.startswith("u-")
+    assert "batch_id" not in job.extra and job.created_at > 2.0
+    assert _windows([10.0, 10.05, 10.95, 11.0, 13.2]) == [3, 1, 0, 1]

@@ -87,8 +87,17 @@ class RealIds:
                    not in (JobStatus.QUEUED, JobStatus.STARTED), what=f"RQ to stop {jid}")
         return jid
 
+    def batch(self) -> str:
+        """A fresh small batch of (slow, so still queued) demo jobs."""
+        resp = requests.post(f"{self.stack.url}/api/batches", timeout=10,
+                             json={"kind": "demo", "items": [{}, {}]})
+        assert resp.status_code == 202, resp.text
+        return str(resp.json()["batchId"])
+
     def for_path(self, operation: str) -> str:
         """A real id for the path of ``operation``."""
+        if "{batch_id}" in operation:
+            return self.batch()
         if operation.endswith("/cancel"):
             return self.cancellable_job()
         if operation.endswith("/retry"):
@@ -152,6 +161,9 @@ def test_api_answers_as_documented(operation: Any, stack: Stack, real_ids: RealI
         if (path == "/api/schedules" and real and isinstance(case.body, dict)
                 and (case.meta is None or case.meta.generation.mode.is_positive)):
             case.body.update(cron="*/5 * * * *", kind="demo", args={})  # a cron that parses
+        if (path == "/api/batches" and real and isinstance(case.body, dict)
+                and (case.meta is None or case.meta.generation.mode.is_positive)):
+            case.body.update(kind="demo", items=[{}], onComplete=None)  # real kind and args
         if path == "/api/workers/claim" and isinstance(case.body, dict):
             wait = case.body.get("wait")
             if isinstance(wait, (int, float)) and not isinstance(wait, bool) and 0 < wait <= 30:
@@ -160,9 +172,11 @@ def test_api_answers_as_documented(operation: Any, stack: Stack, real_ids: RealI
                 case.body.update(kinds=["external"], worker="fuzz", wait=0)
         # The callback has one rule OpenAPI 3.0 cannot state (current <= total), so
         # a "schema-valid" report may rightly get 400 there, and a claim names kinds
-        # that must be this site's external kinds; every other check applies.
+        # that must be this site's external kinds, and a batch's items must be its
+        # kind's arguments; every other check applies.
         excluded = ([positive_data_acceptance]
-                    if path in ("/api/progress", "/api/workers/claim", "/api/schedules")
+                    if path in ("/api/progress", "/api/workers/claim", "/api/schedules",
+                                "/api/batches")
                     else [])
         response = case.call_and_validate(base_url=stack.url,
                                           headers=headers_for(path, job_id, token),

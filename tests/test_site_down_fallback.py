@@ -5,6 +5,7 @@ run to its end."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import redis
 from rq import Queue
 
+from shared import keys
 from shared.protocol import RUN_KIND_JOB, new_id
 from shared.store import JobStore
 from tests.support import (
@@ -26,7 +28,11 @@ from tests.support import (
     stack_env,
     start_web,
     start_worker,
+    wait_until,
 )
+from tests.test_webhooks import Receiver
+
+HOOK_SECRET = "fallback-webhook-secret"
 
 
 @dataclass
@@ -44,7 +50,8 @@ def split_stack(log_dir: Path, tmp_path: Path) -> Iterator[SplitStack]:
     """Web with the message queue; a worker whose PROGRESS_URL points at a dead port."""
     server = RedisServer(log_dir, tmp_path / "redis").start()
     env = stack_env(server.url, free_port(), SOCKETIO_MESSAGE_QUEUE=server.url,
-                    DEMO_STEP_DELAY="0.05")
+                    DEMO_STEP_DELAY="0.05", WEBHOOK_SECRET=HOOK_SECRET,
+                    WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
     procs: list[Process] = [server]
     try:
         web = start_web(env, log_dir, name="web-split")
@@ -81,3 +88,24 @@ def test_site_unreachable_reports_go_through_the_store_and_message_queue(
     assert job_state(split_stack.url, job_id)["state"] == "succeeded"
     log = split_stack.worker.log_tail(200_000)
     assert log.count("using fallback") >= 11, log[-2000:]  # every report fell back
+
+
+def test_a_job_the_fallback_ends_still_calls_its_webhook(split_stack: SplitStack) -> None:
+    """The site never sees the end, so the worker hands the delivery over itself."""
+    client = redis.Redis.from_url(split_stack.redis.url, decode_responses=True)
+    receiver = Receiver([])
+    job_id = new_id()
+    try:
+        JobStore(client).create(job_id, kind="demo")
+        client.hset(keys.job_key(job_id), "webhook", f"http://127.0.0.1:{receiver.port}/end")
+        Queue("jobcast", connection=redis.Redis.from_url(split_stack.redis.url)).enqueue(
+            RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 2}, job_id=job_id)
+        wait_until(lambda: receiver.received, timeout=30, what="the webhook after a fallback end")
+        state = wait_until(lambda: (s := job_state(split_stack.url, job_id)).get(
+            "webhook", {}).get("state") == "delivered" and s, timeout=10, what="delivered")
+    finally:
+        receiver.close()
+        client.close()
+    assert state["state"] == "succeeded"
+    assert len(receiver.received) == 1
+    assert json.loads(receiver.received[0][1])["jobId"] == job_id

@@ -21,25 +21,30 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import redis
 import requests
+from rq import Queue
 
 from shared import keys
+from shared.batches import after_child_change
 from shared.config import Config
+from shared.enqueue import start_kind_job
 from shared.events import state_events
 from shared.protocol import (
     FAILED,
     RUNNING,
     SUCCEEDED,
+    TERMINAL_STATES,
     ProgressUpdate,
 )
 from shared.reporter import ProgressReporter, ReportError
 from shared.signing import job_token_attempt
 from shared.snippets import SnippetStore
 from shared.store import JobState, JobStore, StaleAttempt, UnknownJob
+from shared.webhooks import hand_over
 from worker import attempts
 
 log = logging.getLogger(__name__)
@@ -84,7 +89,29 @@ def apply_and_emit(cfg: Config, update: ProgressUpdate,
         # "<job id>" or "<job id> <id of the log line before this update's lines>"
         message = update.job_id if state.log is None else f"{update.job_id} {state.log.after}"
         store.client.publish(keys.STATE_CHANNEL, message)
+    if state.state in TERMINAL_STATES:  # the site did not see the end: its webhook is ours
+        hand_over(store.client, _queue(cfg.REDIS_URL, cfg.QUEUE_NAME), update.job_id,
+                  cfg.WEBHOOK_BACKOFF, cfg.JOB_TTL)
+    if state.extra.get("batch_id"):  # as the site does after a child's change
+        after_child_change(store.client, state, partial(_start_job, cfg, store),
+                           partial(_emit, cfg.SOCKETIO_MESSAGE_QUEUE)
+                           if cfg.SOCKETIO_MESSAGE_QUEUE else None)
     return state, current
+
+
+@lru_cache(maxsize=4)
+def _queue(redis_url: str, name: str) -> Queue:
+    return Queue(name, connection=redis.Redis.from_url(redis_url))
+
+
+def _start_job(cfg: Config, store: JobStore, kind: str, args: dict[str, Any],
+               owner: str) -> str:
+    return start_kind_job(cfg, store, _queue(cfg.REDIS_URL, cfg.QUEUE_NAME), kind, args,
+                          owner=owner).job_id
+
+
+def _emit(message_queue: str, event: str, payload: dict[str, Any], room: str) -> None:
+    emitter(message_queue).emit(event, payload, to=room)
 
 
 class DirectStore:

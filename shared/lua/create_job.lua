@@ -10,7 +10,8 @@
 -- The job is listed, scored by its creation time, in the recent index and in
 -- <prefix>state:<state>, <prefix>kind:<kind> and (when not empty)
 -- <prefix>owner:<owner>, and a batch's child in <prefix>batch:<batch id>. Each index it joins is trimmed of entries older than
--- the TTL. The job's timeline (KEYS[1]:timeline, "<state> <time>" entries)
+-- the TTL. The owner and batch indexes (one per browser session, per batch) also expire
+-- a TTL after their newest job, so they do not outlive their jobs. The job's timeline (KEYS[1]:timeline, "<state> <time>" entries)
 -- starts with its first state. (Index keys are built here from the prefix: one Redis, no cluster.)
 -- Returns 1.
 local k, recent = KEYS[1], KEYS[2]
@@ -33,14 +34,17 @@ redis.call('ZREMRANGEBYSCORE', recent, '-inf', oldest)
 redis.call('ZREMRANGEBYRANK', recent, 0, -(max_stored + 1))
 local indexes = {prefix .. 'state:' .. (by_name['state'] or ''),
                  prefix .. 'kind:' .. (by_name['kind'] or '')}
-if by_name['owner'] and by_name['owner'] ~= '' then
-  indexes[#indexes + 1] = prefix .. 'owner:' .. by_name['owner']
-end
-if by_name['batch_id'] and by_name['batch_id'] ~= '' then
-  indexes[#indexes + 1] = prefix .. 'batch:' .. by_name['batch_id']
-end
 for _, idx in ipairs(indexes) do
   redis.call('ZADD', idx, now, id)
   redis.call('ZREMRANGEBYSCORE', idx, '-inf', oldest)
+end
+for _, name in ipairs({'owner', 'batch_id'}) do
+  local value = by_name[name]
+  if value and value ~= '' then
+    local idx = prefix .. (name == 'owner' and 'owner:' or 'batch:') .. value
+    redis.call('ZADD', idx, now, id)
+    redis.call('ZREMRANGEBYSCORE', idx, '-inf', oldest)
+    redis.call('EXPIRE', idx, ttl)
+  end
 end
 return 1

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import requests
 from playwright.sync_api import Page, expect
 
 from tests.conftest import Stack
 from tests.e2e.a11y import assert_no_serious_axe_violations
+from tests.support import wait_until
 
 
 def open_live(page: Page, url: str) -> None:
@@ -54,3 +56,28 @@ def test_a_text_filter_follows_the_server(site: Stack, new_page: Any,
     expect(row(page, job_id)).to_have_count(0)  # ... and no longer does
     assert page.evaluate("window.notReloaded") is True
     assert site.report({"jobId": job_id, "state": "cancelled"}).status_code == 204
+
+
+def test_the_owner_filter_is_live_and_rows_name_their_owner(site: Stack, new_page: Any) -> None:
+    alice, bob = requests.Session(), requests.Session()  # two browser sessions' cookies
+
+    def start(session: requests.Session) -> dict[str, Any]:
+        resp = session.post(site.url + "/api/jobs", json={"kind": "demo"}, timeout=10)
+        assert resp.status_code == 202
+        return resp.json()  # type: ignore[no-any-return]
+
+    first = start(alice)
+    owner = first["owner"]
+    page = new_page()
+    open_live(page, site.url + f"/dashboard?owner={owner}")
+    link = row(page, first["id"]).locator(".owner a")  # rendered by the server
+    expect(link).to_have_text(owner)
+    expect(link).to_have_attribute("href", f"/dashboard?owner={owner}")
+    second, other = start(alice), start(bob)
+    assert other["owner"] != owner
+    expect(row(page, second["id"]).locator(".owner a")).to_have_text(owner)  # added live
+    wait_until(lambda: site.job_state(other["id"])["state"] == "succeeded", timeout=30,
+               what="the other session's job to end")
+    assert row(page, other["id"]).count() == 0  # never matched the owner
+    assert page.evaluate("window.notReloaded") is True
+    assert_no_serious_axe_violations(page, "dark")

@@ -9,15 +9,27 @@ A job belongs to whoever created it:
   sent back as ``Authorization: Bearer <controlToken>`` (a Socket.IO client
   may pass it as ``auth={"controlToken": ...}``).
 
+Each browser session (and each API client that keeps the session cookie)
+has a stable opaque owner id (``u-`` and 16 hex digits, kept in the signed
+session), recorded on every job it creates and indexed, so operators can
+filter by it (``GET /api/jobs?owner=``). Only an operator may name another
+owner (``"owner"`` in the body of ``POST /api/jobs``).
+
+A batch belongs to the session that created it (its owner id) and to the
+holder of its ``controlToken`` (the 202 of ``POST /api/batches``; signed
+like a job's but for ``batch:<id>``, so neither stands in for the other).
+
 Operators (``OPS_TOKEN`` as a bearer token or Basic password) may control
-every job. Reading a job's state needs only its id, unless
+every job and batch. Reading a job's state needs only its id, unless
 ``JOB_VISIBILITY=owner``: then only the owner and operators may, and others
 get the same 404 as for an unknown id. See docs/security.md.
 """
 
 from __future__ import annotations
 
-from flask import current_app, request, session
+import secrets
+
+from flask import current_app, has_request_context, request, session
 
 from shared.config import VISIBILITY_OWNER
 from shared.signing import control_token_allows, parse_bearer, sign_control_token
@@ -25,6 +37,30 @@ from website.ops.auth import is_operator
 
 SESSION_JOBS = 40  # newest job ids a browser session remembers (cookie stays < 2 KB)
 _SESSION_KEY = "jobs"
+_OWNER_KEY = "owner"
+OWNER_PREFIX = "u-"  # session owner ids; the site's own owners are "operator", "batch:<id>"...
+OWNER_MAX = 100  # characters of an owner an operator may name (the filter's limit)
+
+
+def session_owner() -> str:
+    """The opaque owner id of this browser session (made and kept in the signed
+    session on first use, so the answer sets the cookie)."""
+    owner = session.get(_OWNER_KEY)
+    if not isinstance(owner, str) or not owner.startswith(OWNER_PREFIX):
+        owner = OWNER_PREFIX + secrets.token_hex(8)
+        session[_OWNER_KEY] = owner
+    return owner
+
+
+def request_owner(asked: object = None) -> str:
+    """The owner to record on a job this request creates: the session's owner id,
+    or ``asked`` (an ``"owner"`` from the body) when the caller is an operator.
+    Outside a request (the site's own jobs): ''."""
+    if not has_request_context():
+        return ""
+    if isinstance(asked, str) and asked.strip() and is_operator():
+        return asked.strip()[:OWNER_MAX]
+    return session_owner()
 
 
 def remember_job(job_id: str) -> None:
@@ -64,3 +100,22 @@ def may_read(job_id: str, auth_token: object = None) -> bool:
     if current_app.config["JOB_VISIBILITY"] != VISIBILITY_OWNER:
         return True
     return may_control(job_id, auth_token)
+
+
+def _batch_subject(batch_id: str) -> str:
+    return f"batch:{batch_id}"
+
+
+def batch_control_token(batch_id: str) -> str:
+    """The ``controlToken`` for the client that created batch ``batch_id``."""
+    return sign_control_token(current_app.config["SECRET_KEY"], _batch_subject(batch_id))
+
+
+def may_control_batch(batch_id: str, owner: str) -> bool:
+    """True for the batch's owner (the session whose owner id is ``owner``, or the
+    bearer of the batch's ``controlToken``) and for operators: they may cancel it."""
+    mine = session.get(_OWNER_KEY)
+    if owner and isinstance(mine, str) and mine == owner:
+        return True
+    bearer = parse_bearer(request.headers.get("Authorization"))
+    return _token_ok(bearer, _batch_subject(batch_id)) or is_operator()

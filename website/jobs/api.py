@@ -14,7 +14,7 @@ from website.extensions import redis_ext
 from website.http.access import note_job
 from website.http.body import read_json_body
 from website.http.errors import error_response
-from website.http.ownership import control_token, may_read
+from website.http.ownership import control_token, may_read, request_owner
 from website.jobs.schedule import read_run_at
 from website.jobs.services import kinds, start_kind
 from website.jobs.submit import Rejected, read_submission
@@ -48,10 +48,12 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
         run_at = read_run_at(rest, current_app.config["JOB_TTL"])
     except Rejected as exc:
         return jsonify(exc.to_json()), exc.status
-    state = start_kind(kind, args, webhook=webhook, run_at=run_at)
+    owner = request_owner(rest.get("owner"))  # "owner" from the body: operators only
+    state = start_kind(kind, args, webhook=webhook, run_at=run_at, owner=owner)
     status_url = url_for("api.job_state", job_id=state.job_id)
     body = {"id": state.job_id, "kind": kind.name, "status_url": status_url,
-            "state": state.to_payload(), "controlToken": control_token(state.job_id)}
+            "state": state.to_payload(), "controlToken": control_token(state.job_id),
+            "owner": owner}
     return jsonify(body), 202, {"Location": status_url}
 
 

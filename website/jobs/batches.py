@@ -1,11 +1,15 @@
 """Batches: ``POST /api/batches`` starts up to 10,000 jobs of one kind at once.
 
 Who may: anyone who may start jobs (rate-limited like ``POST /api/jobs``);
-reading a batch, its page and cancelling it take the batch id (an
-unguessable UUID), as for a job. Totals are kept atomically with every
-child's change (``shared/batches.py``); ``batchProgress`` is pushed to the
-room ``batch:<id>`` at most 10 times a second (and always for the change
-that completes the batch); a page that subscribes gets the totals at once.
+reading a batch and its page take the batch id (an unguessable UUID), as for
+a job. Cancelling it takes its owner (the session that created it, or the
+``controlToken`` of the 202 as a bearer token) or an operator
+(``OPS_TOKEN``); anyone else gets 403 and nothing changes
+(``website.http.ownership``). The children are recorded with the creating
+session's owner id. Totals are kept atomically with every child's change
+(``shared/batches.py``); ``batchProgress`` is pushed to the room
+``batch:<id>`` at most 10 times in any second (``after_child_change``, also
+run by the worker's direct path); a page that subscribes gets the totals at once.
 Cancelling a batch starts a ``bulk`` cancel of its children (at the front of
 the queue). The optional ``onComplete`` job is started exactly once, by the
 change that makes the last child final.
@@ -16,21 +20,27 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, current_app, jsonify, render_template, url_for
 from rq import Queue
 
-from shared import keys
-from shared.batches import BATCH_MAX, UnknownBatch, batch_totals, create_batch, on_complete
+from shared.batches import (
+    BATCH_MAX,
+    UnknownBatch,
+    after_child_change,
+    batch_owner,
+    batch_totals,
+    create_batch,
+)
 from shared.kinds import JobKind
 from shared.kinds.bulk import BULK_KIND
 from shared.kinds.validate import check_args, with_defaults
-from shared.protocol import BATCH_PROGRESS, RUN_KIND_JOB, batch_room, is_uuid
+from shared.protocol import RUN_KIND_JOB, is_uuid
 from shared.signing import sign_job_token
 from shared.store import JobState
 from website.extensions import redis_ext, socketio
 from website.http.body import read_json_body
 from website.http.errors import error_response
+from website.http.ownership import batch_control_token, may_control_batch, request_owner
 from website.http.storage import ensure_room
 from website.jobs.services import hidden_kind, kinds, start_kind
 
@@ -38,7 +48,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("batches", __name__)
 BODY_MAX = 8 * 1024 * 1024
 ERRORS_SHOWN = 20
-PUSH_INTERVAL_MS = 100  # batchProgress at most 10 times a second per batch
 
 
 class BadBatch(ValueError):
@@ -109,17 +118,21 @@ def _enqueue(queue: Queue, kind: JobKind, ids: list[str], items: list[dict[str, 
 
 @bp.post("/api/batches")
 def create() -> tuple[Response, int] | tuple[Response | str, int]:
-    """Start a batch: 202 ``{"batchId", "statusUrl"}``; 400 naming bad items."""
+    """Start a batch: 202 ``{"batchId", "statusUrl", "total", "controlToken", "owner"}``;
+    400 naming bad items."""
     try:
         kind, items, then = read_batch(read_json_body(BODY_MAX))
     except BadBatch as exc:
         return jsonify({"error": str(exc), "fields": exc.fields}), 400
     ensure_room()
-    batch_id, ids = create_batch(redis_ext.store, kind.name, items, on_complete=then)
+    owner = request_owner()
+    batch_id, ids = create_batch(redis_ext.store, kind.name, items, owner=owner,
+                                 on_complete=then)
     _enqueue(redis_ext.queue, kind, ids, items)
     log.info("batch %s: %s jobs of %s enqueued", batch_id, len(ids), kind.name)
     status_url = url_for("batches.status", batch_id=batch_id)
-    return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids)}), 202
+    return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids),
+                    "controlToken": batch_control_token(batch_id), "owner": owner}), 202
 
 
 def _totals(batch_id: str) -> dict[str, Any]:
@@ -139,11 +152,17 @@ def status(batch_id: str) -> Response | tuple[Response | str, int]:
 
 @bp.post("/api/batches/<batch_id>/cancel")
 def cancel(batch_id: str) -> tuple[Response, int] | tuple[Response | str, int]:
-    """Cancel every child not yet final (a bulk job, first in the queue): 202 with its id."""
+    """Cancel every child not yet final (a bulk job, first in the queue): 202 with its id.
+
+    Only the batch's owner (its session or ``controlToken``) and operators: 403 otherwise.
+    """
     try:
         totals = _totals(batch_id)
     except UnknownBatch:
         return error_response(404, "unknown batch id")
+    if not may_control_batch(totals["batchId"], batch_owner(redis_ext.client, totals["batchId"])):
+        return error_response(403, "only the batch's owner (the session or API client that "
+                                   "created it: its controlToken) or an operator may cancel it")
     job = start_kind(hidden_kind(BULK_KIND), {"action": "cancel", "batch": totals["batchId"]},
                      owner=f"batch:{totals['batchId']}", at_front=True)
     return jsonify({"bulkJobId": job.job_id,
@@ -160,23 +179,15 @@ def page(batch_id: str) -> str | tuple[Response | str, int]:
     return render_template("batch.html", totals=totals)
 
 
+def _start_then(kind_name: str, args: dict[str, Any], owner: str) -> str | None:
+    kind = kinds().get(kind_name)
+    return start_kind(kind, args, owner=owner).job_id if kind is not None else None
+
+
+def _emit(event: str, payload: dict[str, Any], room: str) -> None:
+    socketio.emit(event, payload, to=room)
+
+
 def after_change(state: JobState) -> None:
     """A child changed: push the totals (throttled) and, once, start ``onComplete``."""
-    batch_id = state.extra.get("batch_id")
-    if not batch_id:
-        return
-    last = state.extra.get("batch_done") == "1"
-    client = redis_ext.client
-    try:
-        if last:
-            then = on_complete(client, batch_id)
-            if then is not None:
-                kind = kinds().get(then["kind"])
-                if kind is not None:
-                    job = start_kind(kind, then["args"], owner=f"batch:{batch_id}")
-                    client.hset(keys.batch_key(batch_id), "complete_job", job.job_id)
-        tick = f"{keys.VOLATILE_PREFIX}:batch-push:{batch_id}"
-        if last or client.set(tick, "1", nx=True, px=PUSH_INTERVAL_MS):
-            socketio.emit(BATCH_PROGRESS, batch_totals(client, batch_id), to=batch_room(batch_id))
-    except (UnknownBatch, redis.RedisError) as exc:
-        log.warning("batch %s: could not push or complete: %s", batch_id, exc)
+    after_child_change(redis_ext.client, state, _start_then, _emit)

@@ -27,18 +27,11 @@ import logging
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, url_for
-from rq.command import send_stop_job_command
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job, JobStatus
 
+from shared import control
 from shared.config import VISIBILITY_OWNER
-from shared.protocol import (
-    CANCELLABLE_STATES,
-    CANCELLED,
-    RETRYABLE_STATES,
-    is_uuid,
-)
-from shared.signing import sign_job_token
+from shared.control import ControlError
+from shared.protocol import RETRYABLE_STATES
 from shared.store import InvalidTransition, JobState, UnknownJob
 from website.extensions import redis_ext
 from website.http.access import loggable
@@ -52,25 +45,7 @@ from website.realtime.sockets import publish_state
 log = logging.getLogger(__name__)
 bp = Blueprint("control", __name__)
 
-# RQ states in which the job may still run: a retry waits until they are over.
-_RQ_ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
-              JobStatus.SCHEDULED, JobStatus.CREATED}
-
-
-class ControlError(Exception):
-    """A control request that cannot be carried out (HTTP ``status``)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _current(job_id: str) -> JobState:
-    state = redis_ext.store.get(job_id.lower()) if is_uuid(job_id) else None
-    if state is None:
-        raise ControlError(404, "unknown job id")
-    return state
+__all__ = ["ControlError", "bp", "cancel_job", "publish", "retry_job"]
 
 
 def publish(state: JobState) -> None:
@@ -81,79 +56,24 @@ def publish(state: JobState) -> None:
 
 
 def cancel_job(job_id: str) -> JobState:
-    """Cancel a queued or running job; the new (cancelled) state."""
-    job = _current(job_id)
-    if job.state not in CANCELLABLE_STATES:
-        raise ControlError(409, f"the job is {job.state}: only a queued or running job "
-                                "can be cancelled")
-    try:
-        cancelled = redis_ext.store.finish(job.job_id, CANCELLED, "cancelled on request")
-    except UnknownJob:
-        raise ControlError(404, "unknown job id") from None
-    if cancelled is None:  # it ended in the meantime
-        raise ControlError(409, f"the job is {_current(job.job_id).state}: it has already ended")
-    if job.extra.get("external") != "1":  # an external worker learns it from its next report
-        _stop_in_rq(job.job_id)
+    """Cancel a queued or running job (``shared.control.cancel``), push the new
+    state and send the job's webhook; the new (cancelled) state."""
+    cancelled = control.cancel(redis_ext.store, redis_ext.queue, job_id)
     publish(cancelled)
-    job_ended(job.job_id)
-    log.info("job %s cancelled (was %s)", job.job_id, job.state)
+    job_ended(cancelled.job_id)
     return cancelled
 
 
-def _stop_in_rq(job_id: str) -> None:
-    """Take the job off the queue, or tell the worker running it to stop."""
-    conn = redis_ext.queue.connection
-    try:
-        rq_job = Job.fetch(job_id, connection=conn)
-        status = rq_job.get_status(refresh=False)
-        if status == JobStatus.STARTED:
-            send_stop_job_command(conn, job_id)
-            log.info("job %s: stop-job sent to worker %s", job_id, rq_job.worker_name)
-        elif status in _RQ_ACTIVE:
-            rq_job.cancel()
-            log.info("job %s: removed from the queue", job_id)
-    except NoSuchJobError:
-        log.info("job %s: no RQ job left to stop", job_id)
-    except InvalidJobOperation as exc:  # it moved on meanwhile; the store rules anyway
-        log.info("job %s: RQ could not stop it (%s); its reports are dropped", job_id, exc)
-
-
 def retry_job(job_id: str) -> JobState:
-    """Run a failed or cancelled job again; its new (queued) state."""
-    job = _current(job_id)
-    if job.state not in RETRYABLE_STATES:
-        raise ControlError(409, f"the job is {job.state}: only a failed or cancelled job "
-                                "can be retried")
-    if job.extra.get("external") == "1":
+    """Run a failed or cancelled job again (``shared.control.retry``; an external
+    kind's job goes back on its kind's queue) and push it; its new (queued) state."""
+    job = control.current(redis_ext.store, job_id)
+    if job.state in RETRYABLE_STATES and job.extra.get("external") == "1":
         return _retry_external(job)
-    queue = redis_ext.queue
-    try:
-        rq_job = Job.fetch(job.job_id, connection=queue.connection)
-    except NoSuchJobError:
-        raise ControlError(409, "the job can no longer be retried: its queue entry "
-                                "has expired") from None
-    if rq_job.get_status(refresh=False) in _RQ_ACTIVE:
-        raise ControlError(409, "the job is still stopping on its worker; "
-                                "try again in a moment")
-    function, args, kwargs = rq_job.func_name, rq_job.args, rq_job.kwargs
-    if not function:
-        raise ControlError(409, "the job can no longer be retried: its function is unknown")
-    try:
-        state = redis_ext.store.reset(job.job_id, RETRYABLE_STATES)
-    except UnknownJob:
-        raise ControlError(404, "unknown job id") from None
-    except InvalidTransition as exc:
-        raise ControlError(409, f"the job is {exc.state}: only a failed or cancelled job "
-                                "can be retried") from None
     cfg = current_app.config
-    if "token" in kwargs:  # the new attempt's callback token; the old one gets 409 from now on
-        kwargs = {**kwargs, "token": sign_job_token(cfg["SECRET_KEY"], job.job_id, state.attempt)}
-    rq_job.delete(remove_from_queue=True)
-    queue.enqueue_call(function, args=args, kwargs=kwargs, job_id=job.job_id,
-                       timeout=cfg["JOB_TIMEOUT"], result_ttl=cfg["JOB_TTL"],
-                       failure_ttl=cfg["JOB_TTL"])
+    state = control.retry(redis_ext.store, redis_ext.queue, job.job_id, cfg["JOB_TIMEOUT"],
+                          cfg["JOB_TTL"], cfg["SECRET_KEY"])
     publish(state)
-    log.info("job %s retried (attempt %s, was %s)", job.job_id, state.attempt, job.state)
     return state
 
 

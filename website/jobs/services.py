@@ -18,6 +18,7 @@ from shared.protocol import DEMO_KIND, FAILED, QUEUED, RUN_KIND_JOB, SCHEDULED, 
 from shared.signing import sign_job_token
 from shared.store import JobState
 from website.extensions import redis_ext
+from website.http.ownership import request_owner
 from website.http.storage import ensure_room
 from website.realtime.sockets import emit_events
 
@@ -28,8 +29,8 @@ HIDDEN_KINDS_EXTENSION = "jobcast.kinds.hidden"  # started by the site only (bul
 
 def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
                 timeout: int | None = None, fields: dict[str, str] | None = None,
-                owner: str = "", run_at: datetime | None = None, at_front: bool = False,
-                **kwargs: Any) -> JobState:
+                owner: str | None = None, run_at: datetime | None = None,
+                at_front: bool = False, **kwargs: Any) -> JobState:
     """Store a new job as ``queued``, then enqueue ``function`` by dotted name.
 
     The job function receives ``job_id`` and a per-job callback ``token``;
@@ -37,7 +38,8 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
     String ``kwargs`` are also stored on the job's hash (e.g. ``snippet_id``,
     so the callback knows which snippet a highlight job is for), and so are
     ``fields``. ``timeout`` overrides ``JOB_TIMEOUT``. ``owner`` (who started
-    the job; '' when unknown) is stored and indexed for the operators' filters.
+    the job; None: the requesting session's owner id, '' outside a request) is
+    stored and indexed for the operators' filters.
     With ``run_at`` (UTC) the job is ``scheduled`` and RQ's scheduler queues it then.
     """
     cfg = current_app.config
@@ -46,6 +48,7 @@ def enqueue_job(function: str, kind: str, job_id: str | None = None, *,
     extra = {**stored, **(fields or {})}
     if run_at is not None:
         extra["run_at"] = repr(run_at.timestamp())
+    owner = request_owner() if owner is None else owner
     state = redis_ext.store.create(job_id, kind, owner,
                                    SCHEDULED if run_at is not None else QUEUED, **extra)
     queue = redis_ext.queue
@@ -94,7 +97,7 @@ def hidden_kind(name: str) -> JobKind:
 
 
 def start_kind(kind: JobKind, args: dict[str, Any], webhook: str | None = None,
-               owner: str = "", run_at: datetime | None = None,
+               owner: str | None = None, run_at: datetime | None = None,
                at_front: bool = False) -> JobState:
     """Create and enqueue a job of ``kind`` with checked ``args``.
 
@@ -102,7 +105,8 @@ def start_kind(kind: JobKind, args: dict[str, Any], webhook: str | None = None,
     operators' job page can show them. Jobs of an external kind go to the
     kind's queue in Redis (``website.workers``), not to RQ. ``webhook`` (a
     checked URL) is called when the job ends (``website.jobs.webhooks``).
-    ``owner`` is indexed for the operators' filters; ``run_at`` schedules it;
+    ``owner`` is indexed for the operators' filters (None: the requesting
+    session's owner id, see ``website.http.ownership``); ``run_at`` schedules it;
     ``at_front`` puts it first in the queue (bulk actions).
     """
     hook = {"webhook": webhook, "webhook_state": "pending"} if webhook else {}
@@ -110,7 +114,8 @@ def start_kind(kind: JobKind, args: dict[str, Any], webhook: str | None = None,
     if kind.external:  # claimed over HTTP by a worker in any language, never by RQ
         from website.workers.queues import start_external
 
-        return start_external(kind, args, hook)
+        return start_external(kind, args, hook,
+                              owner=request_owner() if owner is None else owner)
     shown = {name: (f"<upload, {len(value)} characters>" if name in kind.uploads
                     and isinstance(value, str) else value) for name, value in args.items()}
     return enqueue_job(RUN_KIND_JOB, kind=kind.name, timeout=kind.timeout,

@@ -8,20 +8,16 @@ the operator listed in ``WEBHOOK_ALLOWED_HOSTS``; the request never calls it.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 import redis
 from flask import current_app
-from rq import Retry
 
-from shared import keys
-from shared.webhooks import WebhookRefused, check_url
+from shared.webhooks import WebhookRefused, check_url, hand_over
 from website.extensions import redis_ext
 from website.jobs.submit import Rejected
 
 log = logging.getLogger(__name__)
-DELIVER_JOB = "worker.webhooks.deliver"
 
 
 def read_webhook(rest: dict[str, Any], kind: str) -> str | None:
@@ -41,19 +37,12 @@ def read_webhook(rest: dict[str, Any], kind: str) -> str | None:
 
 def job_ended(job_id: str) -> None:
     """Enqueue the completion webhook of an ended job, once (when it names one)."""
-    client = redis_ext.client
-    delivery = str(uuid.uuid4())
+    cfg = current_app.config
     try:
-        if not client.hget(keys.job_key(job_id), "webhook"):
-            return
-        if not client.hsetnx(keys.job_key(job_id), "webhook_delivery", delivery):
-            return  # already handed over
-        backoff = list(current_app.config["WEBHOOK_BACKOFF"])
-        redis_ext.queue.enqueue(DELIVER_JOB, job_id, delivery, job_timeout=60,
-                                retry=Retry(max=len(backoff), interval=backoff),
-                                result_ttl=current_app.config["JOB_TTL"],
-                                failure_ttl=current_app.config["JOB_TTL"])
+        delivery = hand_over(redis_ext.client, redis_ext.queue, job_id,
+                             cfg["WEBHOOK_BACKOFF"], cfg["JOB_TTL"])
     except redis.RedisError as exc:
         log.warning("job %s: could not enqueue its webhook: %s", job_id, exc)
         return
-    log.info("job %s: webhook delivery %s enqueued", job_id, delivery)
+    if delivery:
+        log.info("job %s: webhook delivery %s enqueued", job_id, delivery)

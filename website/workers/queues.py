@@ -30,10 +30,11 @@ def queues() -> ExternalQueues:
 
 
 def start_external(kind: JobKind, args: dict[str, Any],
-                   fields: dict[str, str] | None = None) -> JobState:
-    """Store a job of the external ``kind`` as queued and put it on the kind's queue."""
+                   fields: dict[str, str] | None = None, owner: str = "") -> JobState:
+    """Store a job of the external ``kind`` as queued and put it on the kind's queue
+    (``owner`` indexed for the operators' filters)."""
     job_id = new_id()
-    state = redis_ext.store.create(job_id, kind=kind.name, external="1", attempt="1",
+    state = redis_ext.store.create(job_id, kind=kind.name, owner=owner, external="1", attempt="1",
                                    args=json.dumps(args, ensure_ascii=False), **(fields or {}))
     try:
         queues().push(job_id, kind.name)

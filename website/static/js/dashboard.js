@@ -102,6 +102,18 @@
       snip.textContent = "snippet";
       cell(row, "kind").appendChild(snip);
     }
+    if (job.owner) {  // who started it, a link to the owner's filter
+      var by = document.createElement("small");
+      by.className = "owner";
+      var ownerLink = document.createElement("a");
+      ownerLink.href = "/dashboard?owner=" + encodeURIComponent(job.owner);
+      ownerLink.setAttribute("aria-label", "Jobs of owner " + job.owner);
+      ownerLink.textContent = job.owner;
+      by.appendChild(document.createTextNode("by "));
+      by.appendChild(ownerLink);
+      cell(row, "kind").appendChild(document.createTextNode(" "));
+      cell(row, "kind").appendChild(by);
+    }
     var bar = document.createElement("progress");
     bar.max = 100;
     bar.setAttribute("aria-label", "Progress of job " + String(job.jobId).slice(0, 8));
