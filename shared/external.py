@@ -61,6 +61,7 @@ class Sweep:
 
     requeued: tuple[str, ...]
     failed: tuple[str, ...]
+    batch_done: tuple[str, ...] = ()  # failures that completed their batch
 
     @property
     def changed(self) -> tuple[str, ...]:
@@ -98,7 +99,7 @@ class ExternalQueues:
         result = scripts.pairs(self._claim(
             keys=[keys.EXTERNAL_LEASES, *(keys.external_queue_key(k) for k in kinds)],
             args=[repr(stamp), self.lease_seconds, worker, keys.JOB_KEY_PREFIX, QUEUED,
-                  RUNNING, "1" if check_leases else "", keys.INDEX_PREFIX]))
+                  RUNNING, "1" if check_leases else "", keys.INDEX_PREFIX, keys.BATCH_PREFIX]))
         code = int(result["code"])
         if code == 2:
             return LEASES_LAPSED
@@ -152,14 +153,15 @@ class ExternalQueues:
             keys=[keys.EXTERNAL_LEASES],
             args=[repr(stamp), self.max_attempts, keys.JOB_KEY_PREFIX,
                   keys.EXTERNAL_QUEUE_PREFIX, QUEUED, FAILED, SWEEP_BATCH, keys.INDEX_PREFIX,
-                  *sorted(TERMINAL_STATES)]))
+                  keys.BATCH_PREFIX, *sorted(TERMINAL_STATES)]))
         requeued = tuple(str(i) for i in result.get("requeued") or [])
         if requeued:  # wake a waiting claim of each kind (it passes the wake-up on)
             pipe = self.client.pipeline(transaction=False)
             for kind in dict.fromkeys(str(k) for k in result.get("kinds") or []):
                 pipe.publish(keys.EXTERNAL_CHANNEL, kind)
             pipe.execute()
-        return Sweep(requeued=requeued, failed=tuple(str(i) for i in result.get("gave_up") or []))
+        return Sweep(requeued=requeued, failed=tuple(str(i) for i in result.get("gave_up") or []),
+                     batch_done=tuple(str(i) for i in result.get("batch_done") or []))
 
     def waiting(self, kind: str) -> int:
         """How many ids wait in ``kind``'s queue (some may be of cancelled jobs)."""

@@ -195,6 +195,45 @@ def indexed(app: Flask, job_id: str) -> list[str]:
             if redis_client.zscore(keys.state_index(state), job_id) is not None]
 
 
+def test_claims_and_lapsed_leases_move_a_batchs_totals(short_lease_app: Flask) -> None:
+    from shared.batches import batch_totals, create_batch
+    from website.workers.queues import queues
+
+    client = short_lease_app.test_client()
+    redis_client = short_lease_app.extensions["jobcast.redis"]["client"]
+    # Stored and queued as a batch of external jobs is (POST /api/batches hands every
+    # batch to RQ today, so the children are queued here by hand).
+    batch_id, ids = create_batch(JobStore(redis_client), "external", [{"n": 1}, {"n": 2}],
+                                 on_complete={"kind": "external", "args": {"then": True}})
+    with short_lease_app.app_context():
+        for job_id in ids:
+            queues().push(job_id, "external")
+
+    def counts() -> dict[str, int]:
+        totals = batch_totals(redis_client, batch_id)
+        return {k: v for k, v in totals["counts"].items() if v} | {"done": totals["done"]}
+
+    first = claim(client, "w1").get_json()
+    assert counts() == {"queued": 1, "running": 1, "done": 0}
+    assert report(client, {"jobId": first["jobId"], "state": "succeeded", "result": 1},
+                  first["token"]).status_code == 204
+    claim(client, "w2")
+    assert counts() == {"running": 1, "succeeded": 1, "done": 1}
+
+    def heartbeat_then(expected: dict[str, int]) -> bool:
+        client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
+                    json={"jobIds": []})  # sweeps
+        return counts() == expected
+
+    wait_until(lambda: heartbeat_then({"queued": 1, "succeeded": 1, "done": 1}), timeout=5,
+               interval=0.2, what="the lapsed job queued again in the totals")
+    claim(client, "w3")  # its last attempt
+    wait_until(lambda: heartbeat_then({"failed": 1, "succeeded": 1, "done": 2}), timeout=5,
+               interval=0.2, what="the lapsed last attempt failed in the totals")
+    totals = batch_totals(redis_client, batch_id)
+    assert totals["complete"] and totals["completeJob"], "onComplete started once"
+
+
 def test_reports_and_heartbeats_renew_the_lease(short_lease_app: Flask) -> None:
     client = short_lease_app.test_client()
     job_id = start(client)

@@ -12,6 +12,7 @@
 -- ARGV[7]      '1': first look whether a lease lapsed (the earliest deadline has
 --              passed) and, if so, take nothing and say so (code 2); '' : do not look
 -- ARGV[8]      the index key prefix (shared.keys.INDEX_PREFIX)
+-- ARGV[9]      the batch key prefix (shared.keys.BATCH_PREFIX)
 --
 -- The lapse check reads only the head of the deadlines (ZRANGE 0 0), so a claim
 -- sweeps (shared/lua/sweep_leases.lua, then claims again) only when there is
@@ -20,8 +21,8 @@
 -- tried. The claimed job becomes running, names its worker, forgets the seq of
 -- an earlier attempt (that attempt's reports are refused by their token), and
 -- gets a lease; like a reported change of state (update_job.lua) it moves from
--- the queued to the running state index and notes "<running> <now>" on its
--- timeline. The answer carries the job's whole hash, so the caller pushes the
+-- the queued to the running state index, notes "<running> <now>" on its
+-- timeline and moves one from queued to running in its batch's totals. The answer carries the job's whole hash, so the caller pushes the
 -- new state without reading it again.
 --
 -- Returns field/value pairs:
@@ -31,7 +32,7 @@
 --   code 2                                         a lease lapsed: sweep, then claim again
 local leases = KEYS[1]
 local now, lease, worker, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local queued, running, iprefix = ARGV[5], ARGV[6], ARGV[8]
+local queued, running, iprefix, bprefix = ARGV[5], ARGV[6], ARGV[8], ARGV[9]
 if ARGV[7] == '1' then
   local head = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
   if head[2] and tonumber(head[2]) <= now then return {'code', 2} end
@@ -42,7 +43,7 @@ for q = 2, #KEYS do
     if not id then break end
     local k = prefix .. id
     local cur = redis.call('HMGET', k, 'state', 'attempt', 'kind', 'args', 'started_at',
-                           'created_at')
+                           'created_at', 'batch_id')
     if cur[1] == queued then
       local attempt = tonumber(cur[2]) or 1
       local fields = {'state', running, 'worker', worker, 'attempt', attempt,
@@ -61,6 +62,10 @@ for q = 2, #KEYS do
       redis.call('LTRIM', timeline, -100, -1)
       local ttl = redis.call('PTTL', k)
       if ttl > 0 then redis.call('PEXPIRE', timeline, ttl) end
+      if cur[7] and redis.call('EXISTS', bprefix .. cur[7]) == 1 then
+        redis.call('HINCRBY', bprefix .. cur[7], queued, -1)
+        redis.call('HINCRBY', bprefix .. cur[7], running, 1)
+      end
       return {'code', 1, 'jobId', id, 'kind', cur[3] or '', 'args', cur[4] or '{}',
               'attempt', attempt, 'job', redis.call('HGETALL', k)}
     end

@@ -22,6 +22,7 @@ from shared.protocol import is_uuid
 from shared.signing import parse_bearer, sign_job_token
 from website.http.body import read_json_body
 from website.http.errors import error_response
+from website.jobs import batches
 from website.jobs.services import kinds
 from website.workers.notifier import Notifier
 from website.workers.queues import NOTIFIER, push_state, queues, sweep
@@ -125,6 +126,7 @@ def claim() -> Answer:
     if got is None:
         return Response(status=204)
     push_state(got.state, time.time())
+    batches.after_change(got.state)  # the batch's totals (throttled)
     log.info("job %s (%s) claimed by %s, attempt %s", got.job_id, got.kind, worker, got.attempt)
     cfg = current_app.config
     return jsonify({"jobId": got.job_id, "kind": got.kind, "args": got.args,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import redis
@@ -67,13 +67,19 @@ def push_state(state: JobState, at: float) -> None:
         socketio.emit(event, payload, to=room)
 
 
-def publish_ids(job_ids: Iterable[str]) -> int:
-    """Push the stored state of each job to its watchers; how many were pushed."""
+def publish_ids(job_ids: Iterable[str], completed: Collection[str] = ()) -> int:
+    """Push the stored state of each job to its watchers, and its batch's totals (the
+    ids in ``completed`` ended their batch: its ``onComplete`` starts); how many."""
+    from website.jobs import batches
+
     now, pushed = time.time(), 0
     for job_id in job_ids:
         state = redis_ext.store.get(job_id)
         if state is not None:
+            if job_id in completed:
+                state.extra["batch_done"] = "1"
             push_state(state, now)
+            batches.after_change(state)
             pushed += 1
     return pushed
 
@@ -89,4 +95,4 @@ def sweep() -> int:
         log.info("job %s: lease lapsed, queued again", job_id)
     for job_id in swept.failed:
         log.info("job %s: lease lapsed on its last attempt, failed", job_id)
-    return publish_ids(swept.changed)
+    return publish_ids(swept.changed, swept.batch_done)
