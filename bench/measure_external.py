@@ -172,10 +172,9 @@ def waiting_claims(web: Web) -> int:
 def idle_claims(stack: BenchStack, floors: Floors, workers: int, probes: int,
                 log: Log) -> list[Row]:
     """Callback → client latency while ``workers`` claims wait on the same process."""
-    # redis-py's pool holds 100 connections by default: more claims arriving at once
-    # than that would be refused (503) while the first ones hold theirs.
-    pool = f"{stack.redis.url}{'&' if '?' in stack.redis.url else '?'}max_connections={2 * workers}"
-    web = stack.start_web("web-claims", REDIS_URL=pool, **IDLE_CLAIMS_WEB)
+    # The web process keeps its default Redis pool (REDIS_POOL_SIZE 100): claims
+    # arriving together wait for a connection (website/extensions.py) instead of failing.
+    web = stack.start_web("web-claims", **IDLE_CLAIMS_WEB)
     probe = LatencyProbe(web.url, web.port, stack.create_jobs(1)[0])
     alone = probe.samples(probes)  # the same probe before any claim waits: the control
     hold = 300.0  # longer than the measurement: stopped at its end

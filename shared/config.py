@@ -233,6 +233,11 @@ class Config:
         self.MAX_STORED_JOBS: int = _int(env, "MAX_STORED_JOBS", 100_000, minimum=1)
         self.MAX_STORED_SNIPPETS: int = _int(env, "MAX_STORED_SNIPPETS", 20_000, minimum=1)
         self.STORE_MAX_BYTES: int = _int(env, "STORE_MAX_BYTES", 0)
+        # Each web process's Redis pools (text and bytes): at most this many
+        # connections each; a request that finds none free waits up to
+        # REDIS_POOL_TIMEOUT seconds for one before it answers 503.
+        self.REDIS_POOL_SIZE: int = _int(env, "REDIS_POOL_SIZE", 100, minimum=2)
+        self.REDIS_POOL_TIMEOUT: float = _float(env, "REDIS_POOL_TIMEOUT", 5.0)
         # maxmemory of the embedded Redis (`python -m shared.redis_server`).
         self.REDIS_MAXMEMORY: str = env.get("REDIS_MAXMEMORY", "").strip() or DEFAULT_REDIS_MAXMEMORY
         # Socket.IO limits: an Engine.IO session that has not completed its

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from flask import Flask, current_app
 from flask_socketio import SocketIO
@@ -21,9 +23,9 @@ class RedisExtension:
 
     def init_app(self, app: Flask) -> None:
         """Create the app's Redis clients from ``REDIS_URL``."""
-        url = app.config["REDIS_URL"]
-        text = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        raw = redis.Redis.from_url(url, health_check_interval=30)  # RQ wants bytes
+        cfg = app.config
+        text = redis.Redis(connection_pool=_pool(cfg, decode_responses=True))
+        raw = redis.Redis(connection_pool=_pool(cfg))  # RQ wants bytes
         app.extensions[self.name] = {
             "client": text,
             "store": JobStore(text, ttl=app.config["JOB_TTL"],
@@ -60,6 +62,16 @@ class RedisExtension:
     def queue(self) -> Queue:
         """The current app's RQ queue."""
         return current_app.extensions[self.name]["queue"]  # type: ignore[no-any-return]
+
+
+def _pool(cfg: Any, **options: Any) -> redis.BlockingConnectionPool:
+    """A pool of at most ``REDIS_POOL_SIZE`` connections where a request that finds
+    none free waits (green under eventlet/gevent) up to ``REDIS_POOL_TIMEOUT``
+    seconds instead of failing at once (many claims or callbacks arriving together);
+    after that redis-py raises ``ConnectionError`` and the site answers 503."""
+    return redis.BlockingConnectionPool.from_url(
+        cfg["REDIS_URL"], max_connections=cfg["REDIS_POOL_SIZE"],
+        timeout=cfg["REDIS_POOL_TIMEOUT"], health_check_interval=30, **options)
 
 
 redis_ext = RedisExtension()
