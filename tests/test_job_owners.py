@@ -77,3 +77,20 @@ def test_cookieless_clients_are_owners_apart_and_only_operators_name_one(ops_app
     ops = ops_app.test_client()
     assert _found(ops, "owner=nightly-import") == {resp.get_json()["id"]}
     assert _found(ops, "owner=someone-else") == set()
+
+
+def test_a_session_controls_its_older_jobs_by_its_owner_id(ops_app: Flask) -> None:
+    """Past the newest jobs its cookie lists, the session still owns what carries its id."""
+    alice, bob = ops_app.test_client(), ops_app.test_client()
+    old = str(_start(alice)["id"])
+    bob_job = str(_start(bob)["id"])
+    with alice.session_transaction() as sess:
+        sess["jobs"] = []  # as after SESSION_JOBS newer jobs
+    assert bob.post(f"/api/jobs/{old}/cancel").status_code == 403  # another owner id
+    assert alice.post(f"/api/jobs/{bob_job}/cancel").status_code == 403
+    with bob.session_transaction() as sess:
+        sess["owner"] = "operator"  # not a session owner id: never matched
+        sess["jobs"] = []
+    assert bob.post(f"/api/jobs/{bob_job}/cancel").status_code == 403
+    resp = alice.post(f"/api/jobs/{old}/cancel")
+    assert resp.status_code == 200 and resp.get_json()["state"]["state"] == "cancelled"

@@ -3,7 +3,8 @@
 A job belongs to whoever created it:
 
 * a browser: the session that posted the form remembers the ids of its
-  newest jobs (Flask's signed session cookie, at most ``SESSION_JOBS``);
+  newest jobs (Flask's signed session cookie, at most ``SESSION_JOBS``), and
+  owns every job recorded with its owner id (below);
 * an API client: the 202 answer of ``POST /api/jobs`` (and ``POST
   /api/snippets``) carries a ``controlToken`` signed for that job alone,
   sent back as ``Authorization: Bearer <controlToken>`` (a Socket.IO client
@@ -31,8 +32,10 @@ import secrets
 
 from flask import current_app, has_request_context, request, session
 
+from shared import keys
 from shared.config import VISIBILITY_OWNER
 from shared.signing import control_token_allows, parse_bearer, sign_control_token
+from website.extensions import redis_ext
 from website.ops.auth import is_operator
 
 SESSION_JOBS = 40  # newest job ids a browser session remembers (cookie stays < 2 KB)
@@ -81,12 +84,17 @@ def _token_ok(token: object, job_id: str) -> bool:
 
 
 def is_owner(job_id: str, auth_token: object = None) -> bool:
-    """True when the request's session created ``job_id`` or it carries its control token
-    (as a bearer token, or ``auth_token`` given by a Socket.IO client)."""
+    """True when the request's session created ``job_id`` (one of its newest, or any
+    job recorded with its owner id) or it carries the job's control token (as a
+    bearer token, or ``auth_token`` given by a Socket.IO client)."""
     if job_id in session.get(_SESSION_KEY, []):
         return True
     bearer = parse_bearer(request.headers.get("Authorization"))
-    return _token_ok(bearer, job_id) or _token_ok(auth_token, job_id)
+    if _token_ok(bearer, job_id) or _token_ok(auth_token, job_id):
+        return True
+    mine = session.get(_OWNER_KEY)
+    return (isinstance(mine, str) and mine.startswith(OWNER_PREFIX)
+            and redis_ext.client.hget(keys.job_key(job_id), "owner") == mine)
 
 
 def may_control(job_id: str, auth_token: object = None) -> bool:
