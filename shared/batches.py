@@ -41,9 +41,10 @@ class UnknownBatch(LookupError):
 
 
 def create_batch(store: JobStore, kind: str, items: list[dict[str, Any]], owner: str = "",
-                 on_complete: dict[str, Any] | None = None) -> tuple[str, list[str]]:
-    """Store a batch and its children (``queued``, each recorded with ``owner``);
-    the batch id and the child ids."""
+                 on_complete: dict[str, Any] | None = None,
+                 child_fields: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """Store a batch and its children (``queued``, each recorded with ``owner`` and
+    ``child_fields``); the batch id and the child ids."""
     batch_id = new_id()
     now = time.time()
     ids = [new_id() for _ in items]
@@ -58,7 +59,8 @@ def create_batch(store: JobStore, kind: str, items: list[dict[str, Any]], owner:
     for start in range(0, len(items), 1000):
         pipe = client.pipeline(transaction=False)
         for job_id, args in zip(ids[start:start + 1000], items[start:start + 1000], strict=True):
-            extra = {"batch_id": batch_id, "args": json.dumps(args, ensure_ascii=False)}
+            extra = {**(child_fields or {}), "batch_id": batch_id,
+                     "args": json.dumps(args, ensure_ascii=False)}
             store._create(**store._create_call(job_id, kind, owner, now, extra), client=pipe)
         pipe.execute()
     return batch_id, ids

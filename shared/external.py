@@ -88,6 +88,16 @@ class ExternalQueues:
         pipe.publish(keys.EXTERNAL_CHANNEL, kind)
         pipe.execute()
 
+    def push_many(self, job_ids: list[str], kind: str) -> None:
+        """Queue many stored jobs of one kind (a batch), with one wake-up message each."""
+        for start in range(0, len(job_ids), 1000):
+            chunk = job_ids[start:start + 1000]
+            pipe = self.client.pipeline()
+            pipe.rpush(keys.external_queue_key(kind), *chunk)
+            for _ in chunk:
+                pipe.publish(keys.EXTERNAL_CHANNEL, kind)
+            pipe.execute()
+
     def claim(self, kinds: list[str], worker: str, now: float | None = None,
               check_leases: bool = True) -> Claim | LeasesLapsed | None:
         """Take the oldest waiting job of ``kinds`` (in that order) for ``worker``, or None.

@@ -196,18 +196,17 @@ def indexed(app: Flask, job_id: str) -> list[str]:
 
 
 def test_claims_and_lapsed_leases_move_a_batchs_totals(short_lease_app: Flask) -> None:
-    from shared.batches import batch_totals, create_batch
-    from website.workers.queues import queues
+    from shared.batches import batch_totals
 
     client = short_lease_app.test_client()
     redis_client = short_lease_app.extensions["jobcast.redis"]["client"]
-    # Stored and queued as a batch of external jobs is (POST /api/batches hands every
-    # batch to RQ today, so the children are queued here by hand).
-    batch_id, ids = create_batch(JobStore(redis_client), "external", [{"n": 1}, {"n": 2}],
-                                 on_complete={"kind": "external", "args": {"then": True}})
-    with short_lease_app.app_context():
-        for job_id in ids:
-            queues().push(job_id, "external")
+    resp = client.post("/api/batches", json={
+        "kind": "external", "items": [{"n": 1}, {"n": 2}],
+        "onComplete": {"kind": "external", "args": {"then": True}}})
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    batch_id = resp.get_json()["batchId"]
+    rq_queue = short_lease_app.extensions["jobcast.redis"]["queue"]
+    assert rq_queue.count == 0  # external children go to the claim queue, never to RQ
 
     def counts() -> dict[str, int]:
         totals = batch_totals(redis_client, batch_id)

@@ -126,9 +126,17 @@ def create() -> tuple[Response, int] | tuple[Response | str, int]:
         return jsonify({"error": str(exc), "fields": exc.fields}), 400
     ensure_room()
     owner = request_owner()
-    batch_id, ids = create_batch(redis_ext.store, kind.name, items, owner=owner,
-                                 on_complete=then)
-    _enqueue(redis_ext.queue, kind, ids, items)
+    if kind.external:  # claimed over HTTP by workers in any language, never by RQ
+        from website.workers.queues import queues
+
+        batch_id, ids = create_batch(redis_ext.store, kind.name, items, owner=owner,
+                                     on_complete=then,
+                                     child_fields={"external": "1", "attempt": "1"})
+        queues().push_many(ids, kind.name)
+    else:
+        batch_id, ids = create_batch(redis_ext.store, kind.name, items, owner=owner,
+                                     on_complete=then)
+        _enqueue(redis_ext.queue, kind, ids, items)
     log.info("batch %s: %s jobs of %s enqueued", batch_id, len(ids), kind.name)
     status_url = url_for("batches.status", batch_id=batch_id)
     return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids),
