@@ -35,4 +35,4 @@ def pairs(result: list[Any]) -> dict[str, Any]:
             value.decode() if isinstance(value, bytes) else str(value))
 
     names, values = result[0::2], result[1::2]
-    return {text(name): value for name, value in zip(names, values)}
+    return {text(name): value for name, value in zip(names, values, strict=False)}
