@@ -42,24 +42,3 @@ def on_starting(server: object) -> None:
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-
-
-def post_worker_init(worker: object) -> None:
-    """Under eventlet, let redis-py check its pooled connections with the real ``poll``.
-
-    Before each command redis-py checks, with a zero timeout, that the pooled
-    connection holds no stale reply. eventlet's monkey-patching removes
-    ``select.poll``, so redis-py falls back to eventlet's green ``select``, which
-    registers the socket with the hub, sets two timers and switches to the hub and
-    back: about 40 µs of CPU and one trip round the event loop per Redis command (a
-    callback's one ``EVALSHA``). A zero-timeout poll never blocks, so the real one
-    is safe in a green thread. Skipped if redis-py no longer has these names.
-    """
-    if worker_class != "eventlet":
-        return
-    from eventlet import patcher
-    from redis._parsers import hiredis
-
-    if hasattr(hiredis, "_HAS_POLL") and hasattr(hiredis, "select"):
-        hiredis.select = patcher.original("select")
-        hiredis._HAS_POLL = True
