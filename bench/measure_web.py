@@ -27,18 +27,21 @@ NOISE = ("Numbers from a machine shared with other work are noisy; compare with 
          "quiet machine.")
 THROUGHPUT_WHY = (
     "the bare endpoint is a Flask view that returns 204 at once: it measures the HTTP "
-    "server and Flask alone (about 300 µs of CPU per request here, through the same "
-    "`/api/` hooks as the callback). A callback adds "
-    "JSON decoding and validation, the bearer check, one Redis round trip for the Lua "
-    "update (redis-py under green threads), the Socket.IO emit (packet encoding and a "
-    "websocket frame; with the message queue a PUBLISH and, in every web process, "
-    "receiving and re-emitting it; the dashboard's `jobChanged` event doubles that), and "
-    "the operations features (request log line, metrics). That is 300-700 µs more CPU, "
-    "spread over many small steps (no single hot spot in a profile), so 0.85× would "
-    "leave under 50 µs for all of it. The ways to more callbacks per second are more web "
-    "processes on the message queue, gevent (about 20% less CPU per callback than "
-    "eventlet here), or `WORKER_EMIT=direct`, which takes the callback off the web "
-    "processes entirely.")
+    "server, Flask and the site's app-wide layers alone (about 400 µs of CPU per request "
+    "on the shared 2-core machine, through the same `/api/` hooks as the callback). A "
+    "callback adds, by a profile of the eventlet worker (docs/scaling.md, \"Where a "
+    "callback's CPU goes\"): one Redis round trip for the Lua update (about 200 µs: "
+    "redis-py's layers and its pre-command connection check, the send and receive system calls, "
+    "the green thread's wait), the "
+    "Socket.IO push to the watching client (about 55 µs: packet encoding, engine.io's "
+    "writer, a websocket frame; with the message queue a PUBLISH per event and, in every "
+    "web process, receiving and re-emitting it), reading and checking the report (about "
+    "60 µs: body, JSON, validation, token) and metrics, headers and event payloads (about "
+    "40 µs): about 2× the bare endpoint's CPU, with no single hot spot; three loopback "
+    "sends (answer, Redis, websocket) against bare's one are a large share. 0.85× would "
+    "leave under 70 µs for all of it. The ways to more callbacks per second are more web "
+    "processes on the message queue, gevent, or `WORKER_EMIT=direct`, which takes the "
+    "callback off the web processes entirely.")
 
 
 def redis_commands(stack: BenchStack, count: int) -> list[Row]:

@@ -31,6 +31,8 @@ def register(client: redis.Redis, name: str) -> Script:
 def pairs(result: list[Any]) -> dict[str, Any]:
     """``['code', 1, 'state', 'running']`` -> ``{'code': 1, 'state': 'running'}``."""
     def text(value: Any) -> str:
-        return value.decode() if isinstance(value, bytes) else str(value)
+        return value if type(value) is str else (
+            value.decode() if isinstance(value, bytes) else str(value))
 
-    return {text(result[i]): result[i + 1] for i in range(0, len(result) - 1, 2)}
+    names, values = result[0::2], result[1::2]
+    return {text(name): value for name, value in zip(names, values, strict=False)}

@@ -30,6 +30,7 @@ from shared.joblog import LogBatch, LogLine
 from shared.protocol import LOG_START, QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
 
 MAX_STORED = 100_000  # default MAX_STORED_JOBS: the recent-jobs index never lists more
+_TERMINAL = sorted(TERMINAL_STATES)  # ARGV of update_job.lua: their count, then the names
 
 
 @dataclass(frozen=True)
@@ -305,7 +306,7 @@ class JobStore:
         seq = "" if update.seq is None else str(update.seq)
         current = "" if update.total is None else str(update.current or 0)
         total = "" if update.total is None else str(update.total)
-        terminal = sorted(TERMINAL_STATES)
+        terminal = _TERMINAL
         return {"keys": [keys.job_key(update.job_id), keys.job_log_key(update.job_id)],
                 "args": [update.state, update.progress, update.message, update.stage, seq,
                          repr(now), current, total, update.result_json(), self.log_max,

@@ -3,6 +3,7 @@ per-job tokens, sequence and monotonic rules, terminal states, limits."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -113,6 +114,24 @@ def test_lone_surrogates_are_400_and_change_nothing(client: FlaskClient, field: 
     job_id = new_job(client)
     data = (f'{{"jobId": "{job_id}", "progress": 5, "state": "running", '
             f'"{field}": "a\\udfffb"}}').encode()
+    resp = client.post("/api/progress", data=data,
+                       headers={**auth(), "Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert state(client, job_id)["progress"] == 0
+
+
+@pytest.mark.parametrize("encode", [
+    # the surrogate as raw UTF-8 bytes (json.loads lets them through)...
+    lambda text: text.replace("\\udfff", "\udfff").encode("utf-8", "surrogatepass"),
+    # ...and in UTF-16 text (json.loads detects the encoding)
+    lambda text: text.replace("\\udfff", "\udfff").encode("utf-16-le", "surrogatepass"),
+], ids=["utf-8 bytes", "utf-16"])
+def test_lone_surrogates_without_escapes_are_400_and_change_nothing(
+        client: FlaskClient, encode: Callable[[str], bytes]) -> None:
+    job_id = new_job(client)
+    data = encode(f'{{"jobId": "{job_id}", "progress": 5, "state": "running", '
+                  f'"message": "a\\udfffb"}}')
+    assert b"\\u" not in data
     resp = client.post("/api/progress", data=data,
                        headers={**auth(), "Content-Type": "application/json"})
     assert resp.status_code == 400

@@ -11,11 +11,22 @@ from website.extensions import socketio
 
 def init_app(app: Flask) -> None:
     """Install the app-wide hooks; call after the extensions are bound."""
-    from website.http import access, body, errors, favicon, openapi, ratelimit, security, timefmt
+    from website.http import (
+        access,
+        body,
+        errors,
+        favicon,
+        openapi,
+        ratelimit,
+        security,
+        sessions,
+        timefmt,
+    )
     from website.http.bodytimeout import BodyReadTimeout
     from website.http.capacity import ConnectionCap
     from website.http.wsgierrors import ErrorsToLogging
     errors.register(app)
+    sessions.register(app)  # the signing serializer built once, not per request
     app.before_request(body.apply_body_limit)  # before any hook reads a body
     access.register(app)
     timefmt.register(app)

@@ -50,7 +50,20 @@ def read_json_body(max_bytes: int) -> object | None:
         raise RequestEntityTooLarge()
     try:
         body = json.loads(raw)
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if _may_not_encode(raw):
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError):  # UnicodeError is a ValueError
         return None
     return body
+
+
+def _may_not_encode(raw: bytes) -> bool:
+    """Whether decoded JSON text could hold what encoding it back refuses.
+
+    A lone surrogate comes only from a backslash-u escape, from the UTF-8 bytes
+    of a surrogate (starting with 0xED, which ``json.loads`` lets through) or
+    from UTF-16/32 text (which has NUL bytes); deep nesting needs many brackets.
+    A usual report has none of these and skips the second pass.
+    """
+    return (b"\\u" in raw or b"\xed" in raw or b"\x00" in raw
+            or raw.count(b"[") + raw.count(b"{") > 32)

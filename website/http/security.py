@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,6 +58,7 @@ STATIC_HEADERS = {
 }
 
 
+@lru_cache(maxsize=64)  # built once per Host (few), not per response
 def content_security_policy(host: str) -> str:
     """The CSP: scripts, styles and connections only from this site (no inline script).
 

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import redis
+import socketio as socketio_lib
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError
 
@@ -106,8 +107,18 @@ def _join_batch(batch_id: object) -> list[tuple[str, dict[str, Any]]]:
 
 
 def emit_events(events: list[Event]) -> None:
-    """Emit each ``(event, payload, room)`` built by :mod:`shared.events`."""
+    """Emit each ``(event, payload, room)`` built by :mod:`shared.events`.
+
+    Without a message queue only this process's clients can be in a room, so an
+    event for a room nobody is in (the dashboard's, while no dashboard is open;
+    a job nobody watches) is not encoded at all. With the queue every event is
+    published: other processes' clients may be in the room.
+    """
+    manager = socketio.server.manager if socketio.server is not None else None
+    local = manager if type(manager) is socketio_lib.Manager else None
     for event, payload, room in events:
+        if local is not None and next(local.get_participants("/", room), None) is None:
+            continue
         socketio.emit(event, payload, to=room)
 
 
