@@ -3,6 +3,7 @@ Redis commands per callback."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -102,12 +103,13 @@ def latency(stack: BenchStack, swarm: Swarm, floors: Floors, counts: list[int], 
                 connected += res["connected"]
                 log(f"  {connected} clients connected ({res})")
             settle(0.5)
-            samples = probe.samples(probes)
+            samples, beside = probe.paired(probes, floor_path=BARE_PATH)
+            local = dataclasses.replace(floors, http=beside)  # the floor of the same seconds
             who = "1 client" if connected == 1 else f"{connected} clients"
             rows.append(Row("1", f"callback → client latency, {who} connected, no other load",
-                            p50_p99(samples), QUIET.text(), QUIET.met(floors, samples),
-                            why=NOISE, floor=floors.latency_floor(),
-                            ratio=floors.latency_ratio(samples)))
+                            p50_p99(samples), QUIET.text(), QUIET.met(local, samples),
+                            why=NOISE, floor=local.latency_floor() + " (interleaved)",
+                            ratio=local.latency_ratio(samples)))
         # Background load: open-loop callbacks to the watched jobs (each fans out to one
         # client) while the probe sends its own callbacks open-loop too.
         duration = background + 2.0
@@ -141,7 +143,11 @@ def latency(stack: BenchStack, swarm: Swarm, floors: Floors, counts: list[int], 
         "Latency (1): a python-socketio client (websocket transport) watches one job; the "
         "bench POSTs a callback for that job on a keep-alive connection and measures from "
         "just before the request is written until the client's thread has the event; with "
-        "no other load one probe at a time (the next 5 ms after the previous one arrived). "
+        "no other load one probe at a time (the next 5 ms after the previous one arrived), "
+        "each preceded by a bare HTTP round trip (`POST /api/bench/bare`, its own keep-alive "
+        "connection, 5 ms before): these rows' ratios are to that floor, measured in the "
+        "same seconds as the probes (the floor of section 0, taken minutes earlier, drifts "
+        "by up to 2× on a shared virtual machine). "
         "Other clients are raw websocket Socket.IO clients (`bench/wsclient.py`) in a "
         "separate process, each watching its own job. Background load: `bench/loadgen.py` "
         "POSTs callbacks open-loop at 1000/s over 32 keep-alive connections to the jobs "

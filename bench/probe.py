@@ -98,13 +98,36 @@ class LatencyProbe:
 
     def samples(self, count: int, pause: float = 0.005) -> list[float]:
         """``count`` samples, ``pause`` seconds apart (a few warm-ups are dropped)."""
-        for _ in range(3):
-            self.sample()
-        out = []
-        for _ in range(count):
-            out.append(self.sample())
-            time.sleep(pause)
-        return out
+        return self.paired(count, pause)[0]
+
+    def paired(self, count: int, pause: float = 0.005,
+               floor_path: str | None = None) -> tuple[list[float], list[float]]:
+        """``count`` samples, ``pause`` seconds apart, each preceded (with ``floor_path``)
+        by one bare HTTP round trip to that path on a keep-alive connection of its own:
+        the samples and the floor measured beside them, in the same seconds."""
+        floor_conn = (http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                      if floor_path else None)
+        body = json.dumps({"jobId": self.job_id, "progress": 50, "state": "running",
+                           "message": "floor"})
+        out: list[float] = []
+        floor: list[float] = []
+        try:
+            for i in range(count + 3):
+                if floor_conn is not None and floor_path:
+                    start = time.perf_counter()
+                    floor_conn.request("POST", floor_path, body=body, headers=self.headers)
+                    floor_conn.getresponse().read()
+                    if i >= 3:
+                        floor.append(time.perf_counter() - start)
+                    time.sleep(pause)
+                sample = self.sample()
+                if i >= 3:  # warm-ups dropped
+                    out.append(sample)
+                time.sleep(pause)
+        finally:
+            if floor_conn is not None:
+                floor_conn.close()
+        return out, floor
 
     def open_loop(self, duration: float, interval: float, grace: float = 5.0) -> OpenLoop:
         """Probes every ``interval`` s for ``duration`` s, independent of the answers."""

@@ -94,7 +94,12 @@ class RateLimits:
             headers_enabled=False,  # no extra Redis read on every limited request
         )
         limiter.init_app(app)
+        limited: set[str] = set()
+        # Flask-Limiter checks every request; one that no limit names leaves at once
+        # (its supported request filter) instead of resolving "no limits" each time.
+        limiter.request_filter(lambda: request.endpoint not in limited)
         app.extensions[self.name] = limiter
+        app.extensions[self.name + ".endpoints"] = limited
         app.register_error_handler(RateLimitExceeded, too_many_requests)
 
     def limiter(self, app: Flask) -> Limiter:
@@ -117,6 +122,7 @@ class RateLimits:
             if per_client:
                 view = limiter.shared_limit(per_client, scope=scope, key_func=client_key)(view)
             app.view_functions[endpoint] = view
+            app.extensions[self.name + ".endpoints"].add(endpoint)
 
 
 rate_limits = RateLimits()

@@ -116,10 +116,14 @@ def emit_events(events: list[Event]) -> None:
     """
     manager = socketio.server.manager if socketio.server is not None else None
     local = manager if type(manager) is socketio_lib.Manager else None
+    sent = False
     for event, payload, room in events:
         if local is not None and next(local.get_participants("/", room), None) is None:
             continue
         socketio.emit(event, payload, to=room)
+        sent = True
+    if sent:  # let the connections' writer tasks send now, before the caller answers
+        socketio.sleep(0)
 
 
 def publish_state(state: JobState, at: float) -> None:
