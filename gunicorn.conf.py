@@ -42,3 +42,11 @@ def on_starting(server: object) -> None:
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
+def post_worker_init(worker: object) -> None:
+    """Short GC pauses in the serving process (``website/http/gcpause.py``)."""
+    if _cfg.GC_FULL_EVERY > 0:
+        from website.http.gcpause import GcPauses
+
+        GcPauses(_cfg.GC_FULL_EVERY).install()

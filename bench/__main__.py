@@ -92,12 +92,13 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
         if "1" in only:
             with Swarm("127.0.0.1", stack.a.port) as swarm:
                 say("1: callback → client latency")
-                got, text = measure_web.latency(stack, swarm, floors, list(sizes.clients),
-                                                sizes.probes, sizes.background, say)
+                got, text, beside = measure_web.latency(stack, swarm, floors,
+                                                        list(sizes.clients), sizes.probes,
+                                                        sizes.background, say)
                 rows += got
                 notes += text
                 say("1: fan-out to one room")
-                rows += measure_web.fan_out(stack, swarm, floors, sizes.fan_out,
+                rows += measure_web.fan_out(stack, swarm, beside, sizes.fan_out,
                                             sizes.fan_out_events, say)
         if "2" in only:
             say("2: callback throughput")

@@ -238,6 +238,10 @@ class Config:
         # REDIS_POOL_TIMEOUT seconds for one before it answers 503.
         self.REDIS_POOL_SIZE: int = _int(env, "REDIS_POOL_SIZE", 100, minimum=2)
         self.REDIS_POOL_TIMEOUT: float = _float(env, "REDIS_POOL_TIMEOUT", 5.0)
+        # Web process: full garbage collections walk the whole heap only this often
+        # (seconds; between them the survivors are frozen: website/http/gcpause.py);
+        # 0 leaves CPython's collector as it is.
+        self.GC_FULL_EVERY: float = _float(env, "GC_FULL_EVERY", 300.0)
         # maxmemory of the embedded Redis (`python -m shared.redis_server`).
         self.REDIS_MAXMEMORY: str = env.get("REDIS_MAXMEMORY", "").strip() or DEFAULT_REDIS_MAXMEMORY
         # Socket.IO limits: an Engine.IO session that has not completed its
