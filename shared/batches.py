@@ -107,10 +107,26 @@ def after_child_change(client: redis.Redis, state: JobState, start: StartJob,
                 job_id = start(then["kind"], then["args"], f"batch:{batch_id}")
                 if job_id:
                     client.hset(keys.batch_key(batch_id), "complete_job", job_id)
-        if emit is None:
-            return
-        tick = f"{keys.VOLATILE_PREFIX}:batch-push:{batch_id}"
-        if last or client.set(tick, "1", nx=True, px=PUSH_INTERVAL_MS):
-            emit(BATCH_PROGRESS, batch_totals(client, batch_id), batch_room(batch_id))
+        if emit is not None:
+            push_totals(client, batch_id, emit, final=last)
     except (UnknownBatch, redis.RedisError) as exc:
         log.warning("batch %s: could not push or complete: %s", batch_id, exc)
+
+
+def push_totals(client: redis.Redis, batch_id: str, emit: Emit, final: bool) -> bool:
+    """Emit the batch's totals to ``batch:<id>`` unless they were pushed in the last
+    ``PUSH_INTERVAL_MS`` (a Redis token shared by every process); always when
+    ``final`` (the change that ended the last child). True if pushed. Raises
+    :class:`UnknownBatch` and ``redis.RedisError``."""
+    tick = f"{keys.VOLATILE_PREFIX}:batch-push:{batch_id}"
+    if final or client.set(tick, "1", nx=True, px=PUSH_INTERVAL_MS):
+        emit(BATCH_PROGRESS, batch_totals(client, batch_id), batch_room(batch_id))
+        return True
+    return False
+
+
+def ended_all(client: redis.Redis, batch_id: str) -> bool:
+    """True when every child of the batch has ended (its totals say so)."""
+    found = client.hmget(keys.batch_key(batch_id), ["total", "done"])
+    total, done = (int(v or 0) for v in found)  # type: ignore[union-attr]
+    return total > 0 and done >= total

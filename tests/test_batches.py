@@ -219,3 +219,43 @@ def test_a_direct_worker_pushes_totals_and_starts_on_complete(
     finally:
         for proc in reversed(procs):
             proc.stop()
+
+
+def test_without_a_message_queue_the_relay_pushes_totals_the_fallback_stored(
+        log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # No message queue and the site's callback unreachable: every child's change is
+    # stored by the worker's fallback and reaches the page through the site's relay,
+    # which now pushes the batch's totals too (the final ones always).
+    server = RedisServer(log_dir, tmp_path_factory.mktemp("relay-redis")).start()
+    env = stack_env(server.url, free_port(), DEMO_STEP_DELAY="0.01")
+    procs = [server]
+    try:
+        procs.append(start_web(env, log_dir, name="web-relay"))
+        url = env["SITE_URL"]
+        resp = requests.post(f"{url}/api/batches", timeout=30, json={
+            "kind": "demo", "items": [{"steps": 2}] * 12,
+            "onComplete": {"kind": "demo", "args": {"steps": 1}}})
+        assert resp.status_code == 202, resp.text
+        batch_id = resp.json()["batchId"]
+        rec = EventRecorder(url)
+        try:
+            assert rec.client.call("subscribe", {"batchId": batch_id}, timeout=10)["ok"]
+            dead = f"http://127.0.0.1:{free_port()}/api/progress"
+            procs.append(start_worker(
+                dict(env, WORKER_CLASS="simple", PROGRESS_URL=dead, REPORT_RETRY_SECONDS="0.2"),
+                log_dir, name="worker-relay"))
+            rec.wait_for(lambda ev: any(n == "batchProgress" and d["done"] == 12
+                                        for n, d in ev),
+                         timeout=90, what="the final totals pushed by the relay")
+        finally:
+            rec.close()
+        pushed = rec.payloads("batchProgress")
+        assert pushed[-1]["done"] == 12 and pushed[-1]["counts"]["succeeded"] == 12
+        assert len(pushed) >= 2  # the subscribe's answer, then the relay's
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        wait_until(lambda: client.hget(keys.batch_key(batch_id), "complete_job"),
+                   timeout=10, what="onComplete to start")
+        assert client.zcard(keys.owner_index(f"batch:{batch_id}")) == 1  # once
+    finally:
+        for proc in reversed(procs):
+            proc.stop()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -33,43 +32,28 @@ import redis
 from flask import Flask
 
 from shared import keys
+from shared.batches import UnknownBatch, ended_all, push_totals
 from shared.events import state_events
 from shared.joblog import is_log_id, read_log
 from website.extensions import redis_ext, socketio
+from website.realtime.listener import ProcessListener
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "jobcast.relay"
-SERVED_MODES = ("eventlet", "gevent")  # threading: in-process test apps only
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class Relay:
+class Relay(ProcessListener):
     """One listener per web process on the channel of fallback-stored states."""
 
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-        self.pid: int | None = None  # the process whose listener runs
+    channel = keys.STATE_CHANNEL
 
     @property
     def wanted(self) -> bool:
         """True when this app should relay: served by eventlet/gevent, no message queue."""
-        cfg = self.app.config
-        return (cfg["ASYNC_MODE"] in SERVED_MODES and not cfg["SOCKETIO_MESSAGE_QUEUE"]
-                and not self.app.testing)
-
-    def ensure_started(self) -> bool:
-        """Start this process's listener unless it runs already; True if it runs."""
-        pid = os.getpid()
-        if self.pid == pid:
-            return True
-        if not self.wanted:
-            return False
-        self.pid = pid
-        socketio.start_background_task(self.listen)
-        log.info("relay: listening on %s in process %s", keys.STATE_CHANNEL, pid)
-        return True
+        return super().wanted and not self.app.config["SOCKETIO_MESSAGE_QUEUE"]
 
     def listen(self) -> None:
         """Push the state of every job id published on the channel, resubscribing on errors."""
@@ -107,9 +91,25 @@ class Relay:
             events = state_events(state, redis_ext.snippets, time.time())
             for event, payload, room in events:
                 socketio.emit(event, payload, to=room)
+            batch_id = state.extra.get("batch_id")
+            if batch_id:  # its batch's totals, as the callback would push them
+                self._push_batch(batch_id, state.finished)
         log.info("relay: pushed job %s (%s) stored by the worker's fallback",
                  job_id, state.state)
         return len(events)
+
+
+    def _push_batch(self, batch_id: str, finished: bool) -> None:
+        """Push a changed child's batch totals (throttled; always once every child ended)."""
+        client = redis_ext.client
+        try:
+            push_totals(client, batch_id, _emit, final=finished and ended_all(client, batch_id))
+        except (UnknownBatch, redis.RedisError) as exc:
+            log.warning("relay: batch %s totals not pushed: %s", batch_id[:64], exc)
+
+
+def _emit(event: str, payload: dict[str, Any], room: str) -> None:
+    socketio.emit(event, payload, to=room)
 
 
 class _StartOnFirstRequest:
@@ -120,7 +120,7 @@ class _StartOnFirstRequest:
         self.relay = relay
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if self.relay.pid != os.getpid():
+        if not self.relay.running:
             self.relay.ensure_started()
         return self.wsgi_app(environ, start_response)
 

@@ -24,7 +24,6 @@ claims, which then take what the queues hold.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -36,20 +35,21 @@ from prometheus_client.registry import Collector
 
 from shared import keys
 from website.extensions import socketio
+from website.realtime.listener import ProcessListener
 
 log = logging.getLogger(__name__)
 
-SERVED_MODES = ("eventlet", "gevent")
 SWEEP_EVERY = 1.0  # seconds between the listener's lease sweeps
 POLL_WITHOUT_LISTENER = 0.2  # how often a waiting claim retries when no listener runs
 
 
-class Notifier:
+class Notifier(ProcessListener):
     """This process's waiting claims and the listener that wakes them."""
 
+    channel = keys.EXTERNAL_CHANNEL
+
     def __init__(self, app: Flask) -> None:
-        self.app = app
-        self.pid: int | None = None  # the process whose listener runs
+        super().__init__(app)
         self.waiters: dict[Any, tuple[str, ...]] = {}  # event -> kinds, oldest first
         self.sweeps = 0
         cfg = app.config
@@ -62,27 +62,10 @@ class Notifier:
         return len(self.waiters) >= self.limit
 
     @property
-    def wanted(self) -> bool:
-        """True when this app runs a listener (served by eventlet/gevent, not a test app)."""
-        return self.app.config["ASYNC_MODE"] in SERVED_MODES and not self.app.testing
-
-    @property
     def poll_interval(self) -> float | None:
         """How long a waiting claim sleeps at most before it tries again (None: until
         woken or its wait ends, when this process's listener runs)."""
-        return None if self.pid == os.getpid() else POLL_WITHOUT_LISTENER
-
-    def ensure_started(self) -> bool:
-        """Start this process's listener unless it runs already; True if it runs."""
-        pid = os.getpid()
-        if self.pid == pid:
-            return True
-        if not self.wanted:
-            return False
-        self.pid = pid
-        socketio.start_background_task(self.listen)
-        log.info("claims: listening on %s in process %s", keys.EXTERNAL_CHANNEL, pid)
-        return True
+        return None if self.running else POLL_WITHOUT_LISTENER
 
     def new_event(self, kinds: Sequence[str]) -> Any:
         """A registered event for a claim of ``kinds`` that :meth:`wake` sets; pass it
