@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 from playwright.sync_api import Page, expect
 
+from shared.protocol import ProgressUpdate, new_id
+from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.support import start_web, wait_until
+from tests.support import TEST_PROGRESS_TOKEN, auth, start_web, wait_until
 
 JOB_URL = re.compile(r"/jobs/[0-9a-f-]{36}$")
 HOSTILE_NAME = "<img src=x onerror=alert(1)>"
@@ -32,6 +35,32 @@ def kinds_site(browser: Any, log_dir: Path,
 
 def console_lines(page: Page) -> list[str]:
     return page.locator("#console > div").all_text_contents()
+
+
+def test_the_console_reads_lines_it_was_never_pushed(kinds_site: Stack, page: Page) -> None:
+    """Lines stored without a push (a relay message missed, no reconnect) leave a gap
+    before the next pushed batch: the page reads them from the log API, in order."""
+    site = kinds_site
+    store = JobStore(redis.Redis.from_url(site.redis.url, decode_responses=True))
+    job_id = new_id()
+    store.create(job_id, kind="demo")
+
+    def report(lines: list[str]) -> None:
+        resp = requests.post(site.url + "/api/progress", timeout=5, headers=auth(
+            TEST_PROGRESS_TOKEN), json={"jobId": job_id, "state": "running", "progress": 10,
+                                        "log": lines})
+        assert resp.status_code == 204, resp.text
+
+    page.goto(f"{site.url}/jobs/{job_id}")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "live")
+    report(["one"])
+    wait_until(lambda: console_lines(page) == ["one"], timeout=10, what="the pushed line")
+    store.apply_or_state(ProgressUpdate.from_json(
+        {"jobId": job_id, "state": "running", "progress": 20, "log": ["two", "three"]}))
+    report(["four"])  # pushed, but it starts after "three", which the page never got
+    wait_until(lambda: console_lines(page) == ["one", "two", "three", "four"], timeout=10,
+               interval=0.1, what="the gap filled from the log API")
+    assert page.locator("#connection").get_attribute("data-status") == "live"  # no reconnect
 
 
 def test_console_follows_a_fast_log_and_catches_up_after_a_restart(

@@ -4,6 +4,9 @@
  * line shown waits until the lines before it arrive (the replay the server
  * sends after every (re)connect); lines already shown are skipped. So the
  * console shows every line once, in order, whatever order batches arrive in.
+ * If the lines before a waiting batch never come (a push the page missed
+ * without reconnecting), job.js reads them from the log API: after a second
+ * of waiting, and once more when the job has ended.
  * Everything is inserted as text. job.js calls JobcastLog.feed / .result. */
 (function () {
   "use strict";
@@ -85,6 +88,8 @@
   window.JobcastLog = {
     feed: feed,
     result: result,
-    last: function () { return last; }
+    last: function () { return last; },
+    /* True while a batch waits for lines before it that have not come. */
+    waiting: function () { return Object.keys(pending).length > 0; }
   };
 }());

@@ -28,6 +28,8 @@
   var socket = null;
   var pollTimer = null;
   var live = false; /* connected over Socket.IO: no polling needed */
+  var gapTimer = null; /* checks for log lines that never came */
+  var caughtUp = false; /* the log was read to its end after the job ended */
 
   function finished() {
     return terminal.hasOwnProperty(root.getAttribute("data-state"));
@@ -53,8 +55,26 @@
       setConnection("done", "not needed, the job has finished");
       if (socket) { socket.disconnect(); }
       if (pollTimer) { clearTimeout(pollTimer); pollTimer = null; }
+      if (gapTimer) { clearInterval(gapTimer); gapTimer = null; }
+      if (!caughtUp) { caughtUp = true; catchUpLog(10); }
     }
   }
+
+  /* The log lines after the last one shown, up to `pages` pages of the log API:
+   * the polling fallback's read, a gap's filling, and the catch-up at the end. */
+  function catchUpLog(pages) {
+    if (!window.JobcastLog || !logUrl || !window.fetch) { return Promise.resolve(); }
+    var after = window.JobcastLog.last();
+    return fetch(logUrl + "?after=" + encodeURIComponent(after), { cache: "no-store" })
+      .then(function (resp) { return resp.ok ? resp.json() : null; })
+      .then(function (page) {
+        if (!page) { return; }
+        window.JobcastLog.feed(page);
+        if (page.more && pages > 1) { return catchUpLog(pages - 1); }
+      })
+      .catch(function () { /* the next tick, poll or reconnect tries again */ });
+  }
+
 
   /* Fallback: read the JSON state every few seconds until the job ends. */
   function poll(delay) {
@@ -85,13 +105,7 @@
   }
 
   /* Polling fallback for the log: the lines after the last one shown. */
-  function pollLog() {
-    if (!window.JobcastLog || !logUrl) { return Promise.resolve(); }
-    var after = window.JobcastLog.last();
-    return fetch(logUrl + "?after=" + encodeURIComponent(after), { cache: "no-store" })
-      .then(function (resp) { return resp.ok ? resp.json() : null; })
-      .then(function (page) { if (page) { window.JobcastLog.feed(page); } });
-  }
+  function pollLog() { return catchUpLog(1); }
 
   function pollingStatus() {
     if (socket && socket.active) {
@@ -118,6 +132,15 @@
   }
 
   if (finished()) { return; }
+
+  /* A batch that waits more than a second for the lines before it: read them. */
+  var gapSeen = false;
+  gapTimer = setInterval(function () {
+    var waiting = window.JobcastLog ? window.JobcastLog.waiting() : false;
+    if (waiting && gapSeen) { catchUpLog(5); }
+    gapSeen = waiting;
+  }, 1000);
+
   if (typeof io === "undefined") {
     fallBack("live updates unavailable");
     return;
