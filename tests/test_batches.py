@@ -4,6 +4,8 @@ late joiners, cancel cascades, onComplete exactly once, and bad input."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,45 +182,64 @@ def test_only_the_owner_or_an_operator_cancels_a_batch(stack: Stack) -> None:
                    what="the cancelled batch to end")
 
 
-def test_a_direct_worker_pushes_totals_and_starts_on_complete(
-        log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    # WORKER_EMIT=direct: the site never sees a child's change (the callback URL is a
-    # 404), so the pushes and onComplete come from the worker's own path.
-    server = RedisServer(log_dir, tmp_path_factory.mktemp("direct-redis")).start()
-    env = stack_env(server.url, free_port(), SOCKETIO_MESSAGE_QUEUE=server.url,
-                    DEMO_STEP_DELAY="0.01")
+@contextmanager
+def batch_the_site_never_sees(
+        log_dir: Path, redis_dir: Path, name: str, count: int, steps: int,
+        message_queue: bool, worker: Callable[[str, dict[str, str]], dict[str, str]],
+        ended: Callable[[dict[str, Any]], bool],
+) -> Iterator[tuple[list[dict[str, Any]], redis.Redis, str]]:
+    """A batch of ``count`` demo jobs (with an ``onComplete``) whose children's changes
+    never reach the site's callback: a page subscribed to it records ``batchProgress``
+    until ``ended`` holds for one. Yields the pushed totals, a Redis client and the
+    batch id; the web process (on the Socket.IO message queue if ``message_queue``) and
+    the worker (``worker(url, env)`` its settings) run meanwhile."""
+    server = RedisServer(log_dir, redis_dir).start()
+    queue = {"SOCKETIO_MESSAGE_QUEUE": server.url} if message_queue else {}
+    env = stack_env(server.url, free_port(), DEMO_STEP_DELAY="0.01", **queue)
     procs = [server]
     try:
-        procs.append(start_web(env, log_dir, name="web-direct"))
+        procs.append(start_web(env, log_dir, name=f"web-{name}"))
         url = env["SITE_URL"]
         resp = requests.post(f"{url}/api/batches", timeout=30, json={
-            "kind": "demo", "items": [{"steps": 3}] * 40,
+            "kind": "demo", "items": [{"steps": steps}] * count,
             "onComplete": {"kind": "demo", "args": {"steps": 1}}})
         assert resp.status_code == 202, resp.text
         batch_id = resp.json()["batchId"]
         rec = EventRecorder(url)
         try:
             assert rec.client.call("subscribe", {"batchId": batch_id}, timeout=10)["ok"]
-            procs.append(start_worker(
-                dict(env, WORKER_EMIT="direct", WORKER_CLASS="simple",
-                     PROGRESS_URL=url + "/api/no-such-callback"), log_dir, name="worker-direct"))
-            rec.wait_for(lambda ev: any(n == "batchProgress" and d["complete"] for n, d in ev),
-                         timeout=60, what="the final totals pushed by the worker")
+            procs.append(start_worker(worker(url, env), log_dir, name=f"worker-{name}"))
+            rec.wait_for(lambda ev: any(n == "batchProgress" and ended(d) for n, d in ev),
+                         timeout=90, what=f"the final totals ({name})")
         finally:
             rec.close()
-        pushed = rec.payloads("batchProgress")
+        yield rec.payloads("batchProgress"), redis.Redis.from_url(
+            server.url, decode_responses=True), batch_id
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def test_a_direct_worker_pushes_totals_and_starts_on_complete(
+        log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # WORKER_EMIT=direct: the site never sees a child's change (the callback URL is a
+    # 404), so the pushes and onComplete come from the worker's own path.
+    def direct(url: str, env: dict[str, str]) -> dict[str, str]:
+        return dict(env, WORKER_EMIT="direct", WORKER_CLASS="simple",
+                    PROGRESS_URL=url + "/api/no-such-callback")
+
+    with batch_the_site_never_sees(
+            log_dir, tmp_path_factory.mktemp("direct-redis"), "direct", 40, 3,
+            True, direct, lambda d: d["complete"],
+    ) as (pushed, client, batch_id):
         assert len(pushed) >= 3  # the subscribe's answer, some while running, the end
         assert any(0 < p["done"] < 40 for p in pushed)
         assert pushed[-1]["done"] == 40 and pushed[-1]["counts"]["succeeded"] == 40
-        client = redis.Redis.from_url(server.url, decode_responses=True)
         done_job = wait_until(lambda: client.hget(keys.batch_key(batch_id), "complete_job"),
                               timeout=10, what="onComplete to start")
         assert client.zcard(keys.owner_index(f"batch:{batch_id}")) == 1  # once
         wait_until(lambda: client.hget(keys.job_key(done_job), "state") == "succeeded",
                    timeout=30, what="onComplete to run")
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
 
 
 def test_without_a_message_queue_the_relay_pushes_totals_the_fallback_stored(
@@ -226,36 +247,16 @@ def test_without_a_message_queue_the_relay_pushes_totals_the_fallback_stored(
     # No message queue and the site's callback unreachable: every child's change is
     # stored by the worker's fallback and reaches the page through the site's relay,
     # which now pushes the batch's totals too (the final ones always).
-    server = RedisServer(log_dir, tmp_path_factory.mktemp("relay-redis")).start()
-    env = stack_env(server.url, free_port(), DEMO_STEP_DELAY="0.01")
-    procs = [server]
-    try:
-        procs.append(start_web(env, log_dir, name="web-relay"))
-        url = env["SITE_URL"]
-        resp = requests.post(f"{url}/api/batches", timeout=30, json={
-            "kind": "demo", "items": [{"steps": 2}] * 12,
-            "onComplete": {"kind": "demo", "args": {"steps": 1}}})
-        assert resp.status_code == 202, resp.text
-        batch_id = resp.json()["batchId"]
-        rec = EventRecorder(url)
-        try:
-            assert rec.client.call("subscribe", {"batchId": batch_id}, timeout=10)["ok"]
-            dead = f"http://127.0.0.1:{free_port()}/api/progress"
-            procs.append(start_worker(
-                dict(env, WORKER_CLASS="simple", PROGRESS_URL=dead, REPORT_RETRY_SECONDS="0.2"),
-                log_dir, name="worker-relay"))
-            rec.wait_for(lambda ev: any(n == "batchProgress" and d["done"] == 12
-                                        for n, d in ev),
-                         timeout=90, what="the final totals pushed by the relay")
-        finally:
-            rec.close()
-        pushed = rec.payloads("batchProgress")
+    def unreachable(url: str, env: dict[str, str]) -> dict[str, str]:
+        dead = f"http://127.0.0.1:{free_port()}/api/progress"
+        return dict(env, WORKER_CLASS="simple", PROGRESS_URL=dead, REPORT_RETRY_SECONDS="0.2")
+
+    with batch_the_site_never_sees(
+            log_dir, tmp_path_factory.mktemp("relay-redis"), "relay", 12, 2, False, unreachable,
+            lambda d: d["done"] == 12,
+    ) as (pushed, client, batch_id):
         assert pushed[-1]["done"] == 12 and pushed[-1]["counts"]["succeeded"] == 12
         assert len(pushed) >= 2  # the subscribe's answer, then the relay's
-        client = redis.Redis.from_url(server.url, decode_responses=True)
         wait_until(lambda: client.hget(keys.batch_key(batch_id), "complete_job"),
                    timeout=10, what="onComplete to start")
         assert client.zcard(keys.owner_index(f"batch:{batch_id}")) == 1  # once
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
