@@ -111,7 +111,7 @@ def claim_round_trip(stack: BenchStack, floors: Floors, rounds: int, log: Log) -
     log(f"  claim → first report: {p50_p99(samples)}")
     return [Row("8", "an external worker long-polling: job queued → its first report "
                      f"answered ({rounds} jobs, one at a time)",
-                p50_p99(samples), CLAIM.text(), CLAIM.met(floors, samples) and
+                p50_p99(samples), CLAIM.text(floors), CLAIM.met(floors, samples) and
                 len(samples) == rounds,
                 why="the waiting claim wakes on a Redis publish (one listener per process), "
                     "then the claim's script, its answer, and one report",
@@ -203,7 +203,7 @@ def idle_claims(stack: BenchStack, floors: Floors, workers: int, probes: int,
                 f"{p50_p99(samples)}; {during} claims waiting at the end; web process "
                 f"{100 * idle_cpu:.1f}% of a core while they wait; the same probe before "
                 f"they came: {p50_p99(alone)}",
-                IDLE.text(), IDLE.met(floors, samples) and during >= workers,
+                IDLE.text(floors), IDLE.met(floors, samples) and during >= workers,
                 why="a waiting claim costs nothing until a job of its kind is queued (then "
                     "one waiter per process wakes, and passes the wake-up on after a take)",
                 floor=floors.latency_floor(), ratio=floors.latency_ratio(samples))]

@@ -79,7 +79,7 @@ def stream(stack: BenchStack, floors: Floors, seconds: float, per_second: int,
                      f"{period * 1000:.0f} ms) → a watching client, per line",
                 f"{p50_p99(samples)}; {result['lines']} of {total} lines, "
                 f"{'in order, once' if complete else 'NOT complete and in order'}",
-                STREAM.text(), STREAM.met(floors, samples) and complete,
+                STREAM.text(floors), STREAM.met(floors, samples) and complete,
                 why="each batch is one callback, one Lua script and one push: the latency "
                     "is the callback's; see (1) for what makes it up",
                 floor=floors.latency_floor(), ratio=floors.latency_ratio(samples))]
@@ -91,7 +91,7 @@ def stream(stack: BenchStack, floors: Floors, seconds: float, per_second: int,
     rows.append(Row("7", f"a late joiner: connect and receive the last {LOG_KEPT} lines "
                          "(20 times)",
                     f"{p50_p99(times)}; {min(counts)}–{max(counts)} lines",
-                    LATE.text(), LATE.met(floors, times) and min(counts) >= LOG_KEPT,
+                    LATE.text(floors), LATE.met(floors, times) and min(counts) >= LOG_KEPT,
                     why="the connect (handshake and websocket upgrade) plus one XRANGE and "
                         "one emit of about 70 KB",
                     floor=floors.latency_floor(), ratio=floors.latency_ratio(times)))

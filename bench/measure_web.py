@@ -109,7 +109,7 @@ def latency(stack: BenchStack, swarm: Swarm, floors: Floors, counts: list[int], 
             local = dataclasses.replace(floors, http=beside)  # the floor of the same seconds
             who = "1 client" if connected == 1 else f"{connected} clients"
             rows.append(Row("1", f"callback → client latency, {who} connected, no other load",
-                            p50_p99(samples), QUIET.text(), QUIET.met(local, samples),
+                            p50_p99(samples), QUIET.text(local), QUIET.met(local, samples),
                             why=NOISE, floor=local.latency_floor() + " (interleaved)",
                             ratio=local.latency_ratio(samples)))
         # Background load: open-loop callbacks to the watched jobs (each fans out to one
@@ -137,7 +137,7 @@ def latency(stack: BenchStack, swarm: Swarm, floors: Floors, counts: list[int], 
             f"{PROBE_INTERVAL * 1000:.0f} ms",
             f"{p50_p99(samples)}{lost}; probes written p99 "
             f"{ms(percentile(got.send_lag, 99))} after they were due, over "
-            f"{got.connections} connections", LOADED.text() + " at 1000/s there", met,
+            f"{got.connections} connections", LOADED.text(local) + " at 1000/s there", met,
             floor=local.latency_floor() + " (interleaved, last quiet row)",
             ratio=local.latency_ratio(samples), why=(
                 "at that rate one web process is busy most of the time "
@@ -157,9 +157,9 @@ def latency(stack: BenchStack, swarm: Swarm, floors: Floors, counts: list[int], 
         "each preceded by a bare HTTP round trip (`POST /api/bench/bare`, its own keep-alive "
         "connection, 5 ms before): these rows' ratios are to that floor, measured in the "
         "same seconds as the probes (the floor of section 0, taken minutes earlier, drifts "
-        "by up to 2× on a shared virtual machine: a bare round trip is either about 0.7 ms "
+        "by up to 2× on a shared virtual machine: a bare round trip is either about 0.5 ms "
         "or about 1.3 ms here for minutes at a time); the loaded row and the fan-out row "
-        "are judged against the floor interleaved with the last quiet row's probes. "
+        "show their ratios to the floor interleaved with the last quiet row's probes. "
         "Other clients are raw websocket Socket.IO clients (`bench/wsclient.py`) in a "
         "separate process, each watching its own job. Background load: `bench/loadgen.py` "
         "POSTs callbacks open-loop over 32 keep-alive connections to the jobs "
@@ -216,7 +216,7 @@ def fan_out(stack: BenchStack, swarm: Swarm, floors: Floors, subscribers: int, e
     return [Row("1", f"one event to {res['connected']} subscribers of one room: time until "
                 "the last has it", f"{p50_p99(last)}; half had it after "
                 f"{ms(statistics.median(half)) if half else '-'}; {complete}/{events} "
-                "events reached everyone", FAN_OUT.text(), met,
+                "events reached everyone", FAN_OUT.text(floors), met,
                 floor=floors.latency_floor() + " (interleaved, from the latency rows)",
                 ratio=floors.latency_ratio(last), why=(
                     "one process encodes the event once but writes 1000 websocket frames "

@@ -38,18 +38,25 @@ def test_statistics_and_table() -> None:
     assert "| ok | HTTP 1 ms | 2× | ≤ 1 | yes |" in text
 
 
-def test_latency_targets_are_judged_on_the_ratio_to_the_floor() -> None:
+def test_latency_targets_scale_with_the_bare_cpu_of_the_run() -> None:
     target = LatencyTarget(p50_ms=2, p99_ms=5)
-    assert target.p50_ratio is not None and target.p99_ratio is not None
-    assert "HTTP floor (2 ms)" in target.text()
-    bare = {"cpu_us": 320.0, "rate": 3000.0, "server_cpu": 1.0}
-    slow_machine = Floors(http=[0.01] * 5, ping=[0.001] * 5, bare=bare)
-    fast_machine = Floors(http=[0.0001] * 5, ping=[0.00001] * 5, bare=bare)
-    samples = [0.01 * target.p50_ratio * 0.9] * 100  # 0.9× the p50 target on the slow one
-    assert target.met(slow_machine, samples)  # many ms, but within the ratio
-    assert not target.met(fast_machine, samples)  # the same ms are far above its floor
-    assert slow_machine.latency_ratio(samples).startswith(f"p50 {0.9 * target.p50_ratio:.1f}×")
-    assert not target.met(slow_machine, [])
+    reference = {"cpu_us": 320.0, "rate": 3125.0, "server_cpu": 1.0}  # the reference run
+    half_speed = {"cpu_us": 640.0, "rate": 1562.0, "server_cpu": 1.0}
+    there = Floors(http=[0.001] * 5, ping=[0.0001] * 5, bare=reference)
+    slow = Floors(http=[0.002] * 5, ping=[0.0002] * 5, bare=half_speed)
+    assert there.speed == 1.0 and slow.speed == 2.0
+    assert target.limits(there) == (0.002, 0.005)
+    assert target.limits(slow) == (0.004, 0.010)
+    # 3 ms: over the 2 ms target on the reference machine, within it on one half as fast
+    samples = [0.003] * 100
+    assert not target.met(there, samples)
+    assert target.met(slow, samples)
+    assert not target.met(slow, [0.003] * 98 + [0.011] * 2)  # the p99 counts too
+    assert not target.met(slow, [])
+    # stated in ms here and as a ratio to this run's HTTP floor
+    assert target.text(slow) == ("p50 ≤ 4.00 ms here = 2.0× HTTP floor (2 ms there), "
+                                 "p99 ≤ 10.0 ms here = 5.0× HTTP floor (5 ms there)")
+    assert slow.latency_ratio(samples) == "p50 1.5× · p99 1.5× HTTP; p50 15× PING; p50 4.7× bare CPU"
 
 
 def test_commands_are_counted_by_the_process_that_sent_them(
@@ -135,8 +142,12 @@ def test_open_loop_probe_and_floors_against_the_real_site(stack: Stack) -> None:
     probe = LatencyProbe(stack.url, port, job_id)
     try:
         got = probe.open_loop(duration=0.5, interval=0.05)
+        # closed loop, each sample beside a round trip sent by the same client code
+        samples, beside = probe.paired(4, floor_path="/api/progress")
+        assert len(samples) == len(beside) == 4 and all(s > 0 for s in samples + beside)
     finally:
         probe.close()
+
     # the schedule, not the answers, decides how many probes go out
     assert got.scheduled == 10 and len(got.send_lag) == 10
     assert got.lost == 0 and len(got.latencies) == 10
