@@ -68,10 +68,15 @@ def _pool(cfg: Any, **options: Any) -> redis.BlockingConnectionPool:
     """A pool of at most ``REDIS_POOL_SIZE`` connections where a request that finds
     none free waits (green under eventlet/gevent) up to ``REDIS_POOL_TIMEOUT``
     seconds instead of failing at once (many claims or callbacks arriving together);
-    after that redis-py raises ``ConnectionError`` and the site answers 503."""
+    after that redis-py raises ``ConnectionError`` and the site answers 503. Under
+    eventlet or gevent its connections check for unread data without a trip round
+    the event loop (``website/http/redisconn.py``)."""
+    from website.http.redisconn import connection_class  # website.http imports this module
+
     return redis.BlockingConnectionPool.from_url(
         cfg["REDIS_URL"], max_connections=cfg["REDIS_POOL_SIZE"],
-        timeout=cfg["REDIS_POOL_TIMEOUT"], health_check_interval=30, **options)
+        timeout=cfg["REDIS_POOL_TIMEOUT"], health_check_interval=30,
+        **connection_class(cfg["REDIS_URL"]), **options)
 
 
 redis_ext = RedisExtension()
