@@ -536,11 +536,20 @@ def test_two_workers_compete_for_200_jobs_each_done_once(lease_stack: Stack) -> 
                        for s in (store.get(i) for i in ids))
 
         wait_until(all_done, timeout=120, interval=0.5, what="200 jobs to succeed")
+        ours = set(ids)  # (a job an earlier test left claimed comes back and is done too)
+
+        def logged_done() -> list[str]:
+            done = [re.findall(r"^done (\S+)$", w.log_tail(10**6), re.M) for w in workers]
+            return [i for i in done[0] + done[1] if i in ours]
+
+        # a worker logs "done" once its last report is answered, a moment after the
+        # store has the job succeeded
+        wait_until(lambda: set(logged_done()) == ours, timeout=30, interval=0.2,
+                   what="both workers to log each job done")
     finally:
         for worker in workers:
             worker.stop()
     done = [re.findall(r"^done (\S+)$", w.log_tail(10**6), re.M) for w in workers]
-    ours = set(ids)  # (a job an earlier test left claimed comes back and is done too)
     finished = [i for i in done[0] + done[1] if i in ours]
     assert sorted(finished) == sorted(ids), (
         "each job done once, none lost",
