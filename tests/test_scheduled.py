@@ -13,6 +13,7 @@ from shared import keys
 from shared.store import JobStore
 from tests.conftest import Stack
 from tests.support import wait_until
+from website.jobs.schedule import read_run_at
 
 
 def submit(stack: Stack, **extra: object) -> requests.Response:
@@ -41,10 +42,24 @@ def test_a_scheduled_job_waits_for_its_time(stack: Stack) -> None:
     page = requests.get(f"{stack.url}/jobs/{job_id}", timeout=5).text
     assert "Scheduled to run at" in page
     assert job_id in scheduled_ids(stack)
+    # RQ's scheduler keeps whole seconds: the stored time is the one it will honour
+    registry = ScheduledJobRegistry("jobcast", connection=redis.Redis.from_url(stack.redis.url))
+    assert registry.get_scheduled_time(job_id).timestamp() == float(stored(stack, job_id)["run_at"])
     wait_until(lambda: stack.job_state(job_id)["state"] == "succeeded", timeout=30,
                what="the scheduled job to run")
     fields = stored(stack, job_id)
     assert float(fields["started_at"]) >= float(fields["run_at"])  # not a moment before
+
+
+def test_times_round_up_to_the_whole_second_rq_keeps() -> None:
+    now = datetime(2030, 1, 1, 9, 0, 0, 983_472, tzinfo=UTC)
+    # RQ scores a scheduled job by whole seconds: x.98 would run at x, 0.98 s early
+    assert read_run_at({"delaySeconds": 3}, 3600, now) == datetime(2030, 1, 1, 9, 0, 4, tzinfo=UTC)
+    assert read_run_at({"runAt": "2030-01-01T10:00:01.25+01:00"}, 3600, now) == \
+        datetime(2030, 1, 1, 9, 0, 2, tzinfo=UTC)
+    assert read_run_at({"runAt": "2030-01-01T09:30:00Z"}, 3600, now) == \
+        datetime(2030, 1, 1, 9, 30, 0, tzinfo=UTC)  # a whole second stays as it is
+    assert read_run_at({}, 3600, now) is None
 
 
 def test_run_at_with_a_zone_and_cancel_before_it_runs(stack: Stack) -> None:

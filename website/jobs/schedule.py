@@ -4,10 +4,14 @@ A job with either is stored as ``scheduled`` and handed to RQ's scheduler
 (``Queue.enqueue_at``; the worker runs the scheduler), which queues it at
 its time. The time must be in the future and within ``JOB_TTL`` (the job's
 record would expire before it ran); anything else is a 400 naming the field.
+RQ's scheduler keeps whole seconds (it scores a job by its time without the
+fraction), so a time is rounded up to the next whole second: the time stored
+and shown is the one RQ honours, and a job never starts before it.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +28,7 @@ def read_run_at(body: dict[str, Any], horizon: int, now: datetime | None = None)
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 < delay <= horizon:
             raise Rejected(400, f"delaySeconds must be a number of seconds from 1 to {horizon}",
                            {"delaySeconds": f"must be from 1 to {horizon}"})
-        return now + timedelta(seconds=delay)
+        return whole_second(now + timedelta(seconds=delay))
     if run_at is None:
         return None
     if not isinstance(run_at, str):
@@ -44,4 +48,9 @@ def read_run_at(body: dict[str, Any], horizon: int, now: datetime | None = None)
     if when - now > timedelta(seconds=horizon):
         raise Rejected(400, f"runAt is more than {horizon} seconds ahead (JOB_TTL)",
                        {"runAt": "is too far ahead"})
-    return when
+    return whole_second(when)
+
+
+def whole_second(when: datetime) -> datetime:
+    """``when`` rounded up to the next whole second (unchanged when it is one)."""
+    return datetime.fromtimestamp(math.ceil(when.timestamp()), UTC)
