@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import inspect
 import select
+import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from tests.support import ROOT, RedisServer
+from tests.support import ROOT, RedisServer, wait_until
 from website.http.redisconn import QuickCheck, QuickCheckConnection
 
 
@@ -33,9 +33,7 @@ def quick(redis_server: RedisServer) -> Iterator[QuickCheckConnection]:
 def _wait_readable(conn: redis.Connection) -> None:
     sock = conn._sock
     assert sock is not None
-    deadline = time.monotonic() + 5
-    while not select.select([sock], [], [], 0.05)[0]:
-        assert time.monotonic() < deadline, "Redis did not answer"
+    wait_until(lambda: select.select([sock], [], [], 0)[0], timeout=5, what="Redis to answer")
 
 
 def test_redis_py_still_has_what_the_quick_check_relies_on(redis_server: RedisServer) -> None:
@@ -66,11 +64,15 @@ def test_a_reply_left_unread_is_seen(quick: QuickCheckConnection) -> None:
 
 def test_a_reply_left_in_the_parser_is_seen(quick: QuickCheckConnection) -> None:
     quick.send_packed_command(quick.pack_commands([("PING",), ("ECHO", "left over")]))
-    _wait_readable(quick)
-    time.sleep(0.05)  # both answers in the socket: the first read takes them together
+    both = len(b"+PONG\r\n$9\r\nleft over\r\n")
+    sock = quick._sock
+    assert sock is not None
+    # both answers in the socket: the first read takes them together
+    wait_until(lambda: len(sock.recv(both, socket.MSG_PEEK)) >= both, timeout=5,
+               what="both answers on the socket")
     assert quick.read_response() in (b"PONG", "PONG")
-    if quick._parser._reader.has_data():  # type: ignore[union-attr]
-        assert quick.can_read() is True  # buffered above the socket
+    assert quick._parser._reader.has_data()  # type: ignore[union-attr]
+    assert quick.can_read() is True  # buffered above the socket
     assert quick.read_response() in (b"left over", "left over")
     assert quick.can_read() is False
 
@@ -114,8 +116,8 @@ for _ in range(50):
     assert client.ping()
 conn = pool.get_connection()
 conn.send_command("PING")  # returned to the pool with an answer unread
+assert conn.can_read(timeout=5)  # the answer has arrived (a green wait)
 pool.release(conn)
-import time; time.sleep(0.1)
 assert client.echo("fresh") == b"fresh"  # not the stale PONG: the pool noticed
 print("ok")
 """

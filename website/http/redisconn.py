@@ -20,7 +20,6 @@ changes what it relies on.
 
 from __future__ import annotations
 
-import select
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -79,7 +78,7 @@ def connection_class(url: str) -> dict[str, Any]:
     quick check for ``redis://`` and ``unix://`` under eventlet or gevent, else nothing
     (redis-py's own choice)."""
     poll = _original_poll()
-    if poll is None or (hasattr(select, "poll") and select.poll is poll):
+    if poll is None:
         return {}
     QuickCheck._poll = staticmethod(poll)  # type: ignore[assignment]
     if url.startswith("redis://"):
