@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 from shared import keys, scripts
 from shared.joblog import LogBatch, LogLine
@@ -188,6 +189,11 @@ class InvalidTransition(ValueError):
         self.state = state
 
 
+# What one update came to: (the applied state or None, the state's name), or the
+# UnknownJob / StaleAttempt it raised.
+UpdateAnswer = tuple[JobState | None, str] | LookupError
+
+
 class JobStore:
     """Reads and writes job state in Redis (a client with ``decode_responses=True``)."""
 
@@ -280,21 +286,49 @@ class JobStore:
                                                                              attempt)))
 
     def apply_many(self, updates: list[tuple[ProgressUpdate, int | None]],
-                   now: float | None = None) -> list[tuple[JobState | None, str] | LookupError]:
+                   now: float | None = None) -> list[UpdateAnswer]:
         """:meth:`apply_or_state` for each ``(update, attempt)``, in order, through one
         pipeline (one round trip; each update is still its own atomic script run).
 
         Each answer is what :meth:`apply_or_state` would have returned for that
         update, or the :class:`UnknownJob` / :class:`StaleAttempt` it would have raised.
         """
-        if not updates:
-            return []
         stamp = time.time() if now is None else now
-        pipe = self.client.pipeline(transaction=False)
-        for update, attempt in updates:
-            self._update(**self._update_call(update, stamp, attempt), client=pipe)
-        answers: list[tuple[JobState | None, str] | LookupError] = []
-        for (update, _attempt), raw in zip(updates, pipe.execute(), strict=True):
+        answers = self.apply_each([(update, attempt, stamp) for update, attempt in updates])
+        for answer in answers:
+            if isinstance(answer, redis.RedisError):
+                raise answer
+        return answers  # type: ignore[return-value]
+
+    def apply_each(self, calls: list[tuple[ProgressUpdate, int | None, float]]
+                   ) -> list[UpdateAnswer | redis.RedisError]:
+        """Run ``(update, attempt, now)`` calls through one pipeline of ``EVALSHA``.
+
+        Each answer is as in :meth:`apply_many`, or the Redis error of that one
+        script run. Unlike a redis-py pipeline of :class:`Script` calls, this costs
+        one round trip, not two (redis-py asks ``SCRIPT EXISTS`` before each
+        execute): a script Redis no longer has (a restart, ``SCRIPT FLUSH``) is
+        loaded and the calls it refused are run again.
+        """
+        pending = list(range(len(calls)))
+        raws: list[Any] = [None] * len(calls)
+        for _ in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for index in pending:
+                update, attempt, now = calls[index]
+                call = self._update_call(update, now, attempt)
+                pipe.evalsha(self._update.sha, len(call["keys"]), *call["keys"], *call["args"])
+            for index, raw in zip(pending, pipe.execute(raise_on_error=False), strict=True):
+                raws[index] = raw
+            pending = [i for i in pending if isinstance(raws[i], NoScriptError)]
+            if not pending:
+                break
+            self._update.sha = self.client.script_load(self._update.script)  # type: ignore[assignment]
+        answers: list[UpdateAnswer | redis.RedisError] = []
+        for (update, _attempt, _now), raw in zip(calls, raws, strict=True):
+            if isinstance(raw, redis.RedisError):
+                answers.append(raw)
+                continue
             try:
                 answers.append(self._update_result(update, raw))
             except (UnknownJob, StaleAttempt) as exc:

@@ -7,7 +7,7 @@ from flask import Flask
 
 from shared.external import ExternalQueues
 from website.ops.monitoring import COLLECTORS
-from website.workers import api, queues
+from website.workers import api, coalesce, queues
 from website.workers.notifier import Notifier, WaitingClaims
 
 
@@ -19,4 +19,7 @@ def init_app(app: Flask) -> None:
         max_attempts=app.config["MAX_ATTEMPTS"])
     notifier = app.extensions[queues.NOTIFIER] = Notifier(app)
     app.extensions.setdefault(COLLECTORS, []).append(WaitingClaims(notifier))
+    coalescer = app.extensions[coalesce.EXTENSION] = coalesce.ReportCoalescer(
+        coalesce.run_on(app.extensions["jobcast.redis"]["store"]))
+    app.extensions[COLLECTORS].append(coalesce.RoundTrips(coalescer))
     app.register_blueprint(api.bp)

@@ -34,6 +34,7 @@ from website.jobs.services import KINDS_EXTENSION
 from website.jobs.webhooks import job_ended
 from website.ops.monitoring import observe_emit
 from website.realtime.sockets import publish_state
+from website.workers.coalesce import coalescer
 from website.workers.queues import push_state, queues
 
 BATCH_MAX = 100
@@ -90,7 +91,7 @@ def apply_report(body: object, token: str) -> Outcome:
     try:
         update = ProgressUpdate.from_json(body, now=now)
         # A dropped update still learns the job's state: the worker stops once it ended.
-        applied, state = redis_ext.store.apply_or_state(update, now=now, attempt=grant.attempt)
+        applied, state = coalescer().apply(update, grant.attempt, now)
     except PayloadTooLarge as exc:
         return Outcome(shown, 413, str(exc))
     except PayloadError as exc:
