@@ -134,22 +134,30 @@ class ExternalQueues:
         A job that has ended loses its lease.
         """
         stamp = time.time() if now is None else now
-        result = scripts.pairs(self._renew(**self._renew_call(job_id, attempt, stamp)))
+        return self._renewal(job_id, self._renew(**self._renew_call(job_id, attempt, stamp)))
+
+    def renew_many(self, jobs: list[tuple[str, int | None]],
+                   now: float | None = None) -> list[Renewal | None]:
+        """:meth:`renew` each ``(job_id, attempt)``, in order, in one round trip."""
+        stamp = time.time() if now is None else now
+        calls = [self._renew_call(job_id, attempt, stamp) for job_id, attempt in jobs]
+        answers = scripts.run_each(self.client, self._renew,
+                                   [(call["keys"], call["args"]) for call in calls])
+        renewals: list[Renewal | None] = []
+        for (job_id, _attempt), answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, redis.RedisError):
+                raise answer
+            renewals.append(self._renewal(job_id, answer))
+        return renewals
+
+    @staticmethod
+    def _renewal(job_id: str, raw: list[Any]) -> Renewal | None:
+        result = scripts.pairs(raw)
         code = int(result["code"])
         if code < 0:
             return None
         return Renewal(job_id=job_id, state=str(result["state"]),
                        attempt=int(result["attempt"]), held=code != 0, external=code != 2)
-
-    def renew_many(self, jobs: list[tuple[str, int | None]], now: float | None = None) -> None:
-        """:meth:`renew` each ``(job_id, attempt)`` through one pipeline (answers unread)."""
-        if not jobs:
-            return
-        stamp = time.time() if now is None else now
-        pipe = self.client.pipeline(transaction=False)
-        for job_id, attempt in jobs:
-            self._renew(**self._renew_call(job_id, attempt, stamp), client=pipe)
-        pipe.execute()
 
     def _renew_call(self, job_id: str, attempt: int | None, now: float) -> dict[str, Any]:
         return {"keys": [keys.EXTERNAL_LEASES, keys.job_key(job_id)],

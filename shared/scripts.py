@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 LUA_DIR = Path(__file__).with_name("lua")
 
@@ -36,3 +37,29 @@ def pairs(result: list[Any]) -> dict[str, Any]:
 
     names, values = result[0::2], result[1::2]
     return {text(name): value for name, value in zip(names, values, strict=False)}
+
+
+def run_each(client: redis.Redis, script: Script,
+             calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+    """Run ``script`` once per ``(keys, args)`` through one pipeline of ``EVALSHA``.
+
+    Each run is still atomic on its own. The answers are in order; a run that
+    failed answers its :class:`redis.RedisError` instead of raising. One round
+    trip, where a redis-py pipeline of :class:`Script` calls takes two (it asks
+    ``SCRIPT EXISTS`` before each execute): when Redis no longer has the script
+    (a restart, ``SCRIPT FLUSH``), it is loaded and the runs it refused go again.
+    """
+    answers: list[Any] = [None] * len(calls)
+    pending = list(range(len(calls)))
+    for _ in range(2):
+        pipe = client.pipeline(transaction=False)
+        for index in pending:
+            keys, args = calls[index]
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        for index, answer in zip(pending, pipe.execute(raise_on_error=False), strict=True):
+            answers[index] = answer
+        pending = [i for i in pending if isinstance(answers[i], NoScriptError)]
+        if not pending:
+            break
+        script.sha = client.script_load(script.script)  # type: ignore[assignment]
+    return answers

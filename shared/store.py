@@ -11,6 +11,8 @@ can accept callbacks for the same job without a race:
   (duplicate or out of order);
 * progress never goes back: the stored value is the maximum seen;
 * an update that changes nothing is dropped, so nothing is emitted twice.
+* an update that is not refused renews the lease of a claimed external job
+  (``lease_seconds`` from now; gone once the job has ended), as a heartbeat does.
 
 An applied update also returns the job's ``kind`` and ``snippet_id`` (if any),
 so the callback can notify a snippet's room without another read.
@@ -24,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
 
 from shared import keys, scripts
 from shared.joblog import LogBatch, LogLine
@@ -198,8 +199,10 @@ class JobStore:
     """Reads and writes job state in Redis (a client with ``decode_responses=True``)."""
 
     def __init__(self, client: redis.Redis, ttl: int = 7 * 24 * 3600,
-                 max_stored: int = MAX_STORED, log_max: int = 1000) -> None:
+                 max_stored: int = MAX_STORED, log_max: int = 1000,
+                 lease_seconds: int = 30) -> None:
         self.client = client
+        self.lease_seconds = lease_seconds  # an update renews an external job's lease
         self.ttl = ttl
         self.max_stored = max_stored
         self.log_max = log_max
@@ -222,10 +225,12 @@ class JobStore:
         """Create many ``(job_id, kind, owner, created_at)`` jobs through pipelines
         of the same script (each job still atomic): for loads and tests."""
         for start in range(0, len(jobs), chunk):
-            pipe = self.client.pipeline(transaction=False)
-            for job_id, kind, owner, stamp in jobs[start:start + chunk]:
-                self._create(**self._create_call(job_id, kind, owner, stamp, {}), client=pipe)
-            pipe.execute()
+            calls = [self._create_call(job_id, kind, owner, stamp, {})
+                     for job_id, kind, owner, stamp in jobs[start:start + chunk]]
+            for answer in scripts.run_each(self.client, self._create,
+                                           [(call["keys"], call["args"]) for call in calls]):
+                if isinstance(answer, redis.RedisError):
+                    raise answer
 
     def _create_call(self, job_id: str, kind: str, owner: str, now: float,
                      extra: dict[str, str]) -> dict[str, Any]:
@@ -256,6 +261,14 @@ class JobStore:
         if batch:
             pipe.zrem(keys.batch_index(batch), job_id)
         pipe.execute()
+
+    def get_many(self, job_ids: list[str]) -> list[JobState | None]:
+        """:meth:`get` for each id, in order, through one pipeline."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(keys.job_key(job_id))
+        return [JobState.from_hash(job_id, data) if data else None
+                for job_id, data in zip(job_ids, pipe.execute() if job_ids else [], strict=True)]
 
     def get(self, job_id: str) -> JobState | None:
         """The job's state, or None for an unknown or expired id."""
@@ -302,28 +315,14 @@ class JobStore:
 
     def apply_each(self, calls: list[tuple[ProgressUpdate, int | None, float]]
                    ) -> list[UpdateAnswer | redis.RedisError]:
-        """Run ``(update, attempt, now)`` calls through one pipeline of ``EVALSHA``.
+        """Run ``(update, attempt, now)`` calls in one round trip (:func:`scripts.run_each`).
 
         Each answer is as in :meth:`apply_many`, or the Redis error of that one
-        script run. Unlike a redis-py pipeline of :class:`Script` calls, this costs
-        one round trip, not two (redis-py asks ``SCRIPT EXISTS`` before each
-        execute): a script Redis no longer has (a restart, ``SCRIPT FLUSH``) is
-        loaded and the calls it refused are run again.
+        script run.
         """
-        pending = list(range(len(calls)))
-        raws: list[Any] = [None] * len(calls)
-        for _ in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for index in pending:
-                update, attempt, now = calls[index]
-                call = self._update_call(update, now, attempt)
-                pipe.evalsha(self._update.sha, len(call["keys"]), *call["keys"], *call["args"])
-            for index, raw in zip(pending, pipe.execute(raise_on_error=False), strict=True):
-                raws[index] = raw
-            pending = [i for i in pending if isinstance(raws[i], NoScriptError)]
-            if not pending:
-                break
-            self._update.sha = self.client.script_load(self._update.script)  # type: ignore[assignment]
+        raws = scripts.run_each(self.client, self._update, [
+            (call["keys"], call["args"]) for call in
+            (self._update_call(update, now, attempt) for update, attempt, now in calls)])
         answers: list[UpdateAnswer | redis.RedisError] = []
         for (update, _attempt, _now), raw in zip(calls, raws, strict=True):
             if isinstance(raw, redis.RedisError):
@@ -341,11 +340,13 @@ class JobStore:
         current = "" if update.total is None else str(update.current or 0)
         total = "" if update.total is None else str(update.total)
         terminal = _TERMINAL
-        return {"keys": [keys.job_key(update.job_id), keys.job_log_key(update.job_id)],
+        return {"keys": [keys.job_key(update.job_id), keys.job_log_key(update.job_id),
+                         keys.EXTERNAL_LEASES],
                 "args": [update.state, update.progress, update.message, update.stage, seq,
                          repr(now), current, total, update.result_json(), self.log_max,
                          SUCCEEDED, QUEUED, attempt or 0, update.job_id, keys.INDEX_PREFIX,
-                         self.ttl, keys.BATCH_PREFIX, len(terminal), *terminal, *update.log]}
+                         self.ttl, keys.BATCH_PREFIX, repr(now + self.lease_seconds),
+                         len(terminal), *terminal, *update.log]}
 
     @staticmethod
     def _update_result(update: ProgressUpdate,

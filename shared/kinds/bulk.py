@@ -56,7 +56,7 @@ def bulk(ctx: Context, action: str, state: str = "", kind: str = "", owner: str 
     cfg = ctx.config
     client = redis.Redis.from_url(cfg.REDIS_URL, decode_responses=True)
     store = JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
-                     log_max=cfg.JOB_LOG_MAX)
+                     log_max=cfg.JOB_LOG_MAX, lease_seconds=cfg.LEASE_SECONDS)
     queue = Queue(cfg.QUEUE_NAME, connection=redis.Redis.from_url(cfg.REDIS_URL))
     flt = JobFilter(state=state, kind=kind, owner=owner, q=q, batch=batch)
     ids = [job_id for job_id in JobQuery(client).iter_ids(flt) if job_id != ctx.job_id]

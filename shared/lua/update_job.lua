@@ -2,6 +2,7 @@
 --
 -- KEYS[1]   the job's hash (shared.keys.job_key)
 -- KEYS[2]   the job's log, a stream (shared.keys.job_log_key)
+-- KEYS[3]   the lease deadlines of external jobs, a sorted set (shared.keys.EXTERNAL_LEASES)
 -- ARGV[1]   the reported state        ARGV[2]  progress, 0..100
 -- ARGV[3]   message                   ARGV[4]  stage
 -- ARGV[5]   seq ('' when the report has none)
@@ -15,9 +16,11 @@
 -- ARGV[14]  the job id               ARGV[15] the index key prefix (shared.keys.INDEX_PREFIX)
 -- ARGV[16]  the TTL in seconds (index entries older than it are trimmed)
 -- ARGV[17]  the batch key prefix (shared.keys.batch_key without the id)
--- ARGV[18]  n, how many terminal state names follow
--- ARGV[19 .. 18+n]   the names of the terminal states
--- ARGV[19+n ..]      the new log lines, in order
+-- ARGV[18]  the lease deadline an accepted report gives an external job, epoch
+--           seconds as text ('' for none)
+-- ARGV[19]  n, how many terminal state names follow
+-- ARGV[20 .. 19+n]   the names of the terminal states
+-- ARGV[20+n ..]      the new log lines, in order
 --
 -- Rules: an unknown job is refused; a report for another attempt (the job was
 -- retried since) is refused; a terminal job never changes; a seq not above the
@@ -27,6 +30,9 @@
 -- job from <prefix>state:<old> to <prefix>state:<new> (scored by its creation
 -- time), in the same script, so the indexes never disagree with the hash,
 -- and appends "<state> <now>" to the job's timeline (KEYS[1]:timeline, a list).
+-- A report that is not refused (applied or dropped) renews the lease of a
+-- claimed external job (renew_lease.lua's rule, without a second script run):
+-- the deadline moves to ARGV[18], or the lease is gone once the job has ended.
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
 --   code -1                 unknown job
@@ -43,22 +49,35 @@ local log_max = tonumber(ARGV[10])
 local succeeded, queued, for_attempt = ARGV[11], ARGV[12], tonumber(ARGV[13]) or 0
 local job_id, prefix, ttl = ARGV[14], ARGV[15], tonumber(ARGV[16])
 local batch_prefix = ARGV[17]
-local n_terminal = tonumber(ARGV[18])
+local lease_until = ARGV[18]
+local n_terminal = tonumber(ARGV[19])
 local terminal = {}
-for i = 19, 18 + n_terminal do terminal[ARGV[i]] = true end
-local first_line = 19 + n_terminal
+for i = 20, 19 + n_terminal do terminal[ARGV[i]] = true end
+local first_line = 20 + n_terminal
 
 local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
                        'snippet_id', 'current', 'total', 'log_last', 'created_at',
-                       'owner', 'started_at', 'batch_id', 'attempt')
+                       'owner', 'started_at', 'batch_id', 'attempt', 'external')
 local cur_state, cur_progress, cur_seq = cur[1], cur[2], cur[3]
 if not cur_state then return {'code', -1} end
 local cur_attempt = tonumber(cur[15]) or 1
 if for_attempt > 0 and for_attempt ~= cur_attempt then
   return {'code', -2, 'state', cur_state, 'attempt', cur_attempt}
 end
-if terminal[cur_state] then return {'code', 0, 'state', cur_state} end
+local function keep_lease(ended)
+  if lease_until == '' or cur[16] ~= '1' then return end
+  if ended then
+    redis.call('ZREM', KEYS[3], job_id)
+  else
+    redis.call('ZADD', KEYS[3], 'XX', lease_until, job_id)
+  end
+end
+if terminal[cur_state] then
+  keep_lease(true)
+  return {'code', 0, 'state', cur_state}
+end
 if seq ~= '' and cur_seq and cur_seq ~= '' and tonumber(seq) <= tonumber(cur_seq) then
+  keep_lease(false)
   return {'code', 0, 'state', cur_state}
 end
 local old = tonumber(cur_progress) or 0
@@ -69,6 +88,7 @@ local has_lines = #ARGV >= first_line
 if state == cur_state and progress == old and message == (cur[4] or '')
    and stage == (cur[5] or '') and current == (cur[8] or '') and total == (cur[9] or '')
    and result == '' and not has_lines then
+  keep_lease(false)
   return {'code', 0, 'state', cur_state}
 end
 local fields = {'state', state, 'progress', progress, 'message', message,
@@ -102,6 +122,7 @@ if has_lines then
   if ttl > 0 then redis.call('PEXPIRE', logk, ttl) end
 end
 redis.call('HSET', k, unpack(fields))
+keep_lease(terminal[state] == true)
 if state ~= cur_state then
   local timeline = k .. ':timeline'
   redis.call('RPUSH', timeline, state .. ' ' .. now)

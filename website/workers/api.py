@@ -209,8 +209,7 @@ def heartbeat() -> Response | tuple[Response | str, int]:
         return error_response(400, str(exc))
     sweep()
     answers: list[dict[str, Any]] = []
-    for job_id, attempt in jobs:
-        renewal = queues().renew(job_id, attempt)
+    for (job_id, _attempt), renewal in zip(jobs, queues().renew_many(jobs), strict=True):
         if renewal is None:
             answers.append({"jobId": job_id, "state": None, "attempt": None, "held": False})
         else:

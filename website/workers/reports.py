@@ -6,14 +6,15 @@ array of up to ``BATCH_MAX`` reports). Who may do this, per report: the shared
 per-job token names an attempt: once that attempt was superseded (a retry, or
 an external job's lapsed lease), its reports are refused with 409 (checked in
 the same Lua script that applies them); an accepted report for an external job
-renews its lease.
+renews its lease in that same script run.
 
 A batch (:func:`apply_batch`) gives each report the answer it would have had
 alone, and pushes each applied change as if it had come alone, but checks the
 token once, applies all reports through one pipeline of the same Lua script
-(``JobStore.apply_many``: one round trip, each report still atomic), renews the
-external jobs' leases through a second one, and skips building events for rooms
-that nobody in this process watches (without a message queue only).
+(``JobStore.apply_many``: one round trip, each report still atomic), and skips
+building events for rooms that nobody in this process watches (without a message
+queue only). Single reports that arrive together share a round trip too
+(``website/workers/coalesce.py``).
 """
 
 from __future__ import annotations
@@ -30,12 +31,11 @@ from shared.store import JobState, StaleAttempt, UnknownJob
 from website.extensions import redis_ext
 from website.http.access import request_started
 from website.jobs import batches
-from website.jobs.services import KINDS_EXTENSION
 from website.jobs.webhooks import job_ended
 from website.ops.monitoring import observe_emit
 from website.realtime.sockets import publish_state
 from website.workers.coalesce import coalescer
-from website.workers.queues import push_state, queues
+from website.workers.queues import push_state
 
 BATCH_MAX = 100
 
@@ -75,11 +75,6 @@ def token_allows(token: str, job_id: object) -> bool:
     return grant_for(token, job_id) is not None
 
 
-def _is_external(kind: str) -> bool:
-    declared = current_app.extensions[KINDS_EXTENSION].get(kind)
-    return declared is not None and bool(declared.external)
-
-
 def apply_report(body: object, token: str) -> Outcome:
     """Check, authorise and apply one report; push an applied change to its watchers."""
     job_id = body.get("jobId") if isinstance(body, dict) else None
@@ -101,11 +96,6 @@ def apply_report(body: object, token: str) -> Outcome:
     except StaleAttempt as exc:
         return Outcome(shown, 409, f"this token is for an earlier attempt; the job is on "
                                    f"attempt {exc.attempt}")
-    # Any accepted report keeps an external job's lease (an ended job loses it). An
-    # applied update names its kind, so jobs RQ runs skip that second script; a
-    # dropped one does not, and renews (a lease of a job RQ runs is left alone).
-    if applied is None or _is_external(applied.kind):
-        queues().renew(update.job_id, grant.attempt or None, now)
     if applied is not None:
         publish_state(applied, now)
         batches.after_change(applied)
@@ -155,8 +145,8 @@ class _Checked:
 
 def apply_batch(items: list[Any], token: str) -> list[Outcome]:
     """:func:`apply_report` for each of ``items``: the same answers and pushes, in
-    order, for far fewer Redis round trips (one pipeline of update scripts, one of
-    lease renewals) and one token check."""
+    order, for one Redis round trip (a pipeline of update scripts) and one token
+    check."""
     check = TokenCheck.of(token)
     now = time.time()
     outcomes: list[Outcome | None] = [None] * len(items)
@@ -178,7 +168,6 @@ def apply_batch(items: list[Any], token: str) -> list[Outcome]:
             continue
         checked.append(_Checked(index, shown, update, grant.attempt))
     answers = redis_ext.store.apply_many([(c.update, c.attempt) for c in checked], now=now)
-    renew: list[tuple[str, int | None]] = []
     applied: list[JobState] = []
     for item, answer in zip(checked, answers, strict=True):
         if isinstance(answer, StaleAttempt):
@@ -189,13 +178,10 @@ def apply_batch(items: list[Any], token: str) -> list[Outcome]:
             outcomes[item.index] = Outcome(item.shown, 404, "unknown job id")
             continue
         state, name = answer
-        if state is None or _is_external(state.kind):
-            renew.append((item.update.job_id, item.attempt or None))
         if state is not None:
             applied.append(state)
         outcomes[item.index] = Outcome(item.update.job_id, 204, applied=state is not None,
                                        state=name)
-    queues().renew_many(renew, now)
     for state in applied:
         push_state(state, now)
         batches.after_change(state)
