@@ -39,6 +39,7 @@ from tests.support import (
     start_web,
     wait_until,
 )
+from website.workers.queues import SWEEPING
 
 JOB = "6f1c2f5e-1c1b-4d52-8b0e-6f2b7c1a9d10"
 
@@ -186,6 +187,25 @@ def test_a_lapsed_lease_requeues_then_fails_and_refuses_the_old_attempt(
     assert [e.split()[0] for e in entries] == ["queued", "running", "queued", "running",
                                                "failed"], "claims and sweeps on the timeline"
     assert claim(client, "w3").status_code == 204
+
+
+def test_one_sweep_at_a_time_per_process(app: Flask, client: FlaskClient) -> None:
+    job_id = start(client)
+    assert claim(client, "w1").get_json()["jobId"] == job_id
+    redis_client = app.extensions["jobcast.redis"]["client"]
+    redis_client.zadd(keys.EXTERNAL_LEASES, {job_id: 1.0})  # lapsed long ago
+    sweeping = app.extensions[SWEEPING]
+    assert sweeping.acquire(blocking=False)  # as if another request were sweeping
+    try:
+        beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
+                           json={"jobIds": []})
+        assert beat.status_code == 200
+        assert claim(client, "w2").status_code == 204  # neither swept beside it
+        assert client.get(f"/api/jobs/{job_id}").get_json()["state"] == "running"
+    finally:
+        sweeping.release()
+    again = claim(client, "w2").get_json()  # this claim sweeps: the job comes back
+    assert again["jobId"] == job_id and again["attempt"] == 2
 
 
 def indexed(app: Flask, job_id: str) -> list[str]:

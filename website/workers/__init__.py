@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask
 
 from shared.external import ExternalQueues
@@ -18,6 +20,7 @@ def init_app(app: Flask) -> None:
         client, lease_seconds=app.config["LEASE_SECONDS"],
         max_attempts=app.config["MAX_ATTEMPTS"])
     notifier = app.extensions[queues.NOTIFIER] = Notifier(app)
+    app.extensions[queues.SWEEPING] = threading.Lock()
     app.extensions.setdefault(COLLECTORS, []).append(WaitingClaims(notifier))
     coalescer = app.extensions[coalesce.EXTENSION] = coalesce.ReportCoalescer(
         coalesce.run_on(app.extensions["jobcast.redis"]["store"]))

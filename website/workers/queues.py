@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -22,6 +23,7 @@ from website.realtime.sockets import emit_events
 log = logging.getLogger(__name__)
 EXTENSION = "jobcast.external"
 NOTIFIER = "jobcast.external.notifier"
+SWEEPING = "jobcast.external.sweeping"  # a threading.Lock: one sweep at a time
 
 
 def queues() -> ExternalQueues:
@@ -72,9 +74,8 @@ def publish_ids(job_ids: Iterable[str], completed: Collection[str] = ()) -> int:
     ids in ``completed`` ended their batch: its ``onComplete`` starts); how many."""
     from website.jobs import batches
 
-    now, pushed = time.time(), 0
-    for job_id in job_ids:
-        state = redis_ext.store.get(job_id)
+    now, pushed, ids = time.time(), 0, list(job_ids)
+    for job_id, state in zip(ids, redis_ext.store.get_many(ids), strict=True):
         if state is not None:
             if job_id in completed:
                 state.extra["batch_done"] = "1"
@@ -85,7 +86,23 @@ def publish_ids(job_ids: Iterable[str], completed: Collection[str] = ()) -> int:
 
 
 def sweep() -> int:
-    """Requeue or fail the jobs whose lease lapsed, and push their new state; how many."""
+    """Requeue or fail the jobs whose lease lapsed, and push their new state; how many.
+
+    One sweep at a time per process: a request that finds one running goes on at
+    once (0) instead of sweeping beside it. When thousands of leases lapse
+    together (a fleet of workers gone), every waiting claim and heartbeat would
+    otherwise sweep and push at the same moment.
+    """
+    sweeping: threading.Lock = current_app.extensions[SWEEPING]
+    if not sweeping.acquire(blocking=False):
+        return 0
+    try:
+        return _sweep()
+    finally:
+        sweeping.release()
+
+
+def _sweep() -> int:
     from website.jobs.webhooks import job_ended
 
     swept = queues().sweep()
