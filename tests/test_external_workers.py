@@ -255,10 +255,12 @@ def test_claims_and_lapsed_leases_move_a_batchs_totals(short_lease_app: Flask) -
 
 def test_reports_and_heartbeats_renew_the_lease(short_lease_app: Flask) -> None:
     client = short_lease_app.test_client()
+    redis_client = short_lease_app.extensions["jobcast.redis"]["client"]
     job_id = start(client)
     got = claim(client, "w1").get_json()
-    for i in range(6):  # three lease periods, kept by reports and heartbeats in turn
-        time.sleep(0.5)
+    deadline = redis_client.zscore(keys.EXTERNAL_LEASES, job_id)
+    for i in range(6):  # reports and heartbeats in turn each move the deadline on
+        asked = time.time()
         if i % 2:
             assert report(client, {"jobId": job_id, "state": "running", "progress": i},
                           got["token"]).status_code == 204
@@ -266,7 +268,15 @@ def test_reports_and_heartbeats_renew_the_lease(short_lease_app: Flask) -> None:
             beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
                                json={"jobIds": [{"jobId": job_id, "attempt": 1}]})
             assert beat.get_json()["jobs"][0]["held"] is True
+        renewed = redis_client.zscore(keys.EXTERNAL_LEASES, job_id)
+        assert renewed > deadline and renewed >= asked + 1.0  # LEASE_SECONDS from then
+        deadline = renewed
     assert client.get(f"/api/jobs/{job_id}").get_json()["state"] == "running"
+    # a heartbeat for another attempt renews nothing
+    beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
+                       json={"jobIds": [{"jobId": job_id, "attempt": 2}]})
+    assert beat.get_json()["jobs"][0]["held"] is False
+    assert redis_client.zscore(keys.EXTERNAL_LEASES, job_id) == deadline
 
 
 def test_retry_of_an_external_job_queues_it_again(client: FlaskClient) -> None:
