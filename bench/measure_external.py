@@ -244,7 +244,7 @@ def lease_storm(stack: BenchStack, probe: LatencyProbe, jobs: int, log: Log) -> 
     samples: list[float] = []
 
     def reclaimed() -> bool:
-        samples.extend(probe.samples(20))
+        samples.extend(probe.samples(5))
         pipe = stack.client.pipeline(transaction=False)  # type: ignore[union-attr]
         for job_id in ids:
             pipe.hget(keys.job_key(job_id), "attempt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import _socket
 import hmac
 import logging
+import random
 import re
 import socket
 import time
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("workers", __name__, url_prefix="/api/workers")
 
 WAIT_MAX = 30  # seconds a claim may wait for a job
+WAIT_SPREAD = 0.1  # a claim gives up after 90-100% of its wait, picked at random
 RETRY_AFTER_SECONDS = 5  # told to a claim refused because too many wait already
 HEARTBEAT_MAX_JOBS = 100
 BODY_MAX_BYTES = 16 * 1024
@@ -138,12 +140,14 @@ def _wait_for_job(notifier: Notifier, wanted: list[str], worker: str,
                   wait: float) -> Claim | None:
     """Try again each time the notifier wakes us, until a job came or ``wait`` passed
     (None then, or at once when the client went away: nobody would read the job).
+    The wait ends after 90-100% of ``wait``, at random: workers that started
+    together (a deploy, a restart of the site) come back spread out, not as one burst.
 
     A claim woken for a job passes the wake-up on: to the next claim once it took a
     job (more may be queued), and to another one when it leaves with a wake-up it
     did not use (its client has gone, or it was woken while taking another job).
     """
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + wait * random.uniform(1 - WAIT_SPREAD, 1)
     event = notifier.new_event(wanted)
     woken = False
     try:
