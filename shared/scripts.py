@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 from redis.commands.core import Script
+from redis.connection import AbstractConnection
 from redis.exceptions import NoScriptError
 
 LUA_DIR = Path(__file__).with_name("lua")
@@ -62,4 +63,31 @@ def run_each(client: redis.Redis, script: Script,
         if not pending:
             break
         script.sha = client.script_load(script.script)  # type: ignore[assignment]
+    return answers
+
+
+def run_on(connection: AbstractConnection, script: Script,
+           calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+    """:func:`run_each` on one connection the caller holds alone (no pool).
+
+    The same answers, for less work per call: the commands go out in one write
+    and their replies are read in order. Connection errors are raised (the
+    connection is then in an unknown state: the caller disconnects it).
+    """
+    answers: list[Any] = [None] * len(calls)
+    pending = list(range(len(calls)))
+    for _ in range(2):
+        connection.send_packed_command(connection.pack_commands(
+            [("EVALSHA", script.sha, len(calls[i][0]), *calls[i][0], *calls[i][1])
+             for i in pending]), check_health=False)
+        for index in pending:
+            try:
+                answers[index] = connection.read_response()
+            except redis.ResponseError as exc:
+                answers[index] = exc
+        pending = [i for i in pending if isinstance(answers[i], NoScriptError)]
+        if not pending:
+            break
+        connection.send_command("SCRIPT", "LOAD", script.script, check_health=False)
+        script.sha = connection.read_response()
     return answers

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.connection import AbstractConnection
 
 from shared import keys, scripts
 from shared.joblog import LogBatch, LogLine
@@ -320,9 +321,24 @@ class JobStore:
         Each answer is as in :meth:`apply_many`, or the Redis error of that one
         script run.
         """
-        raws = scripts.run_each(self.client, self._update, [
-            (call["keys"], call["args"]) for call in
-            (self._update_call(update, now, attempt) for update, attempt, now in calls)])
+        return self._answers(calls, scripts.run_each(self.client, self._update,
+                                                     self._update_calls(calls)))
+
+    def apply_on(self, connection: AbstractConnection,
+                 calls: list[tuple[ProgressUpdate, int | None, float]]
+                 ) -> list[UpdateAnswer | redis.RedisError]:
+        """:meth:`apply_each` on a connection the caller holds alone
+        (:func:`scripts.run_on`); connection errors are raised."""
+        return self._answers(calls, scripts.run_on(connection, self._update,
+                                                   self._update_calls(calls)))
+
+    def _update_calls(self, calls: list[tuple[ProgressUpdate, int | None, float]]
+                      ) -> list[tuple[list[Any], list[Any]]]:
+        made = [self._update_call(update, now, attempt) for update, attempt, now in calls]
+        return [(call["keys"], call["args"]) for call in made]
+
+    def _answers(self, calls: list[tuple[ProgressUpdate, int | None, float]],
+                 raws: list[Any]) -> list[UpdateAnswer | redis.RedisError]:
         answers: list[UpdateAnswer | redis.RedisError] = []
         for (update, _attempt, _now), raw in zip(calls, raws, strict=True):
             if isinstance(raw, redis.RedisError):

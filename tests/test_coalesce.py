@@ -16,12 +16,17 @@ from shared import keys
 from shared.protocol import ProgressUpdate, new_id
 from shared.store import JobState, JobStore, StaleAttempt, UnknownJob, UpdateAnswer
 from tests.support import TEST_OPS_TOKEN, auth, wait_until
-from website.workers.coalesce import Call, ReportCoalescer, SenderGone, run_on
+from website.workers.coalesce import Call, OwnConnection, ReportCoalescer, SenderGone
 
 
 @pytest.fixture
 def store(redis_client: redis.Redis) -> JobStore:
     return JobStore(redis_client, ttl=3600)
+
+
+def own(store: JobStore) -> OwnConnection:
+    """The site's runner: a connection of its own, made from the store's pool."""
+    return OwnConnection(store, store.client.connection_pool)
 
 
 @pytest.fixture
@@ -62,7 +67,7 @@ def test_reports_queued_behind_a_round_trip_share_the_next_one(
     jobs = [new_id() for _ in range(9)]
     for job_id in jobs:
         store.create(job_id)
-    gate = Gate(run_on(store))
+    gate = Gate(own(store))
     coalescer = ReportCoalescer(gate)
     first = start(pool, coalescer, [ProgressUpdate(jobs[0], 10)])
     wait_until(lambda: gate.batches, what="the first round trip")
@@ -89,7 +94,7 @@ def test_each_report_of_a_batch_gets_its_own_answer(store: JobStore,
     store.apply(ProgressUpdate(done, 100, "succeeded"))
     store.apply(ProgressUpdate(retried, 100, "failed"))
     store.reset(retried, ("failed",))  # now on attempt 2
-    gate = Gate(run_on(store))
+    gate = Gate(own(store))
     coalescer = ReportCoalescer(gate)
     first = start(pool, coalescer, [ProgressUpdate(running, 5)])
     wait_until(lambda: gate.batches, what="the first round trip")
@@ -114,7 +119,7 @@ def test_a_redis_error_answers_the_whole_batch_and_the_next_report_goes(
         store: JobStore, pool: ThreadPoolExecutor) -> None:
     job_id = new_id()
     store.create(job_id)
-    run = run_on(store)
+    run = own(store)
 
     def broken(calls: list[Call]) -> list[UpdateAnswer | redis.RedisError]:
         if len(calls) > 1:
@@ -139,7 +144,7 @@ def test_a_redis_error_answers_the_whole_batch_and_the_next_report_goes(
 def test_a_sender_that_dies_wakes_its_batch(store: JobStore, pool: ThreadPoolExecutor) -> None:
     job_id = new_id()
     store.create(job_id)
-    run = run_on(store)
+    run = own(store)
 
     def buggy(calls: list[Call]) -> list[UpdateAnswer | redis.RedisError]:
         if len(calls) > 1:
@@ -166,7 +171,7 @@ def test_batches_are_capped_and_the_rest_goes_next(store: JobStore,
     jobs = [new_id() for _ in range(8)]
     for job_id in jobs:
         store.create(job_id)
-    gate = Gate(run_on(store))
+    gate = Gate(own(store))
     coalescer = ReportCoalescer(gate, max_batch=3)
     first = start(pool, coalescer, [ProgressUpdate(jobs[0], 1)])
     wait_until(lambda: gate.batches, what="the first round trip")
@@ -217,3 +222,28 @@ def test_the_site_applies_reports_through_it_and_metrics_count_them(client: Flas
               re.findall(r"^(jobcast_report_\w+_total) (\S+)$", text, re.M)}
     assert counts == {"jobcast_report_round_trips_total": 4.0,
                       "jobcast_report_applies_total": 4.0}
+
+
+def test_its_own_connection_reloads_a_flushed_script_and_survives_a_killed_connection(
+        store: JobStore, redis_client: redis.Redis) -> None:
+    jobs = [new_id() for _ in range(3)]
+    for job_id in jobs:
+        store.create(job_id)
+    redis_client.set(keys.job_log_key(jobs[1]), "not a stream")  # WRONGTYPE in the script
+    run = own(store)
+    calls: list[Call] = [(ProgressUpdate(jobs[0], 10), None, 1.0e9),
+                         (ProgressUpdate(jobs[1], 10, log=("a line",)), None, 1.0e9),
+                         (ProgressUpdate(new_id(), 10), None, 1.0e9)]
+    redis_client.script_flush()
+    answers = run(calls)
+    assert isinstance(answers[0], tuple) and answers[0][0] is not None
+    assert isinstance(answers[1], redis.ResponseError)
+    assert isinstance(answers[2], UnknownJob)
+    # the connection Redis closed (a restart, a timeout) is opened again, once
+    killed = redis_client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    again = run([(ProgressUpdate(jobs[2], 30), None, 1.0e9)])
+    first = again[0]
+    assert isinstance(first, tuple) and first[0] is not None and first[0].progress == 30
+    stored = store.get(jobs[0])
+    assert stored is not None and stored.progress == 10

