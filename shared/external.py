@@ -126,19 +126,14 @@ class ExternalQueues:
                      args=args if isinstance(args, dict) else {},
                      attempt=int(result["attempt"]), state=JobState.from_hash(job_id, stored))
 
-    def renew(self, job_id: str, attempt: int | None = None,
-              now: float | None = None) -> Renewal | None:
-        """Extend the lease of ``job_id`` held by ``attempt`` (any when None).
-
-        None for an unknown job; ``held`` False when another attempt holds it.
-        A job that has ended loses its lease.
-        """
-        stamp = time.time() if now is None else now
-        return self._renewal(job_id, self._renew(**self._renew_call(job_id, attempt, stamp)))
-
     def renew_many(self, jobs: list[tuple[str, int | None]],
                    now: float | None = None) -> list[Renewal | None]:
-        """:meth:`renew` each ``(job_id, attempt)``, in order, in one round trip."""
+        """Extend the lease of each ``(job_id, attempt)`` held by that attempt (any when
+        None), in order, in one round trip.
+
+        None for an unknown job; ``held`` False when another attempt holds it. A
+        job that has ended loses its lease.
+        """
         stamp = time.time() if now is None else now
         calls = [self._renew_call(job_id, attempt, stamp) for job_id, attempt in jobs]
         answers = scripts.run_each(self.client, self._renew,

@@ -42,36 +42,33 @@ def pairs(result: list[Any]) -> dict[str, Any]:
 
 def run_each(client: redis.Redis, script: Script,
              calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
-    """Run ``script`` once per ``(keys, args)`` through one pipeline of ``EVALSHA``.
+    """Run ``script`` once per ``(keys, args)`` in one round trip, on a connection
+    borrowed from ``client``'s pool (:func:`run_on`).
 
     Each run is still atomic on its own. The answers are in order; a run that
-    failed answers its :class:`redis.RedisError` instead of raising. One round
-    trip, where a redis-py pipeline of :class:`Script` calls takes two (it asks
-    ``SCRIPT EXISTS`` before each execute): when Redis no longer has the script
-    (a restart, ``SCRIPT FLUSH``), it is loaded and the runs it refused go again.
+    failed answers its :class:`redis.RedisError` instead of raising. A redis-py
+    pipeline of :class:`Script` calls takes two round trips (it asks ``SCRIPT
+    EXISTS`` before each execute).
     """
-    answers: list[Any] = [None] * len(calls)
-    pending = list(range(len(calls)))
-    for _ in range(2):
-        pipe = client.pipeline(transaction=False)
-        for index in pending:
-            keys, args = calls[index]
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        for index, answer in zip(pending, pipe.execute(raise_on_error=False), strict=True):
-            answers[index] = answer
-        pending = [i for i in pending if isinstance(answers[i], NoScriptError)]
-        if not pending:
-            break
-        script.sha = client.script_load(script.script)  # type: ignore[assignment]
-    return answers
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        return run_on(connection, script, calls)
+    except (redis.ConnectionError, redis.TimeoutError):
+        connection.disconnect()  # in an unknown state: the pool opens it again
+        raise
+    finally:
+        pool.release(connection)
 
 
 def run_on(connection: AbstractConnection, script: Script,
            calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
-    """:func:`run_each` on one connection the caller holds alone (no pool).
+    """Run ``script`` once per ``(keys, args)`` on a connection the caller holds alone:
+    the commands go out in one write and their replies are read in order.
 
-    The same answers, for less work per call: the commands go out in one write
-    and their replies are read in order. Connection errors are raised (the
+    A run that failed answers its :class:`redis.RedisError` instead of raising.
+    When Redis no longer has the script (a restart, ``SCRIPT FLUSH``), it is
+    loaded and the runs it refused go again. Connection errors are raised (the
     connection is then in an unknown state: the caller disconnects it).
     """
     answers: list[Any] = [None] * len(calls)

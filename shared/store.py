@@ -428,13 +428,7 @@ class JobStore:
             return []
         ids: list[str] = self.client.zrevrange(  # type: ignore[assignment]
             keys.RECENT_JOBS, offset, offset + limit - 1)
-        if not ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(keys.job_key(job_id))
-        return [JobState.from_hash(job_id, data)
-                for job_id, data in zip(ids, pipe.execute(), strict=True) if data]
+        return [state for state in self.get_many(ids) if state is not None]
 
     def state_counts(self, limit: int) -> dict[str, int]:
         """How many of the ``limit`` most recent jobs are in each state."""

@@ -4,7 +4,7 @@ Each progress report is one run of the update script. One web process applies
 them one round trip at a time: while a round trip is out, the reports that
 arrive queue up, and the next round trip takes all of them (up to
 ``max_batch``) through one pipeline, each still its own atomic script run
-(``JobStore.apply_each``). A lone report goes at once, alone, as before; under
+(``JobStore.apply_on``). A lone report goes at once, alone, as before; under
 load the round trips, and the time the event loop spends on each, are shared.
 The busier the process, the larger the batches, so a backlog drains faster
 instead of slower (the tail of ``make bench``'s loaded row, docs/scaling.md).
