@@ -10,10 +10,11 @@ import sys
 from typing import Any
 
 import psutil
+import pytest
 import redis
 
 from bench.commands import count_commands
-from bench.floors import Floors, LatencyTarget, http_round_trips
+from bench.floors import REFERENCE_HTTP_RTT, Floors, LatencyTarget, http_round_trips
 from bench.loadgen import run_load
 from bench.measure_workers import snippets
 from bench.probe import LatencyProbe
@@ -57,6 +58,28 @@ def test_latency_targets_scale_with_the_bare_cpu_of_the_run() -> None:
     assert target.text(slow) == ("p50 ≤ 4.00 ms here = 2.0× HTTP floor (2 ms there), "
                                  "p99 ≤ 10.0 ms here = 5.0× HTTP floor (5 ms there)")
     assert slow.latency_ratio(samples) == "p50 1.5× · p99 1.5× HTTP; p50 15× PING; p50 4.7× bare CPU"
+
+
+def test_hop_targets_scale_with_the_round_trip_beside_them() -> None:
+    # rows of hops between idle processes: the same multiple of the HTTP round trip as
+    # on the reference machine (whose round trip is inferred), whatever the bare CPU
+    target = LatencyTarget(p50_ms=2, p99_ms=5, hops=True)
+    hot = {"cpu_us": 250.0, "rate": 4000.0, "server_cpu": 1.0}
+    quick = Floors(http=[REFERENCE_HTTP_RTT] * 5, ping=[0.0001] * 5, bare=hot)
+    slow_waking = Floors(http=[2 * REFERENCE_HTTP_RTT] * 5, ping=[0.0001] * 5, bare=hot)
+    assert target.limits(quick) == pytest.approx((0.002, 0.005))
+    assert target.limits(slow_waking) == pytest.approx((0.004, 0.010))
+    samples = [0.003] * 100
+    assert not target.met(quick, samples)
+    assert target.met(slow_waking, samples)
+    # the CPU conversion of the same target ignores the round trip
+    assert LatencyTarget(p50_ms=2).limits(slow_waking)[0] == pytest.approx(0.002 * 250 / 320)
+    ratio = 2e-3 / REFERENCE_HTTP_RTT
+    assert target.text(quick).startswith(
+        f"p50 ≤ 2.00 ms here = {ratio:.1f}× HTTP floor (2 ms there ≈ {ratio:.1f}× its round "
+        "trip)")
+    # the inferred round trip: the reference run's quiet p50 over the ratio seen since
+    assert 0.5e-3 < REFERENCE_HTTP_RTT < 0.8e-3
 
 
 def test_commands_are_counted_by_the_process_that_sent_them(
