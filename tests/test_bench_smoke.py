@@ -16,6 +16,7 @@ import redis
 from bench.commands import count_commands
 from bench.floors import REFERENCE_HTTP_RTT, Floors, LatencyTarget, http_round_trips
 from bench.loadgen import run_load
+from bench.loads import combined
 from bench.measure_workers import snippets
 from bench.probe import LatencyProbe
 from bench.report import Row, p50_p99, percentile, table
@@ -80,6 +81,22 @@ def test_hop_targets_scale_with_the_round_trip_beside_them() -> None:
         "trip)")
     # the inferred round trip: the reference run's quiet p50 over the ratio seen since
     assert 0.5e-3 < REFERENCE_HTTP_RTT < 0.8e-3
+
+
+def test_turns_of_one_load_are_added_up() -> None:
+    # two turns of one variant: requests, time, statuses and server CPU add up
+    first = {"requests": 1000, "seconds": 2.0, "rate": 500.0, "statuses": {"204": 1000},
+             "server_cpu": 0.5, "cpu_us": 1000.0, "p50_ms": 1.0, "p99_ms": 3.0}
+    second = {"requests": 3000, "seconds": 2.0, "rate": 1500.0,
+              "statuses": {"204": 2999, "503": 1}, "server_cpu": 1.0, "cpu_us": 666.7,
+              "p50_ms": 2.0, "p99_ms": 2.5}
+    both = combined([first, second])
+    assert both["requests"] == 4000 and both["seconds"] == 4.0 and both["rate"] == 1000.0
+    assert both["statuses"] == {"204": 3999, "503": 1}
+    assert both["server_cpu"] == pytest.approx(0.75)  # 3 s of CPU over 4 s
+    assert both["cpu_us"] == pytest.approx(750.0)  # 3 s of CPU over 4,000 requests
+    assert both["p99_ms"] == 3.0 and both["turns"] == 2
+    assert combined([first]) is first
 
 
 def test_commands_are_counted_by_the_process_that_sent_them(
