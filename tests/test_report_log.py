@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,25 +27,28 @@ def test_batches_by_size() -> None:
     assert sizes == [100, 100, 50]
 
 
-class SlowStream:
-    """Lines that arrive over time: (delay before it, text)."""
+class GatedStream:
+    """Lines that arrive when let through: (event to wait for or None, text)."""
 
-    def __init__(self, lines: list[tuple[float, str]]) -> None:
+    def __init__(self, lines: list[tuple[threading.Event | None, str]]) -> None:
         self.lines = lines
         self.sent_at: list[float] = []
 
     def __iter__(self) -> Iterator[str]:
-        for delay, text in self.lines:
-            time.sleep(delay)
+        for gate, text in self.lines:
+            if gate is not None:
+                gate.wait(timeout=10)  # a batching that never flushes by time: sent anyway
             self.sent_at.append(time.monotonic())
             yield text + "\n"
 
 
 def test_batches_by_time_flush_a_waiting_line_before_the_next_arrives() -> None:
-    stream = SlowStream([(0, "first"), (0, "second"), (1.0, "late")])
+    first_batch_seen = threading.Event()
+    stream = GatedStream([(None, "first"), (None, "second"), (first_batch_seen, "late")])
     got: list[tuple[float, list[str]]] = []
     for batch in batches(stream, wait=0.1):  # type: ignore[arg-type]
         got.append((time.monotonic(), batch))
+        first_batch_seen.set()  # only now is "late" written
     assert [b for _, b in got] == [["first", "second"], ["late"]]
     assert got[0][0] < stream.sent_at[2]  # sent before "late" was even written
 
