@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
 import re
 import subprocess
@@ -32,7 +31,7 @@ from collections.abc import Callable
 import requests
 
 from bench import loads
-from bench.floors import Floors, LatencyTarget
+from bench.floors import BareRoundTrip, Floors, LatencyTarget
 from bench.measure_web import QUIET
 from bench.probe import LatencyProbe
 from bench.report import Row, p50_p99
@@ -41,7 +40,7 @@ from bench.webapp import BARE_PATH
 from shared import keys
 from shared.external import ExternalQueues
 from shared.protocol import new_id
-from tests.support import TEST_OPS_TOKEN, TEST_PROGRESS_TOKEN, TEST_WORKER_TOKEN, wait_until
+from tests.support import TEST_OPS_TOKEN, TEST_WORKER_TOKEN, wait_until
 
 Log = Callable[[str], None]
 
@@ -114,18 +113,12 @@ def claim_round_trip(stack: BenchStack, floors: Floors, rounds: int, log: Log) -
     thread.start()
     samples: list[float] = []
     beside: list[float] = []  # a bare round trip 5 ms before each job, as in (1)
-    floor_conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
-    floor_body = json.dumps({"jobId": new_id(), "progress": 50, "message": "floor"})
-    floor_headers = {"Authorization": f"Bearer {TEST_PROGRESS_TOKEN}",
-                     "Content-Type": "application/json"}
+    trip = BareRoundTrip(web.port)
     time.sleep(0.5)  # the worker's first claim is waiting
     for _ in range(rounds):
         job_id = new_id()
         stack.store.create(job_id, kind="external", external="1", attempt="1", args="{}")
-        began = time.perf_counter()
-        floor_conn.request("POST", BARE_PATH, body=floor_body, headers=floor_headers)
-        floor_conn.getresponse().read()
-        beside.append(time.perf_counter() - began)
+        beside.append(trip())
         time.sleep(0.005)
         start = time.perf_counter()
         queues.push(job_id, "external")
@@ -135,7 +128,7 @@ def claim_round_trip(stack: BenchStack, floors: Floors, rounds: int, log: Log) -
             samples.append(done[job_id] - start)
         time.sleep(0.005)  # the worker is back in a waiting claim before the floor and the job
     stop.set()
-    floor_conn.close()
+    trip.close()
     queues.push(new_id(), "external")  # wake the last claim (an unknown job: skipped)
     thread.join(timeout=15)
     finish_jobs(web, list(done))

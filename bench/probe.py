@@ -24,6 +24,7 @@ from typing import Any
 
 import socketio
 
+from bench.floors import BareRoundTrip
 from bench.loadgen import HTTPConnection, callback_body, post_request
 from shared.protocol import UPDATE_PROGRESS
 from tests.support import TEST_PROGRESS_TOKEN
@@ -105,28 +106,23 @@ class LatencyProbe:
         """``count`` samples, ``pause`` seconds apart, each preceded (with ``floor_path``)
         by one bare HTTP round trip to that path on a keep-alive connection of its own:
         the samples and the floor measured beside them, in the same seconds."""
-        floor_conn = (http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                      if floor_path else None)
-        body = json.dumps({"jobId": self.job_id, "progress": 50, "state": "running",
-                           "message": "floor"})
+        trip = BareRoundTrip(self.port, floor_path, self.job_id) if floor_path else None
         out: list[float] = []
         floor: list[float] = []
         try:
             for i in range(count + 3):
-                if floor_conn is not None and floor_path:
-                    start = time.perf_counter()
-                    floor_conn.request("POST", floor_path, body=body, headers=self.headers)
-                    floor_conn.getresponse().read()
+                if trip is not None:
+                    took = trip()
                     if i >= 3:
-                        floor.append(time.perf_counter() - start)
+                        floor.append(took)
                     time.sleep(pause)
                 sample = self.sample()
                 if i >= 3:  # warm-ups dropped
                     out.append(sample)
                 time.sleep(pause)
         finally:
-            if floor_conn is not None:
-                floor_conn.close()
+            if trip is not None:
+                trip.close()
         return out, floor
 
     def open_loop(self, duration: float, interval: float, grace: float = 5.0) -> OpenLoop:
