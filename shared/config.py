@@ -190,6 +190,9 @@ class Config:
         # How long the worker retries one callback before its fallback (write to
         # Redis directly); below JOB_TIMEOUT / 2, so a job's last report fits.
         self.REPORT_RETRY_SECONDS: float = _float(env, "REPORT_RETRY_SECONDS", 10.0)
+        # How long the RQ worker retries one Redis command while Redis is down
+        # (a restart) before it gives up (worker/redisconn.py).
+        self.REDIS_RETRY_SECONDS: float = _float(env, "REDIS_RETRY_SECONDS", 60.0)
         # RQ worker class: fork (a work horse per job) or simple (in-process).
         self.WORKER_CLASS: str = env.get("WORKER_CLASS", "") or "fork"
         self.WORKER_CONNECTIONS: int = _int(env, "WORKER_CONNECTIONS", 1000, minimum=1)

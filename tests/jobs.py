@@ -16,3 +16,9 @@ def failing_job(job_id: str, token: str | None = None) -> None:
 
 def quiet_job(job_id: str, token: str | None = None) -> None:
     """Does nothing and reports nothing (a cheap job for bulk tests)."""
+
+
+def wait_for_writer(fifo: str) -> str:
+    """Blocks until a writer opens and closes the named pipe ``fifo``; its text."""
+    with open(fifo) as pipe:
+        return pipe.read()

@@ -4,6 +4,7 @@ process, a restarted Redis. Each test starts its own stack on free ports."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -345,3 +346,46 @@ def test_redis_restart_keeps_queued_jobs_and_state_and_everyone_reconnects(
     assert last_update(rec)["state"] == "succeeded"
     assert stack.worker.alive() and stack.worker.pid == worker_pid
     assert stack.web.alive()
+
+
+def longest_wait_for_redis(log: str) -> float:
+    """The longest outage the worker's log reports waiting through (worker/redisconn.py)."""
+    return max((float(s) for s in re.findall(r"Redis has not answered for (\d+) s", log)),
+               default=0.0)
+
+
+def test_worker_rides_out_redis_down_while_its_job_ends(
+        stacks: Callable[..., Stack], tmp_path: Path) -> None:
+    # A job ends while Redis is down: the horse's and the worker's bookkeeping
+    # wait for Redis (REDIS_RETRY_SECONDS) instead of quitting after redis-py's
+    # default retries (about 3 s), which ended the whole worker before.
+    stack = stacks(REDIS_RETRY_SECONDS="60")
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    client = redis.Redis.from_url(stack.redis.url)
+    try:
+        job = Queue("jobcast", connection=client).enqueue("tests.jobs.wait_for_writer",
+                                                          str(fifo))
+        wait_until(lambda: job.get_status(refresh=True) == "started", timeout=20,
+                   what="job started")
+        worker_pid = stack.worker.pid
+        stack.redis.stop()
+        with open(fifo, "w") as pipe:  # the job returns now, into the outage
+            pipe.write("done")
+        # Outlast redis-py's default retries (about 3 s) twice over.
+        def waited_six_seconds() -> bool:
+            assert stack.worker.alive(), f"the worker quit:\n{stack.worker.log_tail()}"
+            return longest_wait_for_redis(stack.worker.log_tail(20000)) >= 6
+
+        wait_until(waited_six_seconds, timeout=30, what="the worker to wait 6 s for Redis")
+        assert stack.worker.pid == worker_pid
+        stack.redis.start()
+        wait_until(lambda: job.get_status(refresh=True) == "finished", timeout=30,
+                   what="the job recorded finished once Redis is back")
+        assert job.return_value(refresh=True) == "done"
+    finally:
+        client.close()
+    after = stack.start_job()
+    wait_until(lambda: stack.job_state(after)["state"] == "succeeded", timeout=30,
+               what="the next job to run on the same worker")
+    assert stack.worker.alive() and stack.worker.pid == worker_pid

@@ -14,6 +14,7 @@ import requests
 from shared.config import WORKER, Config, ConfigError
 from worker import logsafety
 from worker.recovery import make_worker, take_over_name
+from worker.redisconn import worker_redis
 
 log = logging.getLogger("worker")
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.uses_dev_secrets:
         log.warning("DEVELOPMENT SECRETS IN USE: PROGRESS_TOKEN is the built-in development "
                     "value; set it in the environment before running anywhere but locally")
-    conn = redis.Redis.from_url(cfg.REDIS_URL)
+    conn = worker_redis(cfg)  # rides out a Redis restart (worker/redisconn.py)
     wait_for_redis(conn, timeout=60)
     if cfg.WORKER_PRELOAD:
         preload_jobs(cfg, args.preload)
