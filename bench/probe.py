@@ -24,7 +24,7 @@ from typing import Any
 
 import socketio
 
-from bench.floors import BareRoundTrip
+from bench.floors import CALLBACK_HEADERS, BareRoundTrip
 from bench.loadgen import HTTPConnection, callback_body, post_request
 from shared.protocol import UPDATE_PROGRESS
 from tests.support import TEST_PROGRESS_TOKEN
@@ -55,8 +55,6 @@ class LatencyProbe:
         self.client.connect(f"{base_url}?jobId={job_id}", transports=["websocket"],
                             wait_timeout=10)
         self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        self.headers = {"Authorization": f"Bearer {TEST_PROGRESS_TOKEN}",
-                        "Content-Type": "application/json"}
         self._n = 0
         self._open: dict[str, float] = {}  # open-loop message -> arrival
         self._lock = threading.Lock()
@@ -82,7 +80,7 @@ class LatencyProbe:
         for attempt in (1, 2):
             start = time.perf_counter()
             try:
-                self.http.request("POST", "/api/progress", body=body, headers=self.headers)
+                self.http.request("POST", "/api/progress", body=body, headers=CALLBACK_HEADERS)
                 resp = self.http.getresponse()
                 resp.read()
                 break
