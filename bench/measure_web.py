@@ -11,11 +11,12 @@ import statistics
 import time
 from collections.abc import Callable
 
+from bench import measure_loaded
 from bench.commands import count_commands
-from bench.floors import REFERENCE_CAPACITY, Floors, LatencyTarget
+from bench.floors import Floors, LatencyTarget
 from bench.probe import LatencyProbe
-from bench.report import Row, ms, p50_p99, percentile
-from bench.stack import BenchStack, measured_load, settle, start_loadgen
+from bench.report import NOISE, Row, ms, p50_p99
+from bench.stack import BenchStack, measured_load, settle
 from bench.swarm import Swarm
 from bench.webapp import BARE_PATH
 from shared.config import Config
@@ -24,8 +25,6 @@ from worker.reporting import make_reporter
 
 Log = Callable[[str], None]
 
-NOISE = ("Numbers from a machine shared with other work are noisy; compare with a run on a "
-         "quiet machine.")
 QUIET_WHY = (
     "one callback at a time is a chain of hops between processes (the HTTP request, the "
     "Redis round trip, the websocket frame to the client), each paid at the speed of a "
@@ -90,10 +89,7 @@ def redis_commands(stack: BenchStack, count: int) -> list[Row]:
 
 
 QUIET = LatencyTarget(p50_ms=2, p99_ms=5, hops=True)
-REFERENCE_LOAD = 1000  # callbacks/s of the loaded row on the reference machine
-LOADED = LatencyTarget(p99_ms=25)
 FAN_OUT = LatencyTarget(p50_ms=100, label="median")
-PROBE_INTERVAL = 0.01  # open-loop probes under load: 100 a second
 
 
 def latency(stack: BenchStack, swarm: Swarm, floors: Floors, counts: list[int], probes: int,
@@ -119,41 +115,9 @@ def latency(stack: BenchStack, swarm: Swarm, floors: Floors, counts: list[int], 
                             p50_p99(samples), QUIET.text(local), QUIET.met(local, samples),
                             why=QUIET_WHY, floor=local.latency_floor() + " (interleaved)",
                             ratio=local.latency_ratio(samples)))
-        # Background load: open-loop callbacks to the watched jobs (each fans out to one
-        # client) while the probe sends its own callbacks open-loop too.
-        # 1000/s on the reference machine, scaled by this run's bare capacity (the
-        # machines here differ about 3×: a fixed rate would load them differently).
-        asked = round(REFERENCE_LOAD * floors.capacity / REFERENCE_CAPACITY)
-        duration = background + 2.0
-        loadgen = start_loadgen(web, "/api/progress", duration, 32, float(asked),
-                                watched[:connected - 1] or watched, tag="bg")
-        time.sleep(1.0)
-        got = probe.open_loop(background, PROBE_INTERVAL)
-        out, _ = loadgen.communicate(timeout=duration + 60)
-        load = json.loads(out)
-        samples = got.latencies
-        # judged against the floor interleaved with the last quiet row's probes (the same
-        # clients connected, seconds earlier), as the quiet rows are
-        met = LOADED.met(local, samples) and load["rate"] >= 0.95 * asked and not got.lost
-        lost = f"; {got.lost} of {got.scheduled} lost" if got.lost else ""
-        rows.append(Row(
-            "1", f"callback → client latency, {connected} clients connected, under "
-            f"{load['rate']:.0f} callbacks/s background load (asked {asked}/s: 1000/s on "
-            f"the reference machine × this run's bare capacity {floors.capacity:.0f}/"
-            f"{REFERENCE_CAPACITY:.0f} req/s per core), probes sent open-loop every "
-            f"{PROBE_INTERVAL * 1000:.0f} ms",
-            f"{p50_p99(samples)}{lost}; probes written p99 "
-            f"{ms(percentile(got.send_lag, 99))} after they were due, over "
-            f"{got.connections} connections", LOADED.text(local) + " at 1000/s there", met,
-            floor=local.latency_floor() + " (interleaved, last quiet row)",
-            ratio=local.latency_ratio(samples), why=(
-                "at that rate one web process is busy most of the time "
-                "(see the CPU per callback in 2) and a probe waits behind the "
-                "callbacks and pushes queued before it in the single event loop; "
-                "the load generator, the 1000 clients and the probe share the "
-                "other core. The tail shrinks with more cores, with gevent (less "
-                "CPU per callback) or by spreading the load over several web "
-                "processes on the message queue. " + NOISE)))
+        # The same share of the machine under load, probed two ways (bench/measure_loaded.py).
+        rows += measure_loaded.loaded(web, probe, watched[:connected - 1] or watched, floors,
+                                      local, background, log)
     finally:
         probe.close()
     notes = [
@@ -165,20 +129,11 @@ def latency(stack: BenchStack, swarm: Swarm, floors: Floors, counts: list[int], 
         "connection, 5 ms before): these rows' ratios are to that floor, measured in the "
         "same seconds as the probes (the floor of section 0, taken minutes earlier, drifts "
         "by up to 2× on a shared virtual machine: a bare round trip is either about 0.5 ms "
-        "or about 1.3 ms here for minutes at a time); the loaded row and the fan-out row "
+        "or about 1.3 ms here for minutes at a time); the loaded rows and the fan-out row "
         "show their ratios to the floor interleaved with the last quiet row's probes. "
         "Other clients are raw websocket Socket.IO clients (`bench/wsclient.py`) in a "
-        "separate process, each watching its own job. Background load: `bench/loadgen.py` "
-        "POSTs callbacks open-loop over 32 keep-alive connections to the jobs "
-        "those clients watch, so each one is applied and pushed to a client, at 1000/s "
-        "scaled by the run's bare capacity against the reference run's (3,124 req/s per "
-        "core on 2026-11-23, where 1000/s was set): the same share of the machine on a "
-        "slower or faster one (before 2026-11-25 it was 1000/s on every machine). Under that "
-        f"load the probes are open-loop too: one is due every {PROBE_INTERVAL * 1000:.0f} ms "
-        "whatever happened to the earlier ones (sent on as many keep-alive connections as "
-        "are needed), and each latency runs from the moment the probe was due, so slow "
-        "periods are sampled as often as quick ones and a probe held up counts its wait; "
-        "a probe that never arrives counts as lost and fails the target.",
+        "separate process, each watching its own job.",
+        measure_loaded.NOTE,
     ]
     return rows, notes, local
 

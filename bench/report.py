@@ -13,6 +13,10 @@ from pathlib import Path
 
 import psutil
 
+# the last sentence of a missed target's reason
+NOISE = ("Numbers from a machine shared with other work are noisy; compare with a run on a "
+         "quiet machine.")
+
 
 def percentile(values: Sequence[float], pct: float) -> float:
     """The ``pct`` percentile (nearest rank on the sorted values)."""

@@ -17,6 +17,7 @@ from bench.commands import count_commands
 from bench.floors import REFERENCE_HTTP_RTT, Floors, LatencyTarget, http_round_trips
 from bench.loadgen import run_load
 from bench.loads import combined
+from bench.measure_loaded import closed_loop
 from bench.measure_workers import snippets
 from bench.probe import LatencyProbe
 from bench.report import Row, p50_p99, percentile, table
@@ -185,6 +186,9 @@ def test_open_loop_probe_and_floors_against_the_real_site(stack: Stack) -> None:
         # closed loop, each sample beside a round trip sent by the same client code
         samples, beside = probe.paired(4, floor_path="/api/progress")
         assert len(samples) == len(beside) == 4 and all(s > 0 for s in samples + beside)
+        # as the reference run sampled under load: one at a time, for a while
+        timed = closed_loop(probe, 0.2)
+        assert len(timed) >= 2 and all(s > 0 for s in timed)
     finally:
         probe.close()
 
