@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOCKETIO_CLIENT_VERSION ?= 4.8.4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint bench browser nginx vendor screenshots clean
+.PHONY: run test lint bench bench-reference browser nginx vendor screenshots clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(VENV)/.installed browser nginx lint
 # Full run (under 10 minutes) rewrites docs/benchmarks.md; BENCH_ARGS=--quick for a 2-minute check.
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench --write docs/benchmarks.md $(BENCH_ARGS)
+
+# The loaded scenario on the reference run's code (c1da4b8, its own virtualenv under
+# var/reference) and on today's, side by side (about 3 minutes, plus a pip install once).
+bench-reference: $(VENV)/.installed
+	$(BIN)/python -m bench.reference $(BENCH_ARGS)
 
 # Debian's Chromium for the browser tests (root on Debian only; else they skip).
 browser:

@@ -98,7 +98,7 @@ def loaded(web: Web, probe: LatencyProbe, watched: list[str], floors: Floors,
     rows = []
 
     log(f"  under {asked}/s: probes one at a time (closed loop)")
-    samples, load = _under_load(web, watched, asked, seconds,
+    samples, load = under_load(web, watched, asked, seconds,
                                 lambda: closed_loop(probe, seconds))
     rows.append(Row(
         "1", f"callback → client latency, {load_text.format(rate=load['rate'])}, probes one "
@@ -109,7 +109,7 @@ def loaded(web: Web, probe: LatencyProbe, watched: list[str], floors: Floors,
         floor=floor, ratio=local.latency_ratio(samples), why=WHY))
 
     log(f"  under {asked}/s: probes due every {PROBE_INTERVAL * 1000:.0f} ms (open loop)")
-    got, load = _under_load(web, watched, asked, seconds,
+    got, load = under_load(web, watched, asked, seconds,
                             lambda: probe.open_loop(seconds, PROBE_INTERVAL))
     samples = got.latencies
     lost = f"; {got.lost} of {got.scheduled} lost" if got.lost else ""
@@ -123,7 +123,7 @@ def loaded(web: Web, probe: LatencyProbe, watched: list[str], floors: Floors,
     return rows
 
 
-def _under_load(web: Web, watched: list[str], rate: int, seconds: float,
+def under_load(web: Web, watched: list[str], rate: int, seconds: float,
                 probes: Callable[[], T]) -> tuple[T, dict]:
     """Run ``probes`` while the load generator sends ``rate`` callbacks/s to ``watched``."""
     duration = seconds + WARM_UP + 1.0
