@@ -49,7 +49,8 @@ def prepare(commit: str, base: Path) -> Path:
     """The reference commit's tree under ``base``, with ``.venv`` of its pins."""
     src = base / commit
     python = src / ".venv" / "bin" / "python"
-    if python.exists():
+    installed = src / ".venv" / ".installed"  # written once pip has succeeded
+    if installed.exists():
         return src
     src.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "archive", commit], cwd=ROOT_DIR, check=True,
@@ -60,6 +61,7 @@ def prepare(commit: str, base: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(src / ".venv")], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     "-r", str(src / "requirements.txt")], check=True)
+    installed.touch()
     return src
 
 
