@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, WebSocketRoute, expect
 
+from shared.protocol import UPDATE_PROGRESS
 from tests.conftest import Stack
 from tests.support import start_web, wait_until
 
@@ -15,6 +17,8 @@ JOB_URL = re.compile(r"/jobs/[0-9a-f-]{36}$")
 SOCKET_IO = re.compile(r"/socket\.io/\?")
 STATE_URL = re.compile(r"/api/jobs/[0-9a-f-]{36}$")
 DONE_TEXT = "not needed, the job has finished"
+PACKET_SEPARATOR = "\x1e"  # between the packets of one Engine.IO long-poll answer
+STATE_EVENT = f'42["{UPDATE_PROGRESS}",'  # a Socket.IO event packet, default namespace
 
 # Test instrumentation (not part of the site): record every value the page shows.
 RECORD_STATES = """
@@ -91,6 +95,52 @@ def test_finished_job_page_shows_the_final_state_at_once(site: Stack, page: Page
     assert page.locator("#connection-text").text_content() == DONE_TEXT
     page.wait_for_load_state("networkidle")
     assert sockets == [], "a finished job's page should not open a Socket.IO connection"
+
+
+def test_an_older_state_handed_over_after_the_final_one_does_not_undo_it(
+        site: Stack, page: Page, paused_worker: Callable[[], None]) -> None:
+    """The connect handler joins the job's room, then reads and sends the state; a
+    push to the room can overtake that read's answer. Both reach the client before
+    the connect is acknowledged, and it hands them over in arrival order: here the
+    final state first, then the older one (put there in the server's packets, over
+    long-polling or the websocket, whichever carries them, as the race would)."""
+    job_id = site.start_job()  # stays queued: the worker is stopped
+    rewritten: list[str] = []
+
+    def final_first(packets: list[str]) -> list[str]:
+        sent = [i for i, packet in enumerate(packets) if packet.startswith(STATE_EVENT)]
+        if not sent or rewritten:
+            return packets
+        event, state = json.loads(packets[sent[0]][len("42"):])
+        assert state["state"] == "queued", state
+        rewritten.append(job_id)
+        final = "42" + json.dumps([event, dict(state, state="succeeded", progress=100)])
+        return packets[:sent[0]] + [final] + packets[sent[0]:]
+
+    def polling(route: Route) -> None:
+        response = route.fetch()
+        packets = response.text().split(PACKET_SEPARATOR)
+        route.fulfill(response=response, body=PACKET_SEPARATOR.join(final_first(packets)))
+
+    def websocket(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            for packet in final_first([message]) if isinstance(message, str) else [message]:
+                ws.send(packet)
+
+        ws.on_message(server.send)
+        server.on_message(to_page)
+
+    page.route(SOCKET_IO, polling)
+    page.route_web_socket(SOCKET_IO, websocket)
+    page.goto(f"{site.url}/jobs/{job_id}")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "done")
+    assert rewritten == [job_id]
+    expect(page.locator("#state")).to_have_text("succeeded")
+    expect(page.locator("#progress-span")).to_have_text("100")
+    expect(page.locator("#connection-text")).to_have_text(DONE_TEXT)
+    page.unroute_all(behavior="ignoreErrors")  # a long-poll may still be out
 
 
 def test_page_falls_back_to_polling_without_the_socketio_client(site: Stack,

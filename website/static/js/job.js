@@ -42,6 +42,11 @@
 
   function render(p) {
     if (!p || p.jobId !== jobId || typeof p.progress !== "number") { return; }
+    /* A final state is final for this page (a retry loads the page anew). The
+     * connect handler reads the state after joining the room, and a push to the
+     * room can overtake that read's answer: both come before the connect is
+     * acknowledged and are handed over in arrival order, the newer state first. */
+    if (finished()) { return; }
     bar.value = p.progress;
     bar.textContent = p.progress + "%";
     span.textContent = String(p.progress);
