@@ -31,7 +31,7 @@ from pathlib import Path
 import requests
 
 from bench import measure_loaded
-from bench.floors import REFERENCE_BARE_CPU, REFERENCE_CAPACITY
+from bench.floors import Floors
 from bench.probe import LatencyProbe
 from bench.report import percentile
 from bench.stack import ROOT_DIR, BenchStack, Web, measured_load, settle
@@ -128,12 +128,13 @@ def compare(stack: BenchStack, old: Web, src: Path, rounds: int, seconds: float,
         for name, web in (("reference", old), ("today", stack.a)):
             turns[name].append(measured_load(web, BARE_PATH, 3, 32, tag="floor")["cpu_us"])
     bare = {name: statistics.median(values) for name, values in turns.items()}
-    rate = rate or round(measure_loaded.REFERENCE_LOAD * 1e6 / bare["today"]
-                         / REFERENCE_CAPACITY)
-    target = 25.0 * bare["today"] / 1e6 / REFERENCE_BARE_CPU
+    # today's bare CPU scales the load and the target, as in make bench (no round trips)
+    floors = Floors(http=[], ping=[], bare={"cpu_us": bare["today"]})
+    rate = rate or measure_loaded.asked_rate(floors)
+    target = 1000 * (measure_loaded.LOADED.limits(floors)[1] or 0.0)
     log.info("bare endpoint CPU per request: today %.0f µs, reference code %.0f µs; load "
-             "%d/s; target p99 ≤ %.1f ms (25 ms there)", bare["today"], bare["reference"],
-             rate, target)
+             "%d/s; target p99 ≤ %.1f ms (%g ms there)", bare["today"], bare["reference"],
+             rate, target, measure_loaded.LOADED.p99_ms)
     sites = {"today": (stack.a, stack.create_jobs(CLIENTS + 1)),
              "reference": (old, reference_jobs(src, old.env["REDIS_URL"], CLIENTS + 1))}
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
