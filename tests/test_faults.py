@@ -260,7 +260,7 @@ def test_web_killed_and_restarted_mid_job_loses_nothing(stacks: Callable[..., St
     wait_until(lambda: stack.job_state(job_id)["state"] == "succeeded", timeout=30,
                what="job to finish")
     # ...and every update got through the site: none needed the fallback.
-    assert "using fallback" not in stack.worker.log_tail(50_000)
+    assert "through the fallback" not in stack.worker.log_tail(50_000)
     assert state_on_connect(stack.url, job_id, timeout=10) == (
         "updateProgress", demo_final(job_id))
 
@@ -283,7 +283,7 @@ def test_site_down_longer_than_retries_still_stores_the_final_state(
         assert client.hget(keys.job_key(job_id), "progress") == "100"
     finally:
         client.close()
-    assert "using fallback" in stack.worker.log_tail(50_000)
+    assert "through the fallback" in stack.worker.log_tail(50_000)
     stack.web.start()
     wait_until(lambda: requests.get(stack.url + "/", timeout=1).status_code == 200,
                timeout=30, what="web to come back")

@@ -123,6 +123,44 @@ def test_reporter_gives_up_on_4xx_at_once(site: Site) -> None:
     assert info.value.status == 400 and len(site.received) == 1
 
 
+@pytest.mark.parametrize("status", [400, 403, 404, 405])
+def test_a_refusal_that_is_not_the_sites_own_goes_to_the_fallback_and_stays_there(
+        site: Site, status: int) -> None:
+    """Another program answering at the address: the fallback takes this update and the
+    rest of the job's, without asking the wrong address again."""
+    site.statuses[:] = [status]
+    fallen: list[Any] = []
+    reporter = ProgressReporter(site.url, "tok", sleep=lambda s: None, fallback=fallen.append)
+    assert reporter.report(JOB, 10) is False
+    assert reporter.report(JOB, 100, "succeeded") is False
+    assert [u.state for u in fallen] == ["running", "succeeded"] and len(site.received) == 1
+
+
+@pytest.mark.parametrize(("status", "state", "falls_back"), [
+    (401, "running", False), (401, "succeeded", True), (401, "failed", True),
+    (413, "running", False), (413, "succeeded", False)])
+def test_the_sites_own_refusals_raise_but_an_end_refused_for_its_token_is_kept(
+        site: Site, status: int, state: str, falls_back: bool) -> None:
+    site.statuses[:] = [status]
+    fallen: list[Any] = []
+    reporter = ProgressReporter(site.url, "tok", sleep=lambda s: None, fallback=fallen.append)
+    if falls_back:
+        assert reporter.report(JOB, 0, state) is False and fallen[0].state == state
+    else:
+        with pytest.raises(ReportError) as info:
+            reporter.report(JOB, 0, state)
+        assert info.value.status == status and fallen == []
+
+
+def test_a_callable_url_is_read_per_try_and_none_is_retried_like_no_answer(site: Site) -> None:
+    """The worker's announced address: unknown at first (retried), then the site's."""
+    answers = iter([None, None, site.url])
+    pauses: list[float] = []
+    reporter = ProgressReporter(lambda: next(answers), "tok", sleep=pauses.append)
+    assert reporter.report(JOB, 10) is True
+    assert len(pauses) == 2 and len(site.received) == 1
+
+
 def test_reporter_falls_back_when_site_is_unreachable() -> None:
     fallen: list[Any] = []
     reporter = ProgressReporter("http://127.0.0.1:9/api/progress", "tok", retry_seconds=0.3,
