@@ -11,13 +11,32 @@ Socket.IO connections beyond ``SOCKETIO_MAX_CONNECTIONS`` (below
 
 from __future__ import annotations
 
+import logging
+import os
 import resource
+import time
 import warnings
+from typing import Any
 
-from shared.config import Config, ConfigError
+from shared.config import Config, ConfigError, site_url_for
 
-# eventlet warns on import that it is retiring; ASYNC_MODE=gevent is the way out.
+# eventlet and gunicorn's eventlet worker warn on import that they are retiring;
+# ASYNC_MODE=gevent is the way out (docs/running.md says why eventlet stays for now).
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+warnings.filterwarnings("ignore", message=r"The eventlet worker is deprecated")
+log = logging.getLogger("gunicorn.error")
+
+
+class _AcceptedDeprecation(logging.Filter):
+    """Drops gunicorn's own log line about the eventlet worker's deprecation (the
+    same notice as the import warning above; nothing for a user to act on here)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eventlet worker is DEPRECATED" not in record.getMessage()
+
+
+log.addFilter(_AcceptedDeprecation())
+ANNOUNCE_WAIT = 10.0  # seconds to wait for Redis (honcho starts it beside the site)
 
 try:
     _cfg = Config()  # fails fast, with a clear message, on a missing secret
@@ -44,8 +63,52 @@ def on_starting(server: object) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
-def post_worker_init(worker: object) -> None:
-    """Short GC pauses in the serving process (``website/http/gcpause.py``)."""
+def bound_url(listener: Any) -> str:
+    """The URL of a gunicorn listener as a local process reaches it ('' for a unix socket)."""
+    address = listener.sock.getsockname()
+    if not isinstance(address, tuple):
+        return ""
+    host, port = address[0], address[1]
+    return site_url_for(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+
+
+def announce_address(listeners: list[Any]) -> None:
+    """Announce where workers send their callbacks (``shared/siteurl.py``): SITE_URL
+    when set, else the address gunicorn really bound (whatever ``-b`` or PORT said)."""
+    url = os.environ.get("SITE_URL", "").strip() or next(
+        (u for u in map(bound_url, listeners) if u), "")
+    if not url:
+        log.warning("jobcast: listening on a unix socket without SITE_URL: workers need "
+                    "SITE_URL or PROGRESS_URL to reach the site")
+        return
+    # Imported here, in the serving process after eventlet or gevent patched it: redis-py
+    # picks its socket check (select.poll or selectors) when it is imported.
+    import redis
+
+    from shared.siteurl import announce
+
+    client = redis.Redis.from_url(_cfg.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    deadline = time.monotonic() + ANNOUNCE_WAIT
+    try:
+        while True:
+            try:
+                announce(client, url)
+                log.info("jobcast: workers without SITE_URL report to %s", url)
+                return
+            except redis.RedisError as exc:
+                if time.monotonic() >= deadline:
+                    log.warning("jobcast: could not announce %s in Redis (%s): workers need "
+                                "SITE_URL or PROGRESS_URL", url, exc)
+                    return
+                time.sleep(0.5)
+    finally:
+        client.close()
+
+
+def post_worker_init(worker: Any) -> None:
+    """In the serving process (after eventlet or gevent patched it): announce the
+    site's address, and keep GC pauses short (``website/http/gcpause.py``)."""
+    announce_address(worker.sockets)
     if _cfg.GC_FULL_EVERY > 0:
         from website.http.gcpause import GcPauses
 

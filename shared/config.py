@@ -17,7 +17,7 @@ BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import", "shared.
                         "shared.kinds.bulk")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6380/0"  # the embedded Redis of `make run`
+DEFAULT_EMBEDDED_REDIS_PORT = 6380  # the embedded Redis of `make run` and the Procfile
 DEFAULT_REDIS_MAXMEMORY = "256mb"  # of the embedded Redis (noeviction: full means refused)
 WEB = "web"
 WORKER = "worker"
@@ -83,6 +83,33 @@ def _intervals(text: str) -> tuple[int, ...]:
     return values
 
 
+def embedded_redis_port(environ: Mapping[str, str]) -> int:
+    """``EMBEDDED_REDIS_PORT``: the port of the embedded Redis (``ConfigError`` if bad)."""
+    return _int(environ, "EMBEDDED_REDIS_PORT", DEFAULT_EMBEDDED_REDIS_PORT, minimum=1)
+
+
+def embedded_redis_url(port: int) -> str:
+    """The URL of the embedded Redis (``dev/redis_server.py``) on ``port``."""
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def site_url_for(bind: str) -> str:
+    """The URL at which a local process reaches a server bound to ``host:port``.
+
+    A wildcard host (``0.0.0.0``, ``::``, empty) becomes the loopback address;
+    a unix socket (``unix:...``) has no URL: ''.
+    """
+    if bind.startswith("unix:"):
+        return ""
+    host, _sep, port = bind.strip().rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "*"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def default_socketio_cap(worker_connections: int) -> int:
     """Socket.IO connections allowed by default: keep 10% (at least 10) for HTTP."""
     return max(1, worker_connections - max(10, worker_connections // 10))
@@ -121,7 +148,7 @@ def trusted_hosts(raw: str, site_url: str, dev: bool) -> list[str]:
         return [] if "*" in given else given
     host = (urlsplit(site_url).hostname or "").lower()
     hosts = [host] if host else []
-    if dev or host in LOOPBACK_HOSTS:
+    if dev or not host or host in LOOPBACK_HOSTS:
         hosts += [h for h in ("localhost", "127.0.0.1") if h not in hosts]
     return hosts
 
@@ -168,14 +195,24 @@ class Config:
             h.strip() for h in env.get("WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip())
         self.WEBHOOK_BACKOFF: tuple[int, ...] = _intervals(
             env.get("WEBHOOK_BACKOFF", "") or "10,60,300,1800,7200,21600,43200")
-        self.REDIS_URL: str = env.get("REDIS_URL", "") or DEFAULT_REDIS_URL
+        # Without REDIS_URL: the embedded Redis (dev/redis_server.py) on EMBEDDED_REDIS_PORT.
+        self.EMBEDDED_REDIS_PORT: int = embedded_redis_port(env)
+        self.REDIS_URL: str = env.get("REDIS_URL", "") or embedded_redis_url(
+            self.EMBEDDED_REDIS_PORT)
         # Socket.IO message queue: set it (usually to REDIS_URL) to run several
         # web processes or let the worker emit directly. Empty: one process.
         self.SOCKETIO_MESSAGE_QUEUE: str = env.get("SOCKETIO_MESSAGE_QUEUE", "")
         # eventlet, gevent or threading; must match gunicorn's worker class.
         self.ASYNC_MODE: str = env.get("ASYNC_MODE", "") or "eventlet"
-        self.SITE_URL: str = (env.get("SITE_URL", "") or "http://127.0.0.1:5000").rstrip("/")
-        self.PROGRESS_URL: str = env.get("PROGRESS_URL", "") or self.SITE_URL + "/api/progress"
+        self.WEB_BIND: str = env.get("WEB_BIND", "") or f"127.0.0.1:{env.get('PORT') or 5000}"
+        # Where the site is reached. The web process derives it from WEB_BIND; a
+        # worker without SITE_URL or PROGRESS_URL finds the address the site
+        # announced in Redis (shared/siteurl.py), so it follows the site's port.
+        explicit_site = env.get("SITE_URL", "").strip().rstrip("/")
+        self.SITE_URL: str = explicit_site or (
+            site_url_for(self.WEB_BIND) if role == WEB else "")
+        self.PROGRESS_URL: str = env.get("PROGRESS_URL", "").strip() or (
+            self.SITE_URL + "/api/progress" if self.SITE_URL else "")
         self.QUEUE_NAME: str = env.get("QUEUE_NAME", "") or "jobcast"
         self.DEMO_STEP_DELAY: float = _float(env, "DEMO_STEP_DELAY", 0.4)
         self.JOB_TIMEOUT: int = _int(env, "JOB_TIMEOUT", 30, minimum=1)
@@ -209,7 +246,6 @@ class Config:
         self.WORKER_PRELOAD: bool = _bool(env, "WORKER_PRELOAD", True)
         self.LOG_LEVEL: str = (env.get("LOG_LEVEL", "") or "INFO").upper()
         self.ACCESS_LOG: bool = env.get("ACCESS_LOG", "1") not in ("0", "false", "no", "")
-        self.WEB_BIND: str = env.get("WEB_BIND", "") or f"127.0.0.1:{env.get('PORT') or 5000}"
         # Operations (see docs/operating.md).
         # OPS_TOKEN, when set, guards /dashboard and /metrics (Bearer or Basic password).
         self.OPS_TOKEN: str = env.get("OPS_TOKEN", "")
@@ -245,7 +281,7 @@ class Config:
         # (seconds; between them the survivors are frozen: website/http/gcpause.py);
         # 0 leaves CPython's collector as it is.
         self.GC_FULL_EVERY: float = _float(env, "GC_FULL_EVERY", 300.0)
-        # maxmemory of the embedded Redis (`python -m shared.redis_server`).
+        # maxmemory of the embedded Redis (`python -m dev.redis_server`).
         self.REDIS_MAXMEMORY: str = env.get("REDIS_MAXMEMORY", "").strip() or DEFAULT_REDIS_MAXMEMORY
         # Socket.IO limits: an Engine.IO session that has not completed its
         # Socket.IO connect after this many seconds is dropped; open sessions

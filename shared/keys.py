@@ -57,6 +57,11 @@ VOLATILE_PREFIX = f"{PREFIX}-volatile"
 RATE_LIMIT_PREFIX = f"{VOLATILE_PREFIX}:ratelimit"
 
 
+# The callback URL the web process announced (shared/siteurl.py): where workers
+# without SITE_URL or PROGRESS_URL send their progress reports.
+SITE_URL = f"{VOLATILE_PREFIX}:site-url"
+
+
 # Pub/sub channel: the worker's fallback (site unreachable) publishes the id of
 # a job whose state it stored; every web process pushes that state to its
 # pages (website/realtime/relay.py). Used when there is no Socket.IO message queue.

@@ -12,6 +12,7 @@ import redis
 import requests
 
 from shared.config import WORKER, Config, ConfigError
+from shared.siteurl import CallbackAddress
 from worker import logsafety
 from worker.recovery import make_worker, take_over_name
 from worker.redisconn import worker_redis
@@ -52,7 +53,7 @@ def wait_for_redis(conn: redis.Redis, timeout: float) -> None:
             time.sleep(0.2)
 
 
-SITE_CHECK_SECONDS = 5.0  # `make run` starts web and worker together: give the site a moment
+SITE_CHECK_SECONDS = 10.0  # honcho starts web and worker together: give the site a moment
 
 
 def site_answers(url: str, within: float = SITE_CHECK_SECONDS) -> bool:
@@ -68,25 +69,41 @@ def site_answers(url: str, within: float = SITE_CHECK_SECONDS) -> bool:
             time.sleep(0.5)
 
 
-def check_callback_address(cfg: Config) -> bool:
-    """Warn (and go on) when nothing answers where the worker sends its callbacks.
+def callback_url(cfg: Config, conn: redis.Redis, within: float = SITE_CHECK_SECONDS) -> str | None:
+    """Where this worker's jobs will report: ``PROGRESS_URL`` (or ``SITE_URL``'s), else the
+    address the site announced, waited for up to ``within`` seconds; None when none came."""
+    if cfg.PROGRESS_URL:
+        return cfg.PROGRESS_URL
+    address = CallbackAddress("", conn)
+    deadline = time.monotonic() + within
+    while (url := address()) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        address.forget()
+    return url
 
-    Probes ``SITE_URL/healthz``, and ``PROGRESS_URL`` itself when it lies
-    elsewhere; any HTTP answer counts. Skipped with ``WORKER_EMIT=direct``.
+
+def check_callback_address(cfg: Config, conn: redis.Redis) -> bool:
+    """Say where the callbacks go, and warn (then go on) when nothing answers there.
+
+    ``GET`` on the callback URL itself (the site answers 405): any HTTP answer
+    counts, and the site's health check is not asked, so a start logs no failed
+    check before this worker has registered. Skipped with ``WORKER_EMIT=direct``.
     """
     if cfg.WORKER_EMIT == "direct":
         return True
-    probes = [("SITE_URL", cfg.SITE_URL, cfg.SITE_URL + "/healthz")]
-    if not cfg.PROGRESS_URL.startswith(cfg.SITE_URL + "/"):
-        probes.append(("PROGRESS_URL", cfg.PROGRESS_URL, cfg.PROGRESS_URL))
-    ok = True
-    for name, value, url in probes:
-        if not site_answers(url):
-            ok = False
-            log.warning("nothing answers at %s=%s (GET %s): progress callbacks to "
-                        "PROGRESS_URL=%s will fall back to writing Redis directly; "
-                        "check SITE_URL and PROGRESS_URL", name, value, url, cfg.PROGRESS_URL)
-    return ok
+    url = callback_url(cfg, conn)
+    if url is None:
+        log.warning("no site has announced its address in Redis and neither SITE_URL nor "
+                    "PROGRESS_URL is set: progress callbacks will fall back to writing "
+                    "Redis directly until a site starts")
+        return False
+    how = "from SITE_URL or PROGRESS_URL" if cfg.PROGRESS_URL else "announced by the site"
+    if not site_answers(url):
+        log.warning("nothing answers at the callback URL %s (%s): progress callbacks will fall "
+                    "back to writing Redis directly; check SITE_URL and PROGRESS_URL", url, how)
+        return False
+    log.info("progress callbacks go to %s (%s)", url, how)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     wait_for_redis(conn, timeout=60)
     if cfg.WORKER_PRELOAD:
         preload_jobs(cfg, args.preload)
-    check_callback_address(cfg)
+    check_callback_address(cfg, conn)
     if args.name:
         take_over_name(cfg, conn, args.name)
     # log_job_description=False: job arguments include the per-job callback token.
@@ -122,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                          worker_ttl=cfg.WORKER_TTL)
     log.info("worker %s (%s, preload %s) on queue %s, reporting %s",
              worker.name, cfg.WORKER_CLASS, cfg.WORKER_PRELOAD, cfg.QUEUE_NAME,
-             "direct to Redis" if cfg.WORKER_EMIT == "direct" else "to " + cfg.PROGRESS_URL)
+             "direct to Redis" if cfg.WORKER_EMIT == "direct" else "over HTTP")
     # with_scheduler: RQ's scheduler (one per queue across workers) moves jobs
     # enqueued with enqueue_in/enqueue_at onto the queue when they are due.
     worker.work(burst=args.burst, logging_level=cfg.LOG_LEVEL, with_scheduler=True)

@@ -42,6 +42,7 @@ from shared.protocol import (
 )
 from shared.reporter import ProgressReporter, ReportError
 from shared.signing import job_token_attempt
+from shared.siteurl import CallbackAddress
 from shared.snippets import SnippetStore
 from shared.store import JobState, JobStore, StaleAttempt, UnknownJob
 from shared.webhooks import hand_over
@@ -200,8 +201,9 @@ def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
     attempt = job_token_attempt(token)  # the direct paths apply to this attempt only
     if cfg.WORKER_EMIT == "direct":
         return DirectReporter(cfg, attempt=attempt)
+    client = _store(cfg.REDIS_URL, cfg.JOB_TTL, cfg.JOB_LOG_MAX).client
     return ProgressReporter(
-        cfg.PROGRESS_URL,
+        CallbackAddress(cfg.PROGRESS_URL, client),
         token or cfg.PROGRESS_TOKEN,
         retry_seconds=cfg.REPORT_RETRY_SECONDS,
         fallback=DirectStore(cfg, attempt),
@@ -259,7 +261,8 @@ def job_boundary(job_id: str, reporter: ProgressReporter,
         attempts.finished(job_id, "stopped")
         return
     except BaseException as exc:  # the job boundary: report, then let RQ see it
-        log.exception("job %s failed", job_id)
+        # RQ logs the traceback when it records the failure: once is enough.
+        log.info("job %s failed: %s: %s", job_id, type(exc).__name__, exc)
         attempts.finished(job_id, FAILED, traceback.format_exc())
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         try:
