@@ -5,34 +5,44 @@ BIN := $(VENV)/bin
 SOCKETIO_CLIENT_VERSION ?= 4.8.4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint bench bench-reference browser nginx vendor screenshots clean
+.PHONY: setup run test lint bench bench-reference browser nginx vendor screenshots clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The runtime packages only (requirements.txt): what `make run` and `honcho start` need.
+$(VENV)/.installed-run: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# Tests, linters and benchmarks on top (requirements-dev.txt): `make test` and the rest.
+$(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# web, worker and (without REDIS_URL) Redis under honcho. The environment wins
-# over .env; missing secrets are appended to .env (mode 600, never committed).
-# PORT, WEB_BIND, SITE_URL: see shared/devrun.py.
-run: $(VENV)/.installed
-	$(BIN)/python -m shared.devrun
+# The one-time set-up before `honcho start`: the virtualenv, and the secrets
+# missing from .env (mode 600, never committed). dev/run.py.
+setup: $(VENV)/.installed-run
+	$(BIN)/python -m dev.run --setup
 
-lint: $(VENV)/.installed
+# web, worker, cron and (without REDIS_URL) the embedded Redis under honcho,
+# after the set-up and the checks. The environment wins over .env. dev/run.py.
+run: $(VENV)/.installed-run
+	$(BIN)/python -m dev.run
+
+lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared website worker bench
+	$(BIN)/mypy shared website worker dev bench
 
-test: $(VENV)/.installed browser nginx lint
+test: $(VENV)/.installed-dev browser nginx lint
 	$(BIN)/pytest
 
 # Full run (under 10 minutes) rewrites docs/benchmarks.md; BENCH_ARGS=--quick for a 2-minute check.
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench --write docs/benchmarks.md $(BENCH_ARGS)
 
 # The loaded scenario on the reference run's code (c1da4b8, its own virtualenv under
 # var/reference) and on today's, side by side (about 3 minutes, plus a pip install once).
-bench-reference: $(VENV)/.installed
+bench-reference: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.reference $(BENCH_ARGS)
 
 # Debian's Chromium for the browser tests (root on Debian only; else they skip).
@@ -60,7 +70,7 @@ vendor:
 	sed -i -E "s/^\| socket.io.min.js \|(.*)\| [^|]+ \| [0-9a-f]+ \|$$/| socket.io.min.js |\1| $(SOCKETIO_CLIENT_VERSION) | $$(sha256sum website/static/vendor/socket.io.min.js | cut -d' ' -f1) |/" website/static/vendor/README.md
 
 # README screenshots (docs/*.png) from the real stack in Debian's Chromium.
-screenshots: $(VENV)/.installed browser
+screenshots: $(VENV)/.installed-dev browser
 	$(BIN)/python -m tests.e2e.screenshots
 
 clean:

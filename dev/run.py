@@ -1,17 +1,23 @@
-"""``make run``: start web, worker and (unless ``REDIS_URL`` is set) Redis with honcho.
+"""``make run`` and ``make setup``: ``python -m dev.run [--setup] [process ...]``.
 
-Run as ``python -m shared.devrun [process ...]`` from the project directory.
+Run from the project directory with the virtualenv's Python.
 
+* ``SECRET_KEY``, ``PROGRESS_TOKEN``, ``WORKER_TOKEN`` and ``OPS_TOKEN`` set
+  nowhere are generated and appended to ``.env`` (mode 600); nothing else is
+  written. ``--setup`` stops there (``make setup``: the one-time set-up before
+  ``honcho start``).
 * Variables already in the environment win over ``.env``; ``.env`` only fills
-  in what is unset (older files with just two secrets keep working).
-* ``SECRET_KEY``, ``PROGRESS_TOKEN``, ``WORKER_TOKEN`` and ``OPS_TOKEN`` set nowhere are
-  generated and appended to ``.env`` (mode 600); nothing else is written.
-* ``WEB_BIND`` defaults to ``127.0.0.1:$PORT`` (``PORT`` 5000) and ``SITE_URL``
-  to the address of ``WEB_BIND``; both are exported, so the worker reaches the
-  web process wherever it listens (honcho gives every process its own ``PORT``).
-* honcho is started with an empty env file, so it cannot lay ``.env`` over the
-  merged environment, and with this Python's ``bin`` first on ``PATH``
-  (``JOBCAST_PYTHON`` names this interpreter for the ``Procfile``).
+  in what is unset (``honcho start`` does the opposite: docs/running.md).
+  ``WEB_BIND`` defaults to ``127.0.0.1:$PORT`` (``PORT`` 5000). The worker
+  finds the site wherever it listens: the site announces its address in Redis
+  (``shared/siteurl.py``).
+* Before anything starts it checks, each failure in one line: the web port
+  and the embedded Redis's port (``EMBEDDED_REDIS_PORT``) are free, an
+  external ``REDIS_URL`` answers, the settings are valid and every
+  ``JOB_KINDS`` module loads. Then it prints the banner (with the kinds it
+  loaded) and becomes honcho with the ``Procfile``, with an empty env file (so
+  honcho cannot lay ``.env`` over the merged environment) and this Python's
+  ``bin`` first on ``PATH`` (``JOBCAST_PYTHON`` names this interpreter).
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from honcho.environ import parse as parse_env_file
 
-from shared.config import DEFAULT_REDIS_URL
+from dev.checks import CheckFailed, banner, check_config, check_kinds, check_redis
+from dev.proc import BANNER_SHOWN
+from shared.config import WEB, ConfigError, embedded_redis_port, site_url_for
 
 GENERATED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN", "OPS_TOKEN")
 # Empty counts as unset for these; OPS_TOKEN= means open.
@@ -84,31 +91,12 @@ def bind_port(bind: str) -> int | None:
     return int(port) if sep and port.isdigit() and not bind.startswith("unix:") else None
 
 
-def site_url_for(bind: str) -> str:
-    """The URL at which a local process reaches a server bound to ``host:port``.
-
-    A wildcard host (``0.0.0.0``, ``::``, empty) becomes the loopback address.
-    """
-    host, _sep, port = bind.strip().rpartition(":")
-    host = host.strip("[]")
-    if host in ("", "0.0.0.0", "*"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 def launch_env(environ: Mapping[str, str], file_env: Mapping[str, str],
                python: str) -> dict[str, str]:
     """The environment for honcho: ``.env`` under the environment, plus derived settings."""
     env = {**file_env, **{k: v for k, v in environ.items() if v or k not in REQUIRED_SECRETS}}
     env["PORT"] = env.get("PORT") or DEFAULT_PORT
     env["WEB_BIND"] = env.get("WEB_BIND") or f"127.0.0.1:{env['PORT']}"
-    if not env.get("SITE_URL"):
-        if bind_port(env["WEB_BIND"]) is None:
-            raise LaunchError(f"WEB_BIND={env['WEB_BIND']}: set SITE_URL too, so that the "
-                              "worker knows where to reach the site")
-        env["SITE_URL"] = site_url_for(env["WEB_BIND"])
     bin_dir = str(Path(python).parent)
     env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", os.defpath)])
     env["JOBCAST_PYTHON"] = python
@@ -122,46 +110,42 @@ def default_processes(env: Mapping[str, str]) -> list[str]:
 
 
 def check_ports(env: Mapping[str, str], processes: list[str]) -> None:
-    """Fail early, with a hint, when a port the stack needs is taken or shared."""
+    """Fail early, naming the setting to change, when a port the stack needs is taken."""
     wanted: list[tuple[str, str, int]] = []
     port = bind_port(env["WEB_BIND"])
     if "web" in processes and port is not None:
         host = env["WEB_BIND"].rpartition(":")[0].strip("[]") or "0.0.0.0"
-        wanted.append(("web (set PORT or WEB_BIND)", host, port))
-    if "redis" in processes:
-        redis_port = urlsplit(env.get("REDIS_URL") or DEFAULT_REDIS_URL).port or 6379
-        wanted.append(("embedded Redis (set REDIS_URL, default port 6380)", "127.0.0.1",
-                       redis_port))
+        wanted.append(("for the site: set PORT (or WEB_BIND) to a free one", host, port))
+    if "redis" in processes and not env.get("REDIS_URL"):
+        redis_port = embedded_redis_port(env)
+        wanted.append(("for the embedded Redis: set EMBEDDED_REDIS_PORT to a free one "
+                       "(or REDIS_URL to a Redis of your own)", "127.0.0.1", redis_port))
     if len({p for _name, _host, p in wanted}) < len(wanted):
         raise LaunchError("the web port and the embedded Redis's port are the same: "
-                          "change PORT or REDIS_URL")
-    for name, host, number in wanted:
+                          "change PORT or EMBEDDED_REDIS_PORT")
+    for hint, host, number in wanted:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             socket.create_server((host, number), family=family).close()
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
-                raise LaunchError(f"{name}: cannot listen on {host}:{number}: {exc}") from None
+                raise LaunchError(f"cannot listen on {host}:{number} ({exc}) {hint}") from None
             raise LaunchError(f"port {number} on {host} is in use, perhaps by another "
-                              f"`make run`: {name}") from None
+                              f"`make run` {hint}") from None
 
 
-def banner(env: Mapping[str, str], env_file: Path, written: list[str],
-           ops_token_exported: bool) -> str:
-    """What to open, and how to get into the dashboard."""
-    site = env["SITE_URL"]
-    lines = [f"Jobcast: open {site}/  (Ctrl-C stops everything)"]
-    if written:
-        lines.append(f"  wrote {', '.join(written)} to {env_file} (mode 600)")
-    if env.get("OPS_TOKEN"):
-        where = "from the environment" if ops_token_exported else f"in {env_file}"
-        lines.append(f"  dashboard: {site}/dashboard  (any user name; the password is "
-                     f"OPS_TOKEN {where})")
-    else:
-        lines.append(f"  dashboard: {site}/dashboard  (open: OPS_TOKEN is empty)")
+def check_stack(env: dict[str, str], processes: list[str], env_file: Path,
+                ops_token_exported: bool) -> str:
+    """Every check before honcho starts (:class:`LaunchError` or
+    :class:`~dev.checks.CheckFailed`); the banner to print."""
+    check_ports(env, processes)
+    cfg = check_config(WEB, env)
+    if env.get("REDIS_URL"):
+        check_redis(cfg, embedded=False)
+    kinds = check_kinds(cfg.JOB_KINDS)
     shown = str(env_file) if env_file.is_absolute() else f"./{env_file}"
-    lines.append(f"  shell: set -a; . {shown}; set +a   # loads PROGRESS_TOKEN, OPS_TOKEN")
-    return "\n".join(lines)
+    site = site_url_for(env["WEB_BIND"]) or env["WEB_BIND"]
+    return banner(site, kinds, shown, cfg.OPS_TOKEN, ops_token_exported)
 
 
 def honcho_argv(python: str, env: Mapping[str, str], processes: list[str],
@@ -173,10 +157,12 @@ def honcho_argv(python: str, env: Mapping[str, str], processes: list[str],
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Prepare the environment and replace this process with honcho."""
-    parser = argparse.ArgumentParser(prog="python -m shared.devrun", description=__doc__,
+    """Write the missing secrets; unless ``--setup``, check and become honcho."""
+    parser = argparse.ArgumentParser(prog="python -m dev.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("processes", nargs="*", help="Procfile entries (default: all needed)")
+    parser.add_argument("--setup", action="store_true",
+                        help="only write the missing secrets to the env file")
     parser.add_argument("--env-file", default=".env", type=Path, help="default: .env")
     parser.add_argument("--procfile", default="Procfile", help="default: Procfile")
     args = parser.parse_args(argv)
@@ -185,14 +171,21 @@ def main(argv: list[str] | None = None) -> None:
         file_env = read_env_file(args.env_file)
         written = add_missing_secrets(args.env_file, os.environ, file_env)
         if written:
+            sys.stdout.write(f"Jobcast: wrote {', '.join(written)} to {args.env_file} "
+                             "(mode 600)\n")
             file_env = read_env_file(args.env_file)
+        if args.setup:
+            return
         env = launch_env(os.environ, file_env, python)
         processes = args.processes or default_processes(env)
-        check_ports(env, processes)
-    except (LaunchError, OSError) as exc:
-        raise SystemExit(f"make run: {exc}") from None
-    sys.stdout.write(banner(env, args.env_file, written, bool(os.environ.get("OPS_TOKEN"))) + "\n")
+        text = check_stack(env, processes, args.env_file, bool(os.environ.get("OPS_TOKEN")))
+    except (LaunchError, ConfigError, OSError) as exc:
+        raise SystemExit(f"Jobcast: {exc}") from None
+    except CheckFailed as failed:
+        raise SystemExit(failed.text()) from None
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+    env[BANNER_SHOWN] = "1"
     os.execve(python, honcho_argv(python, env, processes, args.procfile), env)
 
 

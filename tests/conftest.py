@@ -147,7 +147,7 @@ def stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 def pytest_report_header(config: pytest.Config) -> str:
     """Say which redis-server binary the tests use."""
-    from shared.redis_server import find_redis_server
+    from dev.redis_server import find_redis_server
 
     browser = os.environ.get("REQUIRE_BROWSER", "")
     return f"redis-server: {find_redis_server()}; REQUIRE_BROWSER={browser}"

@@ -20,7 +20,7 @@ from typing import IO, Any, TypeVar
 import redis
 import requests
 
-from shared.redis_server import server_args
+from dev.redis_server import server_args
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

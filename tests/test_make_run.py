@@ -1,35 +1,32 @@
-"""``make run`` end to end: the launcher (``python -m shared.devrun``), honcho and the Procfile.
+"""``make run`` end to end: the launcher (``python -m dev.run``), honcho and the Procfile.
 
-The stack runs in a temporary project directory (links to the code, its own
-``.env`` and ``var/redis``) on a non-default free port, with secrets exported
-in the environment and different ones in ``.env``, and a PATH without the
-virtualenv, so the launcher has to get every process to the right Python.
+The stack runs in a temporary project directory (tests/launching.py) on a
+non-default free port, with secrets exported in the environment and different
+ones in ``.env``, and a PATH without the virtualenv, so the launcher has to get
+every process to the right Python.
 """
 
 from __future__ import annotations
 
 import os
-import signal
+import socket
 import stat
-import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
-from shared.devrun import add_missing_secrets, default_processes, launch_env, site_url_for
+from dev.run import add_missing_secrets, default_processes, launch_env
+from shared.config import site_url_for
+from tests.launching import SECRETS, Launched, launch, make_project, user_env
 from tests.support import (
-    ROOT,
     EventRecorder,
     auth,
     final_state_received,
     free_port,
     start_job,
-    wait_until,
 )
 
 EXPORTED_SECRET = "exported-secret-key"
@@ -37,81 +34,23 @@ EXPORTED_TOKEN = "exported-progress-token"
 FILE_TOKEN = "token-from-dot-env"
 
 
-@dataclass
-class Launched:
-    """The running ``make run`` stack."""
-
-    proc: subprocess.Popen[bytes]
-    url: str
-    project: Path
-    log: Path
-
-    def output(self) -> str:
-        """Everything honcho and the processes printed."""
-        return self.log.read_text(errors="replace")
-
-
-def stop_tree(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM honcho (it stops its process groups), then SIGKILL every group left."""
-    try:
-        family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        family = [proc.pid]
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-    for pid in family:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    if proc.poll() is None:
-        proc.wait(10)
-
-
 @pytest.fixture
 def launched(tmp_path: Path) -> Iterator[Launched]:
-    """``python -m shared.devrun web worker redis`` from a temporary project directory."""
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("Procfile", "gunicorn.conf.py", "shared", "website", "worker"):
-        (project / name).symlink_to(ROOT / name)
+    """``python -m dev.run web worker redis`` from a temporary project directory."""
+    project = make_project(tmp_path)
     port, redis_port = free_port(), free_port()
     # An older-format .env (two secrets) plus a PORT: the environment must win.
     (project / ".env").write_text(
         f"SECRET_KEY=secret-from-dot-env\nPROGRESS_TOKEN={FILE_TOKEN}\nPORT={free_port()}\n")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SOCKETIO_", "JOBCAST_", "PROGRESS_", "SITE_", "WEB_", "OPS_",
-                                "REDIS_", "VIRTUAL_ENV", "PYTHON"))
-           and k not in ("PORT", "SECRET_KEY")}
-    env.update({
-        "PATH": "/usr/bin:/bin",
-        "PORT": str(port),
-        "SECRET_KEY": EXPORTED_SECRET,
-        "PROGRESS_TOKEN": EXPORTED_TOKEN,
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "DEMO_STEP_DELAY": "0.05",
-        "ACCESS_LOG": "0",
-    })
-    log = tmp_path / "make-run.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "shared.devrun", "web", "worker", "redis"],
-                                cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    running = Launched(proc, f"http://127.0.0.1:{port}", project, log)
+    env = user_env(PORT=str(port), SECRET_KEY=EXPORTED_SECRET, PROGRESS_TOKEN=EXPORTED_TOKEN,
+                   EMBEDDED_REDIS_PORT=str(redis_port))
+    running = launch(project, [sys.executable, "-m", "dev.run", "web", "worker", "redis"], env,
+                     port, tmp_path / "make-run.log")
     try:
-        def answers() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"make run exited:\n{running.output()}")
-            return requests.get(running.url + "/", timeout=1).status_code == 200
-
-        wait_until(answers, timeout=60, what=f"web at {running.url}")
+        running.wait_serving()
         yield running
     finally:
-        stop_tree(proc)
+        running.stop()
 
 
 def test_make_run_serves_on_port_and_the_worker_reaches_it(launched: Launched) -> None:
@@ -140,6 +79,7 @@ def test_make_run_serves_on_port_and_the_worker_reaches_it(launched: Launched) -
     assert len(values["WORKER_TOKEN"]) >= 32, "the missing WORKER_TOKEN is appended"
     assert stat.S_IMODE(dot_env.stat().st_mode) == 0o600
     assert f"open {launched.url}/" in launched.output()
+    assert "kinds: csv_import, demo, external" in launched.output(), "the start lists its kinds"
 
     dashboard = launched.url + "/dashboard"
     assert requests.get(dashboard, timeout=5).status_code == 401
@@ -147,18 +87,18 @@ def test_make_run_serves_on_port_and_the_worker_reaches_it(launched: Launched) -
     assert opened.status_code == 200
 
 
-def test_launch_env_derives_bind_and_site_url_and_lets_the_environment_win() -> None:
-    """PORT → WEB_BIND → SITE_URL; .env fills only what the environment leaves unset."""
-    env = launch_env({"PORT": "6123", "PATH": "/bin"}, {"PORT": "7000", "SITE_URL": ""},
-                     "/venv/bin/python")
-    assert (env["WEB_BIND"], env["SITE_URL"]) == ("127.0.0.1:6123", "http://127.0.0.1:6123")
+def test_launch_env_derives_the_bind_and_lets_the_environment_win() -> None:
+    """PORT → WEB_BIND; .env fills only what the environment leaves unset; no SITE_URL is
+    made up (the worker reads the address the site announces)."""
+    env = launch_env({"PORT": "6123", "PATH": "/bin"}, {"PORT": "7000"}, "/venv/bin/python")
+    assert env["WEB_BIND"] == "127.0.0.1:6123" and "SITE_URL" not in env
     assert env["PATH"].split(os.pathsep)[0] == "/venv/bin"
     assert env["JOBCAST_PYTHON"] == "/venv/bin/python"
-    env = launch_env({"WEB_BIND": "0.0.0.0:8080"}, {"PORT": "7000"}, "/p/bin/python")
-    assert env["SITE_URL"] == "http://127.0.0.1:8080"
     env = launch_env({}, {"SITE_URL": "https://jobs.example"}, "/p/bin/python")
     assert (env["WEB_BIND"], env["SITE_URL"]) == ("127.0.0.1:5000", "https://jobs.example")
     assert site_url_for("[::]:5000") == "http://[::1]:5000"
+    assert site_url_for("0.0.0.0:8080") == "http://127.0.0.1:8080"
+    assert site_url_for("unix:/run/jobcast.sock") == ""
     assert default_processes({"REDIS_URL": "redis://elsewhere:6379/0"}) == ["web", "worker", "cron"]
     assert default_processes({}) == ["web", "worker", "cron", "redis"]
 
@@ -181,3 +121,61 @@ def test_only_missing_secrets_are_appended(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     env = launch_env({"PROGRESS_TOKEN": ""}, {"PROGRESS_TOKEN": "from-file"}, "/p/bin/python")
     assert env["PROGRESS_TOKEN"] == "from-file", "an empty exported secret does not hide .env's"
+
+
+def run_until_exit(tmp_path: Path, extra_env: dict[str, str], dot_env: dict[str, str] | None = None,
+                   extra: tuple[str, ...] = ()) -> tuple[int, str]:
+    """``make run`` that is expected to stop before starting anything: (status, output)."""
+    project = make_project(tmp_path, dot_env=dot_env if dot_env is not None else SECRETS,
+                           extra=extra)
+    port = free_port()
+    env = user_env(**{"PORT": str(port), "EMBEDDED_REDIS_PORT": str(free_port()), **extra_env})
+    running = launch(project, [sys.executable, "-m", "dev.run"], env, port,
+                     tmp_path / "make-run.log")
+    try:
+        status = running.wait_exit(30)
+    finally:
+        running.stop()
+    return status, running.output()
+
+
+def test_a_redis_url_that_does_not_answer_is_one_line_before_anything_starts(
+        tmp_path: Path) -> None:
+    dead = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    status, output = run_until_exit(tmp_path, {"REDIS_URL": dead})
+    assert status != 0
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("Jobcast: no Redis answers at REDIS_URL=redis://:***@127.0.0.1:")
+    assert "hunter2" not in output and "open http" not in output
+
+
+def test_a_busy_embedded_redis_port_names_the_setting_that_moves_it(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        taken = busy.getsockname()[1]
+        status, output = run_until_exit(tmp_path, {"EMBEDDED_REDIS_PORT": str(taken)})
+    assert status != 0 and len(output.strip().splitlines()) == 1, output
+    assert f"port {taken} on 127.0.0.1 is in use" in output
+    assert "set EMBEDDED_REDIS_PORT to a free one" in output
+
+
+def test_a_job_kinds_typo_is_one_line_naming_the_module(tmp_path: Path) -> None:
+    status, output = run_until_exit(tmp_path, {"JOB_KINDS": "myteam_job"})
+    assert status != 0
+    assert output.strip().splitlines() == [
+        "Jobcast: JOB_KINDS names 'myteam_job', which cannot be imported: No module named "
+        "'myteam_job'; check the name, and that its directory is on PYTHONPATH (docs/kinds.md)"]
+
+
+def test_an_error_inside_a_kind_module_is_one_line_then_its_traceback(tmp_path: Path) -> None:
+    team = tmp_path / "team"
+    team.mkdir()
+    (team / "broken_kinds.py").write_text("import json\nVALUE = 1 / 0\n")
+    status, output = run_until_exit(tmp_path, {"JOB_KINDS": "broken_kinds",
+                                               "PYTHONPATH": str(team)})
+    lines = output.strip().splitlines()
+    assert status != 0
+    assert lines[0] == ("Jobcast: JOB_KINDS module 'broken_kinds' failed to load: "
+                        "ZeroDivisionError: division by zero")
+    assert lines[1].startswith("Traceback") and "broken_kinds.py" in output
+    assert "open http" not in output

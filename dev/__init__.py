@@ -1,0 +1,1 @@
+"""Development tools: the `make run` launcher, the Procfile entries, the embedded Redis."""
