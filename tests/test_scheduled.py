@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -73,6 +74,15 @@ def test_run_at_with_a_zone_and_cancel_before_it_runs(stack: Stack) -> None:
     assert resp.status_code == 200 and resp.json()["state"]["state"] == "cancelled"
     assert job_id not in registry.get_job_ids()
     assert stack.job_state(job_id)["state"] == "cancelled"
+
+
+def test_the_owner_sees_cancel_on_a_scheduled_jobs_page_without_scripts(stack: Stack) -> None:
+    session = requests.Session()  # keeps the cookie: the owner session
+    job_id = session.post(f"{stack.url}/api/jobs", json={"args": {"steps": 1}, "delaySeconds": 600},
+                          timeout=5).json()["id"]
+    page = session.get(f"{stack.url}/jobs/{job_id}", timeout=5).text
+    forms = dict(re.findall(r'<form id="(cancel|retry)-form"([^>]*)>', page))
+    assert " hidden" not in forms["cancel"] and " hidden" in forms["retry"]
 
 
 @pytest.mark.parametrize(("extra", "field"), [
