@@ -3,6 +3,7 @@ and the real tick process with a real worker)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,7 +74,7 @@ def test_a_run_fires_once_at_its_time_and_never_while_paused(ticker: Ticker,
 @pytest.fixture(scope="module")
 def cron_site(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = start_stack(log_dir, tmp_path_factory.mktemp("cron-redis"), OPS_TOKEN=OPS_TOKEN)
-    ticking = Process("cron", [str(Path(".venv/bin/python").absolute()), "-m", "worker.cron",
+    ticking = Process("cron", [sys.executable, "-m", "worker.cron",
                                "--interval", "0.2"], running.env, log_dir).start()
     yield running
     ticking.stop()
