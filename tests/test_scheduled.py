@@ -11,9 +11,10 @@ import requests
 from rq.registry import ScheduledJobRegistry
 
 from shared import keys
+from shared.protocol import iso_time
 from shared.store import JobStore
 from tests.conftest import Stack
-from tests.support import wait_until
+from tests.support import state_on_connect, wait_until
 from website.jobs.schedule import read_run_at
 
 
@@ -39,7 +40,11 @@ def test_a_scheduled_job_waits_for_its_time(stack: Stack) -> None:
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["id"]
     assert resp.json()["state"]["state"] == "scheduled"
+    run_at = resp.json()["state"]["runAt"]  # when it will run, as ISO 8601 UTC
     assert stack.job_state(job_id)["state"] == "scheduled"
+    assert stack.job_state(job_id)["runAt"] == run_at
+    kind, pushed = state_on_connect(stack.url, job_id)  # the page's updateProgress says it too
+    assert kind == "updateProgress" and pushed["runAt"] == run_at
     page = requests.get(f"{stack.url}/jobs/{job_id}", timeout=5).text
     assert "Scheduled to run at" in page
     assert job_id in scheduled_ids(stack)
@@ -50,6 +55,8 @@ def test_a_scheduled_job_waits_for_its_time(stack: Stack) -> None:
                what="the scheduled job to run")
     fields = stored(stack, job_id)
     assert float(fields["started_at"]) >= float(fields["run_at"])  # not a moment before
+    assert iso_time(float(fields["run_at"])) == run_at
+    assert "runAt" not in stack.job_state(job_id)  # only while it waits
 
 
 def test_times_round_up_to_the_whole_second_rq_keeps() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,8 @@ def test_the_tick_process_fires_a_due_schedule_but_not_a_paused_one(cron_site: S
     wait_until(lambda: cron_site.job_state(str(job_id))["state"] == "succeeded", timeout=30,
                what="the scheduled run to finish")
     listed = {s["id"]: s for s in requests.get(api, headers=OPS, timeout=5).json()["schedules"]}
-    assert listed[witness["id"]]["runs"] == 1 and listed[witness["id"]]["nextRun"] > time.time()
+    assert listed[witness["id"]]["runs"] == 1 and listed[witness["id"]]["nextRun"].endswith("Z")
+    assert datetime.fromisoformat(listed[witness["id"]]["nextRun"]).timestamp() > time.time()
     assert listed[paused["id"]]["runs"] == 0 and listed[paused["id"]]["nextRun"] is None
     page = requests.get(f"{cron_site.url}/dashboard", headers=OPS, timeout=5).text
     assert f'data-schedule-id="{paused["id"]}" data-paused="1"' in page
