@@ -1,19 +1,21 @@
-"""The curl example of README.md ("The progress callback") runs as written against
-a real stack, as a reader would run it against ``make run`` (only the address is
-the stack's)."""
+"""The curl examples of README.md ("The progress callback") and docs/many-jobs.md
+(recurring schedules, batches) run as written against a real stack, as a reader
+would run them against ``make run`` (only the address is the stack's)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from tests.conftest import Stack
-from tests.support import ROOT, TEST_OPS_TOKEN, TEST_PROGRESS_TOKEN
+from tests.support import ROOT, TEST_OPS_TOKEN, TEST_PROGRESS_TOKEN, wait_until
 
 DOC_URL = "http://127.0.0.1:5000"
 
@@ -39,6 +41,11 @@ def run_example(stack: Stack, script: str) -> str:
     return done.stdout
 
 
+def json_lines(output: str) -> list[Any]:
+    """The lines of ``output`` that are JSON objects, decoded."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
 @pytest.fixture(autouse=True)
 def _curl() -> None:
     if shutil.which("curl") is None:
@@ -58,3 +65,27 @@ def test_the_readme_progress_example_reports_and_shows_the_answer(stack: Stack) 
     assert (state["state"], state["progress"], state["message"]) == ("running", 40, "copying")
     html = requests.get(page.group(0), timeout=5).text
     assert 'id="progress-span">40<' in html and "copying" in html
+
+
+def test_the_schedule_example_creates_lists_and_pauses(stack: Stack) -> None:
+    [example] = sh_blocks(ROOT / "docs" / "many-jobs.md", "## Recurring schedules")
+    created, listed, paused = json_lines(run_example(stack, example))
+    assert created["cron"] == "*/5 * * * *" and created["kind"] == "demo"
+    assert created["args"] == {"steps": 3} and created["paused"] is False
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d[05]:00\.000Z", created["nextRun"])
+    assert created["id"] in {s["id"] for s in listed["schedules"]}
+    assert paused["id"] == created["id"] and paused["paused"] is True
+    assert paused["nextRun"] is None
+
+
+def test_the_batch_example_starts_three_jobs_that_complete(stack: Stack) -> None:
+    [example] = sh_blocks(ROOT / "docs" / "many-jobs.md", "## Batches")
+    output = run_example(stack, example)
+    created, totals = json_lines(output)
+    assert created["total"] == 3 and totals["batchId"] == created["batchId"]
+    assert totals["total"] == 3 and totals["kind"] == "demo"
+    assert output.splitlines()[-1] == f"{stack.url}/batches/{created['batchId']}"
+    status = f"{stack.url}/api/batches/{created['batchId']}"
+    final = wait_until(lambda: (t := requests.get(status, timeout=5).json())["complete"] and t,
+                       timeout=30, what="the batch to complete")
+    assert final["done"] == 3 and final["counts"]["succeeded"] == 3
