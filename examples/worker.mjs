@@ -4,10 +4,14 @@
 // accepted report renews the lease), and ends succeeded with a result.
 //   JOBCAST_URL=http://127.0.0.1:5000 WORKER_TOKEN=... node examples/worker.mjs [name]
 // ONCE=1: exit after one job.  STEP_DELAY: seconds per step (default 0.2).
+// A failed claim is said once (the server's error text), then retried after RETRY_DELAY
+// seconds (default 2), doubling up to RETRY_MAX (default 60); a claim that works resets it.
 const url = process.env.JOBCAST_URL ?? "http://127.0.0.1:5000";
 const workerToken = process.env.WORKER_TOKEN;
 const name = process.argv[2] ?? `node-${process.pid}`;
 const delay = Number(process.env.STEP_DELAY ?? "0.2") * 1000;
+const firstPause = Number(process.env.RETRY_DELAY ?? "2") * 1000;
+const maxPause = Number(process.env.RETRY_MAX ?? "60") * 1000;
 const ENDED = ["succeeded", "failed", "cancelled"];
 if (!workerToken) throw new Error("set WORKER_TOKEN");
 
@@ -33,14 +37,23 @@ async function report(job, ...updates) {
 async function run(job) {
   const n = Number.isInteger(job.args.n) ? job.args.n : 3;
   for (let i = 1; i <= n; i++) {
-    const going = await report(job,
-      { state: "running", current: i, total: n, message: `step ${i} of ${n}` },
-      { state: "running", log: [`step ${i} of ${n} done by ${name}`], current: i, total: n });
+    // Every report carries the counts and a message that agrees with them.
+    const step = { state: "running", current: i, total: n, message: `step ${i} of ${n}` };
+    const going = await report(job, step, { ...step, log: [`step ${i} of ${n} done by ${name}`] });
     if (!going) return console.log(`stopped ${job.jobId}`);
     await sleep(delay);
   }
   await report(job, { state: "succeeded", result: { steps: n, worker: name } });
   console.log(`done ${job.jobId}`);
+}
+
+// After a failed claim: say why (unless that was said last), wait, wait longer next time.
+let pause = firstPause, said = "";
+async function backOff(why) {
+  if (why !== said) console.error(`claim: ${why} (retrying, at most every ${maxPause / 1000}s)`);
+  said = why;
+  await sleep(pause);
+  pause = Math.min(pause * 2, maxPause);
 }
 
 for (;;) {
@@ -49,12 +62,16 @@ for (;;) {
     res = await post("/api/workers/claim", { kinds: ["external"], worker: name, wait: 20 },
                      workerToken);
   } catch (err) {
-    console.error(`claim: ${err.message}`);
-    await sleep(2000);
+    await backOff(`cannot reach ${url}: ${err.cause?.code ?? err.cause?.message ?? err.message}`);
     continue;
   }
+  if (res.status !== 200 && res.status !== 204) {
+    const { error } = await res.json().catch(() => ({}));
+    await backOff(`HTTP ${res.status}: ${error ?? "no error text"}`);
+    continue;
+  }
+  pause = firstPause; said = "";
   if (res.status === 204) continue;
-  if (res.status !== 200) { console.error(`claim: HTTP ${res.status}`); await sleep(2000); continue; }
   const job = await res.json();
   console.log(`claimed ${job.jobId}`);
   try { await run(job); } catch (err) { console.error(`job ${job.jobId}: ${err.message}`); }

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from shared import keys
-from shared.protocol import JOB_LOG, LOG_START, room_for
+from shared.protocol import JOB_LOG, LOG_START, iso_time, room_for
 
 
 def id_key(log_id: str) -> tuple[int, int]:
@@ -50,8 +50,8 @@ class LogLine:
         return id_key(self.id)[0] / 1000
 
     def to_json(self) -> dict[str, Any]:
-        """``{"id", "at", "text"}`` as pushed and served."""
-        return {"id": self.id, "at": self.at, "text": self.text}
+        """``{"id", "at", "text"}`` as pushed and served (``at``: ISO 8601 UTC)."""
+        return {"id": self.id, "at": iso_time(self.at), "text": self.text}
 
 
 @dataclass(frozen=True)

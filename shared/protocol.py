@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 # Socket.IO event names.
@@ -99,6 +100,13 @@ def is_uuid(value: object) -> bool:
 def new_id() -> str:
     """A fresh random job or snippet id."""
     return str(uuid.uuid4())
+
+
+def iso_time(timestamp: float, timespec: str = "milliseconds") -> str:
+    """A Unix time as ISO 8601 UTC with a ``Z`` (``2024-01-02T03:04:05.678Z``): how
+    the JSON API writes every time (stored times are epoch seconds)."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 NO_RESULT: Any = object()

@@ -21,7 +21,7 @@ import redis
 from croniter import CroniterError, croniter
 
 from shared import keys, scripts
-from shared.protocol import new_id
+from shared.protocol import iso_time, new_id
 
 
 class BadSchedule(ValueError):
@@ -67,9 +67,10 @@ class Schedule:
     last_job: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        """What ``GET /api/schedules`` lists."""
+        """What ``GET /api/schedules`` lists (``nextRun``: ISO 8601 UTC, null while paused)."""
+        upcoming = None if self.paused or self.next_run is None else iso_time(self.next_run)
         return {"id": self.schedule_id, "cron": self.cron, "kind": self.kind, "args": self.args,
-                "paused": self.paused, "nextRun": None if self.paused else self.next_run,
+                "paused": self.paused, "nextRun": upcoming,
                 "runs": self.runs, "lastJob": self.last_job or None}
 
     @classmethod

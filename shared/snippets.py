@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -33,6 +32,7 @@ from shared.protocol import (
     HIGHLIGHT_KIND,
     SUCCEEDED,
     UPDATE_PROGRESS,
+    iso_time,
     new_id,
     snippet_room,
 )
@@ -70,12 +70,6 @@ def known_aliases() -> frozenset[str]:
 def is_known_language(language: str) -> bool:
     """True for ``auto`` and any alias of a Pygments lexer (case-insensitive)."""
     return language.lower() == AUTO_DETECT or language.lower() in known_aliases()
-
-
-def iso_time(timestamp: float) -> str:
-    """A Unix time as ISO 8601 UTC (``2024-01-02T03:04:05.678Z``)."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def title_of(source: str) -> str:

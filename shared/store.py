@@ -30,7 +30,15 @@ from redis.connection import AbstractConnection
 
 from shared import keys, scripts
 from shared.joblog import LogBatch, LogLine
-from shared.protocol import LOG_START, QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
+from shared.protocol import (
+    LOG_START,
+    QUEUED,
+    SCHEDULED,
+    SUCCEEDED,
+    TERMINAL_STATES,
+    ProgressUpdate,
+    iso_time,
+)
 
 MAX_STORED = 100_000  # default MAX_STORED_JOBS: the recent-jobs index never lists more
 _TERMINAL = sorted(TERMINAL_STATES)  # ARGV of update_job.lua: their count, then the names
@@ -57,7 +65,8 @@ class JobState:
         return self.state in TERMINAL_STATES
 
     def to_payload(self) -> dict[str, Any]:
-        """The ``updateProgress`` event payload (also the JSON state)."""
+        """The ``updateProgress`` event payload (also the JSON state); a scheduled
+        job's also says when it will run (``runAt``, ISO 8601 UTC)."""
         payload: dict[str, Any] = {
             "jobId": self.job_id,
             "progress": self.progress,
@@ -71,6 +80,8 @@ class JobState:
             payload["total"] = self.total
         if "result" in self.extra:
             payload["result"] = self.result
+        if self.state == SCHEDULED and self.run_at is not None:
+            payload["runAt"] = iso_time(self.run_at)
         return payload
 
     def _count(self, name: str) -> int | None:
@@ -115,6 +126,11 @@ class JobState:
     def started_at(self) -> float | None:
         """When the worker first reported (epoch seconds), if it did."""
         return self._stamp("started_at")
+
+    @property
+    def run_at(self) -> float | None:
+        """When a scheduled job is to run (epoch seconds), if it was scheduled."""
+        return self._stamp("run_at")
 
     @property
     def finished_at(self) -> float | None:

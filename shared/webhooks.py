@@ -26,6 +26,7 @@ import redis
 from rq import Queue, Retry
 
 from shared import keys
+from shared.protocol import iso_time
 from shared.store import JobState
 
 URL_MAX = 2000
@@ -78,7 +79,7 @@ def payload(state: JobState) -> dict[str, Any]:
     """The JSON body of a completion webhook."""
     return {"jobId": state.job_id, "kind": state.kind, "state": state.state,
             "result": state.result, "message": state.message,
-            "finishedAt": state.finished_at or state.updated_at}
+            "finishedAt": iso_time(state.finished_at or state.updated_at)}
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -107,6 +107,25 @@ def test_bulk_cancel_skips_what_cannot_be_cancelled(ops_site: Stack) -> None:
     assert queue.count == 0
 
 
+def test_the_confirmation_names_the_states_each_action_changes(ops_site: Stack) -> None:
+    session = requests.Session()
+    scheduled = [requests.post(f"{ops_site.url}/api/jobs", headers=OPS, timeout=5, json={
+        "args": {"steps": 1}, "delaySeconds": 600, "owner": "later"}).json()["id"]
+        for _ in range(3)]
+    retry = session.get(f"{ops_site.url}/dashboard/bulk?action=retry", headers=OPS, timeout=5)
+    assert "only the failed and cancelled ones can be retried." in retry.text
+    page = session.get(f"{ops_site.url}/dashboard/bulk?action=cancel&state=scheduled&owner=later",
+                       headers=OPS, timeout=5)
+    assert "only the scheduled, queued and running ones can be cancelled." in page.text
+    count, bulk_id = start_bulk(ops_site, session, "action=cancel&state=scheduled&owner=later")
+    assert count == 3
+    wait_until(lambda: ops_site.job_state(bulk_id)["state"] == "succeeded", timeout=60,
+               what="the bulk job to finish")
+    assert ops_site.job_state(bulk_id)["result"] == {  # as the page said: none skipped
+        "action": "cancel", "matched": 3, "done": 3, "skipped": 0}
+    assert {ops_site.job_state(j)["state"] for j in scheduled} == {"cancelled"}
+
+
 def test_only_operators_start_bulk_actions(ops_site: Stack) -> None:
     session = requests.Session()
     assert session.get(f"{ops_site.url}/dashboard/bulk?action=retry", timeout=5).status_code == 401

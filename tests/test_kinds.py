@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,9 @@ def test_the_home_page_has_a_form_per_kind(client: FlaskClient) -> None:
     assert 'name="kind" value="demo"' in html and 'name="kind" value="csv_import"' in html
     assert 'type="file" id="f-csv_import-file"' in html
     assert 'enctype="multipart/form-data"' in html
+    forms = re.findall(r'name="kind" value="([a-z_]+)"', html)
+    assert forms[0] == "demo", forms  # the README sends a newcomer to "Start a new job"
+    assert forms[1:] == sorted(forms[1:]) and "csv_import" in forms
 
 
 def test_form_errors_are_shown_next_to_the_field(app: Flask, client: FlaskClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,9 +11,10 @@ import requests
 from rq.registry import ScheduledJobRegistry
 
 from shared import keys
+from shared.protocol import iso_time
 from shared.store import JobStore
 from tests.conftest import Stack
-from tests.support import wait_until
+from tests.support import state_on_connect, wait_until
 from website.jobs.schedule import read_run_at
 
 
@@ -38,7 +40,11 @@ def test_a_scheduled_job_waits_for_its_time(stack: Stack) -> None:
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["id"]
     assert resp.json()["state"]["state"] == "scheduled"
+    run_at = resp.json()["state"]["runAt"]  # when it will run, as ISO 8601 UTC
     assert stack.job_state(job_id)["state"] == "scheduled"
+    assert stack.job_state(job_id)["runAt"] == run_at
+    kind, pushed = state_on_connect(stack.url, job_id)  # the page's updateProgress says it too
+    assert kind == "updateProgress" and pushed["runAt"] == run_at
     page = requests.get(f"{stack.url}/jobs/{job_id}", timeout=5).text
     assert "Scheduled to run at" in page
     assert job_id in scheduled_ids(stack)
@@ -49,6 +55,8 @@ def test_a_scheduled_job_waits_for_its_time(stack: Stack) -> None:
                what="the scheduled job to run")
     fields = stored(stack, job_id)
     assert float(fields["started_at"]) >= float(fields["run_at"])  # not a moment before
+    assert iso_time(float(fields["run_at"])) == run_at
+    assert "runAt" not in stack.job_state(job_id)  # only while it waits
 
 
 def test_times_round_up_to_the_whole_second_rq_keeps() -> None:
@@ -73,6 +81,15 @@ def test_run_at_with_a_zone_and_cancel_before_it_runs(stack: Stack) -> None:
     assert resp.status_code == 200 and resp.json()["state"]["state"] == "cancelled"
     assert job_id not in registry.get_job_ids()
     assert stack.job_state(job_id)["state"] == "cancelled"
+
+
+def test_the_owner_sees_cancel_on_a_scheduled_jobs_page_without_scripts(stack: Stack) -> None:
+    session = requests.Session()  # keeps the cookie: the owner session
+    job_id = session.post(f"{stack.url}/api/jobs", json={"args": {"steps": 1}, "delaySeconds": 600},
+                          timeout=5).json()["id"]
+    page = session.get(f"{stack.url}/jobs/{job_id}", timeout=5).text
+    forms = dict(re.findall(r'<form id="(cancel|retry)-form"([^>]*)>', page))
+    assert " hidden" not in forms["cancel"] and " hidden" in forms["retry"]
 
 
 @pytest.mark.parametrize(("extra", "field"), [

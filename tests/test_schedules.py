@@ -3,8 +3,10 @@ and the real tick process with a real worker)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -73,7 +75,7 @@ def test_a_run_fires_once_at_its_time_and_never_while_paused(ticker: Ticker,
 @pytest.fixture(scope="module")
 def cron_site(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = start_stack(log_dir, tmp_path_factory.mktemp("cron-redis"), OPS_TOKEN=OPS_TOKEN)
-    ticking = Process("cron", [str(Path(".venv/bin/python").absolute()), "-m", "worker.cron",
+    ticking = Process("cron", [sys.executable, "-m", "worker.cron",
                                "--interval", "0.2"], running.env, log_dir).start()
     yield running
     ticking.stop()
@@ -97,7 +99,8 @@ def test_the_tick_process_fires_a_due_schedule_but_not_a_paused_one(cron_site: S
     wait_until(lambda: cron_site.job_state(str(job_id))["state"] == "succeeded", timeout=30,
                what="the scheduled run to finish")
     listed = {s["id"]: s for s in requests.get(api, headers=OPS, timeout=5).json()["schedules"]}
-    assert listed[witness["id"]]["runs"] == 1 and listed[witness["id"]]["nextRun"] > time.time()
+    assert listed[witness["id"]]["runs"] == 1 and listed[witness["id"]]["nextRun"].endswith("Z")
+    assert datetime.fromisoformat(listed[witness["id"]]["nextRun"]).timestamp() > time.time()
     assert listed[paused["id"]]["runs"] == 0 and listed[paused["id"]]["nextRun"] is None
     page = requests.get(f"{cron_site.url}/dashboard", headers=OPS, timeout=5).text
     assert f'data-schedule-id="{paused["id"]}" data-paused="1"' in page

@@ -17,6 +17,7 @@ from shared.protocol import (
     SUCCEEDED,
     UPDATE_PROGRESS,
     ProgressUpdate,
+    iso_time,
     new_id,
     snippet_room,
 )
@@ -25,7 +26,6 @@ from shared.snippets import (
     SOURCE_MAX_BYTES,
     SnippetStore,
     is_known_language,
-    iso_time,
     language_choices,
     snippet_events,
     title_of,

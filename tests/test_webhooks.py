@@ -7,7 +7,9 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -124,7 +126,8 @@ def test_the_worker_delivers_a_signed_webhook_retrying_after_a_failure(
     assert hmac.compare_digest(headers["X-Jobcast-Signature"], expected)
     sent = json.loads(body)
     assert sent["jobId"] == job_id and sent["kind"] == "demo" and sent["state"] == "succeeded"
-    assert sent["result"] == {"steps": 2} and sent["finishedAt"] > 0
+    assert sent["result"] == {"steps": 2} and sent["finishedAt"].endswith("Z")
+    assert 0 < time.time() - datetime.fromisoformat(sent["finishedAt"]).timestamp() < 60
     assert headers["User-Agent"].startswith("jobcast-webhook")
 
 

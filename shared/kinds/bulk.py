@@ -22,11 +22,13 @@ from shared.enqueue import start_kind_job
 from shared.events import push_stored
 from shared.jobquery import FILTER_TEXT_MAX, JobFilter, JobQuery
 from shared.kinds import Context, job_kind
-from shared.protocol import STATES
+from shared.protocol import CANCELLABLE_STATES, RETRYABLE_STATES, STATES
 from shared.store import JobState, JobStore
 
 BULK_KIND = "bulk"
 ACTIONS = ("cancel", "retry")
+# The states each action changes (shared.control's rules); jobs in any other are skipped.
+ACTION_STATES = {"cancel": CANCELLABLE_STATES, "retry": RETRYABLE_STATES}
 REPORT_EVERY = 25  # jobs between two progress reports
 
 _TEXT = {"type": "string", "maxLength": FILTER_TEXT_MAX, "default": ""}

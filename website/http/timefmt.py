@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 from flask import Flask
 
-from shared.protocol import RUNNING
+from shared.protocol import RUNNING, iso_time
 from shared.store import JobState
 
 
@@ -61,12 +60,12 @@ def job_duration(job: JobState, now: float | None = None) -> float | None:
 
 
 def iso_text(value: object) -> str:
-    """Epoch seconds (a number or its text) as ISO 8601 UTC; '–' for none."""
+    """Epoch seconds (a number or its text) as ISO 8601 UTC to the second; '–' for none."""
     try:
         stamp = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return "–"
-    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_time(stamp, "seconds")
 
 
 def register(app: Flask) -> None:

@@ -6,7 +6,8 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 
 from shared import keys
 from shared.joblog import read_log
-from shared.protocol import LOG_START, is_uuid
+from shared.kinds import JobKind
+from shared.protocol import DEMO_KIND, LOG_START, is_uuid
 from website.extensions import redis_ext
 from website.http.errors import error_response
 from website.http.ownership import may_control, may_read, remember_job
@@ -16,10 +17,16 @@ from website.jobs.submit import Rejected, read_submission
 bp = Blueprint("jobs", __name__)
 
 
+def form_order(found: dict[str, JobKind]) -> list[JobKind]:
+    """The kinds in the home page's order: the demo first (its "Start a new job" is
+    what the README has a newcomer click), then the others as listed (by name)."""
+    return sorted(found.values(), key=lambda kind: kind.name != DEMO_KIND)
+
+
 @bp.get("/")
 def index() -> str:
     """Home page: a form for each job kind."""
-    return render_template("index.html", kinds=kinds(), rejected=None, values={})
+    return render_template("index.html", kinds=form_order(kinds()), rejected=None, values={})
 
 
 @bp.post("/jobs")
@@ -31,7 +38,8 @@ def create() -> Response | tuple[Response | str, int]:
         if exc.status == 413 or not exc.kind:
             return error_response(exc.status, exc.message)
         values = {k: v for k, v in request.form.items() if k not in ("csrf_token", "kind")}
-        return render_template("index.html", kinds=kinds(), rejected=exc, values=values), 400
+        return render_template("index.html", kinds=form_order(kinds()), rejected=exc,
+                               values=values), 400
     state = start_kind(kind, args)
     remember_job(state.job_id)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]

@@ -15,7 +15,8 @@ from typing import Any
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from shared.jobquery import BadFilter, JobFilter
-from shared.kinds.bulk import ACTIONS, BULK_KIND
+from shared.kinds.bulk import ACTION_STATES, ACTIONS, BULK_KIND
+from shared.protocol import STATES
 from website.extensions import redis_ext
 from website.http.errors import error_response
 from website.jobs.services import hidden_kind, start_kind
@@ -32,6 +33,13 @@ def _read(args: Any) -> tuple[str, JobFilter]:
     return action, JobFilter.parse(args)
 
 
+def states_in_words(action: str) -> str:
+    """The states ``action`` changes, in the order of ``STATES``, as words:
+    ``"scheduled, queued and running"``."""
+    names = [state for state in STATES if state in ACTION_STATES[action]]
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+
+
 @bp.get("/dashboard/bulk")
 def confirm() -> Response | str | tuple[Response | str, int]:
     """How many jobs the action would touch, and a button to go ahead."""
@@ -42,7 +50,8 @@ def confirm() -> Response | str | tuple[Response | str, int]:
     except BadFilter as exc:
         return error_response(400, str(exc))
     count = redis_ext.query.count(flt)
-    return render_template("bulk.html", action=action, flt=flt, count=count)
+    return render_template("bulk.html", action=action, flt=flt, count=count,
+                           changes=states_in_words(action))
 
 
 @bp.post("/dashboard/bulk")

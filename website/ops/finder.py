@@ -8,15 +8,27 @@ correct while jobs change state (see ``shared.jobquery``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
 
 from shared.jobquery import PAGE_MAX, BadFilter
+from shared.protocol import iso_time
+from shared.store import JobState
 from website.extensions import redis_ext
 from website.http.errors import error_response
 from website.ops.auth import ops_allowed, ops_challenge
 from website.ops.dashboard import job_row, read_filter, workers_of
 
 bp = Blueprint("finder", __name__)
+TIMES = ("createdAt", "startedAt", "finishedAt")  # epoch seconds in the dashboard's rows
+
+
+def api_row(job: JobState, worker: str | None) -> dict[str, Any]:
+    """A job as ``GET /api/jobs`` lists it: the dashboard's row (``job_row``, whose
+    script counts in epoch seconds) with its times as ISO 8601 UTC (null: not yet)."""
+    row = job_row(job, worker)
+    return {**row, **{name: iso_time(row[name]) if row[name] else None for name in TIMES}}
 
 
 @bp.get("/api/jobs")
@@ -34,4 +46,4 @@ def find_jobs() -> Response | tuple[Response | str, int]:
     found = redis_ext.query.page(flt, cursor, int(raw_limit))
     workers = workers_of([job.job_id for job in found.jobs])
     return jsonify({"filter": flt.to_args(), "next": found.next,
-                    "jobs": [job_row(job, workers.get(job.job_id)) for job in found.jobs]})
+                    "jobs": [api_row(job, workers.get(job.job_id)) for job in found.jobs]})

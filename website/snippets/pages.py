@@ -15,7 +15,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from pygments.formatters import HtmlFormatter
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from shared.protocol import QUEUED, RUNNING, is_uuid
+from shared.protocol import QUEUED, RUNNING, is_uuid, iso_time
 from shared.snippets import (
     AUTO_DETECT,
     CSS_CLASS,
@@ -25,7 +25,6 @@ from shared.snippets import (
     SOURCE_MAX_BYTES,
     Snippet,
     is_known_language,
-    iso_time,
     language_choices,
 )
 from shared.store import JobState
