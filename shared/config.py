@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 # The kinds Jobcast ships (shared.kinds.BUILTIN_MODULES): always in JOB_KINDS.
 BUILTIN_KIND_MODULES = ("shared.kinds.demo", "shared.kinds.csv_import", "shared.kinds.external",
-                        "shared.kinds.bulk")
+                        "shared.kinds.bulk", "shared.kinds.highlight")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 DEFAULT_EMBEDDED_REDIS_PORT = 6380  # the embedded Redis of `make run` and the Procfile
@@ -228,7 +228,7 @@ class Config:
         # Redis directly); below JOB_TIMEOUT / 2, so a job's last report fits.
         self.REPORT_RETRY_SECONDS: float = _float(env, "REPORT_RETRY_SECONDS", 10.0)
         # How long the RQ worker retries one Redis command while Redis is down
-        # (a restart) before it gives up (worker/redisconn.py).
+        # (a restart) before it gives up (shared/redisconn.py).
         self.REDIS_RETRY_SECONDS: float = _float(env, "REDIS_RETRY_SECONDS", 60.0)
         # RQ worker class: fork (a work horse per job) or simple (in-process).
         self.WORKER_CLASS: str = env.get("WORKER_CLASS", "") or "fork"

@@ -29,6 +29,7 @@ import redis
 from redis.connection import AbstractConnection
 
 from shared import keys, scripts
+from shared.errors import Conflict, NotFound
 from shared.joblog import LogBatch, LogLine
 from shared.protocol import (
     LOG_START,
@@ -154,7 +155,7 @@ class JobState:
         """The compact ``jobChanged`` payload for the dashboard room.
 
         ``at`` is the time of the change; a ``created`` event also carries
-        what a new dashboard row needs (kind, creation time, snippet id).
+        what a new dashboard row needs (kind, creation time, the page it works for).
         """
         payload: dict[str, Any] = {
             "jobId": self.job_id, "state": self.state, "progress": self.progress,
@@ -164,8 +165,9 @@ class JobState:
             payload["createdAt"] = round(self.created_at, 3)
         if created:
             payload["created"] = True
-            if self.extra.get("snippet_id"):
-                payload["snippetId"] = self.extra["snippet_id"]
+            if self.extra.get("page"):  # a page the job works for (a snippet's)
+                payload["page"] = self.extra["page"]
+                payload["pageText"] = self.extra.get("page_text") or "page"
         return payload
 
     @classmethod
@@ -185,20 +187,24 @@ class JobState:
         )
 
 
-class UnknownJob(LookupError):
+class UnknownJob(NotFound):
     """The job id is not (or no longer) stored."""
 
+    def __init__(self, job_id: str) -> None:
+        super().__init__("unknown job id")
+        self.job_id = job_id
 
-class StaleAttempt(LookupError):
+
+class StaleAttempt(Conflict, LookupError):
     """The report is for an earlier attempt: the job was retried since."""
 
     def __init__(self, job_id: str, attempt: int) -> None:
-        super().__init__(f"job {job_id} is on attempt {attempt}")
+        super().__init__(f"this token is for an earlier attempt; the job is on attempt {attempt}")
         self.job_id = job_id
         self.attempt = attempt
 
 
-class InvalidTransition(ValueError):
+class InvalidTransition(Conflict):
     """The job is not in a state the requested change may start from."""
 
     def __init__(self, job_id: str, state: str) -> None:

@@ -13,10 +13,10 @@ import redis
 from flask.testing import FlaskClient
 
 from shared import keys
+from shared.coalesce import Call, OwnConnection, ReportCoalescer, SenderGone
 from shared.protocol import ProgressUpdate, new_id
 from shared.store import JobState, JobStore, StaleAttempt, UnknownJob, UpdateAnswer
 from tests.support import TEST_OPS_TOKEN, auth, wait_until
-from website.workers.coalesce import Call, OwnConnection, ReportCoalescer, SenderGone
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ import requests
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
+from shared.callback import ReportError
 from shared.config import Config, ConfigError, default_socketio_cap
 from shared.protocol import SUCCEEDED, new_id
-from shared.reporter import ReportError
 from shared.store import JobStore
 from tests.conftest import start_stack, stop_stack
 from tests.support import (
@@ -38,7 +38,7 @@ from tests.support import (
     start_worker,
     wait_until,
 )
-from worker.reporting import DirectReporter, make_reporter
+from worker.boundary import DirectReporter, make_reporter
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Extensions, created unbound and bound to an app in ``create_app``."""
+"""Extensions, created unbound and bound to an app in ``create_app``.
+
+``socketio`` is Flask-SocketIO. ``core`` binds the core to the app: its Redis
+clients, the job kinds of ``JOB_KINDS`` and one :class:`~shared.lifecycle.Lifecycle`
+(every job starts there, every change is reacted to there), which pushes
+through this process's Socket.IO server.
+"""
 
 from __future__ import annotations
 
@@ -7,77 +13,96 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 from flask_socketio import SocketIO
-from rq import Queue
 
+from shared.coalesce import OwnConnection, ReportCoalescer
+from shared.config import Config
 from shared.jobquery import JobQuery
-from shared.snippets import SnippetStore
+from shared.kinds import JobKind, load_kinds
+from shared.lifecycle import Lifecycle
+from shared.push import ServerPush
+from shared.redisconn import web_pool
+from shared.kinds.highlight.snippets import SnippetStore
 from shared.store import JobStore
 
 socketio = SocketIO()
 
 
-class RedisExtension:
-    """One Redis connection pool per app, plus the job/snippet stores and RQ queue on it."""
+class Core:
+    """The core of one app: Redis clients, kinds, the lifecycle; created unbound."""
 
-    name = "jobcast.redis"
+    name = "jobcast.core"
 
-    def init_app(self, app: Flask) -> None:
-        """Create the app's Redis clients from ``REDIS_URL``."""
-        cfg = app.config
-        text = redis.Redis(connection_pool=_pool(cfg, decode_responses=True))
-        raw = redis.Redis(connection_pool=_pool(cfg))  # RQ wants bytes
+    def init_app(self, app: Flask, config: Config) -> None:
+        """Create the app's Redis clients from ``REDIS_URL``, load ``JOB_KINDS`` and
+        build its lifecycle (the process's report coalescer included)."""
+        text = redis.Redis(connection_pool=web_pool(config, decode_responses=True))
+        raw = redis.Redis(connection_pool=web_pool(config))  # RQ wants bytes
+        kinds = load_kinds(config.JOB_KINDS)
+        store = JobStore(text, ttl=config.JOB_TTL, max_stored=config.MAX_STORED_JOBS,
+                         log_max=config.JOB_LOG_MAX, lease_seconds=config.LEASE_SECONDS)
+        coalescer = ReportCoalescer(OwnConnection(store, text.connection_pool))
+        pusher = ServerPush(socketio, text, lambda name: _kind_events(kinds, name),
+                            message_queue=bool(config.SOCKETIO_MESSAGE_QUEUE))
         app.extensions[self.name] = {
+            "config": config,
             "client": text,
-            "store": JobStore(text, ttl=app.config["JOB_TTL"],
-                              max_stored=app.config["MAX_STORED_JOBS"],
-                              log_max=app.config["JOB_LOG_MAX"],
-                              lease_seconds=app.config["LEASE_SECONDS"]),
-            "queue": Queue(app.config["QUEUE_NAME"], connection=raw),
+            "kinds": {name: kind for name, kind in kinds.items() if not kind.hidden},
+            "lifecycle": Lifecycle(config, text, raw, kinds, pusher, store=store,
+                                   apply=coalescer.apply),
+            "coalescer": coalescer,
             "query": JobQuery(text),
-            "snippets": SnippetStore(text, ttl=app.config["SNIPPET_TTL"],
-                                     html_max=app.config["SNIPPET_HTML_MAX"],
-                                     max_stored=app.config["MAX_STORED_SNIPPETS"]),
+            "snippets": SnippetStore(text, ttl=config.SNIPPET_TTL,
+                                     html_max=config.SNIPPET_HTML_MAX,
+                                     max_stored=config.MAX_STORED_SNIPPETS),
         }
+
+    def _get(self, name: str) -> Any:
+        return current_app.extensions[self.name][name]
+
+    @property
+    def config(self) -> Config:
+        """The current app's settings."""
+        return self._get("config")  # type: ignore[no-any-return]
 
     @property
     def client(self) -> redis.Redis:
         """The current app's Redis client (str responses)."""
-        return current_app.extensions[self.name]["client"]  # type: ignore[no-any-return]
+        return self._get("client")  # type: ignore[no-any-return]
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The current app's lifecycle: every start and every change goes through it."""
+        return self._get("lifecycle")  # type: ignore[no-any-return]
 
     @property
     def store(self) -> JobStore:
-        """The current app's job store."""
-        return current_app.extensions[self.name]["store"]  # type: ignore[no-any-return]
+        """The current app's job store (for reading)."""
+        return self.lifecycle.store
+
+    @property
+    def kinds(self) -> dict[str, JobKind]:
+        """The kinds people start from this site (``JOB_KINDS`` but the hidden ones)."""
+        return self._get("kinds")  # type: ignore[no-any-return]
 
     @property
     def query(self) -> JobQuery:
         """Filters over the current app's job indexes."""
-        return current_app.extensions[self.name]["query"]  # type: ignore[no-any-return]
+        return self._get("query")  # type: ignore[no-any-return]
 
     @property
     def snippets(self) -> SnippetStore:
         """The current app's snippet store."""
-        return current_app.extensions[self.name]["snippets"]  # type: ignore[no-any-return]
+        return self._get("snippets")  # type: ignore[no-any-return]
 
     @property
-    def queue(self) -> Queue:
-        """The current app's RQ queue."""
-        return current_app.extensions[self.name]["queue"]  # type: ignore[no-any-return]
+    def pusher(self) -> ServerPush:
+        """The current app's pusher (its Socket.IO server)."""
+        return self.lifecycle.pusher  # type: ignore[return-value]
 
 
-def _pool(cfg: Any, **options: Any) -> redis.BlockingConnectionPool:
-    """A pool of at most ``REDIS_POOL_SIZE`` connections where a request that finds
-    none free waits (green under eventlet/gevent) up to ``REDIS_POOL_TIMEOUT``
-    seconds instead of failing at once (many claims or callbacks arriving together);
-    after that redis-py raises ``ConnectionError`` and the site answers 503. Under
-    eventlet or gevent its connections check for unread data without a trip round
-    the event loop (``website/http/redisconn.py``)."""
-    from website.http.redisconn import connection_class  # website.http imports this module
-
-    return redis.BlockingConnectionPool.from_url(
-        cfg["REDIS_URL"], max_connections=cfg["REDIS_POOL_SIZE"],
-        timeout=cfg["REDIS_POOL_TIMEOUT"], health_check_interval=30,
-        **connection_class(cfg["REDIS_URL"]), **options)
+def _kind_events(kinds: dict[str, JobKind], name: str) -> Any:
+    kind = kinds.get(name)
+    return kind.events if kind is not None else None
 
 
-redis_ext = RedisExtension()
+core = Core()

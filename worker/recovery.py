@@ -7,7 +7,7 @@ public hooks (:meth:`Recovery.worker_kwargs`):
   to import, arguments that do not fit. RQ calls the worker's *exception
   handlers* (:meth:`Recovery.exception_handler`) and Jobcast reports the job
   ``failed`` with the reason. Failures the job itself already reported
-  (:func:`worker.reporting.job_boundary`) are not reported twice.
+  (:func:`worker.boundary.job_boundary`) are not reported twice.
 * The work horse (the forked child running the job) is killed, for example by
   the OOM killer: its parent calls the ``work_horse_killed_handler``
   (:meth:`Recovery.horse_killed`), which reports the job ``failed`` at once.
@@ -47,10 +47,10 @@ from rq import SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
+from shared.callback import ProgressReporter, ReportError
 from shared.config import Config
 from shared.protocol import FAILED
-from shared.reporter import ProgressReporter, ReportError
-from worker.reporting import make_reporter, was_reported
+from worker.boundary import make_reporter, was_reported
 
 log = logging.getLogger(__name__)
 

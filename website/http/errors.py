@@ -1,4 +1,9 @@
-"""Error pages: JSON for API clients, HTML for browsers; never a bare 500."""
+"""Errors as answers: JSON for API clients, HTML for browsers; never a bare 500.
+
+What the core refuses (``shared.errors``) maps to its HTTP status here, in one
+place (:data:`STATUS`), so a view only raises; so do werkzeug's HTTP errors and
+Redis failures (503).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,32 @@ import redis
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from shared.capacity import RETRY_AFTER_SECONDS, is_out_of_memory
+from shared.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    JobcastError,
+    NotFound,
+    TooLarge,
+    TooMany,
+    Unavailable,
+)
 from website.http.access import loggable
 from website.http.body import size_text
-from website.http.storage import RETRY_AFTER_SECONDS, is_out_of_memory
 
 log = logging.getLogger(__name__)
+
+
+# The HTTP status of each kind of error of the core, most specific first.
+STATUS: tuple[tuple[type[JobcastError], int], ...] = (
+    (TooLarge, 413), (Invalid, 400), (NotFound, 404), (Conflict, 409), (Forbidden, 403),
+    (TooMany, 429), (Unavailable, 503))
+
+
+def status_of(exc: JobcastError) -> int:
+    """The HTTP status that answers ``exc``."""
+    return next((status for kind, status in STATUS if isinstance(exc, kind)), 400)
 
 
 def wants_json() -> bool:
@@ -44,6 +70,21 @@ def register(app: Flask) -> None:
         for key, value in exc.get_headers():  # Allow, Retry-After, WWW-Authenticate...
             if key.lower() not in ("content-type", "content-length"):
                 response.headers[key] = value
+        return response, status
+
+    @app.errorhandler(JobcastError)
+    def refused(exc: JobcastError) -> tuple[Response, int]:
+        status = status_of(exc)
+        if wants_json():
+            body: dict[str, object] = {"error": exc.message}
+            if exc.fields:
+                body["fields"] = exc.fields
+            response = make_response(jsonify(body))
+        else:
+            response = make_response(render_template("error.html", status=status,
+                                                     message=exc.message))
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response, status
 
     @app.errorhandler(redis.RedisError)

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
+from shared.kinds.highlight.snippets import AUTO_DETECT, known_aliases
 
 from shared.kinds import BUILTIN_MODULES, JobKind, load_kinds
 from shared.protocol import DEMO_KIND, seq_limit
-from shared.snippets import AUTO_DETECT, known_aliases
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 

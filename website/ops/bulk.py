@@ -17,10 +17,9 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from shared.jobquery import BadFilter, JobFilter
 from shared.kinds.bulk import ACTION_STATES, ACTIONS, BULK_KIND
 from shared.protocol import STATES
-from website.extensions import redis_ext
+from website.auth.operators import ops_allowed, ops_challenge
+from website.extensions import core
 from website.http.errors import error_response
-from website.jobs.services import hidden_kind, start_kind
-from website.ops.auth import ops_allowed, ops_challenge
 
 bp = Blueprint("bulk", __name__)
 OPERATOR_OWNER = "operator"  # the owner of the bulk jobs operators start
@@ -49,7 +48,7 @@ def confirm() -> Response | str | tuple[Response | str, int]:
         action, flt = _read(request.args)
     except BadFilter as exc:
         return error_response(400, str(exc))
-    count = redis_ext.query.count(flt)
+    count = core.query.count(flt)
     return render_template("bulk.html", action=action, flt=flt, count=count,
                            changes=states_in_words(action))
 
@@ -65,5 +64,5 @@ def start() -> Response | tuple[Response | str, int]:
         return error_response(400, str(exc))
     args = {"action": action, "state": flt.state, "kind": flt.kind, "owner": flt.owner,
             "q": flt.q}
-    state = start_kind(hidden_kind(BULK_KIND), args, owner=OPERATOR_OWNER)
+    state = core.lifecycle.start(BULK_KIND, args, owner=OPERATOR_OWNER)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]

@@ -15,9 +15,9 @@ from flask import Blueprint, Response, jsonify, request
 from shared.jobquery import PAGE_MAX, BadFilter
 from shared.protocol import iso_time
 from shared.store import JobState
-from website.extensions import redis_ext
+from website.auth.operators import ops_allowed, ops_challenge
+from website.extensions import core
 from website.http.errors import error_response
-from website.ops.auth import ops_allowed, ops_challenge
 from website.ops.dashboard import job_row, read_filter, workers_of
 
 bp = Blueprint("finder", __name__)
@@ -43,7 +43,7 @@ def find_jobs() -> Response | tuple[Response | str, int]:
     raw_limit = request.args.get("limit", "50")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= PAGE_MAX:
         return error_response(400, f"limit must be a whole number from 1 to {PAGE_MAX}")
-    found = redis_ext.query.page(flt, cursor, int(raw_limit))
+    found = core.query.page(flt, cursor, int(raw_limit))
     workers = workers_of([job.job_id for job in found.jobs])
     return jsonify({"filter": flt.to_args(), "next": found.next,
                     "jobs": [api_row(job, workers.get(job.job_id)) for job in found.jobs]})

@@ -16,11 +16,10 @@ from flask import Blueprint, Response, jsonify, redirect, url_for
 from shared.kinds.validate import check_args, with_defaults
 from shared.protocol import DEMO_KIND
 from shared.schedules import BadSchedule, Schedule, ScheduleStore, UnknownSchedule
-from website.extensions import redis_ext
+from website.auth.operators import ops_allowed, ops_challenge
+from website.extensions import core
 from website.http.body import read_json_body
 from website.http.errors import error_response
-from website.jobs.services import kinds
-from website.ops.auth import ops_allowed, ops_challenge
 
 bp = Blueprint("schedules", __name__)
 BODY_MAX = 64 * 1024
@@ -28,7 +27,7 @@ BODY_MAX = 64 * 1024
 
 def schedule_store() -> ScheduleStore:
     """The schedules of the current app's Redis."""
-    return ScheduleStore(redis_ext.client)
+    return ScheduleStore(core.client)
 
 
 def _bad(message: str, field: str) -> tuple[Response, int]:
@@ -52,10 +51,10 @@ def create_schedule() -> tuple[Response, int] | tuple[Response | str, int]:
     body = read_json_body(BODY_MAX)
     if not isinstance(body, dict):
         return error_response(400, 'body must be a JSON object {"cron", "kind", "args"}')
-    kind = kinds().get(body.get("kind", DEMO_KIND)) if isinstance(
+    kind = core.kinds.get(body.get("kind", DEMO_KIND)) if isinstance(
         body.get("kind", DEMO_KIND), str) else None
     if kind is None:
-        return _bad(f"unknown kind; kinds: {', '.join(sorted(kinds()))}", "kind")
+        return _bad(f"unknown kind; kinds: {', '.join(sorted(core.kinds))}", "kind")
     if kind.uploads:
         return _bad("a kind with uploads cannot be scheduled", "kind")
     raw: Any = body.get("args", {})

@@ -1,16 +1,25 @@
-"""Socket.IO: rooms per job and snippet (join first, then read), and pushes."""
+"""Socket.IO: rooms per job and batch (join first, then read), the relay of the
+worker's own pushes, the per-connection limits, and the names the pages use."""
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import Any
+
+from flask import Flask, current_app
 
 from shared.protocol import browser_contract
+from website.realtime import relay, sockets
 
 
 def init_app(app: Flask) -> None:
     """Attach the connect and subscribe handlers to the bound Socket.IO server,
     and give the templates the names the page scripts use."""
-    from website.realtime import relay, sockets
     sockets.register()
-    relay.init_app(app)  # states the worker's fallback stored -> open pages
-    app.add_template_global(browser_contract, "browser_contract")
+    relay.init_app(app)  # states the worker stored without the site -> open pages
+    app.add_template_global(page_contract, "browser_contract")
+
+
+def page_contract() -> dict[str, Any]:
+    """The names the page scripts use (``shared.protocol.browser_contract``), with the
+    events features added (``app.extensions["jobcast.page_events"]``)."""
+    return browser_contract(current_app.extensions.get("jobcast.page_events"))

@@ -26,7 +26,7 @@ from shared.webhooks import (
     payload,
     sign,
 )
-from worker.reporting import mark_reported
+from worker.boundary import mark_reported
 
 log = logging.getLogger(__name__)
 TIMEOUT = 10.0

@@ -8,13 +8,12 @@ an external job's lapsed lease), its reports are refused with 409 (checked in
 the same Lua script that applies them); an accepted report for an external job
 renews its lease in that same script run.
 
-A batch (:func:`apply_batch`) gives each report the answer it would have had
-alone, and pushes each applied change as if it had come alone, but checks the
-token once, applies all reports through one pipeline of the same Lua script
-(``JobStore.apply_many``: one round trip, each report still atomic), and skips
-building events for rooms that nobody in this process watches (without a message
-queue only). Single reports that arrive together share a round trip too
-(``website/workers/coalesce.py``).
+Each report goes through the app's lifecycle (``Lifecycle.report``), which
+stores it and pushes what changed. A batch (:func:`apply_batch`) gives each
+report the answer it would have had alone, and pushes each applied change as
+if it had come alone, but checks the token once and applies all reports in one
+round trip (``Lifecycle.report_many``, each report still atomic). Single reports
+that arrive together share a round trip too (``shared/coalesce.py``).
 """
 
 from __future__ import annotations
@@ -23,19 +22,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app, jsonify
 
 from shared.protocol import PayloadError, PayloadTooLarge, ProgressUpdate
 from shared.signing import ANY_ATTEMPT, JobGrant, authorise_report, read_job_token, same_text
-from shared.store import JobState, StaleAttempt, UnknownJob
-from website.extensions import redis_ext
+from shared.store import StaleAttempt, UnknownJob
+from website.extensions import core
 from website.http.access import request_started
-from website.jobs import batches
-from website.jobs.webhooks import job_ended
+from website.http.errors import error_response
 from website.ops.monitoring import observe_emit
-from website.realtime.sockets import publish_state
-from website.workers.coalesce import coalescer
-from website.workers.queues import push_state
 
 BATCH_MAX = 100
 
@@ -86,7 +81,7 @@ def apply_report(body: object, token: str) -> Outcome:
     try:
         update = ProgressUpdate.from_json(body, now=now)
         # A dropped update still learns the job's state: the worker stops once it ended.
-        applied, state = coalescer().apply(update, grant.attempt, now)
+        applied, state = core.lifecycle.report(update, grant.attempt, now)
     except PayloadTooLarge as exc:
         return Outcome(shown, 413, str(exc))
     except PayloadError as exc:
@@ -94,14 +89,7 @@ def apply_report(body: object, token: str) -> Outcome:
     except UnknownJob:
         return Outcome(shown, 404, "unknown job id")
     except StaleAttempt as exc:
-        return Outcome(shown, 409, f"this token is for an earlier attempt; the job is on "
-                                   f"attempt {exc.attempt}")
-    if applied is not None:
-        publish_state(applied, now)
-        batches.after_change(applied)
-        observe_emit(request_started())
-        if applied.finished:
-            job_ended(update.job_id)
+        return Outcome(shown, 409, exc.message)
     return Outcome(update.job_id, 204, applied=applied is not None, state=state)
 
 
@@ -167,25 +155,31 @@ def apply_batch(items: list[Any], token: str) -> list[Outcome]:
             outcomes[index] = Outcome(shown, 400, str(exc))
             continue
         checked.append(_Checked(index, shown, update, grant.attempt))
-    answers = redis_ext.store.apply_many([(c.update, c.attempt) for c in checked], now=now)
-    applied: list[JobState] = []
+    answers = core.lifecycle.report_many([(c.update, c.attempt) for c in checked], now=now)
     for item, answer in zip(checked, answers, strict=True):
         if isinstance(answer, StaleAttempt):
-            outcomes[item.index] = Outcome(item.shown, 409, "this token is for an earlier "
-                                           f"attempt; the job is on attempt {answer.attempt}")
-            continue
-        if isinstance(answer, LookupError):
+            outcomes[item.index] = Outcome(item.shown, 409, answer.message)
+        elif isinstance(answer, LookupError):
             outcomes[item.index] = Outcome(item.shown, 404, "unknown job id")
-            continue
-        state, name = answer
-        if state is not None:
-            applied.append(state)
-        outcomes[item.index] = Outcome(item.update.job_id, 204, applied=state is not None,
-                                       state=name)
-    for state in applied:
-        push_state(state, now)
-        batches.after_change(state)
-        observe_emit(request_started())
-        if state.finished:
-            job_ended(state.job_id)
+        else:
+            applied, name = answer
+            outcomes[item.index] = Outcome(item.update.job_id, 204, applied=applied is not None,
+                                           state=name)
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def answer_batch(items: list[object], token: str) -> Response | tuple[Response | str, int]:
+    """The answer to a batch of reports: 200 with one result per report (401 when the
+    token allows none of them, 400 for a batch that is not 1 to ``BATCH_MAX`` objects)."""
+    if not 1 <= len(items) <= BATCH_MAX:
+        return error_response(400, f"a batch holds 1 to {BATCH_MAX} reports")
+    if not all(isinstance(item, dict) for item in items):
+        return error_response(400, "each report of a batch must be a JSON object")
+    outcomes = apply_batch(items, token)
+    if all(outcome.status == 401 for outcome in outcomes):
+        return error_response(401, "invalid token")
+    started = request_started()
+    for outcome in outcomes:
+        if outcome.applied:
+            observe_emit(started)
+    return jsonify({"results": [outcome.to_json() for outcome in outcomes]})

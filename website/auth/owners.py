@@ -35,8 +35,8 @@ from flask import current_app, has_request_context, request, session
 from shared import keys
 from shared.config import VISIBILITY_OWNER
 from shared.signing import control_token_allows, parse_bearer, sign_control_token
-from website.extensions import redis_ext
-from website.ops.auth import is_operator
+from website.auth.operators import is_operator
+from website.extensions import core
 
 SESSION_JOBS = 40  # newest job ids a browser session remembers (cookie stays < 2 KB)
 _SESSION_KEY = "jobs"
@@ -94,7 +94,7 @@ def is_owner(job_id: str, auth_token: object = None) -> bool:
         return True
     mine = session.get(_OWNER_KEY)
     return (isinstance(mine, str) and mine.startswith(OWNER_PREFIX)
-            and redis_ext.client.hget(keys.job_key(job_id), "owner") == mine)
+            and core.client.hget(keys.job_key(job_id), "owner") == mine)
 
 
 def may_control(job_id: str, auth_token: object = None) -> bool:

@@ -18,15 +18,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from shared.external import Claim, LeasesLapsed
+from shared.errors import Invalid
+from shared.external import Claim
 from shared.protocol import is_uuid
 from shared.signing import parse_bearer, sign_job_token
+from website.claims.notifier import NOTIFIER, Notifier
+from website.extensions import core
 from website.http.body import read_json_body
 from website.http.errors import error_response
-from website.jobs import batches
-from website.jobs.services import kinds
-from website.workers.notifier import Notifier
-from website.workers.queues import NOTIFIER, push_state, queues, sweep
 
 log = logging.getLogger(__name__)
 bp = Blueprint("workers", __name__, url_prefix="/api/workers")
@@ -40,10 +39,6 @@ WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 
 
 Answer = Response | tuple[Response | str, int] | tuple[Response | str, int, dict[str, str]]
-
-
-class BadRequest(ValueError):
-    """A body the endpoint cannot take (400 with the message)."""
 
 
 def client_gone(environ: dict[str, Any]) -> bool:
@@ -83,23 +78,23 @@ def _authorised() -> bool:
 
 def _read_claim(body: object) -> tuple[list[str], str, float]:
     if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
+        raise Invalid("body must be a JSON object")
     wanted = body.get("kinds")
     if not isinstance(wanted, list) or not wanted or len(wanted) > 20 \
             or not all(isinstance(k, str) for k in wanted):
-        raise BadRequest("kinds must be a list of 1 to 20 kind names")
-    known = kinds()
+        raise Invalid("kinds must be a list of 1 to 20 kind names")
+    known = core.kinds
     for name in wanted:
         kind = known.get(name)
         if kind is None or not kind.external:
-            raise BadRequest(f"{name[:40]!r} is not an external kind of this site")
+            raise Invalid(f"{name[:40]!r} is not an external kind of this site")
     worker = body.get("worker")
     if not isinstance(worker, str) or not WORKER_NAME.match(worker):
-        raise BadRequest("worker must be a name of 1 to 64 letters, digits and ._:@-")
+        raise Invalid("worker must be a name of 1 to 64 letters, digits and ._:@-")
     wait = body.get("wait", 0)
     if isinstance(wait, bool) or not isinstance(wait, (int, float)) \
             or wait != wait or not 0 <= wait <= WAIT_MAX:
-        raise BadRequest(f"wait must be a number of seconds from 0 to {WAIT_MAX}")
+        raise Invalid(f"wait must be a number of seconds from 0 to {WAIT_MAX}")
     return list(dict.fromkeys(wanted)), worker, float(wait)
 
 
@@ -110,10 +105,7 @@ def claim() -> Answer:
     queued and ``CLAIM_MAX_WAITING`` claims wait in this process already."""
     if not _authorised():
         return error_response(401, "missing or invalid worker token")
-    try:
-        wanted, worker, wait = _read_claim(read_json_body(BODY_MAX_BYTES))
-    except BadRequest as exc:
-        return error_response(400, str(exc))
+    wanted, worker, wait = _read_claim(read_json_body(BODY_MAX_BYTES))
     notifier: Notifier = current_app.extensions[NOTIFIER]
     notifier.ensure_started()
     got = take(wanted, worker)
@@ -127,9 +119,6 @@ def claim() -> Answer:
         got = _wait_for_job(notifier, wanted, worker, wait)
     if got is None:
         return Response(status=204)
-    push_state(got.state, time.time())
-    batches.after_change(got.state)  # the batch's totals (throttled)
-    log.info("job %s (%s) claimed by %s, attempt %s", got.job_id, got.kind, worker, got.attempt)
     cfg = current_app.config
     return jsonify({"jobId": got.job_id, "kind": got.kind, "args": got.args,
                     "attempt": got.attempt, "leaseSeconds": cfg["LEASE_SECONDS"],
@@ -173,30 +162,26 @@ def _wait_for_job(notifier: Notifier, wanted: list[str], worker: str,
 
 
 def take(wanted: list[str], worker: str) -> Claim | None:
-    """One try at a job for ``worker``; sweeps first only when a lease has lapsed
-    (the claim script looks at the earliest deadline)."""
-    got = queues().claim(wanted, worker)
-    if isinstance(got, LeasesLapsed):
-        sweep()
-        got = queues().claim(wanted, worker, check_leases=False)
-    return got if isinstance(got, Claim) else None
+    """One try at a job for ``worker`` (``Lifecycle.claim``: it sweeps first only when a
+    lease has lapsed, and pushes the claimed job's new state)."""
+    return core.lifecycle.claim(wanted, worker)
 
 
 def _read_heartbeat(body: object) -> list[tuple[str, int | None]]:
     if not isinstance(body, dict) or not isinstance(body.get("jobIds"), list):
-        raise BadRequest('body must be {"jobIds": [...]}')
+        raise Invalid('body must be {"jobIds": [...]}')
     items: list[Any] = body["jobIds"]
     if len(items) > HEARTBEAT_MAX_JOBS:
-        raise BadRequest(f"at most {HEARTBEAT_MAX_JOBS} jobIds per heartbeat")
+        raise Invalid(f"at most {HEARTBEAT_MAX_JOBS} jobIds per heartbeat")
     jobs: list[tuple[str, int | None]] = []
     for item in items:
         job_id, attempt = (item, None) if not isinstance(item, dict) else (
             item.get("jobId"), item.get("attempt"))
         if not is_uuid(job_id):
-            raise BadRequest("each of jobIds must be a job id, or {jobId, attempt}")
+            raise Invalid("each of jobIds must be a job id, or {jobId, attempt}")
         if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int)
                                     or not 1 <= attempt < 2**31):
-            raise BadRequest("attempt must be a whole number from 1")
+            raise Invalid("attempt must be a whole number from 1")
         jobs.append((str(job_id).lower(), attempt))
     return jobs
 
@@ -207,13 +192,11 @@ def heartbeat() -> Response | tuple[Response | str, int]:
     (a job that was cancelled says so here)."""
     if not _authorised():
         return error_response(401, "missing or invalid worker token")
-    try:
-        jobs = _read_heartbeat(read_json_body(BODY_MAX_BYTES))
-    except BadRequest as exc:
-        return error_response(400, str(exc))
-    sweep()
+    jobs = _read_heartbeat(read_json_body(BODY_MAX_BYTES))
+    core.lifecycle.sweep()
     answers: list[dict[str, Any]] = []
-    for (job_id, _attempt), renewal in zip(jobs, queues().renew_many(jobs), strict=True):
+    renewals = core.lifecycle.external.renew_many(jobs)
+    for (job_id, _attempt), renewal in zip(jobs, renewals, strict=True):
         if renewal is None:
             answers.append({"jobId": job_id, "state": None, "attempt": None, "held": False})
         else:

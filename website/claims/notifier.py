@@ -34,10 +34,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shared import keys
-from website.extensions import socketio
+from website.extensions import core, socketio
 from website.realtime.listener import ProcessListener
 
 log = logging.getLogger(__name__)
+NOTIFIER = "jobcast.claims.notifier"  # app.extensions: this process's Notifier
 
 SWEEP_EVERY = 1.0  # seconds between the listener's lease sweeps
 POLL_WITHOUT_LISTENER = 0.2  # how often a waiting claim retries when no listener runs
@@ -118,10 +119,8 @@ class Notifier(ProcessListener):
 
     def sweep(self) -> None:
         """Requeue lapsed leases (pushing the new states; a requeue publishes its kind)."""
-        from website.workers.queues import sweep
-
         with self.app.app_context():
-            sweep()
+            core.lifecycle.sweep()
         self.sweeps += 1
 
 

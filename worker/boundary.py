@@ -1,15 +1,18 @@
-"""How a job reports: a reporter built from the config, and the job boundary.
+"""How a job reports, and the job boundary.
 
-By default a job reports through the site's HTTP callback; with
-``WORKER_EMIT=direct`` it writes to Redis and the Socket.IO message queue
-itself (:class:`DirectReporter`).
+By default a job reports through the site's HTTP callback
+(:class:`~shared.callback.ProgressReporter`); when the site cannot be reached
+its fallback, :class:`DirectStore`, applies the update through this process's
+lifecycle (``worker/core.py``): the same store script and the same reactions as
+the site's. With ``WORKER_EMIT=direct`` every report goes that way
+(:class:`DirectReporter`).
 
 ``job_boundary`` is the one catch-all of the worker: whatever a job raises
-(including RQ's timeout) is logged with its traceback and reported as
-``failed`` before it is re-raised for RQ to record, so a page never shows
-"running" for a job that has ended. The exception is :class:`JobEnded`: the
-job was cancelled (or otherwise ended) on the site, which the worker learns
-from a callback answer (``checked_report``); the job then just stops.
+(including RQ's timeout) is reported as ``failed`` before it is re-raised for
+RQ to record (and log, with its traceback), so a page never shows "running"
+for a job that has ended. The exception is :class:`JobEnded`: the job was
+cancelled (or otherwise ended) on the site, which the worker learns from a
+callback answer (``checked_report``); the job then just stops.
 """
 
 from __future__ import annotations
@@ -21,116 +24,36 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any
 
 import redis
 import requests
-from rq import Queue
 
-from shared import keys
-from shared.batches import after_child_change
+from shared.callback import ProgressReporter, ReportError
 from shared.config import Config
-from shared.enqueue import start_kind_job
-from shared.events import state_events
-from shared.protocol import (
-    FAILED,
-    RUNNING,
-    SUCCEEDED,
-    TERMINAL_STATES,
-    ProgressUpdate,
-)
-from shared.reporter import ProgressReporter, ReportError
+from shared.protocol import FAILED, RUNNING, SUCCEEDED, ProgressUpdate
 from shared.signing import job_token_attempt
 from shared.siteurl import CallbackAddress
-from shared.snippets import SnippetStore
-from shared.store import JobState, JobStore, StaleAttempt, UnknownJob
-from shared.webhooks import hand_over
+from shared.store import StaleAttempt, UnknownJob
 from worker import attempts
+from worker.core import lifecycle
 
 log = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=4)
-def _store(redis_url: str, ttl: int, log_max: int) -> JobStore:
-    return JobStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl,
-                    log_max=log_max)
-
-
-@lru_cache(maxsize=4)
-def snippet_store(redis_url: str, ttl: int) -> SnippetStore:
-    """The snippet store on ``redis_url`` (one per process)."""
-    return SnippetStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl)
-
-
-def apply_and_emit(cfg: Config, update: ProgressUpdate,
-                   attempt: int | None = None) -> tuple[JobState | None, str]:
-    """Apply ``update`` to the job store; emit it on the message queue if configured.
-
-    Emits what the callback emits (:func:`shared.events.state_events`) and
-    returns what :meth:`JobStore.apply_or_state` does: the applied state or
-    None, and the name of the state the job is in. Without a message queue
-    the job id is published on :data:`shared.keys.STATE_CHANNEL`, where the
-    site's relay (website/realtime/relay.py) picks it up and pushes the stored state.
-    Raises :class:`UnknownJob` for an unknown job, :class:`StaleAttempt` when
-    ``attempt`` is not the job's current one (it was retried) and
-    ``redis.RedisError`` when Redis cannot be reached.
-    """
-    now = time.time()
-    store = _store(cfg.REDIS_URL, cfg.JOB_TTL, cfg.JOB_LOG_MAX)
-    state, current = store.apply_or_state(update, now=now, attempt=attempt)
-    if state is None:
-        return state, current
-    if cfg.SOCKETIO_MESSAGE_QUEUE:
-        sio = emitter(cfg.SOCKETIO_MESSAGE_QUEUE)
-        for event, payload, room in state_events(
-                state, snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL), now):
-            sio.emit(event, payload, to=room)
-    else:
-        # "<job id>" or "<job id> <id of the log line before this update's lines>"
-        message = update.job_id if state.log is None else f"{update.job_id} {state.log.after}"
-        store.client.publish(keys.STATE_CHANNEL, message)
-    if state.state in TERMINAL_STATES:  # the site did not see the end: its webhook is ours
-        hand_over(store.client, _queue(cfg.REDIS_URL, cfg.QUEUE_NAME), update.job_id,
-                  cfg.WEBHOOK_BACKOFF, cfg.JOB_TTL)
-    if state.extra.get("batch_id"):  # as the site does after a child's change
-        after_child_change(store.client, state, partial(_start_job, cfg, store),
-                           partial(_emit, cfg.SOCKETIO_MESSAGE_QUEUE)
-                           if cfg.SOCKETIO_MESSAGE_QUEUE else None)
-    return state, current
-
-
-@lru_cache(maxsize=4)
-def _queue(redis_url: str, name: str) -> Queue:
-    return Queue(name, connection=redis.Redis.from_url(redis_url))
-
-
-def _start_job(cfg: Config, store: JobStore, kind: str, args: dict[str, Any],
-               owner: str) -> str:
-    return start_kind_job(cfg, store, _queue(cfg.REDIS_URL, cfg.QUEUE_NAME), kind, args,
-                          owner=owner).job_id
-
-
-def _emit(message_queue: str, event: str, payload: dict[str, Any], room: str) -> None:
-    emitter(message_queue).emit(event, payload, to=room)
-
-
 class DirectStore:
-    """Fallback when the site is unreachable: write the state straight to Redis.
-
-    Open pages still see it: through the Socket.IO message queue when one is
-    configured (write-only emitter), else through the site's relay, which
-    listens on :data:`shared.keys.STATE_CHANNEL`.
-    """
+    """Fallback when the site is unreachable: apply the update through this process's
+    lifecycle (stored by the same script, pushed and reacted to as the site would)."""
 
     def __init__(self, cfg: Config, attempt: int | None = None) -> None:
         self.cfg = cfg
         self.attempt = attempt
 
     def __call__(self, update: ProgressUpdate) -> None:
-        """Apply ``update`` to the job store and, if possible, emit it."""
+        """Apply ``update`` through this process's lifecycle."""
         try:
-            apply_and_emit(self.cfg, update, self.attempt)
+            lifecycle(self.cfg).report(update, self.attempt)
         except UnknownJob:
             log.warning("fallback: job %s is unknown to the store", update.job_id)
         except StaleAttempt as exc:
@@ -138,12 +61,9 @@ class DirectStore:
 
 
 class DirectReporter(ProgressReporter):
-    """Reports without the site (``WORKER_EMIT=direct``).
-
-    Each update is applied to the job store (the same Lua script as the
-    callback) and emitted through the Socket.IO message queue, where every
-    web process picks it up for its clients. Redis errors are retried with
-    backoff for ``retry_seconds``; an unknown job raises like a 404 would.
+    """Reports without the site (``WORKER_EMIT=direct``): each update goes through this
+    process's lifecycle (pushed through the Socket.IO message queue). Redis errors are
+    retried with backoff for ``retry_seconds``; an unknown job raises like a 404 would.
     """
 
     def __init__(self, cfg: Config, sleep: Callable[[float], None] = time.sleep,
@@ -159,7 +79,7 @@ class DirectReporter(ProgressReporter):
         delay = 0.1
         while not self.superseded:
             try:
-                state, current = apply_and_emit(self.cfg, update, self.attempt)
+                state, current = lifecycle(self.cfg).report(update, self.attempt)
                 self.last_applied = state is not None
                 self.last_state = current  # dropped: where the job stands (cancelled?)
                 return
@@ -177,15 +97,6 @@ class DirectReporter(ProgressReporter):
                 delay = min(delay * 2, 5.0)
 
 
-@lru_cache(maxsize=2)
-def emitter(message_queue: str):  # type: ignore[no-untyped-def]
-    """A write-only Socket.IO emitter on the message queue (no eventlet needed)."""
-    from flask_socketio import SocketIO
-
-    return SocketIO(message_queue=message_queue, async_mode="threading",
-                    channel="jobcast")
-
-
 @lru_cache(maxsize=1)
 def _http_session(pid: int) -> requests.Session:
     """One keep-alive HTTP session per process (a forked work horse gets its own)."""
@@ -201,7 +112,7 @@ def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
     attempt = job_token_attempt(token)  # the direct paths apply to this attempt only
     if cfg.WORKER_EMIT == "direct":
         return DirectReporter(cfg, attempt=attempt)
-    client = _store(cfg.REDIS_URL, cfg.JOB_TTL, cfg.JOB_LOG_MAX).client
+    client = lifecycle(cfg).client
     return ProgressReporter(
         CallbackAddress(cfg.PROGRESS_URL, client),
         token or cfg.PROGRESS_TOKEN,
@@ -211,7 +122,7 @@ def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
     )
 
 
-class JobEnded(Exception):
+class JobEnded(Exception):  # noqa: N818 - control flow, not an error
     """The job was cancelled (or ended otherwise) on the site: stop working on it."""
 
     def __init__(self, job_id: str, state: str | None) -> None:

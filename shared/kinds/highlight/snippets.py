@@ -4,11 +4,11 @@ The site and the worker share this module: the snippet hash, the store, the
 list of Pygments languages, and the Socket.IO events a highlight job's update
 produces (so the callback and the worker's fallback emit the same thing).
 
-A snippet is the hash ``keys.snippet_key(id)`` with ``id``, ``source``,
+A snippet is the hash ``snippet_key(id)`` with ``id``, ``source``,
 ``language`` (a Pygments alias or ``auto``), ``title`` (first line, for lists),
 ``created_at``, ``job_id`` and, once highlighted, ``highlighted_html``,
 ``highlighted_at`` and ``lexer`` (the lexer's name). It expires after
-``SNIPPET_TTL`` seconds. ``keys.RECENT_SNIPPETS`` is a sorted set of ids by
+``SNIPPET_TTL`` seconds. ``RECENT_SNIPPETS`` is a sorted set of ids by
 creation time, trimmed by age and by count (``max_stored``: every stored
 snippet is listed there, so its size is the number of snippets stored; the
 pages show the newest ``RECENT_MAX``). The highlighted HTML is refused over
@@ -17,6 +17,7 @@ pages show the newest ``RECENT_MAX``). The highlighted HTML is refused over
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -27,15 +28,8 @@ import redis
 from pygments.lexers import get_all_lexers
 
 from shared import keys, scripts
-from shared.protocol import (
-    HIGHLIGHT,
-    HIGHLIGHT_KIND,
-    SUCCEEDED,
-    UPDATE_PROGRESS,
-    iso_time,
-    new_id,
-    snippet_room,
-)
+from shared.errors import TooLarge
+from shared.protocol import SUCCEEDED, UPDATE_PROGRESS, iso_time, new_id
 from shared.store import JobState
 
 log = logging.getLogger(__name__)
@@ -49,6 +43,19 @@ TITLE_MAX = 80
 CSS_CLASS = "highlight"  # Pygments' HtmlFormatter class; the site's style sheet targets it
 
 HIGHLIGHTED = "highlighted"  # what lists and pages show for a finished snippet
+HIGHLIGHT_KIND = "highlight"  # the kind of the jobs that highlight snippets
+HIGHLIGHT = "highlight"  # the Socket.IO event with a snippet's HTML, to snippet:<id>
+RECENT_SNIPPETS = f"{keys.PREFIX}:snippets:recent"  # every stored snippet's id, by creation
+
+
+def snippet_key(snippet_id: str) -> str:
+    """Hash holding a snippet's source and, once done, its highlighted HTML."""
+    return f"{keys.PREFIX}:snippet:{snippet_id}"
+
+
+def snippet_room(snippet_id: str) -> str:
+    """The Socket.IO room of the connections watching a snippet."""
+    return f"snippet:{snippet_id}"
 
 # Fields read when the source itself is not needed (lists, subscribe).
 _META_FIELDS = ("id", "language", "title", "created_at", "job_id", "highlighted_at", "lexer")
@@ -135,7 +142,7 @@ class Snippet:
         )
 
 
-class HtmlTooLarge(ValueError):
+class HtmlTooLarge(TooLarge):
     """The highlighted HTML is over ``SNIPPET_HTML_MAX``: it is not stored."""
 
     def __init__(self, size: int, limit: int) -> None:
@@ -178,22 +185,22 @@ class SnippetStore:
         now = time.time() if now is None else now
         snippet = Snippet(snippet_id=snippet_id, language=language, created_at=now,
                           job_id=job_id, source=source, title=title_of(source))
-        key = keys.snippet_key(snippet_id)
+        key = snippet_key(snippet_id)
         pipe = self.client.pipeline()
         pipe.hset(key, mapping={
             "id": snippet_id, "source": source, "language": language, "title": snippet.title,
             "created_at": repr(now), "job_id": job_id,
         })
         pipe.expire(key, self.ttl)
-        pipe.zadd(keys.RECENT_SNIPPETS, {snippet_id: now})
-        pipe.zremrangebyscore(keys.RECENT_SNIPPETS, "-inf", now - self.ttl)
-        pipe.zremrangebyrank(keys.RECENT_SNIPPETS, 0, -(self.max_stored + 1))
+        pipe.zadd(RECENT_SNIPPETS, {snippet_id: now})
+        pipe.zremrangebyscore(RECENT_SNIPPETS, "-inf", now - self.ttl)
+        pipe.zremrangebyrank(RECENT_SNIPPETS, 0, -(self.max_stored + 1))
         pipe.execute()
         return snippet
 
     def get(self, snippet_id: str, source: bool = True) -> Snippet | None:
         """The snippet (with its source and HTML unless ``source`` is False), or None."""
-        key = keys.snippet_key(snippet_id)
+        key = snippet_key(snippet_id)
         if source:
             data: dict[str, str] = self.client.hgetall(key)  # type: ignore[assignment]
         else:
@@ -210,19 +217,19 @@ class SnippetStore:
         """
         check_html_size(html, self.html_max)
         stamp = repr(time.time() if now is None else now)
-        return bool(self._set_highlighted(keys=[keys.snippet_key(snippet_id)],
+        return bool(self._set_highlighted(keys=[snippet_key(snippet_id)],
                                           args=[html, stamp, lexer]))
 
     def recent(self, page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[Snippet], bool]:
         """One page of recent snippets (newest first, no source) and whether more follow."""
         start = (page - 1) * per_page
         ids: list[str] = self.client.zrevrange(  # type: ignore[assignment]
-            keys.RECENT_SNIPPETS, start, start + per_page)
+            RECENT_SNIPPETS, start, start + per_page)
         more = len(ids) > per_page
         ids = ids[:per_page]
         pipe = self.client.pipeline()
         for snippet_id in ids:
-            pipe.hmget(keys.snippet_key(snippet_id), _META_FIELDS)
+            pipe.hmget(snippet_key(snippet_id), _META_FIELDS)
         snippets = []
         for snippet_id, values in zip(ids, pipe.execute(), strict=True):
             data = {k: v for k, v in zip(_META_FIELDS, values, strict=True) if v is not None}
@@ -230,9 +237,13 @@ class SnippetStore:
                 snippets.append(Snippet.from_hash(snippet_id, data))
         return snippets, more
 
+    def stored(self) -> int:
+        """How many snippets are stored (the recent index's entries younger than the TTL)."""
+        return int(self.client.zcount(RECENT_SNIPPETS, time.time() - self.ttl, "+inf"))  # type: ignore[arg-type]
+
     def count(self) -> int:
         """How many snippets the recent index lists (at most ``max_stored``)."""
-        return int(self.client.zcard(keys.RECENT_SNIPPETS))  # type: ignore[arg-type]
+        return int(self.client.zcard(RECENT_SNIPPETS))  # type: ignore[arg-type]
 
     def job_states(self, snippets: list[Snippet]) -> dict[str, str]:
         """The state of each snippet: ``highlighted``, else its job's state (one round trip)."""
@@ -249,26 +260,37 @@ class SnippetStore:
 Event = tuple[str, dict[str, Any], str]  # (event name, payload, room)
 
 
-def snippet_events(state: JobState, snippets: SnippetStore) -> list[Event]:
-    """``(event, payload, room)`` to emit for an applied update of a highlight job.
+def snippet_of(client: redis.Redis, job_id: str) -> str:
+    """The id of the snippet a highlight job is for ('' when it cannot be told)."""
+    raw = client.hget(keys.job_key(job_id), "args")
+    try:
+        args = json.loads(raw) if raw else {}  # type: ignore[arg-type]
+    except ValueError:
+        return ""
+    snippet_id = args.get("snippet") if isinstance(args, dict) else None
+    return snippet_id if isinstance(snippet_id, str) else ""
 
-    Every update goes to the snippet's room as ``updateProgress`` (so a failure
-    reaches the page); when the job succeeded, ``highlight`` with the stored HTML
-    goes first. A Redis error reading the snippet only drops the ``highlight``
-    event: the page then fetches the result from the polling endpoint.
+
+def snippet_events(state: JobState, client: redis.Redis) -> list[Event]:
+    """The highlight kind's ``events``: what a change of its job pushes to its snippet's room.
+
+    Every change goes to the snippet's room as ``updateProgress`` (so a failure
+    reaches the page), without the job's id; when the job succeeded, ``highlight``
+    with the stored HTML goes first. A Redis error reading the snippet drops its
+    events: the page then learns the end from the polling endpoint.
     """
-    snippet_id = state.extra.get("snippet_id", "")
-    if state.kind != HIGHLIGHT_KIND or not snippet_id:
+    try:
+        snippet_id = snippet_of(client, state.job_id)
+        snippet = (SnippetStore(client).get(snippet_id, source=False)
+                   if snippet_id and state.state == SUCCEEDED else None)
+    except redis.RedisError as exc:
+        log.warning("job %s: could not read its snippet to push it: %s", state.job_id, exc)
+        return []
+    if not snippet_id:
         return []
     room = snippet_room(snippet_id)
     events: list[Event] = []
-    if state.state == SUCCEEDED:
-        try:
-            snippet = snippets.get(snippet_id, source=False)
-        except redis.RedisError as exc:
-            log.warning("snippet %s: could not read the result to push it: %s", snippet_id, exc)
-            snippet = None
-        if snippet is not None and snippet.highlighted:
-            events.append((HIGHLIGHT, snippet.highlight_payload(), room))
+    if snippet is not None and snippet.highlighted:
+        events.append((HIGHLIGHT, snippet.highlight_payload(), room))
     events.append((UPDATE_PROGRESS, progress_payload(state, snippet_id), room))
     return events

@@ -18,26 +18,17 @@ the patched ones), real threads under the development server.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from flask import current_app
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
 from redis.connection import AbstractConnection
 
 from shared.protocol import ProgressUpdate
 from shared.store import JobState, JobStore, UpdateAnswer
 
-EXTENSION = "jobcast.reports.coalescer"
 Call = tuple[ProgressUpdate, int | None, float]
 RunMany = Callable[[list[Call]], list[UpdateAnswer | redis.RedisError]]
-
-
-def coalescer() -> ReportCoalescer:
-    """The current app's coalescer."""
-    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
 
 
 class SenderGone(RuntimeError):
@@ -152,19 +143,3 @@ class OwnConnection:
         return connection.retry.call_with_retry(  # type: ignore[no-any-return]
             lambda: self.store.apply_on(connection, calls),
             lambda _error: connection.disconnect())
-
-
-class RoundTrips(Collector):
-    """``/metrics``: reports applied one at a time, and the round trips they took."""
-
-    def __init__(self, coalescer: ReportCoalescer) -> None:
-        self.coalescer = coalescer
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        """Yield the two counters (their quotient is the mean batch)."""
-        yield CounterMetricFamily("jobcast_report_round_trips",
-                                  "Redis round trips that applied single progress reports",
-                                  value=self.coalescer.round_trips)
-        yield CounterMetricFamily("jobcast_report_applies",
-                                  "single progress reports applied through those round trips",
-                                  value=self.coalescer.reports)
