@@ -278,7 +278,7 @@ class Config:
         self.REDIS_POOL_SIZE: int = _int(env, "REDIS_POOL_SIZE", 100, minimum=2)
         self.REDIS_POOL_TIMEOUT: float = _float(env, "REDIS_POOL_TIMEOUT", 5.0)
         # Web process: full garbage collections walk the whole heap only this often
-        # (seconds; between them the survivors are frozen: website/http/gcpause.py);
+        # (seconds; between them the survivors are frozen: website/gcpause.py);
         # 0 leaves CPython's collector as it is.
         self.GC_FULL_EVERY: float = _float(env, "GC_FULL_EVERY", 300.0)
         # maxmemory of the embedded Redis (`python -m dev.redis_server`).

@@ -59,7 +59,7 @@ from shared.signing import sign_job_token
 from shared.store import InvalidTransition, JobState, JobStore, UnknownJob, UpdateAnswer
 
 log = logging.getLogger(__name__)
-Reaction = Callable[[list[Change]], None]
+Reaction = Callable[[list[Change]], object]
 Applied = tuple[JobState | None, str]  # the stored state (None: dropped), and the state's name
 # RQ states in which the job may still run: a retry waits until they are over.
 RQ_ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,

@@ -40,8 +40,9 @@ SOCKETIO_CHANNEL = "jobcast"  # the message queue's channel, shared by every pro
 class Pusher(Protocol):
     """Takes the changes one process stored and gets them to the pages."""
 
-    def push(self, changes: list[Change]) -> None:
-        """Push ``changes`` (in order) to whoever watches them."""
+    def push(self, changes: list[Change]) -> int:
+        """Push ``changes`` (in order) to whoever watches them; how many events (or
+        messages) went out."""
 
 
 class Emitter:
@@ -65,10 +66,12 @@ class Emitter:
                     events.append(totals)
         return events
 
-    def push(self, changes: list[Change]) -> None:
-        """Emit the events of ``changes``."""
-        if changes:
-            self.emit(self.events(changes))
+    def push(self, changes: list[Change]) -> int:
+        """Emit the events of ``changes``; how many."""
+        events = self.events(changes) if changes else []
+        if events:
+            self.emit(events)
+        return len(events)
 
     def emit(self, events: list[Event]) -> None:
         raise NotImplementedError
@@ -121,16 +124,17 @@ class RelayPush:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    def push(self, changes: list[Change]) -> None:
+    def push(self, changes: list[Change]) -> int:
         """``"<job id>"``, or ``"<job id> <log id before the change's lines>"``, per change."""
         if not changes:
-            return
+            return 0
         pipe = self.client.pipeline(transaction=False)
         for change in changes:
             log_batch = change.state.log
             pipe.publish(keys.STATE_CHANNEL, change.state.job_id if log_batch is None
                          else f"{change.state.job_id} {log_batch.after}")
         pipe.execute()
+        return len(changes)
 
 
 @lru_cache(maxsize=2)

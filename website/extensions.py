@@ -18,10 +18,10 @@ from shared.coalesce import OwnConnection, ReportCoalescer
 from shared.config import Config
 from shared.jobquery import JobQuery
 from shared.kinds import JobKind, load_kinds
+from shared.kinds.highlight.snippets import SnippetStore
 from shared.lifecycle import Lifecycle
 from shared.push import ServerPush
 from shared.redisconn import web_pool
-from shared.kinds.highlight.snippets import SnippetStore
 from shared.store import JobStore
 
 socketio = SocketIO()

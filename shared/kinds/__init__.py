@@ -22,9 +22,13 @@ So a kind's module must not import ``website`` or ``worker``.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from shared.config import BUILTIN_KIND_MODULES
 from shared.errors import JobcastError
@@ -104,11 +108,6 @@ _REGISTRY: dict[str, JobKind] = {}
 
 
 def _checked_schema(name: str, args: dict[str, Any] | None, result: str) -> dict[str, Any]:
-    import re
-
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
-
     if not re.match(NAME_PATTERN, name):
         raise KindError(f"kind name {name!r} must match {NAME_PATTERN}")
     if result not in RESULT_TYPES:

@@ -83,10 +83,9 @@ class Relay(ProcessListener):
                 return 0
             if state is None:
                 return 0
-            events = core.pusher.events([Change(state, time.time())])
-            core.pusher.emit(events)
+            pushed = core.pusher.push([Change(state, time.time())])
         log.info("relay: pushed job %s (%s) stored by the worker", job_id, state.state)
-        return len(events)
+        return pushed
 
 
 def init_app(app: Flask) -> Relay:

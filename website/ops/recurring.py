@@ -21,7 +21,7 @@ from website.extensions import core
 from website.http.body import read_json_body
 from website.http.errors import error_response
 
-bp = Blueprint("schedules", __name__)
+bp = Blueprint("recurring", __name__)
 BODY_MAX = 64 * 1024
 
 
