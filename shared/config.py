@@ -61,17 +61,6 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
-
-
 def _intervals(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(","))
@@ -241,9 +230,6 @@ class Config:
         # and the way for external workers) or direct (apply to Redis and emit
         # through the Socket.IO message queue; needs SOCKETIO_MESSAGE_QUEUE).
         self.WORKER_EMIT: str = env.get("WORKER_EMIT", "") or "http"
-        # Import the job modules once in the worker parent (forking workers then
-        # skip the import per job).
-        self.WORKER_PRELOAD: bool = _bool(env, "WORKER_PRELOAD", True)
         self.LOG_LEVEL: str = (env.get("LOG_LEVEL", "") or "INFO").upper()
         self.ACCESS_LOG: bool = env.get("ACCESS_LOG", "1") not in ("0", "false", "no", "")
         # Operations (see docs/operating.md).
