@@ -1,5 +1,6 @@
-"""Worker throughput: trivial jobs per second (fork vs simple, preload on/off)
-and highlight jobs against calling Pygments directly."""
+"""Worker throughput: trivial jobs per second (fork vs simple; forking without
+preloading through ``bench.coldworker``) and highlight jobs against calling
+Pygments directly."""
 
 from __future__ import annotations
 
@@ -70,9 +71,10 @@ def run_jobs(stack: BenchStack, name: str, function: str, kwargs: list[dict],
                            kwargs=dict(kw, token=sign_job_token(TEST_SECRET_KEY, job_id)),
                            job_id=job_id, result_ttl=3600, timeout=120)
         for job_id, kw in zip(ids, kwargs, strict=True)])
-    env.update(QUEUE_NAME=queue.name, WORKER_CLASS=worker_class,
-               WORKER_PRELOAD="1" if preload else "0")
-    with stack.worker(f"bench-{name}", env=env):
+    env.update(QUEUE_NAME=queue.name, WORKER_CLASS=worker_class)
+    # The product's worker always preloads; bench.coldworker is the same worker without it.
+    with stack.worker(f"bench-{name}", env=env,
+                      module="worker" if preload else "bench.coldworker"):
         wait_until(lambda: FinishedJobRegistry(queue=queue).count
                    + FailedJobRegistry(queue=queue).count >= len(ids),
                    timeout=300, interval=0.1, what=f"{name} jobs to finish")
@@ -88,13 +90,14 @@ def run_jobs(stack: BenchStack, name: str, function: str, kwargs: list[dict],
 
 def trivial_jobs(stack: BenchStack, floors: Floors, counts: dict[str, int],
                  log: Log) -> list[Row]:
-    """Jobs that do nothing, per worker class and preload setting (ratio to the bare
-    endpoint's capacity)."""
+    """Jobs that do nothing, per worker class, and forking without preloading (ratio to
+    the bare endpoint's capacity)."""
     rows = []
     target = TRIVIAL_TARGET / REFERENCE_CAPACITY
     cases = (("simple", "simple", True, "SimpleWorker (no fork)"),
              ("fork-preload", "fork", True, "forking Worker, job modules preloaded"),
-             ("fork-no-preload", "fork", False, "forking Worker, WORKER_PRELOAD=0"))
+             ("fork-no-preload", "fork", False,
+              "forking Worker, job modules not preloaded (bench.coldworker)"))
     for name, worker_class, preload, label in cases:
         result = run_jobs(stack, name, NOOP_JOB, [{}] * counts[worker_class + (
             "" if preload else "-cold")], worker_class, preload)

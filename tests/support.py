@@ -202,9 +202,10 @@ def start_web(env: dict[str, str], log_dir: Path, name: str = "web",
 
 
 def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker",
-                 args: list[str] | None = None) -> Process:
-    """Start ``python -m worker`` and wait until it registered with RQ."""
-    proc = Process(name, [sys.executable, "-m", "worker", "--name", name, *(args or [])],
+                 args: list[str] | None = None, module: str = "worker") -> Process:
+    """Start ``python -m worker`` (or ``module``, taking its arguments) and wait until it
+    registered with RQ."""
+    proc = Process(name, [sys.executable, "-m", module, "--name", name, *(args or [])],
                    env, log_dir)
     proc.start()
     client = redis.Redis.from_url(env["REDIS_URL"])

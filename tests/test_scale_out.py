@@ -267,11 +267,8 @@ def test_scale_settings_are_validated() -> None:
         Config(environ=dict(base, WORKER_EMIT="carrier-pigeon"))
     with pytest.raises(ConfigError, match="below WORKER_CONNECTIONS"):
         Config(environ=dict(base, WORKER_CONNECTIONS="100", SOCKETIO_MAX_CONNECTIONS="100"))
-    with pytest.raises(ConfigError, match="WORKER_PRELOAD"):
-        Config(environ=dict(base, WORKER_PRELOAD="maybe"))
     assert Config(environ=dict(base, WORKER_CONNECTIONS="100")).SOCKETIO_MAX_CONNECTIONS == 90
     assert Config(environ=base).SOCKETIO_MAX_CONNECTIONS == default_socketio_cap(1000) == 900
-    assert Config(environ=dict(base, WORKER_PRELOAD="0")).WORKER_PRELOAD is False
 
 
 def test_site_runs_under_gunicorn_gevent(log_dir: Path, tmp_path: Path) -> None:

@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                     "value; set it in the environment before running anywhere but locally")
     conn = worker_redis(cfg)  # rides out a Redis restart (shared/redisconn.py)
     wait_for_redis(conn, timeout=60)
-    if cfg.WORKER_PRELOAD:
-        preload_jobs(cfg, args.preload)
+    preload_jobs(cfg, args.preload)
     check_callback_address(cfg, conn)
     if args.name:
         take_over_name(cfg, conn, args.name)
@@ -130,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     # recovery (worker/recovery.py) may make it shorter to honour ABANDONED_AFTER.
     worker = make_worker(cfg, conn, [cfg.QUEUE_NAME], args.name, log_job_description=False,
                          worker_ttl=cfg.WORKER_TTL)
-    log.info("worker %s (%s, preload %s) on queue %s, reporting %s",
-             worker.name, cfg.WORKER_CLASS, cfg.WORKER_PRELOAD, cfg.QUEUE_NAME,
+    log.info("worker %s (%s) on queue %s, reporting %s",
+             worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME,
              "direct to Redis" if cfg.WORKER_EMIT == "direct" else "over HTTP")
     # with_scheduler: RQ's scheduler (one per queue across workers) moves jobs
     # enqueued with enqueue_in/enqueue_at onto the queue when they are due.
