@@ -134,7 +134,7 @@ def test_the_cold_worker_is_the_worker_without_preloading(stack: Stack, module: 
     # bench.coldworker skips only that. The job asks its work horse what it inherited.
     conn = redis.Redis.from_url(stack.redis.url)
     queue = Queue(f"preload-{module}", connection=conn)
-    job = queue.enqueue("sys.modules.__contains__", "worker.highlight")
+    job = queue.enqueue("sys.modules.__contains__", "shared.kinds.csv_import")
     env = dict(stack.env, QUEUE_NAME=queue.name, WORKER_CLASS="fork")
     proc = start_worker(env, stack.log_dir, name=f"preload-{module}", module=module)
     try:

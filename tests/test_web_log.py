@@ -21,7 +21,7 @@ from tests.support import Process, RedisServer, free_port, stack_env, start_web,
 from website.http.access import LoggingErrorStream
 
 SHUTDOWN = "socket shutdown error"
-RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO website\.http\.wsgierrors: "
+RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO website\.http\.access: "
                     r"server=\S+ client=\S+ socket shutdown error: \[Errno 9\] "
                     r"Bad file descriptor$")
 
