@@ -37,6 +37,7 @@ from typing import Any
 
 import requests
 
+from shared.errors import JobcastError
 from shared.protocol import (
     APPLIED_HEADER,
     NO_RESULT,
@@ -55,7 +56,7 @@ Url = str | Callable[[], str | None]
 SITE_REFUSALS = frozenset({401, 409, 413})
 
 
-class ReportError(RuntimeError):
+class ReportError(JobcastError):
     """The site refused an update (4xx) or could not be reached in time."""
 
     def __init__(self, message: str, status: int | None = None) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from shared import keys, scripts
+from shared.errors import Invalid
 from shared.protocol import STATES
 from shared.store import JobState
 
@@ -36,7 +37,7 @@ CURSOR_PATTERN = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?~"
                             r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-class BadFilter(ValueError):
+class BadFilter(Invalid):
     """A filter or cursor that cannot be used (answered with 400)."""
 
 

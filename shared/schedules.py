@@ -21,14 +21,15 @@ import redis
 from croniter import CroniterError, croniter
 
 from shared import keys, scripts
+from shared.errors import Invalid, NotFound
 from shared.protocol import iso_time, new_id
 
 
-class BadSchedule(ValueError):
+class BadSchedule(Invalid):
     """A cron string that cannot be used (answered with 400)."""
 
 
-class UnknownSchedule(LookupError):
+class UnknownSchedule(NotFound):
     """No schedule with that id."""
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
+from shared.errors import JobcastError
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 WEB = "web"
@@ -21,7 +23,7 @@ T = TypeVar("T")
 Parser = Callable[[str, str], T]  # (name, text that is not blank) -> value
 
 
-class ConfigError(RuntimeError):
+class ConfigError(JobcastError):
     """Raised at start-up when the configuration is missing or invalid."""
 
 

@@ -32,6 +32,7 @@ import requests
 
 from shared.callback import ProgressReporter, ReportError
 from shared.config import Config
+from shared.errors import Conflict
 from shared.protocol import FAILED, RUNNING, SUCCEEDED, ProgressUpdate
 from shared.signing import job_token_attempt
 from shared.siteurl import CallbackAddress
@@ -122,7 +123,7 @@ def make_reporter(cfg: Config, token: str | None = None) -> ProgressReporter:
     )
 
 
-class JobEnded(Exception):  # noqa: N818 - control flow, not an error
+class JobEnded(Conflict):  # noqa: N818 - control flow, not an error
     """The job was cancelled (or ended otherwise) on the site: stop working on it."""
 
     def __init__(self, job_id: str, state: str | None) -> None:

@@ -17,6 +17,7 @@ from rq import get_current_job
 
 from shared import keys
 from shared.config import WORKER, Config
+from shared.errors import Unavailable
 from shared.store import JobState
 from shared.webhooks import (
     DELIVERY_HEADER,
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 TIMEOUT = 10.0
 
 
-class DeliveryFailed(RuntimeError):
+class DeliveryFailed(Unavailable):
     """The receiver did not answer 2xx (RQ retries the delivery)."""
 
 

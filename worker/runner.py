@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from shared.config import WORKER, Config
+from shared.errors import Invalid, NotFound
 from shared.kinds import JobKind, resolve
 from shared.protocol import RESULT_MAX_BYTES
 from worker.boundary import job_boundary, make_reporter
@@ -21,11 +22,11 @@ from worker.core import lifecycle
 log = logging.getLogger(__name__)
 
 
-class UnknownKind(LookupError):
+class UnknownKind(NotFound):
     """The job names a kind this worker does not declare (JOB_KINDS differs?)."""
 
 
-class BadResult(ValueError):
+class BadResult(Invalid):
     """The function returned something that cannot be a job's result."""
 
 
