@@ -2,32 +2,86 @@
 
 Each file starts with a header naming its KEYS and ARGV and what it returns.
 Scripts that return several values return field/value pairs, which
-:func:`pairs` turns into a dict, so callers read results by name.
+:func:`pairs` turns into a dict, so callers read results by name. :func:`run`
+runs a script that takes one JSON argument (:func:`encode`) with its fields.
+
+Logic that several scripts share is written once, as a fragment in
+``shared/lua/lib/<name>.lua`` (a ``local function``); a script takes it in with
+a line of its own that reads exactly ``--! include <name>``, which
+:func:`source` replaces with the fragment's text before the script is
+registered. A fragment includes nothing itself, and a script includes each
+fragment once. (Redis reports errors at the line of the expanded text.)
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from redis.commands.core import Script
 from redis.connection import AbstractConnection
 from redis.exceptions import NoScriptError
 
 LUA_DIR = Path(__file__).with_name("lua")
+LIB_DIR = LUA_DIR / "lib"
+INCLUDE = re.compile(r"^--! include ([a-z_]+)[ \t]*$", re.MULTILINE)
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":"))
+
+
+class ScriptSourceError(ValueError):
+    """A script includes a fragment that does not exist, or twice; or a fragment includes one."""
+
+
+@cache
+def fragment(name: str) -> str:
+    """The text of ``shared/lua/lib/<name>.lua``, which includes nothing itself."""
+    path = LIB_DIR / f"{name}.lua"
+    if not path.is_file():
+        raise ScriptSourceError(f"no Lua fragment {name!r} ({path})")
+    text = path.read_text(encoding="utf-8")
+    if INCLUDE.search(text):
+        raise ScriptSourceError(f"the Lua fragment {name!r} includes another: fragments do not")
+    return text.rstrip("\n")
 
 
 @cache
 def source(name: str) -> str:
-    """The text of ``shared/lua/<name>.lua``."""
-    return (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    """The text of ``shared/lua/<name>.lua``, each ``--! include <fragment>`` line
+    replaced by that fragment (:func:`fragment`)."""
+    text = (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    names = INCLUDE.findall(text)
+    if len(set(names)) != len(names):
+        raise ScriptSourceError(f"{name}.lua includes a fragment twice: {names}")
+    return INCLUDE.sub(lambda match: fragment(match.group(1)), text)
+
+
+def includes(name: str) -> list[str]:
+    """The fragments ``shared/lua/<name>.lua`` includes, in order."""
+    return INCLUDE.findall((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
 
 
 def register(client: redis.Redis, name: str) -> Script:
     """Register the named script on ``client`` (EVALSHA, loaded on first use)."""
     return client.register_script(source(name))
+
+
+def encode(fields: Mapping[str, Any]) -> str:
+    """A script's one argument: ``fields`` as compact JSON (UTF-8 text left as it is)."""
+    return _ENCODER.encode(fields)
+
+
+def run(script: Script, keys: Sequence[str], fields: Mapping[str, Any],
+        client: redis.Redis | Pipeline | None = None) -> Any:
+    """Run ``script`` with ``keys`` and its named ``fields`` (one JSON argument), on
+    ``client`` (a pipeline queues it) or the client it was registered on."""
+    return script(keys=list(keys), args=[encode(fields)], client=client)
 
 
 def pairs(result: list[Any]) -> dict[str, Any]:
