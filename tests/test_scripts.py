@@ -64,6 +64,9 @@ def test_an_included_fragment_runs_with_the_named_fields(lua_dir: Path,
     text = 'quote " backslash \\ newline \n tab \t and ünïcödé ✓'
     assert scripts.run(script, ["k"], {"n": 21, "text": text, "list": ["x", "y"]}) == [
         42, "v", text, 2]
+    answers = scripts.run_each(redis_client, script, [(["k"], {"n": n, "text": "", "list": []})
+                                                      for n in range(3)])
+    assert [answer[0] for answer in answers] == [0, 2, 4]
 
 
 def test_the_json_argument_is_compact_and_keeps_utf8() -> None:
