@@ -13,10 +13,10 @@
 --   a.check_leases  true: first look whether a lease lapsed (the earliest deadline
 --                   has passed) and, if so, take nothing and say so (code 2)
 --   a.terminal      the terminal states, a set {name: true}
---   a.state_index   as lib/transition.lua reads them: the state indexes' prefix,
---   a.timeline      the timeline key's suffix,
---   a.timeline_max  how many entries a timeline keeps,
---   a.batch_prefix  the batch hashes' prefix
+--   a.state_index   the prefix of the state indexes (for lib/transition.lua)
+--   a.timeline      the suffix of a job's timeline key (for lib/transition.lua)
+--   a.timeline_max  how many entries a timeline keeps (for lib/transition.lua)
+--   a.batch_prefix  the prefix of batch hashes (for lib/transition.lua)
 --
 -- The lapse check reads only the head of the deadlines (ZRANGE 0 0), so a claim
 -- sweeps (shared/lua/sweep_leases.lua, then claims again) only when there is

@@ -8,10 +8,10 @@
 --   a.queued        the name of the queued state
 --   a.from_states   the states a retry may start from, a set {name: true}
 --   a.terminal      the terminal states, a set {name: true}
---   a.state_index   as lib/transition.lua reads them: the state indexes' prefix,
---   a.timeline      the timeline key's suffix,
---   a.timeline_max  how many entries a timeline keeps,
---   a.batch_prefix  the batch hashes' prefix
+--   a.state_index   the prefix of the state indexes (for lib/transition.lua)
+--   a.timeline      the suffix of a job's timeline key (for lib/transition.lua)
+--   a.timeline_max  how many entries a timeline keeps (for lib/transition.lua)
+--   a.batch_prefix  the prefix of batch hashes (for lib/transition.lua)
 --
 -- The seq belongs to the attempt and starts again (a late report of the
 -- previous attempt is refused by its attempt number, update_job.lua); the log

@@ -10,10 +10,10 @@
 --   a.failed        the name of the failed state
 --   a.limit         at most this many jobs per run
 --   a.terminal      the terminal states, a set {name: true}
---   a.state_index   as lib/transition.lua reads them: the state indexes' prefix,
---   a.timeline      the timeline key's suffix,
---   a.timeline_max  how many entries a timeline keeps,
---   a.batch_prefix  the batch hashes' prefix
+--   a.state_index   the prefix of the state indexes (for lib/transition.lua)
+--   a.timeline      the suffix of a job's timeline key (for lib/transition.lua)
+--   a.timeline_max  how many entries a timeline keeps (for lib/transition.lua)
+--   a.batch_prefix  the prefix of batch hashes (for lib/transition.lua)
 --
 -- A lapsed job that has ended meanwhile (or expired) just loses its lease. Any
 -- other goes back to queued with attempt + 1, at the head of its kind's queue,

@@ -23,10 +23,10 @@
 --   a.succeeded     the name of the succeeded state
 --   a.terminal      the terminal states, a set {name: true}
 --   a.ttl           the job TTL in seconds (older entries leave the new state's index)
---   a.state_index   as lib/transition.lua reads them: the state indexes' prefix,
---   a.timeline      the timeline key's suffix,
---   a.timeline_max  how many entries a timeline keeps,
---   a.batch_prefix  the batch hashes' prefix
+--   a.state_index   the prefix of the state indexes (the TTL trim; lib/transition.lua)
+--   a.timeline      the suffix of a job's timeline key (for lib/transition.lua)
+--   a.timeline_max  how many entries a timeline keeps (for lib/transition.lua)
+--   a.batch_prefix  the prefix of batch hashes (for lib/transition.lua)
 --
 -- Rules: an unknown job is refused; a report for another attempt (the job was
 -- retried since) is refused; a terminal job never changes; a seq not above the
@@ -35,10 +35,11 @@
 -- only when the update is applied. A change of state is a transition
 -- (lib/transition.lua: the state indexes, the timeline, the batch's totals) in
 -- the same run, so the indexes never disagree with the hash; the new state's
--- index also loses the entries older than the TTL (of expired jobs). A report that is
--- not refused (applied or dropped) renews the lease of a claimed external job
--- (lib/lease.lua, renew_lease.lua's rule, without a second script run): the
--- deadline moves to a.lease_until, or the lease is gone once the job has ended.
+-- index also loses the entries older than the TTL (of expired jobs). A report
+-- that is not refused (applied or dropped) renews the lease of a claimed
+-- external job (lib/lease.lua, renew_lease.lua's rule, without a second script
+-- run): the deadline moves to a.lease_until, or the lease is gone once the job
+-- has ended.
 -- A plain report (no log line, no change of state) runs HMGET once and HSET once.
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
