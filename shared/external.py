@@ -19,8 +19,8 @@ from typing import Any
 import redis
 
 from shared import keys, scripts
-from shared.protocol import FAILED, QUEUED, RUNNING, TERMINAL_STATES
-from shared.store import JobState
+from shared.protocol import FAILED, QUEUED, RUNNING
+from shared.store import TERMINAL_SET, TRANSITION_FIELDS, JobState
 
 SWEEP_BATCH = 500  # lapsed leases handled per sweep run
 
@@ -106,10 +106,11 @@ class ExternalQueues:
         passed and answers :data:`LEASES_LAPSED` instead: sweep, then claim again.
         """
         stamp = time.time() if now is None else now
-        result = scripts.pairs(self._claim(
-            keys=[keys.EXTERNAL_LEASES, *(keys.external_queue_key(k) for k in kinds)],
-            args=[repr(stamp), self.lease_seconds, worker, keys.JOB_KEY_PREFIX, QUEUED,
-                  RUNNING, "1" if check_leases else "", keys.INDEX_PREFIX, keys.BATCH_PREFIX]))
+        result = scripts.pairs(scripts.run(
+            self._claim, [keys.EXTERNAL_LEASES, *(keys.external_queue_key(k) for k in kinds)],
+            {"now": repr(stamp), "lease": self.lease_seconds, "worker": worker,
+             "job_prefix": keys.JOB_KEY_PREFIX, "queued": QUEUED, "running": RUNNING,
+             "check_leases": check_leases, **TRANSITION_FIELDS}))
         code = int(result["code"])
         if code == 2:
             return LEASES_LAPSED
@@ -136,8 +137,7 @@ class ExternalQueues:
         """
         stamp = time.time() if now is None else now
         calls = [self._renew_call(job_id, attempt, stamp) for job_id, attempt in jobs]
-        answers = scripts.run_each(self.client, self._renew,
-                                   [(call["keys"], call["args"]) for call in calls])
+        answers = scripts.run_each(self.client, self._renew, calls)
         renewals: list[Renewal | None] = []
         for (job_id, _attempt), answer in zip(jobs, answers, strict=True):
             if isinstance(answer, redis.RedisError):
@@ -154,19 +154,21 @@ class ExternalQueues:
         return Renewal(job_id=job_id, state=str(result["state"]),
                        attempt=int(result["attempt"]), held=code != 0, external=code != 2)
 
-    def _renew_call(self, job_id: str, attempt: int | None, now: float) -> dict[str, Any]:
-        return {"keys": [keys.EXTERNAL_LEASES, keys.job_key(job_id)],
-                "args": [job_id, "" if attempt is None else str(attempt),
-                         repr(now + self.lease_seconds), *sorted(TERMINAL_STATES)]}
+    def _renew_call(self, job_id: str, attempt: int | None,
+                    now: float) -> tuple[list[str], dict[str, Any]]:
+        fields: dict[str, Any] = {"id": job_id, "deadline": repr(now + self.lease_seconds),
+                                  "terminal": TERMINAL_SET}
+        if attempt is not None:
+            fields["attempt"] = str(attempt)
+        return [keys.EXTERNAL_LEASES, keys.job_key(job_id)], fields
 
     def sweep(self, now: float | None = None) -> Sweep:
         """Requeue (or fail, on their last attempt) the jobs whose lease lapsed."""
         stamp = time.time() if now is None else now
-        result = scripts.pairs(self._sweep(
-            keys=[keys.EXTERNAL_LEASES],
-            args=[repr(stamp), self.max_attempts, keys.JOB_KEY_PREFIX,
-                  keys.EXTERNAL_QUEUE_PREFIX, QUEUED, FAILED, SWEEP_BATCH, keys.INDEX_PREFIX,
-                  keys.BATCH_PREFIX, *sorted(TERMINAL_STATES)]))
+        result = scripts.pairs(scripts.run(self._sweep, [keys.EXTERNAL_LEASES], {
+            "now": repr(stamp), "max_attempts": self.max_attempts,
+            "job_prefix": keys.JOB_KEY_PREFIX, "queue_prefix": keys.EXTERNAL_QUEUE_PREFIX,
+            "queued": QUEUED, "failed": FAILED, "limit": SWEEP_BATCH, **TRANSITION_FIELDS}))
         requeued = tuple(str(i) for i in result.get("requeued") or [])
         if requeued:  # wake a waiting claim of each kind (it passes the wake-up on)
             pipe = self.client.pipeline(transaction=False)

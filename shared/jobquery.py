@@ -112,9 +112,9 @@ class JobQuery:
 
     def _run(self, flt: JobFilter, score: str, after: str, limit: int,
              scan: int) -> dict[str, Any]:
-        return scripts.pairs(self._query(
-            keys=flt.index_keys(),
-            args=[score, after, limit, scan, flt.q.lower(), keys.job_key("")]))
+        return scripts.pairs(scripts.run(self._query, flt.index_keys(), {
+            "score": score, "after": after, "limit": limit, "budget": scan,
+            "q": flt.q.lower(), "job_prefix": keys.job_key("")}))
 
     def ids(self, flt: JobFilter, cursor: str | None = None, limit: int = 50,
             scan: int = SCAN_PER_PAGE) -> tuple[list[str], str | None]:

@@ -164,8 +164,9 @@ class ScheduleStore:
                 self.client.zrem(keys.SCHEDULES_DUE, schedule_id)
                 continue
             following = next_run(schedule.cron, max(stamp, score))
-            if self._claim(keys=[keys.SCHEDULES_DUE, keys.schedule_key(schedule_id)],
-                           args=[schedule_id, repr(score), repr(following), repr(stamp)]):
+            if scripts.run(self._claim, [keys.SCHEDULES_DUE, keys.schedule_key(schedule_id)],
+                           {"id": schedule_id, "due": repr(score), "next_run": repr(following),
+                            "now": repr(stamp)}):
                 claimed.append(schedule)
         return claimed
 

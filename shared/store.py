@@ -14,8 +14,8 @@ can accept callbacks for the same job without a race:
 * an update that is not refused renews the lease of a claimed external job
   (``lease_seconds`` from now; gone once the job has ended), as a heartbeat does.
 
-An applied update also returns the job's ``kind`` and ``snippet_id`` (if any),
-so the callback can notify a snippet's room without another read.
+An applied update also returns what the reactions to it need (the job's
+``kind``, owner, batch, log ids), so they need no second read.
 """
 
 from __future__ import annotations
@@ -42,7 +42,19 @@ from shared.protocol import (
 )
 
 MAX_STORED = 100_000  # default MAX_STORED_JOBS: the recent-jobs index never lists more
-_TERMINAL = sorted(TERMINAL_STATES)  # ARGV of update_job.lua: their count, then the names
+TIMELINE_MAX = 100  # the newest states a job's timeline keeps
+TERMINAL_SET = {state: True for state in sorted(TERMINAL_STATES)}  # a Lua set, once decoded
+# The fields of the scripts' JSON argument that shared/lua/lib/transition.lua reads
+# (besides now): every script that changes a job's state sends them.
+TRANSITION_FIELDS: dict[str, Any] = {
+    "state_index": keys.state_index(""), "batch_prefix": keys.BATCH_PREFIX,
+    "timeline": keys.job_timeline_key("").removeprefix(keys.job_key("")),
+    "timeline_max": TIMELINE_MAX, "terminal": TERMINAL_SET,
+}
+_UPDATE_FIELDS = {**TRANSITION_FIELDS, "succeeded": SUCCEEDED, "log_start": LOG_START}
+_CREATE_FIELDS = {"state_index": keys.state_index(""), "kind_index": keys.kind_index(""),
+                  "owner_index": keys.owner_index(""), "batch_index": keys.batch_index(""),
+                  "timeline": TRANSITION_FIELDS["timeline"]}
 
 
 @dataclass(frozen=True)
@@ -165,7 +177,7 @@ class JobState:
             payload["createdAt"] = round(self.created_at, 3)
         if created:
             payload["created"] = True
-            if self.extra.get("page"):  # a page the job works for (a snippet's)
+            if self.extra.get("page"):  # a page of its own the job works for
                 payload["page"] = self.extra["page"]
                 payload["pageText"] = self.extra.get("page_text") or "page"
         return payload
@@ -240,7 +252,8 @@ class JobStore:
         and owner indexes (``shared/lua/create_job.lua``). ``initial`` is
         ``scheduled`` for a job that waits for its time."""
         stamp = time.time()
-        self._create(**self._create_call(job_id, kind, owner, stamp, {**extra, "state": initial}))
+        scripts.run(self._create, *self._create_parts(job_id, kind, owner, stamp,
+                                                       {**extra, "state": initial}))
         return JobState(job_id=job_id, kind=kind, state=initial, created_at=stamp, updated_at=stamp,
                         extra={"owner": owner, **{k: str(v) for k, v in extra.items()}})
 
@@ -248,23 +261,30 @@ class JobStore:
         """Create many ``(job_id, kind, owner, created_at)`` jobs through pipelines
         of the same script (each job still atomic): for loads and tests."""
         for start in range(0, len(jobs), chunk):
-            calls = [self._create_call(job_id, kind, owner, stamp, {})
+            calls = [self._create_parts(job_id, kind, owner, stamp, {})
                      for job_id, kind, owner, stamp in jobs[start:start + chunk]]
-            for answer in scripts.run_each(self.client, self._create,
-                                           [(call["keys"], call["args"]) for call in calls]):
+            for answer in scripts.run_each(self.client, self._create, calls):
                 if isinstance(answer, redis.RedisError):
                     raise answer
 
-    def _create_call(self, job_id: str, kind: str, owner: str, now: float,
-                     extra: dict[str, str]) -> dict[str, Any]:
+    def _create_parts(self, job_id: str, kind: str, owner: str, now: float,
+                      extra: dict[str, str]) -> tuple[list[str], dict[str, Any]]:
+        """The keys and named fields of one ``create_job.lua`` run."""
         fields: dict[str, str] = {
             "state": QUEUED, "progress": "0", "message": "", "stage": "", "kind": kind,
             "owner": owner, "created_at": repr(now), "updated_at": repr(now),
             **{k: str(v) for k, v in extra.items()},
         }
-        flat = [item for pair in fields.items() for item in pair]
-        return {"keys": [keys.job_key(job_id), keys.RECENT_JOBS],
-                "args": [job_id, repr(now), self.ttl, self.max_stored, keys.INDEX_PREFIX, *flat]}
+        return ([keys.job_key(job_id), keys.RECENT_JOBS],
+                {"id": job_id, "now": repr(now), "ttl": self.ttl, "max_stored": self.max_stored,
+                 "fields": fields, **_CREATE_FIELDS})
+
+    def _create_call(self, job_id: str, kind: str, owner: str, now: float,
+                     extra: dict[str, str]) -> dict[str, Any]:
+        """One ``create_job.lua`` run as the script's keyword arguments (``keys``, and
+        ``args``: its one JSON argument), for ``self._create(**call, client=pipe)``."""
+        run_keys, fields = self._create_parts(job_id, kind, owner, now, extra)
+        return {"keys": run_keys, "args": [scripts.encode(fields)]}
 
     def discard(self, job_id: str) -> None:
         """Delete a job and its index entries."""
@@ -318,8 +338,8 @@ class JobStore:
         was dropped learns (without another round trip) that its job ended.
         """
         stamp = time.time() if now is None else now
-        return self._update_result(update, self._update(**self._update_call(update, stamp,
-                                                                             attempt)))
+        return self._update_result(update, scripts.run(self._update,
+                                                       *self._update_call(update, stamp, attempt)))
 
     def apply_many(self, updates: list[tuple[ProgressUpdate, int | None]],
                    now: float | None = None) -> list[UpdateAnswer]:
@@ -355,9 +375,8 @@ class JobStore:
                                                    self._update_calls(calls)))
 
     def _update_calls(self, calls: list[tuple[ProgressUpdate, int | None, float]]
-                      ) -> list[tuple[list[Any], list[Any]]]:
-        made = [self._update_call(update, now, attempt) for update, attempt, now in calls]
-        return [(call["keys"], call["args"]) for call in made]
+                      ) -> list[scripts.Call]:
+        return [self._update_call(update, now, attempt) for update, attempt, now in calls]
 
     def _answers(self, calls: list[tuple[ProgressUpdate, int | None, float]],
                  raws: list[Any]) -> list[UpdateAnswer | redis.RedisError]:
@@ -373,18 +392,25 @@ class JobStore:
         return answers
 
     def _update_call(self, update: ProgressUpdate, now: float,
-                     attempt: int | None) -> dict[str, Any]:
-        seq = "" if update.seq is None else str(update.seq)
-        current = "" if update.total is None else str(update.current or 0)
-        total = "" if update.total is None else str(update.total)
-        terminal = _TERMINAL
-        return {"keys": [keys.job_key(update.job_id), keys.job_log_key(update.job_id),
-                         keys.EXTERNAL_LEASES],
-                "args": [update.state, update.progress, update.message, update.stage, seq,
-                         repr(now), current, total, update.result_json(), self.log_max,
-                         SUCCEEDED, QUEUED, attempt or 0, update.job_id, keys.INDEX_PREFIX,
-                         self.ttl, keys.BATCH_PREFIX, repr(now + self.lease_seconds),
-                         len(terminal), *terminal, *update.log]}
+                     attempt: int | None) -> tuple[list[str], dict[str, Any]]:
+        """The keys and named fields of one ``update_job.lua`` run (absent: none)."""
+        fields: dict[str, Any] = {
+            "id": update.job_id, "state": update.state, "progress": update.progress,
+            "message": update.message, "stage": update.stage, "now": repr(now),
+            "log_max": self.log_max, "ttl": self.ttl,
+            "lease_until": repr(now + self.lease_seconds), **_UPDATE_FIELDS}
+        if update.seq is not None:
+            fields["seq"] = str(update.seq)
+        if update.total is not None:
+            fields["current"], fields["total"] = str(update.current or 0), str(update.total)
+        if update.has_result:
+            fields["result"] = update.result_json()
+        if update.log:
+            fields["lines"] = update.log
+        if attempt:
+            fields["attempt"] = attempt
+        return ([keys.job_key(update.job_id), keys.job_log_key(update.job_id),
+                 keys.EXTERNAL_LEASES], fields)
 
     @staticmethod
     def _update_result(update: ProgressUpdate,
@@ -397,7 +423,7 @@ class JobStore:
             raise UnknownJob(update.job_id)
         if code == 0:
             return None, str(result["state"])
-        extra = {name: str(result[name]) for name in ("snippet_id", "current", "total", "result",
+        extra = {name: str(result[name]) for name in ("current", "total", "result",
                                                       "owner", "batch_id") if result.get(name)}
         if int(result.get("batch_done") or 0):
             extra["batch_done"] = "1"  # this change ended the batch's last child
@@ -426,10 +452,10 @@ class JobStore:
         by its attempt, :class:`StaleAttempt`). Raises :class:`UnknownJob` or
         :class:`InvalidTransition` (with the job's current state).
         """
-        result = scripts.pairs(self._reset(
-            keys=[keys.job_key(job_id)],
-            args=[repr(time.time()), self.ttl, QUEUED, job_id, keys.INDEX_PREFIX,
-                  keys.BATCH_PREFIX, *sorted(from_states)]))
+        result = scripts.pairs(scripts.run(self._reset, [keys.job_key(job_id)], {
+            "id": job_id, "now": repr(time.time()), "ttl": self.ttl, "queued": QUEUED,
+            "from_states": {state: True for state in sorted(from_states)},
+            **TRANSITION_FIELDS}))
         code = int(result["code"])
         if code < 0:
             raise UnknownJob(job_id)

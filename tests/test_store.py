@@ -62,27 +62,3 @@ def test_finish_keeps_progress(store: JobStore) -> None:
     state = store.finish(job_id, "failed", "boom")
     assert state is not None and state.progress == 70 and state.message == "boom"
     assert store.finish(job_id, "succeeded") is None
-
-
-def test_every_lua_script_has_a_keys_and_argv_header() -> None:
-    """Each script in shared/lua/ names its KEYS, ARGV and result at the top."""
-    from shared.scripts import LUA_DIR
-
-    files = sorted(LUA_DIR.glob("*.lua"))
-    assert {f.stem for f in files} >= {"update_job", "reset_job", "set_highlighted"}
-    for path in files:
-        header = [line for line in path.read_text().splitlines() if line.startswith("--")]
-        text = "\n".join(header)
-        assert "KEYS[1]" in text and "ARGV[1]" in text and "Returns" in text, path.name
-
-
-def test_scripts_take_state_names_as_arguments() -> None:
-    """No state name is spelled inside a script: they are passed in ARGV."""
-    from shared.protocol import STATES
-    from shared.scripts import LUA_DIR
-
-    for path in LUA_DIR.glob("*.lua"):
-        code = "\n".join(line for line in path.read_text().splitlines()
-                         if not line.lstrip().startswith("--"))
-        for state in STATES:
-            assert f"'{state}'" not in code and f'"{state}"' not in code, (path.name, state)

@@ -5,8 +5,9 @@ A job belongs to whoever created it:
 * a browser: the session that posted the form remembers the ids of its
   newest jobs (Flask's signed session cookie, at most ``SESSION_JOBS``), and
   owns every job recorded with its owner id (below);
-* an API client: the 202 answer of ``POST /api/jobs`` (and ``POST
-  /api/snippets``) carries a ``controlToken`` signed for that job alone,
+* an API client: the 202 answer that started the job (``POST /api/jobs``,
+  and the features that start jobs of their own) carries a ``controlToken``
+  signed for that job alone,
   sent back as ``Authorization: Bearer <controlToken>`` (a Socket.IO client
   may pass it as ``auth={"controlToken": ...}``).
 

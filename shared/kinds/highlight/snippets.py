@@ -217,8 +217,8 @@ class SnippetStore:
         """
         check_html_size(html, self.html_max)
         stamp = repr(time.time() if now is None else now)
-        return bool(self._set_highlighted(keys=[snippet_key(snippet_id)],
-                                          args=[html, stamp, lexer]))
+        return bool(scripts.run(self._set_highlighted, [snippet_key(snippet_id)],
+                                {"html": html, "now": stamp, "lexer": lexer}))
 
     def recent(self, page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[Snippet], bool]:
         """One page of recent snippets (newest first, no source) and whether more follow."""
