@@ -56,11 +56,17 @@ from shared.protocol import (
 )
 from shared.push import Pusher
 from shared.signing import sign_job_token
-from shared.store import InvalidTransition, JobState, JobStore, UnknownJob, UpdateAnswer
+from shared.store import (
+    Applied,
+    InvalidTransition,
+    JobState,
+    JobStore,
+    UnknownJob,
+    UpdateAnswer,
+)
 
 log = logging.getLogger(__name__)
 Reaction = Callable[[list[Change]], object]
-Applied = tuple[JobState | None, str]  # the stored state (None: dropped), and the state's name
 # RQ states in which the job may still run: a retry waits until they are over.
 RQ_ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
              JobStatus.SCHEDULED, JobStatus.CREATED}
@@ -71,8 +77,7 @@ class Lifecycle:
     """Starts jobs and reacts to their changes, on one Redis (see the module)."""
 
     def __init__(self, cfg: Any, client: redis.Redis, raw: redis.Redis,
-                 kinds: dict[str, JobKind], pusher: Pusher, store: JobStore | None = None,
-                 apply: Callable[[ProgressUpdate, int | None, float], Applied] | None = None
+                 kinds: dict[str, JobKind], pusher: Pusher, store: JobStore | None = None
                  ) -> None:
         self.cfg = cfg
         self.client = client  # str replies
@@ -80,8 +85,6 @@ class Lifecycle:
         self.pusher = pusher
         self.store = store or JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
                                        log_max=cfg.JOB_LOG_MAX, lease_seconds=cfg.LEASE_SECONDS)
-        self._apply = apply or (lambda update, attempt, now: self.store.apply_or_state(
-            update, now, attempt))
         self.queue = Queue(cfg.QUEUE_NAME, connection=raw)  # RQ wants bytes
         self.external = ExternalQueues(client, lease_seconds=cfg.LEASE_SECONDS,
                                        max_attempts=cfg.MAX_ATTEMPTS)
@@ -217,10 +220,10 @@ class Lifecycle:
         (None when it was dropped) and the name of the job's state. Raises
         :class:`~shared.store.UnknownJob` and :class:`~shared.store.StaleAttempt`."""
         stamp = time.time() if now is None else now
-        applied, current = self._apply(update, attempt, stamp)
-        if applied is not None:
-            self.changed([applied], at=stamp)
-        return applied, current
+        applied = self.store.apply(update, stamp, attempt)
+        if applied.state is not None:
+            self.changed([applied.state], at=stamp)
+        return applied
 
     def report_many(self, updates: list[tuple[ProgressUpdate, int | None]],
                     now: float | None = None) -> list[UpdateAnswer]:
@@ -228,8 +231,8 @@ class Lifecycle:
         is what :meth:`report` returns, or the error it would raise."""
         stamp = time.time() if now is None else now
         answers = self.store.apply_many(updates, now=stamp)
-        self.changed([answer[0] for answer in answers
-                      if isinstance(answer, tuple) and answer[0] is not None], at=stamp)
+        self.changed([answer.state for answer in answers
+                      if isinstance(answer, Applied) and answer.state is not None], at=stamp)
         return answers
 
     def claim(self, kinds: list[str], worker: str) -> Claim | None:

@@ -161,7 +161,7 @@ def test_store_follows_the_rules(redis_client: redis.Redis, steps: list[tuple[An
     for progress, state, message, seq in steps:
         update = ProgressUpdate(job_id, progress, state, message, seq=seq)
         expected = model.apply(update)
-        applied = store.apply(update)
+        applied = store.apply(update).state
         assert (applied is not None) == expected, (update, model)
         stored = store.get(job_id)
         assert stored is not None

@@ -240,12 +240,12 @@ def test_text_goes_through_the_json_argument_unchanged(redis_client: redis.Redis
     job = new_id()
     store.create(job)
     text = 'a "quote", a \\ backslash, a\nnewline, \t, \x00, é, ✓, 🎉, </script>'
-    applied = store.apply(ProgressUpdate(job, 5, message=text, stage=text[:20], log=(text, "")))
+    applied = store.apply(ProgressUpdate(job, 5, message=text, stage=text[:20], log=(text, ""))).state
     assert applied is not None and applied.log is not None
     assert [line.text for line in applied.log.lines] == [text, ""]
     stored = store.get(job)
     assert stored is not None and stored.message == text and stored.stage == text[:20]
-    done = store.apply(ProgressUpdate(job, 100, "succeeded", result={"text": text, "n": 2**53 - 1}))
+    done = store.apply(ProgressUpdate(job, 100, "succeeded", result={"text": text, "n": 2**53 - 1})).state
     assert done is not None and done.result == {"text": text, "n": 2**53 - 1}
     stored = store.get(job)
     assert stored is not None and stored.result == done.result

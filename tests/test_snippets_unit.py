@@ -174,7 +174,7 @@ def test_a_highlight_jobs_changes_go_to_its_snippets_room(redis_client: redis.Re
     job_id = new_id()
     snippet = snippets.create("x = 1", "python", job_id)
     jobs.create(job_id, kind=HIGHLIGHT_KIND, args=json.dumps({"snippet": snippet.snippet_id}))
-    running = jobs.apply(ProgressUpdate(job_id=job_id, progress=10, state=RUNNING, seq=1))
+    running = jobs.apply(ProgressUpdate(job_id=job_id, progress=10, state=RUNNING, seq=1)).state
     assert running is not None and running.kind == HIGHLIGHT_KIND
     room = snippet_room(snippet.snippet_id)
     assert snippet_events(running, redis_client) == [
@@ -182,7 +182,7 @@ def test_a_highlight_jobs_changes_go_to_its_snippets_room(redis_client: redis.Re
                            "snippetId": snippet.snippet_id}, room)]
 
     run_highlight(snippet.snippet_id, snippets, lambda *args, **kwargs: None)
-    done = jobs.apply(ProgressUpdate(job_id=job_id, progress=100, state=SUCCEEDED, seq=2))
+    done = jobs.apply(ProgressUpdate(job_id=job_id, progress=100, state=SUCCEEDED, seq=2)).state
     assert done is not None
     events = snippet_events(done, redis_client)
     assert [(name, room_) for name, _payload, room_ in events] == [(HIGHLIGHT, room),
@@ -196,7 +196,7 @@ def test_a_job_that_names_no_snippet_has_no_snippet_events(redis_client: redis.R
     jobs = JobStore(redis_client)
     job_id = new_id()
     jobs.create(job_id, kind="demo")
-    state = jobs.apply(ProgressUpdate(job_id=job_id, progress=0, state=FAILED))
+    state = jobs.apply(ProgressUpdate(job_id=job_id, progress=0, state=FAILED)).state
     assert state is not None and state.kind == "demo"
     assert snippet_events(state, redis_client) == []
 

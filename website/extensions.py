@@ -14,7 +14,6 @@ import redis
 from flask import Flask, current_app
 from flask_socketio import SocketIO
 
-from shared.coalesce import OwnConnection, ReportCoalescer
 from shared.config import Config
 from shared.jobquery import JobQuery
 from shared.kinds import JobKind, load_kinds
@@ -34,22 +33,20 @@ class Core:
 
     def init_app(self, app: Flask, config: Config) -> None:
         """Create the app's Redis clients from ``REDIS_URL``, load ``JOB_KINDS`` and
-        build its lifecycle (the process's report coalescer included)."""
+        build its lifecycle (its store coalesces the reports that arrive together)."""
         text = redis.Redis(connection_pool=web_pool(config, decode_responses=True))
         raw = redis.Redis(connection_pool=web_pool(config))  # RQ wants bytes
         kinds = load_kinds(config.JOB_KINDS)
         store = JobStore(text, ttl=config.JOB_TTL, max_stored=config.MAX_STORED_JOBS,
-                         log_max=config.JOB_LOG_MAX, lease_seconds=config.LEASE_SECONDS)
-        coalescer = ReportCoalescer(OwnConnection(store, text.connection_pool))
+                         log_max=config.JOB_LOG_MAX, lease_seconds=config.LEASE_SECONDS,
+                         coalesce=True)
         pusher = ServerPush(socketio, text, lambda name: _kind_events(kinds, name),
                             message_queue=bool(config.SOCKETIO_MESSAGE_QUEUE))
         app.extensions[self.name] = {
             "config": config,
             "client": text,
             "kinds": {name: kind for name, kind in kinds.items() if not kind.hidden},
-            "lifecycle": Lifecycle(config, text, raw, kinds, pusher, store=store,
-                                   apply=coalescer.apply),
-            "coalescer": coalescer,
+            "lifecycle": Lifecycle(config, text, raw, kinds, pusher, store=store),
             "query": JobQuery(text),
             "snippets": SnippetStore(text, ttl=config.SNIPPET_TTL,
                                      html_max=config.SNIPPET_HTML_MAX,

@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.config import WORKER, Config
 from shared.errors import Invalid, NotFound
-from shared.kinds import JobKind, resolve
+from shared.kinds import resolve
 from shared.protocol import RESULT_MAX_BYTES
 from worker.boundary import job_boundary, make_reporter
 from worker.context import JobContext
@@ -28,11 +28,6 @@ class UnknownKind(NotFound):
 
 class BadResult(Invalid):
     """The function returned something that cannot be a job's result."""
-
-
-def kinds_of(cfg: Config) -> dict[str, JobKind]:
-    """The kinds of ``JOB_KINDS`` (their modules imported once per process)."""
-    return lifecycle(cfg).kinds
 
 
 def checked_result(value: Any) -> Any:

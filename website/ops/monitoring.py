@@ -95,7 +95,7 @@ class Ops:
         self.control = Counter("jobcast_job_control", "Cancel and retry requests by result",
                                ["action", "result"], registry=self.registry)
         self.registry.register(_ClientsCollector(socket_server))
-        self.registry.register(RoundTrips(app.extensions["jobcast.core"]["coalescer"]))
+        self.registry.register(RoundTrips(app.extensions["jobcast.core"]["lifecycle"].store.coalescer))
         self.registry.register(JobGauges(self, app.config["METRICS_JOB_SCAN"]))
         for collector in app.extensions.get(COLLECTORS, ()):  # other features' gauges
             self.registry.register(collector)

@@ -25,7 +25,7 @@ from typing import Any
 from flask import Response, current_app, jsonify
 
 from shared.protocol import PayloadError, PayloadTooLarge, ProgressUpdate
-from shared.signing import ANY_ATTEMPT, JobGrant, authorise_report, read_job_token, same_text
+from shared.signing import ANY_ATTEMPT, JobGrant, read_job_token, same_text
 from shared.store import StaleAttempt, UnknownJob
 from website.extensions import core
 from website.http.access import request_started
@@ -54,27 +54,16 @@ class Outcome:
         return body
 
 
-def grant_for(token: str, job_id: object) -> JobGrant | None:
-    """What ``token`` may do for ``job_id``: any attempt (the shared ``PROGRESS_TOKEN``
-    or ``WORKER_TOKEN``), one attempt (its per-job token), or nothing (None)."""
-    cfg = current_app.config
-    target = job_id if isinstance(job_id, str) else ""
-    if cfg["WORKER_TOKEN"] and same_text(token, cfg["WORKER_TOKEN"]):
-        return JobGrant(target, ANY_ATTEMPT)
-    return authorise_report(cfg["PROGRESS_TOKEN"], cfg["SECRET_KEY"], token, target,
-                            max_age=cfg["JOB_TOKEN_MAX_AGE"])
-
-
 def token_allows(token: str, job_id: object) -> bool:
     """Whether ``token`` may report for ``job_id`` at all."""
-    return grant_for(token, job_id) is not None
+    return TokenCheck.of(token).grant(job_id) is not None
 
 
 def apply_report(body: object, token: str) -> Outcome:
     """Check, authorise and apply one report; push an applied change to its watchers."""
     job_id = body.get("jobId") if isinstance(body, dict) else None
     shown = job_id if isinstance(job_id, str) else None
-    grant = grant_for(token, job_id)
+    grant = TokenCheck.of(token).grant(job_id)
     if grant is None:
         return Outcome(shown, 401, "invalid token")
     now = time.time()
@@ -95,11 +84,9 @@ def apply_report(body: object, token: str) -> Outcome:
 
 @dataclass(frozen=True)
 class TokenCheck:
-    """A batch's bearer token, checked once: reports for any job (a shared token),
-    for the one job (and attempt) of a per-job token, or for none.
-
-    The same rules as :func:`grant_for`, which checks the token for each report.
-    """
+    """A bearer token, checked once (a batch's reports share it): reports for any job
+    (the shared ``PROGRESS_TOKEN`` or ``WORKER_TOKEN``), for the one job (and attempt)
+    of a per-job token, or for none."""
 
     any_job: bool
     signed: JobGrant | None
