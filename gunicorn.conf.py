@@ -6,7 +6,7 @@ gevent), ``WORKER_CONNECTIONS`` the number of simultaneous connections
 (Socket.IO clients included) one process serves. The site itself refuses
 Socket.IO connections beyond ``SOCKETIO_MAX_CONNECTIONS`` (below
 ``WORKER_CONNECTIONS``), so HTTP requests always find a free one
-(``website/realtime/capacity.py``).
+(``website/realtime/connections.py``).
 """
 
 from __future__ import annotations

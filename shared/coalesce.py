@@ -48,7 +48,7 @@ class _Slot:
     def outcome(self) -> Applied:
         if self.failure is not None:
             raise self.failure
-        if isinstance(self.answer, (LookupError, redis.RedisError)):
+        if isinstance(self.answer, (JobcastError, redis.RedisError)):
             raise self.answer
         if self.answer is None:
             raise SenderGone("a report's batch ended without an answer")

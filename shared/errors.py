@@ -3,7 +3,7 @@
 Everything the core refuses raises a :class:`JobcastError` of one of the kinds
 below, with a message written for the person who sent the request and, for a
 refused argument, the fields at fault. The site maps each kind to its HTTP
-status in one place (``website/http/errors.py``); the worker and the tick
+status in one place (``website/http/answers.py``); the worker and the tick
 process log the message.
 """
 

@@ -77,13 +77,6 @@ class JobFilter:
                 ([keys.batch_index(self.batch)] if self.batch else [])
         return found or [keys.RECENT_JOBS]
 
-    def matches(self, job: JobState) -> bool:
-        """True when ``job`` passes the filter (the check the dashboard repeats live)."""
-        return ((not self.state or job.state == self.state)
-                and (not self.kind or job.kind == self.kind)
-                and (not self.owner or job.owner == self.owner)
-                and (not self.q or self.q.lower() in job.message.lower()))
-
 
 def parse_cursor(text: str | None) -> tuple[str, str]:
     """``(score, id)`` from a cursor ('' for the start); :class:`BadFilter` when malformed."""

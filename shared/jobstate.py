@@ -193,4 +193,4 @@ class Applied(NamedTuple):
 
 # What one report of many came to: what :meth:`JobStore.apply` returns, or the
 # UnknownJob / StaleAttempt it raised.
-UpdateAnswer = Applied | LookupError
+UpdateAnswer = Applied | NotFound | Conflict

@@ -37,9 +37,9 @@ from rq.job import Job, JobStatus
 
 from shared import batches, webhooks
 from shared.capacity import Capacity
+from shared.claimqueue import Claim, ExternalQueues, LeasesLapsed
 from shared.errors import Conflict, NotFound
 from shared.events import Change
-from shared.external import Claim, ExternalQueues, LeasesLapsed
 from shared.kinds import JobKind
 from shared.protocol import (
     CANCELLABLE_STATES,

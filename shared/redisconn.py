@@ -9,28 +9,12 @@
 * **The RQ worker** (:func:`worker_redis`): one connection that rides out a
   Redis restart (:class:`OutageBackoff`).
 
-Before each command redis-py checks that a pooled connection holds no unread
-data (``Connection.can_read(0)``: a reply left over from an interrupted command
-would otherwise be read as the answer to the next one). Under eventlet, which
-removes ``select.poll``, redis-py falls back to ``selectors``, whose green
-``select`` registers the socket with the hub and switches to it even with a
-zero timeout: one trip round the event loop per command. In the web process
-under callbacks that was about 5% of its CPU and 0.1 ms of each callback's
-latency (docs/scaling.md, "Where a callback's CPU goes"). :class:`QuickCheck`
-answers that zero-timeout check with the kernel's own ``poll`` (the one the
-event library replaced), and leaves everything else to redis-py: a socket with
-data or a hang-up, a check with a timeout (a blocking wait must stay green), TLS
-sockets (which buffer above the kernel) and any parser but hiredis.
-``tests/test_redisconn.py`` fails when redis-py changes what it relies on.
-
-RQ retries its own wait for jobs forever, but nothing else: a heartbeat, a
-registry update or a job's end that meets Redis down raises out of
-``Worker.work`` once redis-py's default retries (about 3 s) are spent, and the
-worker quits (under ``make run``, honcho then stops everything). The worker's
-connection retries every command through redis-py's public ``Retry`` for up to
-``REDIS_RETRY_SECONDS``, so RQ's bookkeeping, the work horse's and the
-scheduler's (they inherit the connection's settings) wait for Redis to come
-back instead. A longer outage still raises, as before.
+Why each is needed, measured: docs/scaling.md ("Where a callback's CPU goes":
+under eventlet, redis-py's zero-timeout ``can_read`` check made a trip round the
+event loop per command; ``tests/test_redisconn.py`` fails when redis-py changes
+what :class:`QuickCheck` relies on) and docs/worker.md (RQ retries only its
+wait for jobs; every other command now rides out an outage of up to
+``REDIS_RETRY_SECONDS``).
 """
 
 from __future__ import annotations

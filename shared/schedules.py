@@ -28,6 +28,9 @@ from shared.protocol import iso_time, new_id
 class BadSchedule(Invalid):
     """A cron string that cannot be used (answered with 400)."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"cron": message})
+
 
 class UnknownSchedule(NotFound):
     """No schedule with that id."""
@@ -111,7 +114,7 @@ class ScheduleStore:
         """The schedule; :class:`UnknownSchedule` when there is none."""
         data: dict[str, str] = self.client.hgetall(keys.schedule_key(schedule_id))  # type: ignore[assignment]
         if not data:
-            raise UnknownSchedule(schedule_id)
+            raise UnknownSchedule("unknown schedule id")
         return Schedule.from_hash(schedule_id, data)
 
     def all(self, limit: int = 200) -> list[Schedule]:

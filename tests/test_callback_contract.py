@@ -149,7 +149,7 @@ def test_enqueue_failure_leaves_no_eternal_queued_job(app: Flask, redis_url: str
     from rq import Queue as RQQueue
 
     dead = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-    app.extensions["jobcast.core"]["lifecycle"].queue = RQQueue("jobcast", connection=dead)
+    app.extensions["jobcast.core"].lifecycle.queue = RQQueue("jobcast", connection=dead)
     resp = app.test_client().post("/api/jobs")
     assert resp.status_code == 503
     client = redis.Redis.from_url(redis_url, decode_responses=True)

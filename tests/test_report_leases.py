@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from shared import keys
-from shared.external import Claim, ExternalQueues
+from shared.claimqueue import Claim, ExternalQueues
 from shared.protocol import ProgressUpdate, new_id
 from shared.store import JobStore, StaleAttempt
 

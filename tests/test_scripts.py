@@ -171,7 +171,7 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     """Drive every caller; each script's JSON argument holds only fields its header
     names, and every field its header names is sent by some call."""
     from shared.batches import create_batch
-    from shared.external import ExternalQueues
+    from shared.claimqueue import ExternalQueues
     from shared.jobquery import JobFilter, JobQuery
     from shared.kinds.highlight.snippets import SnippetStore
     from shared.schedules import ScheduleStore

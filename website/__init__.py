@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from shared.config import Config
 from shared.push import SOCKETIO_CHANNEL
 from website import claims, http, jobs, ops, progress, realtime, snippets
-from website.extensions import core, socketio
+from website.extensions import init_core, socketio
 from website.http.access import configure_logging
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     configure_logging(app.config["LOG_LEVEL"])
     _warn_about_development_settings(config)
 
-    core.init_app(app, config)
+    init_core(app, config)
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
     manager: socketio_lib.Manager = (
         socketio_lib.RedisManager(queue_url, channel=SOCKETIO_CHANNEL) if queue_url

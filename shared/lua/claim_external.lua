@@ -3,7 +3,7 @@
 --
 -- KEYS[1]      the lease deadlines, a sorted set (shared.keys.EXTERNAL_LEASES)
 -- KEYS[2..]    the queues to take from, in order (shared.keys.external_queue_key)
--- ARGV[1]      one JSON object, the fields below (shared.external.ExternalQueues.claim):
+-- ARGV[1]      one JSON object, the fields below (shared.claimqueue.ExternalQueues.claim):
 --   a.now           now, epoch seconds as text
 --   a.lease         the lease, in seconds
 --   a.worker        the worker's name (kept on the job, shown in its message)

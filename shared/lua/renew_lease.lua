@@ -3,7 +3,7 @@
 --
 -- KEYS[1]   the lease deadlines, a sorted set (shared.keys.EXTERNAL_LEASES)
 -- KEYS[2]   the job's hash (shared.keys.job_key)
--- ARGV[1]   one JSON object, the fields below (shared.external.ExternalQueues._renew_call):
+-- ARGV[1]   one JSON object, the fields below (shared.claimqueue.ExternalQueues._renew_call):
 --   a.id          the job id
 --   a.attempt     the attempt the caller runs, as text (absent: it does not say)
 --   a.deadline    the new deadline, epoch seconds as text

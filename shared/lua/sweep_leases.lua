@@ -1,7 +1,7 @@
 -- sweep_leases.lua: put the jobs whose lease lapsed back on their queue, atomically.
 --
 -- KEYS[1]      the lease deadlines, a sorted set (shared.keys.EXTERNAL_LEASES)
--- ARGV[1]      one JSON object, the fields below (shared.external.ExternalQueues.sweep):
+-- ARGV[1]      one JSON object, the fields below (shared.claimqueue.ExternalQueues.sweep):
 --   a.now           now, epoch seconds as text
 --   a.max_attempts  MAX_ATTEMPTS: a job whose lease lapses on this attempt fails
 --   a.job_prefix    the prefix of job hashes (shared.keys.JOB_KEY_PREFIX)

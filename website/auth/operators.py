@@ -22,7 +22,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from shared.config import DEVELOPMENT
 from shared.signing import parse_bearer
-from website.http.errors import error_response
+from website.http.answers import error_response
 
 _SALT = "jobcast.dashboard"
 _SUBJECT = "dashboard"

@@ -35,6 +35,9 @@ from flask import current_app, has_request_context, request, session
 
 from shared import keys
 from shared.config import VISIBILITY_OWNER
+from shared.errors import NotFound
+from shared.jobstate import JobState
+from shared.protocol import is_uuid
 from shared.signing import control_token_allows, parse_bearer, sign_control_token
 from website.auth.operators import is_operator
 from website.extensions import core
@@ -109,6 +112,16 @@ def may_read(job_id: str, auth_token: object = None) -> bool:
     if current_app.config["JOB_VISIBILITY"] != VISIBILITY_OWNER:
         return True
     return may_control(job_id, auth_token)
+
+
+def readable_job(job_id: str, message: str = "unknown job id") -> JobState:
+    """The job, when the caller may read it; :class:`NotFound` with ``message`` for an
+    unknown id and for one the caller may not read alike."""
+    job_id = job_id.lower()
+    state = core.store.get(job_id) if is_uuid(job_id) and may_read(job_id) else None
+    if state is None:
+        raise NotFound(message)
+    return state
 
 
 def _batch_subject(batch_id: str) -> str:

@@ -18,14 +18,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from shared.claimqueue import Claim
 from shared.errors import Invalid
-from shared.external import Claim
 from shared.protocol import is_uuid
 from shared.signing import parse_bearer, sign_job_token
 from website.claims.notifier import NOTIFIER, Notifier
 from website.extensions import core
+from website.http.answers import error_response
 from website.http.body import read_json_body
-from website.http.errors import error_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("workers", __name__, url_prefix="/api/workers")

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from website.http import access, body, errors, favicon, openapi, ratelimit, security, sessions, timefmt
+from website.http import access, answers, body, favicon, openapi, ratelimit, security, sessions, timefmt
 
 
 def init_app(app: Flask) -> None:
     """Install the app-wide hooks and the edge middleware; call after the extensions
     are bound (and after the realtime feature put its connection cap around them)."""
-    errors.register(app)
+    answers.register(app)
     sessions.register(app)  # the signing serializer built once, not per request
     app.before_request(body.apply_body_limit)  # before any hook reads a body
     access.register(app)

@@ -11,23 +11,14 @@ added later:
   but a browser request from another site is refused with 403: its ``Origin``
   must be this site, and ``Sec-Fetch-Site: cross-site`` is refused. Programs
   send neither header, so they are unaffected.
-* Every response gets the security headers below (a view may set its own):
-  :class:`Edge` is WSGI middleware around the whole app, so Socket.IO answers
-  (polling) and the connection cap's 503 get them as well as Flask's pages,
-  errors and API answers.
-* Only the hosts of ``TRUSTED_HOSTS`` are answered, so a DNS-rebound name
-  cannot reach a site on 127.0.0.1: the edge (:class:`Edge`) answers any other
-  ``Host`` with a plain 400 before Flask or Socket.IO see the request (Flask's
-  ``TRUSTED_HOSTS`` is set too, but it guards Flask's views only, and its
-  refusal cannot render an error page: no URL adapter).
+* :class:`Edge`, the one WSGI layer of these rules, sits around everything
+  (Socket.IO and the connection cap's 503 included): it answers a ``Host`` not
+  in ``TRUSTED_HOSTS`` with a plain 400 before Flask or Socket.IO see it (a
+  DNS-rebound name cannot reach a site on 127.0.0.1; Flask's own
+  ``TRUSTED_HOSTS`` guards its views only), puts the security headers below on
+  every answer (a view may set its own), and logs ``wsgi.errors`` as records.
 
-:class:`Edge` is the one WSGI layer of these rules, around everything else
-(Socket.IO included): the ``Host`` check, the security headers on every
-answer, and the request's ``wsgi.errors`` as log records
-(``website/http/access.py``).
-
-Socket.IO requests are answered by the engine.io middleware before Flask sees
-them; their cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
+Socket.IO's cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
 (same origin by default).
 """
 
@@ -45,7 +36,7 @@ from werkzeug.exceptions import SecurityError
 from werkzeug.wsgi import get_host
 
 from website.http.access import LoggingErrorStream
-from website.http.errors import error_response
+from website.http.answers import error_response
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

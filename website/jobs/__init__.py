@@ -9,9 +9,10 @@ from typing import Any
 
 from flask import Flask
 
+from website.extensions import CORE
 from website.http import ratelimit
 from website.http.body import allow_body
-from website.jobs import api, batches, control, pages
+from website.jobs import api, batch_routes, control, pages
 from website.jobs.submit import FORM_OVERHEAD, largest_upload
 
 
@@ -23,13 +24,13 @@ def pretty_json(value: Any) -> str:
 def init_app(app: Flask) -> None:
     """Register the job pages, the JSON API, batches and job control, with their body
     limits and rate limits."""
-    kinds = app.extensions["jobcast.core"]["kinds"]
+    kinds = app.extensions[CORE].kinds
     app.add_template_filter(pretty_json, "pretty_json")
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(control.bp)
-    app.register_blueprint(batches.bp)
-    allow_body(app, batches.BODY_MAX, "batches.create")
+    app.register_blueprint(batch_routes.bp)
+    allow_body(app, batch_routes.BODY_MAX, "batches.create")
     allow_body(app, largest_upload(kinds) + FORM_OVERHEAD, "jobs.create", "api.create_job")
     ratelimit.limit(app, "jobs", "jobs.create", "api.create_job", "batches.create",
                     "control.retry_page", "control.retry_api")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from shared.errors import Invalid
 from shared.joblog import is_log_id, read_log
-from shared.protocol import LOG_START, is_uuid
+from shared.protocol import LOG_START
 from shared.webhooks import delivery_state
-from website.auth.owners import control_token, may_read, request_owner
+from website.auth.owners import control_token, readable_job, request_owner
 from website.extensions import core
-from website.http.errors import error_response
 from website.jobs.submit import read_submission
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -46,11 +46,7 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
 def job_state(job_id: str) -> Response | tuple[Response | str, int]:
     """The job's current state as JSON; 404 for an unknown id (or one the
     caller may not read, with ``JOB_VISIBILITY=owner``)."""
-    if not is_uuid(job_id) or not may_read(job_id.lower()):
-        return error_response(404, "unknown job id")
-    state = core.store.get(job_id.lower())
-    if state is None:
-        return error_response(404, "unknown job id")
+    state = readable_job(job_id)
     body = state.to_payload()
     delivery = delivery_state(state.extra)
     if delivery is not None:
@@ -66,21 +62,17 @@ def job_log(job_id: str) -> Response | tuple[Response | str, int]:
     after for the following page, and ``more`` says whether there is one. Who may
     read the job's state may read its log (``JOB_VISIBILITY``).
     """
-    if (not is_uuid(job_id) or not may_read(job_id.lower())
-            or core.store.get(job_id.lower()) is None):
-        return error_response(404, "unknown job id")
+    job_id = readable_job(job_id).job_id
     after = request.args.get("after", LOG_START)
     if not is_log_id(after):
-        return error_response(400, "after must be a log line id such as 1700000000000-0")
-    try:
-        limit = int(request.args.get("limit", "1000"))
-    except ValueError:
-        return error_response(400, "limit must be a whole number from 1 to 1000")
-    if not 1 <= limit <= 1000:
-        return error_response(400, "limit must be a whole number from 1 to 1000")
-    batch = read_log(core.client, job_id.lower(), after, limit + 1)
+        raise Invalid("after must be a log line id such as 1700000000000-0")
+    raw_limit = request.args.get("limit", "1000")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise Invalid("limit must be a whole number from 1 to 1000")
+    limit = int(raw_limit)
+    batch = read_log(core.client, job_id, after, limit + 1)
     lines = batch.lines[:limit]
-    return jsonify({"jobId": job_id.lower(), "after": after,
+    return jsonify({"jobId": job_id, "after": after,
                     "lines": [line.to_json() for line in lines],
                     "next": lines[-1].id if lines else after,
                     "more": len(batch.lines) > limit})

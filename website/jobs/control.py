@@ -26,7 +26,7 @@ from shared.store import JobState
 from website.auth.owners import may_control
 from website.extensions import core
 from website.http.access import loggable
-from website.http.errors import status_of
+from website.http.answers import status_of
 from website.ops.monitoring import count_control
 
 log = logging.getLogger(__name__)

@@ -5,16 +5,17 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
 from shared import keys
-from shared.errors import Invalid, TooLarge
+from shared.errors import Invalid, NotFound, TooLarge
 from shared.joblog import read_log
 from shared.kinds import JobKind
-from shared.protocol import DEMO_KIND, LOG_START, is_uuid
-from website.auth.owners import may_control, may_read, remember_job, request_owner
+from shared.protocol import DEMO_KIND, LOG_START
+from website.auth.owners import may_control, readable_job, remember_job, request_owner
 from website.extensions import core
-from website.http.errors import error_response
+from website.http.answers import error_response
 from website.jobs.submit import read_submission
 
 bp = Blueprint("jobs", __name__)
+GONE = "There is no job with this id (it may have expired)."
 
 
 def form_order(found: dict[str, JobKind]) -> list[JobKind]:
@@ -49,13 +50,10 @@ def create() -> Response | tuple[Response | str, int]:
 
 
 @bp.get("/jobs/<job_id>")
-def status(job_id: str) -> str | tuple[Response | str, int]:
+def status(job_id: str) -> str:
     """Status page of one job, rendered with its current state; Cancel and
     Retry only for those who may use them (its owner, operators)."""
-    readable = is_uuid(job_id) and may_read(job_id.lower())
-    state = core.store.get(job_id.lower()) if readable else None
-    if state is None:
-        return error_response(404, "There is no job with this id (it may have expired).")
+    state = readable_job(job_id, GONE)
     log_lines = read_log(core.client, state.job_id, LOG_START,
                          current_app.config["JOB_LOG_MAX"]).lines
     return render_template("job.html", job=state, kind=core.kinds.get(state.kind),
@@ -64,15 +62,13 @@ def status(job_id: str) -> str | tuple[Response | str, int]:
 
 
 @bp.get("/jobs/<job_id>/files/<name>")
-def download(job_id: str, name: str) -> Response | tuple[Response | str, int]:
+def download(job_id: str, name: str) -> Response:
     """A file the job saved (``ctx.save_file``), as an attachment."""
-    if (not is_uuid(job_id) or not may_read(job_id.lower())
-            or core.store.get(job_id.lower()) is None):
-        return error_response(404, "There is no job with this id (it may have expired).")
+    job_id = readable_job(job_id, GONE).job_id
     data: list[bytes | None] = core.lifecycle.queue.connection.hmget(  # type: ignore[assignment]
-        keys.job_file_key(job_id.lower(), name), ["data", "type"])
+        keys.job_file_key(job_id, name), ["data", "type"])
     if data[0] is None:
-        return error_response(404, "This job has no such file (it may have expired).")
+        raise NotFound("This job has no such file (it may have expired).")
     content_type = (data[1] or b"application/octet-stream").decode("ascii", "replace")
     safe = "".join(ch for ch in name if ch.isalnum() or ch in "._-") or "download"
     return Response(data[0], content_type=content_type, headers={

@@ -32,7 +32,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.errors import Invalid, TooLarge
 from shared.kinds import JobKind
-from shared.kinds.validate import FORM_ERROR, check_args, with_defaults
+from shared.kinds.validate import FORM_ERROR, checked_args, find_kind
 from shared.protocol import DEMO_KIND
 from shared.webhooks import WebhookRefused, check_url
 from website.http.body import read_json_body, size_text
@@ -93,27 +93,6 @@ def read_submission(kinds: dict[str, JobKind]) -> Submission:
     return Submission(kind, checked_args(kind, args), webhook=read_webhook(body),
                       run_at=read_run_at(body, current_app.config["JOB_TTL"]),
                       owner=body.get("owner"))
-
-
-def checked_args(kind: JobKind, args: dict[str, Any]) -> dict[str, Any]:
-    """``args`` with the schema's defaults, checked by the schema and the kind's ``check``."""
-    args = with_defaults(kind, args)
-    errors = check_args(kind, args)
-    if not errors and kind.check is not None:
-        errors = kind.check(args)
-    if errors:
-        names = ", ".join(sorted(n for n in errors if n != FORM_ERROR)) or "the arguments"
-        raise Invalid(f"Check {names}.", errors)
-    return args
-
-
-def find_kind(kinds: dict[str, JobKind], name: object) -> JobKind:
-    """The kind a submission names; :class:`Invalid` listing the kinds otherwise."""
-    if not isinstance(name, str) or name not in kinds:
-        known = ", ".join(sorted(kinds))
-        raise Invalid(f"unknown kind {str(name)[:40]!r}; kinds: {known}",
-                      {"kind": "is not a kind of this site"})
-    return kinds[name]
 
 
 def read_webhook(body: dict[str, Any]) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from website.extensions import socketio
-from website.ops import bulk, dashboard, finder, jobdetail, monitoring, recurring
+from website.ops import dashboard, finder, jobdetail, monitoring, recurring
 
 
 def init_app(app: Flask) -> None:
@@ -14,6 +14,6 @@ def init_app(app: Flask) -> None:
     monitoring.register(app, socketio.server)
     dashboard.register(app)
     app.register_blueprint(finder.bp)
-    app.register_blueprint(bulk.bp)
+    app.register_blueprint(finder.bulk_bp)
     app.register_blueprint(jobdetail.bp)
     app.register_blueprint(recurring.bp)

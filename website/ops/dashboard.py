@@ -28,7 +28,6 @@ from shared.schedules import ScheduleStore
 from shared.store import JobState
 from website.auth.operators import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
 from website.extensions import core, socketio
-from website.http.errors import error_response
 from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
@@ -120,10 +119,7 @@ def dashboard() -> Response | str | tuple[Response | str, int]:
     """The dashboard page: newest jobs first, filtered by ``?state=&kind=&owner=&q=``."""
     if not ops_allowed():
         return ops_challenge()
-    try:
-        flt, cursor = read_filter(request.args)
-    except BadFilter as exc:
-        return error_response(400, str(exc))
+    flt, cursor = read_filter(request.args)
     kinds = sorted(core.kinds)
     return render_template("dashboard.html", data=snapshot(flt, cursor), token=dashboard_token(),
                            flt=flt, states=STATES, kinds=kinds,

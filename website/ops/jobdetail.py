@@ -21,7 +21,7 @@ from shared.joblog import read_log
 from shared.protocol import LOG_START, is_uuid
 from website.auth.operators import ops_allowed, ops_challenge
 from website.extensions import core
-from website.http.errors import error_response
+from website.http.answers import error_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobdetail", __name__)

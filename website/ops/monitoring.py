@@ -27,6 +27,7 @@ from shared.capacity import read_memory
 from shared.protocol import APPLIED_HEADER, STATES
 from shared.store import JobStore
 from website.auth.operators import ops_allowed, ops_challenge
+from website.extensions import CORE
 
 log = logging.getLogger(__name__)
 bp = Blueprint("monitoring", __name__)
@@ -95,7 +96,7 @@ class Ops:
         self.control = Counter("jobcast_job_control", "Cancel and retry requests by result",
                                ["action", "result"], registry=self.registry)
         self.registry.register(_ClientsCollector(socket_server))
-        self.registry.register(RoundTrips(app.extensions["jobcast.core"]["lifecycle"].store.coalescer))
+        self.registry.register(RoundTrips(app.extensions[CORE].lifecycle.store.coalescer))
         self.registry.register(JobGauges(self, app.config["METRICS_JOB_SCAN"]))
         for collector in app.extensions.get(COLLECTORS, ()):  # other features' gauges
             self.registry.register(collector)

@@ -13,8 +13,8 @@ from shared.errors import Invalid, TooLarge
 from shared.protocol import APPLIED_HEADER, CALLBACK_MAX_BYTES, STATE_HEADER
 from shared.signing import parse_bearer
 from website.http.access import note_job, request_started
+from website.http.answers import error_response
 from website.http.body import read_json_body
-from website.http.errors import error_response
 from website.ops.monitoring import observe_emit
 from website.progress.reports import answer_batch, apply_report, token_allows
 

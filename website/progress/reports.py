@@ -24,12 +24,12 @@ from typing import Any
 
 from flask import Response, current_app, jsonify
 
-from shared.protocol import PayloadError, PayloadTooLarge, ProgressUpdate
+from shared.errors import JobcastError
+from shared.protocol import PayloadError, ProgressUpdate
 from shared.signing import ANY_ATTEMPT, JobGrant, read_job_token, same_text
-from shared.store import StaleAttempt, UnknownJob
 from website.extensions import core
 from website.http.access import request_started
-from website.http.errors import error_response
+from website.http.answers import error_response, status_of
 from website.ops.monitoring import observe_emit
 
 BATCH_MAX = 100
@@ -71,14 +71,8 @@ def apply_report(body: object, token: str) -> Outcome:
         update = ProgressUpdate.from_json(body, now=now)
         # A dropped update still learns the job's state: the worker stops once it ended.
         applied, state = core.lifecycle.report(update, grant.attempt, now)
-    except PayloadTooLarge as exc:
-        return Outcome(shown, 413, str(exc))
-    except PayloadError as exc:
-        return Outcome(shown, 400, str(exc))
-    except UnknownJob:
-        return Outcome(shown, 404, "unknown job id")
-    except StaleAttempt as exc:
-        return Outcome(shown, 409, exc.message)
+    except JobcastError as exc:  # a bad payload, an unknown job, a superseded attempt
+        return Outcome(shown, status_of(exc), exc.message)
     return Outcome(update.job_id, 204, applied=applied is not None, state=state)
 
 
@@ -135,19 +129,14 @@ def apply_batch(items: list[Any], token: str) -> list[Outcome]:
             continue
         try:
             update = ProgressUpdate.from_json(body, now=now)
-        except PayloadTooLarge as exc:
-            outcomes[index] = Outcome(shown, 413, str(exc))
-            continue
         except PayloadError as exc:
-            outcomes[index] = Outcome(shown, 400, str(exc))
+            outcomes[index] = Outcome(shown, status_of(exc), exc.message)
             continue
         checked.append(_Checked(index, shown, update, grant.attempt))
     answers = core.lifecycle.report_many([(c.update, c.attempt) for c in checked], now=now)
     for item, answer in zip(checked, answers, strict=True):
-        if isinstance(answer, StaleAttempt):
-            outcomes[item.index] = Outcome(item.shown, 409, answer.message)
-        elif isinstance(answer, LookupError):
-            outcomes[item.index] = Outcome(item.shown, 404, "unknown job id")
+        if isinstance(answer, JobcastError):
+            outcomes[item.index] = Outcome(item.shown, status_of(answer), answer.message)
         else:
             applied, name = answer
             outcomes[item.index] = Outcome(item.update.job_id, 204, applied=applied is not None,

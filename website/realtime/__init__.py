@@ -11,7 +11,7 @@ from flask import Flask, current_app
 from shared.protocol import browser_contract
 from website.extensions import socketio
 from website.realtime import relay, sockets
-from website.realtime.capacity import ConnectionCap
+from website.realtime.connections import ConnectionCap
 
 
 def init_app(app: Flask) -> None:

@@ -7,15 +7,15 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from website.auth.owners import control_token
 from website.extensions import core
+from website.http.answers import error_response
 from website.http.body import read_json_body
-from website.http.errors import error_response
 from website.snippets.pages import (
     find_snippet,
     snippet_json,
+    start_highlight,
     too_large_message,
     validate_submission,
 )
-from website.snippets.services import start_highlight
 
 bp = Blueprint("snippets_api", __name__, url_prefix="/api/snippets")
 
@@ -41,10 +41,8 @@ def body_too_large(exc: RequestEntityTooLarge) -> tuple[Response | str, int]:
 
 
 @bp.get("/<snippet_id>")
-def get_snippet(snippet_id: str) -> Response | tuple[Response | str, int]:
+def get_snippet(snippet_id: str) -> Response:
     """The snippet with its source, state and (once done) highlighted HTML; 404 if unknown."""
     snippet = find_snippet(snippet_id)
-    if snippet is None:
-        return error_response(404, "unknown snippet id")
     job = core.store.get(snippet.job_id)
     return jsonify(snippet_json(snippet, job, with_source=True))

@@ -15,10 +15,12 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from pygments.formatters import HtmlFormatter
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from shared.errors import Invalid, TooLarge
+from shared.capacity import StorageFull
+from shared.errors import Invalid, NotFound, TooLarge
 from shared.kinds.highlight.snippets import (
     AUTO_DETECT,
     CSS_CLASS,
+    HIGHLIGHT_KIND,
     HIGHLIGHTED,
     PAGE_SIZE,
     RECENT_MAX,
@@ -27,12 +29,11 @@ from shared.kinds.highlight.snippets import (
     is_known_language,
     language_choices,
 )
-from shared.protocol import QUEUED, RUNNING, is_uuid, iso_time
+from shared.protocol import QUEUED, RUNNING, is_uuid, iso_time, new_id
 from shared.store import JobState
-from website.auth.owners import remember_job
+from website.auth.owners import remember_job, request_owner
 from website.extensions import core
-from website.http.errors import error_response
-from website.snippets.services import start_highlight
+from website.http.answers import error_response
 
 bp = Blueprint("snippets", __name__)
 
@@ -83,11 +84,30 @@ def snippet_state(snippet: Snippet, job: JobState | None) -> str:
     return job.state if job is not None else "expired"
 
 
-def find_snippet(snippet_id: str, source: bool = True) -> Snippet | None:
-    """The stored snippet for a URL's id, or None for a malformed or unknown id."""
-    if not is_uuid(snippet_id):
-        return None
-    return core.snippets.get(snippet_id.lower(), source=source)
+def find_snippet(snippet_id: str, source: bool = True) -> Snippet:
+    """The stored snippet for a URL's id; :class:`NotFound` for a malformed or unknown id."""
+    snippet = core.snippets.get(snippet_id.lower(), source=source) if is_uuid(snippet_id) else None
+    if snippet is None:
+        raise NotFound("There is no snippet with this id (it may have expired).")
+    return snippet
+
+
+def start_highlight(source: str, language: str) -> tuple[Snippet, JobState]:
+    """Store a (validated) snippet, then start its highlight job; 503 when the store
+    holds as many snippets (or jobs) as it may."""
+    cfg = core.config
+    if core.snippets.stored() >= cfg.MAX_STORED_SNIPPETS:
+        raise StorageFull(f"The site stores as many snippets as it may "
+                          f"({cfg.MAX_STORED_SNIPPETS}); try again later, when older ones "
+                          "have expired.")
+    core.lifecycle.capacity.ensure_room()
+    job_id = new_id()
+    snippet = core.snippets.create(source, language, job_id)
+    page = url_for("snippets.show", snippet_id=snippet.snippet_id)
+    state = core.lifecycle.start(HIGHLIGHT_KIND, {"snippet": snippet.snippet_id}, job_id=job_id,
+                                 owner=request_owner(), room=False,
+                                 fields={"page": page, "page_text": "snippet"})
+    return snippet, state
 
 
 def _index(status: int = 200, error: str = "", source: str = "",
@@ -146,11 +166,9 @@ def pygments_css() -> Response:
 
 
 @bp.get("/snippets/<snippet_id>")
-def show(snippet_id: str) -> str | tuple[Response | str, int]:
+def show(snippet_id: str) -> str:
     """One snippet: highlighted if done, else its escaped source and live updates."""
     snippet = find_snippet(snippet_id)
-    if snippet is None:
-        return error_response(404, "There is no snippet with this id (it may have expired).")
     job = None if snippet.highlighted else core.store.get(snippet.job_id)
     state = snippet_state(snippet, job)
     return render_template(
@@ -160,7 +178,7 @@ def show(snippet_id: str) -> str | tuple[Response | str, int]:
 
 
 @bp.get("/snippets/<snippet_id>/highlighted")
-def highlighted(snippet_id: str) -> Response | tuple[Response | str, int]:
+def highlighted(snippet_id: str) -> Response:
     """Polling: 200 with the HTML fragment (lexer name in ``X-Lexer``) when done,
     204 until then, 404 if unknown.
 
@@ -168,8 +186,6 @@ def highlighted(snippet_id: str) -> Response | tuple[Response | str, int]:
     will be highlighted: stop polling).
     """
     snippet = find_snippet(snippet_id, source=False)
-    if snippet is None:
-        return error_response(404, "There is no snippet with this id (it may have expired).")
     if snippet.highlighted:
         response = Response(snippet.highlighted_html, mimetype="text/html")
         response.headers["X-Highlighted-At"] = iso_time(snippet.highlighted_at)

@@ -25,7 +25,7 @@ from shared.batches import BATCH_MAX, UnknownBatch, batch_owner, batch_totals
 from shared.errors import Forbidden, Invalid
 from shared.kinds import JobKind
 from shared.kinds.bulk import BULK_KIND
-from shared.kinds.validate import check_args, with_defaults
+from shared.kinds.validate import problems, with_defaults
 from shared.protocol import is_uuid
 from website.auth.owners import batch_control_token, may_control_batch, request_owner
 from website.extensions import core
@@ -48,8 +48,7 @@ def _checked(kind: JobKind, raw: object, where: str, errors: dict[str, str]) -> 
         errors[where] = "must be an object"
         return {}
     args = with_defaults(kind, raw)
-    problems = check_args(kind, args) or (kind.check(args) if kind.check else {})
-    for name, problem in problems.items():
+    for name, problem in problems(kind, args).items():
         errors[f"{where}.{name}"] = problem
     return args
 

@@ -177,7 +177,3 @@ class ExternalQueues:
             pipe.execute()
         return Sweep(requeued=requeued, failed=tuple(str(i) for i in result.get("gave_up") or []),
                      batch_done=tuple(str(i) for i in result.get("batch_done") or []))
-
-    def waiting(self, kind: str) -> int:
-        """How many ids wait in ``kind``'s queue (some may be of cancelled jobs)."""
-        return int(self.client.llen(keys.external_queue_key(kind)))  # type: ignore[arg-type]
