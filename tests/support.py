@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 TEST_SECRET_KEY = "test-secret-key"
+# A well-formed job id nothing stores: fixed, so test ids match in every pytest-xdist worker.
+UNSTORED = "b3c123db-8f3b-479d-86f0-ef06212310e7"
 TEST_PROGRESS_TOKEN = "test-progress-token"
 TEST_WORKER_TOKEN = "test-worker-token"
 TEST_OPS_TOKEN = "test-ops-token"
