@@ -6,7 +6,7 @@ gevent), ``WORKER_CONNECTIONS`` the number of simultaneous connections
 (Socket.IO clients included) one process serves. The site itself refuses
 Socket.IO connections beyond ``SOCKETIO_MAX_CONNECTIONS`` (below
 ``WORKER_CONNECTIONS``), so HTTP requests always find a free one
-(``website/http/capacity.py``).
+(``website/realtime/connections.py``).
 """
 
 from __future__ import annotations
@@ -107,9 +107,9 @@ def announce_address(listeners: list[Any]) -> None:
 
 def post_worker_init(worker: Any) -> None:
     """In the serving process (after eventlet or gevent patched it): announce the
-    site's address, and keep GC pauses short (``website/http/gcpause.py``)."""
+    site's address, and keep GC pauses short (``website/gcpause.py``)."""
     announce_address(worker.sockets)
     if _cfg.GC_FULL_EVERY > 0:
-        from website.http.gcpause import GcPauses
+        from website.gcpause import GcPauses
 
         GcPauses(_cfg.GC_FULL_EVERY).install()

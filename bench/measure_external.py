@@ -38,7 +38,7 @@ from bench.report import Row, p50_p99
 from bench.stack import ROOT_DIR, BenchStack, Web, settle
 from bench.webapp import BARE_PATH
 from shared import keys
-from shared.external import ExternalQueues
+from shared.claimqueue import ExternalQueues
 from shared.protocol import new_id
 from tests.support import TEST_OPS_TOKEN, TEST_WORKER_TOKEN, wait_until
 

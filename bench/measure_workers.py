@@ -1,8 +1,10 @@
-"""Worker throughput: trivial jobs per second (fork vs simple, preload on/off)
-and highlight jobs against calling Pygments directly."""
+"""Worker throughput: trivial jobs per second (fork vs simple; forking without
+preloading through ``bench.coldworker``) and highlight jobs against calling
+Pygments directly."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -14,11 +16,11 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from bench.floors import REFERENCE_CAPACITY, Floors
 from bench.report import Row
 from bench.stack import ROOT_DIR, BenchStack
-from shared.protocol import HIGHLIGHT_JOB, HIGHLIGHT_KIND, new_id
+from shared.kinds.highlight import highlight
+from shared.kinds.highlight.snippets import HIGHLIGHT_KIND, SnippetStore
+from shared.protocol import RUN_KIND_JOB, new_id
 from shared.signing import sign_job_token
-from shared.snippets import SnippetStore
 from tests.support import TEST_SECRET_KEY, wait_until
-from worker.highlight import highlight
 
 Log = Callable[[str], None]
 
@@ -42,7 +44,7 @@ def highlight_why(overhead_ms: float, pygments_ms: float, size_kb: float) -> str
             "with `WORKER_EMIT=direct`), reading the snippet and storing the HTML. Pygments' "
             "time grows with the snippet, the overhead does not: at this overhead the ratio "
             f"passes 70% for snippets of about {needed:.0f} KB and more.")
-NOOP_JOB = "worker.jobs.noop_job"
+NOOP_JOB = "bench.jobs.noop_job"
 TRIVIAL_TARGET = 300  # jobs/s on the reference machine
 LANGUAGE = "python"
 
@@ -69,9 +71,10 @@ def run_jobs(stack: BenchStack, name: str, function: str, kwargs: list[dict],
                            kwargs=dict(kw, token=sign_job_token(TEST_SECRET_KEY, job_id)),
                            job_id=job_id, result_ttl=3600, timeout=120)
         for job_id, kw in zip(ids, kwargs, strict=True)])
-    env.update(QUEUE_NAME=queue.name, WORKER_CLASS=worker_class,
-               WORKER_PRELOAD="1" if preload else "0")
-    with stack.worker(f"bench-{name}", env=env):
+    env.update(QUEUE_NAME=queue.name, WORKER_CLASS=worker_class)
+    # The product's worker always preloads; bench.coldworker is the same worker without it.
+    with stack.worker(f"bench-{name}", env=env,
+                      module="worker" if preload else "bench.coldworker"):
         wait_until(lambda: FinishedJobRegistry(queue=queue).count
                    + FailedJobRegistry(queue=queue).count >= len(ids),
                    timeout=300, interval=0.1, what=f"{name} jobs to finish")
@@ -87,13 +90,14 @@ def run_jobs(stack: BenchStack, name: str, function: str, kwargs: list[dict],
 
 def trivial_jobs(stack: BenchStack, floors: Floors, counts: dict[str, int],
                  log: Log) -> list[Row]:
-    """Jobs that do nothing, per worker class and preload setting (ratio to the bare
-    endpoint's capacity)."""
+    """Jobs that do nothing, per worker class, and forking without preloading (ratio to
+    the bare endpoint's capacity)."""
     rows = []
     target = TRIVIAL_TARGET / REFERENCE_CAPACITY
     cases = (("simple", "simple", True, "SimpleWorker (no fork)"),
              ("fork-preload", "fork", True, "forking Worker, job modules preloaded"),
-             ("fork-no-preload", "fork", False, "forking Worker, WORKER_PRELOAD=0"))
+             ("fork-no-preload", "fork", False,
+              "forking Worker, job modules not preloaded (bench.coldworker)"))
     for name, worker_class, preload, label in cases:
         result = run_jobs(stack, name, NOOP_JOB, [{}] * counts[worker_class + (
             "" if preload else "-cold")], worker_class, preload)
@@ -131,10 +135,12 @@ def highlight_jobs(stack: BenchStack, count: int, log: Log) -> tuple[list[Row], 
         for source in work:  # what the site's start_highlight stores
             job_id = new_id()
             snippet = store.create(source, LANGUAGE, job_id)
-            stack.store.create(job_id, kind=HIGHLIGHT_KIND, snippet_id=snippet.snippet_id)
+            stack.store.create(job_id, kind=HIGHLIGHT_KIND,
+                               args=json.dumps({"snippet": snippet.snippet_id}))
             ids.append(job_id)
-            kwargs.append({"snippet_id": snippet.snippet_id})
-        result = run_jobs(stack, f"highlight-{worker_class}-{emit}", HIGHLIGHT_JOB, kwargs,
+            kwargs.append({"kind_name": HIGHLIGHT_KIND,
+                           "kind_args": {"snippet": snippet.snippet_id}})
+        result = run_jobs(stack, f"highlight-{worker_class}-{emit}", RUN_KIND_JOB, kwargs,
                           worker_class, preload=True, ids=ids, WORKER_EMIT=emit,
                           SOCKETIO_MESSAGE_QUEUE=queue_url)
         log(f"  highlight {worker_class} {emit}: {result} (direct {direct:.0f}/s)")
@@ -151,12 +157,13 @@ def highlight_jobs(stack: BenchStack, count: int, log: Log) -> tuple[list[Row], 
     notes = [
         "Workers (4): the jobs are queued first, then one worker process is started; the "
         "rate is jobs over the time from the first job's start to the last one's end as RQ "
-        "recorded them, so start-up is excluded. Trivial job: `worker.jobs.noop_job`. "
-        "Highlight job: the site's own `worker.highlight.highlight_job` on snippets stored "
+        "recorded them, so start-up is excluded. Trivial job: `bench.jobs.noop_job`. "
+        "Highlight job: the highlight kind (`shared/kinds/highlight`, run by "
+        "`worker.runner.run_kind`) on snippets stored "
         "as the site stores them (it reports `running`, reads the snippet, highlights it "
         "with Pygments, stores the HTML, reports `succeeded`); the sources are this "
         f"project's own {len(sources)} Python modules (mean {size:.1f} KB), language "
-        "`python`. \"Direct\" calls `worker.highlight.highlight` on the same sources in a "
+        "`python`. \"Direct\" calls `shared.kinds.highlight.highlight` on the same sources in a "
         "loop in one process.",
     ]
     return rows, notes

@@ -139,10 +139,10 @@ class BenchStack:
 
     @contextlib.contextmanager
     def worker(self, name: str, web: Web | None = None, args: list[str] | None = None,
-               env: dict[str, str] | None = None) -> Iterator[Process]:
-        """A worker process for the duration of the block."""
+               env: dict[str, str] | None = None, module: str = "worker") -> Iterator[Process]:
+        """A worker process for the duration of the block (``python -m module``)."""
         environment = dict((web or self.a).env, **(env or {}))
-        proc = start_worker(environment, self.log_dir, name=name, args=args)
+        proc = start_worker(environment, self.log_dir, name=name, args=args, module=module)
         try:
             yield proc
         finally:

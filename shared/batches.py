@@ -3,12 +3,11 @@
 A batch is a hash (``shared.keys.batch_key``): its kind, ``total``, ``done``
 and a count per state. Its children are ordinary jobs with a ``batch_id``
 field, listed in ``shared.keys.batch_index``. Each child's change moves the
-totals in the same Lua script that changes the child (``update_job.lua``,
-``reset_job.lua``), and the one change that makes the last child final is
-told so (``JobState.extra["batch_done"]``), exactly once: whoever applied
-that change (the site's callback, or the worker with ``WORKER_EMIT=direct``
-or its fallback) then starts the batch's ``onComplete`` job. Both call
-:func:`after_child_change`, which also pushes the totals (throttled).
+totals in the same Lua script that changes the child, and the one change that
+makes the last child final is told so (``JobState.extra["batch_done"]``),
+exactly once: the lifecycle then starts the batch's ``onComplete`` job
+(``shared/lifecycle.py``). :func:`totals_event` is the push of the totals that
+a child's change makes, throttled.
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from shared import keys
+from shared.errors import NotFound
 from shared.protocol import BATCH_PROGRESS, QUEUED, STATES, batch_room, new_id
 from shared.store import JobState, JobStore
 
@@ -30,14 +29,15 @@ BATCH_MAX = 10_000
 # batchProgress: at most one throttled push per 112 ms per batch (9 in any second) plus the
 # one of the completing change, so never more than 10 in any 1 s window
 PUSH_INTERVAL_MS = 112
-# (kind, args, owner) -> the started job's id
-StartJob = Callable[[str, dict[str, Any], str], str | None]
-# (event, payload, room)
-Emit = Callable[[str, dict[str, Any], str], None]
+Event = tuple[str, dict[str, Any], str]
 
 
-class UnknownBatch(LookupError):
+class UnknownBatch(NotFound):
     """No batch with that id (or it expired)."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__("unknown batch id")
+        self.batch_id = batch_id
 
 
 def create_batch(store: JobStore, kind: str, items: list[dict[str, Any]], owner: str = "",
@@ -89,40 +89,20 @@ def batch_owner(client: redis.Redis, batch_id: str) -> str:
     return str(client.hget(keys.batch_key(batch_id), "owner") or "")
 
 
-def after_child_change(client: redis.Redis, state: JobState, start: StartJob,
-                       emit: Emit | None) -> None:
-    """A batch's child changed (``state``, as the update script returned it): the one
-    change that ended the last child starts ``onComplete`` (``start``) once, and the
-    totals are emitted to the room ``batch:<id>``: at most once per
+def totals_event(client: redis.Redis, batch_id: str, child: JobState) -> Event | None:
+    """The ``batchProgress`` push a change of ``child`` makes: at most one per
     ``PUSH_INTERVAL_MS`` per batch (a Redis token shared by every process), and always
-    for the completing change. ``emit`` None: no push from here (no message queue)."""
-    batch_id = state.extra.get("batch_id")
-    if not batch_id:
-        return
-    last = state.extra.get("batch_done") == "1"
-    try:
-        if last:
-            then = on_complete(client, batch_id)
-            if then is not None:
-                job_id = start(then["kind"], then["args"], f"batch:{batch_id}")
-                if job_id:
-                    client.hset(keys.batch_key(batch_id), "complete_job", job_id)
-        if emit is not None:
-            push_totals(client, batch_id, emit, final=last)
-    except (UnknownBatch, redis.RedisError) as exc:
-        log.warning("batch %s: could not push or complete: %s", batch_id, exc)
-
-
-def push_totals(client: redis.Redis, batch_id: str, emit: Emit, final: bool) -> bool:
-    """Emit the batch's totals to ``batch:<id>`` unless they were pushed in the last
-    ``PUSH_INTERVAL_MS`` (a Redis token shared by every process); always when
-    ``final`` (the change that ended the last child). True if pushed. Raises
-    :class:`UnknownBatch` and ``redis.RedisError``."""
+    for the change that ended the last child; None when it is not due (or the batch
+    is gone)."""
     tick = f"{keys.VOLATILE_PREFIX}:batch-push:{batch_id}"
-    if final or client.set(tick, "1", nx=True, px=PUSH_INTERVAL_MS):
-        emit(BATCH_PROGRESS, batch_totals(client, batch_id), batch_room(batch_id))
-        return True
-    return False
+    try:
+        final = child.extra.get("batch_done") == "1" or (
+            child.finished and ended_all(client, batch_id))
+        if final or client.set(tick, "1", nx=True, px=PUSH_INTERVAL_MS):
+            return BATCH_PROGRESS, batch_totals(client, batch_id), batch_room(batch_id)
+    except (UnknownBatch, redis.RedisError) as exc:
+        log.warning("batch %s: totals not pushed: %s", batch_id, exc)
+    return None
 
 
 def ended_all(client: redis.Redis, batch_id: str) -> bool:
@@ -130,3 +110,8 @@ def ended_all(client: redis.Redis, batch_id: str) -> bool:
     found = client.hmget(keys.batch_key(batch_id), ["total", "done"])
     total, done = (int(v or 0) for v in found)  # type: ignore[union-attr]
     return total > 0 and done >= total
+
+
+def complete(client: redis.Redis, batch_id: str, job_id: str) -> None:
+    """Note the job its ``onComplete`` started."""
+    client.hset(keys.batch_key(batch_id), "complete_job", job_id)

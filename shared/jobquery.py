@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from shared import keys, scripts
+from shared.errors import Invalid
 from shared.protocol import STATES
 from shared.store import JobState
 
@@ -36,7 +37,7 @@ CURSOR_PATTERN = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?~"
                             r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-class BadFilter(ValueError):
+class BadFilter(Invalid):
     """A filter or cursor that cannot be used (answered with 400)."""
 
 
@@ -76,13 +77,6 @@ class JobFilter:
                 ([keys.batch_index(self.batch)] if self.batch else [])
         return found or [keys.RECENT_JOBS]
 
-    def matches(self, job: JobState) -> bool:
-        """True when ``job`` passes the filter (the check the dashboard repeats live)."""
-        return ((not self.state or job.state == self.state)
-                and (not self.kind or job.kind == self.kind)
-                and (not self.owner or job.owner == self.owner)
-                and (not self.q or self.q.lower() in job.message.lower()))
-
 
 def parse_cursor(text: str | None) -> tuple[str, str]:
     """``(score, id)`` from a cursor ('' for the start); :class:`BadFilter` when malformed."""
@@ -111,9 +105,9 @@ class JobQuery:
 
     def _run(self, flt: JobFilter, score: str, after: str, limit: int,
              scan: int) -> dict[str, Any]:
-        return scripts.pairs(self._query(
-            keys=flt.index_keys(),
-            args=[score, after, limit, scan, flt.q.lower(), keys.job_key("")]))
+        return scripts.pairs(scripts.run(self._query, flt.index_keys(), {
+            "score": score, "after": after, "limit": limit, "budget": scan,
+            "q": flt.q.lower(), "job_prefix": keys.job_key("")}))
 
     def ids(self, flt: JobFilter, cursor: str | None = None, limit: int = 50,
             scan: int = SCAN_PER_PAGE) -> tuple[list[str], str | None]:

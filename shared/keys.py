@@ -4,7 +4,6 @@ from __future__ import annotations
 
 PREFIX = "jobcast"
 RECENT_JOBS = f"{PREFIX}:jobs:recent"
-RECENT_SNIPPETS = f"{PREFIX}:snippets:recent"
 # Sorted sets of job ids scored by creation time: ``<INDEX_PREFIX>state:<state>``,
 # ``kind:<kind>`` and ``owner:<owner>``, kept by the store's Lua scripts.
 INDEX_PREFIX = f"{PREFIX}:idx:"
@@ -41,11 +40,6 @@ def owner_index(owner: str) -> str:
 def job_key(job_id: str) -> str:
     """Hash holding a job's current state."""
     return f"{PREFIX}:job:{job_id}"
-
-
-def snippet_key(snippet_id: str) -> str:
-    """Hash holding a snippet's source and, once done, its highlighted HTML."""
-    return f"{PREFIX}:snippet:{snippet_id}"
 
 
 # Short-lived coordination keys (rate-limit counters, worker leases, locks) live

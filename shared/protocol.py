@@ -13,21 +13,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.errors import Invalid, TooLarge
+
 # Socket.IO event names.
 UPDATE_PROGRESS = "updateProgress"
-HIGHLIGHT = "highlight"
 SUBSCRIBE = "subscribe"
 BATCH_PROGRESS = "batchProgress"  # a batch's totals (shared.batches.batch_totals), to batch:<id>
 JOB_LOG = "jobLog"  # {jobId, after, lines: [{id, at, text}]}: new lines of a job's log
 
 # Dotted names the site enqueues, so that website/ never imports worker/.
-DEMO_JOB = "worker.jobs.demo_job"
-HIGHLIGHT_JOB = "worker.highlight.highlight_job"
 RUN_KIND_JOB = "worker.runner.run_kind"  # runs any declared kind (shared.kinds)
+RELEASE_JOB = "worker.runner.release"  # puts a due job of an external kind on its queue
 
 # Job kinds (the ``kind`` field of a job's hash).
 DEMO_KIND = "demo"
-HIGHLIGHT_KIND = "highlight"
 
 # Job states. A scheduled job waits for its time (RQ's scheduler then queues it).
 SCHEDULED = "scheduled"
@@ -66,11 +65,11 @@ APPLIED_HEADER = "X-Jobcast-Applied"
 STATE_HEADER = "X-Jobcast-State"
 
 
-class PayloadError(ValueError):
+class PayloadError(Invalid):
     """A progress payload that does not follow the contract."""
 
 
-class PayloadTooLarge(PayloadError):
+class PayloadTooLarge(PayloadError, TooLarge):
     """A part of a payload (the result) is over its size limit: answered with 413."""
 
 
@@ -82,11 +81,6 @@ def room_for(job_id: str) -> str:
 def batch_room(batch_id: str) -> str:
     """The Socket.IO room of the connections watching a batch."""
     return f"batch:{batch_id}"
-
-
-def snippet_room(snippet_id: str) -> str:
-    """The Socket.IO room of the connections watching a snippet."""
-    return f"snippet:{snippet_id}"
 
 
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -286,15 +280,17 @@ class ProgressUpdate:
         )
 
 
-def browser_contract() -> dict[str, Any]:
+def browser_contract(more_events: dict[str, str] | None = None) -> dict[str, Any]:
     """The names the page scripts use, rendered into every page as JSON.
 
     The scripts read events and states from here (``window.JobcastProtocol``
-    after ``protocol.js``), so they cannot drift from the server's names.
+    after ``protocol.js``), so they cannot drift from the server's names;
+    ``more_events`` are those a feature adds (the highlighter's ``highlight``).
     """
     return {
         "events": {
-            "updateProgress": UPDATE_PROGRESS, "highlight": HIGHLIGHT, "subscribe": SUBSCRIBE,
+            **(more_events or {}),
+            "updateProgress": UPDATE_PROGRESS, "subscribe": SUBSCRIBE,
             "jobLog": JOB_LOG, "batchProgress": BATCH_PROGRESS,
             "jobChanged": DASHBOARD_UPDATE, "watchDashboard": DASHBOARD_SUBSCRIBE,
         },

@@ -21,14 +21,18 @@ import redis
 from croniter import CroniterError, croniter
 
 from shared import keys, scripts
+from shared.errors import Invalid, NotFound
 from shared.protocol import iso_time, new_id
 
 
-class BadSchedule(ValueError):
+class BadSchedule(Invalid):
     """A cron string that cannot be used (answered with 400)."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"cron": message})
 
-class UnknownSchedule(LookupError):
+
+class UnknownSchedule(NotFound):
     """No schedule with that id."""
 
 
@@ -110,7 +114,7 @@ class ScheduleStore:
         """The schedule; :class:`UnknownSchedule` when there is none."""
         data: dict[str, str] = self.client.hgetall(keys.schedule_key(schedule_id))  # type: ignore[assignment]
         if not data:
-            raise UnknownSchedule(schedule_id)
+            raise UnknownSchedule("unknown schedule id")
         return Schedule.from_hash(schedule_id, data)
 
     def all(self, limit: int = 200) -> list[Schedule]:
@@ -163,8 +167,9 @@ class ScheduleStore:
                 self.client.zrem(keys.SCHEDULES_DUE, schedule_id)
                 continue
             following = next_run(schedule.cron, max(stamp, score))
-            if self._claim(keys=[keys.SCHEDULES_DUE, keys.schedule_key(schedule_id)],
-                           args=[schedule_id, repr(score), repr(following), repr(stamp)]):
+            if scripts.run(self._claim, [keys.SCHEDULES_DUE, keys.schedule_key(schedule_id)],
+                           {"id": schedule_id, "due": repr(score), "next_run": repr(following),
+                            "now": repr(stamp)}):
                 claimed.append(schedule)
         return claimed
 

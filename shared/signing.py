@@ -84,20 +84,6 @@ def parse_bearer(header: str | None) -> str | None:
     return token or None
 
 
-def authorise_report(shared_token: str, secret: str, token: str | None, job_id: str,
-                     max_age: int) -> JobGrant | None:
-    """The grant for a report on ``job_id``: the shared progress token (any
-    attempt) or a per-job token signed for ``job_id``; None when refused."""
-    if not token:
-        return None
-    if shared_token and same_text(token, shared_token):
-        return JobGrant(job_id, ANY_ATTEMPT)
-    grant = read_job_token(secret, token, max_age)
-    if grant is None or not same_text(grant.job_id, job_id):
-        return None
-    return grant
-
-
 def sign_control_token(secret: str, job_id: str) -> str:
     """The ``controlToken`` handed to the API client that created ``job_id``."""
     return URLSafeTimedSerializer(secret, salt=_CONTROL_SALT).dumps(job_id)

@@ -1,7 +1,7 @@
 """Completion webhooks: which URLs a job may name, and what is sent to them.
 
 ``POST /api/jobs`` may carry ``"webhook": "<url>"``. When the job ends, the
-site enqueues a delivery that the RQ worker runs (``worker.webhooks``; never the
+site enqueues a delivery that the RQ worker runs (``worker.deliver``; never the
 request): a POST of :func:`payload` signed with ``WEBHOOK_SECRET``
 (``X-Jobcast-Signature: sha256=<hex HMAC of the body>``) and a delivery id
 (``X-Jobcast-Delivery``, the same for every retry), retried with the
@@ -23,9 +23,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from rq import Queue, Retry
 
 from shared import keys
+from shared.errors import Invalid
 from shared.protocol import iso_time
 from shared.store import JobState
 
@@ -33,10 +33,10 @@ URL_MAX = 2000
 SIGNATURE_HEADER = "X-Jobcast-Signature"
 DELIVERY_HEADER = "X-Jobcast-Delivery"
 ANY_PUBLIC_HOST = "*"
-DELIVER_JOB = "worker.webhooks.deliver"  # enqueued by dotted name
+DELIVER_JOB = "worker.deliver.deliver"  # enqueued by dotted name
 
 
-class WebhookRefused(ValueError):
+class WebhookRefused(Invalid):
     """A webhook URL that may not be called (the message says why)."""
 
 
@@ -97,23 +97,12 @@ def delivery_state(extra: dict[str, str]) -> dict[str, Any] | None:
             "lastStatus": int(status) if status.isdigit() else None}
 
 
-def hand_over(client: redis.Redis, queue: Queue, job_id: str, backoff: Iterable[int],
-              ttl: int) -> str | None:
-    """Enqueue the delivery of an ended job's webhook, once; its delivery id, or
-    None when the job names no webhook or its delivery was handed over already.
-
-    Called by whoever ends the job: the site's callback and control views, and
-    the worker's fallback when it stores an end without the site. ``HSETNX`` on
-    the job's hash makes it once, whoever calls first. Raises ``redis.RedisError``.
-    """
+def claim_delivery(client: redis.Redis, job_id: str) -> str | None:
+    """A delivery id for an ended job's webhook, once: None when the job names no
+    webhook or its delivery was claimed already (``HSETNX`` on the job's hash, so
+    whoever ends the job first hands it over). Raises ``redis.RedisError``."""
     key = keys.job_key(job_id)
     if not client.hget(key, "webhook"):
         return None
     delivery = str(uuid.uuid4())
-    if not client.hsetnx(key, "webhook_delivery", delivery):
-        return None
-    intervals = list(backoff)
-    queue.enqueue(DELIVER_JOB, job_id, delivery, job_timeout=60,
-                  retry=Retry(max=len(intervals), interval=intervals),
-                  result_ttl=ttl, failure_ttl=ttl)
-    return delivery
+    return delivery if client.hsetnx(key, "webhook_delivery", delivery) else None

@@ -12,8 +12,10 @@ import signal
 
 import redis
 
-from shared.config import Config
-from worker.highlight import run_highlight_job
+from shared.config import WORKER, Config
+from shared.kinds.highlight import run_highlight, snippet_store
+from worker.boundary import job_boundary, make_reporter
+from worker.context import JobContext
 
 SLOW_HIGHLIGHT_JOB = "tests.highlight_jobs.slow_highlight_job"
 BLOCKER_JOB = "tests.highlight_jobs.block_until_released"
@@ -26,9 +28,19 @@ def _sleepy_highlighter(source: str, language: str) -> tuple[str, str]:
         signal.pause()
 
 
-def slow_highlight_job(job_id: str, snippet_id: str, token: str | None = None) -> str:
-    """The real highlight job, with a highlighter slower than any test's job timeout."""
-    return run_highlight_job(job_id, snippet_id, token, highlighter=_sleepy_highlighter)
+def slow_highlight_job(job_id: str, snippet: str, token: str | None = None) -> None:
+    """The highlight kind's job as the worker runs it (``worker.runner.run_kind``), with a
+    highlighter slower than any test's job timeout."""
+    cfg = Config(role=WORKER)
+    reporter = make_reporter(cfg, token)
+    ctx = JobContext(job_id, reporter, cfg)
+    try:
+        with job_boundary(job_id, reporter, ctx.finish):
+            run_highlight(snippet, snippet_store(cfg.REDIS_URL, cfg.SNIPPET_TTL,
+                                                 cfg.SNIPPET_HTML_MAX),
+                          ctx.progress, _sleepy_highlighter, cfg.SNIPPET_HTML_MAX)
+    finally:
+        ctx.finish(False)
 
 
 def block_until_released(release_key: str, timeout: float = 60.0) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.config import Config
-from worker.reporting import job_boundary, make_reporter
+from worker.boundary import job_boundary, make_reporter
 
 
 def failing_job(job_id: str, token: str | None = None) -> None:
@@ -12,6 +12,11 @@ def failing_job(job_id: str, token: str | None = None) -> None:
     with job_boundary(job_id, reporter):
         reporter.report(job_id, 30, "running", "about to fail")
         raise ValueError("disk on fire")
+
+
+def noop(*args: object, **kwargs: object) -> str:
+    """A job that does nothing and says so (for RQ's own scheduling)."""
+    return "ok"
 
 
 def quiet_job(job_id: str, token: str | None = None) -> None:

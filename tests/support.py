@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 TEST_SECRET_KEY = "test-secret-key"
+# A well-formed job id nothing stores: fixed, so test ids match in every pytest-xdist worker.
+UNSTORED = "b3c123db-8f3b-479d-86f0-ef06212310e7"
 TEST_PROGRESS_TOKEN = "test-progress-token"
 TEST_WORKER_TOKEN = "test-worker-token"
 TEST_OPS_TOKEN = "test-ops-token"
@@ -202,9 +204,10 @@ def start_web(env: dict[str, str], log_dir: Path, name: str = "web",
 
 
 def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker",
-                 args: list[str] | None = None) -> Process:
-    """Start ``python -m worker`` and wait until it registered with RQ."""
-    proc = Process(name, [sys.executable, "-m", "worker", "--name", name, *(args or [])],
+                 args: list[str] | None = None, module: str = "worker") -> Process:
+    """Start ``python -m worker`` (or ``module``, taking its arguments) and wait until it
+    registered with RQ."""
+    proc = Process(name, [sys.executable, "-m", module, "--name", name, *(args or [])],
                    env, log_dir)
     proc.start()
     client = redis.Redis.from_url(env["REDIS_URL"])

@@ -12,7 +12,7 @@ from rq import Queue
 
 from shared.protocol import CALLBACK_MAX_BYTES, RUN_KIND_JOB, new_id
 from shared.signing import sign_job_token
-from tests.support import TEST_SECRET_KEY, auth, csrf_token_in
+from tests.support import TEST_SECRET_KEY, UNSTORED, auth, csrf_token_in
 
 
 def new_job(client: FlaskClient) -> str:
@@ -56,7 +56,7 @@ def test_api_create_and_read_state(client: FlaskClient) -> None:
     assert state.status_code == 200 and state.get_json()["state"] == "queued"
 
 
-@pytest.mark.parametrize("path", ["/api/jobs/" + "0" * 36, "/api/jobs/nope", "/api/jobs/" + new_id()])
+@pytest.mark.parametrize("path", ["/api/jobs/" + "0" * 36, "/api/jobs/nope", "/api/jobs/" + UNSTORED])
 def test_unknown_job_is_404_json(client: FlaskClient, path: str) -> None:
     resp = client.get(path)
     assert resp.status_code == 404 and "error" in resp.get_json()

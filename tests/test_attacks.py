@@ -23,8 +23,8 @@ from shared.protocol import new_id, seq_limit
 from shared.signing import read_job_token, sign_control_token, sign_job_token
 from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in, wait_until
 from website import create_app
+from website.auth.operators import dashboard_serializer, dashboard_token, dashboard_token_ok
 from website.extensions import socketio
-from website.ops.auth import dashboard_serializer, dashboard_token, dashboard_token_ok
 
 OPS = "test-ops-token"
 
@@ -118,7 +118,7 @@ def test_the_owner_session_the_api_client_and_operators_may_control(config: Conf
 
 
 def test_a_session_remembers_a_bounded_number_of_jobs(config: Config) -> None:
-    from website.http.ownership import SESSION_JOBS
+    from website.auth.owners import SESSION_JOBS
 
     client = make_app(config, RATE_LIMIT="0").test_client()
     ids = [create_form(client) for _ in range(SESSION_JOBS + 2)]

@@ -26,8 +26,15 @@ from werkzeug.serving import make_server
 
 from shared import keys
 from shared.config import Config, ConfigError
+from shared.kinds.highlight import run_highlight
+from shared.kinds.highlight.snippets import (
+    RECENT_MAX,
+    RECENT_SNIPPETS,
+    HtmlTooLarge,
+    SnippetStore,
+    snippet_key,
+)
 from shared.protocol import DASHBOARD_ROOM, new_id, room_for
-from shared.snippets import RECENT_MAX, HtmlTooLarge, SnippetStore
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import (
@@ -44,9 +51,8 @@ from tests.support import (
     wait_until,
 )
 from website import create_app
+from website.auth.operators import dashboard_token
 from website.extensions import socketio as flask_socketio
-from website.ops.auth import dashboard_token
-from worker.highlight import run_highlight
 
 
 def make_app(redis_url: str, **overrides: Any) -> Flask:
@@ -287,18 +293,17 @@ def test_recent_indexes_are_trimmed_by_count(redis_client: redis.Redis) -> None:
     snippets = SnippetStore(redis_client, max_stored=RECENT_MAX)
     for n in range(RECENT_MAX + 5):
         snippets.create("x", "auto", new_id(), now=1_000_000_000 + n)
-    assert redis_client.zcard(keys.RECENT_SNIPPETS) == RECENT_MAX
+    assert redis_client.zcard(RECENT_SNIPPETS) == RECENT_MAX
 
 
 def test_html_over_the_cap_is_not_stored(redis_client: redis.Redis) -> None:
     store = SnippetStore(redis_client, html_max=2048)
     snippet = store.create("x = 1\n" * 200, "python", new_id())
     with pytest.raises(HtmlTooLarge, match="over the"):
-        run_highlight(snippet.job_id, snippet.snippet_id, store, lambda *args: None,
-                      html_max=2048)
+        run_highlight(snippet.snippet_id, store, lambda *args, **kwargs: None, html_max=2048)
     with pytest.raises(HtmlTooLarge):
         store.set_highlighted(snippet.snippet_id, "<b>" * 1000, "Python")
-    assert redis_client.hget(keys.snippet_key(snippet.snippet_id), "highlighted_html") is None
+    assert redis_client.hget(snippet_key(snippet.snippet_id), "highlighted_html") is None
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import requests
 from rq import Queue
 from rq.job import Job
 
+from shared.callback import ProgressReporter
 from shared.protocol import seq_limit
-from shared.reporter import ProgressReporter
 from shared.signing import sign_job_token
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import (
@@ -34,7 +34,7 @@ from tests.support import (
     wait_until,
 )
 from tests.test_startup import run_without_secrets
-from worker.reporting import checked_report, job_boundary
+from worker.boundary import checked_report, job_boundary
 
 BODY_TIMEOUT = 1.0
 

@@ -12,6 +12,7 @@ from typing import Any
 import psutil
 import pytest
 import redis
+from rq import Queue
 
 from bench.commands import count_commands
 from bench.floors import REFERENCE_HTTP_RTT, Floors, LatencyTarget, http_round_trips
@@ -26,7 +27,7 @@ from bench.wsclient import SocketIOConnection, connect
 from shared.protocol import new_id
 from shared.store import JobStore
 from tests.conftest import Stack
-from tests.support import TEST_PROGRESS_TOKEN, RedisServer, wait_until
+from tests.support import TEST_PROGRESS_TOKEN, RedisServer, start_worker, wait_until
 
 
 def test_statistics_and_table() -> None:
@@ -124,6 +125,25 @@ def test_benchmark_snippets_are_the_projects_own_code() -> None:
     sources = snippets()
     assert len(sources) >= 5
     assert all("from __future__ import annotations" in source for source in sources)
+
+
+@pytest.mark.parametrize("module, preloaded", [("worker", True), ("bench.coldworker", False)])
+def test_the_cold_worker_is_the_worker_without_preloading(stack: Stack, module: str,
+                                                          preloaded: bool) -> None:
+    # The product's worker always imports its job modules before it forks; the bench's
+    # bench.coldworker skips only that. The job asks its work horse what it inherited.
+    conn = redis.Redis.from_url(stack.redis.url)
+    queue = Queue(f"preload-{module}", connection=conn)
+    job = queue.enqueue("sys.modules.__contains__", "shared.kinds.csv_import")
+    env = dict(stack.env, QUEUE_NAME=queue.name, WORKER_CLASS="fork")
+    proc = start_worker(env, stack.log_dir, name=f"preload-{module}", module=module)
+    try:
+        wait_until(lambda: job.get_status(refresh=True) in ("finished", "failed"), timeout=30,
+                   what=f"the job on {module}")
+        assert job.get_status() == "finished" and job.return_value() is preloaded
+    finally:
+        proc.stop()
+        conn.close()
 
 
 def test_raw_client_swarm_and_loadgen_against_the_real_site(stack: Stack) -> None:

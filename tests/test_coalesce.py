@@ -13,10 +13,10 @@ import redis
 from flask.testing import FlaskClient
 
 from shared import keys
+from shared.coalesce import Call, OwnConnection, ReportCoalescer, SenderGone
 from shared.protocol import ProgressUpdate, new_id
 from shared.store import JobState, JobStore, StaleAttempt, UnknownJob, UpdateAnswer
 from tests.support import TEST_OPS_TOKEN, auth, wait_until
-from website.workers.coalesce import Call, OwnConnection, ReportCoalescer, SenderGone
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def store(redis_client: redis.Redis) -> JobStore:
 
 def own(store: JobStore) -> OwnConnection:
     """The site's runner: a connection of its own, made from the store's pool."""
-    return OwnConnection(store, store.client.connection_pool)
+    return OwnConnection(store._run_on, store.client.connection_pool)
 
 
 @pytest.fixture
@@ -183,7 +183,7 @@ def test_batches_are_capped_and_the_rest_goes_next(store: JobStore,
     assert gate.batches == [1, 3, 3, 1]
 
 
-def test_apply_each_reloads_a_flushed_script_and_keeps_per_call_errors(
+def test_a_round_trip_reloads_a_flushed_script_and_keeps_per_call_errors(
         store: JobStore, redis_client: redis.Redis) -> None:
     good, broken = new_id(), new_id()
     store.create(good)
@@ -193,16 +193,17 @@ def test_apply_each_reloads_a_flushed_script_and_keeps_per_call_errors(
     calls: list[Call] = [(ProgressUpdate(good, 30), None, 1.0e9),
                          (ProgressUpdate(broken, 30, log=("a line",)), None, 1.0e9),
                          (ProgressUpdate(new_id(), 30), None, 1.0e9)]
-    answers = store.apply_each(calls)
+    answers = own(store)(calls)
     first = answers[0]
     assert isinstance(first, tuple) and first[0] is not None and first[0].progress == 30
     assert isinstance(answers[1], redis.ResponseError)
     assert isinstance(answers[2], UnknownJob)
     stored = store.get(good)
     assert stored is not None and stored.progress == 30
-    # the plain pipeline asks SCRIPT EXISTS first: apply_each does not
+    # the plain pipeline asks SCRIPT EXISTS first: the store's round trips do not
     before = redis_client.info("commandstats").get("cmdstat_script|exists", {}).get("calls", 0)
-    store.apply_each(calls[:1] * 2)
+    own(store)(calls[:1] * 2)
+    store.apply_many([(call[0], None) for call in calls[:1] * 2])
     after = redis_client.info("commandstats").get("cmdstat_script|exists", {}).get("calls", 0)
     assert after == before
 

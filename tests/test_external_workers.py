@@ -40,7 +40,6 @@ from tests.support import (
     start_web,
     wait_until,
 )
-from website.workers.queues import SWEEPING
 
 JOB = "6f1c2f5e-1c1b-4d52-8b0e-6f2b7c1a9d10"
 
@@ -195,7 +194,7 @@ def test_a_lapsed_lease_requeues_then_fails_and_refuses_the_old_attempt(
     message = client.get(f"/api/jobs/{job_id}").get_json()["message"]
     assert "w2 stopped reporting (lease lapsed) on attempt 2 of 2" in message
     assert indexed(short_lease_app, job_id) == ["failed"]
-    redis_client = short_lease_app.extensions["jobcast.redis"]["client"]
+    redis_client = short_lease_app.extensions["jobcast.core"].client
     entries = redis_client.lrange(keys.job_timeline_key(job_id), 0, -1)
     assert [e.split()[0] for e in entries] == ["queued", "running", "queued", "running",
                                                "failed"], "claims and sweeps on the timeline"
@@ -205,9 +204,9 @@ def test_a_lapsed_lease_requeues_then_fails_and_refuses_the_old_attempt(
 def test_one_sweep_at_a_time_per_process(app: Flask, client: FlaskClient) -> None:
     job_id = start(client)
     assert claim(client, "w1").get_json()["jobId"] == job_id
-    redis_client = app.extensions["jobcast.redis"]["client"]
+    redis_client = app.extensions["jobcast.core"].client
     redis_client.zadd(keys.EXTERNAL_LEASES, {job_id: 1.0})  # lapsed long ago
-    sweeping = app.extensions[SWEEPING]
+    sweeping = app.extensions["jobcast.core"].lifecycle._sweeping
     assert sweeping.acquire(blocking=False)  # as if another request were sweeping
     try:
         beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
@@ -223,7 +222,7 @@ def test_one_sweep_at_a_time_per_process(app: Flask, client: FlaskClient) -> Non
 
 def indexed(app: Flask, job_id: str) -> list[str]:
     """The state indexes that list ``job_id``."""
-    redis_client = app.extensions["jobcast.redis"]["client"]
+    redis_client = app.extensions["jobcast.core"].client
     return [state for state in STATES
             if redis_client.zscore(keys.state_index(state), job_id) is not None]
 
@@ -232,13 +231,13 @@ def test_claims_and_lapsed_leases_move_a_batchs_totals(short_lease_app: Flask) -
     from shared.batches import batch_totals
 
     client = short_lease_app.test_client()
-    redis_client = short_lease_app.extensions["jobcast.redis"]["client"]
+    redis_client = short_lease_app.extensions["jobcast.core"].client
     resp = client.post("/api/batches", json={
         "kind": "external", "items": [{"n": 1}, {"n": 2}],
         "onComplete": {"kind": "external", "args": {"then": True}}})
     assert resp.status_code == 202, resp.get_data(as_text=True)
     batch_id = resp.get_json()["batchId"]
-    rq_queue = short_lease_app.extensions["jobcast.redis"]["queue"]
+    rq_queue = short_lease_app.extensions["jobcast.core"].lifecycle.queue
     assert rq_queue.count == 0  # external children go to the claim queue, never to RQ
 
     def counts() -> dict[str, int]:
@@ -268,7 +267,7 @@ def test_claims_and_lapsed_leases_move_a_batchs_totals(short_lease_app: Flask) -
 
 def test_reports_and_heartbeats_renew_the_lease(short_lease_app: Flask) -> None:
     client = short_lease_app.test_client()
-    redis_client = short_lease_app.extensions["jobcast.redis"]["client"]
+    redis_client = short_lease_app.extensions["jobcast.core"].client
     job_id = start(client)
     got = claim(client, "w1").get_json()
     deadline = redis_client.zscore(keys.EXTERNAL_LEASES, job_id)

@@ -4,6 +4,7 @@ entry has expired. Real Redis, real processes where the path needs them."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,8 @@ import socketio
 from flask import Flask
 from rq.job import Job
 
-from shared import keys
 from shared.config import Config
+from shared.kinds.highlight.snippets import snippet_key
 from shared.protocol import new_id
 from shared.store import JobStore
 from tests.support import (
@@ -97,8 +98,9 @@ def test_unhandled_exception_is_a_json_500_and_counted(app: Flask,
     client = app.test_client()
     # A highlight job whose snippet hash is corrupt: emitting its success raises.
     job_id, snippet_id = new_id(), new_id()
-    JobStore(redis_client).create(job_id, kind="highlight", snippet_id=snippet_id)
-    redis_client.hset(keys.snippet_key(snippet_id),
+    JobStore(redis_client).create(job_id, kind="highlight",
+                                  args=json.dumps({"snippet": snippet_id}))
+    redis_client.hset(snippet_key(snippet_id),
                       mapping={"id": snippet_id, "created_at": "not a time"})
     resp = client.post("/api/progress", headers=auth(),
                        json={"jobId": job_id, "progress": 100, "state": "succeeded"})

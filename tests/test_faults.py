@@ -349,7 +349,7 @@ def test_redis_restart_keeps_queued_jobs_and_state_and_everyone_reconnects(
 
 
 def longest_wait_for_redis(log: str) -> float:
-    """The longest outage the worker's log reports waiting through (worker/redisconn.py)."""
+    """The longest outage the worker's log reports waiting through (shared/redisconn.py)."""
     return max((float(s) for s in re.findall(r"Redis has not answered for (\d+) s", log)),
                default=0.0)
 

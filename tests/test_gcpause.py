@@ -1,4 +1,4 @@
-"""The web process's GC hook (website/http/gcpause.py): survivors of a full collection
+"""The web process's GC hook (website/gcpause.py): survivors of a full collection
 are frozen, and every period one full collection walks the whole heap again."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from website.http.gcpause import GcPauses
+from website.gcpause import GcPauses
 
 
 class Clock:

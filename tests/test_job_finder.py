@@ -25,8 +25,8 @@ def ops_app(config: Config) -> Flask:
 @pytest.fixture
 def store(ops_app: Flask) -> JobStore:
     with ops_app.app_context():
-        from website.extensions import redis_ext
-        return redis_ext.store
+        from website.extensions import core
+        return core.store
 
 
 OPS = auth("ops-secret")

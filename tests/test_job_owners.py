@@ -50,8 +50,8 @@ def test_each_session_finds_only_its_own_jobs(ops_app: Flask) -> None:
     assert {j["owner"] for j in a_jobs} == {a_owner} == {batch.get_json()["owner"]}
     assert {j["owner"] for j in b_jobs} == {b_owner} and a_owner != b_owner
     with ops_app.app_context():
-        from website.extensions import redis_ext
-        children = set(redis_ext.client.zrange(keys.batch_index(batch.get_json()["batchId"]), 0, -1))
+        from website.extensions import core
+        children = set(core.client.zrange(keys.batch_index(batch.get_json()["batchId"]), 0, -1))
     assert len(children) == 2
     assert _found(ops, f"owner={a_owner}") == {str(j["id"]) for j in a_jobs} | {form_job} | children
     assert _found(ops, f"owner={b_owner}") == {str(j["id"]) for j in b_jobs}

@@ -135,7 +135,7 @@ def test_log_lines_are_kept_in_order_and_paged(client: FlaskClient) -> None:
 
 
 def test_only_the_newest_lines_are_kept(app: Any, client: FlaskClient) -> None:
-    app.extensions["jobcast.redis"]["store"].log_max = 50
+    app.extensions["jobcast.core"].lifecycle.store.log_max = 50
     job_id = new_job(client)
     for start in range(0, 120, 40):
         report(client, {"jobId": job_id, "state": "running", "progress": 1,

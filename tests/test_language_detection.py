@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pygments.lexers import guess_lexer
 
-from worker.highlight import render
-from worker.language import detect_language, detect_lexer
+from shared.kinds.highlight import render
+from shared.kinds.highlight.language import detect_language, detect_lexer
 
 PYTHON = [
     "import os\nprint('<b>hi</b>')\n",

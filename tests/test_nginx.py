@@ -136,7 +136,9 @@ def proxied(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             return requests.get(url + "/", timeout=2).status_code == 200
 
         wait_until(answers, timeout=20, what=f"nginx at {url}")
-        served = re.findall(r"upstream=(\S+)", (prefix / "access.log").read_text())
+        # nginx logs a request after it has answered it: wait for the line
+        served = wait_until(lambda: re.findall(r"upstream=(\S+)", (prefix / "access.log").read_text()),
+                            what="nginx's access log line of that request")
         client_instance = served[-1]
         other = [env for env in envs if env["WEB_BIND"] != client_instance]
         assert len(other) == 1, (served, [env["WEB_BIND"] for env in envs])
@@ -166,9 +168,11 @@ def test_a_job_reaches_100_for_a_socketio_client_on_a_websocket_through_nginx(
     assert len(updates) >= 2, "no live update came through nginx, only the final state"
     # the websocket really went through nginx (it logged the upgrade, 101) to the
     # instance the worker does not report to: the events came by the message queue
-    upgrades = re.findall(r'"GET /socket\.io/\?[^"]*transport=websocket[^"]*" 101 upstream=(\S+)',
-                          proxied.access_log.read_text())
-    assert upgrades and set(upgrades) == {proxied.client_instance}
+    # (logged once the websocket has closed, after nginx answered it)
+    upgrades = wait_until(lambda: re.findall(
+        r'"GET /socket\.io/\?[^"]*transport=websocket[^"]*" 101 upstream=(\S+)',
+        proxied.access_log.read_text()), what="nginx's log line of the websocket")
+    assert set(upgrades) == {proxied.client_instance}
     assert proxied.client_instance != proxied.worker_instance
 
 

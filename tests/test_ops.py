@@ -81,7 +81,7 @@ def test_reset_puts_a_failed_job_back_to_queued_and_counts_the_attempt(store: Jo
         store.apply(ProgressUpdate(job_id, 50, RUNNING, "late", seq=7), attempt=1)
     # ... and the seq belongs to the attempt: the new one starts again from 1.
     assert store.apply(ProgressUpdate(job_id, 10, RUNNING, "again", seq=1),
-                       attempt=2) is not None
+                       attempt=2).state is not None
 
 
 def test_reset_refuses_a_running_job_and_an_unknown_one(store: JobStore) -> None:

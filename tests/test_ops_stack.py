@@ -263,8 +263,8 @@ def test_health_goes_503_when_redis_stops(log_dir: Path,
 
 
 def test_a_worker_stops_quietly_once_its_job_was_cancelled(ops_stack: Stack) -> None:
-    from shared.reporter import ProgressReporter
-    from worker.reporting import JobEnded, checked_report, job_boundary
+    from shared.callback import ProgressReporter
+    from worker.boundary import JobEnded, checked_report, job_boundary
 
     store = JobStore(redis.Redis.from_url(ops_stack.env["REDIS_URL"], decode_responses=True))
     job_id = new_id()

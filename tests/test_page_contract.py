@@ -1,4 +1,5 @@
-"""The page scripts take event and state names from shared/protocol.py only.
+"""The page scripts take event and state names from shared/protocol.py only (and the
+events a feature adds to it: the highlighter's ``highlight``).
 
 Every name the server uses on the wire (events, job states) must reach the
 scripts through ``browser_contract()``, rendered into each page; a script that
@@ -14,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from shared import protocol
+from shared.kinds.highlight.snippets import HIGHLIGHT
 from shared.protocol import browser_contract
 
 JS_DIR = Path(__file__).resolve().parent.parent / "website" / "static" / "js"
 SCRIPTS = sorted(JS_DIR.glob("*.js"))
 WIRE_NAMES = {
-    protocol.UPDATE_PROGRESS, protocol.HIGHLIGHT, protocol.SUBSCRIBE,
+    protocol.UPDATE_PROGRESS, HIGHLIGHT, protocol.SUBSCRIBE,
     protocol.DASHBOARD_UPDATE, protocol.DASHBOARD_SUBSCRIBE, protocol.JOB_LOG, protocol.BATCH_PROGRESS,
     *protocol.STATES,
 }
@@ -49,7 +51,7 @@ def test_the_literal_finder_finds_names() -> None:
 
 
 def test_contract_names_every_wire_name() -> None:
-    contract = browser_contract()
+    contract = browser_contract({"highlight": HIGHLIGHT})  # the highlighter adds its event
     named = set(contract["events"].values()) | set(contract["states"].values())
     assert named == WIRE_NAMES
     assert set(contract["terminal"]) == protocol.TERMINAL_STATES
@@ -62,5 +64,5 @@ def test_pages_carry_the_contract(client) -> None:
     html = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     match = re.search(r'<script id="jobcast-protocol" type="application/json">(.*?)</script>', html, re.S)
     assert match, "the page must carry the protocol JSON"
-    assert json.loads(match.group(1)) == browser_contract()
+    assert json.loads(match.group(1)) == browser_contract({"highlight": HIGHLIGHT})
     assert "/static/js/protocol.js" in html

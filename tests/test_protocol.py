@@ -13,7 +13,6 @@ from shared.protocol import (
     is_uuid,
     new_id,
     room_for,
-    snippet_room,
 )
 
 JOB = "6f1c5a8e-3b7d-4c2a-9e0f-1a2b3c4d5e6f"
@@ -67,5 +66,4 @@ def test_message_is_capped_and_ids_normalised() -> None:
 
 def test_names_and_ids() -> None:
     assert room_for(JOB) == f"job:{JOB}"
-    assert snippet_room("abc") == "snippet:abc"
     assert is_uuid(new_id()) and not is_uuid("x" * 36) and not is_uuid(None)

@@ -19,12 +19,13 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from shared.protocol import new_id
+from shared.protocol import RUN_KIND_JOB, new_id
 from shared.store import JobStore
 from tests.conftest import Stack
 from tests.support import (
     EventRecorder,
     Process,
+    demo_final,
     final_state_received,
     free_port,
     start_worker,
@@ -88,7 +89,7 @@ def test_job_enqueued_with_a_delay_runs_after_it_on_the_worker(
     delay = 2
     queued_at = datetime.now(UTC)
     job = Queue("jobcast", connection=rq_conn).enqueue_in(
-        timedelta(seconds=delay), "worker.jobs.noop_job")
+        timedelta(seconds=delay), "tests.jobs.noop")
     assert job.get_status(refresh=True) == "scheduled"
     wait_until(lambda: job.get_status(refresh=True) == "finished", timeout=delay + 20,
                interval=0.1, what="the scheduled job to run")
@@ -113,13 +114,12 @@ def test_state_stored_by_the_fallback_is_pushed_without_a_message_queue(
     extra_workers.append(worker)
     job_id, rec = watch_new_job(stack)
     try:
-        Queue("fallback", connection=rq_conn).enqueue("worker.jobs.demo_job", job_id,
-                                                       job_id=job_id)
+        Queue("fallback", connection=rq_conn).enqueue(
+            RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 10}, job_id=job_id)
         rec.wait_for(final_state_received(), timeout=40, what="final state pushed")
     finally:
         rec.close()
-    assert rec.payloads("updateProgress")[-1] == {
-        "jobId": job_id, "progress": 100, "state": "succeeded", "message": ""}
+    assert rec.payloads("updateProgress")[-1] == demo_final(job_id)
     log = worker.log_tail(100_000)
     assert "storing its updates through the fallback" in log
     assert f"relay: pushed job {job_id} (succeeded)" in stack.web.log_tail(100_000)

@@ -18,7 +18,7 @@ from tests.conftest import (
 )
 from tests.support import wait_until
 from website import create_app
-from website.extensions import redis_ext
+from website.extensions import core
 
 
 def pool_app(redis_url: str, size: int, timeout: float) -> Flask:
@@ -35,7 +35,7 @@ def pool_app(redis_url: str, size: int, timeout: float) -> Flask:
 def taken(app: Flask) -> tuple[redis.BlockingConnectionPool, list[redis.Connection]]:
     """Take every connection of the app's text pool (the job store's)."""
     with app.app_context():
-        pool = redis_ext.client.connection_pool
+        pool = core.client.connection_pool
     assert isinstance(pool, redis.BlockingConnectionPool)
     return pool, [pool.get_connection() for _ in range(pool.max_connections)]
 
@@ -44,7 +44,7 @@ def test_a_request_waits_for_a_free_connection(redis_url: str) -> None:
     app = pool_app(redis_url, size=2, timeout=10)
     job_id = new_id()
     with app.app_context():
-        redis_ext.store.create(job_id, kind="demo")
+        core.store.create(job_id, kind="demo")
     pool, held = taken(app)
     answers: list[int] = []
     waiting = threading.Thread(target=lambda: answers.append(

@@ -1,4 +1,4 @@
-"""The web process's quick idle check on Redis connections (website/http/redisconn.py):
+"""The web process's quick idle check on Redis connections (shared/redisconn.py):
 the same answers as redis-py's own check, on a real Redis, and a guard that fails
 when redis-py changes what the check relies on."""
 
@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from shared.redisconn import QuickCheck, QuickCheckConnection
 from tests.support import ROOT, RedisServer, wait_until
-from website.http.redisconn import QuickCheck, QuickCheckConnection
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ else:
     monkey.patch_all()
 import redis
 from redis.maint_notifications import MaintNotificationsConfig
-from website.http.redisconn import QuickCheckConnection, connection_class
+from shared.redisconn import QuickCheckConnection, connection_class
 
 url = sys.argv[2]
 chosen = connection_class(url)
@@ -134,6 +134,6 @@ def test_green_processes_use_the_quick_check_and_still_catch_stale_replies(
 
 
 def test_without_a_green_library_redis_py_chooses() -> None:
-    from website.http.redisconn import connection_class
+    from shared.redisconn import connection_class
 
     assert connection_class("redis://127.0.0.1:6379/0") == {}

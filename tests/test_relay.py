@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Flask
 
 from shared.protocol import FAILED, ProgressUpdate, new_id
-from website.extensions import redis_ext, socketio
+from website.extensions import core, socketio
 from website.realtime.relay import EXTENSION, Relay
 
 
@@ -23,9 +23,9 @@ def relay_of(app: Flask) -> Relay:
 def test_push_sends_the_stored_state_to_the_jobs_room_only(app: Flask) -> None:
     job_id, other = new_id(), new_id()
     with app.app_context():
-        redis_ext.store.create(job_id, kind="demo")
-        redis_ext.store.create(other, kind="demo")
-        redis_ext.store.finish(job_id, FAILED, "gone")
+        core.store.create(job_id, kind="demo")
+        core.store.create(other, kind="demo")
+        core.store.finish(job_id, FAILED, "gone")
     watcher = socketio.test_client(app, query_string=f"jobId={job_id}")
     bystander = socketio.test_client(app, query_string=f"jobId={other}")
     watcher.get_received(), bystander.get_received()
@@ -38,8 +38,8 @@ def test_push_sends_the_stored_state_to_the_jobs_room_only(app: Flask) -> None:
 def test_push_sends_the_log_lines_the_fallback_stored(app: Flask) -> None:
     job_id = new_id()
     with app.app_context():
-        redis_ext.store.create(job_id, kind="demo")
-        applied, _ = redis_ext.store.apply_or_state(ProgressUpdate(
+        core.store.create(job_id, kind="demo")
+        applied, _ = core.store.apply(ProgressUpdate(
             job_id=job_id, progress=10, message="a", log=("one", "two")))
     assert applied is not None and applied.log is not None
     watcher = socketio.test_client(app, query_string=f"jobId={job_id}")

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from shared import keys
-from shared.external import Claim, ExternalQueues
+from shared.claimqueue import Claim, ExternalQueues
 from shared.protocol import ProgressUpdate, new_id
 from shared.store import JobStore, StaleAttempt
 
@@ -48,19 +48,19 @@ def test_applied_and_dropped_reports_renew_and_the_end_removes_the_lease(
     store.create(warm)
     store.apply(ProgressUpdate(warm, 1))  # the script is loaded (a first EVALSHA is refused)
     before = evalsha_calls(redis_client)
-    assert store.apply(ProgressUpdate(job_id, 10, seq=1), now=T0 + 5, attempt=1) is not None
+    assert store.apply(ProgressUpdate(job_id, 10, seq=1), now=T0 + 5, attempt=1).state is not None
     assert evalsha_calls(redis_client) == before + 1  # one script run: no separate renewal
     assert deadline(redis_client, job_id) == T0 + 5 + LEASE
     # dropped (seq not above the stored one, or no change): still renews
-    assert store.apply(ProgressUpdate(job_id, 50, seq=1), now=T0 + 9, attempt=1) is None
+    assert store.apply(ProgressUpdate(job_id, 50, seq=1), now=T0 + 9, attempt=1).state is None
     assert deadline(redis_client, job_id) == T0 + 9 + LEASE
-    assert store.apply(ProgressUpdate(job_id, 10, seq=2), now=T0 + 12) is None
+    assert store.apply(ProgressUpdate(job_id, 10, seq=2), now=T0 + 12).state is None
     assert deadline(redis_client, job_id) == T0 + 12 + LEASE
     # refused (another attempt's token): the lease is left alone
     with pytest.raises(StaleAttempt):
         store.apply(ProgressUpdate(job_id, 60), now=T0 + 20, attempt=2)
     assert deadline(redis_client, job_id) == T0 + 12 + LEASE
-    done = store.apply(ProgressUpdate(job_id, 100, "succeeded"), now=T0 + 21, attempt=1)
+    done = store.apply(ProgressUpdate(job_id, 100, "succeeded"), now=T0 + 21, attempt=1).state
     assert done is not None and done.state == "succeeded"
     assert deadline(redis_client, job_id) is None
 
@@ -69,7 +69,7 @@ def test_a_report_after_the_end_removes_a_lease_left_behind(
         store: JobStore, redis_client: redis.Redis) -> None:
     job_id = claimed(store, redis_client)
     redis_client.hset(keys.job_key(job_id), "state", "cancelled")  # as an old site left it
-    assert store.apply(ProgressUpdate(job_id, 20), now=T0 + 1) is None
+    assert store.apply(ProgressUpdate(job_id, 20), now=T0 + 1).state is None
     assert deadline(redis_client, job_id) is None
 
 
@@ -78,8 +78,8 @@ def test_jobs_rq_runs_and_unclaimed_jobs_get_no_lease(store: JobStore,
     rq_job, waiting = new_id(), new_id()
     store.create(rq_job, kind="demo")
     store.create(waiting, kind="external", external="1", attempt="1", args="{}")
-    assert store.apply(ProgressUpdate(rq_job, 10), now=T0) is not None
-    assert store.apply(ProgressUpdate(waiting, 10), now=T0) is not None
+    assert store.apply(ProgressUpdate(rq_job, 10), now=T0).state is not None
+    assert store.apply(ProgressUpdate(waiting, 10), now=T0).state is not None
     assert redis_client.zcard(keys.EXTERNAL_LEASES) == 0
 
 

@@ -78,7 +78,7 @@ def test_executions_live_a_lease_past_each_heartbeat() -> None:
     assert (timing.beat, timing.lease) == (15, 45)
     assert Timing(3).beat == 1 and Timing(3).lease == 2
     unused = redis.Redis(port=free_port())  # Job.create needs one; nothing connects
-    job = Job.create("worker.jobs.noop_job", connection=unused, timeout=30)
+    job = Job.create("tests.jobs.noop", connection=unused, timeout=30)
     fork = JobcastWorker.__new__(JobcastWorker)
     fork.lease = 5
     assert fork.get_heartbeat_ttl(job, working_time=29) == 5

@@ -18,9 +18,9 @@ import requests
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
+from shared.callback import ReportError
 from shared.config import Config, ConfigError, default_socketio_cap
 from shared.protocol import SUCCEEDED, new_id
-from shared.reporter import ReportError
 from shared.store import JobStore
 from tests.conftest import start_stack, stop_stack
 from tests.support import (
@@ -38,7 +38,7 @@ from tests.support import (
     start_worker,
     wait_until,
 )
-from worker.reporting import DirectReporter, make_reporter
+from worker.boundary import DirectReporter, make_reporter
 
 
 @dataclass
@@ -267,11 +267,8 @@ def test_scale_settings_are_validated() -> None:
         Config(environ=dict(base, WORKER_EMIT="carrier-pigeon"))
     with pytest.raises(ConfigError, match="below WORKER_CONNECTIONS"):
         Config(environ=dict(base, WORKER_CONNECTIONS="100", SOCKETIO_MAX_CONNECTIONS="100"))
-    with pytest.raises(ConfigError, match="WORKER_PRELOAD"):
-        Config(environ=dict(base, WORKER_PRELOAD="maybe"))
     assert Config(environ=dict(base, WORKER_CONNECTIONS="100")).SOCKETIO_MAX_CONNECTIONS == 90
     assert Config(environ=base).SOCKETIO_MAX_CONNECTIONS == default_socketio_cap(1000) == 900
-    assert Config(environ=dict(base, WORKER_PRELOAD="0")).WORKER_PRELOAD is False
 
 
 def test_site_runs_under_gunicorn_gevent(log_dir: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from shared.protocol import iso_time
 from shared.store import JobStore
 from tests.conftest import Stack
 from tests.support import state_on_connect, wait_until
-from website.jobs.schedule import read_run_at
+from website.jobs.submit import read_run_at
 
 
 def submit(stack: Stack, **extra: object) -> requests.Response:

@@ -18,6 +18,7 @@ from shared.protocol import new_id
 from tests.support import (
     TEST_PROGRESS_TOKEN,
     TEST_SECRET_KEY,
+    UNSTORED,
     assert_security_headers,
     auth,
     csrf_token_in,
@@ -81,7 +82,7 @@ def test_cross_site_callback_is_refused_and_changes_nothing(client: FlaskClient)
 # -- security headers --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/api/jobs/nope", "/jobs/" + new_id(),
+@pytest.mark.parametrize("path", ["/", "/api/jobs/nope", "/jobs/" + UNSTORED,
                                   "/static/js/job.js", "/api/openapi.json", "/no/such/page"])
 def test_security_headers_on_every_response(client: FlaskClient, path: str) -> None:
     assert_security_headers(client.get(path).headers)

@@ -7,6 +7,7 @@ highlight job then waits behind it, deterministically.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,18 +21,11 @@ import requests
 from rq import Queue
 from rq.job import Job
 
-from shared import keys
 from shared.config import Config
-from shared.protocol import (
-    HIGHLIGHT,
-    HIGHLIGHT_JOB,
-    HIGHLIGHT_KIND,
-    UPDATE_PROGRESS,
-    ProgressUpdate,
-    new_id,
-)
+from shared.kinds.highlight import run_highlight
+from shared.kinds.highlight.snippets import HIGHLIGHT, HIGHLIGHT_KIND, SnippetStore, snippet_key
+from shared.protocol import RUN_KIND_JOB, UPDATE_PROGRESS, ProgressUpdate, new_id
 from shared.signing import sign_job_token
-from shared.snippets import SnippetStore
 from shared.store import JobStore
 from tests.conftest import Stack
 from tests.highlight_jobs import BLOCKER_JOB, SLOW_HIGHLIGHT_JOB
@@ -43,8 +37,7 @@ from tests.support import (
     start_web,
     wait_until,
 )
-from worker.highlight import run_highlight
-from worker.reporting import DirectStore
+from worker.boundary import DirectStore
 
 HOSTILE = "<script>alert(1)</script>"
 PYTHON = "def greet(name):\n    return f'hello {name}'\n"
@@ -176,7 +169,7 @@ def test_subscribe_takes_a_bare_snippet_id_like_the_seed_hub(stack: Stack) -> No
     sid = submit(stack, "SELECT 1;", "sql")["id"]
     wait_until(lambda: poll(stack, sid).status_code == 200, timeout=20, what="highlighting")
     job_id = redis.Redis.from_url(stack.redis.url, decode_responses=True).hget(
-        keys.snippet_key(sid), "job_id")  # the public JSON does not show it
+        snippet_key(sid), "job_id")  # the public JSON does not show it
     rec = EventRecorder(stack.url)
     try:
         assert rec.client.call("subscribe", sid.upper(), timeout=5) == {"ok": True}
@@ -221,22 +214,29 @@ def test_hostile_source_is_escaped_on_the_page_and_in_the_highlighted_html(
 
 def _queued_highlight(stack: Stack, text_redis: redis.Redis, queue: Queue, function: str,
                       job_timeout: int, delete_snippet: bool = False) -> tuple[str, EventRecorder]:
-    """Store a snippet and its job like the site does, subscribe, then enqueue ``function``."""
+    """Store a snippet and its job like the site does, subscribe, then enqueue ``function``
+    (the highlight kind's run, or a test's stand-in for it)."""
     job_id = new_id()
     snippet = SnippetStore(text_redis).create(PYTHON, "python", job_id)
-    JobStore(text_redis).create(job_id, kind=HIGHLIGHT_KIND, snippet_id=snippet.snippet_id)
+    JobStore(text_redis).create(job_id, kind=HIGHLIGHT_KIND,
+                                args=json.dumps({"snippet": snippet.snippet_id}))
     rec = subscribe(stack, snippet.snippet_id)
     if delete_snippet:
-        text_redis.delete(f"jobcast:snippet:{snippet.snippet_id}")
-    queue.enqueue(function, job_id, snippet_id=snippet.snippet_id,
-                  token=sign_job_token(TEST_SECRET_KEY, job_id), job_id=job_id,
-                  job_timeout=job_timeout)
+        text_redis.delete(snippet_key(snippet.snippet_id))
+    token = sign_job_token(TEST_SECRET_KEY, job_id)
+    if function == RUN_KIND_JOB:
+        queue.enqueue(function, job_id, kind_name=HIGHLIGHT_KIND,
+                      kind_args={"snippet": snippet.snippet_id}, token=token, job_id=job_id,
+                      job_timeout=job_timeout)
+    else:
+        queue.enqueue(function, job_id, snippet=snippet.snippet_id, token=token, job_id=job_id,
+                      job_timeout=job_timeout)
     return snippet.snippet_id, rec
 
 
 def test_a_highlight_that_raises_ends_failed_and_is_pushed(
         stack: Stack, text_redis: redis.Redis, rq_queue: Queue) -> None:
-    sid, rec = _queued_highlight(stack, text_redis, rq_queue, HIGHLIGHT_JOB, job_timeout=30,
+    sid, rec = _queued_highlight(stack, text_redis, rq_queue, RUN_KIND_JOB, job_timeout=30,
                                  delete_snippet=True)
     try:
         rec.wait_for(got(UPDATE_PROGRESS, snippetId=sid, state="failed"), timeout=20,
@@ -292,10 +292,11 @@ def test_worker_fallback_pushes_the_result_through_the_message_queue(
         job_id = new_id()
         snippets = SnippetStore(redis_client)
         snippet = snippets.create(PYTHON, "python", job_id)
-        JobStore(redis_client).create(job_id, kind=HIGHLIGHT_KIND, snippet_id=snippet.snippet_id)
+        JobStore(redis_client).create(job_id, kind=HIGHLIGHT_KIND,
+                                      args=json.dumps({"snippet": snippet.snippet_id}))
         rec = subscribe_url(env["SITE_URL"], snippet.snippet_id)
         try:
-            run_highlight(job_id, snippet.snippet_id, snippets, lambda *args: None)
+            run_highlight(snippet.snippet_id, snippets, lambda *args, **kwargs: None)
             DirectStore(Config(environ=env))(
                 ProgressUpdate(job_id=job_id, progress=100, state="succeeded", seq=1))
             rec.wait_for(got(UPDATE_PROGRESS, snippetId=snippet.snippet_id, state="succeeded"),

@@ -3,36 +3,39 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import pytest
 import redis
 
-from shared import keys
-from shared.protocol import (
-    FAILED,
+from shared.errors import Invalid, TooLarge
+from shared.kinds.highlight import SnippetGone, highlight, pick_lexer, render, run_highlight
+from shared.kinds.highlight.snippets import (
     HIGHLIGHT,
     HIGHLIGHT_KIND,
+    RECENT_MAX,
+    RECENT_SNIPPETS,
+    SOURCE_MAX_BYTES,
+    SnippetStore,
+    is_known_language,
+    language_choices,
+    snippet_events,
+    snippet_key,
+    snippet_room,
+    title_of,
+)
+from shared.protocol import (
+    FAILED,
     RUNNING,
     SUCCEEDED,
     UPDATE_PROGRESS,
     ProgressUpdate,
     iso_time,
     new_id,
-    snippet_room,
-)
-from shared.snippets import (
-    RECENT_MAX,
-    SOURCE_MAX_BYTES,
-    SnippetStore,
-    is_known_language,
-    language_choices,
-    snippet_events,
-    title_of,
 )
 from shared.store import JobStore
-from website.snippets.pages import Rejected, validate_submission
-from worker.highlight import SnippetGone, highlight, pick_lexer, render, run_highlight
+from website.snippets.pages import validate_submission
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -88,9 +91,9 @@ def test_language_list_is_pygments_aliases() -> None:
 def test_validate_accepts_exactly_the_limit_in_utf8_bytes() -> None:
     at_limit = "é" * (SOURCE_MAX_BYTES // 2)  # two bytes each
     assert validate_submission(at_limit, "text") == (at_limit, "text")
-    with pytest.raises(Rejected) as info:
+    with pytest.raises(Invalid) as info:
         validate_submission(at_limit + "x", "text")
-    assert info.value.status == 413 and "100 KB" in info.value.message
+    assert isinstance(info.value, TooLarge) and "100 KB" in info.value.message
 
 
 @pytest.mark.parametrize("source,language,status,fragment", [
@@ -103,9 +106,9 @@ def test_validate_accepts_exactly_the_limit_in_utf8_bytes() -> None:
 ])
 def test_validate_refuses_bad_input(source: object, language: object, status: int,
                                     fragment: str) -> None:
-    with pytest.raises(Rejected) as info:
+    with pytest.raises(Invalid) as info:
         validate_submission(source, language)
-    assert info.value.status == status
+    assert isinstance(info.value, TooLarge) == (status == 413)
     assert fragment in info.value.message
 
 
@@ -125,7 +128,7 @@ def test_store_create_get_highlight_and_expiry(redis_client: redis.Redis) -> Non
     store = SnippetStore(redis_client, ttl=3600)
     job_id = new_id()
     snippet = store.create("print(1)\n", "python", job_id)
-    assert 3590 < redis_client.ttl(keys.snippet_key(snippet.snippet_id)) <= 3600
+    assert 3590 < redis_client.ttl(snippet_key(snippet.snippet_id)) <= 3600
     got = store.get(snippet.snippet_id)
     assert got is not None and got.source == "print(1)\n" and not got.highlighted
     assert store.set_highlighted(snippet.snippet_id, "<div>x</div>", "Python", now=1000.5)
@@ -134,9 +137,9 @@ def test_store_create_get_highlight_and_expiry(redis_client: redis.Redis) -> Non
     assert meta.highlight_payload() == {"snippetId": snippet.snippet_id, "html": "<div>x</div>",
                                         "highlightedAt": iso_time(1000.5), "lexer": "Python"}
     # an expired snippet is not resurrected by a late result
-    redis_client.delete(keys.snippet_key(snippet.snippet_id))
+    redis_client.delete(snippet_key(snippet.snippet_id))
     assert not store.set_highlighted(snippet.snippet_id, "<div>x</div>", "Python")
-    assert not redis_client.exists(keys.snippet_key(snippet.snippet_id))
+    assert not redis_client.exists(snippet_key(snippet.snippet_id))
     assert store.get(snippet.snippet_id) is None
 
 
@@ -144,7 +147,7 @@ def test_recent_is_paginated_newest_first_and_bounded(redis_client: redis.Redis)
     store = SnippetStore(redis_client, ttl=3600)
     ids = [store.create(f"line {i}", "text", new_id(), now=1_000_000 + i).snippet_id
            for i in range(5)]
-    redis_client.delete(keys.snippet_key(ids[2]))  # expired hash: skipped in the list
+    redis_client.delete(snippet_key(ids[2]))  # expired hash: skipped in the list
     first, more = store.recent(page=1, per_page=2)
     assert [s.snippet_id for s in first] == [ids[4], ids[3]] and more
     second, more = store.recent(page=2, per_page=2)
@@ -154,34 +157,34 @@ def test_recent_is_paginated_newest_first_and_bounded(redis_client: redis.Redis)
     assert all(s.source == "" for s in first)  # lists never load sources
     # size bound on the index
     pipe = redis_client.pipeline()
-    pipe.zadd(keys.RECENT_SNIPPETS, {f"old-{i}": 1_999_000 + i / 10 for i in range(RECENT_MAX)})
+    pipe.zadd(RECENT_SNIPPETS, {f"old-{i}": 1_999_000 + i / 10 for i in range(RECENT_MAX)})
     pipe.execute()
     newest = store.create("newest", "text", new_id(), now=2_000_000).snippet_id
-    assert redis_client.zcard(keys.RECENT_SNIPPETS) == RECENT_MAX
-    assert redis_client.zscore(keys.RECENT_SNIPPETS, newest) is not None
-    assert redis_client.zscore(keys.RECENT_SNIPPETS, "old-0") is None  # oldest dropped
+    assert redis_client.zcard(RECENT_SNIPPETS) == RECENT_MAX
+    assert redis_client.zscore(RECENT_SNIPPETS, newest) is not None
+    assert redis_client.zscore(RECENT_SNIPPETS, "old-0") is None  # oldest dropped
     # age bound: creating with a later clock drops everything older than the TTL
     store.create("much later", "text", new_id(), now=2_000_000 + 3601)
-    assert redis_client.zcard(keys.RECENT_SNIPPETS) == 1
+    assert redis_client.zcard(RECENT_SNIPPETS) == 1
 
 
-def test_apply_returns_kind_and_snippet_id_and_events_follow(redis_client: redis.Redis) -> None:
+def test_a_highlight_jobs_changes_go_to_its_snippets_room(redis_client: redis.Redis) -> None:
+    """The kind's ``events``: the job's state without its id, then the HTML once done."""
     jobs, snippets = JobStore(redis_client), SnippetStore(redis_client)
     job_id = new_id()
     snippet = snippets.create("x = 1", "python", job_id)
-    jobs.create(job_id, kind=HIGHLIGHT_KIND, snippet_id=snippet.snippet_id)
-    running = jobs.apply(ProgressUpdate(job_id=job_id, progress=10, state=RUNNING, seq=1))
+    jobs.create(job_id, kind=HIGHLIGHT_KIND, args=json.dumps({"snippet": snippet.snippet_id}))
+    running = jobs.apply(ProgressUpdate(job_id=job_id, progress=10, state=RUNNING, seq=1)).state
     assert running is not None and running.kind == HIGHLIGHT_KIND
-    assert running.extra == {"snippet_id": snippet.snippet_id}
     room = snippet_room(snippet.snippet_id)
-    assert snippet_events(running, snippets) == [
+    assert snippet_events(running, redis_client) == [
         (UPDATE_PROGRESS, {"progress": 10, "state": RUNNING, "message": "",
                            "snippetId": snippet.snippet_id}, room)]
 
-    run_highlight(job_id, snippet.snippet_id, snippets, lambda *args: None)
-    done = jobs.apply(ProgressUpdate(job_id=job_id, progress=100, state=SUCCEEDED, seq=2))
+    run_highlight(snippet.snippet_id, snippets, lambda *args, **kwargs: None)
+    done = jobs.apply(ProgressUpdate(job_id=job_id, progress=100, state=SUCCEEDED, seq=2)).state
     assert done is not None
-    events = snippet_events(done, snippets)
+    events = snippet_events(done, redis_client)
     assert [(name, room_) for name, _payload, room_ in events] == [(HIGHLIGHT, room),
                                                                   (UPDATE_PROGRESS, room)]
     stored = snippets.get(snippet.snippet_id)
@@ -189,18 +192,18 @@ def test_apply_returns_kind_and_snippet_id_and_events_follow(redis_client: redis
     assert events[0][1]["html"] == highlight("x = 1", "python")
 
 
-def test_demo_jobs_produce_no_snippet_events(redis_client: redis.Redis) -> None:
+def test_a_job_that_names_no_snippet_has_no_snippet_events(redis_client: redis.Redis) -> None:
     jobs = JobStore(redis_client)
     job_id = new_id()
     jobs.create(job_id, kind="demo")
-    state = jobs.apply(ProgressUpdate(job_id=job_id, progress=0, state=FAILED))
-    assert state is not None and state.kind == "demo" and state.extra == {}
-    assert snippet_events(state, SnippetStore(redis_client)) == []
+    state = jobs.apply(ProgressUpdate(job_id=job_id, progress=0, state=FAILED)).state
+    assert state is not None and state.kind == "demo"
+    assert snippet_events(state, redis_client) == []
 
 
 def test_run_highlight_raises_for_a_missing_snippet(redis_client: redis.Redis) -> None:
     reports: list[tuple[object, ...]] = []
     with pytest.raises(SnippetGone):
-        run_highlight(new_id(), new_id(), SnippetStore(redis_client),
-                      lambda *args: reports.append(args))
-    assert len(reports) == 1 and reports[0][2] == RUNNING
+        run_highlight(new_id(), SnippetStore(redis_client),
+                      lambda *args, **kwargs: reports.append((*args, kwargs)))
+    assert reports == [(10, {"message": "highlighting"})]

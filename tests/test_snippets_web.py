@@ -7,6 +7,7 @@ result exists, and the style sheet. The worker's part is in test_snippets_stack.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -15,9 +16,14 @@ from flask.testing import FlaskClient
 from rq import Queue
 
 from shared import keys
-from shared.protocol import HIGHLIGHT_JOB, HIGHLIGHT_KIND, new_id
-from shared.snippets import SOURCE_MAX_BYTES, SnippetStore
-from worker.highlight import run_highlight
+from shared.kinds.highlight import run_highlight
+from shared.kinds.highlight.snippets import (
+    HIGHLIGHT_KIND,
+    SOURCE_MAX_BYTES,
+    SnippetStore,
+    snippet_key,
+)
+from shared.protocol import RUN_KIND_JOB, new_id
 
 HOSTILE = "<script>alert(1)</script>"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -57,12 +63,13 @@ def test_post_form_stores_snippet_enqueues_job_and_redirects(
     assert snippet is not None
     assert (snippet.source, snippet.language, snippet.highlighted) == ("x = 1\n", "python", False)
     job = redis_client.hgetall(keys.job_key(snippet.job_id))
-    assert job["kind"] == HIGHLIGHT_KIND and job["snippet_id"] == snippet_id
-    assert job["state"] == "queued"
+    assert job["kind"] == HIGHLIGHT_KIND and json.loads(job["args"]) == {"snippet": snippet_id}
+    assert job["state"] == "queued" and job["page"] == f"/snippets/{snippet_id}"
     raw = redis.Redis.from_url(client.application.config["REDIS_URL"])
     rq_job = Queue("jobcast", connection=raw).fetch_job(snippet.job_id)
-    assert rq_job is not None and rq_job.func_name == HIGHLIGHT_JOB
-    assert rq_job.kwargs["snippet_id"] == snippet_id and rq_job.kwargs["token"]
+    assert rq_job is not None and rq_job.func_name == RUN_KIND_JOB
+    assert rq_job.kwargs["kind_name"] == HIGHLIGHT_KIND and rq_job.kwargs["token"]
+    assert rq_job.kwargs["kind_args"] == {"snippet": snippet_id}
     assert rq_job.timeout == client.application.config["JOB_TIMEOUT"]
     assert not nothing_stored(redis_client)  # the refusal tests' check does see a snippet
     # the recent list shows it, with its state
@@ -183,9 +190,10 @@ def test_pages_name_the_language_actually_used(client: FlaskClient,
     assert '<span id="language">auto-detect (pending)</span>' in pending
 
     reports: list[tuple[object, ...]] = []
-    job_id = redis_client.hget(keys.snippet_key(body["id"]), "job_id")  # not in public JSON
-    lexer = run_highlight(job_id, body["id"], SnippetStore(redis_client),
-                          lambda *args: reports.append(args))
+    job_id = redis_client.hget(snippet_key(body["id"]), "job_id")  # not in public JSON
+    assert job_id
+    lexer = run_highlight(body["id"], SnippetStore(redis_client),
+                          lambda *args, **kwargs: reports.append(args))
     assert lexer == "SQL" and reports
     page = client.get(body["url"]).get_data(as_text=True)
     assert '<span id="language">SQL</span> <span id="language-note">(detected)</span>' in page

@@ -9,11 +9,10 @@ from urllib.parse import quote
 import pytest
 import socketio
 
-from shared.protocol import new_id
 from tests.conftest import Stack
-from tests.support import EventRecorder, final_state_received
+from tests.support import UNSTORED, EventRecorder, final_state_received
 
-UNKNOWN = new_id()
+UNKNOWN = UNSTORED
 
 
 def refusal(stack: Stack, query: str = "", auth: Any = None,

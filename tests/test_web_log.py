@@ -2,7 +2,7 @@
 
 eventlet writes ``socket shutdown error: [Errno 9] ...`` to ``wsgi.errors``
 without a newline when a websocket is closed by the client (a tab closing);
-the site turns that stream into log records (website/http/wsgierrors.py).
+the site turns that stream into log records (website/http/access.py).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import requests
 import websocket
 
 from tests.support import Process, RedisServer, free_port, stack_env, start_web, wait_until
-from website.http.wsgierrors import LoggingErrorStream
+from website.http.access import LoggingErrorStream
 
 SHUTDOWN = "socket shutdown error"
-RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO website\.http\.wsgierrors: "
+RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO website\.http\.access: "
                     r"server=\S+ client=\S+ socket shutdown error: \[Errno 9\] "
                     r"Bad file descriptor$")
 
@@ -71,7 +71,7 @@ def test_closed_tabs_leave_one_log_entry_per_line(web: Process) -> None:
 
 def test_error_stream_logs_each_write_as_one_record(caplog: pytest.LogCaptureFixture) -> None:
     stream = LoggingErrorStream()
-    with caplog.at_level(logging.INFO, logger="website.http.wsgierrors"):
+    with caplog.at_level(logging.INFO, logger="website.http.access"):
         stream.write("x socket shutdown error: [Errno 9] Bad file descriptor")
         stream.write(b"something else broke\n")
         stream.writelines(["\n", "two\n"])

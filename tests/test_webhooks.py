@@ -58,7 +58,7 @@ def test_a_refused_webhook_is_400_and_starts_nothing(client: FlaskClient) -> Non
     resp = client.post("/api/jobs", json={"kind": "demo", "webhook": "http://10.0.0.1/x"})
     assert resp.status_code == 400 and "webhook" in resp.get_json()["fields"]
     assert client.get("/api/kinds").status_code == 200
-    assert client.application.extensions["jobcast.redis"]["store"].recent_count() == 0
+    assert client.application.extensions["jobcast.core"].lifecycle.store.recent_count() == 0
 
 
 def test_webhooks_are_off_without_a_secret(client: FlaskClient) -> None:

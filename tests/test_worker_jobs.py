@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from shared.reporter import ProgressReporter, ReportError
+from shared.callback import ProgressReporter, ReportError
 from tests.support import free_port
-from worker.jobs import run_demo
-from worker.reporting import job_boundary
+from worker.boundary import job_boundary
 
 JOB = "6f1c5a8e-3b7d-4c2a-9e0f-1a2b3c4d5e6f"
 
@@ -56,14 +55,6 @@ def site() -> Iterator[Site]:
     running = Site([])
     yield running
     running.close()
-
-
-def test_run_demo_reports_10_to_100_in_order() -> None:
-    calls: list[tuple[Any, ...]] = []
-    steps = run_demo(JOB, lambda *a: calls.append(a), delay=0, sleep=lambda s: None)
-    assert steps == 10
-    assert [c[1] for c in calls] == list(range(10, 101, 10))
-    assert {c[2] for c in calls} == {"running"}
 
 
 def test_boundary_reports_success(site: Site) -> None:

@@ -1,4 +1,4 @@
-"""The worker's Redis connection (worker/redisconn.py): its retries add up to
+"""The worker's Redis connection (shared/redisconn.py): its retries add up to
 REDIS_RETRY_SECONDS, it warns while it waits, RQ's scheduler inherits it, and a
 command sent while a real Redis is down completes once Redis is back."""
 
@@ -13,14 +13,14 @@ from rq import Queue
 from rq.scheduler import RQScheduler
 
 from shared.config import WORKER, Config
-from tests.support import TEST_PROGRESS_TOKEN, RedisServer, wait_until
-from worker.redisconn import (
+from shared.redisconn import (
     OutageBackoff,
     retries_for,
     wait_before,
     waited_before,
     worker_redis,
 )
+from tests.support import TEST_PROGRESS_TOKEN, RedisServer, wait_until
 
 
 def worker_config(redis_url: str, seconds: str) -> Config:
@@ -41,7 +41,7 @@ def test_the_waits_add_up_to_the_budget_and_no_more_than_one_wait_beyond(
 def test_a_reconnect_is_quiet_and_an_outage_warns_after_a_second_then_every_five(
         caplog: pytest.LogCaptureFixture) -> None:
     backoff = OutageBackoff(60)
-    caplog.set_level(logging.WARNING, logger="worker.redisconn")
+    caplog.set_level(logging.WARNING, logger="shared.redisconn")
     backoff.compute(1)
     assert caplog.records == []  # one failed try is a stale connection, not an outage
     warned_at = []
@@ -74,7 +74,7 @@ def test_a_command_sent_while_redis_is_down_completes_when_it_is_back(
     try:
         assert conn.set("k", "before")
         server.stop()
-        caplog.set_level(logging.WARNING, logger="worker.redisconn")
+        caplog.set_level(logging.WARNING, logger="shared.redisconn")
         sender = threading.Thread(target=lambda: result.append(conn.set("k", "after")),
                                   daemon=True)
         sender.start()

@@ -10,7 +10,9 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Config
-from website.extensions import redis_ext, socketio
+from shared.push import SOCKETIO_CHANNEL
+from website import claims, http, jobs, ops, progress, realtime, snippets
+from website.extensions import init_core, socketio
 from website.http.access import configure_logging
 
 log = logging.getLogger(__name__)
@@ -30,21 +32,20 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     configure_logging(app.config["LOG_LEVEL"])
     _warn_about_development_settings(config)
 
-    redis_ext.init_app(app)
+    init_core(app, config)
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
     manager: socketio_lib.Manager = (
-        socketio_lib.RedisManager(queue_url, channel="jobcast") if queue_url
+        socketio_lib.RedisManager(queue_url, channel=SOCKETIO_CHANNEL) if queue_url
         else socketio_lib.Manager()
     )
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager,
                       max_http_buffer_size=SOCKETIO_MAX_MESSAGE)
 
-    from website import http, jobs, ops, realtime, snippets, workers
-
     realtime.init_app(app)
     http.init_app(app)
     jobs.init_app(app)
-    workers.init_app(app)
+    progress.init_app(app)
+    claims.init_app(app)
     snippets.init_app(app)
     ops.init_app(app)
     proxies = app.config["TRUSTED_PROXIES"]

@@ -1,83 +1,79 @@
-"""Extensions, created unbound and bound to an app in ``create_app``."""
+"""Extensions, created unbound and bound to an app in ``create_app``.
+
+``socketio`` is Flask-SocketIO. ``core`` is the current app's core (:func:`init_core`):
+its Redis clients, the job kinds of ``JOB_KINDS`` and one
+:class:`~shared.lifecycle.Lifecycle` (every job starts there, every change is reacted
+to there), which pushes through this process's Socket.IO server.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 from flask import Flask, current_app
 from flask_socketio import SocketIO
-from rq import Queue
+from werkzeug.local import LocalProxy
 
+from shared.config import Config
 from shared.jobquery import JobQuery
-from shared.snippets import SnippetStore
+from shared.kinds import JobKind, load_kinds
+from shared.kinds.highlight.snippets import SnippetStore
+from shared.lifecycle import Lifecycle
+from shared.push import ServerPush
+from shared.redisconn import web_pool
 from shared.store import JobStore
 
 socketio = SocketIO()
+CORE = "jobcast.core"
 
 
-class RedisExtension:
-    """One Redis connection pool per app, plus the job/snippet stores and RQ queue on it."""
+@dataclass(frozen=True)
+class Core:
+    """The core of one app: its Redis client, kinds and lifecycle (``core`` below)."""
 
-    name = "jobcast.redis"
-
-    def init_app(self, app: Flask) -> None:
-        """Create the app's Redis clients from ``REDIS_URL``."""
-        cfg = app.config
-        text = redis.Redis(connection_pool=_pool(cfg, decode_responses=True))
-        raw = redis.Redis(connection_pool=_pool(cfg))  # RQ wants bytes
-        app.extensions[self.name] = {
-            "client": text,
-            "store": JobStore(text, ttl=app.config["JOB_TTL"],
-                              max_stored=app.config["MAX_STORED_JOBS"],
-                              log_max=app.config["JOB_LOG_MAX"],
-                              lease_seconds=app.config["LEASE_SECONDS"]),
-            "queue": Queue(app.config["QUEUE_NAME"], connection=raw),
-            "query": JobQuery(text),
-            "snippets": SnippetStore(text, ttl=app.config["SNIPPET_TTL"],
-                                     html_max=app.config["SNIPPET_HTML_MAX"],
-                                     max_stored=app.config["MAX_STORED_SNIPPETS"]),
-        }
-
-    @property
-    def client(self) -> redis.Redis:
-        """The current app's Redis client (str responses)."""
-        return current_app.extensions[self.name]["client"]  # type: ignore[no-any-return]
+    config: Config
+    client: redis.Redis  # str replies
+    kinds: dict[str, JobKind]  # the kinds people start here: JOB_KINDS but the hidden ones
+    lifecycle: Lifecycle  # every start and every change goes through it
+    query: JobQuery  # filters over the job indexes
+    snippets: SnippetStore
 
     @property
     def store(self) -> JobStore:
-        """The current app's job store."""
-        return current_app.extensions[self.name]["store"]  # type: ignore[no-any-return]
+        """The job store (for reading)."""
+        return self.lifecycle.store
 
     @property
-    def query(self) -> JobQuery:
-        """Filters over the current app's job indexes."""
-        return current_app.extensions[self.name]["query"]  # type: ignore[no-any-return]
-
-    @property
-    def snippets(self) -> SnippetStore:
-        """The current app's snippet store."""
-        return current_app.extensions[self.name]["snippets"]  # type: ignore[no-any-return]
-
-    @property
-    def queue(self) -> Queue:
-        """The current app's RQ queue."""
-        return current_app.extensions[self.name]["queue"]  # type: ignore[no-any-return]
+    def pusher(self) -> ServerPush:
+        """The pusher (this process's Socket.IO server)."""
+        return self.lifecycle.pusher  # type: ignore[return-value]
 
 
-def _pool(cfg: Any, **options: Any) -> redis.BlockingConnectionPool:
-    """A pool of at most ``REDIS_POOL_SIZE`` connections where a request that finds
-    none free waits (green under eventlet/gevent) up to ``REDIS_POOL_TIMEOUT``
-    seconds instead of failing at once (many claims or callbacks arriving together);
-    after that redis-py raises ``ConnectionError`` and the site answers 503. Under
-    eventlet or gevent its connections check for unread data without a trip round
-    the event loop (``website/http/redisconn.py``)."""
-    from website.http.redisconn import connection_class  # website.http imports this module
+def init_core(app: Flask, config: Config) -> Core:
+    """Create the app's Redis clients from ``REDIS_URL``, load ``JOB_KINDS`` and build
+    its lifecycle (its store coalesces the reports that arrive together)."""
+    text = redis.Redis(connection_pool=web_pool(config, decode_responses=True))
+    raw = redis.Redis(connection_pool=web_pool(config))  # RQ wants bytes
+    kinds = load_kinds(config.JOB_KINDS)
+    store = JobStore(text, ttl=config.JOB_TTL, max_stored=config.MAX_STORED_JOBS,
+                     log_max=config.JOB_LOG_MAX, lease_seconds=config.LEASE_SECONDS,
+                     coalesce=True)
+    pusher = ServerPush(socketio, text, lambda name: _kind_events(kinds, name),
+                        message_queue=bool(config.SOCKETIO_MESSAGE_QUEUE))
+    bound = Core(config, text, {name: kind for name, kind in kinds.items() if not kind.hidden},
+                 Lifecycle(config, text, raw, kinds, pusher, store=store), JobQuery(text),
+                 SnippetStore(text, ttl=config.SNIPPET_TTL, html_max=config.SNIPPET_HTML_MAX,
+                              max_stored=config.MAX_STORED_SNIPPETS))
+    app.extensions[CORE] = bound
+    return bound
 
-    return redis.BlockingConnectionPool.from_url(
-        cfg["REDIS_URL"], max_connections=cfg["REDIS_POOL_SIZE"],
-        timeout=cfg["REDIS_POOL_TIMEOUT"], health_check_interval=30,
-        **connection_class(cfg["REDIS_URL"]), **options)
+
+def _kind_events(kinds: dict[str, JobKind], name: str) -> Any:
+    kind = kinds.get(name)
+    return kind.events if kind is not None else None
 
 
-redis_ext = RedisExtension()
+# The current app's core, unbound at import (werkzeug's proxy to the app context).
+core = cast(Core, LocalProxy(lambda: current_app.extensions[CORE]))

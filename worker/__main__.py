@@ -12,32 +12,25 @@ import redis
 import requests
 
 from shared.config import WORKER, Config, ConfigError
+from shared.kinds import load_kinds
+from shared.kinds.highlight import render
+from shared.redisconn import worker_redis
 from shared.siteurl import CallbackAddress
 from worker import logsafety
 from worker.recovery import make_worker, take_over_name
-from worker.redisconn import worker_redis
 
 log = logging.getLogger("worker")
 
 
 def preload_jobs(cfg: Config, extra: list[str] | None = None) -> None:
     """Import the job modules once in the parent, so forked work horses reuse them."""
-    import worker.highlight
-    import worker.jobs  # noqa: F401
-
+    for module in extra or []:
+        importlib.import_module(module)
+    load_kinds(cfg.JOB_KINDS)  # the job kinds' modules
     # Pygments loads lexers, formatter and style on first use: do it here once,
     # or every forked work horse loads them again (about 40 ms a job).
     for language in ("python", "auto"):
-        worker.highlight.highlight("x = 1\n", language)
-
-    for module in extra or []:
-        importlib.import_module(module)
-    import worker.runner
-
-    worker.runner.kinds_of(cfg.JOB_KINDS)  # the job kinds' modules
-
-    if cfg.WORKER_EMIT == "direct":
-        import flask_socketio  # noqa: F401 - the write-only emitter's module
+        render("x = 1\n", language)
 
 
 def wait_for_redis(conn: redis.Redis, timeout: float) -> None:
@@ -125,10 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.uses_dev_secrets:
         log.warning("DEVELOPMENT SECRETS IN USE: PROGRESS_TOKEN is the built-in development "
                     "value; set it in the environment before running anywhere but locally")
-    conn = worker_redis(cfg)  # rides out a Redis restart (worker/redisconn.py)
+    conn = worker_redis(cfg)  # rides out a Redis restart (shared/redisconn.py)
     wait_for_redis(conn, timeout=60)
-    if cfg.WORKER_PRELOAD:
-        preload_jobs(cfg, args.preload)
+    preload_jobs(cfg, args.preload)
     check_callback_address(cfg, conn)
     if args.name:
         take_over_name(cfg, conn, args.name)
@@ -137,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     # recovery (worker/recovery.py) may make it shorter to honour ABANDONED_AFTER.
     worker = make_worker(cfg, conn, [cfg.QUEUE_NAME], args.name, log_job_description=False,
                          worker_ttl=cfg.WORKER_TTL)
-    log.info("worker %s (%s, preload %s) on queue %s, reporting %s",
-             worker.name, cfg.WORKER_CLASS, cfg.WORKER_PRELOAD, cfg.QUEUE_NAME,
+    log.info("worker %s (%s) on queue %s, reporting %s",
+             worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME,
              "direct to Redis" if cfg.WORKER_EMIT == "direct" else "over HTTP")
     # with_scheduler: RQ's scheduler (one per queue across workers) moves jobs
     # enqueued with enqueue_in/enqueue_at onto the queue when they are due.

@@ -16,10 +16,10 @@ from typing import Any
 import redis
 
 from shared import keys
+from shared.callback import ProgressReporter, ReportError
 from shared.config import Config
 from shared.protocol import LOG_BATCH_MAX, RUNNING, cut_line
-from shared.reporter import ProgressReporter, ReportError
-from worker.reporting import JobEnded
+from worker.boundary import JobEnded
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,14 @@ _FILE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 
 
 class JobContext:
-    """What a kind's function gets: ``progress``, ``log``, ``save_file``, ``config``."""
+    """What a kind's function gets: ``progress``, ``log``, ``save_file``, ``config`` and
+    ``lifecycle`` (the worker's, for kinds that start or control jobs)."""
 
     def __init__(self, job_id: str, reporter: ProgressReporter, config: Config,
-                 files: redis.Redis | None = None) -> None:
+                 files: redis.Redis | None = None, lifecycle: Any = None) -> None:
         self.job_id = job_id
         self.config = config
+        self.lifecycle = lifecycle
         self._reporter = reporter
         self._files = files
         self._lock = threading.Lock()  # one report at a time, lines in order

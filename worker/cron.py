@@ -2,10 +2,10 @@
 
 Every ``CRON_TICK_SECONDS`` it claims the schedules that are due
 (``shared.schedules.ScheduleStore.claim_due``: each run once, whatever the
-number of tick processes) and starts one job of the schedule's kind, as the
-site does: stored ``queued`` with its arguments, owner ``schedule:<id>``,
-then enqueued for ``worker.runner.run_kind`` with its per-job token. The new
-job is announced like any stored change (``shared.events.push_stored``).
+number of tick processes) and starts one job of the schedule's kind through
+the lifecycle, as the site starts jobs (``shared/lifecycle.py``: an external
+kind goes to its queue, an RQ kind runs with its own timeout), with owner
+``schedule:<id>``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ import threading
 from types import FrameType
 
 import redis
-from rq import Queue
 
 from shared.config import WORKER, Config, ConfigError
-from shared.enqueue import start_kind_job
-from shared.events import push_stored
+from shared.errors import JobcastError
 from shared.schedules import Schedule, ScheduleStore
-from shared.store import JobStore
+from worker.core import lifecycle
 
 log = logging.getLogger("worker.cron")
 TICK_SECONDS = 1.0
@@ -34,25 +32,28 @@ class Ticker:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        client = redis.Redis.from_url(cfg.REDIS_URL, decode_responses=True)
-        self.schedules = ScheduleStore(client)
-        self.store = JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
-                              log_max=cfg.JOB_LOG_MAX)
-        self.queue = Queue(cfg.QUEUE_NAME, connection=redis.Redis.from_url(cfg.REDIS_URL))
+        self.lifecycle = lifecycle(cfg)
+        self.schedules = ScheduleStore(self.lifecycle.client)
 
     def fire(self, schedule: Schedule) -> str:
         """Start one job of the schedule; its id."""
-        state = start_kind_job(self.cfg, self.store, self.queue, schedule.kind, schedule.args,
-                               owner=f"schedule:{schedule.schedule_id}")
-        job_id = state.job_id
-        self.schedules.note_job(schedule.schedule_id, job_id)
-        push_stored(self.cfg, self.store, [state])
-        log.info("schedule %s (%s): started job %s", schedule.schedule_id, schedule.cron, job_id)
-        return job_id
+        state = self.lifecycle.start(schedule.kind, schedule.args,
+                                     owner=f"schedule:{schedule.schedule_id}", room=False)
+        self.schedules.note_job(schedule.schedule_id, state.job_id)
+        log.info("schedule %s (%s): started job %s", schedule.schedule_id, schedule.cron,
+                 state.job_id)
+        return state.job_id
 
     def tick(self, now: float | None = None) -> list[str]:
         """Fire every schedule due by now; the ids of the jobs started."""
-        return [self.fire(schedule) for schedule in self.schedules.claim_due(now)]
+        started = []
+        for schedule in self.schedules.claim_due(now):
+            try:
+                started.append(self.fire(schedule))
+            except JobcastError as exc:  # its kind left JOB_KINDS, say
+                log.warning("schedule %s (%s): no job started: %s", schedule.schedule_id,
+                            schedule.kind, exc)
+        return started
 
 
 def main(argv: list[str] | None = None) -> None:

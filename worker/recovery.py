@@ -3,33 +3,19 @@
 RQ 3 notices each of these itself; Jobcast only tells the site, through RQ's
 public hooks (:meth:`Recovery.worker_kwargs`):
 
-* The job never ran its code: an unknown function name, a module that fails
-  to import, arguments that do not fit. RQ calls the worker's *exception
-  handlers* (:meth:`Recovery.exception_handler`) and Jobcast reports the job
-  ``failed`` with the reason. Failures the job itself already reported
-  (:func:`worker.reporting.job_boundary`) are not reported twice.
-* The work horse (the forked child running the job) is killed, for example by
-  the OOM killer: its parent calls the ``work_horse_killed_handler``
-  (:meth:`Recovery.horse_killed`), which reports the job ``failed`` at once.
-* The whole worker is killed (SIGKILL, machine lost): RQ keeps each running
-  job's *execution* in the queue's ``StartedJobRegistry`` with a score that
-  each heartbeat pushes ``lease`` seconds ahead; an idle worker cleans the
-  registries every ``beat`` seconds (``maintenance_interval``), fails the
-  expired entries (``AbandonedJobError``) and calls the exception handlers,
-  which report the job ``failed``. Bound: ``ABANDONED_AFTER`` seconds, given
-  an idle worker on the queue.
-* A worker restarted under the same ``--name`` waits until its predecessor
-  has stopped heartbeating (:func:`take_over_name`), marks it dead and then
-  fails its leftover jobs on its first registry cleanup.
+* the job never ran its code (unknown function, failed import, bad arguments):
+  the worker's exception handlers (:meth:`Recovery.exception_handler`) report it
+  ``failed`` with the reason, unless the job reported its failure itself;
+* its work horse was killed (the OOM killer): :meth:`Recovery.horse_killed`
+  reports it ``failed`` at once;
+* the whole worker was killed: an idle worker's registry cleanup fails the
+  expired execution within ``ABANDONED_AFTER`` seconds and the exception
+  handlers report it; a worker restarted under the same ``--name`` first waits
+  for its predecessor's heartbeat to stop (:func:`take_over_name`).
 
-Beats are ``ABANDONED_AFTER // 4`` seconds (at least 1): busy fork workers
-heartbeat that often (``job_monitoring_interval``), idle ones block on the
-queue that long (``worker_ttl - 15``). The one RQ method Jobcast overrides is
-``get_heartbeat_ttl``, RQ's per-worker-class answer to "how long is this
-execution alive after a heartbeat" (RQ's own adds 60 s); its signature is
-checked by ``tests/test_rq_contract.py``. A ``SimpleWorker`` cannot
-heartbeat while it runs a job in-process, so its executions live for the
-job's timeout plus the lease.
+The one RQ method overridden is ``get_heartbeat_ttl`` (beats of
+``ABANDONED_AFTER // 4`` s; checked by ``tests/test_rq_contract.py``). The
+bounds and why: docs/worker.md.
 """
 
 from __future__ import annotations
@@ -47,10 +33,10 @@ from rq import SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
+from shared.callback import ProgressReporter, ReportError
 from shared.config import Config
 from shared.protocol import FAILED
-from shared.reporter import ProgressReporter, ReportError
-from worker.reporting import make_reporter, was_reported
+from worker.boundary import make_reporter, was_reported
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ when 100 are waiting, else about 100 ms after the first of a batch, so a
 command printing 1,000 lines a second makes about ten callbacks a second.
 
 It sends one update to the site's progress callback with the same client as
-the worker (:class:`shared.reporter.ProgressReporter`: retries with backoff
+the worker (:class:`shared.callback.ProgressReporter`: retries with backoff
 on connection errors, 429 and 5xx). The URL comes from ``--url``, else
 ``PROGRESS_URL``, else ``SITE_URL`` + ``/api/progress``; the token from
 ``--token``, else ``JOBCAST_JOB_TOKEN`` (the job's own token), else
@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
+from shared.callback import ProgressReporter, ReportError
 from shared.protocol import (
     LOG_BATCH_MAX,
     NO_RESULT,
@@ -48,7 +49,6 @@ from shared.protocol import (
     is_uuid,
     progress_of,
 )
-from shared.reporter import ProgressReporter, ReportError
 
 log = logging.getLogger("worker.report")
 

@@ -9,37 +9,25 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import lru_cache
 from typing import Any
 
-import redis
-
 from shared.config import WORKER, Config
-from shared.kinds import JobKind, load_kinds, resolve
+from shared.errors import Invalid, NotFound
+from shared.kinds import resolve
 from shared.protocol import RESULT_MAX_BYTES
+from worker.boundary import job_boundary, make_reporter
 from worker.context import JobContext
-from worker.reporting import job_boundary, make_reporter
+from worker.core import lifecycle
 
 log = logging.getLogger(__name__)
 
 
-class UnknownKind(LookupError):
+class UnknownKind(NotFound):
     """The job names a kind this worker does not declare (JOB_KINDS differs?)."""
 
 
-class BadResult(ValueError):
+class BadResult(Invalid):
     """The function returned something that cannot be a job's result."""
-
-
-@lru_cache(maxsize=4)
-def kinds_of(modules: tuple[str, ...]) -> dict[str, JobKind]:
-    """The kinds declared by ``modules`` (imported once per process)."""
-    return load_kinds(modules)
-
-
-@lru_cache(maxsize=4)
-def _files(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
 
 
 def checked_result(value: Any) -> Any:
@@ -60,13 +48,14 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
     cfg = Config(role=WORKER)
     reporter = make_reporter(cfg, token)
     kind = kind_name
-    spec = kinds_of(cfg.JOB_KINDS).get(kind)
-    ctx = JobContext(job_id, reporter, cfg, files=_files(cfg.REDIS_URL))
+    core = lifecycle(cfg)
+    spec = core.kinds.get(kind)
+    ctx = JobContext(job_id, reporter, cfg, files=core.queue.connection, lifecycle=core)
     outcome: dict[str, Any] = {}
 
     def final(succeeded: bool) -> dict[str, Any]:
         fields = ctx.finish(succeeded)
-        if succeeded and "result" in outcome:
+        if succeeded and outcome.get("result") is not None:  # None: the kind returns nothing
             fields["result"] = outcome["result"]
         return fields
 
@@ -80,3 +69,11 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
         ctx.finish(False)
     log.info("job %s done (%s)", job_id, kind)
     return "done"
+
+
+def release(job_id: str, kind_name: str) -> str:
+    """RQ entry point (``RELEASE_JOB``): a scheduled job of an external kind is due, so
+    it joins its kind's queue, where a worker claims it over HTTP."""
+    lifecycle(Config(role=WORKER)).release(job_id, kind_name)
+    log.info("job %s (%s) released to its external workers", job_id, kind_name)
+    return "released"

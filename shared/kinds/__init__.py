@@ -22,11 +22,16 @@ So a kind's module must not import ``website`` or ``worker``.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from shared.config import BUILTIN_KIND_MODULES
+from shared.errors import JobcastError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,7 +41,7 @@ RESULT_TYPES = ("json", "text", "download")
 BUILTIN_MODULES = BUILTIN_KIND_MODULES
 
 
-class KindError(ValueError):
+class KindError(JobcastError):
     """A kind declared wrongly (bad name, schema, duplicate)."""
 
 
@@ -45,6 +50,7 @@ class Context(Protocol):
 
     job_id: str
     config: Any  # the worker's shared.config.Config
+    lifecycle: Any  # the worker's shared.lifecycle.Lifecycle: for kinds that start or control jobs
 
     def progress(self, current: int, total: int | None = None, message: str = "",
                  stage: str = "") -> None:
@@ -81,6 +87,9 @@ class JobKind:
     # their jobs over HTTP (docs/workers.md); ``module`` names where it was declared.
     external: bool = False
     module: str = ""
+    # Events the kind adds to a change of one of its jobs (the highlighter's snippet room).
+    events: Callable[[Any, Any], list[tuple[str, dict[str, Any], str]]] | None = field(
+        default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """What ``GET /api/kinds`` lists."""
@@ -99,11 +108,6 @@ _REGISTRY: dict[str, JobKind] = {}
 
 
 def _checked_schema(name: str, args: dict[str, Any] | None, result: str) -> dict[str, Any]:
-    import re
-
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
-
     if not re.match(NAME_PATTERN, name):
         raise KindError(f"kind name {name!r} must match {NAME_PATTERN}")
     if result not in RESULT_TYPES:
@@ -121,14 +125,17 @@ def _checked_schema(name: str, args: dict[str, Any] | None, result: str) -> dict
 def job_kind(name: str, *, title: str, description: str = "",
              args: dict[str, Any] | None = None, result: str = "json",
              timeout: int | None = None, hidden: bool = False,
-             check: Callable[[dict[str, Any]], dict[str, str]] | None = None) -> Callable[[F], F]:
+             check: Callable[[dict[str, Any]], dict[str, str]] | None = None,
+             events: Callable[[Any, Any], list[tuple[str, dict[str, Any], str]]] | None = None
+             ) -> Callable[[F], F]:
     """Declare the decorated function as the job kind ``name``.
 
     ``args`` is the arguments' JSON Schema; ``check`` (optional) is called by
     the site with schema-valid arguments and returns ``{field: problem}`` for
     what a schema cannot say. ``timeout`` overrides ``JOB_TIMEOUT``. A
     ``hidden`` kind is started only by the site itself (no form, not by
-    ``POST /api/jobs``).
+    ``POST /api/jobs``). ``events(state, redis_client)`` gives the ``(event, payload,
+    room)`` the kind pushes on each change of one of its jobs, besides the job's own.
     """
     schema = _checked_schema(name, args, result)
 
@@ -142,7 +149,7 @@ def job_kind(name: str, *, title: str, description: str = "",
         _REGISTRY[name] = JobKind(name=name, title=title, description=description,
                                   args=schema, function=dotted, result=result,
                                   timeout=timeout, hidden=hidden, check=check,
-                                  module=function.__module__)
+                                  module=function.__module__, events=events)
         return function
     return register
 

@@ -13,17 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-from rq import Queue
-
-from shared import control, keys
-from shared.batches import on_complete
-from shared.enqueue import start_kind_job
-from shared.events import push_stored
+from shared.errors import Conflict, NotFound
 from shared.jobquery import FILTER_TEXT_MAX, JobFilter, JobQuery
 from shared.kinds import Context, job_kind
 from shared.protocol import CANCELLABLE_STATES, RETRYABLE_STATES, STATES
-from shared.store import JobState, JobStore
 
 BULK_KIND = "bulk"
 ACTIONS = ("cancel", "retry")
@@ -32,17 +25,6 @@ ACTION_STATES = {"cancel": CANCELLABLE_STATES, "retry": RETRYABLE_STATES}
 REPORT_EVERY = 25  # jobs between two progress reports
 
 _TEXT = {"type": "string", "maxLength": FILTER_TEXT_MAX, "default": ""}
-
-
-def _complete_batch(cfg: Any, store: JobStore, queue: Queue, last: JobState) -> JobState:
-    """The cancel that ended a batch's last child starts its ``onComplete`` (once)."""
-    batch_id = last.extra["batch_id"]
-    then = on_complete(store.client, batch_id)
-    if then is None:
-        return last
-    job = start_kind_job(cfg, store, queue, then["kind"], then["args"], owner=f"batch:{batch_id}")
-    store.client.hset(keys.batch_key(batch_id), "complete_job", job.job_id)
-    return job
 
 
 @job_kind(BULK_KIND, title="Bulk action", hidden=True, timeout=3600,
@@ -55,31 +37,18 @@ def _complete_batch(cfg: Any, store: JobStore, queue: Queue, last: JobState) -> 
 def bulk(ctx: Context, action: str, state: str = "", kind: str = "", owner: str = "",
          q: str = "", batch: str = "") -> dict[str, Any]:
     """Apply ``action`` to each matching job; counts of done and skipped jobs."""
-    cfg = ctx.config
-    client = redis.Redis.from_url(cfg.REDIS_URL, decode_responses=True)
-    store = JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
-                     log_max=cfg.JOB_LOG_MAX, lease_seconds=cfg.LEASE_SECONDS)
-    queue = Queue(cfg.QUEUE_NAME, connection=redis.Redis.from_url(cfg.REDIS_URL))
+    jobs = ctx.lifecycle
     flt = JobFilter(state=state, kind=kind, owner=owner, q=q, batch=batch)
-    ids = [job_id for job_id in JobQuery(client).iter_ids(flt) if job_id != ctx.job_id]
+    ids = [job_id for job_id in JobQuery(jobs.client).iter_ids(flt) if job_id != ctx.job_id]
     ctx.log(f"{action}: {len(ids)} jobs match {flt.to_args() or 'no filter'}")
-    done, skipped, changed = 0, 0, []
+    done, skipped = 0, 0
     for n, job_id in enumerate(ids, 1):
         try:
-            if action == "cancel":
-                cancelled = control.cancel(store, queue, job_id)
-                changed.append(cancelled)
-                if cancelled.extra.get("batch_done") == "1":
-                    changed.append(_complete_batch(cfg, store, queue, cancelled))
-            else:
-                changed.append(control.retry(store, queue, job_id, cfg.JOB_TIMEOUT, cfg.JOB_TTL,
-                                             cfg.SECRET_KEY))
+            (jobs.cancel if action == "cancel" else jobs.retry)(job_id)
             done += 1
-        except control.ControlError as exc:
+        except (Conflict, NotFound) as exc:
             skipped += 1
             ctx.log(f"{job_id}: skipped ({exc.message})")
         if n % REPORT_EVERY == 0 or n == len(ids):
-            push_stored(cfg, store, changed)
-            changed = []
             ctx.progress(n, total=len(ids), message=f"{done} done, {skipped} skipped of {len(ids)}")
     return {"action": action, "matched": len(ids), "done": done, "skipped": skipped}

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from datetime import date
 
+from shared.errors import Invalid
 from shared.kinds import Context, job_kind
 
 UPLOAD_MAX_BYTES = 5 * 1024 * 1024
@@ -22,7 +23,7 @@ CLEANED_FILE = "cleaned.csv"
 LOGGED_REJECTS_MAX = 500  # beyond this, bad rows are counted but not each logged
 
 
-class ColumnsError(ValueError):
+class ColumnsError(Invalid):
     """The column declaration cannot be read."""
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from shared.errors import Invalid
 from shared.kinds import JobKind
 
 FORM_ERROR = "_form"  # errors that belong to no one field
@@ -40,6 +41,31 @@ def check_args(kind: JobKind, args: object) -> dict[str, str]:
 
 def _short(message: str) -> str:
     return message if len(message) <= 200 else message[:197] + "..."
+
+
+def problems(kind: JobKind, args: dict[str, Any]) -> dict[str, str]:
+    """What the schema, then the kind's own ``check``, find wrong in ``args``."""
+    return check_args(kind, args) or (kind.check(args) if kind.check else {})
+
+
+def checked_args(kind: JobKind, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` with the schema's defaults, checked (:func:`problems`); :class:`Invalid`
+    naming each bad field otherwise."""
+    args = with_defaults(kind, args)
+    errors = problems(kind, args)
+    if errors:
+        names = ", ".join(sorted(n for n in errors if n != FORM_ERROR)) or "the arguments"
+        raise Invalid(f"Check {names}.", errors)
+    return args
+
+
+def find_kind(kinds: dict[str, JobKind], name: object) -> JobKind:
+    """The kind a submission names; :class:`Invalid` listing the kinds otherwise."""
+    if not isinstance(name, str) or name not in kinds:
+        known = ", ".join(sorted(kinds))
+        raise Invalid(f"unknown kind {str(name)[:40]!r}; kinds: {known}",
+                      {"kind": "is not a kind of this site"})
+    return kinds[name]
 
 
 def with_defaults(kind: JobKind, args: dict[str, Any]) -> dict[str, Any]:

@@ -2,19 +2,21 @@
 --
 -- KEYS[1] .. KEYS[n]  the indexes to intersect (sorted sets of job ids scored by creation
 --           time); the smallest is walked, the others are checked by ZSCORE
--- ARGV[1]   walk from this score down ('+inf' from the newest)
--- ARGV[2]   ... skipping, at exactly that score, ids >= this one ('' none):
---           ZREVRANGEBYSCORE lists equal scores in reverse id order
--- ARGV[3]   how many ids to return at most (0: count only)
--- ARGV[4]   how many index entries to examine at most (the scan bound)
--- ARGV[5]   text the job's message must contain, lower case ('' for any)
--- ARGV[6]   the job hash key prefix (shared.keys.job_key without the id)
+-- ARGV[1]   one JSON object, the fields below (shared.jobquery.JobQuery):
+--   a.score       walk from this score down, as text ('+inf' from the newest)
+--   a.after       ... skipping, at exactly that score, ids >= this one ('' none):
+--                 ZREVRANGEBYSCORE lists equal scores in reverse id order
+--   a.limit       how many ids to return at most (0: count only)
+--   a.budget      how many index entries to examine at most (the scan bound)
+--   a.q           text the job's message must contain, lower case ('' for any)
+--   a.job_prefix  the job hash key prefix (shared.keys.job_key without the id)
 --
 -- Expired jobs (no hash) are skipped. Returns field/value pairs:
 --   ids    the matching ids, newest first (empty when counting)
 --   found  how many matched
 --   score, id   where the walk stopped (the next cursor)
 --   done   1 when the walk reached the end of the index
+local a = cjson.decode(ARGV[1])
 local chunk = 200
 -- Byte order, as Redis sorts equal scores (Lua's < follows the server's locale).
 local function at_or_after(a, b)
@@ -25,8 +27,8 @@ local function at_or_after(a, b)
   end
   return #a >= #b
 end
-local max_s, after, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local budget, q, job_prefix = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local max_s, after, limit = a.score, a.after, a.limit
+local budget, q, job_prefix = a.budget, a.q, a.job_prefix
 local driver, others, smallest = nil, {}, nil
 for _, key in ipairs(KEYS) do
   local n = redis.call('ZCARD', key)

@@ -3,32 +3,30 @@
 --
 -- KEYS[1]   the lease deadlines, a sorted set (shared.keys.EXTERNAL_LEASES)
 -- KEYS[2]   the job's hash (shared.keys.job_key)
--- ARGV[1]   the job id
--- ARGV[2]   the attempt the caller runs ('' when it does not say)
--- ARGV[3]   the new deadline, epoch seconds as text
--- ARGV[4..] the names of the terminal states
+-- ARGV[1]   one JSON object, the fields below (shared.claimqueue.ExternalQueues._renew_call):
+--   a.id          the job id
+--   a.attempt     the attempt the caller runs, as text (absent: it does not say)
+--   a.deadline    the new deadline, epoch seconds as text
+--   a.terminal    the terminal states, a set {name: true}
 --
 -- A job of a kind run by RQ (no 'external' field) is left alone (code 2).
 -- A job that has ended loses its lease. A job whose stored attempt is not the
--- caller's is left alone (code 0): that attempt was superseded.
+-- caller's is left alone (code 0): that attempt was superseded. The lease is
+-- kept or dropped by lib/lease.lua, as a report does it (update_job.lua).
 --
 -- Returns field/value pairs:
 --   code -1                    unknown job
 --   code 0, state, attempt     superseded (another attempt holds the job)
 --   code 1, state, attempt     renewed (or the job ended: its lease is gone)
 --   code 2, state              not an external job: nothing to renew
+local a = cjson.decode(ARGV[1])
 local leases, k = KEYS[1], KEYS[2]
-local id, attempt, deadline = ARGV[1], ARGV[2], ARGV[3]
-local terminal = {}
-for i = 4, #ARGV do terminal[ARGV[i]] = true end
+--! include lease
+
 local cur = redis.call('HMGET', k, 'state', 'attempt', 'external')
 if not cur[1] then return {'code', -1} end
 if cur[3] ~= '1' then return {'code', 2, 'state', cur[1], 'attempt', cur[2] or '1'} end
 local stored = cur[2] or '1'
-if attempt ~= '' and attempt ~= stored then return {'code', 0, 'state', cur[1], 'attempt', stored} end
-if terminal[cur[1]] then
-  redis.call('ZREM', leases, id)
-else
-  redis.call('ZADD', leases, 'XX', deadline, id)
-end
+if a.attempt and a.attempt ~= stored then return {'code', 0, 'state', cur[1], 'attempt', stored} end
+keep_lease(leases, a.id, a.terminal[cur[1]] == true, a.deadline)
 return {'code', 1, 'state', cur[1], 'attempt', stored}

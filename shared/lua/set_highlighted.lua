@@ -1,12 +1,14 @@
 -- set_highlighted.lua: store a snippet's highlighted HTML, unless the snippet expired.
 --
--- KEYS[1]  the snippet's hash (shared.keys.snippet_key)
--- ARGV[1]  the highlighted HTML
--- ARGV[2]  now, epoch seconds as text
--- ARGV[3]  the name of the Pygments lexer used
+-- KEYS[1]  the snippet's hash (shared.kinds.highlight.snippets.snippet_key)
+-- ARGV[1]  one JSON object, the fields below (shared.kinds.highlight.snippets.SnippetStore.set_highlighted):
+--   a.html    the highlighted HTML
+--   a.now     now, epoch seconds as text
+--   a.lexer   the name of the Pygments lexer used
 --
 -- Returns 1 when stored, 0 when the snippet is gone.
+local a = cjson.decode(ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'highlighted_html', ARGV[1], 'highlighted_at', ARGV[2],
-           'lexer', ARGV[3])
+redis.call('HSET', KEYS[1], 'highlighted_html', a.html, 'highlighted_at', a.now,
+           'lexer', a.lexer)
 return 1

@@ -55,7 +55,7 @@ def test_the_console_reads_lines_it_was_never_pushed(kinds_site: Stack, page: Pa
     expect(page.locator("#connection")).to_have_attribute("data-status", "live")
     report(["one"])
     wait_until(lambda: console_lines(page) == ["one"], timeout=10, what="the pushed line")
-    store.apply_or_state(ProgressUpdate.from_json(
+    store.apply(ProgressUpdate.from_json(
         {"jobId": job_id, "state": "running", "progress": 20, "log": ["two", "three"]}))
     report(["four"])  # pushed, but it starts after "three", which the page never got
     wait_until(lambda: console_lines(page) == ["one", "two", "three", "four"], timeout=10,

@@ -5,13 +5,23 @@ at ``LOG_LEVEL``. With ``ACCESS_LOG`` on (the default), every request (but
 Socket.IO's own, which never reach Flask) is logged once, as
 ``GET /jobs/<id> 200 3.1ms job=<id>``; health checks, scrapes and static
 files at DEBUG so that they do not drown the rest.
+
+Every request's ``wsgi.errors`` is a :class:`LoggingErrorStream` (set by the
+site's edge middleware, ``website/http/security.py``): eventlet's websocket
+writes notices such as ``socket shutdown error: [Errno 9] Bad file descriptor``
+(a browser tab that closed its websocket) there without a trailing newline,
+which under gunicorn glued them to the start of the next log line. Each write
+becomes one record of this module's logger instead: a client that went away is
+INFO, anything else WARNING.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+from collections.abc import Iterable
 
 from flask import Flask, Response, request
 
@@ -20,6 +30,8 @@ _STARTED = "jobcast.started"
 _JOB = "jobcast.job_id"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _QUIET_PREFIXES = ("/healthz", "/metrics", "/static/", "/favicon.ico")
+# A connection the client already closed or reset: expected, not a problem.
+CLIENT_GONE = re.compile(r"socket shutdown error: \[Errno (9|32|104|107)\]")
 
 
 def configure_logging(level: str) -> None:
@@ -73,3 +85,24 @@ def register(app: Flask) -> None:
     app.before_request(_start)
     if app.config["ACCESS_LOG"]:
         app.after_request(_log_request)
+
+
+class LoggingErrorStream:
+    """A file-like ``wsgi.errors``: each ``write`` becomes one log record."""
+
+    def write(self, data: str | bytes) -> int:
+        """Log ``data`` (trailing newlines dropped; blank writes ignored)."""
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+        message = text.rstrip("\r\n")
+        if message.strip():
+            level = logging.INFO if CLIENT_GONE.search(message) else logging.WARNING
+            log.log(level, "%s", message)
+        return len(data)
+
+    def writelines(self, lines: Iterable[str | bytes]) -> None:
+        """Log each line as its own record."""
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""

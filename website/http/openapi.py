@@ -11,8 +11,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from shared.kinds import BUILTIN_MODULES, JobKind, load_kinds
+from shared.kinds.highlight.snippets import AUTO_DETECT, known_aliases
 from shared.protocol import DEMO_KIND, seq_limit
-from shared.snippets import AUTO_DETECT, known_aliases
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 

@@ -38,7 +38,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 
 from shared import keys
 from shared.config import parse_rate
-from website.http.errors import error_response
+from website.http.answers import error_response
 
 EVERYONE = "all-clients"  # the key of the global ceiling
 

@@ -11,19 +11,14 @@ added later:
   but a browser request from another site is refused with 403: its ``Origin``
   must be this site, and ``Sec-Fetch-Site: cross-site`` is refused. Programs
   send neither header, so they are unaffected.
-* Every response gets the security headers below (a view may set its own):
-  :class:`SecurityHeaders` is WSGI middleware around the whole app, so Socket.IO
-  answers (polling) and the connection cap's 503 get them as well as Flask's
-  pages, errors and API answers.
+* :class:`Edge`, the one WSGI layer of these rules, sits around everything
+  (Socket.IO and the connection cap's 503 included): it answers a ``Host`` not
+  in ``TRUSTED_HOSTS`` with a plain 400 before Flask or Socket.IO see it (a
+  DNS-rebound name cannot reach a site on 127.0.0.1; Flask's own
+  ``TRUSTED_HOSTS`` guards its views only), puts the security headers below on
+  every answer (a view may set its own), and logs ``wsgi.errors`` as records.
 
-* Only the hosts of ``TRUSTED_HOSTS`` are answered, so a DNS-rebound name
-  cannot reach a site on 127.0.0.1: :class:`TrustedHostGuard` answers any
-  other ``Host`` with a plain 400 before Flask or Socket.IO see the request
-  (Flask's ``TRUSTED_HOSTS`` is set too, but its refusal cannot render an
-  error page: no URL adapter).
-
-Socket.IO requests are answered by the engine.io middleware before Flask sees
-them; their cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
+Socket.IO's cross-origin rule is Flask-SocketIO's ``cors_allowed_origins``
 (same origin by default).
 """
 
@@ -40,8 +35,10 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import SecurityError
 from werkzeug.wsgi import get_host
 
-from website.http.capacity import WSGIApp
-from website.http.errors import error_response
+from website.http.access import LoggingErrorStream
+from website.http.answers import error_response
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 csrf = CSRFProtect()
 
@@ -121,15 +118,19 @@ def security_headers(environ: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-class SecurityHeaders:
-    """WSGI middleware adding :func:`security_headers` to every response that lacks them."""
+class Edge:
+    """WSGI middleware around the whole site: refuses a ``Host`` outside ``trusted`` (None
+    or empty: any) with a plain 400, gives the request a ``wsgi.errors`` that logs, and
+    adds :func:`security_headers` to every answer that lacks them."""
 
-    def __init__(self, app: WSGIApp) -> None:
+    def __init__(self, app: WSGIApp, trusted: list[str] | None) -> None:
         self.app = app
+        self.trusted = trusted
+        self.errors = LoggingErrorStream()
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """Call the app; add the missing headers when it starts its response."""
+        """Check the host, then call the app; add the missing headers to its answer."""
         def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
             present = {name.lower() for name, _ in headers}
             # Read at response time: a proxy fix inside may have corrected the scheme.
@@ -137,6 +138,15 @@ class SecurityHeaders:
                            if name.lower() not in present)
             return start_response(status, headers, *exc_info)
 
+        environ["wsgi.errors"] = self.errors
+        if self.trusted:
+            try:
+                get_host(environ, self.trusted)
+            except SecurityError:
+                body = b"Host not allowed (TRUSTED_HOSTS)\n"
+                start("400 Bad Request", [("Content-Type", "text/plain"),
+                                          ("Content-Length", str(len(body)))])
+                return [body]
         return self.app(environ, start)
 
 
@@ -144,30 +154,8 @@ def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
     return error_response(400, f"{exc.description} Reload the page and try again.")
 
 
-class TrustedHostGuard:
-    """WSGI guard: a request whose Host is outside ``trusted`` gets a plain 400
-    (None or empty: any host)."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]], trusted: list[str] | None) -> None:
-        self.app = app
-        self.trusted = trusted
-
-    def __call__(self, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """Refuse an untrusted host, pass everything else on."""
-        if self.trusted:
-            try:
-                get_host(environ, self.trusted)
-            except SecurityError:
-                body = b"Host not allowed (TRUSTED_HOSTS)\n"
-                start_response("400 Bad Request", [("Content-Type", "text/plain"),
-                                                   ("Content-Length", str(len(body)))])
-                return [body]
-        return self.app(environ, start_response)
-
-
 def register(app: Flask) -> None:
-    """Install CSRF protection and the cross-site API rule (the headers: :class:`SecurityHeaders`)."""
+    """Install CSRF protection and the cross-site API rule (the headers: :class:`Edge`)."""
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # the rule above decides
     app.config.setdefault("WTF_CSRF_ENABLED", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")

@@ -5,16 +5,17 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
 from shared import keys
+from shared.errors import Invalid, NotFound, TooLarge
 from shared.joblog import read_log
 from shared.kinds import JobKind
-from shared.protocol import DEMO_KIND, LOG_START, is_uuid
-from website.extensions import redis_ext
-from website.http.errors import error_response
-from website.http.ownership import may_control, may_read, remember_job
-from website.jobs.services import kinds, start_kind
-from website.jobs.submit import Rejected, read_submission
+from shared.protocol import DEMO_KIND, LOG_START
+from website.auth.owners import may_control, readable_job, remember_job, request_owner
+from website.extensions import core
+from website.http.answers import error_response
+from website.jobs.submit import read_submission
 
 bp = Blueprint("jobs", __name__)
+GONE = "There is no job with this id (it may have expired)."
 
 
 def form_order(found: dict[str, JobKind]) -> list[JobKind]:
@@ -26,50 +27,48 @@ def form_order(found: dict[str, JobKind]) -> list[JobKind]:
 @bp.get("/")
 def index() -> str:
     """Home page: a form for each job kind."""
-    return render_template("index.html", kinds=form_order(kinds()), rejected=None, values={})
+    return render_template("index.html", kinds=form_order(core.kinds), rejected=None, values={})
 
 
 @bp.post("/jobs")
 def create() -> Response | tuple[Response | str, int]:
     """Start a job from a kind's form; the form again with its errors when refused."""
     try:
-        kind, args, _rest = read_submission(kinds())
-    except Rejected as exc:
-        if exc.status == 413 or not exc.kind:
-            return error_response(exc.status, exc.message)
+        submitted = read_submission(core.kinds)
+    except TooLarge as exc:
+        return error_response(413, exc.message)
+    except Invalid as exc:
+        if "kind" in exc.fields:  # no such form: nothing to show again
+            return error_response(400, exc.message)
         values = {k: v for k, v in request.form.items() if k not in ("csrf_token", "kind")}
-        return render_template("index.html", kinds=form_order(kinds()), rejected=exc,
+        return render_template("index.html", kinds=form_order(core.kinds), rejected=exc,
+                               rejected_kind=request.form.get("kind") or DEMO_KIND,
                                values=values), 400
-    state = start_kind(kind, args)
+    state = core.lifecycle.start(submitted.kind, submitted.args, owner=request_owner())
     remember_job(state.job_id)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
 
 
 @bp.get("/jobs/<job_id>")
-def status(job_id: str) -> str | tuple[Response | str, int]:
+def status(job_id: str) -> str:
     """Status page of one job, rendered with its current state; Cancel and
     Retry only for those who may use them (its owner, operators)."""
-    readable = is_uuid(job_id) and may_read(job_id.lower())
-    state = redis_ext.store.get(job_id.lower()) if readable else None
-    if state is None:
-        return error_response(404, "There is no job with this id (it may have expired).")
-    log_lines = read_log(redis_ext.client, state.job_id, LOG_START,
+    state = readable_job(job_id, GONE)
+    log_lines = read_log(core.client, state.job_id, LOG_START,
                          current_app.config["JOB_LOG_MAX"]).lines
-    return render_template("job.html", job=state, kind=kinds().get(state.kind),
+    return render_template("job.html", job=state, kind=core.kinds.get(state.kind),
                            can_control=may_control(state.job_id), log_lines=log_lines,
                            log_last=log_lines[-1].id if log_lines else LOG_START)
 
 
 @bp.get("/jobs/<job_id>/files/<name>")
-def download(job_id: str, name: str) -> Response | tuple[Response | str, int]:
+def download(job_id: str, name: str) -> Response:
     """A file the job saved (``ctx.save_file``), as an attachment."""
-    if (not is_uuid(job_id) or not may_read(job_id.lower())
-            or redis_ext.store.get(job_id.lower()) is None):
-        return error_response(404, "There is no job with this id (it may have expired).")
-    data: list[bytes | None] = redis_ext.queue.connection.hmget(  # type: ignore[assignment]
-        keys.job_file_key(job_id.lower(), name), ["data", "type"])
+    job_id = readable_job(job_id, GONE).job_id
+    data: list[bytes | None] = core.lifecycle.queue.connection.hmget(  # type: ignore[assignment]
+        keys.job_file_key(job_id, name), ["data", "type"])
     if data[0] is None:
-        return error_response(404, "This job has no such file (it may have expired).")
+        raise NotFound("This job has no such file (it may have expired).")
     content_type = (data[1] or b"application/octet-stream").decode("ascii", "replace")
     safe = "".join(ch for ch in name if ch.isalnum() or ch in "._-") or "download"
     return Response(data[0], content_type=content_type, headers={

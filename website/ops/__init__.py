@@ -5,15 +5,15 @@ from __future__ import annotations
 from flask import Flask
 
 from website.extensions import socketio
+from website.ops import dashboard, finder, jobdetail, monitoring, recurring
 
 
 def init_app(app: Flask) -> None:
     """Register /dashboard (with its Socket.IO handler), GET /api/jobs, bulk actions,
-    the operators' job page, schedules, /healthz and /metrics."""
-    from website.ops import bulk, dashboard, finder, jobdetail, monitoring, schedules
+    the operators' job page, recurring schedules, /healthz and /metrics."""
     monitoring.register(app, socketio.server)
     dashboard.register(app)
     app.register_blueprint(finder.bp)
-    app.register_blueprint(bulk.bp)
+    app.register_blueprint(finder.bulk_bp)
     app.register_blueprint(jobdetail.bp)
-    app.register_blueprint(schedules.bp)
+    app.register_blueprint(recurring.bp)

@@ -21,16 +21,13 @@ import redis
 from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
 from rq import Worker
 from rq.job import Job
-from werkzeug.exceptions import HTTPException
 
 from shared.jobquery import BadFilter, JobFilter, parse_cursor
 from shared.protocol import DASHBOARD_ROOM, DASHBOARD_SUBSCRIBE, STATES
 from shared.schedules import ScheduleStore
 from shared.store import JobState
-from website.extensions import redis_ext, socketio
-from website.http.errors import error_response
-from website.jobs.services import KINDS_EXTENSION
-from website.ops.auth import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
+from website.auth.operators import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
+from website.extensions import core, socketio
 from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
@@ -53,19 +50,8 @@ def short_worker_name(name: str) -> str:
     return name[: WORKER_NAME_SHOWN - 1] + "…"
 
 
-def snippet_url(snippet_id: str) -> str | None:
-    """The page of a snippet, if this site has a ``/snippets/<id>`` page."""
-    path = f"/snippets/{snippet_id}"
-    try:
-        current_app.url_map.bind("").match(path, method="GET")
-    except HTTPException:  # not found, method not allowed, or a redirect: no link
-        return None
-    return path
-
-
 def job_row(job: JobState, worker: str | None) -> dict[str, Any]:
     """A job as the dashboard and ``GET /api/jobs`` list it."""
-    snippet_id = job.extra.get("snippet_id", "")
     return {
         "jobId": job.job_id, "kind": job.kind, "state": job.state, "progress": job.progress,
         "stage": job.stage, "message": job.message, "attempt": job.attempt,
@@ -74,7 +60,8 @@ def job_row(job: JobState, worker: str | None) -> dict[str, Any]:
         "finishedAt": job.finished_at, "worker": worker or "",
         "workerShort": short_worker_name(worker) if worker else "",
         "url": url_for("jobs.status", job_id=job.job_id),
-        "snippetUrl": snippet_url(snippet_id) if snippet_id else None,
+        "page": job.extra.get("page") or None,  # the page the job works for (a snippet's)
+        "pageText": job.extra.get("page_text") or "page",
     }
 
 
@@ -85,7 +72,7 @@ def _text(value: object) -> str:
 def workers_of(job_ids: list[str]) -> dict[str, str]:
     if not job_ids:
         return {}
-    rq_jobs = Job.fetch_many(job_ids, connection=redis_ext.queue.connection)
+    rq_jobs = Job.fetch_many(job_ids, connection=core.lifecycle.queue.connection)
     return {job.id: job.worker_name for job in rq_jobs if job is not None and job.worker_name}
 
 
@@ -94,16 +81,16 @@ def filter_total(flt: JobFilter) -> int:
     entries leave it within a minute), an exact walk for an intersection or text."""
     names = flt.index_keys()
     if len(names) == 1 and not flt.q:
-        return int(redis_ext.client.zcard(names[0]))  # type: ignore[arg-type]
-    return redis_ext.query.count(flt)
+        return int(core.client.zcard(names[0]))  # type: ignore[arg-type]
+    return core.query.count(flt)
 
 
 def snapshot(flt: JobFilter, cursor: str | None = None) -> dict[str, Any]:
     """One page of the filter's jobs (from ``cursor``), the queue depth and the workers."""
     size = current_app.config["DASHBOARD_PAGE_SIZE"]
-    found = redis_ext.query.page(flt, cursor, size)
+    found = core.query.page(flt, cursor, size)
     workers_by_job = workers_of([job.job_id for job in found.jobs])
-    queue = redis_ext.queue
+    queue = core.lifecycle.queue
     workers = Worker.all(queue=queue)[:MAX_WORKERS_LISTED]
     return {
         "filter": flt.to_args(), "cursor": cursor or "", "next": found.next,
@@ -132,14 +119,11 @@ def dashboard() -> Response | str | tuple[Response | str, int]:
     """The dashboard page: newest jobs first, filtered by ``?state=&kind=&owner=&q=``."""
     if not ops_allowed():
         return ops_challenge()
-    try:
-        flt, cursor = read_filter(request.args)
-    except BadFilter as exc:
-        return error_response(400, str(exc))
-    kinds = sorted(current_app.extensions.get(KINDS_EXTENSION, {}))
+    flt, cursor = read_filter(request.args)
+    kinds = sorted(core.kinds)
     return render_template("dashboard.html", data=snapshot(flt, cursor), token=dashboard_token(),
                            flt=flt, states=STATES, kinds=kinds,
-                           schedules=ScheduleStore(redis_ext.client).all())
+                           schedules=ScheduleStore(core.client).all())
 
 
 def on_watch(data: object) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from flask import Blueprint, Response, render_template
 from shared import keys
 from shared.joblog import read_log
 from shared.protocol import LOG_START, is_uuid
-from website.extensions import redis_ext
-from website.http.errors import error_response
-from website.ops.auth import ops_allowed, ops_challenge
+from website.auth.operators import ops_allowed, ops_challenge
+from website.extensions import core
+from website.http.answers import error_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobdetail", __name__)
@@ -43,7 +43,7 @@ def _json_list(raw: list[str]) -> list[dict[str, Any]]:
 def timeline(job_id: str) -> list[tuple[str, float]]:
     """``(state, time)`` for each state the job entered, oldest first."""
     entries: list[tuple[str, float]] = []
-    raw: list[str] = redis_ext.client.lrange(keys.job_timeline_key(job_id), 0, -1)  # type: ignore[assignment]
+    raw: list[str] = core.client.lrange(keys.job_timeline_key(job_id), 0, -1)  # type: ignore[assignment]
     for item in raw:
         state, _, stamp = item.partition(" ")
         try:
@@ -55,10 +55,10 @@ def timeline(job_id: str) -> list[tuple[str, float]]:
 
 def story(job_id: str) -> dict[str, Any] | None:
     """Everything stored about a job, or None for an unknown one."""
-    job = redis_ext.store.get(job_id)
+    job = core.store.get(job_id)
     if job is None:
         return None
-    client = redis_ext.client
+    client = core.client
     try:
         args = json.loads(job.extra.get("args", "null"))
     except ValueError:

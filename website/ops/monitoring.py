@@ -18,15 +18,16 @@ from typing import Any
 import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from rq import Queue, Worker
 
+from shared.capacity import read_memory
 from shared.protocol import APPLIED_HEADER, STATES
 from shared.store import JobStore
-from website.http.storage import read_memory
-from website.ops.auth import ops_allowed, ops_challenge
+from website.auth.operators import ops_allowed, ops_challenge
+from website.extensions import CORE
 
 log = logging.getLogger(__name__)
 bp = Blueprint("monitoring", __name__)
@@ -95,9 +96,27 @@ class Ops:
         self.control = Counter("jobcast_job_control", "Cancel and retry requests by result",
                                ["action", "result"], registry=self.registry)
         self.registry.register(_ClientsCollector(socket_server))
+        self.registry.register(RoundTrips(app.extensions[CORE].lifecycle.store.coalescer))
         self.registry.register(JobGauges(self, app.config["METRICS_JOB_SCAN"]))
         for collector in app.extensions.get(COLLECTORS, ()):  # other features' gauges
             self.registry.register(collector)
+
+
+class RoundTrips(Collector):
+    """Single progress reports applied, and the Redis round trips they took (their
+    quotient is the mean batch; ``shared/coalesce.py``)."""
+
+    def __init__(self, coalescer: Any) -> None:
+        self.coalescer = coalescer
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """Yield the two counters."""
+        yield CounterMetricFamily("jobcast_report_round_trips",
+                                  "Redis round trips that applied single progress reports",
+                                  value=self.coalescer.round_trips)
+        yield CounterMetricFamily("jobcast_report_applies",
+                                  "single progress reports applied through those round trips",
+                                  value=self.coalescer.reports)
 
 
 class _ClientsCollector(Collector):
@@ -130,7 +149,7 @@ def count_control(action: str, result: str) -> None:
 
 
 def _count_callback(response: Response) -> Response:
-    if request.endpoint == "api.progress":
+    if request.endpoint == "progress.progress":
         status = response.status_code
         if status < 300:
             result = "applied" if response.headers.get(APPLIED_HEADER) == "1" else "ignored"

@@ -1,7 +1,7 @@
 """One background listener per web process, started by the first request that needs it.
 
 The relay (``website/realtime/relay.py``) and the claim notifier
-(``website/workers/notifier.py``) each keep one Redis pub/sub listener per
+(``website/claims/notifier.py``) each keep one Redis pub/sub listener per
 web process. It is a Socket.IO background task started lazily, so it runs in
 gunicorn's worker (after any fork) and never at import; in-process test apps
 (``TESTING`` or ``ASYNC_MODE=threading``) serve no real clients and run none.

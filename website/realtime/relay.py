@@ -1,23 +1,23 @@
-"""Push to open pages the states the worker stored without the site.
+"""Push to open pages the states a worker stored without the site and without a message queue.
 
-When the site cannot be reached, the worker's fallback
-(``worker.reporting.DirectStore``) writes a job's state straight into Redis
-and, when there is no Socket.IO message queue to emit through, publishes the
-job's id on :data:`shared.keys.STATE_CHANNEL`. Each web process runs one
-listener on that channel: it reads the stored state and emits the same events
-as the progress callback (:func:`shared.events.state_events`) to its own
-clients, so a page open on any process sees the end without a reload.
+When the site cannot be reached, the worker's fallback (``worker/boundary.py``)
+stores a job's change itself, and without a Socket.IO message queue to push
+through it publishes the job's id on :data:`shared.keys.STATE_CHANNEL`
+(``shared.push.RelayPush``). Each web process runs one listener on that
+channel: it reads the stored state and pushes it through its own pusher,
+the same events as a report it took itself, to its own clients, so a page open
+on any process sees the end without a reload.
 
 Who may do this: only a client of the site's Redis can publish, and the
 message is just a job id: the listener pushes what is stored for that job,
 never anything the publisher sends, so a stray message at most repeats the
 true state.
 
-The listener is a Socket.IO background task started by the first request a
-process serves (so in gunicorn's worker process, after any fork), never at
-import. It is off with a message queue (the worker then emits through it),
-and for in-process test apps (``TESTING`` or ``ASYNC_MODE=threading``), which
-serve no real clients.
+The listener is a Socket.IO background task started by the process's first
+Socket.IO connection (``website/realtime/sockets.py``: only a process with
+clients has anyone to push to), never at import. It is off with a message
+queue (the worker pushes through it), and for in-process test apps (``TESTING``
+or ``ASYNC_MODE=threading``), which serve no real clients.
 """
 
 from __future__ import annotations
@@ -25,24 +25,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
 
 import redis
 from flask import Flask
 
 from shared import keys
-from shared.batches import UnknownBatch, ended_all, push_totals
-from shared.events import state_events
+from shared.events import Change
 from shared.joblog import is_log_id, read_log
-from website.extensions import redis_ext, socketio
+from website.extensions import core, socketio
 from website.realtime.listener import ProcessListener
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "jobcast.relay"
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class Relay(ProcessListener):
@@ -72,14 +67,14 @@ class Relay(ProcessListener):
                 pubsub.close()
 
     def push(self, message: str) -> int:
-        """Emit the stored state of the job ``message`` names as the callback would,
-        with the log lines stored after the line id it may name; the number of events."""
+        """Push the stored state of the job ``message`` names as a report would, with the
+        log lines stored after the line id it may name; the number of events."""
         job_id, _, log_after = message.partition(" ")
         with self.app.app_context():
             try:
-                state = redis_ext.store.get(job_id)
+                state = core.store.get(job_id)
                 if state is not None and is_log_id(log_after):
-                    batch = read_log(redis_ext.client, job_id, log_after,
+                    batch = read_log(core.client, job_id, log_after,
                                      self.app.config["JOB_LOG_MAX"])
                     if batch.lines:
                         state = dataclasses.replace(state, log=batch)
@@ -88,46 +83,13 @@ class Relay(ProcessListener):
                 return 0
             if state is None:
                 return 0
-            events = state_events(state, redis_ext.snippets, time.time())
-            for event, payload, room in events:
-                socketio.emit(event, payload, to=room)
-            batch_id = state.extra.get("batch_id")
-            if batch_id:  # its batch's totals, as the callback would push them
-                self._push_batch(batch_id, state.finished)
-        log.info("relay: pushed job %s (%s) stored by the worker's fallback",
-                 job_id, state.state)
-        return len(events)
-
-
-    def _push_batch(self, batch_id: str, finished: bool) -> None:
-        """Push a changed child's batch totals (throttled; always once every child ended)."""
-        client = redis_ext.client
-        try:
-            push_totals(client, batch_id, _emit, final=finished and ended_all(client, batch_id))
-        except (UnknownBatch, redis.RedisError) as exc:
-            log.warning("relay: batch %s totals not pushed: %s", batch_id[:64], exc)
-
-
-def _emit(event: str, payload: dict[str, Any], room: str) -> None:
-    socketio.emit(event, payload, to=room)
-
-
-class _StartOnFirstRequest:
-    """WSGI wrapper: the first request of each process starts its relay."""
-
-    def __init__(self, wsgi_app: WsgiApp, relay: Relay) -> None:
-        self.wsgi_app = wsgi_app
-        self.relay = relay
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if not self.relay.running:
-            self.relay.ensure_started()
-        return self.wsgi_app(environ, start_response)
+            pushed = core.pusher.push([Change(state, time.time())])
+        log.info("relay: pushed job %s (%s) stored by the worker", job_id, state.state)
+        return pushed
 
 
 def init_app(app: Flask) -> Relay:
-    """Attach the relay to ``app``; its listener starts with the first request served."""
+    """Attach the relay to ``app``; its listener starts with the first Socket.IO connection."""
     relay = Relay(app)
     app.extensions[EXTENSION] = relay
-    app.wsgi_app = _StartOnFirstRequest(app.wsgi_app, relay)  # type: ignore[method-assign]
     return relay

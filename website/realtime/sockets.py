@@ -1,42 +1,39 @@
-"""Socket.IO handlers: map connections to job rooms, then send the current state.
+"""Socket.IO handlers: map connections to rooms, then send the current state.
 
-The order matters: a connection first joins the job's room and only then
-reads the stored state and sends it. An update that lands between the two is
-then either in the state read or delivered to the room; none can be missed.
-Snippets work alike: ``subscribe`` with ``{"snippetId"}`` (or the bare id
-string, as the seed's hub took it) joins ``snippet:<id>``, then sends
-``highlight`` if the result is stored, else the job's state.
+The order matters: a connection first joins the room and only then reads the
+stored state and sends it. An update that lands between the two is then
+either in the state read or delivered to the room; none can be missed.
+
+``subscribe`` takes ``{"jobId"}`` or ``{"batchId"}``, and what other features
+register (:func:`subscription`: the highlighter's ``{"snippetId"}`` and the
+seed's bare snippet id string). Replies go out through the app's pusher
+(``shared/push.py``), the one module that emits.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
-import socketio as socketio_lib
-from flask import current_app, request
+from flask import Flask, current_app, request
 from flask_socketio import ConnectionRefusedError
 
 from shared.batches import UnknownBatch, batch_totals
-from shared.events import state_events
 from shared.joblog import is_log_id, read_log
 from shared.protocol import (
     BATCH_PROGRESS,
-    HIGHLIGHT,
     JOB_LOG,
     SUBSCRIBE,
     UPDATE_PROGRESS,
     batch_room,
     is_uuid,
     room_for,
-    snippet_room,
 )
-from shared.snippets import Event, progress_payload
-from shared.store import JobState
-from website.extensions import redis_ext, socketio
+from website.auth.owners import may_read
+from website.extensions import core, socketio
 from website.http.access import loggable
-from website.http.ownership import may_read
 from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
@@ -62,34 +59,15 @@ def _join_job(job_id: object, last_log_id: object = None,
     if not may_read(job_id, auth_token):
         raise LookupError(f"unknown job {job_id}")
     with joined(room_for(job_id)):
-        state = redis_ext.store.get(job_id)
+        state = core.store.get(job_id)
         if state is None:
             raise LookupError(f"unknown job {job_id}")
         events = [(UPDATE_PROGRESS, state.to_payload())]
         if isinstance(last_log_id, str):
-            replay = read_log(redis_ext.client, job_id, last_log_id,
+            replay = read_log(core.client, job_id, last_log_id,
                               current_app.config["JOB_LOG_MAX"])
             events.insert(0, (JOB_LOG, replay.to_payload()))
     return events
-
-
-def _join_snippet(snippet_id: object) -> list[tuple[str, dict[str, Any]]]:
-    """Join the snippet's room, then return the events that bring it up to date.
-
-    The room is left again when the snippet is unknown or Redis fails.
-    """
-    if not is_uuid(snippet_id):
-        raise ValueError("snippetId must be a UUID")
-    assert isinstance(snippet_id, str)
-    snippet_id = snippet_id.lower()
-    with joined(snippet_room(snippet_id)):
-        snippet = redis_ext.snippets.get(snippet_id, source=False)
-        if snippet is None:
-            raise LookupError(f"unknown snippet {snippet_id}")
-        if snippet.highlighted:
-            return [(HIGHLIGHT, snippet.highlight_payload())]
-        state = redis_ext.store.get(snippet.job_id)
-    return [(UPDATE_PROGRESS, progress_payload(state, snippet_id))] if state else []
 
 
 def _join_batch(batch_id: object) -> list[tuple[str, dict[str, Any]]]:
@@ -100,35 +78,34 @@ def _join_batch(batch_id: object) -> list[tuple[str, dict[str, Any]]]:
     batch_id = batch_id.lower()
     with joined(batch_room(batch_id)):
         try:
-            totals = batch_totals(redis_ext.client, batch_id)
+            totals = batch_totals(core.client, batch_id)
         except UnknownBatch:
             raise LookupError(f"unknown batch {batch_id}") from None
     return [(BATCH_PROGRESS, totals)]
 
 
-def emit_events(events: list[Event]) -> None:
-    """Emit each ``(event, payload, room)`` built by :mod:`shared.events`.
-
-    Without a message queue only this process's clients can be in a room, so an
-    event for a room nobody is in (the dashboard's, while no dashboard is open;
-    a job nobody watches) is not encoded at all. With the queue every event is
-    published: other processes' clients may be in the room.
-    """
-    manager = socketio.server.manager if socketio.server is not None else None
-    local = manager if type(manager) is socketio_lib.Manager else None
-    sent = False
-    for event, payload, room in events:
-        if local is not None and next(local.get_participants("/", room), None) is None:
-            continue
-        socketio.emit(event, payload, to=room)
-        sent = True
-    if sent:  # let the connections' writer tasks send now, before the caller answers
-        socketio.sleep(0)
+Join = Callable[[Any], list[tuple[str, dict[str, Any]]]]
+SUBSCRIPTIONS = "jobcast.subscriptions"  # app.extensions: {key: join}, and the bare key
 
 
-def publish_state(state: JobState, at: float) -> None:
-    """Push a job's new state (changed at ``at``) to everyone who watches it."""
-    emit_events(state_events(state, redis_ext.snippets, at))
+def subscription(app: Flask, key: str, join: Join, bare: bool = False) -> None:
+    """Let ``subscribe`` take ``{key: value}`` on ``app``: ``join(value)`` joins the room,
+    then returns the events that bring the client up to date (raising ``ValueError`` or
+    ``LookupError`` to refuse). With ``bare``, a bare string means ``{key: string}``."""
+    joins, bares = app.extensions.setdefault(SUBSCRIPTIONS, ({}, []))
+    joins[key] = join
+    if bare:
+        bares[:] = [key]
+
+
+def _send(events: list[tuple[str, dict[str, Any]]]) -> None:
+    core.pusher.send(str(request.sid), events)  # type: ignore[attr-defined]
+
+
+def _start_relay() -> None:
+    relay = current_app.extensions.get("jobcast.relay")
+    if relay is not None and not relay.running:
+        relay.ensure_started()
 
 
 def on_connect(auth: object = None) -> None:
@@ -139,6 +116,7 @@ def on_connect(auth: object = None) -> None:
     if isinstance(auth, dict):
         job_id = job_id if job_id is not None else auth.get("jobId")
         last_log_id = last_log_id if last_log_id is not None else auth.get("lastLogId")
+    _start_relay()  # this process now has a client the worker's fallback may need to reach
     if job_id is None:
         return
     try:
@@ -148,37 +126,38 @@ def on_connect(auth: object = None) -> None:
     except redis.RedisError as exc:
         log.warning("connect for job %s: Redis unavailable: %s", loggable(job_id), exc)
         raise ConnectionRefusedError("state store unavailable, retry later") from None
-    for event, payload in events:
-        socketio.emit(event, payload, to=request.sid)  # type: ignore[attr-defined]
+    _send(events)
 
 
 def on_subscribe(data: object) -> dict[str, Any]:
-    """``subscribe`` with ``{"jobId"}``, ``{"snippetId"}`` or a bare snippet id string:
-    join, then send the current state (or the ``highlight`` result); acks the result.
+    """``subscribe`` with ``{"jobId"}``, ``{"batchId"}`` or what a feature registered:
+    join, then send the current state; acks the result.
 
     Anyone holding the id may subscribe (ids are unguessable UUIDs).
     """
-    if isinstance(data, str):
-        data = {"snippetId": data}
-    if not isinstance(data, dict) or not {"jobId", "snippetId", "batchId"} & set(data):
-        return {"ok": False, "error": "subscribe needs a snippet id or an object with jobId, "
-                                      "snippetId or batchId"}
+    joins, bares = current_app.extensions.get(SUBSCRIPTIONS, ({}, []))
+    if isinstance(data, str) and bares:
+        data = {bares[0]: data}
+    keys = ["jobId", "batchId", *joins]
+    wanted = next((key for key in keys if isinstance(data, dict) and key in data), None)
+    if wanted is None:
+        return {"ok": False, "error": "subscribe needs an object with " + ", ".join(keys)
+                + (f" (or a bare {bares[0]} string)" if bares else "")}
+    assert isinstance(data, dict)
     try:
         throttle()
-        if "batchId" in data:
+        if wanted == "batchId":
             events = _join_batch(data["batchId"])
-        elif "snippetId" in data:
-            events = _join_snippet(data["snippetId"])
+        elif wanted == "jobId":
+            events = _join_job(data["jobId"], data.get("lastLogId"), data.get("controlToken"))
         else:
-            events = _join_job(data["jobId"], data.get("lastLogId"),
-                               data.get("controlToken"))
+            events = joins[wanted](data[wanted])
     except (ValueError, LookupError, Refused) as exc:
         return {"ok": False, "error": str(exc)}
     except redis.RedisError as exc:
         log.warning("subscribe: Redis unavailable: %s", exc)
         return {"ok": False, "error": "state store unavailable, retry later"}
-    for event, payload in events:
-        socketio.emit(event, payload, to=request.sid)  # type: ignore[attr-defined]
+    _send(events)
     return {"ok": True}
 
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from website.extensions import redis_ext
+from website.auth.owners import control_token
+from website.extensions import core
+from website.http.answers import error_response
 from website.http.body import read_json_body
-from website.http.errors import error_response
-from website.http.ownership import control_token
 from website.snippets.pages import (
-    Rejected,
     find_snippet,
     snippet_json,
+    start_highlight,
     too_large_message,
     validate_submission,
 )
-from website.snippets.services import start_highlight
 
 bp = Blueprint("snippets_api", __name__, url_prefix="/api/snippets")
 
@@ -28,10 +27,7 @@ def create_snippet() -> tuple[Response, int, dict[str, str]] | tuple[Response | 
     body = read_json_body(current_app.config["MAX_CONTENT_LENGTH"])
     if not isinstance(body, dict):
         return error_response(400, 'body must be a JSON object {"source": ..., "language": ...}')
-    try:
-        source, language = validate_submission(body.get("source"), body.get("language"))
-    except Rejected as exc:
-        return error_response(exc.status, exc.message)
+    source, language = validate_submission(body.get("source"), body.get("language"))
     snippet, job = start_highlight(source, language)
     status_url = url_for("snippets_api.get_snippet", snippet_id=snippet.snippet_id)
     body = {**snippet_json(snippet, job), "controlToken": control_token(job.job_id)}
@@ -45,10 +41,8 @@ def body_too_large(exc: RequestEntityTooLarge) -> tuple[Response | str, int]:
 
 
 @bp.get("/<snippet_id>")
-def get_snippet(snippet_id: str) -> Response | tuple[Response | str, int]:
+def get_snippet(snippet_id: str) -> Response:
     """The snippet with its source, state and (once done) highlighted HTML; 404 if unknown."""
     snippet = find_snippet(snippet_id)
-    if snippet is None:
-        return error_response(404, "unknown snippet id")
-    job = redis_ext.store.get(snippet.job_id)
+    job = core.store.get(snippet.job_id)
     return jsonify(snippet_json(snippet, job, with_source=True))

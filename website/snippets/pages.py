@@ -15,10 +15,12 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from pygments.formatters import HtmlFormatter
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from shared.protocol import QUEUED, RUNNING, is_uuid, iso_time
-from shared.snippets import (
+from shared.capacity import StorageFull
+from shared.errors import Invalid, NotFound, TooLarge
+from shared.kinds.highlight.snippets import (
     AUTO_DETECT,
     CSS_CLASS,
+    HIGHLIGHT_KIND,
     HIGHLIGHTED,
     PAGE_SIZE,
     RECENT_MAX,
@@ -27,11 +29,11 @@ from shared.snippets import (
     is_known_language,
     language_choices,
 )
+from shared.protocol import QUEUED, RUNNING, is_uuid, iso_time, new_id
 from shared.store import JobState
-from website.extensions import redis_ext
-from website.http.errors import error_response
-from website.http.ownership import remember_job
-from website.snippets.services import start_highlight
+from website.auth.owners import remember_job, request_owner
+from website.extensions import core
+from website.http.answers import error_response
 
 bp = Blueprint("snippets", __name__)
 
@@ -39,15 +41,6 @@ LIGHT_STYLE = "default"
 DARK_STYLE = "github-dark"
 MAX_PAGE = RECENT_MAX // PAGE_SIZE + 1
 LANGUAGE_ECHO_MAX = 40
-
-
-class Rejected(ValueError):
-    """A submission the site refuses, with the HTTP status and a clear message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def too_large_message(size: int | None) -> str:
@@ -61,25 +54,25 @@ def too_large_message(size: int | None) -> str:
 def validate_submission(source: object, language: object) -> tuple[str, str]:
     """Check a submitted source and language; the normalised pair.
 
-    Raises :class:`Rejected`: 413 over 100 KB (UTF-8), 400 when empty, not text,
+    Raises :class:`~shared.errors.TooLarge` over 100 KB (UTF-8), 400 when empty, not text,
     or the language is not ``auto`` or a Pygments lexer alias.
     """
     if not isinstance(source, str):
-        raise Rejected(400, "The source must be text.")
+        raise Invalid("The source must be text.")
     source = source.replace("\r\n", "\n")
     size = len(source.encode("utf-8", errors="surrogatepass"))
     if size > SOURCE_MAX_BYTES:
-        raise Rejected(413, too_large_message(size))
+        raise TooLarge(too_large_message(size))
     if not source.strip():
-        raise Rejected(400, "The source is empty: paste some code to highlight.")
+        raise Invalid("The source is empty: paste some code to highlight.")
     if language is None or language == "":
         language = AUTO_DETECT
     if not isinstance(language, str):
-        raise Rejected(400, "The language must be a name such as 'python', or 'auto'.")
+        raise Invalid("The language must be a name such as 'python', or 'auto'.")
     language = language.strip().lower()
     if not is_known_language(language):
         shown = language[:LANGUAGE_ECHO_MAX]
-        raise Rejected(400, f"Unknown language {shown!r}: choose one from the list, "
+        raise Invalid(f"Unknown language {shown!r}: choose one from the list, "
                             "or 'auto' to detect it.")
     return source, language
 
@@ -91,11 +84,30 @@ def snippet_state(snippet: Snippet, job: JobState | None) -> str:
     return job.state if job is not None else "expired"
 
 
-def find_snippet(snippet_id: str, source: bool = True) -> Snippet | None:
-    """The stored snippet for a URL's id, or None for a malformed or unknown id."""
-    if not is_uuid(snippet_id):
-        return None
-    return redis_ext.snippets.get(snippet_id.lower(), source=source)
+def find_snippet(snippet_id: str, source: bool = True) -> Snippet:
+    """The stored snippet for a URL's id; :class:`NotFound` for a malformed or unknown id."""
+    snippet = core.snippets.get(snippet_id.lower(), source=source) if is_uuid(snippet_id) else None
+    if snippet is None:
+        raise NotFound("There is no snippet with this id (it may have expired).")
+    return snippet
+
+
+def start_highlight(source: str, language: str) -> tuple[Snippet, JobState]:
+    """Store a (validated) snippet, then start its highlight job; 503 when the store
+    holds as many snippets (or jobs) as it may."""
+    cfg = core.config
+    if core.snippets.stored() >= cfg.MAX_STORED_SNIPPETS:
+        raise StorageFull(f"The site stores as many snippets as it may "
+                          f"({cfg.MAX_STORED_SNIPPETS}); try again later, when older ones "
+                          "have expired.")
+    core.lifecycle.capacity.ensure_room()
+    job_id = new_id()
+    snippet = core.snippets.create(source, language, job_id)
+    page = url_for("snippets.show", snippet_id=snippet.snippet_id)
+    state = core.lifecycle.start(HIGHLIGHT_KIND, {"snippet": snippet.snippet_id}, job_id=job_id,
+                                 owner=request_owner(), room=False,
+                                 fields={"page": page, "page_text": "snippet"})
+    return snippet, state
 
 
 def _index(status: int = 200, error: str = "", source: str = "",
@@ -107,8 +119,8 @@ def _index(status: int = 200, error: str = "", source: str = "",
         page = 0
     if not 1 <= page <= MAX_PAGE:
         return error_response(400, f"page must be a whole number from 1 to {MAX_PAGE}.")
-    recent, more = redis_ext.snippets.recent(page)
-    states = redis_ext.snippets.job_states(recent)
+    recent, more = core.snippets.recent(page)
+    states = core.snippets.job_states(recent)
     rows = [{"snippet": s, "state": states.get(s.snippet_id, ""), "created": iso_time(s.created_at)}
             for s in recent]
     html = render_template(
@@ -129,9 +141,10 @@ def create() -> Response | tuple[str, int] | tuple[Response | str, int]:
     source, language = request.form.get("source"), request.form.get("language")
     try:
         source, language = validate_submission(source, language)
-    except Rejected as exc:
-        keep = source if isinstance(source, str) and exc.status != 413 else ""
-        return _index(exc.status, exc.message, keep, str(language or AUTO_DETECT))
+    except Invalid as exc:
+        too_large = isinstance(exc, TooLarge)
+        keep = source if isinstance(source, str) and not too_large else ""
+        return _index(413 if too_large else 400, exc.message, keep, str(language or AUTO_DETECT))
     snippet, job = start_highlight(source, language)
     remember_job(job.job_id)
     target = url_for("snippets.show", snippet_id=snippet.snippet_id)
@@ -153,12 +166,10 @@ def pygments_css() -> Response:
 
 
 @bp.get("/snippets/<snippet_id>")
-def show(snippet_id: str) -> str | tuple[Response | str, int]:
+def show(snippet_id: str) -> str:
     """One snippet: highlighted if done, else its escaped source and live updates."""
     snippet = find_snippet(snippet_id)
-    if snippet is None:
-        return error_response(404, "There is no snippet with this id (it may have expired).")
-    job = None if snippet.highlighted else redis_ext.store.get(snippet.job_id)
+    job = None if snippet.highlighted else core.store.get(snippet.job_id)
     state = snippet_state(snippet, job)
     return render_template(
         "snippet.html", snippet=snippet, state=state, job=job,
@@ -167,7 +178,7 @@ def show(snippet_id: str) -> str | tuple[Response | str, int]:
 
 
 @bp.get("/snippets/<snippet_id>/highlighted")
-def highlighted(snippet_id: str) -> Response | tuple[Response | str, int]:
+def highlighted(snippet_id: str) -> Response:
     """Polling: 200 with the HTML fragment (lexer name in ``X-Lexer``) when done,
     204 until then, 404 if unknown.
 
@@ -175,15 +186,13 @@ def highlighted(snippet_id: str) -> Response | tuple[Response | str, int]:
     will be highlighted: stop polling).
     """
     snippet = find_snippet(snippet_id, source=False)
-    if snippet is None:
-        return error_response(404, "There is no snippet with this id (it may have expired).")
     if snippet.highlighted:
         response = Response(snippet.highlighted_html, mimetype="text/html")
         response.headers["X-Highlighted-At"] = iso_time(snippet.highlighted_at)
         response.headers["X-Lexer"] = snippet.lexer
     else:
         response = Response(status=204)
-        job = redis_ext.store.get(snippet.job_id)
+        job = core.store.get(snippet.job_id)
         response.headers["X-Job-State"] = snippet_state(snippet, job)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -95,12 +95,12 @@
     cell(row, "job").appendChild(document.createTextNode(" "));
     cell(row, "job").appendChild(details);
     cell(row, "kind").textContent = job.kind || "?";
-    if (job.snippetUrl) {
+    if (job.page) {  /* the page the job works for (a snippet's) */
       cell(row, "kind").appendChild(document.createTextNode(" · "));
-      var snip = document.createElement("a");
-      snip.href = job.snippetUrl;
-      snip.textContent = "snippet";
-      cell(row, "kind").appendChild(snip);
+      var pageLink = document.createElement("a");
+      pageLink.href = job.page;
+      pageLink.textContent = job.pageText || "page";
+      cell(row, "kind").appendChild(pageLink);
     }
     if (job.owner) {  // who started it, a link to the owner's filter
       var by = document.createElement("small");
@@ -201,7 +201,7 @@
                        progress: p.progress, stage: p.stage, createdAt: p.createdAt,
                        startedAt: waiting(p.state) ? null : p.at,
                        finishedAt: terminal[p.state] ? p.at : null,
-                       snippetUrl: p.snippetId ? "/snippets/" + encodeURIComponent(p.snippetId) : null });
+                       page: p.page || null, pageText: p.pageText || null });
     var created = p.createdAt || p.at;
     var rows = tbody.querySelectorAll("tr[data-job-id]");
     var before = null;

@@ -1,0 +1,411 @@
+"""A job's life in one place: every job starts here, every change is reacted to here.
+
+:class:`Lifecycle` is the one way in, for the site (one per app), the worker
+(its fallback and direct reports, the bulk kind) and the tick process alike;
+nothing here knows Flask. Entry points parse their input, call one method and
+answer with what it returns or raises (``shared.errors``).
+
+* **Starting** (:meth:`start`, :meth:`start_batch`): the job is stored, then
+  handed over as its kind says: claimed over HTTP for an external kind (its
+  kind's queue), else run by RQ (``RUN_KIND_JOB`` by dotted name, with the
+  kind's ``timeout`` and a per-job callback token); ``run_at`` waits in RQ's
+  scheduler either way. Forms, the API, batches, the tick, a batch's
+  ``onComplete`` and the bulk kind all start jobs through it.
+* **Changing** (:meth:`report`, :meth:`report_many`, :meth:`claim`,
+  :meth:`sweep`, :meth:`cancel`, :meth:`retry`): the store applies the change
+  atomically (its Lua scripts), then :meth:`changed` runs every reaction on
+  what was stored. A new reaction is added once (:meth:`add_reaction`): the
+  push to watching pages (``shared/push.py``), a batch's ``onComplete``, the
+  completion webhook, and whatever a feature adds (metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+
+from shared import batches, webhooks
+from shared.capacity import Capacity
+from shared.claimqueue import Claim, ExternalQueues, LeasesLapsed
+from shared.errors import Conflict, NotFound
+from shared.events import Change
+from shared.kinds import JobKind
+from shared.protocol import (
+    CANCELLABLE_STATES,
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RELEASE_JOB,
+    RETRYABLE_STATES,
+    RUN_KIND_JOB,
+    SCHEDULED,
+    ProgressUpdate,
+    is_uuid,
+    new_id,
+)
+from shared.push import Pusher
+from shared.signing import sign_job_token
+from shared.store import (
+    Applied,
+    InvalidTransition,
+    JobState,
+    JobStore,
+    UnknownJob,
+    UpdateAnswer,
+)
+
+log = logging.getLogger(__name__)
+Reaction = Callable[[list[Change]], object]
+# RQ states in which the job may still run: a retry waits until they are over.
+RQ_ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
+             JobStatus.SCHEDULED, JobStatus.CREATED}
+ENQUEUE_CHUNK = 500
+
+
+class Lifecycle:
+    """Starts jobs and reacts to their changes, on one Redis (see the module)."""
+
+    def __init__(self, cfg: Any, client: redis.Redis, raw: redis.Redis,
+                 kinds: dict[str, JobKind], pusher: Pusher, store: JobStore | None = None
+                 ) -> None:
+        self.cfg = cfg
+        self.client = client  # str replies
+        self.kinds = kinds  # every kind of JOB_KINDS, the hidden ones too
+        self.pusher = pusher
+        self.store = store or JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
+                                       log_max=cfg.JOB_LOG_MAX, lease_seconds=cfg.LEASE_SECONDS)
+        self.queue = Queue(cfg.QUEUE_NAME, connection=raw)  # RQ wants bytes
+        self.external = ExternalQueues(client, lease_seconds=cfg.LEASE_SECONDS,
+                                       max_attempts=cfg.MAX_ATTEMPTS)
+        self.capacity = Capacity(cfg, client)
+        self._sweeping = threading.Lock()  # one sweep at a time in this process
+        self.reactions: list[Reaction] = [pusher.push, self._complete_batches,
+                                          self._hand_over_webhooks]
+
+    def add_reaction(self, reaction: Reaction) -> None:
+        """Run ``reaction`` on every change from now on (after the built-in ones)."""
+        self.reactions.append(reaction)
+
+    def kind(self, name: str) -> JobKind:
+        """The kind ``name``; :class:`NotFound` for one this site does not declare."""
+        found = self.kinds.get(name)
+        if found is None:
+            raise NotFound(f"unknown kind {name[:40]!r}", {"kind": "is not a kind of this site"})
+        return found
+
+    # -- starting ---------------------------------------------------------------
+    def start(self, kind: JobKind | str, args: dict[str, Any], *, owner: str = "",
+              webhook: str | None = None, run_at: datetime | None = None,
+              fields: dict[str, str] | None = None, job_id: str | None = None,
+              at_front: bool = False, room: bool = True) -> JobState:
+        """Store one job of ``kind`` with checked ``args`` and hand it over; its state.
+
+        ``owner`` is recorded and indexed; ``webhook`` (a checked URL) is called when
+        it ends; ``run_at`` (UTC) keeps it ``scheduled`` until then; ``fields`` are
+        stored on it too; ``at_front`` puts it first in RQ's queue (the site's own
+        bulk jobs); ``room`` checks the store's caps first (the site's requests).
+        """
+        spec = kind if isinstance(kind, JobKind) else self.kind(kind)
+        if room:
+            self.capacity.ensure_room()
+        job_id = job_id or new_id()
+        extra = {**self._fields(spec, args, webhook), **(fields or {})}
+        if run_at is not None:
+            extra["run_at"] = repr(run_at.timestamp())
+        state = self.store.create(job_id, spec.name, owner, SCHEDULED if run_at else QUEUED,
+                                  **extra)
+        try:
+            self._hand_over(spec, [(job_id, args)], run_at=run_at, at_front=at_front)
+        except redis.RedisError:
+            self._not_queued(job_id)
+            raise
+        log.info("job %s started (%s%s)", job_id, spec.name,
+                 ", external" if spec.external else "")
+        self.changed([state], created=True)
+        return state
+
+    def start_batch(self, kind: JobKind, items: list[dict[str, Any]], *, owner: str = "",
+                    on_complete: dict[str, Any] | None = None) -> tuple[str, list[str]]:
+        """Store a batch of ``kind`` jobs (one per checked ``items`` entry) and hand them
+        over; the batch id and the children's ids."""
+        self.capacity.ensure_room()
+        batch_id, ids = batches.create_batch(self.store, kind.name, items, owner=owner,
+                                             on_complete=on_complete,
+                                             child_fields=self._fields(kind, {}, None))
+        self._hand_over(kind, list(zip(ids, items, strict=True)))
+        log.info("batch %s: %s jobs of %s started", batch_id, len(ids), kind.name)
+        return batch_id, ids
+
+    def release(self, job_id: str, kind: str) -> None:
+        """A scheduled job of an external kind is due: put it on its kind's queue (RQ's
+        scheduler runs this as ``RELEASE_JOB`` at its time)."""
+        self.external.push(job_id, kind)
+
+    @staticmethod
+    def _fields(kind: JobKind, args: dict[str, Any], webhook: str | None) -> dict[str, str]:
+        """What a new job of ``kind`` stores besides its state: its arguments as shown
+        (an upload by its size), its webhook, and an external job's first attempt."""
+        shown = {name: (f"<upload, {len(value)} characters>" if name in kind.uploads
+                        and isinstance(value, str) else value) for name, value in args.items()}
+        fields = {"args": json.dumps(shown, ensure_ascii=False)}
+        if webhook:
+            fields.update(webhook=webhook, webhook_state="pending")
+        if kind.external:
+            fields.update(external="1", attempt="1")
+        return fields
+
+    def _hand_over(self, kind: JobKind, jobs: list[tuple[str, dict[str, Any]]], *,
+                   run_at: datetime | None = None, at_front: bool = False) -> None:
+        """Queue stored jobs as their kind says: RQ, or the external kind's queue."""
+        if kind.external and run_at is None:
+            self.external.push_many([job_id for job_id, _args in jobs], kind.name)
+            return
+        if run_at is not None:  # one job, from a form or the API: RQ's scheduler queues it
+            for job_id, args in jobs:
+                function, job_args, kwargs, options = self._rq_call(kind, job_id, args)
+                self.queue.enqueue_at(run_at, function, *job_args, **kwargs, **options)
+            return
+        for start in range(0, len(jobs), ENQUEUE_CHUNK):
+            pipe = self.queue.connection.pipeline()
+            self.queue.enqueue_many([Queue.prepare_data(
+                function, args=job_args, kwargs=kwargs, job_id=options["job_id"],
+                timeout=options["job_timeout"], result_ttl=options["result_ttl"],
+                failure_ttl=options["failure_ttl"], at_front=at_front)
+                for function, job_args, kwargs, options in (
+                    self._rq_call(kind, job_id, args)
+                    for job_id, args in jobs[start:start + ENQUEUE_CHUNK])], pipeline=pipe)
+            pipe.execute()
+
+    def _rq_call(self, kind: JobKind, job_id: str, args: dict[str, Any]
+                 ) -> tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+        """(function, args, kwargs, options) of the RQ job that runs (or releases) a job."""
+        cfg = self.cfg
+        options = {"job_id": job_id, "job_timeout": kind.timeout or cfg.JOB_TIMEOUT,
+                   "result_ttl": cfg.JOB_TTL, "failure_ttl": cfg.JOB_TTL}
+        if kind.external:  # only when it waits for run_at: then it joins its kind's queue
+            return RELEASE_JOB, (job_id, kind.name), {}, options
+        # Without SECRET_KEY (a worker starting an onComplete) the job reports with the
+        # shared PROGRESS_TOKEN: no token here makes the runner use it.
+        token = sign_job_token(cfg.SECRET_KEY, job_id) if cfg.SECRET_KEY else None
+        return RUN_KIND_JOB, (job_id,), {"token": token, "kind_name": kind.name,
+                                         "kind_args": args}, options
+
+    def _not_queued(self, job_id: str) -> None:
+        """Never leave a job "queued" that no worker will ever see: fail it, or (when
+        even that fails: Redis is full) delete it."""
+        try:
+            self.store.finish(job_id, FAILED, "The job could not be queued; try again.")
+        except redis.RedisError as exc:
+            log.warning("job %s: could not record the failure to queue it: %s", job_id, exc)
+            try:
+                self.store.discard(job_id)
+            except redis.RedisError as again:
+                log.warning("job %s: could not discard it either: %s", job_id, again)
+
+    # -- changing ---------------------------------------------------------------
+    def report(self, update: ProgressUpdate, attempt: int | None = None,
+               now: float | None = None) -> Applied:
+        """Apply one progress report of ``attempt`` (None or 0: any); the stored state
+        (None when it was dropped) and the name of the job's state. Raises
+        :class:`~shared.store.UnknownJob` and :class:`~shared.store.StaleAttempt`."""
+        stamp = time.time() if now is None else now
+        applied = self.store.apply(update, stamp, attempt)
+        if applied.state is not None:
+            self.changed([applied.state], at=stamp)
+        return applied
+
+    def report_many(self, updates: list[tuple[ProgressUpdate, int | None]],
+                    now: float | None = None) -> list[UpdateAnswer]:
+        """:meth:`report` for each ``(update, attempt)``, in one round trip; each answer
+        is what :meth:`report` returns, or the error it would raise."""
+        stamp = time.time() if now is None else now
+        answers = self.store.apply_many(updates, now=stamp)
+        self.changed([answer.state for answer in answers
+                      if isinstance(answer, Applied) and answer.state is not None], at=stamp)
+        return answers
+
+    def claim(self, kinds: list[str], worker: str) -> Claim | None:
+        """Give the oldest waiting job of ``kinds`` to ``worker`` (None: none waits);
+        lapsed leases are swept first, when there are some."""
+        got = self.external.claim(kinds, worker)
+        if isinstance(got, LeasesLapsed):
+            self.sweep()
+            got = self.external.claim(kinds, worker, check_leases=False)
+        if not isinstance(got, Claim):
+            return None
+        log.info("job %s (%s) claimed by %s, attempt %s", got.job_id, got.kind, worker,
+                 got.attempt)
+        self.changed([got.state])
+        return got
+
+    def sweep(self) -> int:
+        """Requeue (or fail, on their last attempt) the jobs whose lease lapsed; how many.
+
+        One sweep at a time per process: a caller that finds one running goes on at
+        once, instead of sweeping beside it (a fleet of workers gone at once would
+        otherwise have every waiting claim and heartbeat sweep together).
+        """
+        if not self._sweeping.acquire(blocking=False):
+            return 0
+        try:
+            swept = self.external.sweep()
+        finally:
+            self._sweeping.release()
+        for job_id in swept.requeued:
+            log.info("job %s: lease lapsed, queued again", job_id)
+        for job_id in swept.failed:
+            log.info("job %s: lease lapsed on its last attempt, failed", job_id)
+        states = [s for s in self.store.get_many(list(swept.changed)) if s is not None]
+        for state in states:
+            if state.job_id in swept.batch_done:
+                state.extra["batch_done"] = "1"
+        self.changed(states)
+        return len(states)
+
+    def current(self, job_id: str) -> JobState:
+        """The job's state; :class:`~shared.store.UnknownJob` for an unknown id."""
+        state = self.store.get(job_id.lower()) if is_uuid(job_id) else None
+        if state is None:
+            raise UnknownJob(job_id)
+        return state
+
+    def cancel(self, job_id: str) -> JobState:
+        """Cancel a scheduled, queued or running job; its new (cancelled) state.
+
+        The store decides first, atomically: a late report of the worker (even a
+        ``failed`` from a killed work horse) is then dropped by the terminal-state
+        rule. Then RQ drops the queued job, or the worker running it is told to stop;
+        an external worker learns it from its next report or heartbeat.
+        """
+        job = self.current(job_id)
+        if job.state not in CANCELLABLE_STATES:
+            raise Conflict(f"the job is {job.state}: only a scheduled, queued or running job "
+                           "can be cancelled")
+        cancelled = self.store.finish(job.job_id, CANCELLED, "cancelled on request")
+        if cancelled is None:  # it ended in the meantime
+            raise Conflict(f"the job is {self.current(job.job_id).state}: it has already ended")
+        if job.extra.get("external") != "1":
+            self._stop_in_rq(job.job_id)
+        log.info("job %s cancelled (was %s)", job.job_id, job.state)
+        self.changed([cancelled])
+        return cancelled
+
+    def _stop_in_rq(self, job_id: str) -> None:
+        """Take the job off RQ's queue, or tell the worker running it to stop."""
+        conn = self.queue.connection
+        try:
+            rq_job = Job.fetch(job_id, connection=conn)
+            status = rq_job.get_status(refresh=False)
+            if status == JobStatus.STARTED:
+                send_stop_job_command(conn, job_id)
+                log.info("job %s: stop-job sent to worker %s", job_id, rq_job.worker_name)
+            elif status in RQ_ACTIVE:
+                rq_job.cancel()
+        except NoSuchJobError:
+            log.info("job %s: no RQ job left to stop", job_id)
+        except InvalidJobOperation as exc:  # it moved on meanwhile; the store rules anyway
+            log.info("job %s: RQ could not stop it (%s); its reports are dropped", job_id, exc)
+
+    def retry(self, job_id: str) -> JobState:
+        """Run a failed or cancelled job again, as a new attempt (its callback token is
+        new; the old one gets 409 from then on); its new (queued) state."""
+        job = self.current(job_id)
+        if job.state not in RETRYABLE_STATES:
+            raise Conflict(f"the job is {job.state}: only a failed or cancelled job can be "
+                           "retried")
+        if job.extra.get("external") == "1":
+            state = self._reset(job)
+            self.external.push(state.job_id, state.kind)
+        else:
+            state = self._retry_in_rq(job)
+        log.info("job %s retried (attempt %s, was %s)", job.job_id, state.attempt, job.state)
+        self.changed([state])
+        return state
+
+    def _reset(self, job: JobState) -> JobState:
+        try:
+            return self.store.reset(job.job_id, RETRYABLE_STATES)
+        except InvalidTransition as exc:
+            raise Conflict(f"the job is {exc.state}: only a failed or cancelled job can be "
+                           "retried") from None
+
+    def _retry_in_rq(self, job: JobState) -> JobState:
+        """Enqueue the same RQ call again (its arguments are RQ's: an upload is kept
+        there only), with a token for the new attempt."""
+        if not self.cfg.SECRET_KEY:
+            raise Conflict("a retry here needs SECRET_KEY (to sign the new attempt's token)")
+        try:
+            rq_job = Job.fetch(job.job_id, connection=self.queue.connection)
+        except NoSuchJobError:
+            raise Conflict("the job can no longer be retried: its queue entry has "
+                           "expired") from None
+        if rq_job.get_status(refresh=False) in RQ_ACTIVE:
+            raise Conflict("the job is still stopping on its worker; try again in a moment")
+        function, args, kwargs = rq_job.func_name, rq_job.args, rq_job.kwargs
+        if not function:
+            raise Conflict("the job can no longer be retried: its function is unknown")
+        state = self._reset(job)
+        if "token" in kwargs:
+            kwargs = {**kwargs, "token": sign_job_token(self.cfg.SECRET_KEY, job.job_id,
+                                                        state.attempt)}
+        rq_job.delete(remove_from_queue=True)
+        self.queue.enqueue_call(function, args=args, kwargs=kwargs, job_id=job.job_id,
+                                timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
+                                result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL)
+        return state
+
+    # -- reacting ---------------------------------------------------------------
+    def changed(self, states: Iterable[JobState], at: float | None = None,
+                created: bool = False) -> None:
+        """Run every reaction on the states changes stored (in order)."""
+        stamp = time.time() if at is None else at
+        changes = [Change(state, state.created_at if created else stamp, created)
+                   for state in states]
+        if not changes:
+            return
+        for reaction in self.reactions:
+            reaction(changes)
+
+    def _complete_batches(self, changes: list[Change]) -> None:
+        """The one change that ended a batch's last child starts its ``onComplete``."""
+        for change in changes:
+            batch_id = change.state.extra.get("batch_id")
+            if not batch_id or change.state.extra.get("batch_done") != "1":
+                continue
+            try:
+                then = batches.on_complete(self.client, batch_id)
+                if then is not None:
+                    job = self.start(then["kind"], then["args"], owner=f"batch:{batch_id}",
+                                     room=False)
+                    batches.complete(self.client, batch_id, job.job_id)
+            except (NotFound, redis.RedisError) as exc:
+                log.warning("batch %s: could not start its onComplete: %s", batch_id, exc)
+
+    def _hand_over_webhooks(self, changes: list[Change]) -> None:
+        """An ended job that names a webhook gets its delivery enqueued, once."""
+        for change in changes:
+            if not change.state.finished:
+                continue
+            job_id = change.state.job_id
+            try:
+                delivery = webhooks.claim_delivery(self.client, job_id)
+                if delivery is not None:
+                    intervals = list(self.cfg.WEBHOOK_BACKOFF)
+                    self.queue.enqueue(webhooks.DELIVER_JOB, job_id, delivery, job_timeout=60,
+                                       retry=Retry(max=len(intervals), interval=intervals),
+                                       result_ttl=self.cfg.JOB_TTL,
+                                       failure_ttl=self.cfg.JOB_TTL)
+                    log.info("job %s: webhook delivery %s enqueued", job_id, delivery)
+            except redis.RedisError as exc:
+                log.warning("job %s: could not enqueue its webhook: %s", job_id, exc)

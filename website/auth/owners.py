@@ -1,0 +1,143 @@
+"""Who owns a job, and who may control or read it.
+
+A job belongs to whoever created it:
+
+* a browser: the session that posted the form remembers the ids of its
+  newest jobs (Flask's signed session cookie, at most ``SESSION_JOBS``), and
+  owns every job recorded with its owner id (below);
+* an API client: the 202 answer that started the job (``POST /api/jobs``,
+  and the features that start jobs of their own) carries a ``controlToken``
+  signed for that job alone,
+  sent back as ``Authorization: Bearer <controlToken>`` (a Socket.IO client
+  may pass it as ``auth={"controlToken": ...}``).
+
+Each browser session (and each API client that keeps the session cookie)
+has a stable opaque owner id (``u-`` and 16 hex digits, kept in the signed
+session), recorded on every job it creates and indexed, so operators can
+filter by it (``GET /api/jobs?owner=``). Only an operator may name another
+owner (``"owner"`` in the body of ``POST /api/jobs``).
+
+A batch belongs to the session that created it (its owner id) and to the
+holder of its ``controlToken`` (the 202 of ``POST /api/batches``; signed
+like a job's but for ``batch:<id>``, so neither stands in for the other).
+
+Operators (``OPS_TOKEN`` as a bearer token or Basic password) may control
+every job and batch. Reading a job's state needs only its id, unless
+``JOB_VISIBILITY=owner``: then only the owner and operators may, and others
+get the same 404 as for an unknown id. See docs/security.md.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import current_app, has_request_context, request, session
+
+from shared import keys
+from shared.config import VISIBILITY_OWNER
+from shared.errors import NotFound
+from shared.jobstate import JobState
+from shared.protocol import is_uuid
+from shared.signing import control_token_allows, parse_bearer, sign_control_token
+from website.auth.operators import is_operator
+from website.extensions import core
+
+SESSION_JOBS = 40  # newest job ids a browser session remembers (cookie stays < 2 KB)
+_SESSION_KEY = "jobs"
+_OWNER_KEY = "owner"
+OWNER_PREFIX = "u-"  # session owner ids; the site's own owners are "operator", "batch:<id>"...
+OWNER_MAX = 100  # characters of an owner an operator may name (the filter's limit)
+
+
+def session_owner() -> str:
+    """The opaque owner id of this browser session (made and kept in the signed
+    session on first use, so the answer sets the cookie)."""
+    owner = session.get(_OWNER_KEY)
+    if not isinstance(owner, str) or not owner.startswith(OWNER_PREFIX):
+        owner = OWNER_PREFIX + secrets.token_hex(8)
+        session[_OWNER_KEY] = owner
+    return owner
+
+
+def request_owner(asked: object = None) -> str:
+    """The owner to record on a job this request creates: the session's owner id,
+    or ``asked`` (an ``"owner"`` from the body) when the caller is an operator.
+    Outside a request (the site's own jobs): ''."""
+    if not has_request_context():
+        return ""
+    if isinstance(asked, str) and asked.strip() and is_operator():
+        return asked.strip()[:OWNER_MAX]
+    return session_owner()
+
+
+def remember_job(job_id: str) -> None:
+    """Record in the browser's session that it created ``job_id``."""
+    jobs = [j for j in session.get(_SESSION_KEY, []) if isinstance(j, str) and j != job_id]
+    session[_SESSION_KEY] = [*jobs, job_id][-SESSION_JOBS:]
+
+
+def control_token(job_id: str) -> str:
+    """The ``controlToken`` for the API client that created ``job_id``."""
+    return sign_control_token(current_app.config["SECRET_KEY"], job_id)
+
+
+def _token_ok(token: object, job_id: str) -> bool:
+    cfg = current_app.config
+    return isinstance(token, str) and control_token_allows(
+        cfg["SECRET_KEY"], token, job_id, max_age=cfg["JOB_TTL"])
+
+
+def is_owner(job_id: str, auth_token: object = None) -> bool:
+    """True when the request's session created ``job_id`` (one of its newest, or any
+    job recorded with its owner id) or it carries the job's control token (as a
+    bearer token, or ``auth_token`` given by a Socket.IO client)."""
+    if job_id in session.get(_SESSION_KEY, []):
+        return True
+    bearer = parse_bearer(request.headers.get("Authorization"))
+    if _token_ok(bearer, job_id) or _token_ok(auth_token, job_id):
+        return True
+    mine = session.get(_OWNER_KEY)
+    return (isinstance(mine, str) and mine.startswith(OWNER_PREFIX)
+            and core.client.hget(keys.job_key(job_id), "owner") == mine)
+
+
+def may_control(job_id: str, auth_token: object = None) -> bool:
+    """True for the job's owner and for operators: they may cancel and retry it."""
+    return is_owner(job_id, auth_token) or is_operator()
+
+
+def may_read(job_id: str, auth_token: object = None) -> bool:
+    """True when the caller may read the job's state (always, unless
+    ``JOB_VISIBILITY=owner``: then the owner and operators only)."""
+    if current_app.config["JOB_VISIBILITY"] != VISIBILITY_OWNER:
+        return True
+    return may_control(job_id, auth_token)
+
+
+def readable_job(job_id: str, message: str = "unknown job id") -> JobState:
+    """The job, when the caller may read it; :class:`NotFound` with ``message`` for an
+    unknown id and for one the caller may not read alike."""
+    job_id = job_id.lower()
+    state = core.store.get(job_id) if is_uuid(job_id) and may_read(job_id) else None
+    if state is None:
+        raise NotFound(message)
+    return state
+
+
+def _batch_subject(batch_id: str) -> str:
+    return f"batch:{batch_id}"
+
+
+def batch_control_token(batch_id: str) -> str:
+    """The ``controlToken`` for the client that created batch ``batch_id``."""
+    return sign_control_token(current_app.config["SECRET_KEY"], _batch_subject(batch_id))
+
+
+def may_control_batch(batch_id: str, owner: str) -> bool:
+    """True for the batch's owner (the session whose owner id is ``owner``, or the
+    bearer of the batch's ``controlToken``) and for operators: they may cancel it."""
+    mine = session.get(_OWNER_KEY)
+    if owner and isinstance(mine, str) and mine == owner:
+        return True
+    bearer = parse_bearer(request.headers.get("Authorization"))
+    return _token_ok(bearer, _batch_subject(batch_id)) or is_operator()
