@@ -11,7 +11,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from worker.reporting import make_reporter
+from worker.boundary import make_reporter
 
 from bench import measure_loaded
 from bench.commands import count_commands

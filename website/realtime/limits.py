@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from flask import current_app, request
 from flask_socketio import join_room, leave_room
 
+from shared.errors import TooMany
 from website.extensions import socketio
 
 NAMESPACE = "/"
@@ -46,7 +47,7 @@ class TokenBucket:
         return True
 
 
-class Refused(Exception):
+class Refused(TooMany):
     """An event the connection may not send now; the message goes into the ack."""
 
 
