@@ -11,8 +11,6 @@ import statistics
 import time
 from collections.abc import Callable
 
-from worker.boundary import make_reporter
-
 from bench import measure_loaded
 from bench.commands import count_commands
 from bench.floors import Floors, LatencyTarget
@@ -23,6 +21,7 @@ from bench.swarm import Swarm
 from bench.webapp import BARE_PATH
 from shared.config import Config
 from tests.support import TEST_PROGRESS_TOKEN
+from worker.boundary import make_reporter
 
 Log = Callable[[str], None]
 
