@@ -108,19 +108,23 @@ class Lifecycle:
     def start(self, kind: JobKind | str, args: dict[str, Any], *, owner: str = "",
               webhook: str | None = None, run_at: datetime | None = None,
               fields: dict[str, str] | None = None, job_id: str | None = None,
-              at_front: bool = False, room: bool = True) -> JobState:
+              at_front: bool = False, room: bool = True, tenant: str = "") -> JobState:
         """Store one job of ``kind`` with checked ``args`` and hand it over; its state.
 
         ``owner`` is recorded and indexed; ``webhook`` (a checked URL) is called when
         it ends; ``run_at`` (UTC) keeps it ``scheduled`` until then; ``fields`` are
         stored on it too; ``at_front`` puts it first in RQ's queue (the site's own
-        bulk jobs); ``room`` checks the store's caps first (the site's requests).
+        bulk jobs); ``room`` checks the store's caps first (the site's requests);
+        ``tenant`` is who the job counts against for quotas and fair share
+        (:mod:`shared.apikeys` names the forms; '' for the site's own jobs).
         """
         spec = kind if isinstance(kind, JobKind) else self.kind(kind)
         if room:
             self.capacity.ensure_room()
         job_id = job_id or new_id()
         extra = {**self._fields(spec, args, webhook), **(fields or {})}
+        if tenant:
+            extra["tenant"] = tenant
         if run_at is not None:
             extra["run_at"] = repr(run_at.timestamp())
         state = self.store.create(job_id, spec.name, owner, SCHEDULED if run_at else QUEUED,
@@ -136,13 +140,17 @@ class Lifecycle:
         return state
 
     def start_batch(self, kind: JobKind, items: list[dict[str, Any]], *, owner: str = "",
-                    on_complete: dict[str, Any] | None = None) -> tuple[str, list[str]]:
+                    on_complete: dict[str, Any] | None = None, tenant: str = ""
+                    ) -> tuple[str, list[str]]:
         """Store a batch of ``kind`` jobs (one per checked ``items`` entry) and hand them
-        over; the batch id and the children's ids."""
+        over; the batch id and the children's ids. ``tenant``: as for :meth:`start`."""
         self.capacity.ensure_room()
+        child_fields = self._fields(kind, {}, None)
+        if tenant:
+            child_fields["tenant"] = tenant
         batch_id, ids = batches.create_batch(self.store, kind.name, items, owner=owner,
                                              on_complete=on_complete,
-                                             child_fields=self._fields(kind, {}, None))
+                                             child_fields=child_fields)
         self._hand_over(kind, list(zip(ids, items, strict=True)))
         log.info("batch %s: %s jobs of %s started", batch_id, len(ids), kind.name)
         return batch_id, ids
