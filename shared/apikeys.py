@@ -46,6 +46,6 @@ def key_tenant(key_id: str) -> str:
 
 def key_quota(client: redis.Redis, key_id: str) -> dict[str, int]:
     """The key's own quota overrides (``quota_jobs``… ``rate``), those it sets."""
-    values = client.hmget(key_record(key_id), list(QUOTA_FIELDS))
-    return {name: int(value) for name, value in zip(QUOTA_FIELDS, values, strict=True)  # type: ignore[arg-type]
-            if value not in (None, "", b"")}
+    values: list[str | None] = client.hmget(key_record(key_id), list(QUOTA_FIELDS))  # type: ignore[assignment]
+    return {name: int(value) for name, value in zip(QUOTA_FIELDS, values, strict=True)
+            if value}
