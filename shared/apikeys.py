@@ -10,6 +10,8 @@ quotas and fair queueing are keyed by:
 * ``a-<address>``: an API client without either, by its address (an IPv6
   address by its /64, as the rate limiter keys it);
 * ``ops``: an operator (no quota);
+* ``batch:<batch id>``: the one job that cancels a batch (its own turn, so it
+  never waits behind the batch it cancels);
 * ``''``: the site's own jobs (a batch's ``onComplete`` inherits its batch's).
 
 An API key is stored hashed, in the hash :func:`key_record` with the fields
@@ -42,6 +44,11 @@ def key_record(key_id: str) -> str:
 def key_tenant(key_id: str) -> str:
     """The tenant (and owner) of the jobs an API key starts."""
     return KEY_TENANT_PREFIX + key_id
+
+
+def batch_tenant(batch_id: str) -> str:
+    """The tenant of the job that cancels batch ``batch_id``."""
+    return f"batch:{batch_id}"
 
 
 def key_quota(client: redis.Redis, key_id: str) -> dict[str, int]:

@@ -115,3 +115,34 @@ def ended_all(client: redis.Redis, batch_id: str) -> bool:
 def complete(client: redis.Redis, batch_id: str, job_id: str) -> None:
     """Note the job its ``onComplete`` started."""
     client.hset(keys.batch_key(batch_id), "complete_job", job_id)
+
+
+def claim_cancel(client: redis.Redis, batch_id: str, job_id: str) -> str:
+    """Record ``job_id`` as the batch's cancelling bulk job unless one is recorded; the
+    recorded one (``job_id`` when this call recorded it)."""
+    key = keys.batch_key(batch_id)
+    if client.hsetnx(key, "cancel_job", job_id):
+        return job_id
+    return cancel_job(client, batch_id)
+
+
+def cancel_job(client: redis.Redis, batch_id: str) -> str:
+    """The id of the batch's cancelling bulk job ('' for none)."""
+    return str(client.hget(keys.batch_key(batch_id), "cancel_job") or "")
+
+
+def replace_cancel(client: redis.Redis, batch_id: str, old: str, new: str) -> bool:
+    """Record ``new`` in place of an ended ``old`` cancelling job, unless another call
+    did first (False)."""
+    key = keys.batch_key(batch_id)
+    with client.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.hget(key, "cancel_job") != old:
+                return False
+            pipe.multi()
+            pipe.hset(key, "cancel_job", new)
+            pipe.execute()
+        except redis.WatchError:
+            return False
+    return True

@@ -110,3 +110,11 @@ JOB_KEY_PREFIX = f"{PREFIX}:job:"
 def external_queue_key(kind: str) -> str:
     """List of the ids of an external kind's jobs waiting to be claimed (oldest first)."""
     return f"{EXTERNAL_QUEUE_PREFIX}{kind}"
+
+
+# Fair share between tenants (shared/fairshare.py): per lane (an RQ queue or an
+# external kind's queue) and tenant, the ids admitted to the lane's queue (a set)
+# and the ids held back in order (a list); one hash maps each admitted id to its
+# "<lane>|<tenant>".
+FAIR_PREFIX = f"{PREFIX}:fair:"
+FAIR_SLOTS = f"{FAIR_PREFIX}slots"

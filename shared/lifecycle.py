@@ -35,12 +35,15 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from shared import batches, webhooks
+from shared import batches, keys, webhooks
+from shared.apikeys import batch_tenant
 from shared.capacity import Capacity
 from shared.claimqueue import Claim, ExternalQueues, LeasesLapsed
 from shared.errors import Conflict, NotFound
 from shared.events import Change
+from shared.fairshare import EXTERNAL_LANE, Admitted, FairShare, external_lane, rq_lane
 from shared.kinds import JobKind
+from shared.kinds.bulk import BULK_KIND
 from shared.protocol import (
     CANCELLABLE_STATES,
     CANCELLED,
@@ -89,9 +92,10 @@ class Lifecycle:
         self.external = ExternalQueues(client, lease_seconds=cfg.LEASE_SECONDS,
                                        max_attempts=cfg.MAX_ATTEMPTS)
         self.capacity = Capacity(cfg, client)
+        self.fair = FairShare(client, depth=cfg.FAIR_SHARE_DEPTH, ttl=cfg.JOB_TTL)
         self._sweeping = threading.Lock()  # one sweep at a time in this process
-        self.reactions: list[Reaction] = [pusher.push, self._complete_batches,
-                                          self._hand_over_webhooks]
+        self.reactions: list[Reaction] = [pusher.push, self._free_places,
+                                          self._complete_batches, self._hand_over_webhooks]
 
     def add_reaction(self, reaction: Reaction) -> None:
         """Run ``reaction`` on every change from now on (after the built-in ones)."""
@@ -130,7 +134,8 @@ class Lifecycle:
         state = self.store.create(job_id, spec.name, owner, SCHEDULED if run_at else QUEUED,
                                   **extra)
         try:
-            self._hand_over(spec, [(job_id, args)], run_at=run_at, at_front=at_front)
+            self._hand_over(spec, [(job_id, args)], tenant=tenant, run_at=run_at,
+                            at_front=at_front)
         except redis.RedisError:
             self._not_queued(job_id)
             raise
@@ -151,14 +156,20 @@ class Lifecycle:
         batch_id, ids = batches.create_batch(self.store, kind.name, items, owner=owner,
                                              on_complete=on_complete,
                                              child_fields=child_fields)
-        self._hand_over(kind, list(zip(ids, items, strict=True)))
+        self._hand_over(kind, list(zip(ids, items, strict=True)), tenant=tenant)
         log.info("batch %s: %s jobs of %s started", batch_id, len(ids), kind.name)
         return batch_id, ids
 
     def release(self, job_id: str, kind: str) -> None:
-        """A scheduled job of an external kind is due: put it on its kind's queue (RQ's
-        scheduler runs this as ``RELEASE_JOB`` at its time)."""
-        self.external.push(job_id, kind)
+        """A scheduled job of an external kind is due: it joins its kind's queue, in its
+        tenant's turn (RQ's scheduler runs this as ``RELEASE_JOB`` at its time)."""
+        tenant = self.client.hget(keys.job_key(job_id), "tenant") or ""
+        self._admit_external(kind, str(tenant), [job_id])
+
+    def left_queue(self, job_id: str) -> None:
+        """A worker took ``job_id`` off its queue (the runner says so first thing): its
+        tenant's next held job takes its place (``shared/fairshare.py``)."""
+        self._queue_admitted(self.fair.release(job_id))
 
     @staticmethod
     def _fields(kind: JobKind, args: dict[str, Any], webhook: str | None) -> dict[str, str]:
@@ -174,25 +185,66 @@ class Lifecycle:
         return fields
 
     def _hand_over(self, kind: JobKind, jobs: list[tuple[str, dict[str, Any]]], *,
-                   run_at: datetime | None = None, at_front: bool = False) -> None:
-        """Queue stored jobs as their kind says: RQ, or the external kind's queue."""
+                   tenant: str = "", run_at: datetime | None = None,
+                   at_front: bool = False) -> None:
+        """Queue stored jobs as their kind says, in their tenant's turn (fair share): RQ,
+        or the external kind's queue. ``at_front`` (an operator's bulk job) skips the turn.
+        """
         if kind.external and run_at is None:
-            self.external.push_many([job_id for job_id, _args in jobs], kind.name)
+            self._admit_external(kind.name, tenant, [job_id for job_id, _args in jobs])
             return
         if run_at is not None:  # one job, from a form or the API: RQ's scheduler queues it
             for job_id, args in jobs:
                 function, job_args, kwargs, options = self._rq_call(kind, job_id, args)
                 self.queue.enqueue_at(run_at, function, *job_args, **kwargs, **options)
             return
+        created: dict[str, Job] = {}
+        for start in range(0, len(jobs), ENQUEUE_CHUNK):  # saved first: a held job waits saved
+            pipe = self.queue.connection.pipeline()
+            for job_id, args in jobs[start:start + ENQUEUE_CHUNK]:
+                function, job_args, kwargs, options = self._rq_call(kind, job_id, args)
+                job = self.queue.create_job(
+                    function, args=job_args, kwargs=kwargs, job_id=options["job_id"],
+                    timeout=options["job_timeout"], result_ttl=options["result_ttl"],
+                    failure_ttl=options["failure_ttl"], ttl=self.cfg.JOB_TTL,
+                    status=JobStatus.CREATED)
+                job.save(pipeline=pipe)
+                created[job_id] = job
+            pipe.execute()
+        if at_front:
+            self._enqueue([*created.values()], at_front=True)
+            return
+        self._queue_admitted(self.fair.admit(rq_lane(self.queue.name), tenant, [*created]),
+                             created)
+
+    def _admit_external(self, kind: str, tenant: str, job_ids: list[str]) -> None:
+        self._queue_admitted(self.fair.admit(external_lane(kind), tenant, job_ids))
+
+    def _queue_admitted(self, admitted: Admitted | None,
+                        created: dict[str, Job] | None = None) -> None:
+        """Put the jobs fair share let in on their lane's queue (RQ's, or an external
+        kind's); ``created``: RQ jobs at hand (others are read from RQ)."""
+        if admitted is None or not (admitted.from_held or admitted.new):
+            return
+        ids = [*admitted.from_held, *admitted.new]
+        if admitted.lane.startswith(EXTERNAL_LANE):
+            self.external.push_many(ids, admitted.lane[len(EXTERNAL_LANE):])
+            return
+        jobs: list[Job] = []
+        for job_id in ids:
+            job = (created or {}).get(job_id) or self.queue.fetch_job(job_id)
+            if job is None:  # its RQ job expired while held: never leave it "queued"
+                log.warning("job %s: its RQ job is gone; it cannot run", job_id)
+                self._not_queued(job_id)
+            else:
+                jobs.append(job)
+        self._enqueue(jobs)
+
+    def _enqueue(self, jobs: list[Job], at_front: bool = False) -> None:
         for start in range(0, len(jobs), ENQUEUE_CHUNK):
             pipe = self.queue.connection.pipeline()
-            self.queue.enqueue_many([Queue.prepare_data(
-                function, args=job_args, kwargs=kwargs, job_id=options["job_id"],
-                timeout=options["job_timeout"], result_ttl=options["result_ttl"],
-                failure_ttl=options["failure_ttl"], at_front=at_front)
-                for function, job_args, kwargs, options in (
-                    self._rq_call(kind, job_id, args)
-                    for job_id, args in jobs[start:start + ENQUEUE_CHUNK])], pipeline=pipe)
+            for job in jobs[start:start + ENQUEUE_CHUNK]:
+                self.queue.enqueue_job(job, pipeline=pipe, at_front=at_front)
             pipe.execute()
 
     def _rq_call(self, kind: JobKind, job_id: str, args: dict[str, Any]
@@ -254,6 +306,7 @@ class Lifecycle:
             return None
         log.info("job %s (%s) claimed by %s, attempt %s", got.job_id, got.kind, worker,
                  got.attempt)
+        self.left_queue(got.job_id)
         self.changed([got.state])
         return got
 
@@ -334,7 +387,7 @@ class Lifecycle:
                            "retried")
         if job.extra.get("external") == "1":
             state = self._reset(job)
-            self.external.push(state.job_id, state.kind)
+            self._admit_external(state.kind, job.extra.get("tenant", ""), [state.job_id])
         else:
             state = self._retry_in_rq(job)
         log.info("job %s retried (attempt %s, was %s)", job.job_id, state.attempt, job.state)
@@ -368,10 +421,32 @@ class Lifecycle:
             kwargs = {**kwargs, "token": sign_job_token(self.cfg.SECRET_KEY, job.job_id,
                                                         state.attempt)}
         rq_job.delete(remove_from_queue=True)
-        self.queue.enqueue_call(function, args=args, kwargs=kwargs, job_id=job.job_id,
-                                timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
-                                result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL)
+        again = self.queue.create_job(function, args=args, kwargs=kwargs, job_id=job.job_id,
+                                      timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
+                                      result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL,
+                                      ttl=self.cfg.JOB_TTL, status=JobStatus.CREATED)
+        again.save()
+        self._queue_admitted(self.fair.admit(rq_lane(self.queue.name),
+                                             job.extra.get("tenant", ""), [job.job_id]),
+                             {job.job_id: again})
         return state
+
+    def cancel_batch(self, batch_id: str) -> tuple[JobState, bool]:
+        """Cancel every child of a batch not yet final, with one bulk job (in the site's
+        own turn, never ahead of other tenants); that job's state, and True when this
+        call started it. While one runs (or after it succeeded) a call starts nothing."""
+        reserved = new_id()
+        current = batches.claim_cancel(self.client, batch_id, reserved)
+        if current != reserved:
+            state = self.store.get(current)
+            if state is not None and state.state not in (FAILED, CANCELLED):
+                return state, False
+            if not batches.replace_cancel(self.client, batch_id, current, reserved):
+                return self.current(batches.cancel_job(self.client, batch_id)), False
+        job = self.start(BULK_KIND, {"action": "cancel", "batch": batch_id},
+                         owner=f"batch:{batch_id}", job_id=reserved,
+                         tenant=batch_tenant(batch_id))
+        return job, True
 
     # -- reacting ---------------------------------------------------------------
     def changed(self, states: Iterable[JobState], at: float | None = None,
@@ -384,6 +459,17 @@ class Lifecycle:
             return
         for reaction in self.reactions:
             reaction(changes)
+
+    def _free_places(self, changes: list[Change]) -> None:
+        """An ended job gives up its place in its lane's queue, if it held one (it was
+        cancelled or failed there): its tenant's next held job takes it."""
+        for change in changes:
+            if change.state.finished:
+                try:
+                    self._queue_admitted(self.fair.release(change.state.job_id))
+                except redis.RedisError as exc:
+                    log.warning("job %s: could not give up its place: %s",
+                                change.state.job_id, exc)
 
     def _complete_batches(self, changes: list[Change]) -> None:
         """The one change that ended a batch's last child starts its ``onComplete``."""

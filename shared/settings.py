@@ -229,6 +229,8 @@ class Settings:
     SNIPPET_TTL = Setting(JOBS, 7 * 24 * 3600, integer(60),
                           "seconds snippets (source and highlighted HTML) are kept")
     DEMO_STEP_DELAY = Setting(JOBS, 0.4, number, "seconds between the demo job's steps")
+    FAIR_SHARE_DEPTH = Setting(JOBS, 1, integer(1),
+                               "jobs of one tenant waiting in a queue at once (fair share)")
 
     # -- Worker --------------------------------------------------------------------
     WORKER_CLASS = Setting(WORKER_PROCESS, "fork", text(),

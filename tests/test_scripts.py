@@ -172,6 +172,7 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     names, and every field its header names is sent by some call."""
     from shared.batches import create_batch
     from shared.claimqueue import ExternalQueues
+    from shared.fairshare import FairShare
     from shared.jobquery import JobFilter, JobQuery
     from shared.kinds.highlight.snippets import SnippetStore
     from shared.schedules import ScheduleStore
@@ -224,6 +225,11 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     snippet = snippets.create("print(1)", "python", job)
     snippets.set_highlighted(snippet.snippet_id, "<pre>1</pre>", "python")
     JobQuery(redis_client).count(JobFilter(state="queued", q="x"))
+    fair = FairShare(redis_client)
+    held = new_id()
+    store.create(held)
+    fair.admit("rq:q", "t", [other, held])
+    fair.release(other)
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():

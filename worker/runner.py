@@ -11,6 +11,8 @@ import json
 import logging
 from typing import Any
 
+import redis
+
 from shared.config import WORKER, Config
 from shared.errors import Invalid, NotFound
 from shared.kinds import resolve
@@ -49,6 +51,10 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
     reporter = make_reporter(cfg, token)
     kind = kind_name
     core = lifecycle(cfg)
+    try:  # first thing: the tenant's next held job takes this one's place in the queue
+        core.left_queue(job_id)
+    except redis.RedisError as exc:  # it is given up when this job ends, at the latest
+        log.warning("job %s: could not give up its place in the queue: %s", job_id, exc)
     spec = core.kinds.get(kind)
     ctx = JobContext(job_id, reporter, cfg, files=core.queue.connection, lifecycle=core)
     outcome: dict[str, Any] = {}

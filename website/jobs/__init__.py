@@ -34,4 +34,5 @@ def init_app(app: Flask) -> None:
     allow_body(app, largest_upload(kinds) + FORM_OVERHEAD, "jobs.create", "api.create_job")
     ratelimit.limit(app, "jobs", "jobs.create", "api.create_job", "batches.create",
                     "control.retry_page", "control.retry_api")
-    ratelimit.limit(app, "cancel", "control.cancel_page", "control.cancel_api")
+    ratelimit.limit(app, "cancel", "control.cancel_page", "control.cancel_api",
+                    "batches.cancel")

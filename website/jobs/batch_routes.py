@@ -24,7 +24,6 @@ from flask import Blueprint, Response, jsonify, render_template, url_for
 from shared.batches import BATCH_MAX, UnknownBatch, batch_owner, batch_totals
 from shared.errors import Forbidden, Invalid
 from shared.kinds import JobKind
-from shared.kinds.bulk import BULK_KIND
 from shared.kinds.validate import problems, with_defaults
 from shared.protocol import is_uuid
 from website.auth.owners import batch_control_token, may_control_batch, request_owner
@@ -104,7 +103,8 @@ def status(batch_id: str) -> Response:
 
 @bp.post("/api/batches/<batch_id>/cancel")
 def cancel(batch_id: str) -> tuple[Response, int]:
-    """Cancel every child not yet final (a bulk job, first in the queue): 202 with its id.
+    """Cancel every child not yet final (one bulk job: while it runs, a second call
+    answers the same one): 202 with its id.
 
     Only the batch's owner (its session or ``controlToken``) and operators: 403 otherwise.
     """
@@ -112,8 +112,7 @@ def cancel(batch_id: str) -> tuple[Response, int]:
     if not may_control_batch(totals["batchId"], batch_owner(core.client, totals["batchId"])):
         raise Forbidden("only the batch's owner (the session or API client that created it: "
                         "its controlToken) or an operator may cancel it")
-    job = core.lifecycle.start(BULK_KIND, {"action": "cancel", "batch": totals["batchId"]},
-                               owner=f"batch:{totals['batchId']}", at_front=True)
+    job, _started = core.lifecycle.cancel_batch(totals["batchId"])
     return jsonify({"bulkJobId": job.job_id,
                     "statusUrl": url_for("api.job_state", job_id=job.job_id)}), 202
 
