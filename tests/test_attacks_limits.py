@@ -259,7 +259,7 @@ def test_job_count_cap_answers_503_and_stores_nothing(redis_url: str,
     assert form.status_code == 503 and form.mimetype == "text/html"
     assert b"as many jobs as it may" in form.data
     assert stored(redis_client, "jobcast:job:*") == 3
-    assert redis_client.llen("rq:queue:jobcast") == 3
+    assert stored(redis_client, "rq:job:*") == 3  # handed to RQ (queued or held back)
 
 
 def test_snippet_count_cap_answers_503_and_stores_nothing(redis_url: str,
@@ -365,7 +365,7 @@ def test_full_redis_answers_503_and_keeps_stored_jobs(log_dir: Path, tmp_path: P
         assert snippet.status_code == 503 and "store is full" in snippet.get_json()["error"]
         for job_id in ids:  # what was stored is intact, and still queued for a worker
             assert web.get(f"/api/jobs/{job_id}").get_json()["state"] == "queued"
-        assert raw.llen("rq:queue:jobcast") == 3
+        assert len(raw.keys("rq:job:*")) == 3  # handed to RQ (queued or held back)
         assert raw.zcard(keys.RECENT_JOBS) == 3
         health = web.get("/healthz").get_json()["redis"]["memory"]
         assert health["maxmemory"] == limit
