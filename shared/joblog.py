@@ -53,19 +53,46 @@ class LogLine:
         """``{"id", "at", "text"}`` as pushed and served (``at``: ISO 8601 UTC)."""
         return {"id": self.id, "at": iso_time(self.at), "text": self.text}
 
+    def wire_bytes(self) -> int:
+        """About the bytes it takes in a ``jobLog`` payload (its text's UTF-8, its
+        id, and the rest of its JSON)."""
+        return len(self.text.encode("utf-8", "replace")) + len(self.id) + LINE_OVERHEAD
+
+
+LINE_OVERHEAD = 50  # a line's JSON besides its text and id: "at" and the punctuation
+
 
 @dataclass(frozen=True)
 class LogBatch:
-    """Lines appended together, and the id of the line before them."""
+    """Lines appended together, and the id of the line before them. ``more`` marks
+    a replay cut short (:meth:`cut`): lines after the last one are not in it."""
 
     job_id: str
     after: str
     lines: tuple[LogLine, ...]
+    more: bool = False
 
     def to_payload(self) -> dict[str, Any]:
-        """The ``jobLog`` event payload."""
-        return {"jobId": self.job_id, "after": self.after,
-                "lines": [line.to_json() for line in self.lines]}
+        """The ``jobLog`` event payload (with ``more: true`` when cut short)."""
+        payload: dict[str, Any] = {"jobId": self.job_id, "after": self.after,
+                                   "lines": [line.to_json() for line in self.lines]}
+        if self.more:
+            payload["more"] = True
+        return payload
+
+    def wire_bytes(self) -> int:
+        """About the bytes its lines take in a payload."""
+        return sum(line.wire_bytes() for line in self.lines)
+
+    def cut(self, max_bytes: int) -> LogBatch:
+        """The first lines that fit in ``max_bytes`` (:meth:`LogLine.wire_bytes`), marked
+        ``more`` when some were left out; the batch itself when all fit."""
+        used = 0
+        for count, line in enumerate(self.lines):
+            used += line.wire_bytes()
+            if used > max_bytes:
+                return LogBatch(self.job_id, self.after, self.lines[:count], more=True)
+        return self
 
     def event(self) -> tuple[str, dict[str, Any], str]:
         """``(event, payload, room)`` for this batch."""

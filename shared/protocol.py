@@ -20,6 +20,16 @@ UPDATE_PROGRESS = "updateProgress"
 SUBSCRIBE = "subscribe"
 BATCH_PROGRESS = "batchProgress"  # a batch's totals (shared.batches.batch_totals), to batch:<id>
 JOB_LOG = "jobLog"  # {jobId, after, lines: [{id, at, text}]}: new lines of a job's log
+# (a replay cut short by the connection's byte budget also has ``more: true``: the
+# lines after its last one are read from ``GET /api/jobs/<id>/log?after=<id>``)
+
+# Handshake query parameters by which a client says it comes to watch a room:
+# ``jobId`` (joined at connect), or ``watch`` (any value) from a page that
+# subscribes right after connecting. Such a handshake may use the whole
+# Socket.IO cap; one without may use only what is not kept for watchers
+# (``SOCKETIO_WATCHER_SHARE``).
+JOB_QUERY = "jobId"
+WATCH_QUERY = "watch"
 
 # Dotted names the site enqueues, so that website/ never imports worker/.
 RUN_KIND_JOB = "worker.runner.run_kind"  # runs any declared kind (shared.kinds)
@@ -299,4 +309,5 @@ def browser_contract(more_events: dict[str, str] | None = None) -> dict[str, Any
         "cancellable": sorted(CANCELLABLE_STATES),
         "retryable": sorted(RETRYABLE_STATES),
         "logStart": LOG_START,
+        "watchQuery": WATCH_QUERY,
     }

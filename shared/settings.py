@@ -211,12 +211,21 @@ class Settings:
                                       "Socket.IO sessions per client address and web process")
     SOCKETIO_CONNECT_TIMEOUT = Setting(SOCKETIO_LIMITS, 5.0, number,
                                        "seconds a session may wait for its Socket.IO connect")
+    SOCKETIO_IDLE_JOIN_SECONDS = Setting(SOCKETIO_LIMITS, 5.0, number,
+                                         "seconds from its handshake a connection may be in "
+                                         "no room before it is closed (`0`: never)")
+    SOCKETIO_WATCHER_SHARE = Setting(SOCKETIO_LIMITS, 50, integer(0, cap=100),
+                                     "percent of `SOCKETIO_MAX_CONNECTIONS` kept for "
+                                     "connections that watch a room")
     SOCKETIO_MAX_ROOMS = Setting(SOCKETIO_LIMITS, 100, integer(1),
                                  "rooms (jobs, snippets, dashboard) one connection may be in")
     SOCKETIO_EVENT_RATE = Setting(SOCKETIO_LIMITS, 10.0, number,
                                   "`subscribe`/`watchDashboard` per connection and second")
     SOCKETIO_EVENT_BURST = Setting(SOCKETIO_LIMITS, 20, integer(1),
                                    "their burst per connection")
+    SOCKETIO_REPLAY_BYTES = Setting(SOCKETIO_LIMITS, 4 * 1024 * 1024, integer(0),
+                                    "bytes of log replay per connection and minute "
+                                    "(`0`: no limit)")
 
     # -- Jobs ----------------------------------------------------------------------
     JOB_KINDS: Setting[tuple[str, ...]] = Setting(

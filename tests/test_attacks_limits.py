@@ -166,14 +166,15 @@ PER_CLIENT = 5
 CONNECT_TIMEOUT = 2
 
 
-def handshake(url: str, source: str, connect: bool = False) -> tuple[int, str]:
-    """A bare Engine.IO polling handshake from ``source`` (an address on loopback);
-    with ``connect``, also the Socket.IO CONNECT packet. The status and the sid."""
+def handshake(url: str, source: str, connect: bool = False, query: str = "") -> tuple[int, str]:
+    """A bare Engine.IO polling handshake from ``source`` (an address on loopback),
+    with ``query`` added to its URL; with ``connect``, also the Socket.IO CONNECT
+    packet. The status and the sid."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10,
                                       source_address=(source, 0))
     try:
-        conn.request("GET", "/socket.io/?EIO=4&transport=polling")
+        conn.request("GET", f"/socket.io/?EIO=4&transport=polling{query}")
         resp = conn.getresponse()
         body = resp.read().decode()
         if resp.status != 200:

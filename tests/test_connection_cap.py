@@ -55,11 +55,12 @@ def small_site(request: pytest.FixtureRequest, log_dir: Path,
             proc.stop()
 
 
-def _connect(url: str) -> socketio.Client | None:
-    """An idle websocket Socket.IO client, or None when the server refused it."""
+def _connect(url: str, job_id: str) -> socketio.Client | None:
+    """A websocket Socket.IO client watching ``job_id`` (a connection in no room would
+    be closed after ``SOCKETIO_IDLE_JOIN_SECONDS``), or None when the server refused it."""
     client = socketio.Client(reconnection=False)
     try:
-        client.connect(url, transports=["websocket"], wait_timeout=5)
+        client.connect(f"{url}?jobId={job_id}", transports=["websocket"], wait_timeout=5)
     except socketio.exceptions.ConnectionError:
         return None
     return client
@@ -72,7 +73,7 @@ def test_full_pool_refuses_new_sockets_and_callback_still_answers(small_site: st
     refused = 0
     try:
         for _ in range(ATTEMPTS - 1):
-            client = _connect(small_site)
+            client = _connect(small_site, job_id)
             if client is None:
                 refused += 1
             else:
@@ -105,7 +106,7 @@ def test_full_pool_refuses_new_sockets_and_callback_still_answers(small_site: st
         del idle[:3]
         # The server notices the closes a moment later; under gevent only at the
         # next ping (about 20 s here): closed websockets hold their slot until then.
-        idle.append(wait_until(lambda: _connect(small_site), timeout=60, interval=0.5,
+        idle.append(wait_until(lambda: _connect(small_site, job_id), timeout=60, interval=0.5,
                                what="room for a new connection after closing three"))
         handshake = wait_until(
             lambda: (r := requests.get(small_site + "/socket.io/?EIO=4&transport=polling",

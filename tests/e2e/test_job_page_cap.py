@@ -1,7 +1,9 @@
 """The job page while the Socket.IO connection cap is full (issue #13, part 4).
 
-Another client (127.0.0.2) fills the cap with bare Engine.IO handshakes; the
-page's own handshake gets 503. The page must fall back to polling the JSON
+Another client (127.0.0.2) fills the cap with bare Engine.IO handshakes that
+say they come to watch a job (``?jobId=``: without it they may fill only the
+part of the cap not kept for watchers, issue #26); the page's own handshake
+gets 503. The page must fall back to polling the JSON
 state and still reach the job's final state instead of sitting at
 "reconnecting…".
 """
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Response, expect
 
+from shared.protocol import new_id
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.test_attacks_limits import handshake
 
@@ -27,14 +30,16 @@ def full_site(browser: Any, log_dir: Path,
     """A stack with a 20-session cap that bare sessions may hold for minutes."""
     running = start_stack(log_dir, tmp_path_factory.mktemp("e2e-cap-redis"),
                           DEMO_STEP_DELAY="0.6", SOCKETIO_MAX_CONNECTIONS=str(CAP),
-                          SOCKETIO_MAX_PER_CLIENT=str(CAP), SOCKETIO_CONNECT_TIMEOUT="600")
+                          SOCKETIO_MAX_PER_CLIENT=str(CAP), SOCKETIO_CONNECT_TIMEOUT="600",
+                          SOCKETIO_IDLE_JOIN_SECONDS="0")
     yield running
     stop_stack(running)
 
 
 def test_job_page_reaches_final_state_while_the_cap_is_full(full_site: Stack,
                                                             page: Page) -> None:
-    statuses = [handshake(full_site.url, "127.0.0.2")[0] for _ in range(CAP)]
+    watching = f"&jobId={new_id()}"
+    statuses = [handshake(full_site.url, "127.0.0.2", query=watching)[0] for _ in range(CAP)]
     assert statuses == [200] * CAP
     assert handshake(full_site.url, "127.0.0.3")[0] == 503  # the cap is full
 

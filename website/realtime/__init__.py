@@ -21,7 +21,8 @@ def init_app(app: Flask) -> None:
     cfg = app.config
     app.wsgi_app = ConnectionCap(  # type: ignore[method-assign]
         app.wsgi_app, cfg["SOCKETIO_MAX_CONNECTIONS"], server=socketio.server,
-        per_client=cfg["SOCKETIO_MAX_PER_CLIENT"], connect_timeout=cfg["SOCKETIO_CONNECT_TIMEOUT"])
+        per_client=cfg["SOCKETIO_MAX_PER_CLIENT"], connect_timeout=cfg["SOCKETIO_CONNECT_TIMEOUT"],
+        watcher_share=cfg["SOCKETIO_WATCHER_SHARE"], idle_join=cfg["SOCKETIO_IDLE_JOIN_SECONDS"])
     sockets.register()
     relay.init_app(app)  # states the worker stored without the site -> open pages
     app.add_template_global(page_contract, "browser_contract")

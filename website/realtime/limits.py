@@ -1,4 +1,5 @@
-"""Per-connection limits on Socket.IO events: a token bucket and a room cap.
+"""Per-connection limits on Socket.IO events: a token bucket, a room cap and a
+budget of log replay.
 
 ``subscribe`` and ``watchDashboard`` each cost Redis calls (a dashboard
 snapshot about 30), so every connection gets a token bucket
@@ -8,7 +9,14 @@ with it). A
 connection may be in at most ``SOCKETIO_MAX_ROOMS`` rooms besides its own.
 :func:`joined` joins a room for the duration of a block and leaves it again
 when the block fails in any way, so that no error (Redis down) leaves a room
-behind.
+behind; once a join held, it marks the connection a watcher for the
+connection cap (``website/realtime/connections.py``).
+
+A job's log replay (``lastLogId``) is sent only when the connection joins the
+job's room, never again for a room it is in, and it is cut to a second bucket
+per connection, of bytes: ``SOCKETIO_REPLAY_BYTES`` a minute
+(:func:`within_replay_budget`). A cut replay says ``more``, and the client reads
+the rest from ``GET /api/jobs/<id>/log``, which pages through it.
 """
 
 from __future__ import annotations
@@ -22,10 +30,13 @@ from flask import current_app, request
 from flask_socketio import join_room, leave_room
 
 from shared.errors import TooMany
+from shared.joblog import LogBatch
 from website.extensions import socketio
+from website.realtime.connections import WATCHING
 
 NAMESPACE = "/"
 _BUCKET = "jobcast.bucket"
+_REPLAY = "jobcast.replay_bucket"
 
 
 @dataclass
@@ -37,11 +48,15 @@ class TokenBucket:
     tokens: float
     stamp: float
 
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one; False when the bucket is empty."""
+    def refill(self, now: float) -> float:
+        """Add the tokens earned since the last call; how many there are."""
         self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens < 1:
+        return self.tokens
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one; False when the bucket is empty."""
+        if self.refill(now) < 1:
             return False
         self.tokens -= 1
         return True
@@ -61,15 +76,33 @@ def throttle() -> None:
     rate = float(cfg["SOCKETIO_EVENT_RATE"])
     if rate <= 0:
         return
-    state = request.environ  # the connection's WSGI environ: lives as long as it does
     now = time.monotonic()
-    bucket = state.get(_BUCKET)
-    if not isinstance(bucket, TokenBucket):
-        burst = int(cfg["SOCKETIO_EVENT_BURST"])
-        bucket = state[_BUCKET] = TokenBucket(rate, burst, float(burst), now)
+    bucket = _bucket(_BUCKET, rate, int(cfg["SOCKETIO_EVENT_BURST"]), now)
     if not bucket.take(now):
         raise Refused(f"too many requests: at most {rate:g} per second "
                       f"(bursts of {bucket.burst}); slow down")
+
+
+def _bucket(name: str, rate: float, burst: int, now: float) -> TokenBucket:
+    """The connection's bucket ``name``, full when new."""
+    state = request.environ  # the connection's WSGI environ: lives as long as it does
+    bucket = state.get(name)
+    if not isinstance(bucket, TokenBucket):
+        bucket = state[name] = TokenBucket(rate, burst, float(burst), now)
+    return bucket
+
+
+def within_replay_budget(batch: LogBatch) -> LogBatch:
+    """``batch`` (a log replay) cut to the bytes this connection may still be sent
+    (``SOCKETIO_REPLAY_BYTES`` a minute), which it spends; a cut batch says ``more``."""
+    budget = int(current_app.config["SOCKETIO_REPLAY_BYTES"])
+    if budget <= 0:
+        return batch
+    now = time.monotonic()
+    bucket = _bucket(_REPLAY, budget / 60, budget, now)
+    cut = batch.cut(int(bucket.refill(now)))
+    bucket.tokens -= cut.wire_bytes()
+    return cut
 
 
 def rooms_of(sid: str) -> set[str]:
@@ -79,15 +112,16 @@ def rooms_of(sid: str) -> set[str]:
 
 
 @contextmanager
-def joined(room: str) -> Iterator[None]:
+def joined(room: str) -> Iterator[bool]:
     """Join ``room`` (within the room cap); leave it again if the block fails.
 
-    A room the connection was already in stays joined either way.
+    The block gets True when it joined the room now, False when the connection
+    was already in it (it then stays joined either way).
     """
     sid = _sid()
     current = rooms_of(sid)
     if room in current:
-        yield
+        yield False
         return
     cap = int(current_app.config["SOCKETIO_MAX_ROOMS"])
     if len(current) >= cap:
@@ -95,8 +129,9 @@ def joined(room: str) -> Iterator[None]:
     join_room(room)
     done = False
     try:
-        yield
+        yield True
         done = True
+        request.environ[WATCHING] = True  # a watcher now, for the connection cap
     finally:
         if not done:
             leave_room(room)

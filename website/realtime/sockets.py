@@ -25,6 +25,7 @@ from shared.joblog import is_log_id, read_log
 from shared.protocol import (
     BATCH_PROGRESS,
     JOB_LOG,
+    JOB_QUERY,
     SUBSCRIBE,
     UPDATE_PROGRESS,
     batch_room,
@@ -34,7 +35,7 @@ from shared.protocol import (
 from website.auth.owners import may_read
 from website.extensions import core, socketio
 from website.http.access import loggable
-from website.realtime.limits import Refused, joined, throttle
+from website.realtime.limits import Refused, joined, throttle, within_replay_budget
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ def _join_job(job_id: object, last_log_id: object = None,
     The job's state (``updateProgress``); with ``last_log_id`` (a log line id,
     ``"0-0"`` for the whole log) also the lines stored after it (``jobLog``),
     read after joining, so no line falls between the replay and the room. The
+    log is replayed only when the connection joins the room now (it gets every
+    line pushed while it is in it), and within the connection's replay budget
+    (:func:`within_replay_budget`: a cut replay says ``more``). The
     room is left again when the job is unknown or Redis fails. With
     ``JOB_VISIBILITY=owner`` a caller who may not read the job is told the same
     as for an unknown id (the session or a ``controlToken`` decides).
@@ -58,15 +62,15 @@ def _join_job(job_id: object, last_log_id: object = None,
     job_id = job_id.lower()
     if not may_read(job_id, auth_token):
         raise LookupError(f"unknown job {job_id}")
-    with joined(room_for(job_id)):
+    with joined(room_for(job_id)) as fresh:
         state = core.store.get(job_id)
         if state is None:
             raise LookupError(f"unknown job {job_id}")
         events = [(UPDATE_PROGRESS, state.to_payload())]
-        if isinstance(last_log_id, str):
+        if isinstance(last_log_id, str) and fresh:
             replay = read_log(core.client, job_id, last_log_id,
                               current_app.config["JOB_LOG_MAX"])
-            events.insert(0, (JOB_LOG, replay.to_payload()))
+            events.insert(0, (JOB_LOG, within_replay_budget(replay).to_payload()))
     return events
 
 
@@ -110,7 +114,7 @@ def _start_relay() -> None:
 
 def on_connect(auth: object = None) -> None:
     """Accept a connection; with ``?jobId=`` join that job and send its state."""
-    job_id = request.args.get("jobId")
+    job_id = request.args.get(JOB_QUERY)
     last_log_id: object = request.args.get("lastLogId")
     token = auth.get("controlToken") if isinstance(auth, dict) else None
     if isinstance(auth, dict):

@@ -1,6 +1,8 @@
 /* Batch page: totals live over Socket.IO. On every (re)connect the page
  * subscribes with its batch id and gets the current totals at once (a late
- * joiner misses nothing); then "batchProgress" brings them as children change. */
+ * joiner misses nothing); then "batchProgress" brings them as children change.
+ * The handshake says the page comes to watch (P.watchQuery), so it may use the
+ * share of the server's connection cap kept for watchers. */
 (function () {
   "use strict";
   var root = document.getElementById("batch");
@@ -23,7 +25,7 @@
     });
   }
 
-  var socket = io();
+  var socket = io({ query: P.watchQuery("batch") });
   socket.on(P.events.batchProgress, render);
   socket.on("connect", function () {
     socket.emit(P.events.subscribe, { batchId: batchId }, function (ack) {
@@ -31,7 +33,12 @@
       connText.textContent = ack && ack.ok ? "connected" : "refused: " + (ack && ack.error);
     });
   });
-  socket.on("disconnect", function () {
+  socket.on("disconnect", function (reason) {
+    /* A refused subscription joins no room: the server then closes the connection,
+     * and the page keeps saying why. */
+    if (reason === "io server disconnect" && conn.getAttribute("data-status") === "refused") {
+      return;
+    }
     conn.setAttribute("data-status", "reconnecting");
     connText.textContent = "reconnecting…";
   });

@@ -248,9 +248,12 @@
       if (!ack || !ack.ok) {
         var why = ack && ack.error ? String(ack.error) : "no answer";
         setConnection("refused", "refused: " + why);
-        /* Redis down or throttled: the server says so; ask again in a while. */
+        /* Redis down or throttled: the server says so; ask again in a while (on a
+         * new connection if the server closed this one, which joined no room). */
         if (/retry later|too many requests/.test(why)) {
-          setTimeout(function () { if (socket.connected) { watch(); } }, 5000);
+          setTimeout(function () {
+            if (socket.connected) { watch(); } else { socket.connect(); }
+          }, 5000);
         }
         return;
       }
@@ -259,10 +262,17 @@
     });
   }
 
-  var socket = io();
+  var socket = io({ query: P.watchQuery("dashboard") });
   socket.on(P.events.jobChanged, onChange);
   socket.on("connect", watch);
-  socket.on("disconnect", function () { setConnection("reconnecting", "reconnecting…"); });
+  socket.on("disconnect", function (reason) {
+    /* A refused watch joins no room: the server then closes the connection, and
+     * the page keeps saying why. */
+    if (reason === "io server disconnect" && conn.getAttribute("data-status") === "refused") {
+      return;
+    }
+    setConnection("reconnecting", "reconnecting…");
+  });
   socket.on("connect_error", function (err) {
     setConnection(socket.active ? "reconnecting" : "refused",
                   socket.active ? "reconnecting…" : "refused: " + err.message);

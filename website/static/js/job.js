@@ -6,7 +6,9 @@
  * "reconnecting…" and reconnects by itself. When Socket.IO is unavailable (the
  * client script did not load, the server refused the connection, or a
  * handshake failed, e.g. 503 from a full connection cap), the page polls the
- * JSON state until the socket connects. Everything shown is set as text, never HTML.
+ * JSON state until the socket connects. A log replay the server cut short (over
+ * the connection's replay budget, `more`) is read on from the log API.
+ * Everything shown is set as text, never HTML.
  */
 (function () {
   "use strict";
@@ -159,7 +161,12 @@
     }
   });
   socket.on(P.events.updateProgress, render);
-  socket.on(P.events.jobLog, function (p) { if (window.JobcastLog) { window.JobcastLog.feed(p); } });
+  socket.on(P.events.jobLog, function (p) {
+    if (!window.JobcastLog) { return; }
+    window.JobcastLog.feed(p);
+    /* A replay cut short by the connection's replay budget: the rest from the log API. */
+    if (p && p.more === true) { catchUpLog(10); }
+  });
   socket.on("connect", function () {
     live = true;
     stopPolling();

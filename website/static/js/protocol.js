@@ -16,6 +16,15 @@
     states: data.states,
     terminal: setOf(data.terminal),
     cancellable: setOf(data.cancellable),
-    retryable: setOf(data.retryable)
+    retryable: setOf(data.retryable),
+    logStart: data.logStart,
+    /* io({query: watchQuery(...)}): says in the handshake that the page comes to
+     * watch a room it subscribes to on connect, so it may use the share of the
+     * server's connection cap kept for watchers. */
+    watchQuery: function (what) {
+      var query = {};
+      query[data.watchQuery] = what;
+      return query;
+    }
   };
 }());

@@ -99,7 +99,7 @@
     poll();
     return;
   }
-  socket = io();
+  socket = io({ query: P.watchQuery("snippet") });
   socket.on(P.events.highlight, showHighlighted);
   socket.on(P.events.updateProgress, onProgress);
   socket.on("connect", function () {
@@ -114,10 +114,16 @@
       }
     });
   });
-  socket.on("disconnect", function () {
+  socket.on("disconnect", function (reason) {
     live = false;
     if (done) { return; }
-    setConnection("reconnecting", "reconnecting… (polling meanwhile)");
+    /* The server closes a connection that joined no room (its subscribe was
+     * refused): the page goes on polling. */
+    if (reason === "io server disconnect") {
+      setConnection("polling", "polling");
+    } else {
+      setConnection("reconnecting", "reconnecting… (polling meanwhile)");
+    }
     schedule();
   });
   socket.on("connect_error", function (err) {
