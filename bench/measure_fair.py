@@ -80,8 +80,9 @@ def victim_wait(stack: BenchStack, batch_jobs: int, victims: int, log: Log) -> l
                 raise RuntimeError(f"the batch ran out ({before} of {batch_jobs} done)")
             job = victim.post(f"{web.url}/api/jobs", timeout=10,
                               json={"kind": "demo", "args": {"steps": 2}}).json()["id"]
-            begun = float(wait_until(partial(_stamp, stack, job, "started_at"), timeout=300,
-                                     interval=0.005, what="the victim's job to start"))
+            stamp = wait_until(partial(_stamp, stack, job, "started_at"), timeout=300,
+                               interval=0.005, what="the victim's job to start")
+            begun = float(stamp or 0)
             wait_until(partial(_stamp, stack, job, "finished_at"), timeout=60,
                        what="the victim's job to end")
             seconds, ran = time.monotonic() - started, done() - before
