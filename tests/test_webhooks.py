@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 
 from shared.webhooks import WebhookRefused, check_url
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.support import free_port, wait_until
+from tests.support import auth, free_port, start_worker, wait_until
 
 SECRET = "test-webhook-secret"
 
@@ -98,11 +98,25 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def hook_stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack with the webhooks worker (``python -m worker --webhooks``) beside it."""
     running = start_stack(log_dir, tmp_path_factory.mktemp("hook-redis"), WEBHOOK_SECRET=SECRET,
                           WEBHOOK_ALLOWED_HOSTS="127.0.0.1", WEBHOOK_BACKOFF="1,1",
                           LEASE_SECONDS="2", MAX_ATTEMPTS="1")
+    try:
+        hooks = start_worker(running.env, log_dir, name="hooks-webhooks", args=["--webhooks"])
+    except RuntimeError:
+        stop_stack(running)
+        raise
     yield running
+    hooks.stop()
     stop_stack(running)
+
+
+def owner_state(stack: Stack, job_id: str, token: str) -> dict[str, Any]:
+    """The job's JSON as its owner reads it (its ``controlToken``): with the webhook."""
+    resp = requests.get(f"{stack.url}/api/jobs/{job_id}", headers=auth(token), timeout=5)
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
 
 
 def test_the_worker_delivers_a_signed_webhook_retrying_after_a_failure(
@@ -113,10 +127,11 @@ def test_the_worker_delivers_a_signed_webhook_retrying_after_a_failure(
             "kind": "demo", "args": {"steps": 2},
             "webhook": f"http://127.0.0.1:{receiver.port}/done"})
         assert resp.status_code == 202, resp.text
-        job_id = resp.json()["id"]
+        job_id, token = resp.json()["id"], resp.json()["controlToken"]
         wait_until(lambda: len(receiver.received) == 2, timeout=30, what="a retried delivery")
-        state = wait_until(lambda: (s := hook_stack.job_state(job_id)).get("webhook", {}).get(
-            "state") == "delivered" and s, timeout=10, what="the delivery state")
+        state = wait_until(lambda: (s := owner_state(hook_stack, job_id, token)).get(
+            "webhook", {}).get("state") == "delivered" and s, timeout=10,
+            what="the delivery state")
     finally:
         receiver.close()
     assert state["webhook"] == {"state": "delivered", "attempts": 2, "lastStatus": 200}
