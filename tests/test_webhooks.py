@@ -39,6 +39,8 @@ def test_allowed_webhooks(url: str, allowed: list[str]) -> None:
     ("http://127.0.0.1/x", ["*"], "private or loopback"),
     ("http://10.1.2.3/x", ["*"], "private or loopback"),
     ("http://[::1]/x", ["*"], "private or loopback"),
+    ("http://[::ffff:127.0.0.1]/x", ["*"], "private or loopback"),
+    ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x", ["*"], "private or loopback"),  # Teredo
     ("http://169.254.169.254/latest", ["*"], "private or loopback"),
     ("http://localhost/x", ["*"], "private or loopback"),
     ("ftp://hooks.example.com/x", ["*"], "http or https"),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import redis
 import requests.certs
@@ -59,26 +60,33 @@ class DeliveryFailed(Unavailable):
     """The receiver did not answer 2xx (RQ retries the delivery)."""
 
 
-def _pool(target: Target, address: str, timeout: float,
-          ca_certs: str | None) -> urllib3.HTTPConnectionPool:
+def _ca_bundle() -> dict[str, str]:
+    """The CAs ``requests`` would trust: ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (a
+    file or a directory) when set, else its own bundle (certifi)."""
+    path = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            or requests.certs.where())
+    return {"ca_cert_dir": path} if os.path.isdir(path) else {"ca_certs": path}
+
+
+def _pool(target: Target, address: str, timeout: float) -> urllib3.HTTPConnectionPool:
     limits = urllib3.Timeout(connect=timeout, read=timeout)
     if target.scheme == "https":
         return urllib3.HTTPSConnectionPool(
             address, target.port, timeout=limits, retries=False, maxsize=1,
             server_hostname=target.host, assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED", ca_certs=ca_certs or requests.certs.where())
+            cert_reqs="CERT_REQUIRED", **_ca_bundle())
     return urllib3.HTTPConnectionPool(address, target.port, timeout=limits, retries=False,
                                       maxsize=1)
 
 
-def send(target: Target, body: bytes, headers: dict[str, str], timeout: float = READ_TIMEOUT,
-         ca_certs: str | None = None) -> int:
+def send(target: Target, body: bytes, headers: dict[str, str],
+         timeout: float = READ_TIMEOUT) -> int:
     """POST ``body`` to ``target``'s checked addresses (the next one only when connecting
-    to one fails); the answer's HTTP status. ``ca_certs``: the CA bundle for https
-    (default: the one ``requests`` uses). Raises urllib3's ``HTTPError``."""
+    to one fails); the answer's HTTP status. No proxy is used (it would resolve the
+    name again). Raises urllib3's ``HTTPError``."""
     failure: HTTPError | None = None
     for address in target.addresses[:MAX_ADDRESSES]:
-        pool = _pool(target, address, timeout, ca_certs)
+        pool = _pool(target, address, timeout)
         try:
             resp = pool.urlopen("POST", target.path, body=body,
                                 headers={**headers, "Host": target.host_header},
