@@ -31,8 +31,8 @@ import logging
 import os
 
 import redis
-import requests.certs
 import urllib3
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from rq import SimpleWorker, Worker, get_current_job
 from rq.timeouts import JobTimeoutException
 from urllib3.exceptions import ConnectTimeoutError, HTTPError
@@ -60,21 +60,22 @@ class DeliveryFailed(Unavailable):
     """The receiver did not answer 2xx (RQ retries the delivery)."""
 
 
-def _ca_bundle() -> dict[str, str]:
-    """The CAs ``requests`` would trust: ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (a
-    file or a directory) when set, else its own bundle (certifi)."""
+def _ca_bundle() -> tuple[str | None, str | None]:
+    """The CAs ``requests`` would trust, as (file, directory): ``REQUESTS_CA_BUNDLE`` or
+    ``CURL_CA_BUNDLE`` when set, else its own bundle (certifi)."""
     path = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            or requests.certs.where())
-    return {"ca_cert_dir": path} if os.path.isdir(path) else {"ca_certs": path}
+            or DEFAULT_CA_BUNDLE_PATH)
+    return (None, path) if os.path.isdir(path) else (path, None)
 
 
 def _pool(target: Target, address: str, timeout: float) -> urllib3.HTTPConnectionPool:
     limits = urllib3.Timeout(connect=timeout, read=timeout)
     if target.scheme == "https":
+        ca_file, ca_dir = _ca_bundle()
         return urllib3.HTTPSConnectionPool(
             address, target.port, timeout=limits, retries=False, maxsize=1,
             server_hostname=target.host, assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED", **_ca_bundle())
+            cert_reqs="CERT_REQUIRED", ca_certs=ca_file, ca_cert_dir=ca_dir)
     return urllib3.HTTPConnectionPool(address, target.port, timeout=limits, retries=False,
                                       maxsize=1)
 
