@@ -72,9 +72,10 @@ def _pool(target: Target, address: str, timeout: float) -> urllib3.HTTPConnectio
     limits = urllib3.Timeout(connect=timeout, read=timeout)
     if target.scheme == "https":
         ca_file, ca_dir = _ca_bundle()
+        name = target.host.rstrip(".")  # as urllib3 sends and checks a name with its root dot
         return urllib3.HTTPSConnectionPool(
             address, target.port, timeout=limits, retries=False, maxsize=1,
-            server_hostname=target.host, assert_hostname=target.host,
+            server_hostname=name, assert_hostname=name,
             cert_reqs="CERT_REQUIRED", ca_certs=ca_file, ca_cert_dir=ca_dir)
     return urllib3.HTTPConnectionPool(address, target.port, timeout=limits, retries=False,
                                       maxsize=1)
