@@ -24,7 +24,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.txt
 setup: $(VENV)/.installed-run
 	$(BIN)/python -m dev.run --setup
 
-# web, worker, cron and (without REDIS_URL) the embedded Redis under honcho,
+# web, worker, cron, webhooks and (without REDIS_URL) the embedded Redis under honcho,
 # after the set-up and the checks. The environment wins over .env. dev/run.py.
 run: $(VENV)/.installed-run
 	$(BIN)/python -m dev.run

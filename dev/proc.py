@@ -1,4 +1,4 @@
-"""One process of the Procfile: ``python -m dev.proc web|worker|cron|redis``.
+"""One process of the Procfile: ``python -m dev.proc web|worker|cron|webhooks|redis``.
 
 ``honcho start`` (and ``make run``, through honcho) starts every entry of the
 ``Procfile`` at once, each through ``dev/proc.sh``, which runs this module in
@@ -44,6 +44,7 @@ COMMANDS = {
     "web": ["-m", "gunicorn", "website:create_app()"],
     "worker": ["-m", "worker"],
     "cron": ["-m", "worker.cron"],
+    "webhooks": ["-m", "worker", "--webhooks"],
 }
 
 

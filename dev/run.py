@@ -105,8 +105,9 @@ def launch_env(environ: Mapping[str, str], file_env: Mapping[str, str],
 
 
 def default_processes(env: Mapping[str, str]) -> list[str]:
-    """web, worker and cron, plus the embedded Redis when ``REDIS_URL`` is unset."""
-    return ["web", "worker", "cron"] if env.get("REDIS_URL") else ["web", "worker", "cron", "redis"]
+    """web, worker, cron and webhooks, plus the embedded Redis when ``REDIS_URL`` is unset."""
+    processes = ["web", "worker", "cron", "webhooks"]
+    return processes if env.get("REDIS_URL") else [*processes, "redis"]
 
 
 def check_ports(env: Mapping[str, str], processes: list[str]) -> None:

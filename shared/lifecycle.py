@@ -89,6 +89,8 @@ class Lifecycle:
         self.store = store or JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
                                        log_max=cfg.JOB_LOG_MAX, lease_seconds=cfg.LEASE_SECONDS)
         self.queue = Queue(cfg.QUEUE_NAME, connection=raw)  # RQ wants bytes
+        # Webhook deliveries on their own queue and worker: never behind, nor in, a user job.
+        self.webhook_queue = Queue(webhooks.queue_name(cfg.QUEUE_NAME), connection=raw)
         self.external = ExternalQueues(client, lease_seconds=cfg.LEASE_SECONDS,
                                        max_attempts=cfg.MAX_ATTEMPTS)
         self.capacity = Capacity(cfg, client)
@@ -487,7 +489,8 @@ class Lifecycle:
                 log.warning("batch %s: could not start its onComplete: %s", batch_id, exc)
 
     def _hand_over_webhooks(self, changes: list[Change]) -> None:
-        """An ended job that names a webhook gets its delivery enqueued, once."""
+        """An ended job that names a webhook gets its delivery enqueued, once, on the
+        webhooks' queue; its RQ job timeout is the delivery's deadline."""
         for change in changes:
             if not change.state.finished:
                 continue
@@ -496,10 +499,11 @@ class Lifecycle:
                 delivery = webhooks.claim_delivery(self.client, job_id)
                 if delivery is not None:
                     intervals = list(self.cfg.WEBHOOK_BACKOFF)
-                    self.queue.enqueue(webhooks.DELIVER_JOB, job_id, delivery, job_timeout=60,
-                                       retry=Retry(max=len(intervals), interval=intervals),
-                                       result_ttl=self.cfg.JOB_TTL,
-                                       failure_ttl=self.cfg.JOB_TTL)
+                    self.webhook_queue.enqueue(
+                        webhooks.DELIVER_JOB, job_id, delivery,
+                        job_timeout=self.cfg.WEBHOOK_DEADLINE,
+                        retry=Retry(max=len(intervals), interval=intervals),
+                        result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL)
                     log.info("job %s: webhook delivery %s enqueued", job_id, delivery)
             except redis.RedisError as exc:
                 log.warning("job %s: could not enqueue its webhook: %s", job_id, exc)

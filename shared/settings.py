@@ -288,6 +288,8 @@ class Settings:
     WEBHOOK_BACKOFF: Setting[tuple[int, ...]] = Setting(
         WEBHOOKS, (10, 60, 300, 1800, 7200, 21600, 43200), intervals,
         "seconds before each retry of a failed webhook")
+    WEBHOOK_DEADLINE = Setting(WEBHOOKS, 15, integer(1, cap=600),
+                               "seconds one delivery may take in all (then it is retried)")
 
     # -- Operations ----------------------------------------------------------------
     LOG_LEVEL = Setting(OPERATIONS, "INFO", text(lambda s: s.strip().upper()), "logging level")

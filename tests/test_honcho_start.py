@@ -94,5 +94,5 @@ def test_ctrl_c_stops_the_embedded_redis_last(tmp_path: Path) -> None:
     stopped = [line.split("| ", 1)[1].split()[0] for line in output.splitlines()
                if "system" in line.split("| ", 1)[0] and " stopped " in line]
     assert stopped[-1] == "redis.1", output
-    assert set(stopped) == {"web.1", "worker.1", "cron.1", "redis.1"}, output
+    assert set(stopped) == {"web.1", "worker.1", "cron.1", "webhooks.1", "redis.1"}, output
     assert "SIGKILL" not in output and "Redis unavailable" not in output, output

@@ -99,8 +99,9 @@ def test_launch_env_derives_the_bind_and_lets_the_environment_win() -> None:
     assert site_url_for("[::]:5000") == "http://[::1]:5000"
     assert site_url_for("0.0.0.0:8080") == "http://127.0.0.1:8080"
     assert site_url_for("unix:/run/jobcast.sock") == ""
-    assert default_processes({"REDIS_URL": "redis://elsewhere:6379/0"}) == ["web", "worker", "cron"]
-    assert default_processes({}) == ["web", "worker", "cron", "redis"]
+    assert default_processes({"REDIS_URL": "redis://elsewhere:6379/0"}) == [
+        "web", "worker", "cron", "webhooks"]
+    assert default_processes({}) == ["web", "worker", "cron", "webhooks", "redis"]
 
 
 def test_only_missing_secrets_are_appended(tmp_path: Path) -> None:

@@ -9,18 +9,22 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import requests
 from rq import Queue
 
 from shared import keys
 from shared.protocol import RUN_KIND_JOB, new_id
 from shared.store import JobStore
 from tests.support import (
+    TEST_OPS_TOKEN,
     EventRecorder,
     Process,
     RedisServer,
+    auth,
     demo_final,
     final_state_received,
     free_port,
@@ -33,6 +37,13 @@ from tests.support import (
 from tests.test_webhooks import Receiver
 
 HOOK_SECRET = "fallback-webhook-secret"
+
+
+def operator_state(url: str, job_id: str) -> dict[str, Any]:
+    """The job's JSON as an operator reads it (a webhook's delivery shows to them)."""
+    resp = requests.get(f"{url}/api/jobs/{job_id}", headers=auth(TEST_OPS_TOKEN), timeout=5)
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -60,6 +71,7 @@ def split_stack(log_dir: Path, tmp_path: Path) -> Iterator[SplitStack]:
         worker = start_worker({**env, "PROGRESS_URL": dead, "REPORT_RETRY_SECONDS": "0.3"},
                               log_dir, name="worker-split")
         procs.append(worker)
+        procs.append(start_worker(env, log_dir, name="webhooks-split", args=["--webhooks"]))
         yield SplitStack(server, web, worker, env["SITE_URL"])
     finally:
         for proc in reversed(procs):
@@ -102,7 +114,7 @@ def test_a_job_the_fallback_ends_still_calls_its_webhook(split_stack: SplitStack
         Queue("jobcast", connection=redis.Redis.from_url(split_stack.redis.url)).enqueue(
             RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 2}, job_id=job_id)
         wait_until(lambda: receiver.received, timeout=30, what="the webhook after a fallback end")
-        state = wait_until(lambda: (s := job_state(split_stack.url, job_id)).get(
+        state = wait_until(lambda: (s := operator_state(split_stack.url, job_id)).get(
             "webhook", {}).get("state") == "delivered" and s, timeout=10, what="delivered")
     finally:
         receiver.close()

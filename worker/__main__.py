@@ -1,4 +1,5 @@
-"""Run the Jobcast worker: ``python -m worker [--burst]``."""
+"""Run the Jobcast worker: ``python -m worker [--burst]``; ``--webhooks`` runs the
+webhooks worker instead (completion webhooks, on their own queue: ``worker/deliver.py``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from shared.kinds import load_kinds
 from shared.kinds.highlight import render
 from shared.redisconn import worker_redis
 from shared.siteurl import CallbackAddress
-from worker import logsafety
+from worker import deliver, logsafety
 from worker.recovery import make_worker, take_over_name
 
 log = logging.getLogger("worker")
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="worker name (default: RQ's)")
     parser.add_argument("--preload", action="append", default=[], metavar="MODULE",
                         help="another job module to import up front (repeatable)")
+    parser.add_argument("--webhooks", action="store_true",
+                        help="deliver completion webhooks (queue <QUEUE_NAME>-webhooks), "
+                             "not jobs")
     args = parser.parse_args(argv)
 
     try:
@@ -120,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                     "value; set it in the environment before running anywhere but locally")
     conn = worker_redis(cfg)  # rides out a Redis restart (shared/redisconn.py)
     wait_for_redis(conn, timeout=60)
+    if args.webhooks:
+        if args.name:
+            take_over_name(cfg, conn, args.name)
+        return deliver.serve(cfg, conn, args.name, burst=args.burst)
     preload_jobs(cfg, args.preload)
     check_callback_address(cfg, conn)
     if args.name:

@@ -8,7 +8,7 @@ from shared.errors import Invalid
 from shared.joblog import is_log_id, read_log
 from shared.protocol import LOG_START
 from shared.webhooks import delivery_state
-from website.auth.owners import control_token, readable_job, request_owner
+from website.auth.owners import control_token, may_control, readable_job, request_owner
 from website.extensions import core
 from website.jobs.submit import read_submission
 
@@ -45,11 +45,13 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
 @bp.get("/jobs/<job_id>")
 def job_state(job_id: str) -> Response | tuple[Response | str, int]:
     """The job's current state as JSON; 404 for an unknown id (or one the
-    caller may not read, with ``JOB_VISIBILITY=owner``)."""
+    caller may not read, with ``JOB_VISIBILITY=owner``). Its webhook's delivery
+    (state, attempts, ``lastStatus``) only for its owner and operators: to anyone
+    else with the id it would tell what answers at the webhook's URL."""
     state = readable_job(job_id)
     body = state.to_payload()
     delivery = delivery_state(state.extra)
-    if delivery is not None:
+    if delivery is not None and may_control(state.job_id):
         body["webhook"] = delivery
     return jsonify(body)
 
