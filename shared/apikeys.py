@@ -126,7 +126,7 @@ def check_name(raw: object) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise Invalid("name must be a non-empty text", {"name": "is required (text)"})
     name = raw.strip()
-    if len(name) > NAME_MAX or not name.isprintable():
+    if len(raw) > NAME_MAX or not name.isprintable():
         raise Invalid(f"name must be at most {NAME_MAX} printable characters",
                       {"name": f"at most {NAME_MAX} printable characters"})
     return name
