@@ -103,10 +103,12 @@ def refused_key(auth_token: object = None) -> str | None:
     """Why the request is refused (401) when it presents a token with the API key prefix
     (its bearer token, or ``auth_token`` from a Socket.IO client) that is no valid key:
     unknown or revoked. None when it presents none, or a valid one."""
-    for token in (_bearer(), auth_token):
-        if (is_key_text(token) and find_key_id(core.client, token) is None
-                and not _site_token(str(token))):
-            return KEY_REFUSED
+    bearer = _bearer()
+    if is_key_text(bearer) and request_key() is None and not _site_token(str(bearer)):
+        return KEY_REFUSED
+    if (is_key_text(auth_token) and find_key_id(core.client, auth_token) is None
+            and not _site_token(str(auth_token))):
+        return KEY_REFUSED
     return None
 
 
