@@ -250,6 +250,8 @@ def test_the_dashboard_creates_lists_and_revokes_keys(client: FlaskClient,
     assert f'value="k-{key_id}" label="reports"' in html  # the owner filter offers its name
     row = re.search(rf'<tr data-job-id="{job_id}".*?</tr>', html, re.S)
     assert row is not None and f'title="k-{key_id}">reports</a>' in row.group(0)
+    detail = client.get(f"/dashboard/jobs/{job_id}", headers=OPS).get_data(as_text=True)
+    assert f"k-{key_id} (API key “reports”)" in detail
     filtered = client.get(f"/dashboard?owner=k-{key_id}", headers=OPS).get_data(as_text=True)
     assert "key “reports”" in filtered
     revoked = client.post(f"/dashboard/keys/{key_id}/revoke", headers=OPS,
