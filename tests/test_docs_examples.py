@@ -1,5 +1,5 @@
-"""The curl examples of README.md ("The progress callback") and docs/many-jobs.md
-(recurring schedules, batches) run as written against a real stack, as a reader
+"""The curl examples of README.md ("The progress callback"), docs/many-jobs.md
+(recurring schedules, batches) and docs/api-keys.md run as written against a real stack, as a reader
 would run them against ``make run`` (only the address is the stack's)."""
 
 from __future__ import annotations
@@ -89,3 +89,16 @@ def test_the_batch_example_starts_three_jobs_that_complete(stack: Stack) -> None
     final = wait_until(lambda: (t := requests.get(status, timeout=5).json())["complete"] and t,
                        timeout=30, what="the batch to complete")
     assert final["done"] == 3 and final["counts"]["succeeded"] == 3
+
+
+def test_the_api_key_example_creates_uses_and_revokes_a_key(stack: Stack) -> None:
+    [example] = sh_blocks(ROOT / "docs" / "api-keys.md", "## Creating, listing, revoking")
+    output = run_example(stack, example)
+    created, job, cancelled, listed, revoked = json_lines(output)
+    assert created["key"].startswith("jc_") and created["owner"] == f"k-{created['id']}"
+    assert created["quota"] == {"jobs": 500, "rate": 60}
+    assert job["owner"] == created["owner"] and cancelled["state"]["state"] == "cancelled"
+    assert created["id"] in {k["id"] for k in listed["keys"]}
+    assert created["key"] not in json.dumps(listed)
+    assert revoked["id"] == created["id"] and revoked["revoked"] is True
+    assert output.splitlines()[-1] == "401"

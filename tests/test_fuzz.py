@@ -106,7 +106,16 @@ class RealIds:
             return self.snippet
         if "{schedule_id}" in operation:
             return self.schedule()
+        if "{key_id}" in operation:
+            return self.api_key()
         return self.job
+
+    def api_key(self) -> str:
+        """A fresh API key's id (created by the operator)."""
+        resp = requests.post(f"{self.stack.url}/api/keys", timeout=5, json={"name": "fuzz"},
+                             headers=auth(OPS_TOKEN))
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
 
     def schedule(self) -> str:
         """A fresh recurring schedule (declared through the API)."""
@@ -132,7 +141,7 @@ def strategy(operation: Any) -> st.SearchStrategy[Any]:
 
 def headers_for(path: str, job_id: str | None, token: str) -> dict[str, str]:
     """The bearer token ``token`` names: the shared one, the job's own, or the operator's."""
-    if (path in ("/metrics", "/api/jobs") or path.startswith("/api/schedules")
+    if (path in ("/metrics", "/api/jobs") or path.startswith(("/api/schedules", "/api/keys"))
             or path.endswith(("/cancel", "/retry"))):
         return auth(OPS_TOKEN) if token != "none" else {}
     if path == "/api/progress" and token == "job" and job_id:
@@ -173,10 +182,11 @@ def test_api_answers_as_documented(operation: Any, stack: Stack, real_ids: RealI
         # The callback has one rule OpenAPI 3.0 cannot state (current <= total), so
         # a "schema-valid" report may rightly get 400 there, and a claim names kinds
         # that must be this site's external kinds, and a batch's items must be its
-        # kind's arguments; every other check applies.
+        # kind's arguments, and a key's name must be printable text; every other check
+        # applies.
         excluded = ([positive_data_acceptance]
                     if path in ("/api/progress", "/api/workers/claim", "/api/schedules",
-                                "/api/batches")
+                                "/api/batches", "/api/keys")
                     else [])
         response = case.call_and_validate(base_url=stack.url,
                                           headers=headers_for(path, job_id, token),

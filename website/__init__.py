@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Config
 from shared.push import SOCKETIO_CHANNEL
-from website import claims, http, jobs, ops, progress, realtime, snippets
+from website import claims, http, jobs, keys, ops, progress, realtime, snippets
 from website.extensions import init_core, socketio
 from website.http.access import configure_logging
 
@@ -48,6 +48,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     claims.init_app(app)
     snippets.init_app(app)
     ops.init_app(app)
+    keys.init_app(app)
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:  # client address, scheme and host from the proxies' X-Forwarded-* headers
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -21,6 +21,13 @@ A batch belongs to the session that created it (its owner id) and to the
 holder of its ``controlToken`` (the 202 of ``POST /api/batches``; signed
 like a job's but for ``batch:<id>``, so neither stands in for the other).
 
+A program may instead present an API key an operator created
+(``Authorization: Bearer jc_...``, ``shared/apikeys.py``): the key is then the owner
+(``k-<key id>``) of every job, batch and snippet it starts, and may cancel, retry
+and read them, wherever it presents itself (as the bearer token, or where a
+Socket.IO client may pass a ``controlToken``). Only a token with the key prefix is
+looked up; an unknown or revoked one is refused with 401 (:func:`refused_key`).
+
 Operators (``OPS_TOKEN`` as a bearer token or Basic password) may control
 every job and batch. Reading a job's state needs only its id, unless
 ``JOB_VISIBILITY=owner``: then only the owner and operators may, and others
@@ -31,14 +38,15 @@ from __future__ import annotations
 
 import secrets
 
-from flask import current_app, has_request_context, request, session
+from flask import current_app, g, has_request_context, request, session
 
 from shared import keys
+from shared.apikeys import find_key_id, is_key_text, key_tenant
 from shared.config import VISIBILITY_OWNER
 from shared.errors import NotFound
 from shared.jobstate import JobState
 from shared.protocol import is_uuid
-from shared.signing import control_token_allows, parse_bearer, sign_control_token
+from shared.signing import control_token_allows, parse_bearer, same_text, sign_control_token
 from website.auth.operators import is_operator
 from website.extensions import core
 
@@ -47,6 +55,9 @@ _SESSION_KEY = "jobs"
 _OWNER_KEY = "owner"
 OWNER_PREFIX = "u-"  # session owner ids; the site's own owners are "operator", "batch:<id>"...
 OWNER_MAX = 100  # characters of an owner an operator may name (the filter's limit)
+KEY_REFUSED = "This API key is unknown or was revoked."
+_KEY_CACHE = "jobcast_api_key"  # flask.g: the request's key id (None: none), looked up once
+_SITE_TOKENS = ("OPS_TOKEN", "PROGRESS_TOKEN", "WORKER_TOKEN")
 
 
 def session_owner() -> str:
@@ -59,15 +70,68 @@ def session_owner() -> str:
     return owner
 
 
+def _bearer() -> str | None:
+    return parse_bearer(request.headers.get("Authorization"))
+
+
+def request_key() -> str | None:
+    """The id of the valid API key this request carries as its bearer token, or None
+    (no token with the key prefix, or not a valid key). Looked up once per request."""
+    if not has_request_context():
+        return None
+    if _KEY_CACHE not in g:
+        bearer = _bearer()
+        setattr(g, _KEY_CACHE, find_key_id(core.client, bearer) if is_key_text(bearer) else None)
+    found: str | None = getattr(g, _KEY_CACHE)
+    return found
+
+
+def _key_of(auth_token: object) -> str | None:
+    """The request's key, or the key a Socket.IO client passed as ``auth_token``."""
+    return request_key() or (find_key_id(core.client, auth_token)
+                             if is_key_text(auth_token) else None)
+
+
+def _site_token(token: str) -> bool:
+    """True when ``token`` is one of the site's own secrets (which may, by chance, start
+    with the key prefix): not an API key, and checked where it is used."""
+    cfg = current_app.config
+    return any(cfg.get(name) and same_text(token, str(cfg[name])) for name in _SITE_TOKENS)
+
+
+def refused_key(auth_token: object = None) -> str | None:
+    """Why the request is refused (401) when it presents a token with the API key prefix
+    (its bearer token, or ``auth_token`` from a Socket.IO client) that is no valid key:
+    unknown or revoked. None when it presents none, or a valid one."""
+    bearer = _bearer()
+    if is_key_text(bearer) and request_key() is None and not _site_token(str(bearer)):
+        return KEY_REFUSED
+    if (is_key_text(auth_token) and find_key_id(core.client, auth_token) is None
+            and not _site_token(str(auth_token))):
+        return KEY_REFUSED
+    return None
+
+
 def request_owner(asked: object = None) -> str:
-    """The owner to record on a job this request creates: the session's owner id,
-    or ``asked`` (an ``"owner"`` from the body) when the caller is an operator.
-    Outside a request (the site's own jobs): ''."""
+    """The owner to record on a job this request creates: the API key's owner
+    (``k-<id>``) when it presents one, else the session's owner id; ``asked`` (an
+    ``"owner"`` from the body) when the caller is an operator. Outside a request
+    (the site's own jobs): ''."""
     if not has_request_context():
         return ""
     if isinstance(asked, str) and asked.strip() and is_operator():
         return asked.strip()[:OWNER_MAX]
-    return session_owner()
+    key_id = request_key()
+    return key_tenant(key_id) if key_id else session_owner()
+
+
+def request_tenant() -> str:
+    """Who a job this request starts counts against (quotas, fair share; the forms are
+    in ``shared/apikeys.py``): the API key's tenant (``k-<id>``) when it presents one.
+    Others: '' for now (the per-owner quotas of #26 fill in the session, address and
+    operator forms)."""
+    key_id = request_key()
+    return key_tenant(key_id) if key_id else ""
 
 
 def remember_job(job_id: str) -> None:
@@ -89,16 +153,20 @@ def _token_ok(token: object, job_id: str) -> bool:
 
 def is_owner(job_id: str, auth_token: object = None) -> bool:
     """True when the request's session created ``job_id`` (one of its newest, or any
-    job recorded with its owner id) or it carries the job's control token (as a
-    bearer token, or ``auth_token`` given by a Socket.IO client)."""
+    job recorded with its owner id), it carries the job's control token (as a
+    bearer token, or ``auth_token`` given by a Socket.IO client), or it presents the
+    API key the job was started with (the same two ways)."""
     if job_id in session.get(_SESSION_KEY, []):
         return True
-    bearer = parse_bearer(request.headers.get("Authorization"))
+    bearer = _bearer()
     if _token_ok(bearer, job_id) or _token_ok(auth_token, job_id):
         return True
-    mine = session.get(_OWNER_KEY)
-    return (isinstance(mine, str) and mine.startswith(OWNER_PREFIX)
-            and core.client.hget(keys.job_key(job_id), "owner") == mine)
+    mine = [owner for owner in (session.get(_OWNER_KEY),)
+            if isinstance(owner, str) and owner.startswith(OWNER_PREFIX)]
+    key_id = _key_of(auth_token)
+    if key_id:
+        mine.append(key_tenant(key_id))
+    return bool(mine) and core.client.hget(keys.job_key(job_id), "owner") in mine
 
 
 def may_control(job_id: str, auth_token: object = None) -> bool:
@@ -134,10 +202,13 @@ def batch_control_token(batch_id: str) -> str:
 
 
 def may_control_batch(batch_id: str, owner: str) -> bool:
-    """True for the batch's owner (the session whose owner id is ``owner``, or the
-    bearer of the batch's ``controlToken``) and for operators: they may cancel it."""
+    """True for the batch's owner (the session whose owner id is ``owner``, the API key
+    whose owner it is, or the bearer of the batch's ``controlToken``) and for
+    operators: they may cancel it."""
     mine = session.get(_OWNER_KEY)
     if owner and isinstance(mine, str) and mine == owner:
         return True
-    bearer = parse_bearer(request.headers.get("Authorization"))
-    return _token_ok(bearer, _batch_subject(batch_id)) or is_operator()
+    key_id = request_key()
+    if owner and key_id and key_tenant(key_id) == owner:
+        return True
+    return _token_ok(_bearer(), _batch_subject(batch_id)) or is_operator()

@@ -9,9 +9,11 @@ process shares the counts:
 - ``RATE_LIMIT_GLOBAL`` (default ``600/minute``) for all clients together, a
   ceiling that many addresses cannot get around.
 
-``0`` disables either. Over a limit the answer is 429 with ``Retry-After``, as
-JSON under ``/api/`` and as an HTML page otherwise. Endpoints are limited
-explicitly, by name, in their feature's ``init_app``::
+``0`` disables either. A feature may count some requests by another key and limit
+(:func:`count_by`): a request with an API key is counted by its key, at the key's
+own ``rate`` (``website/keys``), instead of by its address. Over a limit the answer
+is 429 with ``Retry-After``, as JSON under ``/api/`` and as an HTML page otherwise.
+Endpoints are limited explicitly, by name, in their feature's ``init_app``::
 
     ratelimit.limit(app, "jobs", "jobs.create", "api.create_job")
 
@@ -33,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, current_app, make_response, request
+from flask import Flask, Response, current_app, g, make_response, request
 from flask_limiter import Limiter, RateLimitExceeded
 
 from shared import keys
@@ -41,6 +43,11 @@ from shared.config import parse_rate
 from website.http.answers import error_response
 
 EVERYONE = "all-clients"  # the key of the global ceiling
+# Who counts a request instead of its address: (counting key, requests per minute, or
+# None for RATE_LIMIT), or None for "its address" (see count_by).
+Who = Callable[[], tuple[str, int | None] | None]
+_WHO = "jobcast.ratelimit.who"
+_WHO_CACHE = "jobcast_ratelimit_who"  # flask.g: the request's answer, asked once
 
 
 def client_network(address: str | None) -> str:
@@ -65,6 +72,36 @@ def client_key() -> str:
     the trusted proxies put in ``X-Forwarded-For`` (werkzeug's ``ProxyFix``).
     """
     return client_network(request.remote_addr)
+
+
+def count_by(app: Flask, who: Who) -> None:
+    """Let ``who`` say, per request, who is counted instead of its address, and at what
+    rate (requests per minute; None: ``RATE_LIMIT``). Read at request time, so it may
+    be installed after the endpoints were limited."""
+    app.extensions[_WHO] = who
+
+
+def _counted_as() -> tuple[str, int | None] | None:
+    if not hasattr(g, _WHO_CACHE):
+        who: Who | None = current_app.extensions.get(_WHO)
+        setattr(g, _WHO_CACHE, who() if who is not None else None)
+    found: tuple[str, int | None] | None = getattr(g, _WHO_CACHE)
+    return found
+
+
+def per_client_key() -> str:
+    """The per-client limit's key: what :func:`count_by` names, else :func:`client_key`."""
+    found = _counted_as()
+    return found[0] if found is not None else client_key()
+
+
+def per_client_limit() -> str:
+    """The per-client limit of this request: its own rate (:func:`count_by`), else
+    ``RATE_LIMIT`` ('' when disabled: Flask-Limiter then applies none)."""
+    found = _counted_as()
+    if found is not None and found[1] is not None:
+        return f"{found[1]} per 60 second"
+    return current_app.extensions[RateLimits.name + ".per_client"]  # type: ignore[no-any-return]
 
 
 def everyone_key() -> str:
@@ -99,6 +136,8 @@ class RateLimits:
         # (its supported request filter) instead of resolving "no limits" each time.
         limiter.request_filter(lambda: request.endpoint not in limited)
         app.extensions[self.name] = limiter
+        app.extensions[self.name + ".per_client"] = limit_string(app.config["RATE_LIMIT"],
+                                                                 "RATE_LIMIT")
         app.extensions[self.name + ".endpoints"] = limited
         app.register_error_handler(RateLimitExceeded, too_many_requests)
 
@@ -112,15 +151,15 @@ class RateLimits:
         if unknown:
             raise ValueError(f"rate limit for unknown endpoint(s): {', '.join(unknown)}")
         limiter = self.limiter(app)
-        per_client = limit_string(app.config["RATE_LIMIT"], "RATE_LIMIT")
         everyone = limit_string(app.config["RATE_LIMIT_GLOBAL"], "RATE_LIMIT_GLOBAL")
         for endpoint in endpoints:
             view: Callable[..., Any] = app.view_functions[endpoint]
             if everyone:
                 view = limiter.shared_limit(everyone, scope=f"{scope}:{EVERYONE}",
                                             key_func=everyone_key)(view)
-            if per_client:
-                view = limiter.shared_limit(per_client, scope=scope, key_func=client_key)(view)
+            # Dynamic: an API key's own rate, else RATE_LIMIT (none when that is 0).
+            view = limiter.shared_limit(per_client_limit, scope=scope,
+                                        key_func=per_client_key)(view)
             app.view_functions[endpoint] = view
             app.extensions[self.name + ".endpoints"].add(endpoint)
 
@@ -146,7 +185,8 @@ def too_many_requests(exc: RateLimitExceeded) -> Response:
     current = rate_limits.limiter(current_app).current_limit
     if current is not None and current.breached:
         retry_after = max(1, min(retry_after, math.ceil(current.reset_at - time.time())))
-    who = "from all clients together" if exc.limit.key_func is everyone_key else ""
+    who = ("from all clients together" if exc.limit.key_func is everyone_key
+           else "with this API key" if _counted_as() is not None else "")
     message = (f"Too many requests{' ' + who if who else ''}: at most {item.amount} "
                f"per {item.get_expiry()} s. Try again in {retry_after} s.")
     body, status = error_response(429, message)

@@ -26,7 +26,12 @@ from shared.errors import Forbidden, Invalid
 from shared.kinds import JobKind
 from shared.kinds.validate import problems, with_defaults
 from shared.protocol import is_uuid
-from website.auth.owners import batch_control_token, may_control_batch, request_owner
+from website.auth.owners import (
+    batch_control_token,
+    may_control_batch,
+    request_owner,
+    request_tenant,
+)
 from website.extensions import core
 from website.http.body import read_json_body
 
@@ -83,7 +88,8 @@ def create() -> tuple[Response, int]:
     400 naming bad items."""
     kind, items, then = read_batch(read_json_body(BODY_MAX))
     owner = request_owner()
-    batch_id, ids = core.lifecycle.start_batch(kind, items, owner=owner, on_complete=then)
+    batch_id, ids = core.lifecycle.start_batch(kind, items, owner=owner, on_complete=then,
+                                               tenant=request_tenant())
     status_url = url_for("batches.status", batch_id=batch_id)
     return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids),
                     "controlToken": batch_control_token(batch_id), "owner": owner}), 202

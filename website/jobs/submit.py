@@ -90,9 +90,12 @@ def read_submission(kinds: dict[str, JobKind]) -> Submission:
         if isinstance(value, str) and len(value.encode("utf-8")) > upload_limit(kind, name):
             raise TooLarge(f"{name} is over {upload_limit(kind, name)} bytes",
                            {name: "is too large"})
+    owner = body.get("owner")
+    if owner is not None and not isinstance(owner, str):  # as the spec says: text
+        raise Invalid("owner must be text (and only an operator may name one)",
+                      {"owner": "must be text"})
     return Submission(kind, checked_args(kind, args), webhook=read_webhook(body),
-                      run_at=read_run_at(body, current_app.config["JOB_TTL"]),
-                      owner=body.get("owner"))
+                      run_at=read_run_at(body, current_app.config["JOB_TTL"]), owner=owner)
 
 
 def read_webhook(body: dict[str, Any]) -> str | None:

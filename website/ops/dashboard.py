@@ -7,7 +7,9 @@ The page is rendered with one page of the jobs matching its filter
 ``watchDashboard`` ack returns a fresh snapshot of the same page (the room is
 joined first, so no change is missed), and after that every job change
 arrives as one compact ``jobChanged`` event; the script adds or drops the
-row as the job enters or leaves the filter.
+row as the job enters or leaves the filter. A job started with an API key
+(owner ``k-<id>``) shows the key's name (``ownerName``); the page lists the keys
+(``website/keys``: create, revoke) and offers their owners to the filter.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, render_template, requ
 from rq import Worker
 from rq.job import Job
 
+from shared.apikeys import key_names, list_keys
 from shared.jobquery import BadFilter, JobFilter, parse_cursor
 from shared.protocol import DASHBOARD_ROOM, DASHBOARD_SUBSCRIBE, STATES
 from shared.schedules import ScheduleStore
@@ -55,7 +58,7 @@ def job_row(job: JobState, worker: str | None) -> dict[str, Any]:
     return {
         "jobId": job.job_id, "kind": job.kind, "state": job.state, "progress": job.progress,
         "stage": job.stage, "message": job.message, "attempt": job.attempt,
-        "owner": job.owner,
+        "owner": job.owner, "ownerName": None,  # the key's name (with_owner_names)
         "createdAt": job.created_at, "startedAt": job.started_at,
         "finishedAt": job.finished_at, "worker": worker or "",
         "workerShort": short_worker_name(worker) if worker else "",
@@ -63,6 +66,14 @@ def job_row(job: JobState, worker: str | None) -> dict[str, Any]:
         "page": job.extra.get("page") or None,  # the page the job works for (a snippet's)
         "pageText": job.extra.get("page_text") or "page",
     }
+
+
+def with_owner_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with ``ownerName`` set for the jobs an API key started (its name)."""
+    names = key_names(core.client, [row["owner"] for row in rows])
+    for row in rows:
+        row["ownerName"] = names.get(row["owner"])
+    return rows
 
 
 def _text(value: object) -> str:
@@ -99,7 +110,8 @@ def snapshot(flt: JobFilter, cursor: str | None = None) -> dict[str, Any]:
         "workers": [{"name": w.name, "short": short_worker_name(w.name),
                      "state": _text(w.get_state()), "job": w.get_current_job_id() or ""}
                     for w in workers],
-        "jobs": [job_row(job, workers_by_job.get(job.job_id)) for job in found.jobs],
+        "jobs": with_owner_names([job_row(job, workers_by_job.get(job.job_id))
+                                  for job in found.jobs]),
     }
 
 
@@ -121,9 +133,12 @@ def dashboard() -> Response | str | tuple[Response | str, int]:
         return ops_challenge()
     flt, cursor = read_filter(request.args)
     kinds = sorted(core.kinds)
+    api_keys = list_keys(core.client)
     return render_template("dashboard.html", data=snapshot(flt, cursor), token=dashboard_token(),
                            flt=flt, states=STATES, kinds=kinds,
-                           schedules=ScheduleStore(core.client).all())
+                           schedules=ScheduleStore(core.client).all(), api_keys=api_keys,
+                           owner_name=next((k.name for k in api_keys if k.tenant == flt.owner),
+                                           None))
 
 
 def on_watch(data: object) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from shared.store import JobState
 from website.auth.operators import ops_allowed, ops_challenge
 from website.extensions import core
 from website.http.answers import error_response
-from website.ops.dashboard import job_row, read_filter, workers_of
+from website.ops.dashboard import job_row, read_filter, with_owner_names, workers_of
 
 bp = Blueprint("finder", __name__)
 bulk_bp = Blueprint("bulk", __name__)
@@ -43,7 +43,8 @@ def api_row(job: JobState, worker: str | None) -> dict[str, Any]:
 
 @bp.get("/api/jobs")
 def find_jobs() -> Response | tuple[Response | str, int]:
-    """Jobs matching ``?state=&kind=&owner=&q=`` from ``?cursor=``, ``?limit=`` (1..200) at most."""
+    """Jobs matching ``?state=&kind=&owner=&q=`` from ``?cursor=``, ``?limit=`` (1..200) at most
+    (``ownerName``: the name of the API key that started it)."""
     if not ops_allowed():
         return ops_challenge()
     flt, cursor = read_filter(request.args)
@@ -53,7 +54,8 @@ def find_jobs() -> Response | tuple[Response | str, int]:
     found = core.query.page(flt, cursor, int(raw_limit))
     workers = workers_of([job.job_id for job in found.jobs])
     return jsonify({"filter": flt.to_args(), "next": found.next,
-                    "jobs": [api_row(job, workers.get(job.job_id)) for job in found.jobs]})
+                    "jobs": with_owner_names([api_row(job, workers.get(job.job_id))
+                                              for job in found.jobs])})
 
 
 def _read(args: Any) -> tuple[str, JobFilter]:

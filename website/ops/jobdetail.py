@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, render_template
 
 from shared import keys
+from shared.apikeys import key_names
 from shared.joblog import read_log
 from shared.protocol import LOG_START, is_uuid
 from website.auth.operators import ops_allowed, ops_challenge
@@ -80,4 +81,5 @@ def detail(job_id: str) -> Response | str | tuple[Response | str, int]:
     found = story(job_id.lower()) if is_uuid(job_id) else None
     if found is None:
         return error_response(404, "unknown job id")
-    return render_template("job_detail.html", **found)
+    owner_name = key_names(core.client, [found["job"].owner]).get(found["job"].owner)
+    return render_template("job_detail.html", owner_name=owner_name, **found)

@@ -32,7 +32,7 @@ from shared.protocol import (
     is_uuid,
     room_for,
 )
-from website.auth.owners import may_read
+from website.auth.owners import may_read, refused_key
 from website.extensions import core, socketio
 from website.http.access import loggable
 from website.realtime.limits import Refused, joined, throttle, within_replay_budget
@@ -113,10 +113,19 @@ def _start_relay() -> None:
 
 
 def on_connect(auth: object = None) -> None:
-    """Accept a connection; with ``?jobId=`` join that job and send its state."""
+    """Accept a connection; with ``?jobId=`` join that job and send its state. An
+    unknown or revoked API key (the handshake's bearer token, or ``controlToken``)
+    is refused."""
     job_id = request.args.get(JOB_QUERY)
     last_log_id: object = request.args.get("lastLogId")
     token = auth.get("controlToken") if isinstance(auth, dict) else None
+    try:
+        bad_key = refused_key(token)
+    except redis.RedisError as exc:
+        log.warning("connect with an API key: Redis unavailable: %s", exc)
+        raise ConnectionRefusedError("state store unavailable, retry later") from None
+    if bad_key is not None:
+        raise ConnectionRefusedError(bad_key)
     if isinstance(auth, dict):
         job_id = job_id if job_id is not None else auth.get("jobId")
         last_log_id = last_log_id if last_log_id is not None else auth.get("lastLogId")
@@ -150,6 +159,9 @@ def on_subscribe(data: object) -> dict[str, Any]:
     assert isinstance(data, dict)
     try:
         throttle()
+        bad_key = refused_key(data.get("controlToken"))
+        if bad_key is not None:
+            raise LookupError(bad_key)
         if wanted == "batchId":
             events = _join_batch(data["batchId"])
         elif wanted == "jobId":

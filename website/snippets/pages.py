@@ -31,7 +31,7 @@ from shared.kinds.highlight.snippets import (
 )
 from shared.protocol import QUEUED, RUNNING, is_uuid, iso_time, new_id
 from shared.store import JobState
-from website.auth.owners import remember_job, request_owner
+from website.auth.owners import remember_job, request_owner, request_tenant
 from website.extensions import core
 from website.http.answers import error_response
 
@@ -105,7 +105,7 @@ def start_highlight(source: str, language: str) -> tuple[Snippet, JobState]:
     snippet = core.snippets.create(source, language, job_id)
     page = url_for("snippets.show", snippet_id=snippet.snippet_id)
     state = core.lifecycle.start(HIGHLIGHT_KIND, {"snippet": snippet.snippet_id}, job_id=job_id,
-                                 owner=request_owner(), room=False,
+                                 owner=request_owner(), tenant=request_tenant(), room=False,
                                  fields={"page": page, "page_text": "snippet"})
     return snippet, state
 

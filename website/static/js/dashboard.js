@@ -27,6 +27,11 @@
   var connText = document.getElementById("connection-text");
   var terminal = P.terminal;
   var refreshTimer = null;
+  /* The names of the API keys (owner "k-<id>"), from the owner filter's choices. */
+  var keyNames = {};
+  Array.prototype.forEach.call(document.querySelectorAll("#owner-keys option"), function (o) {
+    keyNames[o.value] = o.getAttribute("data-name") || "";
+  });
 
   function setConnection(status, text) {
     conn.setAttribute("data-status", status);
@@ -107,8 +112,10 @@
       by.className = "owner";
       var ownerLink = document.createElement("a");
       ownerLink.href = "/dashboard?owner=" + encodeURIComponent(job.owner);
-      ownerLink.setAttribute("aria-label", "Jobs of owner " + job.owner);
-      ownerLink.textContent = job.owner;
+      var ownerName = job.ownerName || keyNames[job.owner] || "";
+      ownerLink.setAttribute("aria-label", "Jobs of owner " + (ownerName || job.owner));
+      if (ownerName) { ownerLink.title = job.owner; }
+      ownerLink.textContent = ownerName || job.owner;
       by.appendChild(document.createTextNode("by "));
       by.appendChild(ownerLink);
       cell(row, "kind").appendChild(document.createTextNode(" "));
