@@ -107,6 +107,9 @@ class Config(Settings):
                 f"{' and '.join(missing)} must be set in the environment "
                 f"(or run with JOBCAST_ENV={DEVELOPMENT}); `make run` writes them to .env"
             )
+        if self.role == WEB and self.WORKER_TOKEN == self.PROGRESS_TOKEN:
+            raise ConfigError("WORKER_TOKEN must differ from PROGRESS_TOKEN: WORKER_TOKEN "
+                              "reports only for jobs of external kinds, PROGRESS_TOKEN for any")
         if self.ASYNC_MODE not in ("eventlet", "gevent", "threading"):
             raise ConfigError("ASYNC_MODE must be eventlet, gevent or threading")
         if self.WORKER_CLASS not in ("fork", "simple"):

