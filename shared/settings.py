@@ -143,7 +143,8 @@ class Settings:
 
     # -- Secrets and access --------------------------------------------------------
     JOBCAST_ENV = Setting(SECRETS_AND_ACCESS, PRODUCTION, one_of(DEVELOPMENT, PRODUCTION),
-                          "`development` allows the built-in development-only secrets")
+                          "`development` allows the built-in development-only secrets, "
+                          "and serves this machine only")
     SECRET_KEY = Setting(SECRETS_AND_ACCESS, "", secret,
                          "signs sessions and per-job callback tokens",
                          deploy=True, development=DEV_SECRET_KEY, shown="none (required)")

@@ -332,9 +332,10 @@ def test_development_secrets_refuse_to_listen_beyond_loopback() -> None:
             Config(environ={**dev, "WEB_BIND": bind})
     for bind in ("127.0.0.1:5000", "localhost:8000", "[::1]:5000"):
         assert Config(environ={**dev, "WEB_BIND": bind}).uses_dev_secrets
-    real = Config(environ={**dev, "WEB_BIND": "0.0.0.0:5000", "SECRET_KEY": "k",
+    real = Config(environ={**dev, "WEB_BIND": "127.0.0.1:5000", "SECRET_KEY": "k",
                            "PROGRESS_TOKEN": "p", "WORKER_TOKEN": "w"})
-    assert not real.uses_dev_secrets
+    assert not real.uses_dev_secrets  # development mode still binds to loopback only:
+    # tests/test_attacks_small.py::test_development_mode_refuses_a_web_bind_beyond_loopback
 
 
 def test_the_worker_needs_no_secret_key_but_the_site_does() -> None:

@@ -10,7 +10,13 @@ code before its fix.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +24,17 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from shared import keys
-from shared.config import Config
+from shared.config import Config, ConfigError
 from shared.signing import sign_job_token
 from tests.support import (
+    ROOT,
     TEST_PROGRESS_TOKEN,
     TEST_SECRET_KEY,
     TEST_WORKER_TOKEN,
     auth,
+    free_port,
+    stack_env,
+    start_web,
 )
 from website import create_app
 
@@ -54,7 +64,7 @@ def stored(app: Flask, job_id: str) -> dict[str, str]:
     from website.extensions import core
 
     with app.app_context():
-        return core.client.hgetall(keys.job_key(job_id))  # type: ignore[no-any-return]
+        return core.client.hgetall(keys.job_key(job_id))  # type: ignore[return-value]
 
 
 # -- 1. WORKER_TOKEN writes only jobs of external kinds -----------------------------------
@@ -130,5 +140,89 @@ def test_a_shared_token_seq_far_ahead_does_not_silence_the_claims_worker(
 
 
 def test_the_site_refuses_one_token_for_both_roles() -> None:
-    with pytest.raises(Exception, match="WORKER_TOKEN must differ from PROGRESS_TOKEN"):
+    with pytest.raises(ConfigError, match="WORKER_TOKEN must differ from PROGRESS_TOKEN"):
         Config(environ={}, SECRET_KEY="s", PROGRESS_TOKEN="same", WORKER_TOKEN="same")
+
+
+# -- 2. Development mode serves this machine only, whatever gunicorn was told ------------
+
+
+DEV_SECRETS = {"SECRET_KEY": "real-secret", "PROGRESS_TOKEN": "real-progress",
+               "WORKER_TOKEN": "real-worker"}
+
+
+def test_development_mode_refuses_a_web_bind_beyond_loopback() -> None:
+    """With real secrets too: development mode opens the operator pages without OPS_TOKEN."""
+    for bind in ("0.0.0.0:5000", "192.0.2.7:80", "[::]:5000"):
+        with pytest.raises(ConfigError, match="listens beyond this machine"):
+            Config(environ={"JOBCAST_ENV": "development", "WEB_BIND": bind, **DEV_SECRETS})
+    assert Config(environ={"WEB_BIND": "0.0.0.0:5000", **DEV_SECRETS}).WEB_BIND == "0.0.0.0:5000"
+
+
+def gunicorn_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """A development-mode web process's environment (WEB_BIND left to its default)."""
+    env = stack_env(redis_url, free_port(), JOBCAST_ENV="development")
+    for name in ("WEB_BIND", "SITE_URL", "PORT", "SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN",
+                 "OPS_TOKEN"):
+        env.pop(name, None)
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize("how", ["dash-b", "reuse-port", "cmd-args"])
+def test_gunicorn_in_development_mode_refuses_the_address_it_really_binds(
+        how: str, redis_url: str) -> None:
+    """The reproduced attack: ``JOBCAST_ENV=development gunicorn -b 0.0.0.0:5313`` served
+    an open dashboard on the LAN. Now it exits, saying why, and serves nothing."""
+    port = free_port()
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    env = gunicorn_env(redis_url)
+    args = {"dash-b": ["-b", f"0.0.0.0:{port}"],
+            "reuse-port": ["--reuse-port", "-b", f"0.0.0.0:{port}"], "cmd-args": []}[how]
+    if how == "cmd-args":
+        env["GUNICORN_CMD_ARGS"] = f"--bind 0.0.0.0:{port}"
+    proc = subprocess.Popen([gunicorn, *args, "website:create_app()"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # gunicorn and its worker
+        proc.communicate()
+        pytest.fail("gunicorn served on 0.0.0.0 in development mode")
+    assert proc.returncode != 0, err
+    assert "jobcast web: configuration error: gunicorn's bind http://0.0.0.0:" in err
+    assert "listens beyond this machine" in err and "Traceback" not in err
+    if how != "reuse-port":  # the arbiter refused before starting any worker
+        assert "Booting worker" not in err, err
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_gunicorn_in_development_mode_still_serves_on_loopback(
+        redis_url: str, log_dir: Path) -> None:
+    port = free_port()
+    env = gunicorn_env(redis_url, GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{port}",
+                       SITE_URL=f"http://127.0.0.1:{port}")
+    web = start_web(env, log_dir, name="web-dev-loopback")
+    web.stop()
+
+
+def test_development_mode_refuses_requests_from_other_machines(redis_url: str) -> None:
+    """Whatever server runs the site (``flask run --host 0.0.0.0``, another gunicorn
+    config): a request whose TCP peer is another machine gets 403, and a forwarded
+    address does not change that."""
+    app = create_app(Config(environ={"JOBCAST_ENV": "development"}, REDIS_URL=redis_url,
+                            ASYNC_MODE="threading", TRUSTED_PROXIES=1))
+    client = app.test_client()
+    lan = {"REMOTE_ADDR": "192.0.2.7"}
+    for path in ("/", "/dashboard", "/api/kinds", "/socket.io/?EIO=4&transport=polling"):
+        refused = client.get(path, environ_base=lan)
+        assert refused.status_code == 403, path
+        assert b"serves this machine only" in refused.data
+    forwarded = client.get("/dashboard", environ_base=lan, headers={"X-Forwarded-For": "127.0.0.1"})
+    assert forwarded.status_code == 403
+    for local in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        assert client.get("/", environ_base={"REMOTE_ADDR": local}).status_code == 200, local
+    production = create_app(Config(environ={}, REDIS_URL=redis_url, ASYNC_MODE="threading",
+                                   **DEV_SECRETS))
+    assert production.test_client().get("/", environ_base=lan).status_code == 200

@@ -28,8 +28,8 @@ from typing import Any
 from flask import Response, current_app, jsonify
 
 from shared.errors import JobcastError
-from shared.protocol import PayloadError, ProgressUpdate
 from shared.jobstate import UnknownJob
+from shared.protocol import PayloadError, ProgressUpdate
 from shared.signing import (
     ANY_ATTEMPT,
     ANY_EXTERNAL_ATTEMPT,
