@@ -13,19 +13,24 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+import redis
+import redis.connection
 from flask import Flask
 from flask.testing import FlaskClient
 
 from shared import keys
 from shared.config import Config, ConfigError
 from shared.signing import sign_job_token
+from tests.launching import launch, make_project, user_env
 from tests.support import (
     ROOT,
     TEST_PROGRESS_TOKEN,
@@ -34,8 +39,11 @@ from tests.support import (
     auth,
     free_port,
     stack_env,
+    start_job,
     start_web,
+    wait_until,
 )
+from tests.support import job_state as read_state
 from website import create_app
 
 
@@ -226,3 +234,70 @@ def test_development_mode_refuses_requests_from_other_machines(redis_url: str) -
     production = create_app(Config(environ={}, REDIS_URL=redis_url, ASYNC_MODE="threading",
                                    **DEV_SECRETS))
     assert production.test_client().get("/", environ_base=lan).status_code == 200
+
+
+# -- 3. The embedded Redis has a password, which every process uses ---------------------
+
+
+def test_make_run_gives_the_embedded_redis_a_password_that_every_process_uses(
+        tmp_path: Path) -> None:
+    """The reproduced attack: any local user reached the embedded Redis (and could queue
+    work for the worker). ``make run`` now writes REDIS_PASSWORD to .env; the embedded
+    Redis wants it, shows it on no command line, and the site, worker and tick use it."""
+    project = make_project(tmp_path)
+    port, redis_port = free_port(), free_port()
+    env = user_env(PORT=str(port), EMBEDDED_REDIS_PORT=str(redis_port))
+    running = launch(project, [sys.executable, "-m", "dev.run"], env, port,
+                     tmp_path / "make-run.log")
+    try:
+        running.wait_serving()
+        values = dict(line.split("=", 1) for line in
+                      (project / ".env").read_text().splitlines() if line)
+        password = values["REDIS_PASSWORD"]
+        assert len(password) >= 32, "make run writes a fresh REDIS_PASSWORD to .env"
+        stranger = redis.Redis(port=redis_port, socket_timeout=2)
+        with pytest.raises(redis.AuthenticationError):
+            stranger.ping()
+        with pytest.raises(redis.AuthenticationError):
+            stranger.lpush("rq:queue:jobcast", "planted")
+        stranger.close()
+        job_id = start_job(running.url)
+        wait_until(lambda: read_state(running.url, job_id)["state"] == "succeeded",
+                   timeout=60, what="the job to succeed through the worker")
+        owner = redis.Redis(port=redis_port, password=password, socket_timeout=2)
+        assert owner.ping()
+        owner.close()
+        output = running.output()
+        assert "cron ticker started" in output
+        for failure in ("Redis unavailable", "Authentication", "NOAUTH"):
+            assert failure not in output, output  # the tick, site and worker all got in
+        family = psutil.Process(running.proc.pid).children(recursive=True)
+        for proc in family:
+            try:
+                assert password not in " ".join(proc.cmdline()), proc.cmdline()
+            except psutil.NoSuchProcess:
+                continue
+        data = project / "var" / "redis"
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data / "jobcast-auth.conf").stat().st_mode) == 0o600
+    finally:
+        running.stop()
+
+
+def test_the_embedded_redis_wants_a_password_outside_development(tmp_path: Path) -> None:
+    env = user_env(EMBEDDED_REDIS_PORT=str(free_port()), PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-m", "dev.redis_server", "--dir",
+                             str(tmp_path / "data")], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode != 0
+    assert "REDIS_PASSWORD is not set" in result.stderr and "make setup" in result.stderr
+
+
+def test_the_derived_redis_url_carries_the_password() -> None:
+    cfg = Config(environ={"REDIS_PASSWORD": "p w/@:x", "EMBEDDED_REDIS_PORT": "6399",
+                          **DEV_SECRETS})
+    assert cfg.REDIS_URL == "redis://:p%20w%2F%40%3Ax@127.0.0.1:6399/0"
+    assert redis.connection.parse_url(cfg.REDIS_URL)["password"] == "p w/@:x"
+    given = "redis://:theirs@redis.example:6379/2"
+    assert Config(environ={"REDIS_PASSWORD": "ours", "REDIS_URL": given,
+                           **DEV_SECRETS}).REDIS_URL == given
