@@ -10,6 +10,7 @@ code before its fix.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,16 @@ import redis
 import redis.connection
 from flask import Flask
 from flask.testing import FlaskClient
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.serializers import PickleSerializer
 
 from shared import keys
 from shared.config import Config, ConfigError
+from shared.protocol import RUN_KIND_JOB
+from shared.rqconf import SERIALIZER
 from shared.signing import sign_job_token
+from tests.conftest import Stack
 from tests.launching import launch, make_project, user_env
 from tests.support import (
     ROOT,
@@ -301,3 +309,57 @@ def test_the_derived_redis_url_carries_the_password() -> None:
     given = "redis://:theirs@redis.example:6379/2"
     assert Config(environ={"REDIS_PASSWORD": "ours", "REDIS_URL": given,
                            **DEV_SECRETS}).REDIS_URL == given
+
+
+# -- 4. RQ's JSON serializer: a pickled job is never unpickled, let alone run -------------
+
+
+class Planted:
+    """What a local attacker pickles into a job: unpickling it makes a directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.mkdir, (str(self.path),))
+
+
+def test_a_pickled_job_is_not_run_as_code_and_normal_jobs_still_run(
+        stack: Stack, tmp_path: Path) -> None:
+    """The reproduced attack: a job written with RQ's default (pickle) serializer ran as
+    the worker. The worker now loads jobs as JSON: the planted one fails to load, none
+    of its code runs (neither its function nor what unpickling it would call)."""
+    conn = redis.Redis.from_url(stack.env["REDIS_URL"])
+    loaded, ran = tmp_path / "unpickled", tmp_path / "ran"
+    pickled = Queue("jobcast", connection=conn, serializer=PickleSerializer)
+    planted = pickled.enqueue("os.mkdir", str(ran), payload=Planted(loaded))
+    wait_until(lambda: Job.fetch(planted.id, connection=conn,
+                                 serializer=SERIALIZER).get_status() == JobStatus.FAILED,
+               timeout=30, what="the planted job to fail")
+    assert not loaded.exists(), "the worker unpickled the planted job"
+    assert not ran.exists(), "the worker ran the planted job"
+    assert "DeserializationError" in stack.worker.log_tail(20_000)
+    assert stack.worker.alive()
+    job_id = stack.start_job()
+    wait_until(lambda: stack.job_state(job_id)["state"] == "succeeded", timeout=60,
+               what="a normal job to succeed after the planted one")
+    stored_job = Job.fetch(job_id, connection=conn, serializer=SERIALIZER)
+    raw = conn.hget(f"rq:job:{job_id}", "data")
+    assert isinstance(raw, bytes) and json.loads(zlib.decompress(raw))[0] == RUN_KIND_JOB
+    assert stored_job.kwargs["kind_name"] == "demo"
+    conn.close()
+
+
+def test_every_rq_object_of_the_site_uses_the_json_serializer(app: Flask) -> None:
+    from website.extensions import core
+    from website.ops.monitoring import ops
+
+    with app.app_context():
+        assert core.lifecycle.queue.serializer is SERIALIZER
+        assert ops().queue.serializer is SERIALIZER
+    client = app.test_client()
+    job_id = start(client)
+    with app.app_context():
+        raw = core.lifecycle.queue.connection.hget(f"rq:job:{job_id}", "data")
+    assert isinstance(raw, bytes)
+    assert json.loads(zlib.decompress(raw))[3]["kind_name"] == "demo"

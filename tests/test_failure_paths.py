@@ -20,6 +20,7 @@ from rq.job import Job
 from shared.config import Config
 from shared.kinds.highlight.snippets import snippet_key
 from shared.protocol import new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.support import (
     TEST_OPS_TOKEN,
@@ -146,7 +147,8 @@ def test_retry_is_refused_once_the_rq_entry_expired(client: Any, redis_url: str)
     job_id = client.post("/api/jobs").get_json()["id"]
     operator = auth(TEST_OPS_TOKEN)
     assert client.post(f"/api/jobs/{job_id}/cancel", headers=operator).status_code == 200
-    Job.fetch(job_id, connection=redis.Redis.from_url(redis_url)).delete()  # what its TTL does
+    Job.fetch(job_id, connection=redis.Redis.from_url(redis_url),
+              serializer=SERIALIZER).delete()  # what its TTL does
     resp = client.post(f"/api/jobs/{job_id}/retry", headers=auth(TEST_OPS_TOKEN))
     assert resp.status_code == 409
     assert "queue entry has expired" in resp.get_json()["error"]

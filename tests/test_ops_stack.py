@@ -17,6 +17,7 @@ from rq.job import Job
 
 from shared.config import Config
 from shared.protocol import new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import (
@@ -74,7 +75,7 @@ def running_at_least(progress: int) -> Any:
 def rq_status(stack: Stack, job_id: str) -> str:
     conn = redis.Redis.from_url(stack.env["REDIS_URL"])
     try:
-        return str(Job.fetch(job_id, connection=conn).get_status().value)
+        return str(Job.fetch(job_id, connection=conn, serializer=SERIALIZER).get_status().value)
     finally:
         conn.close()
 

@@ -15,6 +15,7 @@ from rq import Queue
 
 from shared.config import Config, ConfigError, parse_rate
 from shared.protocol import new_id
+from shared.rqconf import SERIALIZER
 from tests.support import (
     TEST_PROGRESS_TOKEN,
     TEST_SECRET_KEY,
@@ -28,7 +29,8 @@ from website.http.ratelimit import limit
 
 
 def queued(app: Flask, redis_url: str) -> int:
-    return Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(redis_url)).count
+    return Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(redis_url),
+                 serializer=SERIALIZER).count
 
 
 # -- CSRF -------------------------------------------------------------------------

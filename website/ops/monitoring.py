@@ -25,6 +25,7 @@ from rq import Queue, Worker
 
 from shared.capacity import read_memory
 from shared.protocol import APPLIED_HEADER, STATES
+from shared.rqconf import SERIALIZER, rq_queue
 from shared.store import JobStore
 from website.auth.operators import ops_allowed, ops_challenge
 from website.extensions import CORE
@@ -80,7 +81,7 @@ class Ops:
         self.raw = redis.Redis.from_url(url, **opts)
         self.store = JobStore(redis.Redis.from_url(url, decode_responses=True, **opts),
                               ttl=app.config["JOB_TTL"])
-        self.queue = Queue(app.config["QUEUE_NAME"], connection=self.raw)
+        self.queue = rq_queue(app.config["QUEUE_NAME"], self.raw)
         self.registry = CollectorRegistry(auto_describe=False)
         self.callbacks = Counter(
             "jobcast_callbacks", "Progress callbacks by result "
@@ -194,7 +195,7 @@ def healthz() -> tuple[Response, int]:
 
 def _workers_detail(queue: Queue, max_age: int) -> dict[str, Any]:
     try:
-        workers = Worker.all(queue=queue)
+        workers = Worker.all(queue=queue, serializer=SERIALIZER)
     except redis.RedisError as exc:
         log.warning("health check: cannot list workers: %s: %s", type(exc).__name__, exc)
         return {"ok": False, "error": "Redis is unreachable"}
