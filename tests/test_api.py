@@ -43,7 +43,7 @@ def test_post_jobs_redirects_to_status_page_and_enqueues(client: FlaskClient, re
     assert b'id="progress-span"' in page.data
     queue = Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(redis_url), serializer=SERIALIZER)
     job = queue.fetch_job(job_id)
-    assert job is not None and job.func_name == RUN_KIND_JOB and job.args == (job_id,)
+    assert job is not None and job.func_name == RUN_KIND_JOB and list(job.args) == [job_id]
     assert job.kwargs["kind_name"] == "demo" and job.kwargs["kind_args"] == {"steps": 10}
 
 

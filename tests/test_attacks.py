@@ -354,7 +354,8 @@ def test_healthz_does_not_echo_the_redis_error(config: Config) -> None:
     from tests.support import free_port
 
     port = free_port()
-    resp = make_app(config, REDIS_URL=f"redis://127.0.0.1:{port}/0").test_client().get("/healthz")
+    resp = make_app(config, REDIS_URL=f"redis://127.0.0.1:{port}/0").test_client().get(
+        "/healthz", headers=auth(config.OPS_TOKEN))
     assert resp.status_code == 503
     assert str(port) not in resp.get_data(as_text=True)
     assert resp.get_json()["redis"] == {"ok": False, "error": "Redis is unreachable"}

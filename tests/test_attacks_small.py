@@ -26,6 +26,7 @@ import psutil
 import pytest
 import redis
 import redis.connection
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
@@ -41,6 +42,7 @@ from tests.conftest import Stack
 from tests.launching import launch, make_project, user_env
 from tests.support import (
     ROOT,
+    TEST_OPS_TOKEN,
     TEST_PROGRESS_TOKEN,
     TEST_SECRET_KEY,
     TEST_WORKER_TOKEN,
@@ -363,3 +365,31 @@ def test_every_rq_object_of_the_site_uses_the_json_serializer(app: Flask) -> Non
         raw = core.lifecycle.queue.connection.hget(f"rq:job:{job_id}", "data")
     assert isinstance(raw, bytes)
     assert json.loads(zlib.decompress(raw))[3]["kind_name"] == "demo"
+
+
+# -- 5. /healthz: up or down for anyone, the detail for operators ------------------------
+
+
+def test_healthz_tells_strangers_up_or_down_and_operators_the_detail(stack: Stack) -> None:
+    """The reproduced attack: ``/healthz`` showed anyone the worker names and the store's
+    ``store_limit``/``full`` (when the store fills up: attack 1's timing)."""
+    anonymous = requests.get(stack.url + "/healthz", timeout=5)
+    assert anonymous.status_code == 200
+    assert anonymous.json() == {"status": "ok"}
+    wrong = requests.get(stack.url + "/healthz", headers=auth("not-the-ops-token"), timeout=5)
+    assert wrong.status_code == 200 and wrong.json() == {"status": "ok"}
+    for text in (anonymous.text, wrong.text):
+        assert "worker" not in text and "store_limit" not in text and "memory" not in text
+    detail = requests.get(stack.url + "/healthz", headers=auth(TEST_OPS_TOKEN), timeout=5)
+    body = detail.json()
+    assert detail.status_code == 200 and body["status"] == "ok"
+    assert body["workers"]["names"] == ["worker"]
+    assert {"store_limit", "full"} <= set(body["redis"]["memory"])
+
+
+def test_healthz_down_is_just_down_for_strangers(config: Config) -> None:
+    app = make_app(config, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    down = app.test_client().get("/healthz")
+    assert down.status_code == 503 and down.get_json() == {"status": "unavailable"}
+    detail = app.test_client().get("/healthz", headers=auth(TEST_OPS_TOKEN)).get_json()
+    assert detail["redis"]["ok"] is False and detail["status"] == "unavailable"

@@ -44,7 +44,8 @@ def failed_jobs(site: Stack, n: int, owner: str) -> list[str]:
     store.create_many([(job_id, "demo", owner, now - i * 0.001) for i, job_id in enumerate(ids)])
     pipe = raw.pipeline()
     for job_id in ids:
-        job = Job.create("tests.jobs.quiet_job", args=(job_id,), connection=raw, id=job_id)
+        job = Job.create("tests.jobs.quiet_job", args=(job_id,), connection=raw, id=job_id,
+                         serializer=SERIALIZER)
         job.set_status(JobStatus.FAILED, pipeline=pipe)
         job.save(pipeline=pipe)
     pipe.execute()

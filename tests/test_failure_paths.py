@@ -124,8 +124,9 @@ def test_health_is_503_once_the_only_workers_heartbeat_is_stale(
     def health(max_age: int) -> Any:
         app = create_app(Config(environ={}, WORKER_TOKEN="w", SECRET_KEY=TEST_SECRET_KEY,
                                 PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, REDIS_URL=redis_url,
-                                ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=max_age))
-        return app.test_client().get("/healthz")
+                                ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=max_age,
+                                OPS_TOKEN=TEST_OPS_TOKEN))
+        return app.test_client().get("/healthz", headers=auth(TEST_OPS_TOKEN))
 
     try:
         assert health(3).status_code == 200  # it just registered

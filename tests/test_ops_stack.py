@@ -215,7 +215,7 @@ def metric(text: str, pattern: str) -> float:
 
 
 def test_health_and_metrics_of_a_running_stack(ops_stack: Stack) -> None:
-    health = requests.get(ops_stack.url + "/healthz", timeout=5)
+    health = requests.get(ops_stack.url + "/healthz", headers=auth(TEST_OPS_TOKEN), timeout=5)
     assert health.status_code == 200, health.text
     assert health.json()["workers"]["names"] == ["worker"]
     applied_re = r'jobcast_callbacks_total\{result="applied"\}'
@@ -247,8 +247,10 @@ def test_health_goes_503_when_redis_stops(log_dir: Path,
     try:
         app = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY,
                                 PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, WORKER_TOKEN="w", REDIS_URL=server.url,
-                                ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=30))
+                                ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=30,
+                                OPS_TOKEN=TEST_OPS_TOKEN))
         client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TEST_OPS_TOKEN}"
         up = client.get("/healthz")
         assert up.status_code == 200, up.get_json()
         assert up.get_json()["workers"]["names"] == ["health-worker"]

@@ -164,8 +164,12 @@ def _count_callback(response: Response) -> Response:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """Web up, Redis reachable, a worker seen recently: 200, else 503; JSON detail
-    (with Redis's memory in use against ``maxmemory`` and the store's limit)."""
+    """Web up, Redis reachable, a worker seen recently: 200, else 503.
+
+    Anyone (a load balancer) gets the status alone, ``{"status": "ok"}`` or
+    ``{"status": "unavailable"}``; operators (``ops_allowed``) get the detail too:
+    Redis's latency and memory against ``maxmemory`` and the store's limit, the
+    workers seen and their names, which would help a stranger time a fill-up."""
     cfg = current_app.config
     state = ops()
     body: dict[str, Any] = {"web": {"ok": True}}
@@ -190,7 +194,8 @@ def healthz() -> tuple[Response, int]:
     body["status"] = "ok" if healthy else "unavailable"
     if not healthy:
         log.warning("health check failed: %s", body)
-    return jsonify(body), 200 if healthy else 503
+    shown = body if ops_allowed() else {"status": body["status"]}
+    return jsonify(shown), 200 if healthy else 503
 
 
 def _workers_detail(queue: Queue, max_age: int) -> dict[str, Any]:
