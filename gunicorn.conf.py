@@ -7,6 +7,12 @@ gevent), ``WORKER_CONNECTIONS`` the number of simultaneous connections
 Socket.IO connections beyond ``SOCKETIO_MAX_CONNECTIONS`` (below
 ``WORKER_CONNECTIONS``), so HTTP requests always find a free one
 (``website/realtime/connections.py``).
+
+In development mode (or with the development secrets) gunicorn must listen on
+loopback only, whichever way its address was given (``WEB_BIND``, ``-b``,
+``GUNICORN_CMD_ARGS``, a socket passed in): the addresses it really bound are
+checked once they are known, before any worker serves (``when_ready``), and
+again in each worker (``post_fork``: with ``--reuse-port`` the worker binds).
 """
 
 from __future__ import annotations
@@ -18,7 +24,13 @@ import time
 import warnings
 from typing import Any
 
-from shared.config import Config, ConfigError, site_url_for
+from shared.config import (
+    Config,
+    ConfigError,
+    beyond_this_machine,
+    is_loopback_address,
+    site_url_for,
+)
 
 # eventlet and gunicorn's eventlet worker warn on import that they are retiring;
 # ASYNC_MODE=gevent is the way out (docs/running.md says why eventlet stays for now).
@@ -61,6 +73,44 @@ def on_starting(server: object) -> None:
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
+WORKER_BOOT_ERROR = 3  # a worker exiting with it makes gunicorn's arbiter stop (halt)
+
+
+def open_listeners(listeners: list[Any]) -> list[str]:
+    """The addresses among gunicorn's ``listeners`` that other machines may reach."""
+    return [str(listener) for listener in listeners
+            if not is_loopback_address(listener.sock.getsockname())]
+
+
+def refusal(listeners: list[Any]) -> str | None:
+    """Why the site must not serve on ``listeners`` (None: it may)."""
+    reachable = open_listeners(listeners) if _cfg.serves_this_machine_only else []
+    if not reachable:
+        return None
+    return ("jobcast web: configuration error: "
+            + beyond_this_machine(f"gunicorn's bind {', '.join(reachable)}",
+                                  _cfg.is_development))
+
+
+def when_ready(server: Any) -> None:
+    """In the arbiter, once it listens and before any worker serves: refuse an address
+    beyond this machine in development mode, and stop."""
+    message = refusal(server.LISTENERS)
+    if message:
+        for listener in server.LISTENERS:
+            listener.close()
+        raise SystemExit(message)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In each worker, before it loads the site: the same check on the sockets it
+    serves (``--reuse-port`` binds them here); gunicorn stops when it fails."""
+    message = refusal(worker.sockets)
+    if message:
+        log.error("%s", message)
+        os._exit(WORKER_BOOT_ERROR)
 
 
 def bound_url(listener: Any) -> str:

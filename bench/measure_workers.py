@@ -19,6 +19,7 @@ from bench.stack import ROOT_DIR, BenchStack
 from shared.kinds.highlight import highlight
 from shared.kinds.highlight.snippets import HIGHLIGHT_KIND, SnippetStore
 from shared.protocol import RUN_KIND_JOB, new_id
+from shared.rqconf import SERIALIZER, rq_queue
 from shared.signing import sign_job_token
 from tests.support import TEST_SECRET_KEY, wait_until
 
@@ -64,7 +65,7 @@ def run_jobs(stack: BenchStack, name: str, function: str, kwargs: list[dict],
     the last one's end, both as RQ recorded them (worker start-up excluded).
     """
     conn = redis.Redis.from_url(stack.redis.url)
-    queue = Queue(f"bench-{name}", connection=conn)
+    queue = rq_queue(f"bench-{name}", conn)
     ids = ids or [new_id() for _ in kwargs]
     queue.enqueue_many([
         Queue.prepare_data(function, args=(job_id,),
@@ -78,7 +79,8 @@ def run_jobs(stack: BenchStack, name: str, function: str, kwargs: list[dict],
         wait_until(lambda: FinishedJobRegistry(queue=queue).count
                    + FailedJobRegistry(queue=queue).count >= len(ids),
                    timeout=300, interval=0.1, what=f"{name} jobs to finish")
-    jobs = [j for j in Job.fetch_many(ids, connection=conn) if j is not None]
+    jobs = [j for j in Job.fetch_many(ids, connection=conn, serializer=SERIALIZER)
+            if j is not None]
     failed = FailedJobRegistry(queue=queue).count
     starts = [j.started_at for j in jobs if j.started_at]
     ends = [j.ended_at for j in jobs if j.ended_at]

@@ -63,8 +63,10 @@ def check_redis(cfg: Config, embedded: bool, wait: float = 0.0) -> None:
                 client.ping()
                 return
             except redis.AuthenticationError as exc:
+                setting = ("REDIS_PASSWORD (the embedded Redis runs with the one it started "
+                           "with)" if embedded else "REDIS_URL")
                 raise CheckFailed(f"Jobcast: Redis at {shown_url(cfg.REDIS_URL)} refused the "
-                                  f"password ({exc}): check REDIS_URL") from None
+                                  f"password ({exc}): check {setting}") from None
             except redis.RedisError as exc:
                 if time.monotonic() < deadline:
                     time.sleep(0.2)

@@ -35,6 +35,7 @@ from rq import Queue, Worker
 from dev import redis_server
 from dev.checks import CheckFailed, banner, check_config, check_kinds, check_redis
 from shared.config import WEB, WORKER
+from shared.rqconf import rq_queue
 
 EMBEDDED_REDIS_WAIT = 20.0  # seconds for the embedded Redis to answer
 QUIET_WAIT = 5.0  # seconds a process other than web keeps a failed check to itself
@@ -106,8 +107,7 @@ def serve_web() -> int:
         if server.poll() is not None:
             return server.returncode
     cfg = check_config(WEB)
-    queue = Queue(cfg.QUEUE_NAME, connection=redis.Redis.from_url(cfg.REDIS_URL,
-                                                                  socket_timeout=1))
+    queue = rq_queue(cfg.QUEUE_NAME, redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=1))
     deadline = time.monotonic() + WEB_STOP_WAIT
     while time.monotonic() < deadline and server.poll() is None and _workers_left(queue):
         time.sleep(0.1)

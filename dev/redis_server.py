@@ -9,6 +9,14 @@ alone), with ``maxmemory`` ``REDIS_MAXMEMORY`` (default 256mb) and
 ``maxmemory-policy noeviction``: a full Redis refuses writes (the site answers
 503) instead of silently evicting queued jobs.
 
+It wants a password, ``REDIS_PASSWORD`` (``make run`` writes one to ``.env``;
+the derived ``REDIS_URL`` of every other process carries it): another local user
+could otherwise read every job and queue work for the worker. The password goes
+to ``requirepass`` through a config file of mode 600 in the data directory (a
+command line is visible to every local user), and the data directory is made
+mode 700. Without ``REDIS_PASSWORD`` it starts only in development
+(``JOBCAST_ENV=development``), saying it has no password.
+
 With ``REDIS_URL`` set the stack uses that Redis: this process then starts
 none (it would take that Redis's port) and just waits to be stopped.
 
@@ -39,10 +47,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.config import DEFAULT_REDIS_MAXMEMORY, ConfigError, embedded_redis_port
+from shared.config import DEFAULT_REDIS_MAXMEMORY, DEVELOPMENT, ConfigError, embedded_redis_port
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 LOG_NAME = "redis.log"
+AUTH_CONFIG_NAME = "jobcast-auth.conf"  # requirepass, mode 600, beside the data
+NO_PASSWORD = ("redis: REDIS_PASSWORD is not set, and outside development the embedded Redis "
+               "does not run without a password: run `make setup` (it writes one to .env), "
+               "or set REDIS_URL to a Redis of your own")
 STOP_WAIT = 4.2  # seconds; honcho SIGKILLs whatever still runs 5 s after its SIGTERM
 
 
@@ -65,11 +77,14 @@ def find_redis_server() -> str:
 
 
 def server_args(port: int, data_dir: str, appendonly: bool = True,
-                maxmemory: str = DEFAULT_REDIS_MAXMEMORY) -> list[str]:
+                maxmemory: str = DEFAULT_REDIS_MAXMEMORY, config_file: str | None = None
+                ) -> list[str]:
     """Command line for a loopback-only Redis on ``port`` storing into ``data_dir``,
-    refusing writes (never evicting) past ``maxmemory``."""
+    refusing writes (never evicting) past ``maxmemory``; ``config_file`` (its first
+    argument, as redis-server wants) adds what a command line must not show."""
     return [
         find_redis_server(),
+        *([config_file] if config_file else []),
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--dir", data_dir,
@@ -79,6 +94,19 @@ def server_args(port: int, data_dir: str, appendonly: bool = True,
         "--maxmemory", maxmemory,
         "--maxmemory-policy", "noeviction",
     ]
+
+
+def write_auth_config(data_dir: Path, password: str) -> Path:
+    """A redis-server config file (mode 600) in ``data_dir`` setting ``requirepass``."""
+    escaped = password.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    path = data_dir / AUTH_CONFIG_NAME
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, f'requirepass "{escaped}"\n'.encode())
+    finally:
+        os.close(fd)
+    return path
 
 
 def end_with_parent() -> None:
@@ -146,16 +174,28 @@ def main(argv: list[str] | None = None) -> int:
         port = embedded_redis_port(os.environ)
     except ConfigError as exc:
         raise SystemExit(f"redis: configuration error: {exc}") from None
-    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    password = os.environ.get("REDIS_PASSWORD", "")
+    if not password and os.environ.get("JOBCAST_ENV", "").strip() != DEVELOPMENT:
+        sys.stderr.write(NO_PASSWORD + "\n")
+        return 1
+    data_dir = Path(args.dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # the append-only file holds every job: this user's only
+    config_file = str(write_auth_config(data_dir, password)) if password else None
+    if not password:
+        sys.stdout.write("redis: REDIS_PASSWORD is not set: the embedded Redis has no password "
+                         "(development only)\n")
     maxmemory = os.environ.get("REDIS_MAXMEMORY", "").strip() or DEFAULT_REDIS_MAXMEMORY
     # A session of its own: honcho's SIGTERM to this process group does not reach it;
     # and it ends with this process, even a SIGKILLed one (Linux).
-    log_path = Path(args.dir) / LOG_NAME
+    log_path = data_dir / LOG_NAME
     with open(log_path, "ab") as log_file:  # its start-up notices go there, not to the terminal
-        server = subprocess.Popen(server_args(port, args.dir, maxmemory=maxmemory),
+        server = subprocess.Popen(server_args(port, args.dir, maxmemory=maxmemory,
+                                              config_file=config_file),
                                   stdout=log_file, stderr=subprocess.STDOUT,
                                   start_new_session=True, preexec_fn=end_with_parent)
-    client = redis.Redis(port=port, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(port=port, password=password or None, socket_timeout=1,
+                         retry=Retry(NoBackoff(), 0))
     announced = False
     while not stop.wait(0.2):
         if server.poll() is not None:
@@ -165,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         if not announced and _answers(client):
             announced = True
             sys.stdout.write(f"redis: the embedded Redis answers on 127.0.0.1:{port} "
-                             f"(data and log in {args.dir})\n")
+                             f"(data and log in {args.dir}"
+                             f"{', password REDIS_PASSWORD' if password else ''})\n")
             sys.stdout.flush()
     _stop_after_clients(server, client)
     try:

@@ -2,10 +2,10 @@
 
 Run from the project directory with the virtualenv's Python.
 
-* ``SECRET_KEY``, ``PROGRESS_TOKEN``, ``WORKER_TOKEN`` and ``OPS_TOKEN`` set
-  nowhere are generated and appended to ``.env`` (mode 600); nothing else is
-  written. ``--setup`` stops there (``make setup``: the one-time set-up before
-  ``honcho start``).
+* ``SECRET_KEY``, ``PROGRESS_TOKEN``, ``WORKER_TOKEN``, ``OPS_TOKEN`` and
+  ``REDIS_PASSWORD`` (the embedded Redis's) set nowhere are generated and
+  appended to ``.env`` (mode 600); nothing else is written. ``--setup`` stops
+  there (``make setup``: the one-time set-up before ``honcho start``).
 * Variables already in the environment win over ``.env``; ``.env`` only fills
   in what is unset (``honcho start`` does the opposite: docs/running.md).
   ``WEB_BIND`` defaults to ``127.0.0.1:$PORT`` (``PORT`` 5000). The worker
@@ -37,9 +37,9 @@ from dev.checks import CheckFailed, banner, check_config, check_kinds, check_red
 from dev.proc import BANNER_SHOWN
 from shared.config import WEB, ConfigError, embedded_redis_port, site_url_for
 
-GENERATED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN", "OPS_TOKEN")
+GENERATED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN", "OPS_TOKEN", "REDIS_PASSWORD")
 # Empty counts as unset for these; OPS_TOKEN= means open.
-REQUIRED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN")
+REQUIRED_SECRETS = ("SECRET_KEY", "PROGRESS_TOKEN", "WORKER_TOKEN", "REDIS_PASSWORD")
 DEFAULT_PORT = "5000"
 
 
@@ -66,9 +66,9 @@ def add_missing_secrets(path: Path, environ: Mapping[str, str],
                         file_env: Mapping[str, str]) -> list[str]:
     """Append a fresh value to ``path`` for each secret set in neither; their names.
 
-    ``SECRET_KEY`` and ``PROGRESS_TOKEN`` need a value; ``OPS_TOKEN`` set to
-    the empty string is left alone (the operator pages stay open). The file is
-    created, or kept, with mode 600.
+    ``SECRET_KEY``, ``PROGRESS_TOKEN``, ``WORKER_TOKEN`` and ``REDIS_PASSWORD`` need a
+    value; ``OPS_TOKEN`` set to the empty string is left alone (the operator pages
+    stay open). The file is created, or kept, with mode 600.
     """
     missing = [name for name in GENERATED_SECRETS if _unset(name, environ, file_env)]
     if not missing:

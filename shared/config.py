@@ -9,6 +9,7 @@ once, in ``shared/settings.py``; docs/configuration.md lists them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -44,14 +45,39 @@ from shared.settingtypes import (
 __all__ = [
     "BUILTIN_KIND_MODULES", "DEFAULT_EMBEDDED_REDIS_PORT", "DEFAULT_REDIS_MAXMEMORY", "DEVELOPMENT",
     "LOOPBACK_HOSTS", "PRODUCTION", "SETTINGS", "VISIBILITY_LINK", "VISIBILITY_OWNER", "WEB",
-    "WORKER", "Config", "ConfigError", "default_socketio_cap", "embedded_redis_port",
-    "embedded_redis_url", "parse_rate", "site_url_for", "trusted_hosts",
+    "WORKER", "Config", "ConfigError", "beyond_this_machine", "default_socketio_cap",
+    "embedded_redis_port", "embedded_redis_url", "is_loopback_address", "parse_rate",
+    "site_url_for", "trusted_hosts",
 ]
 
 
 def embedded_redis_port(environ: Mapping[str, str]) -> int:
     """``EMBEDDED_REDIS_PORT``: the port of the embedded Redis (``ConfigError`` if bad)."""
     return Settings.EMBEDDED_REDIS_PORT.read(environ, Context(WEB))
+
+
+def beyond_this_machine(where: str, development: bool) -> str:
+    """The refusal of a web site that would listen at ``where``, beyond this machine, in
+    development mode (``development``) or with the development secrets."""
+    why = (f"JOBCAST_ENV={DEVELOPMENT} is set (operator pages open without OPS_TOKEN, "
+           "development secrets allowed)" if development
+           else "the built-in development secrets are in use")
+    return (f"{where} listens beyond this machine, but {why}: bind to 127.0.0.1, or run "
+            "in production with SECRET_KEY, PROGRESS_TOKEN and WORKER_TOKEN set (`make run` "
+            "writes them to .env)")
+
+
+def is_loopback_address(address: object) -> bool:
+    """True for a socket address (``getsockname()``) only this machine reaches: a
+    loopback IP (IPv4-mapped too) or a unix socket."""
+    if not isinstance(address, tuple):
+        return True  # a unix socket's path
+    try:
+        ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 class Config(Settings):
@@ -91,6 +117,12 @@ class Config(Settings):
                 or (self.role == WEB and (self.SECRET_KEY == DEV_SECRET_KEY
                                           or self.WORKER_TOKEN == DEV_WORKER_TOKEN)))
 
+    @property
+    def serves_this_machine_only(self) -> bool:
+        """True when the web site must not be reachable from other machines: development
+        mode (open operator pages) or a built-in development secret in use."""
+        return self.role == WEB and (self.is_development or self.uses_dev_secrets)
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` when a required setting is missing.
 
@@ -107,6 +139,9 @@ class Config(Settings):
                 f"{' and '.join(missing)} must be set in the environment "
                 f"(or run with JOBCAST_ENV={DEVELOPMENT}); `make run` writes them to .env"
             )
+        if self.role == WEB and self.WORKER_TOKEN == self.PROGRESS_TOKEN:
+            raise ConfigError("WORKER_TOKEN must differ from PROGRESS_TOKEN: WORKER_TOKEN "
+                              "reports only for jobs of external kinds, PROGRESS_TOKEN for any")
         if self.ASYNC_MODE not in ("eventlet", "gevent", "threading"):
             raise ConfigError("ASYNC_MODE must be eventlet, gevent or threading")
         if self.WORKER_CLASS not in ("fork", "simple"):
@@ -137,12 +172,10 @@ class Config(Settings):
             raise ConfigError(f"JOB_VISIBILITY must be {VISIBILITY_LINK!r} or "
                               f"{VISIBILITY_OWNER!r}, got {self.JOB_VISIBILITY!r}")
         bind_host = self.WEB_BIND.rpartition(":")[0] if ":" in self.WEB_BIND else self.WEB_BIND
-        if (self.role == WEB and self.uses_dev_secrets and not self.WEB_BIND.startswith("unix:")
+        if (self.serves_this_machine_only and not self.WEB_BIND.startswith("unix:")
                 and bind_host not in LOOPBACK_HOSTS):
-            raise ConfigError(
-                f"WEB_BIND={self.WEB_BIND} listens beyond this machine but the development "
-                "secrets are in use: set SECRET_KEY and PROGRESS_TOKEN (`make run` writes "
-                "them to .env) or bind to 127.0.0.1")
+            raise ConfigError(beyond_this_machine(f"WEB_BIND={self.WEB_BIND}",
+                                                  self.is_development))
 
     def as_dict(self) -> dict[str, Any]:
         """The upper-case settings as a plain dict."""

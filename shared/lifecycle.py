@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from rq import Queue, Retry
+from rq import Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -58,6 +58,7 @@ from shared.protocol import (
     new_id,
 )
 from shared.push import Pusher
+from shared.rqconf import SERIALIZER, rq_queue
 from shared.signing import sign_job_token
 from shared.store import (
     Applied,
@@ -88,9 +89,9 @@ class Lifecycle:
         self.pusher = pusher
         self.store = store or JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
                                        log_max=cfg.JOB_LOG_MAX, lease_seconds=cfg.LEASE_SECONDS)
-        self.queue = Queue(cfg.QUEUE_NAME, connection=raw)  # RQ wants bytes
+        self.queue = rq_queue(cfg.QUEUE_NAME, raw)  # RQ wants bytes; JSON, never pickle
         # Webhook deliveries on their own queue and worker: never behind, nor in, a user job.
-        self.webhook_queue = Queue(webhooks.queue_name(cfg.QUEUE_NAME), connection=raw)
+        self.webhook_queue = rq_queue(webhooks.queue_name(cfg.QUEUE_NAME), raw)
         self.external = ExternalQueues(client, lease_seconds=cfg.LEASE_SECONDS,
                                        max_attempts=cfg.MAX_ATTEMPTS)
         self.capacity = Capacity(cfg, client)
@@ -368,10 +369,10 @@ class Lifecycle:
         """Take the job off RQ's queue, or tell the worker running it to stop."""
         conn = self.queue.connection
         try:
-            rq_job = Job.fetch(job_id, connection=conn)
+            rq_job = Job.fetch(job_id, connection=conn, serializer=SERIALIZER)
             status = rq_job.get_status(refresh=False)
             if status == JobStatus.STARTED:
-                send_stop_job_command(conn, job_id)
+                send_stop_job_command(conn, job_id, serializer=SERIALIZER)
                 log.info("job %s: stop-job sent to worker %s", job_id, rq_job.worker_name)
             elif status in RQ_ACTIVE:
                 rq_job.cancel()
@@ -409,7 +410,8 @@ class Lifecycle:
         if not self.cfg.SECRET_KEY:
             raise Conflict("a retry here needs SECRET_KEY (to sign the new attempt's token)")
         try:
-            rq_job = Job.fetch(job.job_id, connection=self.queue.connection)
+            rq_job = Job.fetch(job.job_id, connection=self.queue.connection,
+                               serializer=SERIALIZER)
         except NoSuchJobError:
             raise Conflict("the job can no longer be retried: its queue entry has "
                            "expired") from None

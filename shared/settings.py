@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from shared.settingtypes import (
     DEVELOPMENT,
@@ -60,9 +60,11 @@ CONCERNS = (SECRETS_AND_ACCESS, REDIS, WEB_PROCESS, SOCKETIO_LIMITS, JOBS, WORKE
             EXTERNAL_WORKERS, LIMITS_AND_STORAGE, WEBHOOKS, OPERATIONS)
 
 
-def embedded_redis_url(port: int) -> str:
-    """The URL of the embedded Redis (``dev/redis_server.py``) on ``port``."""
-    return f"redis://127.0.0.1:{port}/0"
+def embedded_redis_url(port: int, password: str = "") -> str:
+    """The URL of the embedded Redis (``dev/redis_server.py``) on ``port``, with its
+    ``requirepass`` password when it has one."""
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{port}/0"
 
 
 def site_url_for(bind: str) -> str:
@@ -112,7 +114,7 @@ def _hosts(given: list[str], ctx: Context) -> list[str]:
 
 
 def _redis_url(url: str, ctx: Context) -> str:
-    return url or embedded_redis_url(ctx["EMBEDDED_REDIS_PORT"])
+    return url or embedded_redis_url(ctx["EMBEDDED_REDIS_PORT"], ctx["REDIS_PASSWORD"])
 
 
 def _web_bind(bind: str, ctx: Context) -> str:
@@ -143,7 +145,8 @@ class Settings:
 
     # -- Secrets and access --------------------------------------------------------
     JOBCAST_ENV = Setting(SECRETS_AND_ACCESS, PRODUCTION, one_of(DEVELOPMENT, PRODUCTION),
-                          "`development` allows the built-in development-only secrets")
+                          "`development` allows the built-in development-only secrets, "
+                          "and serves this machine only")
     SECRET_KEY = Setting(SECRETS_AND_ACCESS, "", secret,
                          "signs sessions and per-job callback tokens",
                          deploy=True, development=DEV_SECRET_KEY, shown="none (required)")
@@ -151,7 +154,8 @@ class Settings:
                              "shared bearer token of the progress callback",
                              deploy=True, development=DEV_PROGRESS_TOKEN, shown="none (required)")
     WORKER_TOKEN = Setting(SECRETS_AND_ACCESS, "", secret,
-                           "bearer token of external workers: claims, heartbeats, reports",
+                           "bearer token of external workers: claims, heartbeats, reports "
+                           "(jobs of external kinds only)",
                            deploy=True, development=DEV_WORKER_TOKEN,
                            shown="none (required by the site)")
     OPS_TOKEN = Setting(SECRETS_AND_ACCESS, "", secret,
@@ -166,9 +170,13 @@ class Settings:
     # -- Redis ---------------------------------------------------------------------
     EMBEDDED_REDIS_PORT = Setting(REDIS, DEFAULT_EMBEDDED_REDIS_PORT, integer(1),
                                   "port of the embedded Redis, used when `REDIS_URL` is unset")
+    REDIS_PASSWORD = Setting(REDIS, "", secret,
+                             "the embedded Redis's password (`requirepass`), in the derived "
+                             "`REDIS_URL`", shown="empty (`make run` writes one to `.env`)")
     REDIS_URL = Setting(REDIS, "", text(), "Redis for the queue and all state",
                         deploy=True, derive=_redis_url,
-                        shown="`redis://127.0.0.1:$EMBEDDED_REDIS_PORT/0` (the embedded one)")
+                        shown="`redis://:$REDIS_PASSWORD@127.0.0.1:$EMBEDDED_REDIS_PORT/0` "
+                        "(the embedded one)")
     REDIS_POOL_SIZE = Setting(REDIS, 100, integer(2),
                               "connections per Redis pool of each web process")
     REDIS_POOL_TIMEOUT = Setting(REDIS, 5.0, number,

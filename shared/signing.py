@@ -22,6 +22,9 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 _JOB_SALT = "jobcast.job-token.v2"
 _CONTROL_SALT = "jobcast.control-token"
 ANY_ATTEMPT = 0  # what the shared PROGRESS_TOKEN stands for: no attempt check
+# What WORKER_TOKEN stands for: no attempt check, and only jobs of external kinds (the
+# store script refuses any other job as unknown: shared/lua/update_job.lua).
+ANY_EXTERNAL_ATTEMPT = -1
 
 
 def same_text(a: str, b: str) -> bool:
@@ -46,7 +49,8 @@ class JobGrant:
     """What a valid callback token allows: reports for ``job_id``, one attempt or any."""
 
     job_id: str
-    attempt: int  # ANY_ATTEMPT for the shared token
+    # ANY_ATTEMPT for PROGRESS_TOKEN, ANY_EXTERNAL_ATTEMPT for WORKER_TOKEN
+    attempt: int
 
 
 def read_job_token(secret: str, token: str, max_age: int) -> JobGrant | None:

@@ -24,7 +24,8 @@ from tests.support import ROOT, wait_until
 VENV = Path(sys.executable).parent.parent
 CODE = ("Procfile", "gunicorn.conf.py", "shared", "website", "worker", "dev")
 SECRETS = {"SECRET_KEY": "project-secret-key", "PROGRESS_TOKEN": "project-progress-token",
-           "WORKER_TOKEN": "project-worker-token", "OPS_TOKEN": "project-ops-token"}
+           "WORKER_TOKEN": "project-worker-token", "OPS_TOKEN": "project-ops-token",
+           "REDIS_PASSWORD": "project-redis-password"}
 
 
 def make_project(root: Path, with_venv: bool = True, dot_env: Mapping[str, str] | None = None,

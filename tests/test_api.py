@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from rq import Queue
 
 from shared.protocol import CALLBACK_MAX_BYTES, RUN_KIND_JOB, new_id
+from shared.rqconf import SERIALIZER
 from shared.signing import sign_job_token
 from tests.support import TEST_SECRET_KEY, UNSTORED, auth, csrf_token_in
 
@@ -40,9 +41,9 @@ def test_post_jobs_redirects_to_status_page_and_enqueues(client: FlaskClient, re
     assert page.status_code == 200
     assert f"Status for job {job_id}".encode() in page.data
     assert b'id="progress-span"' in page.data
-    queue = Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(redis_url))
+    queue = Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(redis_url), serializer=SERIALIZER)
     job = queue.fetch_job(job_id)
-    assert job is not None and job.func_name == RUN_KIND_JOB and job.args == (job_id,)
+    assert job is not None and job.func_name == RUN_KIND_JOB and list(job.args) == [job_id]
     assert job.kwargs["kind_name"] == "demo" and job.kwargs["kind_args"] == {"steps": 10}
 
 

@@ -20,6 +20,7 @@ from rq.job import Job, JobStatus
 
 from shared.config import WORKER, Config, ConfigError
 from shared.protocol import new_id, seq_limit
+from shared.rqconf import SERIALIZER
 from shared.signing import read_job_token, sign_control_token, sign_job_token
 from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in, wait_until
 from website import create_app
@@ -62,7 +63,8 @@ def state_of(client: FlaskClient, job_id: str, **headers: str) -> dict[str, Any]
 
 
 def rq_queue(app: Flask) -> Queue:
-    return Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(app.config["REDIS_URL"]))
+    return Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(app.config["REDIS_URL"]),
+                 serializer=SERIALIZER)
 
 
 # --- 1. only the owner and operators control a job ----------------------------------
@@ -95,7 +97,8 @@ def test_a_stranger_cannot_cancel_or_retry_and_nothing_changes(config: Config) -
                              ).status_code == 403
     assert state_of(stranger, job_id)["state"] == "cancelled"
     assert job_id not in queue.job_ids
-    assert Job.fetch(job_id, connection=queue.connection).get_status() == JobStatus.CANCELED
+    cancelled = Job.fetch(job_id, connection=queue.connection, serializer=SERIALIZER)
+    assert cancelled.get_status() == JobStatus.CANCELED
 
 
 def test_the_owner_session_the_api_client_and_operators_may_control(config: Config) -> None:
@@ -250,13 +253,13 @@ def test_a_retry_is_a_new_attempt_with_its_own_token_and_seq(config: Config) -> 
     client = app.test_client()
     job_id, owner = create_api(client)["id"], bearer(OPS)
     conn = rq_queue(app).connection
-    first = Job.fetch(job_id, connection=conn).kwargs["token"]
+    first = Job.fetch(job_id, connection=conn, serializer=SERIALIZER).kwargs["token"]
     high = seq_limit(time.time()) - 10**6  # the largest a worker could send now
     assert report(client, {"jobId": job_id, "progress": 30, "state": "running", "seq": high},
                   first).status_code == 204
     assert client.post(f"/api/jobs/{job_id}/cancel", headers=owner).status_code == 200
     assert client.post(f"/api/jobs/{job_id}/retry", headers=owner).status_code == 202
-    second = Job.fetch(job_id, connection=conn).kwargs["token"]
+    second = Job.fetch(job_id, connection=conn, serializer=SERIALIZER).kwargs["token"]
     grant = read_job_token(TEST_SECRET_KEY, second, max_age=60)
     assert second != first and grant is not None and (grant.job_id, grant.attempt) == (job_id, 2)
     stale = report(client, {"jobId": job_id, "progress": 90, "state": "running", "seq": high + 1},
@@ -332,9 +335,10 @@ def test_development_secrets_refuse_to_listen_beyond_loopback() -> None:
             Config(environ={**dev, "WEB_BIND": bind})
     for bind in ("127.0.0.1:5000", "localhost:8000", "[::1]:5000"):
         assert Config(environ={**dev, "WEB_BIND": bind}).uses_dev_secrets
-    real = Config(environ={**dev, "WEB_BIND": "0.0.0.0:5000", "SECRET_KEY": "k",
+    real = Config(environ={**dev, "WEB_BIND": "127.0.0.1:5000", "SECRET_KEY": "k",
                            "PROGRESS_TOKEN": "p", "WORKER_TOKEN": "w"})
-    assert not real.uses_dev_secrets
+    assert not real.uses_dev_secrets  # development mode still binds to loopback only:
+    # tests/test_attacks_small.py::test_development_mode_refuses_a_web_bind_beyond_loopback
 
 
 def test_the_worker_needs_no_secret_key_but_the_site_does() -> None:
@@ -350,7 +354,8 @@ def test_healthz_does_not_echo_the_redis_error(config: Config) -> None:
     from tests.support import free_port
 
     port = free_port()
-    resp = make_app(config, REDIS_URL=f"redis://127.0.0.1:{port}/0").test_client().get("/healthz")
+    resp = make_app(config, REDIS_URL=f"redis://127.0.0.1:{port}/0").test_client().get(
+        "/healthz", headers=auth(config.OPS_TOKEN))
     assert resp.status_code == 503
     assert str(port) not in resp.get_data(as_text=True)
     assert resp.get_json()["redis"] == {"ok": False, "error": "Redis is unreachable"}
@@ -373,9 +378,10 @@ def test_a_failing_job_does_not_put_its_token_on_log_records(redis_url: str) -> 
     try:
         logsafety.install()
         conn = redis.Redis.from_url(redis_url)
-        queue = Queue("attacks", connection=conn)
+        queue = Queue("attacks", connection=conn, serializer=SERIALIZER)
         job = queue.enqueue(explode, new_id(), token=token)
-        SimpleWorker([queue], connection=conn, log_job_description=False).work(burst=True)
+        SimpleWorker([queue], connection=conn, log_job_description=False,
+                     serializer=SERIALIZER).work(burst=True)
         assert job.get_status(refresh=True) == JobStatus.FAILED
     finally:
         rq_log.removeHandler(handler)

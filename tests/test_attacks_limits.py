@@ -344,7 +344,8 @@ def test_full_redis_answers_503_and_keeps_stored_jobs(log_dir: Path, tmp_path: P
         # The embedded Redis never evicts: full means writes are refused.
         assert raw.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
         assert raw.config_get("maxmemory") == {"maxmemory": str(256 * 1024 * 1024)}
-        app = make_app(server.url, STORE_MAX_BYTES=10**12, HEALTH_WORKER_MAX_AGE=0)
+        app = make_app(server.url, STORE_MAX_BYTES=10**12, HEALTH_WORKER_MAX_AGE=0,
+                       OPS_TOKEN="ops")
         web = app.test_client()
         ids = [web.post("/api/jobs").get_json()["id"] for _ in range(3)]
         limit = int(raw.info("memory")["used_memory"]) + 2 * 1024 * 1024
@@ -368,7 +369,8 @@ def test_full_redis_answers_503_and_keeps_stored_jobs(log_dir: Path, tmp_path: P
             assert web.get(f"/api/jobs/{job_id}").get_json()["state"] == "queued"
         assert len(raw.keys("rq:job:*")) == 3  # handed to RQ (queued or held back)
         assert raw.zcard(keys.RECENT_JOBS) == 3
-        health = web.get("/healthz").get_json()["redis"]["memory"]
+        health = web.get("/healthz", headers={"Authorization": "Bearer ops"}).get_json()[
+            "redis"]["memory"]
         assert health["maxmemory"] == limit
         assert health["used_memory"] > limit - 100_000
     finally:

@@ -17,6 +17,7 @@ from rq.job import Job
 
 from shared.callback import ProgressReporter
 from shared.protocol import seq_limit
+from shared.rqconf import SERIALIZER
 from shared.signing import sign_job_token
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import (
@@ -150,10 +151,11 @@ def test_the_worker_runs_without_secret_key_and_keeps_tokens_out_of_its_log(
         conn = redis.Redis.from_url(server.url)
         failing = "0" * 8 + job_id[8:]
         token = sign_job_token(TEST_SECRET_KEY, failing)
-        Queue(env.get("QUEUE_NAME", "jobcast"), connection=conn).enqueue(
+        Queue(env.get("QUEUE_NAME", "jobcast"), connection=conn, serializer=SERIALIZER).enqueue(
             "worker.highlight.highlight_job", failing, snippet_id=job_id, token=token,
             job_id=failing)
-        wait_until(lambda: Job.fetch(failing, connection=conn).get_status() == "failed",
+        wait_until(lambda: Job.fetch(failing, connection=conn,
+                                     serializer=SERIALIZER).get_status() == "failed",
                    timeout=30, what="the failing job to fail")
         wait_until(lambda: "exception raised while executing" in worker.log_tail(100_000),
                    timeout=10, what="RQ to log the failure")

@@ -25,6 +25,7 @@ from bench.report import Row, p50_p99, percentile, table
 from bench.swarm import Swarm
 from bench.wsclient import SocketIOConnection, connect
 from shared.protocol import new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.conftest import Stack
 from tests.support import TEST_PROGRESS_TOKEN, RedisServer, start_worker, wait_until
@@ -133,7 +134,7 @@ def test_the_cold_worker_is_the_worker_without_preloading(stack: Stack, module: 
     # The product's worker always imports its job modules before it forks; the bench's
     # bench.coldworker skips only that. The job asks its work horse what it inherited.
     conn = redis.Redis.from_url(stack.redis.url)
-    queue = Queue(f"preload-{module}", connection=conn)
+    queue = Queue(f"preload-{module}", connection=conn, serializer=SERIALIZER)
     job = queue.enqueue("sys.modules.__contains__", "shared.kinds.csv_import")
     env = dict(stack.env, QUEUE_NAME=queue.name, WORKER_CLASS="fork")
     proc = start_worker(env, stack.log_dir, name=f"preload-{module}", module=module)

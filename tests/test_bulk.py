@@ -17,6 +17,7 @@ from rq.job import Job, JobStatus
 from shared.config import Config
 from shared.kinds import load_kinds
 from shared.protocol import new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import auth, csrf_token_in, wait_until
@@ -43,7 +44,8 @@ def failed_jobs(site: Stack, n: int, owner: str) -> list[str]:
     store.create_many([(job_id, "demo", owner, now - i * 0.001) for i, job_id in enumerate(ids)])
     pipe = raw.pipeline()
     for job_id in ids:
-        job = Job.create("tests.jobs.quiet_job", args=(job_id,), connection=raw, id=job_id)
+        job = Job.create("tests.jobs.quiet_job", args=(job_id,), connection=raw, id=job_id,
+                         serializer=SERIALIZER)
         job.set_status(JobStatus.FAILED, pipeline=pipe)
         job.save(pipeline=pipe)
     pipe.execute()
@@ -89,7 +91,8 @@ def test_bulk_retry_of_a_thousand_failed_jobs(ops_site: Stack) -> None:
 
 def test_bulk_cancel_skips_what_cannot_be_cancelled(ops_site: Stack) -> None:
     ended = failed_jobs(ops_site, 2, "mixed")
-    queue = Queue("bulk-test-parking", connection=redis.Redis.from_url(ops_site.env["REDIS_URL"]))
+    queue = Queue("bulk-test-parking", connection=redis.Redis.from_url(ops_site.env["REDIS_URL"]),
+                  serializer=SERIALIZER)
     store = JobStore(redis.Redis.from_url(ops_site.env["REDIS_URL"], decode_responses=True))
     waiting = [new_id() for _ in range(3)]
     for job_id in waiting:  # queued on a queue no worker reads

@@ -14,6 +14,7 @@ from itsdangerous import URLSafeSerializer
 from rq import Queue
 
 from shared.protocol import MESSAGE_MAX
+from shared.rqconf import SERIALIZER
 from shared.signing import sign_job_token
 from tests.support import TEST_SECRET_KEY, auth, free_port
 
@@ -35,8 +36,8 @@ def state(client: FlaskClient, job_id: str) -> dict[str, Any]:
 def test_enqueued_job_gets_a_token_for_itself_only(client: FlaskClient, app: Flask,
                                                    redis_url: str) -> None:
     job_id = new_job(client)
-    job = Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(redis_url)).fetch_job(
-        job_id)
+    job = Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(redis_url),
+                serializer=SERIALIZER).fetch_job(job_id)
     assert job is not None
     token = job.kwargs["token"]
     assert token != app.config["PROGRESS_TOKEN"]
@@ -157,7 +158,8 @@ def test_enqueue_failure_leaves_no_eternal_queued_job(app: Flask, redis_url: str
     from rq import Queue as RQQueue
 
     dead = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-    app.extensions["jobcast.core"].lifecycle.queue = RQQueue("jobcast", connection=dead)
+    app.extensions["jobcast.core"].lifecycle.queue = RQQueue("jobcast", connection=dead,
+                                                             serializer=SERIALIZER)
     resp = app.test_client().post("/api/jobs")
     assert resp.status_code == 503
     client = redis.Redis.from_url(redis_url, decode_responses=True)

@@ -20,6 +20,7 @@ from rq.job import Job
 from shared.config import Config
 from shared.kinds.highlight.snippets import snippet_key
 from shared.protocol import new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.support import (
     TEST_OPS_TOKEN,
@@ -123,8 +124,9 @@ def test_health_is_503_once_the_only_workers_heartbeat_is_stale(
     def health(max_age: int) -> Any:
         app = create_app(Config(environ={}, WORKER_TOKEN="w", SECRET_KEY=TEST_SECRET_KEY,
                                 PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, REDIS_URL=redis_url,
-                                ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=max_age))
-        return app.test_client().get("/healthz")
+                                ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=max_age,
+                                OPS_TOKEN=TEST_OPS_TOKEN))
+        return app.test_client().get("/healthz", headers=auth(TEST_OPS_TOKEN))
 
     try:
         assert health(3).status_code == 200  # it just registered
@@ -146,7 +148,8 @@ def test_retry_is_refused_once_the_rq_entry_expired(client: Any, redis_url: str)
     job_id = client.post("/api/jobs").get_json()["id"]
     operator = auth(TEST_OPS_TOKEN)
     assert client.post(f"/api/jobs/{job_id}/cancel", headers=operator).status_code == 200
-    Job.fetch(job_id, connection=redis.Redis.from_url(redis_url)).delete()  # what its TTL does
+    Job.fetch(job_id, connection=redis.Redis.from_url(redis_url),
+              serializer=SERIALIZER).delete()  # what its TTL does
     resp = client.post(f"/api/jobs/{job_id}/retry", headers=auth(TEST_OPS_TOKEN))
     assert resp.status_code == 409
     assert "queue entry has expired" in resp.get_json()["error"]

@@ -19,6 +19,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from shared import keys
+from shared.rqconf import SERIALIZER
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import (
     EventRecorder,
@@ -101,7 +102,7 @@ def kill_worker_and_horse(worker: Process) -> None:
 def rq_registries(stack: Stack, job_id: str) -> tuple[bool, bool]:
     """(in StartedJobRegistry, in FailedJobRegistry) for ``job_id``."""
     conn = redis.Redis.from_url(stack.redis.url)
-    queue = Queue("jobcast", connection=conn)
+    queue = Queue("jobcast", connection=conn, serializer=SERIALIZER)
     started = job_id in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
     failed = job_id in FailedJobRegistry(queue=queue).get_job_ids(cleanup=False)
     conn.close()
@@ -364,7 +365,7 @@ def test_worker_rides_out_redis_down_while_its_job_ends(
     os.mkfifo(fifo)
     client = redis.Redis.from_url(stack.redis.url)
     try:
-        job = Queue("jobcast", connection=client).enqueue("tests.jobs.wait_for_writer",
+        job = Queue("jobcast", connection=client, serializer=SERIALIZER).enqueue("tests.jobs.wait_for_writer",
                                                           str(fifo))
         wait_until(lambda: job.get_status(refresh=True) == "started", timeout=20,
                    what="job started")

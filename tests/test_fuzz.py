@@ -32,6 +32,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from shared.protocol import CALLBACK_MAX_BYTES, new_id
+from shared.rqconf import SERIALIZER
 from shared.signing import sign_job_token
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
@@ -83,7 +84,7 @@ class RealIds:
         resp = requests.post(f"{self.stack.url}/api/jobs/{jid}/cancel", timeout=5,
                              headers=auth(OPS_TOKEN))
         assert resp.status_code == 200, resp.text
-        wait_until(lambda: Job.fetch(jid, connection=self.redis).get_status()
+        wait_until(lambda: Job.fetch(jid, connection=self.redis, serializer=SERIALIZER).get_status()
                    not in (JobStatus.QUEUED, JobStatus.STARTED), what=f"RQ to stop {jid}")
         return jid
 

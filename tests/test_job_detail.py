@@ -14,6 +14,7 @@ import requests
 from rq import Queue, Worker
 
 from shared.protocol import new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import auth, wait_until
@@ -36,7 +37,7 @@ def detail(site: Stack, job_id: str) -> str:
 
 
 def run_failing(site: Stack, job_id: str) -> None:
-    Queue("jobcast", connection=redis.Redis.from_url(site.redis.url)).enqueue(
+    Queue("jobcast", connection=redis.Redis.from_url(site.redis.url), serializer=SERIALIZER).enqueue(
         "tests.jobs.failing_job", job_id, job_id=job_id)
     wait_until(lambda: site.job_state(job_id)["state"] == "failed", timeout=30,
                what="the job to fail")
@@ -51,7 +52,8 @@ def test_a_failure_shows_its_traceback_to_operators_only(ops_site: Stack) -> Non
     assert "Traceback (most recent call last)" in page and 'raise ValueError("disk on fire")' in page
     assert re.search(r'id="detail-owner">owner-7<', page) and 'id="detail-kind">test<' in page
     assert '"n": 3' in page
-    workers = {w.name for w in Worker.all(connection=redis.Redis.from_url(ops_site.redis.url))}
+    workers = {w.name for w in Worker.all(connection=redis.Redis.from_url(ops_site.redis.url),
+                                          serializer=SERIALIZER)}
     shown = re.findall(r'class="worker">([^<]+)<', page)
     assert len(shown) == 1 and shown[0] in workers
     assert re.findall(r"</time> (\w+)</li>", page) == ["queued", "running", "failed"]

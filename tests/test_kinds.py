@@ -18,6 +18,7 @@ from rq import Queue
 from shared import keys
 from shared.kinds import KindError, job_kind, load_kinds
 from shared.kinds.validate import check_args
+from shared.rqconf import SERIALIZER
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import EventRecorder, csrf_token_in, final_state_received, wait_until
 
@@ -26,7 +27,7 @@ def stored_nothing(app: Flask) -> bool:
     """No job stored, none enqueued."""
     conn = redis.Redis.from_url(app.config["REDIS_URL"])
     return (conn.zcard(keys.RECENT_JOBS) == 0
-            and Queue(app.config["QUEUE_NAME"], connection=conn).count == 0)
+            and Queue(app.config["QUEUE_NAME"], connection=conn, serializer=SERIALIZER).count == 0)
 
 
 # -- declaring kinds ------------------------------------------------------------------
@@ -110,8 +111,8 @@ def test_a_kind_with_arguments_is_enqueued_with_them(app: Flask, client: FlaskCl
     resp = client.post("/api/jobs", json={"kind": "demo", "args": {"steps": 3}})
     assert resp.status_code == 202
     job_id = resp.get_json()["id"]
-    rq_job = Queue(app.config["QUEUE_NAME"],
-                   connection=redis.Redis.from_url(app.config["REDIS_URL"])).fetch_job(job_id)
+    rq_job = Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(app.config["REDIS_URL"]),
+                   serializer=SERIALIZER).fetch_job(job_id)
     assert rq_job is not None and rq_job.kwargs["kind_args"] == {"steps": 3}
 
 

@@ -22,6 +22,7 @@ import requests
 from rq.job import Job
 
 from shared.config import WORKER, Config
+from shared.rqconf import SERIALIZER
 from shared.schedules import ScheduleStore
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.lifecycle_kinds import TIMED_TIMEOUT
@@ -69,7 +70,7 @@ def rq_timeout(site: Stack, job_id: str) -> int | None:
     """The timeout RQ holds for a job."""
     conn = redis.Redis.from_url(site.redis.url)
     try:
-        return Job.fetch(job_id, connection=conn).timeout
+        return Job.fetch(job_id, connection=conn, serializer=SERIALIZER).timeout
     finally:
         conn.close()
 

@@ -109,12 +109,14 @@ def test_only_missing_secrets_are_appended(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     path.write_text("SECRET_KEY=kept\nOPS_TOKEN=")  # no final newline
     path.chmod(0o644)
-    written = add_missing_secrets(path, {"PROGRESS_TOKEN": "exported", "WORKER_TOKEN": "w"},
+    written = add_missing_secrets(path, {"PROGRESS_TOKEN": "exported", "WORKER_TOKEN": "w",
+                                         "REDIS_PASSWORD": "r"},
                                   {"SECRET_KEY": "kept", "OPS_TOKEN": ""})
     assert written == []
     assert path.read_text() == "SECRET_KEY=kept\nOPS_TOKEN="
     written = add_missing_secrets(path, {"PROGRESS_TOKEN": ""}, {"SECRET_KEY": "kept",
-                                                                "OPS_TOKEN": ""})
+                                                                "OPS_TOKEN": "",
+                                                                "REDIS_PASSWORD": "r"})
     assert written == ["PROGRESS_TOKEN", "WORKER_TOKEN"]
     lines = path.read_text().splitlines()
     assert lines[:2] == ["SECRET_KEY=kept", "OPS_TOKEN="] and lines[2].startswith("PROGRESS_TOKEN=")

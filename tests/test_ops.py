@@ -26,6 +26,7 @@ from shared.protocol import (
     ProgressUpdate,
     new_id,
 )
+from shared.rqconf import SERIALIZER
 from shared.store import InvalidTransition, JobStore, StaleAttempt, UnknownJob
 from tests.support import TEST_PROGRESS_TOKEN, TEST_SECRET_KEY, auth, csrf_token_in, free_port
 from website import create_app
@@ -123,13 +124,13 @@ def test_cancel_a_queued_job_takes_it_off_the_queue(client: FlaskClient, app: Fl
     created = client.post("/api/jobs").get_json()
     job_id = created["id"]
     raw = redis.Redis.from_url(app.config["REDIS_URL"])
-    queue = Queue(app.config["QUEUE_NAME"], connection=raw)
+    queue = Queue(app.config["QUEUE_NAME"], connection=raw, serializer=SERIALIZER)
     assert queue.count == 1
     resp = client.post(f"/api/jobs/{job_id}/cancel", headers=owner_auth(created))
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.get_json()["state"]["state"] == "cancelled"
     assert queue.count == 0
-    assert Job.fetch(job_id, connection=raw).get_status() == JobStatus.CANCELED
+    assert Job.fetch(job_id, connection=raw, serializer=SERIALIZER).get_status() == JobStatus.CANCELED
     again = client.post(f"/api/jobs/{job_id}/cancel", headers=owner_auth(created))
     assert again.status_code == 409 and "cancelled" in again.get_json()["error"]
 
@@ -143,10 +144,10 @@ def test_retry_a_cancelled_job_enqueues_it_again(client: FlaskClient, app: Flask
     assert resp.get_json()["state"] == {"jobId": job_id, "progress": 0, "state": "queued",
                                         "message": ""}
     raw = redis.Redis.from_url(app.config["REDIS_URL"])
-    rq_job = Job.fetch(job_id, connection=raw)
+    rq_job = Job.fetch(job_id, connection=raw, serializer=SERIALIZER)
     assert rq_job.get_status() == JobStatus.QUEUED
-    assert rq_job.func_name == RUN_KIND_JOB and rq_job.args == (job_id,)
-    assert Queue(app.config["QUEUE_NAME"], connection=raw).job_ids == [job_id]
+    assert rq_job.func_name == RUN_KIND_JOB and list(rq_job.args) == [job_id]
+    assert Queue(app.config["QUEUE_NAME"], connection=raw, serializer=SERIALIZER).job_ids == [job_id]
     assert client.get(f"/api/jobs/{job_id}").get_json()["state"] == "queued"
 
 
@@ -196,7 +197,7 @@ def test_cancel_button_redirects_to_the_page_showing_cancelled(client: FlaskClie
 
 def test_health_is_503_without_a_worker_and_200_when_workers_are_not_checked(
         config: Config) -> None:
-    resp = make_app(config).test_client().get("/healthz")
+    resp = make_app(config).test_client().get("/healthz", headers=ops_auth())
     assert resp.status_code == 503
     body = resp.get_json()
     assert body["status"] == "unavailable" and body["redis"]["ok"] is True
@@ -208,7 +209,7 @@ def test_health_is_503_without_a_worker_and_200_when_workers_are_not_checked(
 def test_health_is_503_when_redis_is_unreachable(config: Config) -> None:
     app = make_app(config, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
                    HEALTH_WORKER_MAX_AGE=0)
-    resp = app.test_client().get("/healthz")
+    resp = app.test_client().get("/healthz", headers=ops_auth())
     assert resp.status_code == 503
     body = resp.get_json()
     # a generic message: the Redis host and port go to the log only

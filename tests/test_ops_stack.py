@@ -17,6 +17,7 @@ from rq.job import Job
 
 from shared.config import Config
 from shared.protocol import new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import (
@@ -74,7 +75,7 @@ def running_at_least(progress: int) -> Any:
 def rq_status(stack: Stack, job_id: str) -> str:
     conn = redis.Redis.from_url(stack.env["REDIS_URL"])
     try:
-        return str(Job.fetch(job_id, connection=conn).get_status().value)
+        return str(Job.fetch(job_id, connection=conn, serializer=SERIALIZER).get_status().value)
     finally:
         conn.close()
 
@@ -214,7 +215,7 @@ def metric(text: str, pattern: str) -> float:
 
 
 def test_health_and_metrics_of_a_running_stack(ops_stack: Stack) -> None:
-    health = requests.get(ops_stack.url + "/healthz", timeout=5)
+    health = requests.get(ops_stack.url + "/healthz", headers=auth(TEST_OPS_TOKEN), timeout=5)
     assert health.status_code == 200, health.text
     assert health.json()["workers"]["names"] == ["worker"]
     applied_re = r'jobcast_callbacks_total\{result="applied"\}'
@@ -246,8 +247,10 @@ def test_health_goes_503_when_redis_stops(log_dir: Path,
     try:
         app = create_app(Config(environ={}, SECRET_KEY=TEST_SECRET_KEY,
                                 PROGRESS_TOKEN=TEST_PROGRESS_TOKEN, WORKER_TOKEN="w", REDIS_URL=server.url,
-                                ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=30))
+                                ASYNC_MODE="threading", HEALTH_WORKER_MAX_AGE=30,
+                                OPS_TOKEN=TEST_OPS_TOKEN))
         client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TEST_OPS_TOKEN}"
         up = client.get("/healthz")
         assert up.status_code == 200, up.get_json()
         assert up.get_json()["workers"]["names"] == ["health-worker"]

@@ -10,6 +10,7 @@ import socketio
 from rq import Queue
 
 from shared.protocol import RUN_KIND_JOB, new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.conftest import Stack
 from tests.support import (
@@ -30,7 +31,7 @@ def test_events_arrive_in_order_and_end_at_100_succeeded(stack: Stack, transport
     rec = EventRecorder(stack.url, job_id, transports=[transport])
     try:
         rec.wait_for(lambda ev: len(ev) >= 1, what="state on connect")
-        Queue("jobcast", connection=redis.Redis.from_url(stack.redis.url)).enqueue(
+        Queue("jobcast", connection=redis.Redis.from_url(stack.redis.url), serializer=SERIALIZER).enqueue(
             RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 10},
             job_id=job_id)
         rec.wait_for(final_state_received(), timeout=30, what="final state")
@@ -62,7 +63,7 @@ def test_failing_job_ends_failed_with_message_pushed(stack: Stack) -> None:
     JobStore(client).create(job_id, kind="test")
     rec = EventRecorder(stack.url, job_id)
     try:
-        Queue("jobcast", connection=redis.Redis.from_url(stack.redis.url)).enqueue(
+        Queue("jobcast", connection=redis.Redis.from_url(stack.redis.url), serializer=SERIALIZER).enqueue(
             "tests.jobs.failing_job", job_id, job_id=job_id)
         rec.wait_for(final_state_received(), timeout=30, what="failed state")
     finally:

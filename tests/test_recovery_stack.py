@@ -20,6 +20,7 @@ from rq import Queue
 from rq.job import Job
 
 from shared.protocol import RUN_KIND_JOB, new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.conftest import Stack
 from tests.support import (
@@ -71,7 +72,7 @@ def test_job_rq_fails_before_its_code_ends_failed_with_the_reason_pushed(
         reason: str) -> None:
     job_id, rec = watch_new_job(stack)
     try:
-        Queue("jobcast", connection=rq_conn).enqueue(function, *args, job_id=job_id)
+        Queue("jobcast", connection=rq_conn, serializer=SERIALIZER).enqueue(function, *args, job_id=job_id)
         rec.wait_for(final_state_received(), timeout=30, what="failed state pushed")
     finally:
         rec.close()
@@ -80,7 +81,7 @@ def test_job_rq_fails_before_its_code_ends_failed_with_the_reason_pushed(
     assert reason in last["message"], last
     assert stack.job_state(job_id)["state"] == "failed"
     # RQ recorded the same failure
-    wait_until(lambda: Job.fetch(job_id, connection=rq_conn).get_status() == "failed",
+    wait_until(lambda: Job.fetch(job_id, connection=rq_conn, serializer=SERIALIZER).get_status() == "failed",
                timeout=10, what="RQ to mark the job failed")
 
 
@@ -88,7 +89,7 @@ def test_job_enqueued_with_a_delay_runs_after_it_on_the_worker(
         stack: Stack, rq_conn: redis.Redis) -> None:
     delay = 2
     queued_at = datetime.now(UTC)
-    job = Queue("jobcast", connection=rq_conn).enqueue_in(
+    job = Queue("jobcast", connection=rq_conn, serializer=SERIALIZER).enqueue_in(
         timedelta(seconds=delay), "tests.jobs.noop")
     assert job.get_status(refresh=True) == "scheduled"
     wait_until(lambda: job.get_status(refresh=True) == "finished", timeout=delay + 20,
@@ -114,7 +115,7 @@ def test_state_stored_by_the_fallback_is_pushed_without_a_message_queue(
     extra_workers.append(worker)
     job_id, rec = watch_new_job(stack)
     try:
-        Queue("fallback", connection=rq_conn).enqueue(
+        Queue("fallback", connection=rq_conn, serializer=SERIALIZER).enqueue(
             RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 10}, job_id=job_id)
         rec.wait_for(final_state_received(), timeout=40, what="final state pushed")
     finally:

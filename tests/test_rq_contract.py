@@ -11,7 +11,8 @@ import inspect
 
 import pytest
 import redis
-from rq import SimpleWorker, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.command import send_stop_job_command
 from rq.job import Job
 from rq.worker.base import BaseWorker
 
@@ -31,16 +32,25 @@ OVERRIDDEN = {
     "get_heartbeat_ttl": "(self, job: 'Job', working_time: 'float' = 0.0) -> 'int'",
 }
 
-# The RQ entry points Jobcast calls by keyword (worker/recovery.py, worker/__main__.py).
+# The RQ entry points Jobcast calls by keyword (worker/recovery.py, worker/__main__.py;
+# the serializer everywhere: shared/rqconf.py).
 USED = {
     (BaseWorker, "__init__"): (
         "exception_handlers", "maintenance_interval", "worker_ttl", "log_job_description",
-        "job_monitoring_interval", "work_horse_killed_handler"),
+        "job_monitoring_interval", "work_horse_killed_handler", "serializer"),
     (BaseWorker, "work"): ("burst", "logging_level", "with_scheduler"),
-    (BaseWorker, "find_by_key"): ("worker_key", "connection"),
+    (BaseWorker, "find_by_key"): ("worker_key", "connection", "serializer"),
+    (BaseWorker, "all"): ("queue", "serializer"),
+    (Queue, "__init__"): ("connection", "serializer"),
+    (Job, "fetch"): ("connection", "serializer"),
+    (Job, "fetch_many"): ("connection", "serializer"),
     (BaseWorker, "get_current_executions"): ("refresh",),
     (BaseWorker, "handle_work_horse_killed"): ("job", "retpid", "ret_val", "rusage"),
 }
+
+
+def test_stopping_a_job_takes_the_serializer() -> None:
+    assert "serializer" in inspect.signature(send_stop_job_command).parameters
 
 
 def rq_method(cls: type, name: str) -> object:

@@ -21,6 +21,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from shared.callback import ReportError
 from shared.config import Config, ConfigError, default_socketio_cap
 from shared.protocol import SUCCEEDED, new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.conftest import start_stack, stop_stack
 from tests.support import (
@@ -199,7 +200,7 @@ def test_a_gevent_instance_shares_the_message_queue_with_an_eventlet_one(
 
 def test_two_workers_on_one_queue_run_each_job_exactly_once(cluster: Cluster) -> None:
     conn = redis.Redis.from_url(cluster.redis.url)
-    queue = Queue(cluster.env_a.get("QUEUE_NAME", "jobcast"), connection=conn)
+    queue = Queue(cluster.env_a.get("QUEUE_NAME", "jobcast"), connection=conn, serializer=SERIALIZER)
     queue.empty()  # jobs left queued by the tests above (they ran no worker)
     workers = [start_worker(cluster.env_a, cluster.log_dir, name=name)
                for name in ("worker-1", "worker-2")]

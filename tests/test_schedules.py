@@ -17,6 +17,7 @@ from rq import Queue
 
 from shared import keys
 from shared.config import WORKER, Config
+from shared.rqconf import SERIALIZER
 from shared.schedules import BadSchedule, ScheduleStore, check_cron
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
@@ -61,7 +62,8 @@ def test_a_run_fires_once_at_its_time_and_never_while_paused(ticker: Ticker,
     assert ticker.tick(now=start + MINUTE + 1) == [] and other.tick(now=start + MINUTE + 1) == []
     job = JobStore(redis_client).get(fired[0])
     assert job is not None and job.state == "queued" and job.owner == f"schedule:{schedule.schedule_id}"
-    assert Queue("jobcast", connection=redis.Redis.from_url(ticker.cfg.REDIS_URL)).count == 1
+    assert Queue("jobcast", connection=redis.Redis.from_url(ticker.cfg.REDIS_URL),
+                 serializer=SERIALIZER).count == 1
     store.pause(schedule.schedule_id)
     assert ticker.tick(now=start + 10 * MINUTE) == []  # paused: nothing is due
     resumed = store.resume(schedule.schedule_id, now=start + 10 * MINUTE + 5)

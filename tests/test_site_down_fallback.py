@@ -18,6 +18,7 @@ from rq import Queue
 
 from shared import keys
 from shared.protocol import RUN_KIND_JOB, new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.support import (
     TEST_OPS_TOKEN,
@@ -86,7 +87,8 @@ def test_site_unreachable_reports_go_through_the_store_and_message_queue(
     rec = EventRecorder(split_stack.url, job_id)
     try:
         rec.wait_for(lambda ev: len(ev) >= 1, what="state on connect")
-        Queue("jobcast", connection=redis.Redis.from_url(split_stack.redis.url)).enqueue(
+        Queue("jobcast", connection=redis.Redis.from_url(split_stack.redis.url),
+              serializer=SERIALIZER).enqueue(
             RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 10},
             job_id=job_id)
         rec.wait_for(final_state_received(), timeout=30, what="final state via the queue")
@@ -111,7 +113,8 @@ def test_a_job_the_fallback_ends_still_calls_its_webhook(split_stack: SplitStack
     try:
         JobStore(client).create(job_id, kind="demo")
         client.hset(keys.job_key(job_id), "webhook", f"http://127.0.0.1:{receiver.port}/end")
-        Queue("jobcast", connection=redis.Redis.from_url(split_stack.redis.url)).enqueue(
+        Queue("jobcast", connection=redis.Redis.from_url(split_stack.redis.url),
+              serializer=SERIALIZER).enqueue(
             RUN_KIND_JOB, job_id, kind_name="demo", kind_args={"steps": 2}, job_id=job_id)
         wait_until(lambda: receiver.received, timeout=30, what="the webhook after a fallback end")
         state = wait_until(lambda: (s := operator_state(split_stack.url, job_id)).get(

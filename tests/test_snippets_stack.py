@@ -25,6 +25,7 @@ from shared.config import Config
 from shared.kinds.highlight import run_highlight
 from shared.kinds.highlight.snippets import HIGHLIGHT, HIGHLIGHT_KIND, SnippetStore, snippet_key
 from shared.protocol import RUN_KIND_JOB, UPDATE_PROGRESS, ProgressUpdate, new_id
+from shared.rqconf import SERIALIZER
 from shared.signing import sign_job_token
 from shared.store import JobStore
 from tests.conftest import Stack
@@ -48,7 +49,7 @@ Events = list[tuple[str, Any]]
 def rq_queue(stack: Stack) -> Iterator[Queue]:
     """The stack's RQ queue, for the test-only jobs."""
     conn = redis.Redis.from_url(stack.env["REDIS_URL"])
-    yield Queue(Config(environ=stack.env).QUEUE_NAME, connection=conn)
+    yield Queue(Config(environ=stack.env).QUEUE_NAME, connection=conn, serializer=SERIALIZER)
     conn.close()
 
 
@@ -264,7 +265,7 @@ def test_a_highlight_past_the_job_timeout_ends_failed_and_is_pushed(
     stored = SnippetStore(text_redis).get(sid, source=False)
     assert stored is not None
     job_id = stored.job_id
-    rq_job = Job.fetch(job_id, connection=rq_queue.connection)
+    rq_job = Job.fetch(job_id, connection=rq_queue.connection, serializer=SERIALIZER)
     wait_until(lambda: rq_job.get_status(refresh=True) == "failed", timeout=20,
                what="RQ to record the failure")
 

@@ -24,6 +24,7 @@ from shared.kinds.highlight.snippets import (
     snippet_key,
 )
 from shared.protocol import RUN_KIND_JOB, new_id
+from shared.rqconf import SERIALIZER
 
 HOSTILE = "<script>alert(1)</script>"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -66,7 +67,7 @@ def test_post_form_stores_snippet_enqueues_job_and_redirects(
     assert job["kind"] == HIGHLIGHT_KIND and json.loads(job["args"]) == {"snippet": snippet_id}
     assert job["state"] == "queued" and job["page"] == f"/snippets/{snippet_id}"
     raw = redis.Redis.from_url(client.application.config["REDIS_URL"])
-    rq_job = Queue("jobcast", connection=raw).fetch_job(snippet.job_id)
+    rq_job = Queue("jobcast", connection=raw, serializer=SERIALIZER).fetch_job(snippet.job_id)
     assert rq_job is not None and rq_job.func_name == RUN_KIND_JOB
     assert rq_job.kwargs["kind_name"] == HIGHLIGHT_KIND and rq_job.kwargs["token"]
     assert rq_job.kwargs["kind_args"] == {"snippet": snippet_id}

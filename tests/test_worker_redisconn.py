@@ -20,6 +20,7 @@ from shared.redisconn import (
     waited_before,
     worker_redis,
 )
+from shared.rqconf import SERIALIZER
 from tests.support import TEST_PROGRESS_TOKEN, RedisServer, wait_until
 
 
@@ -61,7 +62,8 @@ def test_the_connection_and_rqs_scheduler_carry_the_retry(redis_url: str) -> Non
     assert retry.get_retries() == retries_for(30)
     assert isinstance(retry._backoff, OutageBackoff)
     # RQ's scheduler (its own process) rebuilds its connection from these kwargs.
-    scheduler = RQScheduler([Queue("jobcast", connection=conn)], connection=conn)
+    scheduler = RQScheduler([Queue("jobcast", connection=conn, serializer=SERIALIZER)],
+                            connection=conn, serializer=SERIALIZER)
     assert scheduler.connection.connection_pool.connection_kwargs["retry"] == retry
     conn.close()
 

@@ -14,6 +14,7 @@ from shared.push import SOCKETIO_CHANNEL
 from website import claims, http, jobs, keys, ops, progress, realtime, snippets
 from website.extensions import init_core, socketio
 from website.http.access import configure_logging
+from website.http.localonly import ThisMachineOnly
 
 log = logging.getLogger(__name__)
 # The largest Socket.IO message a client may send: the protocol's are a few
@@ -53,6 +54,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     if proxies:  # client address, scheme and host from the proxies' X-Forwarded-* headers
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    if config.serves_this_machine_only:  # outermost: the TCP peer, before any proxy header
+        app.wsgi_app = ThisMachineOnly(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

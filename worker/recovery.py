@@ -36,6 +36,7 @@ from rq.job import Job
 from shared.callback import ProgressReporter, ReportError
 from shared.config import Config
 from shared.protocol import FAILED
+from shared.rqconf import SERIALIZER
 from worker.boundary import make_reporter, was_reported
 
 log = logging.getLogger(__name__)
@@ -149,10 +150,12 @@ def make_worker(cfg: Config, conn: redis.Redis, queue_names: list[str], name: st
     hooks = recovery.worker_kwargs(kwargs.pop("worker_ttl", None))
     worker: JobcastWorker | JobcastSimpleWorker
     if cfg.WORKER_CLASS == "simple":
-        worker = JobcastSimpleWorker(queue_names, connection=conn, name=name, **hooks, **kwargs)
+        worker = JobcastSimpleWorker(queue_names, connection=conn, name=name,
+                                     serializer=SERIALIZER, **hooks, **kwargs)
         worker.default_timeout = cfg.JOB_TIMEOUT
     else:
-        worker = JobcastWorker(queue_names, connection=conn, name=name, **hooks, **kwargs)
+        worker = JobcastWorker(queue_names, connection=conn, name=name, serializer=SERIALIZER,
+                               **hooks, **kwargs)
     worker.lease = recovery.timing.lease
     return worker
 
@@ -177,7 +180,7 @@ def take_over_name(cfg: Config, conn: redis.Redis, name: str) -> None:
     key = Worker.redis_worker_namespace_prefix + name
     deadline = time.monotonic() + timing.lease + timing.beat
     while True:
-        old = Worker.find_by_key(key, connection=conn)
+        old = Worker.find_by_key(key, connection=conn, serializer=SERIALIZER)
         if old is None or old.death_date is not None:
             return
         alive = (_age(old.last_heartbeat) < timing.lease

@@ -60,7 +60,7 @@ for q = 2, #KEYS do
         fields[#fields + 1] = 'started_at'; fields[#fields + 1] = a.now
       end
       redis.call('HSET', k, unpack(fields))
-      redis.call('HDEL', k, 'seq')
+      redis.call('HDEL', k, 'seq', 'seq_any')
       redis.call('ZADD', leases, now + a.lease, id)
       transition(a, k, id, a.queued, a.running, cur[6], cur[7])
       return {'code', 1, 'jobId', id, 'kind', cur[3] or '', 'args', cur[4] or '{}',

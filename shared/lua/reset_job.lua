@@ -33,7 +33,8 @@ if not a.from_states[cur[1]] then return {'code', 0, 'state', cur[1]} end
 local attempt = (tonumber(cur[2]) or 1) + 1
 redis.call('HSET', k, 'state', a.queued, 'progress', 0, 'message', '', 'stage', '',
            'updated_at', a.now, 'attempt', attempt)
-redis.call('HDEL', k, 'started_at', 'finished_at', 'seq', 'result', 'current', 'total')
+redis.call('HDEL', k, 'started_at', 'finished_at', 'seq', 'seq_any', 'result', 'current',
+           'total')
 redis.call('EXPIRE', k, a.ttl)
 transition(a, k, a.id, cur[1], a.queued, cur[3], cur[4])
 return {'code', 1, 'state', cur[1], 'attempt', attempt}

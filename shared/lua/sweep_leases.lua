@@ -54,7 +54,7 @@ for _, id in ipairs(ids) do
                  'stage', '', 'updated_at', now,
                  'message', who .. ' stopped reporting (lease lapsed); queued again for attempt '
                  .. (attempt + 1) .. ' of ' .. max_attempts)
-      redis.call('HDEL', k, 'worker', 'current', 'total', 'seq')
+      redis.call('HDEL', k, 'worker', 'current', 'total', 'seq', 'seq_any')
       redis.call('LPUSH', a.queue_prefix .. (cur[3] or ''), id)
       requeued[#requeued + 1] = id
       kinds[#kinds + 1] = cur[3] or ''

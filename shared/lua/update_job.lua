@@ -17,7 +17,8 @@
 --   a.lines         the new log lines, in order (absent: none)
 --   a.log_max       how many log lines the stream keeps (JOB_LOG_MAX)
 --   a.log_start     the log id before the first line (shared.protocol.LOG_START)
---   a.attempt       the attempt the report is for (absent or 0: any attempt)
+--   a.attempt       the attempt the report is for (absent or 0: any attempt; -1: any
+--                   attempt of a job of an external kind, the WORKER_TOKEN's reports)
 --   a.lease_until   the lease deadline an accepted report gives a claimed external
 --                   job, epoch seconds as text (absent: none)
 --   a.succeeded     the name of the succeeded state
@@ -28,9 +29,12 @@
 --   a.timeline_max  how many entries a timeline keeps (for lib/transition.lua)
 --   a.batch_prefix  the prefix of batch hashes (for lib/transition.lua)
 --
--- Rules: an unknown job is refused; a report for another attempt (the job was
--- retried since) is refused; a terminal job never changes; a seq not above the
--- stored one is dropped; progress never goes back; a report that changes
+-- Rules: an unknown job is refused (and, for a.attempt -1, a job of a kind RQ runs,
+-- as if unknown); a report for another attempt (the job was retried since) is
+-- refused; a terminal job never changes; a seq not above the stored one is
+-- dropped (the attempt's reports, a.attempt above 0, keep theirs in 'seq'; the
+-- shared tokens' reports, tied to no attempt, theirs in 'seq_any': one cannot
+-- silence the other); progress never goes back; a report that changes
 -- nothing (no new field value, no log line) is dropped. Log lines are appended
 -- only when the update is applied. A change of state is a transition
 -- (lib/transition.lua: the state indexes, the timeline, the batch's totals) in
@@ -57,13 +61,15 @@ local k, logk, leases = KEYS[1], KEYS[2], KEYS[3]
 --! include transition
 --! include lease
 
-local cur = redis.call('HMGET', k, 'state', 'progress', 'seq', 'message', 'stage', 'kind',
+local for_attempt = a.attempt or 0
+local seq_field = for_attempt > 0 and 'seq' or 'seq_any'
+local cur = redis.call('HMGET', k, 'state', 'progress', seq_field, 'message', 'stage', 'kind',
                        'current', 'total', 'log_last', 'created_at',
                        'owner', 'started_at', 'batch_id', 'attempt', 'external')
 local cur_state, cur_seq = cur[1], cur[3]
 if not cur_state then return {'code', -1} end
+if for_attempt < 0 and cur[15] ~= '1' then return {'code', -1} end
 local cur_attempt = tonumber(cur[14]) or 1
-local for_attempt = a.attempt or 0
 if for_attempt > 0 and for_attempt ~= cur_attempt then
   return {'code', -2, 'state', cur_state, 'attempt', cur_attempt}
 end
@@ -104,7 +110,7 @@ local function changed_fields()
   local function add(name, value)
     fields[#fields + 1] = name; fields[#fields + 1] = value
   end
-  if seq then add('seq', seq) end
+  if seq then add(seq_field, seq) end
   if current ~= '' then add('current', current); add('total', total) end
   if a.result then add('result', a.result) end
   if not cur[12] then add('started_at', now) end  -- the first change of a run (a retry clears it)

@@ -189,7 +189,8 @@ def _read_heartbeat(body: object) -> list[tuple[str, int | None]]:
 @bp.post("/heartbeat")
 def heartbeat() -> Response | tuple[Response | str, int]:
     """Renew the leases of the worker's jobs; each job's state and current attempt
-    (a job that was cancelled says so here)."""
+    (a job that was cancelled says so here). Only jobs of external kinds answer: any
+    other job is as unknown (state and attempt null, not held)."""
     if not _authorised():
         return error_response(401, "missing or invalid worker token")
     jobs = _read_heartbeat(read_json_body(BODY_MAX_BYTES))
@@ -197,9 +198,9 @@ def heartbeat() -> Response | tuple[Response | str, int]:
     answers: list[dict[str, Any]] = []
     renewals = core.lifecycle.external.renew_many(jobs)
     for (job_id, _attempt), renewal in zip(jobs, renewals, strict=True):
-        if renewal is None:
+        if renewal is None or not renewal.external:  # a job RQ runs is none of theirs
             answers.append({"jobId": job_id, "state": None, "attempt": None, "held": False})
         else:
             answers.append({"jobId": job_id, "state": renewal.state, "attempt": renewal.attempt,
-                            "held": renewal.held and renewal.external})
+                            "held": renewal.held})
     return jsonify({"jobs": answers, "leaseSeconds": current_app.config["LEASE_SECONDS"]})

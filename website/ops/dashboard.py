@@ -27,6 +27,7 @@ from rq.job import Job
 from shared.apikeys import key_names, list_keys
 from shared.jobquery import BadFilter, JobFilter, parse_cursor
 from shared.protocol import DASHBOARD_ROOM, DASHBOARD_SUBSCRIBE, STATES
+from shared.rqconf import SERIALIZER
 from shared.schedules import ScheduleStore
 from shared.store import JobState
 from website.auth.operators import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
@@ -83,7 +84,8 @@ def _text(value: object) -> str:
 def workers_of(job_ids: list[str]) -> dict[str, str]:
     if not job_ids:
         return {}
-    rq_jobs = Job.fetch_many(job_ids, connection=core.lifecycle.queue.connection)
+    rq_jobs = Job.fetch_many(job_ids, connection=core.lifecycle.queue.connection,
+                             serializer=SERIALIZER)
     return {job.id: job.worker_name for job in rq_jobs if job is not None and job.worker_name}
 
 
@@ -102,7 +104,7 @@ def snapshot(flt: JobFilter, cursor: str | None = None) -> dict[str, Any]:
     found = core.query.page(flt, cursor, size)
     workers_by_job = workers_of([job.job_id for job in found.jobs])
     queue = core.lifecycle.queue
-    workers = Worker.all(queue=queue)[:MAX_WORKERS_LISTED]
+    workers = Worker.all(queue=queue, serializer=SERIALIZER)[:MAX_WORKERS_LISTED]
     return {
         "filter": flt.to_args(), "cursor": cursor or "", "next": found.next,
         "pageSize": size, "total": filter_total(flt), "now": time.time(),

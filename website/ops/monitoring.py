@@ -25,6 +25,7 @@ from rq import Queue, Worker
 
 from shared.capacity import read_memory
 from shared.protocol import APPLIED_HEADER, STATES
+from shared.rqconf import SERIALIZER, rq_queue
 from shared.store import JobStore
 from website.auth.operators import ops_allowed, ops_challenge
 from website.extensions import CORE
@@ -80,7 +81,7 @@ class Ops:
         self.raw = redis.Redis.from_url(url, **opts)
         self.store = JobStore(redis.Redis.from_url(url, decode_responses=True, **opts),
                               ttl=app.config["JOB_TTL"])
-        self.queue = Queue(app.config["QUEUE_NAME"], connection=self.raw)
+        self.queue = rq_queue(app.config["QUEUE_NAME"], self.raw)
         self.registry = CollectorRegistry(auto_describe=False)
         self.callbacks = Counter(
             "jobcast_callbacks", "Progress callbacks by result "
@@ -163,8 +164,12 @@ def _count_callback(response: Response) -> Response:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """Web up, Redis reachable, a worker seen recently: 200, else 503; JSON detail
-    (with Redis's memory in use against ``maxmemory`` and the store's limit)."""
+    """Web up, Redis reachable, a worker seen recently: 200, else 503.
+
+    Anyone (a load balancer) gets the status alone, ``{"status": "ok"}`` or
+    ``{"status": "unavailable"}``; operators (``ops_allowed``) get the detail too:
+    Redis's latency and memory against ``maxmemory`` and the store's limit, the
+    workers seen and their names, which would help a stranger time a fill-up."""
     cfg = current_app.config
     state = ops()
     body: dict[str, Any] = {"web": {"ok": True}}
@@ -189,12 +194,13 @@ def healthz() -> tuple[Response, int]:
     body["status"] = "ok" if healthy else "unavailable"
     if not healthy:
         log.warning("health check failed: %s", body)
-    return jsonify(body), 200 if healthy else 503
+    shown = body if ops_allowed() else {"status": body["status"]}
+    return jsonify(shown), 200 if healthy else 503
 
 
 def _workers_detail(queue: Queue, max_age: int) -> dict[str, Any]:
     try:
-        workers = Worker.all(queue=queue)
+        workers = Worker.all(queue=queue, serializer=SERIALIZER)
     except redis.RedisError as exc:
         log.warning("health check: cannot list workers: %s: %s", type(exc).__name__, exc)
         return {"ok": False, "error": "Redis is unreachable"}

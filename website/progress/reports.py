@@ -2,11 +2,14 @@
 
 ``POST /api/progress`` takes one report (a JSON object) or a batch (a JSON
 array of up to ``BATCH_MAX`` reports). Who may do this, per report: the shared
-``PROGRESS_TOKEN`` or ``WORKER_TOKEN``, or the job's own per-job token. A
-per-job token names an attempt: once that attempt was superseded (a retry, or
+``PROGRESS_TOKEN`` (any job), ``WORKER_TOKEN`` (jobs of external kinds only: any
+other job answers 404, as an unknown one does), or the job's own per-job token.
+A per-job token names an attempt: once that attempt was superseded (a retry, or
 an external job's lapsed lease), its reports are refused with 409 (checked in
 the same Lua script that applies them); an accepted report for an external job
-renews its lease in that same script run.
+renews its lease in that same script run. The shared tokens' reports order by
+their own ``seq``, apart from the attempt's (``shared/lua/update_job.lua``), so
+a shared-token report cannot silence the worker that holds the job.
 
 Each report goes through the app's lifecycle (``Lifecycle.report``), which
 stores it and pushes what changed. A batch (:func:`apply_batch`) gives each
@@ -25,14 +28,22 @@ from typing import Any
 from flask import Response, current_app, jsonify
 
 from shared.errors import JobcastError
+from shared.jobstate import UnknownJob
 from shared.protocol import PayloadError, ProgressUpdate
-from shared.signing import ANY_ATTEMPT, JobGrant, read_job_token, same_text
+from shared.signing import (
+    ANY_ATTEMPT,
+    ANY_EXTERNAL_ATTEMPT,
+    JobGrant,
+    read_job_token,
+    same_text,
+)
 from website.extensions import core
 from website.http.access import request_started
 from website.http.answers import error_response, status_of
 from website.ops.monitoring import observe_emit
 
 BATCH_MAX = 100
+EXTERNAL_ONLY = "unknown job id (WORKER_TOKEN reports only for jobs of external kinds)"
 
 
 @dataclass(frozen=True)
@@ -72,33 +83,42 @@ def apply_report(body: object, token: str) -> Outcome:
         # A dropped update still learns the job's state: the worker stops once it ended.
         applied, state = core.lifecycle.report(update, grant.attempt, now)
     except JobcastError as exc:  # a bad payload, an unknown job, a superseded attempt
-        return Outcome(shown, status_of(exc), exc.message)
+        return Outcome(shown, status_of(exc), _message(exc, grant))
     return Outcome(update.job_id, 204, applied=applied is not None, state=state)
+
+
+def _message(exc: JobcastError, grant: JobGrant) -> str:
+    """The error a report answers; a WORKER_TOKEN report for no external job says why."""
+    if isinstance(exc, UnknownJob) and grant.attempt == ANY_EXTERNAL_ATTEMPT:
+        return EXTERNAL_ONLY
+    return exc.message
 
 
 @dataclass(frozen=True)
 class TokenCheck:
     """A bearer token, checked once (a batch's reports share it): reports for any job
-    (the shared ``PROGRESS_TOKEN`` or ``WORKER_TOKEN``), for the one job (and attempt)
-    of a per-job token, or for none."""
+    (``PROGRESS_TOKEN``: ``shared`` is ANY_ATTEMPT), for any job of an external kind
+    (``WORKER_TOKEN``: ANY_EXTERNAL_ATTEMPT, which the store script checks), for the
+    one job (and attempt) of a per-job token, or for none."""
 
-    any_job: bool
+    shared: int | None
     signed: JobGrant | None
 
     @classmethod
     def of(cls, token: str) -> TokenCheck:
         """Check ``token`` against the shared tokens, else as a per-job token."""
         cfg = current_app.config
-        for shared in (cfg["WORKER_TOKEN"], cfg["PROGRESS_TOKEN"]):
+        for shared, scope in ((cfg["PROGRESS_TOKEN"], ANY_ATTEMPT),
+                              (cfg["WORKER_TOKEN"], ANY_EXTERNAL_ATTEMPT)):
             if shared and same_text(token, shared):
-                return cls(True, None)
-        return cls(False, read_job_token(cfg["SECRET_KEY"], token, cfg["JOB_TOKEN_MAX_AGE"]))
+                return cls(scope, None)
+        return cls(None, read_job_token(cfg["SECRET_KEY"], token, cfg["JOB_TOKEN_MAX_AGE"]))
 
     def grant(self, job_id: object) -> JobGrant | None:
         """What the token may do for ``job_id`` (None: nothing)."""
         target = job_id if isinstance(job_id, str) else ""
-        if self.any_job:
-            return JobGrant(target, ANY_ATTEMPT)
+        if self.shared is not None:
+            return JobGrant(target, self.shared)
         if self.signed is not None and same_text(self.signed.job_id, target):
             return self.signed
         return None
@@ -136,7 +156,8 @@ def apply_batch(items: list[Any], token: str) -> list[Outcome]:
     answers = core.lifecycle.report_many([(c.update, c.attempt) for c in checked], now=now)
     for item, answer in zip(checked, answers, strict=True):
         if isinstance(answer, JobcastError):
-            outcomes[item.index] = Outcome(item.shown, status_of(answer), answer.message)
+            outcomes[item.index] = Outcome(item.shown, status_of(answer),
+                                           _message(answer, JobGrant("", item.attempt)))
         else:
             applied, name = answer
             outcomes[item.index] = Outcome(item.update.job_id, 204, applied=applied is not None,
