@@ -32,6 +32,7 @@ from jsonschema.exceptions import SchemaError
 
 from shared.config import BUILTIN_KIND_MODULES
 from shared.errors import JobcastError
+from shared.kinds.policy import DEFAULT_PRIORITY, Policy, make_policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,11 +91,14 @@ class JobKind:
     # Events the kind adds to a change of one of its jobs (the highlighter's snippet room).
     events: Callable[[Any, Any], list[tuple[str, dict[str, Any], str]]] | None = field(
         default=None, compare=False)
+    # Flow control: retries, unique, concurrency, priority, stalls (shared/kinds/policy.py).
+    policy: Policy = field(default_factory=Policy)
 
     def to_json(self) -> dict[str, Any]:
         """What ``GET /api/kinds`` lists."""
         return {"name": self.name, "title": self.title, "description": self.description,
-                "args": self.args, "result": self.result, "external": self.external}
+                "args": self.args, "result": self.result, "external": self.external,
+                "policy": self.policy.to_json()}
 
     @property
     def uploads(self) -> tuple[str, ...]:
@@ -126,8 +130,12 @@ def job_kind(name: str, *, title: str, description: str = "",
              args: dict[str, Any] | None = None, result: str = "json",
              timeout: int | None = None, hidden: bool = False,
              check: Callable[[dict[str, Any]], dict[str, str]] | None = None,
-             events: Callable[[Any, Any], list[tuple[str, dict[str, Any], str]]] | None = None
-             ) -> Callable[[F], F]:
+             events: Callable[[Any, Any], list[tuple[str, dict[str, Any], str]]] | None = None,
+             retries: int = 0, backoff: list[float] | tuple[float, ...] | str | None = None,
+             unique: list[str] | tuple[str, ...] | None = None,
+             concurrency: dict[str, Any] | None = None, priority: str = DEFAULT_PRIORITY,
+             stall_after: float | None = None, stall_fails: bool = False,
+             after_failure: str = "cancel") -> Callable[[F], F]:
     """Declare the decorated function as the job kind ``name``.
 
     ``args`` is the arguments' JSON Schema; ``check`` (optional) is called by
@@ -136,8 +144,14 @@ def job_kind(name: str, *, title: str, description: str = "",
     ``hidden`` kind is started only by the site itself (no form, not by
     ``POST /api/jobs``). ``events(state, redis_client)`` gives the ``(event, payload,
     room)`` the kind pushes on each change of one of its jobs, besides the job's own.
+    ``retries``, ``backoff``, ``unique``, ``concurrency``, ``priority``, ``stall_after``,
+    ``stall_fails`` and ``after_failure`` are its flow control (``shared/kinds/policy.py``).
     """
     schema = _checked_schema(name, args, result)
+    policy = make_policy(name, set(schema.get("properties", {})), retries=retries,
+                         backoff=backoff, unique=unique, concurrency=concurrency,
+                         priority=priority, stall_after=stall_after, stall_fails=stall_fails,
+                         after_failure=after_failure)
 
     def register(function: F) -> F:
         if function.__qualname__ != function.__name__:
@@ -149,26 +163,28 @@ def job_kind(name: str, *, title: str, description: str = "",
         _REGISTRY[name] = JobKind(name=name, title=title, description=description,
                                   args=schema, function=dotted, result=result,
                                   timeout=timeout, hidden=hidden, check=check,
-                                  module=function.__module__, events=events)
+                                  module=function.__module__, events=events, policy=policy)
         return function
     return register
 
 
 def external_kind(name: str, *, module: str, title: str, description: str = "",
                   args: dict[str, Any] | None = None, result: str = "json",
-                  check: Callable[[dict[str, Any]], dict[str, str]] | None = None) -> JobKind:
+                  check: Callable[[dict[str, Any]], dict[str, str]] | None = None,
+                  **flow: Any) -> JobKind:
     """Declare the external kind ``name`` (no Python function) in ``module`` (``__name__``).
 
     Its jobs wait in a queue of their own until a worker claims one over HTTP
-    (``POST /api/workers/claim``); RQ never sees them. ``args`` and ``check``
-    work as for :func:`job_kind`.
+    (``POST /api/workers/claim``); RQ never sees them. ``args``, ``check`` and the
+    flow-control keywords (``retries``, ``backoff``…) work as for :func:`job_kind`.
     """
     schema = _checked_schema(name, args, result)
+    policy = make_policy(name, set(schema.get("properties", {})), **flow)
     known = _REGISTRY.get(name)
     if known is not None and (not known.external or known.module != module):
         raise KindError(f"kind {name!r} is declared twice ({known.module}, {module})")
     kind = JobKind(name=name, title=title, description=description, args=schema, function="",
-                   result=result, check=check, external=True, module=module)
+                   result=result, check=check, external=True, module=module, policy=policy)
     _REGISTRY[name] = kind
     return kind
 
