@@ -40,6 +40,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError
 from shared import keys, webhooks
 from shared.config import WORKER, Config
 from shared.errors import Unavailable
+from shared.rqconf import SERIALIZER
 from shared.store import JobState
 from shared.webhooks import (
     DELIVERY_HEADER,
@@ -150,7 +151,7 @@ def serve(cfg: Config, conn: redis.Redis, name: str | None, burst: bool = False)
     queue = webhooks.queue_name(cfg.QUEUE_NAME)
     worker_class = SimpleWorker if cfg.WORKER_CLASS == "simple" else Worker
     worker = worker_class([queue], connection=conn, name=name, log_job_description=False,
-                          worker_ttl=cfg.WORKER_TTL)
+                          worker_ttl=cfg.WORKER_TTL, serializer=SERIALIZER)
     log.info("webhooks worker %s on queue %s (deadline %s s per delivery)",
              worker.name, queue, cfg.WEBHOOK_DEADLINE)
     worker.work(burst=burst, logging_level=cfg.LOG_LEVEL, with_scheduler=True)
