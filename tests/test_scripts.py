@@ -173,9 +173,12 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     from shared.batches import create_batch
     from shared.claimqueue import ExternalQueues
     from shared.jobquery import JobFilter, JobQuery
+    from shared.config import Config
     from shared.kinds.highlight.snippets import SnippetStore
+    from shared.quotas import Quotas, Usage, count_for_job
     from shared.schedules import ScheduleStore
     from shared.store import JobStore
+    from shared.uploads import UploadStore
 
     names = _by_text()
     sent: dict[str, set[str]] = {}
@@ -224,6 +227,15 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     snippet = snippets.create("print(1)", "python", job)
     snippets.set_highlighted(snippet.snippet_id, "<pre>1</pre>", "python")
     JobQuery(redis_client).count(JobFilter(state="queued", q="x"))
+    quotas = Quotas(Config(environ={}, SECRET_KEY="k", PROGRESS_TOKEN="p", WORKER_TOKEN="w"),
+                    redis_client)
+    quotas.take(quotas.payers("s-u-1", "a-127.0.0.1"), Usage(jobs=1, job_bytes=9, batch_items=2))
+    paid = new_id()
+    store.create(paid, tenant="a-127.0.0.1")
+    count_for_job(redis_client, paid, 100)
+    uploads = UploadStore(redis_client, ttl=3600)
+    uploads.put(paid, {"file": "a,b"}, ["a-127.0.0.1"], "1")
+    uploads.drop(paid)
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():

@@ -25,15 +25,30 @@ Operators (``OPS_TOKEN`` as a bearer token or Basic password) may control
 every job and batch. Reading a job's state needs only its id, unless
 ``JOB_VISIBILITY=owner``: then only the owner and operators may, and others
 get the same 404 as for an unknown id. See docs/security.md.
+
+What a request starts counts against its *tenant* (:func:`request_tenant`,
+quotas and fair share: ``shared/quotas.py``): its API key, an operator, the
+session whose owner id its cookie brought, else its client's address, keyed
+as the rate limiter keys it (:func:`request_address`); a session's address
+pays too, so new sessions do not multiply a quota.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
-from flask import current_app, has_request_context, request, session
+from flask import current_app, g, has_request_context, request, session
 
 from shared import keys
+from shared.apikeys import (
+    ADDRESS_TENANT_PREFIX,
+    KEY_BY_HASH,
+    OPERATOR_TENANT,
+    SESSION_TENANT_PREFIX,
+    key_record,
+    key_tenant,
+)
 from shared.config import VISIBILITY_OWNER
 from shared.errors import NotFound
 from shared.jobstate import JobState
@@ -41,6 +56,7 @@ from shared.protocol import is_uuid
 from shared.signing import control_token_allows, parse_bearer, sign_control_token
 from website.auth.operators import is_operator
 from website.extensions import core
+from website.http.ratelimit import client_key
 
 SESSION_JOBS = 40  # newest job ids a browser session remembers (cookie stays < 2 KB)
 _SESSION_KEY = "jobs"
@@ -56,7 +72,57 @@ def session_owner() -> str:
     if not isinstance(owner, str) or not owner.startswith(OWNER_PREFIX):
         owner = OWNER_PREFIX + secrets.token_hex(8)
         session[_OWNER_KEY] = owner
+        g.jobcast_new_owner = owner  # made now: the request did not bring it
     return owner
+
+
+def arrived_owner() -> str:
+    """The session owner id the request's cookie brought ('' for none: a client
+    without the cookie, or one whose owner id this request made)."""
+    owner = session.get(_OWNER_KEY)
+    if (not isinstance(owner, str) or not owner.startswith(OWNER_PREFIX)
+            or g.get("jobcast_new_owner") == owner):
+        return ""
+    return owner
+
+
+def request_address() -> str:
+    """The client's address as a tenant (``a-<address>``), keyed as the rate limiter
+    keys it (an IPv6 address by its /64; behind ``TRUSTED_PROXIES`` the forwarded one)."""
+    return ADDRESS_TENANT_PREFIX + client_key()
+
+
+def api_key_tenant() -> str:
+    """The tenant (``k-<key id>``) of the valid API key the request presents as its
+    bearer token; '' for none.
+
+    The seam for API keys (issue #26, part 6): it reads the layout of
+    ``shared.apikeys`` (the key's SHA-256 in ``KEY_BY_HASH``, not revoked), and the
+    keys feature may replace it with its own lookup (which answers a revoked key 401).
+    """
+    bearer = parse_bearer(request.headers.get("Authorization"))
+    if not bearer:
+        return ""
+    key_id = core.client.hget(KEY_BY_HASH, hashlib.sha256(bearer.encode()).hexdigest())
+    if not key_id or core.client.hexists(key_record(str(key_id)), "revoked_at"):
+        return ""
+    return key_tenant(str(key_id))
+
+
+def request_tenant() -> str:
+    """Who what this request starts counts against (quotas, fair share;
+    ``shared.apikeys`` names the forms): its API key's tenant, ``ops`` for an operator,
+    ``s-<owner id>`` when it brought a session owner id in its cookie, else
+    ``a-<address>`` (:func:`request_address`). Outside a request: '' (the site's own)."""
+    if not has_request_context():
+        return ""
+    by_key = api_key_tenant()
+    if by_key:
+        return by_key
+    if is_operator():
+        return OPERATOR_TENANT
+    owner = arrived_owner()
+    return SESSION_TENANT_PREFIX + owner if owner else request_address()
 
 
 def request_owner(asked: object = None) -> str:

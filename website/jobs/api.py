@@ -8,7 +8,13 @@ from shared.errors import Invalid
 from shared.joblog import is_log_id, read_log
 from shared.protocol import LOG_START
 from shared.webhooks import delivery_state
-from website.auth.owners import control_token, readable_job, request_owner
+from website.auth.owners import (
+    control_token,
+    readable_job,
+    request_address,
+    request_owner,
+    request_tenant,
+)
 from website.extensions import core
 from website.jobs.submit import read_submission
 
@@ -30,11 +36,13 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     ``scheduled`` until then (``website/jobs/submit.py``).
 
     400 names each bad argument (``fields``); nothing is stored or enqueued then.
+    429 when the caller's quota is reached (``shared/quotas.py``).
     """
     submitted = read_submission(core.kinds)
     owner = request_owner(submitted.owner)  # "owner" from the body: operators only
     state = core.lifecycle.start(submitted.kind, submitted.args, owner=owner,
-                                 webhook=submitted.webhook, run_at=submitted.run_at)
+                                 webhook=submitted.webhook, run_at=submitted.run_at,
+                                 tenant=request_tenant(), address=request_address())
     status_url = url_for("api.job_state", job_id=state.job_id)
     body = {"id": state.job_id, "kind": submitted.kind.name, "status_url": status_url,
             "state": state.to_payload(), "controlToken": control_token(state.job_id),

@@ -27,7 +27,13 @@ from shared.kinds import JobKind
 from shared.kinds.bulk import BULK_KIND
 from shared.kinds.validate import problems, with_defaults
 from shared.protocol import is_uuid
-from website.auth.owners import batch_control_token, may_control_batch, request_owner
+from website.auth.owners import (
+    batch_control_token,
+    may_control_batch,
+    request_address,
+    request_owner,
+    request_tenant,
+)
 from website.extensions import core
 from website.http.body import read_json_body
 
@@ -81,10 +87,12 @@ def read_batch(body: object) -> tuple[JobKind, list[dict[str, Any]], dict[str, A
 @bp.post("/api/batches")
 def create() -> tuple[Response, int]:
     """Start a batch: 202 ``{"batchId", "statusUrl", "total", "controlToken", "owner"}``;
-    400 naming bad items."""
+    400 naming bad items; 429 when its items pass the caller's quota or batch rate."""
     kind, items, then = read_batch(read_json_body(BODY_MAX))
+    tenant = request_tenant()  # before request_owner: it may make the session's owner id
     owner = request_owner()
-    batch_id, ids = core.lifecycle.start_batch(kind, items, owner=owner, on_complete=then)
+    batch_id, ids = core.lifecycle.start_batch(kind, items, owner=owner, on_complete=then,
+                                               tenant=tenant, address=request_address())
     status_url = url_for("batches.status", batch_id=batch_id)
     return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids),
                     "controlToken": batch_control_token(batch_id), "owner": owner}), 202
@@ -112,8 +120,10 @@ def cancel(batch_id: str) -> tuple[Response, int]:
     if not may_control_batch(totals["batchId"], batch_owner(core.client, totals["batchId"])):
         raise Forbidden("only the batch's owner (the session or API client that created it: "
                         "its controlToken) or an operator may cancel it")
+    # Cancelling is never refused for a quota: the bulk job stores next to nothing.
     job = core.lifecycle.start(BULK_KIND, {"action": "cancel", "batch": totals["batchId"]},
-                               owner=f"batch:{totals['batchId']}", at_front=True)
+                               owner=f"batch:{totals['batchId']}", at_front=True,
+                               tenant=request_tenant(), quota=False)
     return jsonify({"bulkJobId": job.job_id,
                     "statusUrl": url_for("api.job_state", job_id=job.job_id)}), 202
 

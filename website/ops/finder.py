@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 
+from shared.apikeys import OPERATOR_TENANT
 from shared.jobquery import PAGE_MAX, BadFilter, JobFilter
 from shared.kinds.bulk import ACTION_STATES, ACTIONS, BULK_KIND
 from shared.protocol import STATES, iso_time
@@ -88,5 +89,5 @@ def start() -> Response | tuple[Response | str, int]:
     action, flt = _read(request.form)
     args = {"action": action, "state": flt.state, "kind": flt.kind, "owner": flt.owner,
             "q": flt.q}
-    state = core.lifecycle.start(BULK_KIND, args, owner=OPERATOR_OWNER)
+    state = core.lifecycle.start(BULK_KIND, args, owner=OPERATOR_OWNER, tenant=OPERATOR_TENANT)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
