@@ -54,13 +54,12 @@ from shared.protocol import (
     RETRYABLE_STATES,
     RUN_KIND_JOB,
     SCHEDULED,
-    SUCCEEDED,
     ProgressUpdate,
     is_uuid,
     new_id,
 )
 from shared.push import Pusher
-from shared.quotas import Quotas, Usage, bucket_of, quota_tenants
+from shared.quotas import Quotas, Usage, bucket_of, quota_tenants, tenant_fields
 from shared.signing import sign_job_token
 from shared.store import (
     Applied,
@@ -70,7 +69,7 @@ from shared.store import (
     UnknownJob,
     UpdateAnswer,
 )
-from shared.uploads import UploadStore, upload_bytes, uploads_of
+from shared.uploads import UploadStore, drop_when_ended, upload_bytes, uploads_of
 
 log = logging.getLogger(__name__)
 Reaction = Callable[[list[Change]], object]
@@ -100,7 +99,8 @@ class Lifecycle:
         self.uploads = UploadStore(client, ttl=cfg.JOB_TTL)
         self._sweeping = threading.Lock()  # one sweep at a time in this process
         self.reactions: list[Reaction] = [pusher.push, self._complete_batches,
-                                          self._hand_over_webhooks, self._drop_uploads]
+                                          self._hand_over_webhooks,
+                                          drop_when_ended(self.uploads, kinds)]
 
     def add_reaction(self, reaction: Reaction) -> None:
         """Run ``reaction`` on every change from now on (after the built-in ones)."""
@@ -144,7 +144,7 @@ class Lifecycle:
             self.quotas.take(self.quotas.payers(tenant, address), Usage(
                 jobs=1, job_bytes=len(extra["args"].encode()) + upload_bytes(uploads)), now)
             bucket = bucket_of(now + self.cfg.JOB_TTL)
-        extra.update(_tenant_fields(tenant, tenants))
+        extra.update(tenant_fields(tenant, tenants))
         if run_at is not None:
             extra["run_at"] = repr(run_at.timestamp())
         if uploads:
@@ -179,7 +179,7 @@ class Lifecycle:
             self.quotas.take(self.quotas.payers(tenant, address), Usage(
                 jobs=len(items) + (1 if on_complete else 0), job_bytes=sizes,
                 batch_items=len(items)))
-        child_fields = {**self._fields(kind, {}, None), **_tenant_fields(tenant, tenants)}
+        child_fields = {**self._fields(kind, {}, None), **tenant_fields(tenant, tenants)}
         batch_id, ids = batches.create_batch(self.store, kind.name, items, owner=owner,
                                              on_complete=on_complete,
                                              child_fields=child_fields,
@@ -459,26 +459,3 @@ class Lifecycle:
                     log.info("job %s: webhook delivery %s enqueued", job_id, delivery)
             except redis.RedisError as exc:
                 log.warning("job %s: could not enqueue its webhook: %s", job_id, exc)
-
-    def _drop_uploads(self, changes: list[Change]) -> None:
-        """A job with uploads that succeeded or was cancelled: its uploads are deleted
-        (their bytes given back); a failed one keeps them for a retry, until they expire."""
-        for change in changes:
-            state = change.state
-            kind = self.kinds.get(state.kind)
-            if kind is None or not kind.uploads or state.state not in (SUCCEEDED, CANCELLED):
-                continue
-            try:
-                if self.uploads.drop(state.job_id):
-                    log.info("job %s: its upload was deleted (%s)", state.job_id, state.state)
-            except redis.RedisError as exc:
-                log.warning("job %s: could not delete its upload: %s", state.job_id, exc)
-
-
-def _tenant_fields(tenant: str, tenants: list[str]) -> dict[str, str]:
-    """The fields that record a job's tenant (quotas, fair share) and, for a session,
-    the address that pays with it (the store's scripts count what workers add)."""
-    fields = {"tenant": tenant} if tenant else {}
-    if len(tenants) > 1:
-        fields["tenant_address"] = tenants[1]
-    return fields

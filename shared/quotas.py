@@ -3,11 +3,12 @@
 **Who pays.** What is stored counts against its *tenant* (``shared/apikeys.py``
 names the forms): an API key (``k-``), a browser session (``s-``), or a
 cookieless client's address (``a-``, an IPv6 address by its /64). Operators
-(``ops``) and the site's own jobs (``''``) have no quota. A session pays twice:
-against itself, and against its address's allowance, ``QUOTA_ADDRESS_FACTOR``
-times an owner's (:func:`quota_tenants`), so a stranger who starts a fresh
-session for every request is still bounded by their address; a cookieless
-client from that address draws on the same counter, with one owner's quota.
+(``ops``) and the site's own jobs (``''``) have no quota. Everything anonymous
+from one address counts against that address (``a-``), whose quotas are
+``QUOTA_ADDRESS_FACTOR`` times an owner's; a session also counts against itself,
+with an owner's quotas (:func:`quota_tenants`). So a stranger who starts a
+fresh session (or drops the cookie) for every request is still bounded by
+their address, and one session cannot take all of its address's allowance.
 
 **What counts.** Three counters per tenant:
 
@@ -77,6 +78,7 @@ SETTINGS = {JOBS: "QUOTA_JOBS", BYTES: "QUOTA_BYTES", SNIPPETS: "QUOTA_SNIPPETS"
 KEY_FIELDS = {JOBS: "quota_jobs", BYTES: "quota_bytes", SNIPPETS: "quota_snippets"}
 NOUNS = {JOBS: "stored jobs", BYTES: "of stored data", SNIPPETS: "stored snippets"}
 RATE_TOLERANCE = 60.0  # seconds of batch items a tenant may owe
+ADDRESS_WHO = "this address (its sessions and cookieless requests together)"
 EXEMPT = frozenset({"", OPERATOR_TENANT})
 # What the store's scripts that count (lib/quota.lua) read from their JSON argument.
 LUA_FIELDS: dict[str, Any] = {"quota_prefix": keys.QUOTA_PREFIX, "quota_bucket": BUCKET_SECONDS,
@@ -100,12 +102,22 @@ def bucket_of(expires_at: float) -> str:
 
 def quota_tenants(tenant: str, address: str = "") -> list[str]:
     """Who pays for what ``tenant`` stores: nobody for operators and the site, a
-    session and its address (``a-…``) for a session, else the tenant alone."""
+    session and its client's address (``address``, ``a-…``) for a session, else the
+    tenant alone (an API key; an address, for everything anonymous from it)."""
     if tenant in EXEMPT:
         return []
     if (tenant.startswith(SESSION_TENANT_PREFIX) and address.startswith(ADDRESS_TENANT_PREFIX)):
         return [tenant, address]
     return [tenant]
+
+
+def tenant_fields(tenant: str, tenants: list[str]) -> dict[str, str]:
+    """The fields that record a job's tenant (quotas, fair share) and, for a session,
+    the address that pays with it (the store's scripts count what workers add)."""
+    fields = {"tenant": tenant} if tenant else {}
+    if len(tenants) > 1:
+        fields["tenant_address"] = tenants[1]
+    return fields
 
 
 def amount_text(amount: int, resource: str) -> str:
@@ -182,18 +194,18 @@ class Quotas:
         cfg = self.cfg
         found = []
         for payer in quota_tenants(tenant, address):
-            if payer == tenant:
-                limits, sources = self._limits(tenant)
-                found.append(Payer(tenant, _who(tenant), limits, cfg.BATCH_ITEMS_PER_MINUTE,
-                                   sources))
-            else:  # a session's address: for all its sessions together
+            if payer.startswith(ADDRESS_TENANT_PREFIX):  # everything anonymous from it
                 factor = cfg.QUOTA_ADDRESS_FACTOR
-                found.append(Payer(payer, "this address (all its sessions together)",
+                found.append(Payer(payer, ADDRESS_WHO,
                                    {r: getattr(cfg, name) * factor
                                     for r, name in SETTINGS.items()},
                                    cfg.BATCH_ITEMS_PER_MINUTE * factor,
                                    {r: f"{name} × QUOTA_ADDRESS_FACTOR"
                                     for r, name in SETTINGS.items()}))
+            else:
+                limits, sources = self._limits(payer)
+                found.append(Payer(payer, _who(payer), limits, cfg.BATCH_ITEMS_PER_MINUTE,
+                                   sources))
         return found
 
     def _limits(self, tenant: str) -> tuple[dict[str, int], dict[str, str]]:
@@ -288,7 +300,7 @@ def _who(tenant: str) -> str:
     if tenant.startswith(SESSION_TENANT_PREFIX):
         return "this session"
     if tenant.startswith(ADDRESS_TENANT_PREFIX):
-        return "this address"
+        return ADDRESS_WHO
     return f"the owner {tenant!r}"
 
 

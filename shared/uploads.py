@@ -20,13 +20,20 @@ gives the bytes back (``shared/lua/drop_upload.lua``).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from shared import keys, scripts
 from shared.errors import NotFound
+from shared.events import Change
+from shared.kinds import JobKind
+from shared.protocol import CANCELLED, SUCCEEDED
 from shared.quotas import BYTES, LUA_FIELDS
+
+log = logging.getLogger(__name__)
 
 ARG_PREFIX = "arg:"
 
@@ -86,3 +93,21 @@ class UploadStore:
         """Delete ``job_id``'s uploads and give their bytes back; the bytes given back."""
         return int(scripts.run(self._drop, [keys.job_upload_key(job_id)],
                                {"resource": BYTES, "quota_prefix": LUA_FIELDS["quota_prefix"]}))
+
+
+def drop_when_ended(store: UploadStore, kinds: dict[str, JobKind]
+                    ) -> Callable[[list[Change]], None]:
+    """The lifecycle's reaction: a job with uploads that succeeded or was cancelled has
+    them deleted (their bytes given back); a failed one keeps them for a retry."""
+    def drop(changes: list[Change]) -> None:
+        for change in changes:
+            state = change.state
+            kind = kinds.get(state.kind)
+            if kind is None or not kind.uploads or state.state not in (SUCCEEDED, CANCELLED):
+                continue
+            try:
+                if store.drop(state.job_id):
+                    log.info("job %s: its upload was deleted (%s)", state.job_id, state.state)
+            except redis.RedisError as exc:
+                log.warning("job %s: could not delete its upload: %s", state.job_id, exc)
+    return drop

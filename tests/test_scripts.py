@@ -172,8 +172,8 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     names, and every field its header names is sent by some call."""
     from shared.batches import create_batch
     from shared.claimqueue import ExternalQueues
-    from shared.jobquery import JobFilter, JobQuery
     from shared.config import Config
+    from shared.jobquery import JobFilter, JobQuery
     from shared.kinds.highlight.snippets import SnippetStore
     from shared.quotas import Quotas, Usage, count_for_job
     from shared.schedules import ScheduleStore
