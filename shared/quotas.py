@@ -124,9 +124,11 @@ def amount_text(amount: int, resource: str) -> str:
     """``5,000 stored jobs``, ``15.9 MB of stored data``."""
     if resource == BYTES:
         size = (f"{amount / 1024 / 1024:.1f} MB" if amount >= 1024 * 1024
-                else f"{amount / 1024:.1f} KB" if amount >= 1024 else f"{amount} bytes")
+                else f"{amount / 1024:.1f} KB" if amount >= 1024
+                else f"{amount} byte{'' if amount == 1 else 's'}")
         return f"{size} {NOUNS[resource]}"
-    return f"{amount:,} {NOUNS[resource]}"
+    noun = NOUNS[resource]
+    return f"{amount:,} {noun.removesuffix('s') if amount == 1 else noun}"
 
 
 def duration_text(seconds: int) -> str:

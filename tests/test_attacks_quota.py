@@ -11,6 +11,7 @@ address of the TCP connection (127.0.0.x) for the stack.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from flask.testing import FlaskClient
 from requests.adapters import HTTPAdapter
 from rq.job import Job
 
-from shared import keys
+from shared import apikeys, keys
 from shared.config import Config
 from shared.quotas import BUCKET_SECONDS, counter_key
 from tests.conftest import Stack, start_stack, stop_stack
@@ -197,6 +198,24 @@ def test_operators_have_no_quota(redis_url: str) -> None:
     tenants = {conn.hget(keys.job_key(job_id), "tenant")
                for job_id in conn.zrange(keys.RECENT_JOBS, 0, -1)}
     assert tenants == {"a-127.0.0.2", "ops"}
+
+
+def test_an_api_keys_own_quota_replaces_the_default(redis_url: str) -> None:
+    app = quota_app(redis_url, QUOTA_JOBS="2", QUOTA_ADDRESS_FACTOR="1")
+    conn = redis.Redis.from_url(redis_url, decode_responses=True)
+    key = "jc-test-key-for-quotas"  # stored as shared.apikeys lays a key out
+    conn.hset(apikeys.key_record("k1"), mapping={"name": "team", "quota_jobs": "4",
+                                                 "hash": hashlib.sha256(key.encode()).hexdigest(),
+                                                 "created_at": "1"})
+    conn.hset(apikeys.KEY_BY_HASH, hashlib.sha256(key.encode()).hexdigest(), "k1")
+    conn.sadd(apikeys.KEY_IDS, "k1")
+    program = client_from(app, "127.0.0.2")
+    program.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    statuses = [program.post("/api/jobs").status_code for _ in range(5)]
+    assert statuses == [202, 202, 202, 202, 429], statuses
+    assert "this API key" in error_of(program.post("/api/jobs"))
+    neighbour = client_from(app, "127.0.0.2")  # the same address without the key: its own
+    assert [neighbour.post("/api/jobs").status_code for _ in range(3)] == [202, 202, 429]
 
 
 # --- on a real stack: what the worker stores counts -----------------------------------------
