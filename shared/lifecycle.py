@@ -387,8 +387,9 @@ class Lifecycle:
                            "retried") from None
 
     def _retry_in_rq(self, job: JobState) -> JobState:
-        """Enqueue the same RQ call again (its arguments are RQ's: an upload is kept
-        there only), with a token for the new attempt."""
+        """Enqueue the same RQ call again (its arguments are RQ's; an upload it names
+        must still be stored, and is kept another ``JOB_TTL``), with a token for the
+        new attempt."""
         if not self.cfg.SECRET_KEY:
             raise Conflict("a retry here needs SECRET_KEY (to sign the new attempt's token)")
         try:

@@ -230,13 +230,6 @@ class Quotas:
         payers = [Payer(tenant, _who(tenant)) for tenant in tenants if tenant not in EXEMPT]
         self._run(payers, usage, time.time() if now is None else now, check=False)
 
-    def used(self, tenant: str, resource: str, now: float | None = None) -> int:
-        """What ``tenant``'s counter of ``resource`` holds now (its live buckets)."""
-        stamp = time.time() if now is None else now
-        raw: dict[str, str] = self.client.hgetall(counter_key(tenant, resource))  # type: ignore[assignment]
-        return sum(int(amount) for bucket, amount in raw.items()
-                   if bucket.isdigit() and (int(bucket) + 1) * BUCKET_SECONDS > stamp)
-
     def _adds(self, usage: Usage, now: float) -> dict[str, list[tuple[str, int]]]:
         jobs_at = bucket_of(now + self.cfg.JOB_TTL)
         snippets_at = bucket_of(now + self.cfg.SNIPPET_TTL)
