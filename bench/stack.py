@@ -102,8 +102,9 @@ class BenchStack:
                   # every load client comes from 127.0.0.1: no per-address cap
                   "SOCKETIO_MAX_PER_CLIENT": str(SOCKETIO_MAX_CONNECTIONS),
                   "LOG_LEVEL": "WARNING", "DEMO_STEP_DELAY": "0.2",
-                  # one client creates every job, hundreds a minute: no limits
-                  "RATE_LIMIT": "0", "RATE_LIMIT_GLOBAL": "0"}
+                  # one client creates every job, hundreds a minute: no limits, no quotas
+                  "RATE_LIMIT": "0", "RATE_LIMIT_GLOBAL": "0", "QUOTA_JOBS": "0",
+                  "QUOTA_BYTES": "0", "QUOTA_SNIPPETS": "0", "BATCH_ITEMS_PER_MINUTE": "0"}
         env = stack_env(self.redis.url, free_port(), **dict(common, **extra))
         web = Web(name, env, start_web(env, self.log_dir, name=name, app=WEB_APP))
         self.webs.append(web)

@@ -1,7 +1,8 @@
 """Batches: many jobs of one kind started together, with totals kept atomically.
 
-A batch is a hash (``shared.keys.batch_key``): its kind, ``total``, ``done``
-and a count per state. Its children are ordinary jobs with a ``batch_id``
+A batch is a hash (``shared.keys.batch_key``): its kind, ``total``, ``done``,
+a count per state, and its tenant (with the address that pays for a session's,
+``shared/quotas.py``). Its children are ordinary jobs with a ``batch_id``
 field, listed in ``shared.keys.batch_index``. Each child's change moves the
 totals in the same Lua script that changes the child, and the one change that
 makes the last child final is told so (``JobState.extra["batch_done"]``),
@@ -42,15 +43,18 @@ class UnknownBatch(NotFound):
 
 def create_batch(store: JobStore, kind: str, items: list[dict[str, Any]], owner: str = "",
                  on_complete: dict[str, Any] | None = None,
-                 child_fields: dict[str, str] | None = None) -> tuple[str, list[str]]:
+                 child_fields: dict[str, str] | None = None, tenant: str = "",
+                 address: str = "") -> tuple[str, list[str]]:
     """Store a batch and its children (``queued``, each recorded with ``owner`` and
-    ``child_fields``); the batch id and the child ids."""
+    ``child_fields``); the batch id and the child ids. ``tenant`` and ``address`` are
+    kept for its ``onComplete`` (:func:`batch_tenant`)."""
     batch_id = new_id()
     now = time.time()
     ids = [new_id() for _ in items]
     fields: dict[str, str] = {"kind": kind, "owner": owner, "total": str(len(items)), "done": "0",
                               "created_at": repr(now), QUEUED: str(len(items)),
-                              "on_complete": json.dumps(on_complete) if on_complete else ""}
+                              "on_complete": json.dumps(on_complete) if on_complete else "",
+                              "tenant": tenant, "tenant_address": address}
     client = store.client
     pipe = client.pipeline()
     pipe.hset(keys.batch_key(batch_id), mapping=fields)  # type: ignore[arg-type]
@@ -82,6 +86,14 @@ def on_complete(client: redis.Redis, batch_id: str) -> dict[str, Any] | None:
     """The batch's ``onComplete`` (``{"kind", "args"}``), None for none."""
     raw = client.hget(keys.batch_key(batch_id), "on_complete")
     return json.loads(raw) if raw else None  # type: ignore[arg-type]
+
+
+def batch_tenant(client: redis.Redis, batch_id: str) -> tuple[str, str]:
+    """The tenant of the batch and its client's address (``shared/quotas.py``): what its
+    ``onComplete`` job inherits ('' for unknown)."""
+    found = client.hmget(keys.batch_key(batch_id), ["tenant", "tenant_address"])
+    tenant, address = (str(value or "") for value in found)  # type: ignore[union-attr]
+    return tenant, address
 
 
 def batch_owner(client: redis.Redis, batch_id: str) -> str:

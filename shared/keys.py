@@ -47,6 +47,11 @@ def job_key(job_id: str) -> str:
 VOLATILE_PREFIX = f"{PREFIX}-volatile"
 
 
+# Per-owner quota counters (shared/quotas.py): ``<QUOTA_PREFIX><tenant>:<resource>``,
+# hashes of amounts by expiry bucket, and ``<QUOTA_PREFIX><tenant>:batch-items``.
+QUOTA_PREFIX = f"{VOLATILE_PREFIX}:quota:"
+
+
 # Prefix of the rate-limit counters (Flask-Limiter's Redis storage adds ``:<key>``).
 RATE_LIMIT_PREFIX = f"{VOLATILE_PREFIX}:ratelimit"
 
@@ -70,6 +75,12 @@ def job_log_key(job_id: str) -> str:
 def job_file_key(job_id: str, name: str) -> str:
     """Hash (``data``, ``type``) of a file a job saved for download."""
     return f"{PREFIX}:job:{job_id}:file:{name}"
+
+
+def job_upload_key(job_id: str) -> str:
+    """Hash of a job's uploads (``arg:<name>``: the text) and who their bytes count
+    against (``shared/uploads.py``): kept apart from RQ's job, read by the worker."""
+    return f"{PREFIX}:job:{job_id}:upload"
 
 
 def job_attempts_key(job_id: str) -> str:

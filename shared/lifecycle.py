@@ -10,13 +10,17 @@ answer with what it returns or raises (``shared.errors``).
   kind's queue), else run by RQ (``RUN_KIND_JOB`` by dotted name, with the
   kind's ``timeout`` and a per-job callback token); ``run_at`` waits in RQ's
   scheduler either way. Forms, the API, batches, the tick, a batch's
-  ``onComplete`` and the bulk kind all start jobs through it.
+  ``onComplete`` and the bulk kind all start jobs through it. Before anything
+  is stored, the store's global caps are checked, then the tenant's quotas are
+  checked and taken (``shared/quotas.py``); an upload is stored once, apart
+  from RQ's job, which names it only (``shared/uploads.py``).
 * **Changing** (:meth:`report`, :meth:`report_many`, :meth:`claim`,
   :meth:`sweep`, :meth:`cancel`, :meth:`retry`): the store applies the change
   atomically (its Lua scripts), then :meth:`changed` runs every reaction on
   what was stored. A new reaction is added once (:meth:`add_reaction`): the
   push to watching pages (``shared/push.py``), a batch's ``onComplete``, the
-  completion webhook, and whatever a feature adds (metrics).
+  completion webhook, deleting the upload of a job that succeeded or was
+  cancelled, and whatever a feature adds (metrics).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from shared import batches, keys, webhooks
 from shared.apikeys import batch_tenant
 from shared.capacity import Capacity
 from shared.claimqueue import Claim, ExternalQueues, LeasesLapsed
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, Invalid, NotFound
 from shared.events import Change
 from shared.fairshare import EXTERNAL_LANE, Admitted, FairShare, external_lane, rq_lane
 from shared.kinds import JobKind
@@ -58,6 +62,7 @@ from shared.protocol import (
     new_id,
 )
 from shared.push import Pusher
+from shared.quotas import Quotas, Usage, bucket_of, quota_tenants, tenant_fields
 from shared.rqconf import SERIALIZER, rq_queue
 from shared.signing import sign_job_token
 from shared.store import (
@@ -68,6 +73,7 @@ from shared.store import (
     UnknownJob,
     UpdateAnswer,
 )
+from shared.uploads import UploadStore, drop_when_ended, upload_bytes, uploads_of
 
 log = logging.getLogger(__name__)
 Reaction = Callable[[list[Change]], object]
@@ -96,9 +102,12 @@ class Lifecycle:
                                        max_attempts=cfg.MAX_ATTEMPTS)
         self.capacity = Capacity(cfg, client)
         self.fair = FairShare(client, depth=cfg.FAIR_SHARE_DEPTH, ttl=cfg.JOB_TTL)
+        self.quotas = Quotas(cfg, client)
+        self.uploads = UploadStore(client, ttl=cfg.JOB_TTL)
         self._sweeping = threading.Lock()  # one sweep at a time in this process
         self.reactions: list[Reaction] = [pusher.push, self._free_places,
-                                          self._complete_batches, self._hand_over_webhooks]
+                                          self._complete_batches, self._hand_over_webhooks,
+                                          drop_when_ended(self.uploads, kinds)]
 
     def add_reaction(self, reaction: Reaction) -> None:
         """Run ``reaction`` on every change from now on (after the built-in ones)."""
@@ -115,7 +124,8 @@ class Lifecycle:
     def start(self, kind: JobKind | str, args: dict[str, Any], *, owner: str = "",
               webhook: str | None = None, run_at: datetime | None = None,
               fields: dict[str, str] | None = None, job_id: str | None = None,
-              at_front: bool = False, room: bool = True, tenant: str = "") -> JobState:
+              at_front: bool = False, room: bool = True, tenant: str = "",
+              address: str = "", quota: bool = True) -> JobState:
         """Store one job of ``kind`` with checked ``args`` and hand it over; its state.
 
         ``owner`` is recorded and indexed; ``webhook`` (a checked URL) is called when
@@ -123,17 +133,29 @@ class Lifecycle:
         stored on it too; ``at_front`` puts it first in RQ's queue (the site's own
         bulk jobs); ``room`` checks the store's caps first (the site's requests);
         ``tenant`` is who the job counts against for quotas and fair share
-        (:mod:`shared.apikeys` names the forms; '' for the site's own jobs).
+        (:mod:`shared.apikeys` names the forms; '' for the site's own jobs), and for
+        a session tenant ``address`` (its client's ``a-…``) pays too; ``quota``
+        checks and takes their quotas (:class:`~shared.quotas.QuotaReached`), False
+        when the caller took them already (a snippet, a batch's ``onComplete``).
         """
         spec = kind if isinstance(kind, JobKind) else self.kind(kind)
         if room:
             self.capacity.ensure_room()
         job_id = job_id or new_id()
         extra = {**self._fields(spec, args, webhook), **(fields or {})}
-        if tenant:
-            extra["tenant"] = tenant
+        tenants = quota_tenants(tenant, address)
+        uploads = {} if spec.external else uploads_of(spec.uploads, args)
+        bucket = None
+        if quota and tenants:
+            now = time.time()
+            self.quotas.take(self.quotas.payers(tenant, address), Usage(
+                jobs=1, job_bytes=len(extra["args"].encode()) + upload_bytes(uploads)), now)
+            bucket = bucket_of(now + self.cfg.JOB_TTL)
+        extra.update(tenant_fields(tenant, tenants))
         if run_at is not None:
             extra["run_at"] = repr(run_at.timestamp())
+        if uploads:
+            self.uploads.put(job_id, uploads, tenants, bucket)
         state = self.store.create(job_id, spec.name, owner, SCHEDULED if run_at else QUEUED,
                                   **extra)
         try:
@@ -148,17 +170,28 @@ class Lifecycle:
         return state
 
     def start_batch(self, kind: JobKind, items: list[dict[str, Any]], *, owner: str = "",
-                    on_complete: dict[str, Any] | None = None, tenant: str = ""
-                    ) -> tuple[str, list[str]]:
+                    on_complete: dict[str, Any] | None = None, tenant: str = "",
+                    address: str = "") -> tuple[str, list[str]]:
         """Store a batch of ``kind`` jobs (one per checked ``items`` entry) and hand them
-        over; the batch id and the children's ids. ``tenant``: as for :meth:`start`."""
+        over; the batch id and the children's ids. ``tenant`` and ``address``: as for
+        :meth:`start`; the batch counts one job per item (and one for its
+        ``onComplete``) and its items against the tenant's batch rate, all before
+        anything is stored."""
+        if kind.uploads:
+            raise Invalid(f"a batch cannot start jobs with uploads ({kind.name})",
+                          {"kind": "has uploads"})
         self.capacity.ensure_room()
-        child_fields = self._fields(kind, {}, None)
-        if tenant:
-            child_fields["tenant"] = tenant
+        tenants = quota_tenants(tenant, address)
+        if tenants:
+            sizes = sum(len(json.dumps(item, ensure_ascii=False).encode()) for item in items)
+            self.quotas.take(self.quotas.payers(tenant, address), Usage(
+                jobs=len(items) + (1 if on_complete else 0), job_bytes=sizes,
+                batch_items=len(items)))
+        child_fields = {**self._fields(kind, {}, None), **tenant_fields(tenant, tenants)}
         batch_id, ids = batches.create_batch(self.store, kind.name, items, owner=owner,
                                              on_complete=on_complete,
-                                             child_fields=child_fields)
+                                             child_fields=child_fields,
+                                             tenant=tenant, address=address)
         self._hand_over(kind, list(zip(ids, items, strict=True)), tenant=tenant)
         log.info("batch %s: %s jobs of %s started", batch_id, len(ids), kind.name)
         return batch_id, ids
@@ -261,8 +294,13 @@ class Lifecycle:
         # Without SECRET_KEY (a worker starting an onComplete) the job reports with the
         # shared PROGRESS_TOKEN: no token here makes the runner use it.
         token = sign_job_token(cfg.SECRET_KEY, job_id) if cfg.SECRET_KEY else None
-        return RUN_KIND_JOB, (job_id,), {"token": token, "kind_name": kind.name,
-                                         "kind_args": args}, options
+        uploads = uploads_of(kind.uploads, args)  # stored apart (start): RQ names them only
+        kwargs: dict[str, Any] = {"token": token, "kind_name": kind.name,
+                  "kind_args": {name: value for name, value in args.items()
+                                if name not in uploads}}
+        if uploads:
+            kwargs["uploads"] = sorted(uploads)
+        return RUN_KIND_JOB, (job_id,), kwargs, options
 
     def _not_queued(self, job_id: str) -> None:
         """Never leave a job "queued" that no worker will ever see: fail it, or (when
@@ -405,8 +443,9 @@ class Lifecycle:
                            "retried") from None
 
     def _retry_in_rq(self, job: JobState) -> JobState:
-        """Enqueue the same RQ call again (its arguments are RQ's: an upload is kept
-        there only), with a token for the new attempt."""
+        """Enqueue the same RQ call again (its arguments are RQ's; an upload it names
+        must still be stored, and is kept another ``JOB_TTL``), with a token for the
+        new attempt."""
         if not self.cfg.SECRET_KEY:
             raise Conflict("a retry here needs SECRET_KEY (to sign the new attempt's token)")
         try:
@@ -420,6 +459,9 @@ class Lifecycle:
         function, args, kwargs = rq_job.func_name, rq_job.args, rq_job.kwargs
         if not function:
             raise Conflict("the job can no longer be retried: its function is unknown")
+        if kwargs.get("uploads") and not self.uploads.renew(job.job_id):
+            raise Conflict("the job can no longer be retried: its upload was deleted when "
+                           "it was cancelled (or has expired); start a new job with the file")
         state = self._reset(job)
         if "token" in kwargs:
             kwargs = {**kwargs, "token": sign_job_token(self.cfg.SECRET_KEY, job.job_id,
@@ -449,7 +491,7 @@ class Lifecycle:
                 return self.current(batches.cancel_job(self.client, batch_id)), False
         job = self.start(BULK_KIND, {"action": "cancel", "batch": batch_id},
                          owner=f"batch:{batch_id}", job_id=reserved,
-                         tenant=batch_tenant(batch_id))
+                         tenant=batch_tenant(batch_id), quota=False)
         return job, True
 
     # -- reacting ---------------------------------------------------------------
@@ -483,9 +525,10 @@ class Lifecycle:
                 continue
             try:
                 then = batches.on_complete(self.client, batch_id)
-                if then is not None:
+                if then is not None:  # its quota was taken with the batch's
+                    tenant, address = batches.batch_tenant(self.client, batch_id)
                     job = self.start(then["kind"], then["args"], owner=f"batch:{batch_id}",
-                                     room=False)
+                                     room=False, tenant=tenant, address=address, quota=False)
                     batches.complete(self.client, batch_id, job.job_id)
             except (NotFound, redis.RedisError) as exc:
                 log.warning("batch %s: could not start its onComplete: %s", batch_id, exc)

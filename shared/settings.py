@@ -286,6 +286,16 @@ class Settings:
                                   "snippets stored at once")
     STORE_MAX_BYTES = Setting(LIMITS_AND_STORAGE, 0, integer(0),
                               "Redis memory past which creation is refused (`0`: 90% of maxmemory)")
+    QUOTA_JOBS = Setting(LIMITS_AND_STORAGE, 4000, integer(0),
+                         "jobs one owner (a session, an API key) may have stored (`0`: none)")
+    QUOTA_BYTES = Setting(LIMITS_AND_STORAGE, 10 * 1024 * 1024, integer(0),
+                          "bytes one owner's jobs and snippets may store (`0`: no quota)")
+    QUOTA_SNIPPETS = Setting(LIMITS_AND_STORAGE, 800, integer(0),
+                             "snippets one owner may have stored (`0`: no quota)")
+    QUOTA_ADDRESS_FACTOR = Setting(LIMITS_AND_STORAGE, 2, integer(1),
+                                   "an address's quotas (all anonymous callers), in owner quotas")
+    BATCH_ITEMS_PER_MINUTE = Setting(LIMITS_AND_STORAGE, 1000, integer(0),
+                                     "batch items one owner may start per minute (`0`: no limit)")
 
     # -- Webhooks ------------------------------------------------------------------
     WEBHOOK_SECRET = Setting(WEBHOOKS, "", secret,

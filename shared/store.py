@@ -38,6 +38,7 @@ from shared.jobstate import (
     UpdateAnswer,
 )
 from shared.protocol import LOG_START, QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
+from shared.quotas import LUA_FIELDS as QUOTA_FIELDS
 
 __all__ = ["Applied", "InvalidTransition", "JobState", "JobStore", "StaleAttempt", "UnknownJob",
            "UpdateAnswer"]
@@ -52,7 +53,9 @@ TRANSITION_FIELDS: dict[str, Any] = {
     "timeline": keys.job_timeline_key("").removeprefix(keys.job_key("")),
     "timeline_max": TIMELINE_MAX, "terminal": TERMINAL_SET,
 }
-_UPDATE_FIELDS = {**TRANSITION_FIELDS, "succeeded": SUCCEEDED, "log_start": LOG_START}
+# (and the quota counters' fields: an applied report counts the bytes it stores)
+_UPDATE_FIELDS = {**TRANSITION_FIELDS, **QUOTA_FIELDS, "succeeded": SUCCEEDED,
+                  "log_start": LOG_START}
 _CREATE_FIELDS = {"state_index": keys.state_index(""), "kind_index": keys.kind_index(""),
                   "owner_index": keys.owner_index(""), "batch_index": keys.batch_index(""),
                   "timeline": TRANSITION_FIELDS["timeline"]}

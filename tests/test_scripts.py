@@ -172,11 +172,14 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     names, and every field its header names is sent by some call."""
     from shared.batches import create_batch
     from shared.claimqueue import ExternalQueues
+    from shared.config import Config
     from shared.fairshare import FairShare
     from shared.jobquery import JobFilter, JobQuery
     from shared.kinds.highlight.snippets import SnippetStore
+    from shared.quotas import Quotas, Usage, count_for_job
     from shared.schedules import ScheduleStore
     from shared.store import JobStore
+    from shared.uploads import UploadStore
 
     names = _by_text()
     sent: dict[str, set[str]] = {}
@@ -230,6 +233,15 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     store.create(held)
     fair.admit("rq:q", "t", [other, held])
     fair.release(other)
+    quotas = Quotas(Config(environ={}, SECRET_KEY="k", PROGRESS_TOKEN="p", WORKER_TOKEN="w"),
+                    redis_client)
+    quotas.take(quotas.payers("s-u-1", "a-127.0.0.1"), Usage(jobs=1, job_bytes=9, batch_items=2))
+    paid = new_id()
+    store.create(paid, tenant="a-127.0.0.1")
+    count_for_job(redis_client, paid, 100)
+    uploads = UploadStore(redis_client, ttl=3600)
+    uploads.put(paid, {"file": "a,b"}, ["a-127.0.0.1"], "1")
+    uploads.drop(paid)
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():

@@ -19,6 +19,7 @@ from shared import keys
 from shared.callback import ProgressReporter, ReportError
 from shared.config import Config
 from shared.protocol import LOG_BATCH_MAX, RUNNING, cut_line
+from shared.quotas import count_for_job
 from worker.boundary import JobEnded
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ class JobContext:
         self._raise_if_ended()
 
     def save_file(self, name: str, data: bytes, content_type: str = "text/plain") -> str:
-        """Keep ``data`` with the job (for ``JOB_TTL``) to be downloaded as ``name``."""
+        """Keep ``data`` with the job (for ``JOB_TTL``) to be downloaded as ``name``; its
+        bytes count against the job's owners' quota (``shared/quotas.py``)."""
         if not name or not set(name) <= _FILE_NAME_CHARS or name.startswith("."):
             raise ValueError("file names are letters, digits, '.', '_' and '-'")
         if len(data) > FILE_MAX_BYTES:
@@ -88,8 +90,11 @@ class JobContext:
         if self._files is None:
             raise RuntimeError("this worker keeps no files")
         key = keys.job_file_key(self.job_id, name)
-        self._files.hset(key, mapping={"data": data, "type": content_type})
-        self._files.expire(key, self.config.JOB_TTL)
+        pipe = self._files.pipeline()
+        pipe.hset(key, mapping={"data": data, "type": content_type})
+        pipe.expire(key, self.config.JOB_TTL)
+        pipe.execute()
+        count_for_job(self._files, self.job_id, len(data))
         return name
 
     # -- the runner's side -----------------------------------------------------

@@ -3,6 +3,8 @@
 The function of the kind (``shared.kinds``) gets a :class:`JobContext` and the
 arguments the site checked against the kind's schema; what it returns is the
 job's result (any JSON, at most 64 KB), sent with the final ``succeeded``.
+Uploads are not in RQ's job: it names them (``uploads``), and they are read
+from where the site stored them (``shared/uploads.py``) when the job starts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from shared.config import WORKER, Config
 from shared.errors import Invalid, NotFound
 from shared.kinds import resolve
 from shared.protocol import RESULT_MAX_BYTES
+from shared.uploads import UploadStore
 from worker.boundary import job_boundary, make_reporter
 from worker.context import JobContext
 from worker.core import lifecycle
@@ -45,8 +48,9 @@ def checked_result(value: Any) -> Any:
 
 
 def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
-             token: str | None = None) -> str:
-    """RQ entry point for every declared kind (enqueued as ``RUN_KIND_JOB``)."""
+             token: str | None = None, uploads: list[str] | None = None) -> str:
+    """RQ entry point for every declared kind (enqueued as ``RUN_KIND_JOB``); ``uploads``
+    names the upload arguments stored apart (:class:`~shared.uploads.UploadStore`)."""
     cfg = Config(role=WORKER)
     reporter = make_reporter(cfg, token)
     kind = kind_name
@@ -70,6 +74,9 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
         with job_boundary(job_id, reporter, final):
             if spec is None:
                 raise UnknownKind(f"this worker knows no job kind {kind!r}")
+            if uploads:
+                stored = UploadStore(core.client, cfg.JOB_TTL).get(job_id, list(uploads))
+                kind_args = {**kind_args, **stored}
             outcome["result"] = checked_result(resolve(spec)(ctx, **kind_args))
     finally:
         ctx.finish(False)

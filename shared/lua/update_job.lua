@@ -28,6 +28,9 @@
 --   a.timeline      the suffix of a job's timeline key (for lib/transition.lua)
 --   a.timeline_max  how many entries a timeline keeps (for lib/transition.lua)
 --   a.batch_prefix  the prefix of batch hashes (for lib/transition.lua)
+--   a.quota_prefix  the prefix of the quota counters (for lib/quota.lua)
+--   a.quota_bucket  the width of a quota bucket, seconds (for lib/quota.lua)
+--   a.quota_exempt  the tenants never counted, a set {name: true} (for lib/quota.lua)
 --
 -- Rules: an unknown job is refused (and, for a.attempt -1, a job of a kind RQ runs,
 -- as if unknown); a report for another attempt (the job was retried since) is
@@ -45,6 +48,11 @@
 -- run): the deadline moves to a.lease_until, or the lease is gone once the job
 -- has ended.
 -- A plain report (no log line, no change of state) runs HMGET once and HSET once.
+-- The bytes an applied report stores count against the job's owners (its
+-- `tenant` and `tenant_address` fields, lib/quota.lua), in the bucket of the
+-- job's expiry: a result by how much it grows, and the new log lines that
+-- lengthen the log (while it holds fewer than a.log_max; past that a line
+-- replaces one, and the log's size stays about the same).
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
 --   code -1                 unknown job
@@ -60,12 +68,14 @@ local a = cjson.decode(ARGV[1])
 local k, logk, leases = KEYS[1], KEYS[2], KEYS[3]
 --! include transition
 --! include lease
+--! include quota
 
 local for_attempt = a.attempt or 0
 local seq_field = for_attempt > 0 and 'seq' or 'seq_any'
 local cur = redis.call('HMGET', k, 'state', 'progress', seq_field, 'message', 'stage', 'kind',
                        'current', 'total', 'log_last', 'created_at',
-                       'owner', 'started_at', 'batch_id', 'attempt', 'external')
+                       'owner', 'started_at', 'batch_id', 'attempt', 'external',
+                       'tenant', 'tenant_address')
 local cur_state, cur_seq = cur[1], cur[3]
 if not cur_state then return {'code', -1} end
 if for_attempt < 0 and cur[15] ~= '1' then return {'code', -1} end
@@ -130,6 +140,25 @@ local function append_log(new_lines)
   local pttl = redis.call('PTTL', k)
   if pttl > 0 then redis.call('PEXPIRE', logk, pttl) end
   return ids
+end
+
+-- The bytes this report adds to what the job stores (its owners' quota).
+local function stored_bytes()
+  local bytes = 0
+  if a.result then
+    bytes = #a.result - redis.call('HSTRLEN', k, 'result')
+    if bytes < 0 then bytes = 0 end
+  end
+  if #lines > 0 then
+    local room = a.log_max - redis.call('XLEN', logk)
+    for i = 1, math.min(room, #lines) do bytes = bytes + #lines[i] end
+  end
+  return bytes
+end
+
+if cur[16] and cur[16] ~= '' and (a.result or #lines > 0) then
+  local expires_at = quota_expiry(a, k)
+  if expires_at then quota_add(a, {cur[16], cur[17]}, 'bytes', stored_bytes(), expires_at) end
 end
 
 local fields = changed_fields()

@@ -32,6 +32,12 @@ Operators (``OPS_TOKEN`` as a bearer token or Basic password) may control
 every job and batch. Reading a job's state needs only its id, unless
 ``JOB_VISIBILITY=owner``: then only the owner and operators may, and others
 get the same 404 as for an unknown id. See docs/security.md.
+
+What a request starts counts against its *tenant* (:func:`request_tenant`,
+quotas and fair share: ``shared/quotas.py``): its API key, an operator, the
+session whose owner id its cookie brought, else its client's address, keyed
+as the rate limiter keys it (:func:`request_address`); a session's address
+pays too, so new sessions do not multiply a quota.
 """
 
 from __future__ import annotations
@@ -41,7 +47,14 @@ import secrets
 from flask import current_app, g, has_request_context, request, session
 
 from shared import keys
-from shared.apikeys import find_key_id, is_key_text, key_tenant
+from shared.apikeys import (
+    ADDRESS_TENANT_PREFIX,
+    OPERATOR_TENANT,
+    SESSION_TENANT_PREFIX,
+    find_key_id,
+    is_key_text,
+    key_tenant,
+)
 from shared.config import VISIBILITY_OWNER
 from shared.errors import NotFound
 from shared.jobstate import JobState
@@ -49,6 +62,7 @@ from shared.protocol import is_uuid
 from shared.signing import control_token_allows, parse_bearer, same_text, sign_control_token
 from website.auth.operators import is_operator
 from website.extensions import core
+from website.http.ratelimit import client_key
 
 SESSION_JOBS = 40  # newest job ids a browser session remembers (cookie stays < 2 KB)
 _SESSION_KEY = "jobs"
@@ -67,6 +81,7 @@ def session_owner() -> str:
     if not isinstance(owner, str) or not owner.startswith(OWNER_PREFIX):
         owner = OWNER_PREFIX + secrets.token_hex(8)
         session[_OWNER_KEY] = owner
+        g.jobcast_new_owner = owner  # made now: the request did not bring it
     return owner
 
 
@@ -112,6 +127,48 @@ def refused_key(auth_token: object = None) -> str | None:
     return None
 
 
+def arrived_owner() -> str:
+    """The session owner id the request's cookie brought ('' for none: a client
+    without the cookie, or one whose owner id this request made)."""
+    owner = session.get(_OWNER_KEY)
+    if (not isinstance(owner, str) or not owner.startswith(OWNER_PREFIX)
+            or g.get("jobcast_new_owner") == owner):
+        return ""
+    return owner
+
+
+def request_address() -> str:
+    """The client's address as a tenant (``a-<address>``), keyed as the rate limiter
+    keys it (an IPv6 address by its /64; behind ``TRUSTED_PROXIES`` the forwarded one)."""
+    return ADDRESS_TENANT_PREFIX + client_key()
+
+
+def api_key_tenant() -> str:
+    """The tenant (``k-<key id>``) of the valid API key the request presents as its
+    bearer token; '' for none.
+
+    A revoked or unknown key never gets here: it is answered 401 first.
+    """
+    key_id = request_key()
+    return key_tenant(key_id) if key_id else ""
+
+
+def request_tenant() -> str:
+    """Who what this request starts counts against (quotas, fair share;
+    ``shared.apikeys`` names the forms): its API key's tenant, ``ops`` for an operator,
+    ``s-<owner id>`` when it brought a session owner id in its cookie, else
+    ``a-<address>`` (:func:`request_address`). Outside a request: '' (the site's own)."""
+    if not has_request_context():
+        return ""
+    by_key = api_key_tenant()
+    if by_key:
+        return by_key
+    if is_operator():
+        return OPERATOR_TENANT
+    owner = arrived_owner()
+    return SESSION_TENANT_PREFIX + owner if owner else request_address()
+
+
 def request_owner(asked: object = None) -> str:
     """The owner to record on a job this request creates: the API key's owner
     (``k-<id>``) when it presents one, else the session's owner id; ``asked`` (an
@@ -123,15 +180,6 @@ def request_owner(asked: object = None) -> str:
         return asked.strip()[:OWNER_MAX]
     key_id = request_key()
     return key_tenant(key_id) if key_id else session_owner()
-
-
-def request_tenant() -> str:
-    """Who a job this request starts counts against (quotas, fair share; the forms are
-    in ``shared/apikeys.py``): the API key's tenant (``k-<id>``) when it presents one.
-    Others: '' for now (the per-owner quotas of #26 fill in the session, address and
-    operator forms)."""
-    key_id = request_key()
-    return key_tenant(key_id) if key_id else ""
 
 
 def remember_job(job_id: str) -> None:

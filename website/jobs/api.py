@@ -12,6 +12,7 @@ from website.auth.owners import (
     control_token,
     may_control,
     readable_job,
+    request_address,
     request_owner,
     request_tenant,
 )
@@ -36,12 +37,13 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     ``scheduled`` until then (``website/jobs/submit.py``).
 
     400 names each bad argument (``fields``); nothing is stored or enqueued then.
+    429 when the caller's quota is reached (``shared/quotas.py``).
     """
     submitted = read_submission(core.kinds)
     owner = request_owner(submitted.owner)  # "owner" from the body: operators only
     state = core.lifecycle.start(submitted.kind, submitted.args, owner=owner,
                                  webhook=submitted.webhook, run_at=submitted.run_at,
-                                 tenant=request_tenant())
+                                 tenant=request_tenant(), address=request_address())
     status_url = url_for("api.job_state", job_id=state.job_id)
     body = {"id": state.job_id, "kind": submitted.kind.name, "status_url": status_url,
             "state": state.to_payload(), "controlToken": control_token(state.job_id),

@@ -29,6 +29,7 @@ from shared.protocol import is_uuid
 from website.auth.owners import (
     batch_control_token,
     may_control_batch,
+    request_address,
     request_owner,
     request_tenant,
 )
@@ -85,11 +86,12 @@ def read_batch(body: object) -> tuple[JobKind, list[dict[str, Any]], dict[str, A
 @bp.post("/api/batches")
 def create() -> tuple[Response, int]:
     """Start a batch: 202 ``{"batchId", "statusUrl", "total", "controlToken", "owner"}``;
-    400 naming bad items."""
+    400 naming bad items; 429 when its items pass the caller's quota or batch rate."""
     kind, items, then = read_batch(read_json_body(BODY_MAX))
+    tenant = request_tenant()  # before request_owner: it may make the session's owner id
     owner = request_owner()
     batch_id, ids = core.lifecycle.start_batch(kind, items, owner=owner, on_complete=then,
-                                               tenant=request_tenant())
+                                               tenant=tenant, address=request_address())
     status_url = url_for("batches.status", batch_id=batch_id)
     return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids),
                     "controlToken": batch_control_token(batch_id), "owner": owner}), 202

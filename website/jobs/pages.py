@@ -13,6 +13,7 @@ from website.auth.owners import (
     may_control,
     readable_job,
     remember_job,
+    request_address,
     request_owner,
     request_tenant,
 )
@@ -50,8 +51,9 @@ def create() -> Response | tuple[Response | str, int]:
         return render_template("index.html", kinds=form_order(core.kinds), rejected=exc,
                                rejected_kind=request.form.get("kind") or DEMO_KIND,
                                values=values), 400
+    tenant = request_tenant()  # before request_owner: it may make the session's owner id
     state = core.lifecycle.start(submitted.kind, submitted.args, owner=request_owner(),
-                                 tenant=request_tenant())
+                                 tenant=tenant, address=request_address())
     remember_job(state.job_id)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
 

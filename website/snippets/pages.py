@@ -30,8 +30,9 @@ from shared.kinds.highlight.snippets import (
     language_choices,
 )
 from shared.protocol import QUEUED, RUNNING, is_uuid, iso_time, new_id
+from shared.quotas import Usage
 from shared.store import JobState
-from website.auth.owners import remember_job, request_owner, request_tenant
+from website.auth.owners import remember_job, request_address, request_owner, request_tenant
 from website.extensions import core
 from website.http.answers import error_response
 
@@ -94,18 +95,26 @@ def find_snippet(snippet_id: str, source: bool = True) -> Snippet:
 
 def start_highlight(source: str, language: str) -> tuple[Snippet, JobState]:
     """Store a (validated) snippet, then start its highlight job; 503 when the store
-    holds as many snippets (or jobs) as it may."""
+    holds as many snippets (or jobs) as it may, 429 when the caller's quota is reached
+    (the snippet, its source and its job; its HTML counts when it is stored)."""
     cfg = core.config
     if core.snippets.stored() >= cfg.MAX_STORED_SNIPPETS:
         raise StorageFull(f"The site stores as many snippets as it may "
                           f"({cfg.MAX_STORED_SNIPPETS}); try again later, when older ones "
                           "have expired.")
     core.lifecycle.capacity.ensure_room()
+    tenant, address = request_tenant(), request_address()
+    quotas = core.lifecycle.quotas
+    payers = quotas.payers(tenant, address)
+    quotas.take(payers, Usage(jobs=1, snippets=1, snippet_bytes=len(source.encode(
+        "utf-8", errors="surrogatepass"))))
     job_id = new_id()
-    snippet = core.snippets.create(source, language, job_id)
+    snippet = core.snippets.create(source, language, job_id,
+                                   tenants=[payer.tenant for payer in payers])
     page = url_for("snippets.show", snippet_id=snippet.snippet_id)
     state = core.lifecycle.start(HIGHLIGHT_KIND, {"snippet": snippet.snippet_id}, job_id=job_id,
-                                 owner=request_owner(), tenant=request_tenant(), room=False,
+                                 owner=request_owner(), room=False, tenant=tenant,
+                                 address=address, quota=False,
                                  fields={"page": page, "page_text": "snippet"})
     return snippet, state
 

@@ -12,7 +12,9 @@ A snippet is the hash ``snippet_key(id)`` with ``id``, ``source``,
 creation time, trimmed by age and by count (``max_stored``: every stored
 snippet is listed there, so its size is the number of snippets stored; the
 pages show the newest ``RECENT_MAX``). The highlighted HTML is refused over
-``SNIPPET_HTML_MAX`` bytes.
+``SNIPPET_HTML_MAX`` bytes. ``tenant`` and ``tenant_address`` name who it counts
+against (``shared/quotas.py``): its source when it is stored, and its HTML, at
+its real size, when the worker stores that (``set_highlighted.lua``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pygments.lexers import get_all_lexers
 from shared import keys, scripts
 from shared.errors import TooLarge
 from shared.protocol import SUCCEEDED, UPDATE_PROGRESS, iso_time, new_id
+from shared.quotas import LUA_FIELDS as QUOTA_FIELDS
 from shared.store import JobState
 
 log = logging.getLogger(__name__)
@@ -179,17 +182,21 @@ class SnippetStore:
         self._set_highlighted = scripts.register(client, "set_highlighted")
 
     def create(self, source: str, language: str, job_id: str,
-               snippet_id: str | None = None, now: float | None = None) -> Snippet:
-        """Store a new snippet, list it among the recent ones, trim that list."""
+               snippet_id: str | None = None, now: float | None = None,
+               tenants: list[str] | None = None) -> Snippet:
+        """Store a new snippet, list it among the recent ones, trim that list;
+        ``tenants`` (:func:`shared.quotas.quota_tenants`) pay for its HTML later."""
         snippet_id = snippet_id or new_id()
         now = time.time() if now is None else now
         snippet = Snippet(snippet_id=snippet_id, language=language, created_at=now,
                           job_id=job_id, source=source, title=title_of(source))
         key = snippet_key(snippet_id)
+        payers = [*(tenants or []), "", ""]
         pipe = self.client.pipeline()
         pipe.hset(key, mapping={
             "id": snippet_id, "source": source, "language": language, "title": snippet.title,
-            "created_at": repr(now), "job_id": job_id,
+            "created_at": repr(now), "job_id": job_id, "tenant": payers[0],
+            "tenant_address": payers[1],
         })
         pipe.expire(key, self.ttl)
         pipe.zadd(RECENT_SNIPPETS, {snippet_id: now})
@@ -218,7 +225,7 @@ class SnippetStore:
         check_html_size(html, self.html_max)
         stamp = repr(time.time() if now is None else now)
         return bool(scripts.run(self._set_highlighted, [snippet_key(snippet_id)],
-                                {"html": html, "now": stamp, "lexer": lexer}))
+                                {"html": html, "now": stamp, "lexer": lexer, **QUOTA_FIELDS}))
 
     def recent(self, page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[Snippet], bool]:
         """One page of recent snippets (newest first, no source) and whether more follow."""
