@@ -28,6 +28,7 @@ from rq.job import Job
 from shared import apikeys, keys
 from shared.config import Config
 from shared.quotas import BUCKET_SECONDS, counter_key
+from shared.rqconf import SERIALIZER
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import (
     TEST_OPS_TOKEN,
@@ -203,7 +204,7 @@ def test_operators_have_no_quota(redis_url: str) -> None:
 def test_an_api_keys_own_quota_replaces_the_default(redis_url: str) -> None:
     app = quota_app(redis_url, QUOTA_JOBS="2", QUOTA_ADDRESS_FACTOR="1")
     conn = redis.Redis.from_url(redis_url, decode_responses=True)
-    key = "jc-test-key-for-quotas"  # stored as shared.apikeys lays a key out
+    key = "jc_test-key-for-quotas"  # stored as shared.apikeys lays a key out
     conn.hset(apikeys.key_record("k1"), mapping={"name": "team", "quota_jobs": "4",
                                                  "hash": hashlib.sha256(key.encode()).hexdigest(),
                                                  "created_at": "1"})
@@ -293,7 +294,7 @@ def test_a_csv_upload_is_kept_out_of_rq_counted_and_deleted_when_the_job_succeed
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["id"]
     raw = redis.Redis.from_url(quota_stack.redis.url)
-    rq_job = Job.fetch(job_id, connection=raw)
+    rq_job = Job.fetch(job_id, connection=raw, serializer=SERIALIZER)
     assert "file" not in rq_job.kwargs["kind_args"], "the upload is in RQ's kwargs"
     assert rq_job.kwargs["uploads"] == ["file"]
     assert (raw.memory_usage(f"rq:job:{job_id}") or 0) < 20_000
