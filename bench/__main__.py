@@ -138,7 +138,7 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
             notes.append(measure_external.NOTE)
         if "10" in only:
             say("10: fair share (a victim's wait behind another owner's batch)")
-            rows += measure_fair.victim_wait(stack, sizes.fair_jobs, 3, say)
+            rows += measure_fair.victim_wait(stack, sizes.fair_jobs, 5, say)
             notes.append(measure_fair.NOTE)
         if "9" in only:  # last: it fills Redis with many jobs
             say("9: many jobs (a batch's pushes, memory per job, filters)")
