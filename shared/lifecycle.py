@@ -199,6 +199,17 @@ class Lifecycle:
     def release(self, job_id: str, kind: str) -> None:
         """A scheduled job of an external kind is due: it joins its kind's queue, in its
         tenant's turn (RQ's scheduler runs this as ``RELEASE_JOB`` at its time)."""
+        try:  # due: queued from now on, so that a worker may claim it
+            due = self.store.apply(ProgressUpdate(job_id=job_id, progress=0, state=QUEUED,
+                                                  message="waiting for a worker to claim it"))
+        except UnknownJob:
+            log.info("job %s is gone: not released", job_id)
+            return
+        if due.current != QUEUED:  # cancelled meanwhile: nothing to queue
+            log.info("job %s is %s: not released", job_id, due.current)
+            return
+        if due.state is not None:
+            self.changed([due.state])
         tenant = self.client.hget(keys.job_key(job_id), "tenant") or ""
         self._admit_external(kind, str(tenant), [job_id])
 

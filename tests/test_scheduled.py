@@ -14,7 +14,7 @@ from shared import keys
 from shared.protocol import iso_time
 from shared.store import JobStore
 from tests.conftest import Stack
-from tests.support import state_on_connect, wait_until
+from tests.support import TEST_WORKER_TOKEN, state_on_connect, wait_until
 from website.jobs.submit import read_run_at
 
 
@@ -57,6 +57,20 @@ def test_a_scheduled_job_waits_for_its_time(stack: Stack) -> None:
     assert float(fields["started_at"]) >= float(fields["run_at"])  # not a moment before
     assert iso_time(float(fields["run_at"])) == run_at
     assert "runAt" not in stack.job_state(job_id)  # only while it waits
+
+
+def test_a_scheduled_external_job_is_claimable_once_due(stack: Stack) -> None:
+    resp = requests.post(f"{stack.url}/api/jobs", timeout=5,
+                         json={"kind": "external", "args": {}, "delaySeconds": 1})
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    assert stack.job_state(job_id)["state"] == "scheduled"
+    wait_until(lambda: stack.job_state(job_id)["state"] == "queued", timeout=30,
+               what="the external job to be due")
+    claim = requests.post(f"{stack.url}/api/workers/claim", timeout=15,
+                          headers={"Authorization": f"Bearer {TEST_WORKER_TOKEN}"},
+                          json={"kinds": ["external"], "worker": "due-test", "wait": 5})
+    assert claim.status_code == 200 and claim.json()["jobId"] == job_id, claim.text
 
 
 def test_times_round_up_to_the_whole_second_rq_keeps() -> None:
