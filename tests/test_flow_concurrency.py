@@ -197,3 +197,12 @@ def test_a_slot_left_by_a_job_that_ended_unseen_is_healed(site: Stack) -> None:
         assert not client.sismember(keys.CONC_GROUPS, "ext_per_account|heal")
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("kind", ["per_account", "ext_per_account"])
+def test_a_limited_kind_cannot_be_delayed_yet(site: Stack, kind: str) -> None:
+    """RQ's scheduler would queue it at its time past the limit: refused, clearly."""
+    resp = requests.post(site.url + "/api/jobs", timeout=5, json={
+        "kind": kind, "args": {"account": "acme"}, "delaySeconds": 5})
+    assert resp.status_code == 400, resp.text
+    assert "concurrency limit" in resp.json()["error"]
