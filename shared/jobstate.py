@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from shared.concurrency import held_by
 from shared.errors import Conflict, NotFound
 from shared.joblog import LogBatch
 from shared.protocol import LOG_START, QUEUED, SCHEDULED, TERMINAL_STATES, iso_time
@@ -53,6 +54,10 @@ class JobState:
             payload["result"] = self.result
         if self.state == SCHEDULED and self.run_at is not None:
             payload["runAt"] = iso_time(self.run_at)
+        if self.state == QUEUED and "held_by" in self.extra:  # its concurrency limit holds it
+            held = held_by(self.extra["held_by"])
+            if held is not None:
+                payload["heldBy"] = held
         return payload
 
     def _count(self, name: str) -> int | None:

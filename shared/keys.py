@@ -129,3 +129,12 @@ def external_queue_key(kind: str) -> str:
 # "<lane>|<tenant>".
 FAIR_PREFIX = f"{PREFIX}:fair:"
 FAIR_SLOTS = f"{FAIR_PREFIX}slots"
+
+
+# Per-key concurrency (shared/concurrency.py): per group ("<kind>|<key value>") the ids
+# holding a slot (a set, "<CONC_PREFIX>taken:<group>") and the ids held back in order (a
+# list, "<CONC_PREFIX>held:<group>"); one hash maps each id holding a slot to its group,
+# one set names the groups that hold jobs back.
+CONC_PREFIX = f"{PREFIX}:conc:"
+CONC_SLOTS = f"{CONC_PREFIX}slots"
+CONC_GROUPS = f"{CONC_PREFIX}groups"

@@ -43,6 +43,7 @@ from shared import batches, keys, webhooks
 from shared.apikeys import batch_tenant
 from shared.capacity import Capacity
 from shared.claimqueue import Claim, ExternalQueues, LeasesLapsed
+from shared.concurrency import ConcurrencyLimits, Promoted
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import Change
 from shared.fairshare import EXTERNAL_LANE, Admitted, FairShare, external_lane, rq_lane
@@ -56,6 +57,7 @@ from shared.protocol import (
     RELEASE_JOB,
     RETRYABLE_STATES,
     RUN_KIND_JOB,
+    RUNNING,
     SCHEDULED,
     ProgressUpdate,
     is_uuid,
@@ -104,8 +106,9 @@ class Lifecycle:
         self.fair = FairShare(client, depth=cfg.FAIR_SHARE_DEPTH, ttl=cfg.JOB_TTL)
         self.quotas = Quotas(cfg, client)
         self.uploads = UploadStore(client, ttl=cfg.JOB_TTL)
+        self.limits = ConcurrencyLimits(client, kinds, ttl=cfg.JOB_TTL)
         self._sweeping = threading.Lock()  # one sweep at a time in this process
-        self.reactions: list[Reaction] = [pusher.push, self._free_places,
+        self.reactions: list[Reaction] = [pusher.push, self._free_places, self._free_slots,
                                           self._complete_batches, self._hand_over_webhooks,
                                           drop_when_ended(self.uploads, kinds)]
 
@@ -139,6 +142,10 @@ class Lifecycle:
         when the caller took them already (a snippet, a batch's ``onComplete``).
         """
         spec = kind if isinstance(kind, JobKind) else self.kind(kind)
+        if run_at is not None and self.limits.limited(spec.name):
+            # Not yet: RQ's scheduler would queue it at its time past the limit.
+            raise Invalid(f"kind {spec.name!r} has a concurrency limit: it cannot be delayed "
+                          "(runAt, delaySeconds) yet", {"runAt": "not for a limited kind"})
         if room:
             self.capacity.ensure_room()
         job_id = job_id or new_id()
@@ -166,6 +173,8 @@ class Lifecycle:
             raise
         log.info("job %s started (%s%s)", job_id, spec.name,
                  ", external" if spec.external else "")
+        if self.limits.limited(spec.name):  # held by its concurrency limit: its page says so
+            state = self.store.get(job_id) or state
         self.changed([state], created=True)
         return state
 
@@ -238,7 +247,8 @@ class Lifecycle:
         or the external kind's queue. ``at_front`` (an operator's bulk job) skips the turn.
         """
         if kind.external and run_at is None:
-            self._admit_external(kind.name, tenant, [job_id for job_id, _args in jobs])
+            self._admit_external(kind.name, tenant,
+                                 self._within_limit(kind, [job_id for job_id, _args in jobs]))
             return
         if run_at is not None:  # one job, from a form or the API: RQ's scheduler queues it
             for job_id, args in jobs:
@@ -261,8 +271,72 @@ class Lifecycle:
         if at_front:
             self._enqueue([*created.values()], at_front=True)
             return
-        self._queue_admitted(self.fair.admit(rq_lane(self.queue.name), tenant, [*created]),
-                             created)
+        self._queue_admitted(self.fair.admit(rq_lane(self.queue.name), tenant,
+                                             self._within_limit(kind, [*created])), created)
+
+    # -- concurrency limits (shared/concurrency.py) ---------------------------------
+    def _within_limit(self, kind: JobKind, job_ids: list[str]) -> list[str]:
+        """New jobs of ``kind`` ask for their slots before they take a place in their
+        tenant's line; those of a full group are held (and take no place)."""
+        if not self.limits.limited(kind.name):
+            return job_ids
+        gated = self.limits.gate(job_ids)
+        self._let_through(gated.promoted)
+        return gated.passed
+
+    def _slots_for(self, job_ids: list[str]) -> list[str]:
+        """Of the ids fair share let into one lane's queue, those that may go on: each
+        job without a slot asks for one; a held one gives its place in the line back,
+        and the tenant's next jobs in that line ask in turn."""
+        passed: list[str] = []
+        asking = job_ids
+        while asking:
+            gated = self.limits.gate(asking)
+            passed.extend(gated.passed)
+            self._let_through(gated.promoted)
+            asking = []
+            for job_id in gated.held:
+                freed = self.fair.release(job_id)
+                if freed is not None:
+                    asking.extend([*freed.from_held, *freed.new])
+        return passed
+
+    def _let_through(self, promoted: list[Promoted]) -> None:
+        """Held jobs that took freed slots join their queue in their tenant's turn; their
+        pages stop saying they are held."""
+        if not promoted:
+            return
+        lines: dict[tuple[str, str], list[str]] = {}
+        for job in promoted:
+            spec = self.kinds.get(job.kind)
+            lane = (external_lane(job.kind) if spec is not None and spec.external
+                    else rq_lane(self.queue.name))
+            lines.setdefault((lane, job.tenant), []).append(job.job_id)
+        for (lane, tenant), ids in lines.items():
+            log.info("%s job(s) let through by their concurrency limit: %s", len(ids),
+                     ", ".join(ids[:5]))
+            self._queue_admitted(self.fair.admit(lane, tenant, ids))
+        self.changed([s for s in self.store.get_many([j.job_id for j in promoted])
+                      if s is not None])
+
+    def _free_slots(self, changes: list[Change]) -> None:
+        """A job of a limited kind that is no longer queued or running gives its slot
+        back: the oldest held job of its group takes it (event-driven, no polling)."""
+        ids = [c.state.job_id for c in changes if self.limits.limited(c.state.kind)
+               and c.state.state not in (QUEUED, RUNNING)]
+        if not ids:
+            return
+        try:
+            self._let_through(self.limits.release(ids))
+        except redis.RedisError as exc:  # healed by the next gate, release or heal
+            log.warning("could not give concurrency slots back (%s): %s", ", ".join(ids), exc)
+
+    def heal_slots(self) -> int:
+        """Free slots whose jobs ended without giving them back, and let held jobs take
+        them (the tick runs it now and then); how many jobs were let through."""
+        promoted = self.limits.heal()
+        self._let_through(promoted)
+        return len(promoted)
 
     def _admit_external(self, kind: str, tenant: str, job_ids: list[str]) -> None:
         self._queue_admitted(self.fair.admit(external_lane(kind), tenant, job_ids))
@@ -274,6 +348,9 @@ class Lifecycle:
         if admitted is None or not (admitted.from_held or admitted.new):
             return
         ids = [*admitted.from_held, *admitted.new]
+        if self.limits.active and not (admitted.lane.startswith(EXTERNAL_LANE) and not
+                                       self.limits.limited(admitted.lane[len(EXTERNAL_LANE):])):
+            ids = self._slots_for(ids)
         if admitted.lane.startswith(EXTERNAL_LANE):
             self.external.push_many(ids, admitted.lane[len(EXTERNAL_LANE):])
             return

@@ -170,12 +170,16 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
         redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """Drive every caller; each script's JSON argument holds only fields its header
     names, and every field its header names is sent by some call."""
+    from types import SimpleNamespace
+
     from shared.batches import create_batch
     from shared.claimqueue import ExternalQueues
+    from shared.concurrency import ConcurrencyLimits
     from shared.config import Config
     from shared.fairshare import FairShare
     from shared.jobquery import JobFilter, JobQuery
     from shared.kinds.highlight.snippets import SnippetStore
+    from shared.kinds.policy import Concurrency, Policy
     from shared.quotas import Quotas, Usage, count_for_job
     from shared.schedules import ScheduleStore
     from shared.store import JobStore
@@ -242,6 +246,14 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     uploads = UploadStore(redis_client, ttl=3600)
     uploads.put(paid, {"file": "a,b"}, ["a-127.0.0.1"], "1")
     uploads.drop(paid)
+    limited = SimpleNamespace(policy=Policy(concurrency=Concurrency(1, "a")))
+    limits = ConcurrencyLimits(redis_client, {"lim": limited})  # type: ignore[dict-item]
+    first, second = new_id(), new_id()
+    for job_id in (first, second):
+        store.create(job_id, kind="lim", args='{"a": "x"}')
+    assert limits.gate([first, second]).held == [second]
+    limits.release([first])
+    limits.heal()
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():

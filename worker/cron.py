@@ -14,6 +14,7 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 import redis
@@ -25,6 +26,7 @@ from worker.core import lifecycle
 
 log = logging.getLogger("worker.cron")
 TICK_SECONDS = 1.0
+HEAL_SECONDS = 30.0  # leaked concurrency slots are freed this often (shared/concurrency.py)
 
 
 class Ticker:
@@ -34,6 +36,7 @@ class Ticker:
         self.cfg = cfg
         self.lifecycle = lifecycle(cfg)
         self.schedules = ScheduleStore(self.lifecycle.client)
+        self._heal_at = 0.0  # monotonic time of the next concurrency-slot heal
 
     def fire(self, schedule: Schedule) -> str:
         """Start one job of the schedule; its id."""
@@ -45,7 +48,12 @@ class Ticker:
         return state.job_id
 
     def tick(self, now: float | None = None) -> list[str]:
-        """Fire every schedule due by now; the ids of the jobs started."""
+        """Fire every schedule due by now; the ids of the jobs started. Now and then,
+        also free concurrency slots whose jobs ended without giving them back."""
+        if self.lifecycle.limits.active and time.monotonic() >= self._heal_at:
+            self._heal_at = time.monotonic() + HEAL_SECONDS
+            if self.lifecycle.heal_slots():
+                log.info("concurrency: held jobs let through by healing their slots")
         started = []
         for schedule in self.schedules.claim_due(now):
             try:
