@@ -65,8 +65,10 @@ def test_a_batch_runs_counts_pushes_and_completes_once(stack: Stack) -> None:
     span = arrived[-1] - arrived[1]
     assert 2 <= len(arrived) - 2 <= span * 10 + 2, (len(arrived), span)
     client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-    done_job = final["completeJob"]
-    assert done_job and client.hget(keys.job_key(done_job), "owner") == f"batch:{batch_id}"
+    # The completing change is pushed first; its reactions then start onComplete.
+    done_job = wait_until(lambda: totals(stack, batch_id)["completeJob"], timeout=10,
+                          what="onComplete to start")
+    assert client.hget(keys.job_key(done_job), "owner") == f"batch:{batch_id}"
     owned = client.zcard(keys.owner_index(f"batch:{batch_id}"))
     assert owned == 1  # onComplete started exactly once
     late = EventRecorder(stack.url)
