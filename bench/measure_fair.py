@@ -14,14 +14,12 @@ import statistics
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from bench.report import Row
 from bench.stack import BenchStack
-from tests.support import TEST_OPS_TOKEN, wait_until
+from tests.support import TEST_OPS_TOKEN, session_from, wait_until
 
 Log = Callable[[str], None]
 TARGET = 2.0  # job durations
@@ -37,23 +35,6 @@ NOTE = (
     "durations plus its own start, about 1.5 on average.")
 
 
-class _From(HTTPAdapter):
-    def __init__(self, source: str) -> None:
-        self.source = source
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["source_address"] = (self.source, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
-def client_at(source: str) -> requests.Session:
-    """An API client connecting from ``source`` (it keeps no cookie: its address names it)."""
-    session = requests.Session()
-    session.mount("http://", _From(source))
-    return session
-
-
 def _stamp(stack: BenchStack, job_id: str, name: str) -> float | None:
     state = stack.store.get(job_id)
     value = state.extra.get(name) if state is not None else None
@@ -65,7 +46,7 @@ def _stamp(stack: BenchStack, job_id: str, name: str) -> float | None:
 def victim_wait(stack: BenchStack, batch_jobs: int, victims: int, log: Log) -> list[Row]:
     """The victim's wait, in job durations (median of ``victims``)."""
     web = stack.a
-    attacker, victim = client_at("127.0.0.2"), client_at("127.0.0.3")
+    attacker, victim = session_from("127.0.0.2"), session_from("127.0.0.3")
     resp = attacker.post(f"{web.url}/api/batches", timeout=120,
                          json={"kind": "demo", "items": [{"steps": 2}] * batch_jobs})
     resp.raise_for_status()

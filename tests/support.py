@@ -19,6 +19,7 @@ from typing import IO, Any, TypeVar
 
 import redis
 import requests
+from requests.adapters import HTTPAdapter
 
 from dev.redis_server import server_args
 
@@ -346,3 +347,23 @@ def assert_security_headers(headers: Any, host: str = "localhost") -> None:
     assert csp["object-src"] == ["'none'"]
     assert set(csp["connect-src"]) == {"'self'", f"ws://{host}", f"wss://{host}"}
     assert "'unsafe-inline'" not in headers["Content-Security-Policy"]
+
+
+class SourceAddress(HTTPAdapter):
+    """Connections from one loopback address (127.0.0.x): a client of its own."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """Bind every connection to the address."""
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def session_from(address: str) -> requests.Session:
+    """A requests session whose connections come from ``address`` (127.0.0.x)."""
+    web = requests.Session()
+    web.mount("http://", SourceAddress(address))
+    return web

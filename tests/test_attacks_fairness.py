@@ -10,58 +10,27 @@ Each test reproduces an attack that got through before fair share:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 import requests
 from flask.testing import FlaskClient
-from requests.adapters import HTTPAdapter
 from rq import Queue
 
 from shared import keys
 from shared.protocol import new_id
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.support import auth, wait_until
-
-
-class SourceAdapter(HTTPAdapter):
-    """Connections from one loopback address: a client of its own."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["source_address"] = (self.source, 0)
-        super().init_poolmanager(*args, **kwargs)
+from tests.support import auth, session_from, wait_until
 
 
 def client_at(source: str) -> requests.Session:
-    """A cookie-less API client connecting from ``source`` (127.0.0.x)."""
-    session = requests.Session()
-    session.mount("http://", SourceAdapter(source))
-    session.cookies.set_policy(_NoCookies())
+    """A cookie-less API client connecting from ``source`` (127.0.0.x): its address names it."""
+    session = session_from(source)
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     return session
-
-
-class _NoCookies:  # an API client that keeps no cookie: its address names it
-    netscape = True
-    rfc2965 = hide_cookie2 = False
-
-    def set_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-    def domain_return_ok(self, domain: str, request: Any) -> bool:
-        return False
-
-    def path_return_ok(self, path: str, request: Any) -> bool:
-        return False
 
 
 @pytest.fixture(scope="module")

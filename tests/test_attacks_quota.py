@@ -22,7 +22,6 @@ import redis
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from requests.adapters import HTTPAdapter
 from rq.job import Job
 
 from shared import apikeys, keys
@@ -37,6 +36,7 @@ from tests.support import (
     TEST_WORKER_TOKEN,
     auth,
     csrf_token_in,
+    session_from,
     wait_until,
 )
 from website import create_app
@@ -222,26 +222,6 @@ def test_an_api_keys_own_quota_replaces_the_default(redis_url: str) -> None:
 # --- on a real stack: what the worker stores counts -----------------------------------------
 
 QUOTA_BYTES = 2 * 1024 * 1024
-
-
-class SourceAddress(HTTPAdapter):
-    """Connections from one loopback address (127.0.0.x): a client of its own."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        """Bind every connection to the address."""
-        kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
-def session_from(address: str) -> requests.Session:
-    """A requests session whose connections come from ``address``."""
-    web = requests.Session()
-    web.mount("http://", SourceAddress(address))
-    return web
 
 
 def used_bytes(client: redis.Redis, address: str) -> int:
