@@ -58,13 +58,17 @@ class Retries:
 
     def schedule(self, changes: list[Change]) -> None:
         """The reaction: each change the store made a retry (scheduled with a
-        ``retry_at``) gets ``RETRY_JOB`` at that time, in one round trip."""
+        ``retry_at``) gets ``RETRY_JOB`` at that time, in one round trip. A job that
+        failed while it still held a place in its lane's queue (it failed before a
+        worker took it) gives it up, as an ended job does."""
         due = [(change.state.job_id, change.state.attempt, float(change.state.extra["retry_at"]))
                for change in changes
                if change.state.state == SCHEDULED and change.state.extra.get("retry_at")]
         if not due:
             return
         try:
+            for job_id, _attempt, _at in due:
+                self.life.left_queue(job_id)
             pipe = self.life.queue.connection.pipeline()
             for job_id, attempt, at in due:
                 self._release_at(job_id, attempt, at, release_id(job_id, attempt), pipe)

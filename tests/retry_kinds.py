@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 from shared.kinds import Context, PermanentFailure, external_kind, job_kind
 
 COUNT = {"type": "object", "properties": {"fails": {"type": "integer", "minimum": 0,
@@ -48,6 +51,16 @@ def storm(ctx: Context) -> dict[str, int]:
     if _attempt(ctx) == 1:
         raise RuntimeError("the first attempt fails")
     return {"ok": 1}
+
+
+@job_kind("crashing", title="Crashing", retries=1, backoff=[0],
+          description="Its process dies on the first attempt (SIGKILL); the second succeeds.")
+def crashing(ctx: Context) -> dict[str, int]:
+    """Kill this work horse on the first attempt: RQ reports it, as for the OOM killer."""
+    attempt = _attempt(ctx)
+    if attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"attempt": attempt}
 
 
 FLAKY_EXTERNAL = external_kind(

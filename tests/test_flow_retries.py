@@ -133,6 +133,25 @@ def test_a_permanent_failure_is_not_retried(site: Stack) -> None:
     assert failed["attempt"] == 1 and "attempts" not in failed
 
 
+def test_a_killed_work_horse_is_a_failed_attempt_retried(site: Stack) -> None:
+    job_id = start(site, "crashing")["id"]  # SIGKILLs itself on attempt 1: RQ reports it
+    done = wait_for(site, job_id, lambda s: s["state"] == "succeeded", "the second attempt")
+    assert done["result"] == {"attempt": 2}
+    assert done["attempts"][0]["error"] == "The job's process was killed by signal 9."
+
+
+def test_a_failure_stored_by_the_workers_fallback_is_retried(site: Stack) -> None:
+    # The site is unreachable: the worker stores its report through its own lifecycle
+    # (worker/boundary.py DirectStore; WORKER_EMIT=direct alike). Same store rule, and
+    # that process schedules the release, which the stack's worker runs.
+    job_id = start(site, "exponential")["id"]
+    worker_side = lifecycle(Config(environ=site.env, role=WORKER))
+    applied = worker_side.report(ProgressUpdate(job_id, 0, "failed", "site down"), 1)
+    assert applied.current == "scheduled"
+    got = claim(site, "exponential", wait=10)  # exponential: within 1 s of full jitter
+    assert got is not None and got["jobId"] == job_id and got["attempt"] == 2
+
+
 def test_cancel_of_a_scheduled_retry_stops_it(site: Stack) -> None:
     created = start(site, "patient", {"fails": 1})  # backoff [120]
     job_id = created["id"]

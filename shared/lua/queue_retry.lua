@@ -33,7 +33,8 @@ if cur[1] ~= a.scheduled or tonumber(cur[2]) ~= a.attempt or not cur[3] then
   return {'code', 0, 'state', cur[1]}
 end
 redis.call('HSET', k, 'state', a.queued, 'updated_at', a.now,
-           'message', 'attempt ' .. a.attempt .. ' of ' .. (cur[4] or '?') .. ' queued')
+           'message', 'attempt ' .. a.attempt .. ' of ' .. (cur[4] or '?')
+           .. ': waiting for a worker')
 redis.call('HDEL', k, 'retry_at')
 transition(a, k, a.id, cur[1], a.queued, cur[5], cur[6])
 return {'code', 1}
