@@ -34,8 +34,8 @@ def permanent(ctx: Context) -> None:
     raise PermanentFailure("no such account")
 
 
-@job_kind("patient", title="Patient", retries=2, backoff=[120], args=COUNT,
-          description="Fails its first attempts, then waits two minutes for the next.")
+@job_kind("patient", title="Patient", retries=2, backoff=[45], args=COUNT,
+          description="Fails its first attempts, then waits 45 s for the next.")
 def patient(ctx: Context, fails: int = 1) -> dict[str, int]:
     """Fail while this is one of the first ``fails`` attempts (the page's countdown)."""
     attempt = _attempt(ctx)

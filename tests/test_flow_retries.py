@@ -153,14 +153,14 @@ def test_a_failure_stored_by_the_workers_fallback_is_retried(site: Stack) -> Non
 
 
 def test_cancel_of_a_scheduled_retry_stops_it(site: Stack) -> None:
-    created = start(site, "patient", {"fails": 1})  # backoff [120]
+    created = start(site, "patient", {"fails": 1})  # backoff [45]
     job_id = created["id"]
     wait_for(site, job_id, lambda s: s["state"] == "scheduled", "the retry")
     resp = requests.post(f"{site.url}/api/jobs/{job_id}/cancel", timeout=5,
                          headers=auth(created["controlToken"]))
     assert resp.status_code == 200, resp.text
     assert resp.json()["state"]["state"] == "cancelled"
-    # Its release, due in two minutes, comes now: it finds the job cancelled and does nothing.
+    # Its release, due in 45 s, comes now: it finds the job cancelled and does nothing.
     assert lifecycle(Config(environ=site.env, role=WORKER)).release_retry(job_id, 2) is None
     assert state(site, job_id)["state"] == "cancelled"
 
