@@ -24,10 +24,12 @@ import pytest
 import redis
 import requests
 from flask.testing import FlaskClient
+from rq.job import Job
 
 from shared import keys
 from shared.config import WORKER, Config
 from shared.protocol import ProgressUpdate, new_id
+from shared.rqconf import SERIALIZER
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.support import TEST_OPS_TOKEN, TEST_PROGRESS_TOKEN, TEST_WORKER_TOKEN, auth, wait_until
@@ -150,6 +152,25 @@ def test_a_failure_stored_by_the_workers_fallback_is_retried(site: Stack) -> Non
     assert applied.current == "scheduled"
     got = claim(site, "exponential", wait=10)  # exponential: within 1 s of full jitter
     assert got is not None and got["jobId"] == job_id and got["attempt"] == 2
+
+
+def test_a_worker_without_secret_key_queues_the_retry_with_the_shared_token(
+        site: Stack) -> None:
+    job_id = start(site, "patient", {"fails": 1})["id"]  # backoff [45]: released here
+    wait_for(site, job_id, lambda s: s["state"] == "scheduled", "the retry")
+    conn = redis.Redis.from_url(site.redis.url)
+    try:
+        def rq_job() -> Job:
+            return Job.fetch(job_id, connection=conn, serializer=SERIALIZER)
+        wait_until(lambda: rq_job().get_status() == "failed", what="RQ to record the failure")
+        unsigned = {k: v for k, v in site.env.items() if k != "SECRET_KEY"}
+        queued = lifecycle(Config(environ=unsigned, role=WORKER)).release_retry(job_id, 2)
+        assert queued is not None and queued.state == "queued"
+        assert rq_job().kwargs["token"] is None  # it signs nothing: PROGRESS_TOKEN reports
+    finally:
+        conn.close()
+    done = wait_for(site, job_id, lambda s: s["state"] == "succeeded", "the second attempt")
+    assert done["result"] == {"attempt": 2}
 
 
 def test_cancel_of_a_scheduled_retry_stops_it(site: Stack) -> None:
