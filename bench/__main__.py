@@ -23,6 +23,7 @@ from bench import (
     measure_log,
     measure_many,
     measure_push,
+    measure_retries,
     measure_web,
     measure_workers,
 )
@@ -57,6 +58,7 @@ class Sizes:
     batch_jobs: int
     filter_pages: int
     fair_jobs: int = 2000
+    retry_jobs: int = 1000
 
 
 QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
@@ -140,6 +142,10 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
             say("10: fair share (a victim's wait behind another owner's batch)")
             rows += measure_fair.victim_wait(stack, sizes.fair_jobs, 5, say)
             notes.append(measure_fair.NOTE)
+        if "11" in only:
+            say("11: a retry storm (1,000 jobs failing at once) and the callback p99 meanwhile")
+            rows += measure_retries.storm(stack, floors, sizes.retry_jobs, say)
+            notes.append(measure_retries.NOTE)
         if "9" in only:  # last: it fills Redis with many jobs
             say("9: many jobs (a batch's pushes, memory per job, filters)")
             rows += measure_many.run(stack, floors, sizes.stored_jobs, sizes.batch_jobs,
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smaller samples (about 2 minutes), for development")
     parser.add_argument("--write", metavar="PATH", help="also write the results as Markdown")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11",
                         help="comma-separated measurement numbers (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",

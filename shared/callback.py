@@ -117,18 +117,20 @@ class ProgressReporter:
         total: int | None = None,
         result: Any = NO_RESULT,
         lines: Sequence[str] = (),
+        retry: bool = True,
     ) -> bool:
         """Send one update; True when the site took it, False when the fallback did.
 
         ``current``/``total`` report "n of total", ``result`` goes with
-        ``succeeded``, ``lines`` are new log lines. Raises
+        ``succeeded``, ``lines`` are new log lines, ``retry`` False (with
+        ``failed``) ends the job without its kind's retries. Raises
         :class:`ReportError` on a 4xx answer, or when the site cannot be
         reached in time and there is no fallback.
         """
         update = ProgressUpdate(job_id=job_id, progress=progress, state=state,
                                 message=message, stage=stage, seq=self.next_seq(),
                                 current=current, total=total, result=result,
-                                log=tuple(cut_line(line) for line in lines))
+                                log=tuple(cut_line(line) for line in lines), retry=retry)
         if self.falling_back and self.fallback is not None:
             self.fallback(update)
             return False

@@ -12,6 +12,7 @@ after ``MAX_ATTEMPTS``, fails them. The scripts are in ``shared/lua``.
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ import redis
 
 from shared import keys, scripts
 from shared.protocol import FAILED, QUEUED, RUNNING
-from shared.store import TERMINAL_SET, TRANSITION_FIELDS, JobState
+from shared.store import RETRY_FIELDS, TERMINAL_SET, TRANSITION_FIELDS, JobState
 
 SWEEP_BATCH = 500  # lapsed leases handled per sweep run
 
@@ -62,11 +63,12 @@ class Sweep:
     requeued: tuple[str, ...]
     failed: tuple[str, ...]
     batch_done: tuple[str, ...] = ()  # failures that completed their batch
+    retried: tuple[str, ...] = ()  # scheduled for their next attempt (their kind retries)
 
     @property
     def changed(self) -> tuple[str, ...]:
         """Every job whose state the sweep changed."""
-        return self.requeued + self.failed
+        return self.requeued + self.failed + self.retried
 
 
 class ExternalQueues:
@@ -163,12 +165,14 @@ class ExternalQueues:
         return [keys.EXTERNAL_LEASES, keys.job_key(job_id)], fields
 
     def sweep(self, now: float | None = None) -> Sweep:
-        """Requeue (or fail, on their last attempt) the jobs whose lease lapsed."""
+        """Requeue (or fail, on their last attempt) the jobs whose lease lapsed; a job
+        whose kind retries is scheduled for its next attempt instead (its backoff)."""
         stamp = time.time() if now is None else now
         result = scripts.pairs(scripts.run(self._sweep, [keys.EXTERNAL_LEASES], {
             "now": repr(stamp), "max_attempts": self.max_attempts,
             "job_prefix": keys.JOB_KEY_PREFIX, "queue_prefix": keys.EXTERNAL_QUEUE_PREFIX,
-            "queued": QUEUED, "failed": FAILED, "limit": SWEEP_BATCH, **TRANSITION_FIELDS}))
+            "queued": QUEUED, "failed": FAILED, "limit": SWEEP_BATCH,
+            "jitter": random.random(), **RETRY_FIELDS, **TRANSITION_FIELDS}))
         requeued = tuple(str(i) for i in result.get("requeued") or [])
         if requeued:  # wake a waiting claim of each kind (it passes the wake-up on)
             pipe = self.client.pipeline(transaction=False)
@@ -176,4 +180,5 @@ class ExternalQueues:
                 pipe.publish(keys.EXTERNAL_CHANNEL, kind)
             pipe.execute()
         return Sweep(requeued=requeued, failed=tuple(str(i) for i in result.get("gave_up") or []),
-                     batch_done=tuple(str(i) for i in result.get("batch_done") or []))
+                     batch_done=tuple(str(i) for i in result.get("batch_done") or []),
+                     retried=tuple(str(i) for i in result.get("retried") or []))

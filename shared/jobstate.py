@@ -58,7 +58,36 @@ class JobState:
             held = held_by(self.extra["held_by"])
             if held is not None:
                 payload["heldBy"] = held
+        payload.update(self.retry_payload())
         return payload
+
+    def retry_payload(self) -> dict[str, Any]:
+        """A job of a kind that retries: ``attempt`` of ``maxAttempts``; ``retryAt`` (ISO
+        8601 UTC) while it waits for its next attempt; ``attempts``, the earlier attempts'
+        errors (``[{attempt, error, endedAt}]``, oldest first). A change that does not
+        carry them (a plain progress report) leaves them out."""
+        payload: dict[str, Any] = {}
+        most = self._count("max_attempts")
+        if most is not None:
+            payload.update(attempt=self.attempt, maxAttempts=most)
+        retry_at = self._stamp("retry_at")
+        if self.state == SCHEDULED and retry_at is not None:
+            payload["retryAt"] = iso_time(retry_at)
+        if self.failures:
+            payload["attempts"] = self.failures
+        return payload
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        """The earlier attempts' errors: ``{attempt, error, endedAt}`` (ISO 8601), oldest
+        first ([] for none)."""
+        try:
+            kept = json.loads(self.extra.get("failures") or "[]")
+        except ValueError:
+            return []
+        return [{"attempt": int(entry.get("attempt") or 0), "error": str(entry.get("error") or ""),
+                 "endedAt": iso_time(float(entry.get("endedAt") or 0))}
+                for entry in kept if isinstance(entry, dict)] if isinstance(kept, list) else []
 
     def _count(self, name: str) -> int | None:
         try:

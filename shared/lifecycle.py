@@ -21,6 +21,11 @@ answer with what it returns or raises (``shared.errors``).
   push to watching pages (``shared/push.py``), a batch's ``onComplete``, the
   completion webhook, deleting the upload of a job that succeeded or was
   cancelled, and whatever a feature adds (metrics).
+* **Retrying** (a kind's ``retries``): the store turns a failed attempt with
+  attempts left into ``scheduled`` (``shared/lua/lib/retry.lua``), whatever
+  reported it; a reaction has RQ's scheduler run ``RETRY_JOB`` at its
+  ``retry_at``, which :meth:`release_retry` turns into a queued job, in its
+  tenant's turn (fair share), with a new per-job token (``shared/retries.py``).
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from shared.protocol import (
 )
 from shared.push import Pusher
 from shared.quotas import Quotas, Usage, bucket_of, quota_tenants, tenant_fields
+from shared.retries import Retries
 from shared.rqconf import SERIALIZER, rq_queue
 from shared.signing import sign_job_token
 from shared.store import (
@@ -108,9 +114,11 @@ class Lifecycle:
         self.uploads = UploadStore(client, ttl=cfg.JOB_TTL)
         self.limits = ConcurrencyLimits(client, kinds, ttl=cfg.JOB_TTL)
         self._sweeping = threading.Lock()  # one sweep at a time in this process
+        self.retries = Retries(self)
         self.reactions: list[Reaction] = [pusher.push, self._free_places, self._free_slots,
                                           self._complete_batches, self._hand_over_webhooks,
-                                          drop_when_ended(self.uploads, kinds)]
+                                          drop_when_ended(self.uploads, kinds),
+                                          self.retries.schedule]
 
     def add_reaction(self, reaction: Reaction) -> None:
         """Run ``reaction`` on every change from now on (after the built-in ones)."""
@@ -238,6 +246,10 @@ class Lifecycle:
             fields.update(webhook=webhook, webhook_state="pending")
         if kind.external:
             fields.update(external="1", attempt="1")
+        if kind.policy.retries:  # what shared/lua/lib/retry.lua reads
+            backoff = kind.policy.backoff
+            fields.update(max_attempts=str(kind.policy.max_attempts),
+                          backoff=backoff if isinstance(backoff, str) else json.dumps(backoff))
         return fields
 
     def _hand_over(self, kind: JobKind, jobs: list[tuple[str, dict[str, Any]]], *,
@@ -456,6 +468,8 @@ class Lifecycle:
             log.info("job %s: lease lapsed, queued again", job_id)
         for job_id in swept.failed:
             log.info("job %s: lease lapsed on its last attempt, failed", job_id)
+        for job_id in swept.retried:
+            log.info("job %s: lease lapsed, a failed attempt: retried after its backoff", job_id)
         states = [s for s in self.store.get_many(list(swept.changed)) if s is not None]
         for state in states:
             if state.job_id in swept.batch_done:
@@ -509,7 +523,8 @@ class Lifecycle:
 
     def retry(self, job_id: str) -> JobState:
         """Run a failed or cancelled job again, as a new attempt (its callback token is
-        new; the old one gets 409 from then on); its new (queued) state."""
+        new; the old one gets 409 from then on); its new (queued) state. A job whose
+        kind retries gets its retries again from this attempt on."""
         job = self.current(job_id)
         if job.state not in RETRYABLE_STATES:
             raise Conflict(f"the job is {job.state}: only a failed or cancelled job can be "
@@ -525,10 +540,17 @@ class Lifecycle:
 
     def _reset(self, job: JobState) -> JobState:
         try:
-            return self.store.reset(job.job_id, RETRYABLE_STATES)
+            state = self.store.reset(job.job_id, RETRYABLE_STATES)
         except InvalidTransition as exc:
             raise Conflict(f"the job is {exc.state}: only a failed or cancelled job can be "
                            "retried") from None
+        kind = self.kinds.get(job.kind)
+        if kind is not None and kind.policy.retries and "max_attempts" in job.extra:
+            # A manual retry starts a new round of the kind's retries (before it is queued).
+            most = str(state.attempt + kind.policy.retries)
+            self.client.hset(keys.job_key(job.job_id), "max_attempts", most)
+            state.extra["max_attempts"] = most
+        return state
 
     def _retry_in_rq(self, job: JobState) -> JobState:
         """Enqueue the same RQ call again (its arguments are RQ's; an upload it names
@@ -544,26 +566,37 @@ class Lifecycle:
                            "expired") from None
         if rq_job.get_status(refresh=False) in RQ_ACTIVE:
             raise Conflict("the job is still stopping on its worker; try again in a moment")
-        function, args, kwargs = rq_job.func_name, rq_job.args, rq_job.kwargs
-        if not function:
+        if not rq_job.func_name:
             raise Conflict("the job can no longer be retried: its function is unknown")
-        if kwargs.get("uploads") and not self.uploads.renew(job.job_id):
+        if rq_job.kwargs.get("uploads") and not self.uploads.renew(job.job_id):
             raise Conflict("the job can no longer be retried: its upload was deleted when "
                            "it was cancelled (or has expired); start a new job with the file")
         state = self._reset(job)
+        self.run_again(rq_job, state.attempt, job.extra.get("tenant", ""))
+        return state
+
+    def run_again(self, rq_job: Job, attempt: int, tenant: str) -> None:
+        """Enqueue ``rq_job``'s call again as ``attempt``, with that attempt's token (the
+        shared one without SECRET_KEY), in its tenant's turn (fair share)."""
+        kwargs = rq_job.kwargs
         if "token" in kwargs:
-            kwargs = {**kwargs, "token": sign_job_token(self.cfg.SECRET_KEY, job.job_id,
-                                                        state.attempt)}
+            kwargs = {**kwargs, "token": (sign_job_token(self.cfg.SECRET_KEY, rq_job.id, attempt)
+                                          if self.cfg.SECRET_KEY else None)}
         rq_job.delete(remove_from_queue=True)
-        again = self.queue.create_job(function, args=args, kwargs=kwargs, job_id=job.job_id,
+        again = self.queue.create_job(rq_job.func_name or RUN_KIND_JOB, args=rq_job.args,
+                                      kwargs=kwargs,
+                                      job_id=rq_job.id,
                                       timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
                                       result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL,
                                       ttl=self.cfg.JOB_TTL, status=JobStatus.CREATED)
         again.save()
-        self._queue_admitted(self.fair.admit(rq_lane(self.queue.name),
-                                             job.extra.get("tenant", ""), [job.job_id]),
-                             {job.job_id: again})
-        return state
+        self._queue_admitted(self.fair.admit(rq_lane(self.queue.name), tenant, [rq_job.id]),
+                             {rq_job.id: again})
+
+    def release_retry(self, job_id: str, attempt: int) -> JobState | None:
+        """A retried job's next ``attempt`` is due (``RETRY_JOB``): it joins its queue in
+        its tenant's turn (:meth:`shared.retries.Retries.release`)."""
+        return self.retries.release(job_id, attempt)
 
     def cancel_batch(self, batch_id: str) -> tuple[JobState, bool]:
         """Cancel every child of a batch not yet final, with one bulk job (in the site's

@@ -34,6 +34,7 @@ WATCH_QUERY = "watch"
 # Dotted names the site enqueues, so that website/ never imports worker/.
 RUN_KIND_JOB = "worker.runner.run_kind"  # runs any declared kind (shared.kinds)
 RELEASE_JOB = "worker.runner.release"  # puts a due job of an external kind on its queue
+RETRY_JOB = "worker.runner.release_retry"  # queues a failed job's next attempt (its kind retries)
 
 # Job kinds (the ``kind`` field of a job's hash).
 DEMO_KIND = "demo"
@@ -178,7 +179,9 @@ class ProgressUpdate:
     worked out from them when a report leaves it out; a final state needs
     none); ``result`` (any JSON,
     only with ``succeeded``) is what the job produced; ``log`` holds new lines
-    of the job's log, appended with the update, atomically.
+    of the job's log, appended with the update, atomically. ``retry`` False (only
+    with ``failed``) ends the job even when its kind would retry it (a permanent
+    failure).
     """
 
     job_id: str
@@ -191,6 +194,7 @@ class ProgressUpdate:
     total: int | None = None
     result: Any = NO_RESULT
     log: tuple[str, ...] = ()
+    retry: bool = True
 
     @property
     def has_result(self) -> bool:
@@ -222,6 +226,8 @@ class ProgressUpdate:
             body["result"] = self.result
         if self.log:
             body["log"] = list(self.log)
+        if not self.retry:
+            body["retry"] = False
         return body
 
     @classmethod
@@ -276,6 +282,11 @@ class ProgressUpdate:
             if size > RESULT_MAX_BYTES:
                 raise PayloadTooLarge(
                     f"result is {size} bytes as JSON; at most {RESULT_MAX_BYTES} are kept")
+        retry = body.get("retry", True)
+        if not isinstance(retry, bool):
+            raise PayloadError("retry must be true or false")
+        if not retry and state != FAILED:
+            raise PayloadError("retry: false goes only with state failed")
         return cls(
             job_id=job_id.lower(),
             progress=int(progress),
@@ -287,6 +298,7 @@ class ProgressUpdate:
             total=total,
             result=result,
             log=_log_lines(body),
+            retry=retry,
         )
 
 

@@ -20,6 +20,7 @@ An applied update also returns what the reactions to it need (the job's
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
@@ -37,7 +38,16 @@ from shared.jobstate import (
     UnknownJob,
     UpdateAnswer,
 )
-from shared.protocol import LOG_START, QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
+from shared.kinds.policy import BACKOFF_CAP, EXPONENTIAL
+from shared.protocol import (
+    FAILED,
+    LOG_START,
+    QUEUED,
+    SCHEDULED,
+    SUCCEEDED,
+    TERMINAL_STATES,
+    ProgressUpdate,
+)
 from shared.quotas import LUA_FIELDS as QUOTA_FIELDS
 
 __all__ = ["Applied", "InvalidTransition", "JobState", "JobStore", "StaleAttempt", "UnknownJob",
@@ -53,9 +63,14 @@ TRANSITION_FIELDS: dict[str, Any] = {
     "timeline": keys.job_timeline_key("").removeprefix(keys.job_key("")),
     "timeline_max": TIMELINE_MAX, "terminal": TERMINAL_SET,
 }
+FAILURES_KEPT = 20  # earlier attempts' errors a job keeps (its hash's failures)
+# The fields shared/lua/lib/retry.lua reads (besides now): a failed attempt of a job whose
+# kind retries is scheduled for the next one (update_job.lua, sweep_leases.lua).
+RETRY_FIELDS: dict[str, Any] = {"scheduled": SCHEDULED, "exponential": EXPONENTIAL,
+                                "backoff_cap": BACKOFF_CAP, "failures_max": FAILURES_KEPT}
 # (and the quota counters' fields: an applied report counts the bytes it stores)
 _UPDATE_FIELDS = {**TRANSITION_FIELDS, **QUOTA_FIELDS, "succeeded": SUCCEEDED,
-                  "log_start": LOG_START}
+                  "log_start": LOG_START, "failed": FAILED, **RETRY_FIELDS}
 _CREATE_FIELDS = {"state_index": keys.state_index(""), "kind_index": keys.kind_index(""),
                   "owner_index": keys.owner_index(""), "batch_index": keys.batch_index(""),
                   "timeline": TRANSITION_FIELDS["timeline"]}
@@ -78,6 +93,7 @@ class JobStore:
         self._update = scripts.register(client, "update_job")
         self._reset = scripts.register(client, "reset_job")
         self._create = scripts.register(client, "create_job")
+        self._queue_retry = scripts.register(client, "queue_retry")
 
     def create(self, job_id: str, kind: str = "demo", owner: str = "",
                initial: str = QUEUED, **extra: str) -> JobState:
@@ -226,6 +242,10 @@ class JobStore:
             fields["lines"] = update.log
         if attempt:
             fields["attempt"] = attempt
+        if update.state == FAILED:  # its kind may retry it (lib/retry.lua)
+            fields["jitter"] = random.random()
+            if not update.retry:
+                fields["no_retry"] = True
         return ([keys.job_key(update.job_id), keys.job_log_key(update.job_id),
                  keys.EXTERNAL_LEASES], fields)
 
@@ -243,6 +263,9 @@ class JobStore:
                                                       "owner", "batch_id") if result.get(name)}
         if int(result.get("batch_done") or 0):
             extra["batch_done"] = "1"  # this change ended the batch's last child
+        if result.get("retry_at"):  # a failed attempt, retried (lib/retry.lua)
+            extra.update({name: str(result[name]) for name in
+                          ("retry_at", "attempt", "max_attempts", "failures")})
         ids = [str(i) for i in result.get("log_ids") or []]
         batch = (LogBatch(update.job_id, str(result["log_after"]),
                           tuple(LogLine(i, text) for i, text in zip(ids, update.log, strict=True)))
@@ -255,10 +278,20 @@ class JobStore:
         return Applied(applied, applied.state)
 
     def finish(self, job_id: str, state: str, message: str = "") -> JobState | None:
-        """Move a job to a terminal state unless it already has one."""
+        """Move a job to a terminal state unless it already has one (``failed`` is
+        final here: its kind's retries do not apply)."""
         progress = 100 if state == SUCCEEDED else 0
         return self.apply(ProgressUpdate(job_id=job_id, progress=progress, state=state,
-                                         message=message)).state
+                                         message=message, retry=False)).state
+
+    def queue_retry(self, job_id: str, attempt: int) -> JobState | None:
+        """Queue a job scheduled for its next ``attempt`` (a retry that is due),
+        atomically; its new state, or None when it is not (any longer) waiting for that
+        attempt (cancelled meanwhile, unknown, expired)."""
+        result = scripts.pairs(scripts.run(self._queue_retry, [keys.job_key(job_id)], {
+            "id": job_id, "attempt": attempt, "now": repr(time.time()),
+            "scheduled": SCHEDULED, "queued": QUEUED, **TRANSITION_FIELDS}))
+        return self.get(job_id) if int(result["code"]) == 1 else None
 
     def reset(self, job_id: str, from_states: frozenset[str] | tuple[str, ...]) -> JobState:
         """Put an ended job back to ``queued`` (a retry), atomically.

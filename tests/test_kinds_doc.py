@@ -32,6 +32,8 @@ def test_the_documented_kind_runs_live(log_dir: Path, tmp_path: Path) -> None:
     try:
         kinds = requests.get(stack.url + "/api/kinds", timeout=5).json()["kinds"]
         assert "resize" in {k["name"] for k in kinds}
+        policy = next(k["policy"] for k in kinds if k["name"] == "resize")
+        assert (policy["retries"], policy["backoff"]) == (2, [5, 30])
         home = requests.get(stack.url + "/", timeout=5).text
         assert "Resize images" in home and 'id="f-resize-album"' in home
         bad = requests.post(stack.url + "/api/jobs", timeout=5,

@@ -33,6 +33,7 @@ import requests
 from shared.callback import ProgressReporter, ReportError
 from shared.config import Config
 from shared.errors import Conflict
+from shared.kinds import PermanentFailure
 from shared.protocol import FAILED, RUNNING, SUCCEEDED, ProgressUpdate
 from shared.signing import job_token_attempt
 from shared.siteurl import CallbackAddress
@@ -177,8 +178,9 @@ def job_boundary(job_id: str, reporter: ProgressReporter,
         log.info("job %s failed: %s: %s", job_id, type(exc).__name__, exc)
         attempts.finished(job_id, FAILED, traceback.format_exc())
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        try:
-            reporter.report(job_id, 0, FAILED, message[:500])
+        try:  # a PermanentFailure is not retried, whatever its kind declares
+            reporter.report(job_id, 0, FAILED, message[:500],
+                            retry=not isinstance(exc, PermanentFailure))
             mark_reported(exc)
         except Exception:  # noqa: BLE001 - reporting must not hide the job's error
             log.exception("could not report the failure of job %s", job_id)

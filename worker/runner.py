@@ -90,3 +90,10 @@ def release(job_id: str, kind_name: str) -> str:
     lifecycle(Config(role=WORKER)).release(job_id, kind_name)
     log.info("job %s (%s) released to its external workers", job_id, kind_name)
     return "released"
+
+
+def release_retry(job_id: str, attempt: int) -> str:
+    """RQ entry point (``RETRY_JOB``, run by RQ's scheduler at the retry's time): the
+    failed job's next ``attempt`` is due, so it joins its queue in its tenant's turn."""
+    state = lifecycle(Config(role=WORKER)).release_retry(job_id, attempt)
+    return "queued" if state is not None else "not due"

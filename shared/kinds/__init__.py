@@ -46,6 +46,11 @@ class KindError(JobcastError):
     """A kind declared wrongly (bad name, schema, duplicate)."""
 
 
+class PermanentFailure(Exception):  # noqa: N818 - named for what the job says, not an error kind
+    """Raised by a job function: the job fails now, without the retries its kind
+    declares (the error would come again: bad input, a missing record)."""
+
+
 class Context(Protocol):
     """What a kind's function gets as its first argument (the worker provides it)."""
 

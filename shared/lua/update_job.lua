@@ -31,6 +31,13 @@
 --   a.quota_prefix  the prefix of the quota counters (for lib/quota.lua)
 --   a.quota_bucket  the width of a quota bucket, seconds (for lib/quota.lua)
 --   a.quota_exempt  the tenants never counted, a set {name: true} (for lib/quota.lua)
+--   a.failed        the name of the failed state
+--   a.no_retry      true: a failed report ends the job even if its kind retries
+--   a.jitter        a random number from 0 to 1 (an exponential backoff's jitter)
+--   a.scheduled     the name of the scheduled state (for lib/retry.lua)
+--   a.exponential   the doubling backoff's name (for lib/retry.lua)
+--   a.backoff_cap   the longest exponential wait (for lib/retry.lua)
+--   a.failures_max  earlier attempts' errors kept (for lib/retry.lua)
 --
 -- Rules: an unknown job is refused (and, for a.attempt -1, a job of a kind RQ runs,
 -- as if unknown); a report for another attempt (the job was retried since) is
@@ -53,6 +60,10 @@
 -- job's expiry: a result by how much it grows, and the new log lines that
 -- lengthen the log (while it holds fewer than a.log_max; past that a line
 -- replaces one, and the log's size stays about the same).
+-- A failed report of an attempt that is not the job's last (its kind retries, the
+-- hash's max_attempts; a.no_retry unset) does not end it: the job becomes scheduled
+-- for its next attempt (lib/retry.lua), loses its lease, and the answer's state is
+-- scheduled, with retry_at, attempt, max_attempts and failures.
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
 --   code -1                 unknown job
@@ -63,12 +74,14 @@
 --                           applied; log_after is the id of the line before the
 --                           new ones (a.log_start for none), log_ids the new
 --                           lines' ids; batch_done 1 when this change completed
---                           the job's batch (once)
+--                           the job's batch (once); a retried attempt adds
+--                           retry_at, attempt, max_attempts, failures
 local a = cjson.decode(ARGV[1])
 local k, logk, leases = KEYS[1], KEYS[2], KEYS[3]
 --! include transition
 --! include lease
 --! include quota
+--! include retry
 
 local for_attempt = a.attempt or 0
 local seq_field = for_attempt > 0 and 'seq' or 'seq_any'
@@ -111,6 +124,13 @@ if state == cur_state and progress == old and message == (cur[4] or '')
    and stage == (cur[5] or '') and current == (cur[7] or '') and total == (cur[8] or '')
    and not a.result and #lines == 0 then
   return dropped(false)
+end
+
+-- A failed attempt with attempts left waits for its next one (lib/retry.lua).
+local retry_in = nil
+if state == a.failed and not a.no_retry then
+  retry_in = retry_delay(a, k, cur_attempt, a.jitter)
+  if retry_in then state = a.scheduled end
 end
 
 -- The hash's fields this report sets, for one HSET.
@@ -168,14 +188,25 @@ if #lines > 0 then
   fields[#fields + 1] = 'log_last'; fields[#fields + 1] = log_ids[#log_ids]
 end
 redis.call('HSET', k, unpack(fields))
-renew(a.terminal[state] == true)
+local retried = {}
+if retry_in then
+  local at = retry_later(a, k, cur_attempt, retry_in, message)
+  progress, current, total, stage = 0, '', '', ''
+  message = redis.call('HGET', k, 'message')
+  retried = {'retry_at', at, 'attempt', cur_attempt + 1,
+             'max_attempts', redis.call('HGET', k, 'max_attempts'),
+             'failures', redis.call('HGET', k, 'failures')}
+end
+renew(a.terminal[state] == true or retry_in ~= nil)
 local batch_done = 0
 if state ~= cur_state then
   batch_done = transition(a, k, a.id, cur_state, state, cur[10], cur[13])
   redis.call('ZREMRANGEBYSCORE', a.state_index .. state, '-inf', tonumber(now) - a.ttl)
 end
-return {'code', 1, 'state', state, 'progress', progress, 'message', message, 'stage', stage,
+local answer = {'code', 1, 'state', state, 'progress', progress, 'message', message, 'stage', stage,
         'kind', cur[6] or '', 'current', current, 'total', total,
         'result', a.result or '', 'log_after', log_after, 'log_ids', log_ids,
         'created_at', cur[10] or '', 'owner', cur[11] or '', 'batch_id', cur[13] or '',
         'batch_done', batch_done}
+for _, value in ipairs(retried) do answer[#answer + 1] = value end
+return answer

@@ -58,6 +58,7 @@
     countsEl.textContent = typeof p.total === "number" ? " (" + p.current + " of " + p.total + ")" : "";
     if (window.JobcastLog) { window.JobcastLog.result(p); }
     if (window.JobcastHeld) { window.JobcastHeld.render(p); }
+    if (window.JobcastRetries) { window.JobcastRetries.render(p); }
     root.setAttribute("data-state", String(p.state));
     if (finished()) {
       setConnection("done", "not needed, the job has finished");
