@@ -44,7 +44,7 @@ from shared.protocol import (
 from shared.store import TRANSITION_FIELDS
 
 AFTER_MAX = 100  # ids one job may wait for
-READY, STILL_WAITING, CANCELLED_NOW = "ready", "waiting", "cancelled"
+READY, STILL_WAITING, CANCELLED_NOW = "ready", "still", "called_off"  # outcomes (lib/after.lua)
 _WORDS = {"waiting": WAITING, "queued": QUEUED, "cancelled": CANCELLED, "succeeded": SUCCEEDED,
           "gone_text": "it waited for no longer exists",
           "ended_text": {FAILED: "it waited for failed", CANCELLED: "it waited for was cancelled"},
@@ -52,8 +52,8 @@ _WORDS = {"waiting": WAITING, "queued": QUEUED, "cancelled": CANCELLED, "succeed
 
 
 class Settled(NamedTuple):
-    """A waiting job that changed: ``outcome`` is ``ready`` (now queued),
-    ``waiting`` (fewer to wait for) or ``cancelled``; ``batch_done`` when its
+    """A waiting job that changed: ``outcome`` is ``ready`` (now queued), ``still``
+    (waiting, for fewer) or ``called_off`` (cancelled); ``batch_done`` when its
     cancel ended its batch's last child."""
 
     job_id: str

@@ -170,6 +170,7 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
         redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """Drive every caller; each script's JSON argument holds only fields its header
     names, and every field its header names is sent by some call."""
+    from shared.after import Waits
     from shared.batches import create_batch
     from shared.claimqueue import ExternalQueues
     from shared.fairshare import FairShare
@@ -177,6 +178,7 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     from shared.kinds.highlight.snippets import SnippetStore
     from shared.schedules import ScheduleStore
     from shared.store import JobStore
+    from shared.unique import UniqueKeys
 
     names = _by_text()
     sent: dict[str, set[str]] = {}
@@ -230,6 +232,13 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     store.create(held)
     fair.admit("rq:q", "t", [other, held])
     fair.release(other)
+    waits, unique = Waits(redis_client, ttl=60), UniqueKeys(redis_client, ttl=60)
+    waiter = new_id()
+    store.create(waiter, initial="waiting", after=held, waiting_for=held)
+    waits.register([waiter], [held])
+    waits.ended([(held, "succeeded")])
+    unique.claim("jobcast:unique:demo:x", waiter)
+    unique.release([waiter])
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():

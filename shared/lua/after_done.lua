@@ -24,7 +24,7 @@
 -- waiting later sees it ended (after_wait.lua).
 --
 -- Returns a flat list: id, outcome, batch_done for each waiting job that changed
--- (outcomes 'waiting', 'ready', 'cancelled'; 'gone' ones are left out).
+-- (outcomes 'still', 'ready', 'called_off'; 'gone' ones are left out).
 local a = cjson.decode(ARGV[1])
 local waiters = KEYS[1]
 --! include transition

@@ -28,19 +28,19 @@
 -- run: a job that ends meanwhile is either seen ended here or finds the id in
 -- its set, never neither.
 --
--- Returns {outcome, batch_done}: 'waiting', 'ready', 'cancelled' or 'gone'
+-- Returns {outcome, batch_done}: 'still', 'ready', 'called_off' or 'gone'
 -- (lib/after.lua), and 1 when a cancel completed the job's batch.
 local a = cjson.decode(ARGV[1])
 local k = KEYS[1]
 --! include transition
 --! include after
 
-local outcome, done = 'waiting', 0
+local outcome, done = 'still', 0
 for _, dep in ipairs(a.after) do
   local state = redis.call('HGET', a.job_prefix .. dep, 'state')
   if not state or a.terminal[state] then
     outcome, done = settle(a, a.id, dep, state)
-    if outcome ~= 'waiting' then return {outcome, done} end
+    if outcome ~= 'still' then return {outcome, done} end
   else
     local waiters = a.job_prefix .. dep .. a.waiters_suffix
     redis.call('SADD', waiters, a.id)

@@ -21,9 +21,9 @@
 -- for a job whose hash says after_failure=run, any ended one) leaves its
 -- waiting_for list (ids separated by spaces; one that did not succeed is named in
 -- the message); the last one to leave moves it to queued ('ready'); else it still
--- waits ('waiting'). A dependency that failed,
+-- waits ('still'). A dependency that failed,
 -- was cancelled or is gone cancels it, with a message naming that job
--- ('cancelled'). A change of state is a transition (lib/transition.lua).
+-- ('called_off'). A change of state is a transition (lib/transition.lua).
 local function settle(a, id, dep, dep_state)
   local k = a.job_prefix .. id
   local cur = redis.call('HMGET', k, 'state', 'waiting_for', 'after_failure', 'created_at',
@@ -34,7 +34,7 @@ local function settle(a, id, dep, dep_state)
   if not fine and cur[3] ~= 'run' then
     redis.call('HSET', k, 'state', a.cancelled, 'message', 'job ' .. dep .. ' ' .. why,
                'updated_at', a.now, 'finished_at', a.now)
-    return 'cancelled', transition(a, k, id, a.waiting, a.cancelled, cur[4], cur[5])
+    return 'called_off', transition(a, k, id, a.waiting, a.cancelled, cur[4], cur[5])
   end
   if not fine then
     redis.call('HSET', k, 'message', 'job ' .. dep .. ' ' .. why .. a.run_text)
@@ -45,7 +45,7 @@ local function settle(a, id, dep, dep_state)
   end
   if #rest > 0 then
     redis.call('HSET', k, 'waiting_for', table.concat(rest, ' '), 'updated_at', a.now)
-    return 'waiting', 0
+    return 'still', 0
   end
   redis.call('HSET', k, 'state', a.queued, 'waiting_for', '', 'updated_at', a.now)
   return 'ready', transition(a, k, id, a.waiting, a.queued, cur[4], cur[5])
