@@ -57,6 +57,7 @@
     messageEl.textContent = p.message ? ": " + p.message : "";
     countsEl.textContent = typeof p.total === "number" ? " (" + p.current + " of " + p.total + ")" : "";
     if (window.JobcastLog) { window.JobcastLog.result(p); }
+    if (window.JobcastAfter) { window.JobcastAfter.render(p); }
     root.setAttribute("data-state", String(p.state));
     if (finished()) {
       setConnection("done", "not needed, the job has finished");
