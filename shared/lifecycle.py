@@ -102,9 +102,10 @@ class Lifecycle:
         self.waits = Waits(client, ttl=cfg.JOB_TTL)  # jobs started after others
         self.unique = UniqueKeys(client, ttl=cfg.JOB_TTL)  # kinds' unique keys
         self._sweeping = threading.Lock()  # one sweep at a time in this process
-        self.reactions: list[Reaction] = [pusher.push, self._free_places,
+        # (A job's end lets the jobs waiting for it go first: their start is the latency.)
+        self.reactions: list[Reaction] = [pusher.push, self._end_waits, self._free_places,
                                           self._complete_batches, self._hand_over_webhooks,
-                                          self._end_waits, self._release_unique]
+                                          self._release_unique]
 
     def add_reaction(self, reaction: Reaction) -> None:
         """Run ``reaction`` on every change from now on (after the built-in ones)."""
