@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench import floors as floor_step
 from bench import (
+    measure_after,
     measure_external,
     measure_fair,
     measure_log,
@@ -59,6 +60,7 @@ class Sizes:
     filter_pages: int
     fair_jobs: int = 2000
     retry_jobs: int = 1000
+    after_samples: int = 200
 
 
 QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
@@ -66,7 +68,7 @@ QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
               trivial={"simple": 300, "fork": 150, "fork-cold": 40}, highlight=60,
               push_jobs=3, floor_samples=200, log_seconds=3.0,
               claim_rounds=50, claims=2000, stored_jobs=100_000, batch_jobs=1000,
-              filter_pages=60, fair_jobs=500)
+              filter_pages=60, fair_jobs=500, after_samples=50)
 FULL = Sizes(commands=500, probes=500, clients=(1, 100, 1000), background=15.0,
              fan_out=1000, fan_out_events=30, throughput_seconds=8.0, idle=10000, hold=30.0,
              trivial={"simple": 2000, "fork": 600, "fork-cold": 150}, highlight=300,
@@ -146,6 +148,10 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
             say("11: a retry storm (1,000 jobs failing at once) and the callback p99 meanwhile")
             rows += measure_retries.storm(stack, floors, sizes.retry_jobs, say)
             notes.append(measure_retries.NOTE)
+        if "12" in only:
+            say("12: a waiting job's start after its last dependency succeeded")
+            rows += measure_after.waiting_start(stack, floors, sizes.after_samples, say)
+            notes.append(measure_after.NOTE)
         if "9" in only:  # last: it fills Redis with many jobs
             say("9: many jobs (a batch's pushes, memory per job, filters)")
             rows += measure_many.run(stack, floors, sizes.stored_jobs, sizes.batch_jobs,
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smaller samples (about 2 minutes), for development")
     parser.add_argument("--write", metavar="PATH", help="also write the results as Markdown")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11,12",
                         help="comma-separated measurement numbers (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",

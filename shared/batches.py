@@ -44,15 +44,18 @@ class UnknownBatch(NotFound):
 def create_batch(store: JobStore, kind: str, items: list[dict[str, Any]], owner: str = "",
                  on_complete: dict[str, Any] | None = None,
                  child_fields: dict[str, str] | None = None, tenant: str = "",
-                 address: str = "") -> tuple[str, list[str]]:
-    """Store a batch and its children (``queued``, each recorded with ``owner`` and
-    ``child_fields``); the batch id and the child ids. ``tenant`` and ``address`` are
+                 address: str = "", ids: list[str] | None = None, initial: str = QUEUED,
+                 child_extra: list[dict[str, str]] | None = None) -> tuple[str, list[str]]:
+    """Store a batch and its children (in state ``initial``, each recorded with
+    ``owner`` and ``child_fields``, and ``child_extra[i]`` for item i; ids ``ids``
+    when given); the batch id and the child ids. ``tenant`` and ``address`` are
     kept for its ``onComplete`` (:func:`batch_tenant`)."""
     batch_id = new_id()
     now = time.time()
-    ids = [new_id() for _ in items]
+    ids = ids or [new_id() for _ in items]
+    more = child_extra or [{} for _ in items]
     fields: dict[str, str] = {"kind": kind, "owner": owner, "total": str(len(items)), "done": "0",
-                              "created_at": repr(now), QUEUED: str(len(items)),
+                              "created_at": repr(now), initial: str(len(items)),
                               "on_complete": json.dumps(on_complete) if on_complete else "",
                               "tenant": tenant, "tenant_address": address}
     client = store.client
@@ -62,8 +65,9 @@ def create_batch(store: JobStore, kind: str, items: list[dict[str, Any]], owner:
     pipe.execute()
     for start in range(0, len(items), 1000):
         pipe = client.pipeline(transaction=False)
-        for job_id, args in zip(ids[start:start + 1000], items[start:start + 1000], strict=True):
-            extra = {**(child_fields or {}), "batch_id": batch_id,
+        for job_id, args, own in zip(ids[start:start + 1000], items[start:start + 1000],
+                                     more[start:start + 1000], strict=True):
+            extra = {**(child_fields or {}), **own, "batch_id": batch_id, "state": initial,
                      "args": json.dumps(args, ensure_ascii=False)}
             store._create(**store._create_call(job_id, kind, owner, now, extra), client=pipe)
         pipe.execute()

@@ -31,10 +31,10 @@ def is_log_id(value: object) -> bool:
     if not isinstance(value, str) or len(value) > 40:
         return False
     try:
-        id_key(value)
+        ms, n = id_key(value)
     except ValueError:
         return False
-    return True
+    return 0 <= ms < 2**64 and 0 <= n < 2**64  # what Redis takes as a stream id
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ class JobState:
 
     def to_payload(self) -> dict[str, Any]:
         """The ``updateProgress`` event payload (also the JSON state); a scheduled
-        job's also says when it will run (``runAt``, ISO 8601 UTC)."""
+        job's also says when it will run (``runAt``, ISO 8601 UTC); a job started
+        after others names them (``after``) and those not yet succeeded (``waitingFor``)."""
         payload: dict[str, Any] = {
             "jobId": self.job_id,
             "progress": self.progress,
@@ -59,6 +60,9 @@ class JobState:
             if held is not None:
                 payload["heldBy"] = held
         payload.update(self.retry_payload())
+        if self.extra.get("after"):  # the jobs it was started after (shared/after.py)
+            payload["after"] = self.extra["after"].split()
+            payload["waitingFor"] = self.extra.get("waiting_for", "").split()
         return payload
 
     def retry_payload(self) -> dict[str, Any]:

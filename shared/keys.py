@@ -98,6 +98,17 @@ def job_timeline_key(job_id: str) -> str:
     return f"{job_key(job_id)}:timeline"
 
 
+def job_waiters_key(job_id: str) -> str:
+    """Set of the ids of the jobs waiting for ``job_id`` to end (``after``, shared/after.py)."""
+    return f"{job_key(job_id)}{WAITERS_SUFFIX}"
+
+
+WAITERS_SUFFIX = ":waiters"
+# Unique jobs (shared/unique.py): ``<UNIQUE_PREFIX><kind>:<digest of the key's values>``
+# holds the id of the kind's job not yet ended with those values.
+UNIQUE_PREFIX = f"{PREFIX}:unique:"
+
+
 # Recurring schedules (shared/schedules.py): one hash each, every id by creation
 # time, and the ids of the running (not paused) ones by their next run time.
 SCHEDULES = f"{PREFIX}:schedules"

@@ -34,7 +34,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -45,11 +45,12 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from shared import batches, keys, webhooks
+from shared.after import CANCELLED_NOW, READY, Settled, Waits, check_after
 from shared.apikeys import batch_tenant
 from shared.capacity import Capacity
 from shared.claimqueue import Claim, ExternalQueues, LeasesLapsed
 from shared.concurrency import ConcurrencyLimits, Promoted
-from shared.errors import Conflict, Invalid, NotFound
+from shared.errors import Conflict, Invalid, JobcastError, NotFound
 from shared.events import Change
 from shared.fairshare import EXTERNAL_LANE, Admitted, FairShare, external_lane, rq_lane
 from shared.kinds import JobKind
@@ -64,6 +65,7 @@ from shared.protocol import (
     RUN_KIND_JOB,
     RUNNING,
     SCHEDULED,
+    WAITING,
     ProgressUpdate,
     is_uuid,
     new_id,
@@ -81,6 +83,7 @@ from shared.store import (
     UnknownJob,
     UpdateAnswer,
 )
+from shared.unique import DEDUPLICATED, STORE_GRACE, UniqueKeys, unique_key
 from shared.uploads import UploadStore, drop_when_ended, upload_bytes, uploads_of
 
 log = logging.getLogger(__name__)
@@ -113,12 +116,16 @@ class Lifecycle:
         self.quotas = Quotas(cfg, client)
         self.uploads = UploadStore(client, ttl=cfg.JOB_TTL)
         self.limits = ConcurrencyLimits(client, kinds, ttl=cfg.JOB_TTL)
+        self.waits = Waits(client, ttl=cfg.JOB_TTL)  # jobs started after others
+        self.unique = UniqueKeys(client, ttl=cfg.JOB_TTL)  # kinds' unique keys
         self._sweeping = threading.Lock()  # one sweep at a time in this process
         self.retries = Retries(self)
-        self.reactions: list[Reaction] = [pusher.push, self._free_places, self._free_slots,
-                                          self._complete_batches, self._hand_over_webhooks,
+        # (A job's end lets the jobs waiting for it go first: their start is the latency.)
+        self.reactions: list[Reaction] = [pusher.push, self._end_waits, self._free_places,
+                                          self._free_slots, self._complete_batches,
+                                          self._hand_over_webhooks,
                                           drop_when_ended(self.uploads, kinds),
-                                          self.retries.schedule]
+                                          self.retries.schedule, self._release_unique]
 
     def add_reaction(self, reaction: Reaction) -> None:
         """Run ``reaction`` on every change from now on (after the built-in ones)."""
@@ -136,7 +143,7 @@ class Lifecycle:
               webhook: str | None = None, run_at: datetime | None = None,
               fields: dict[str, str] | None = None, job_id: str | None = None,
               at_front: bool = False, room: bool = True, tenant: str = "",
-              address: str = "", quota: bool = True) -> JobState:
+              address: str = "", quota: bool = True, after: Sequence[str] = ()) -> JobState:
         """Store one job of ``kind`` with checked ``args`` and hand it over; its state.
 
         ``owner`` is recorded and indexed; ``webhook`` (a checked URL) is called when
@@ -148,6 +155,11 @@ class Lifecycle:
         a session tenant ``address`` (its client's ``a-…``) pays too; ``quota``
         checks and takes their quotas (:class:`~shared.quotas.QuotaReached`), False
         when the caller took them already (a snippet, a batch's ``onComplete``).
+        ``after``: ids of stored jobs it waits for, ``waiting`` (``shared/after.py``).
+
+        A kind with ``unique`` arguments (``shared/unique.py``): when a job of the kind
+        with the same values has not ended, nothing is stored (nor counted) and that
+        job's state is returned, marked ``extra["deduplicated"]``.
         """
         spec = kind if isinstance(kind, JobKind) else self.kind(kind)
         if run_at is not None and self.limits.limited(spec.name):
@@ -157,25 +169,38 @@ class Lifecycle:
         if room:
             self.capacity.ensure_room()
         job_id = job_id or new_id()
-        extra = {**self._fields(spec, args, webhook), **(fields or {})}
+        after = self._checked_after(after, job_id, run_at)
+        key = unique_key(spec, args)
+        if key is not None:
+            holder = self.unique.claim(key, job_id)
+            if holder != job_id:
+                return self.deduplicated(holder)
+        extra = {**self._fields(spec, args, webhook), **(fields or {}),
+                 **self._flow_fields(spec, key, after)}
         tenants = quota_tenants(tenant, address)
         uploads = {} if spec.external else uploads_of(spec.uploads, args)
         bucket = None
-        if quota and tenants:
-            now = time.time()
-            self.quotas.take(self.quotas.payers(tenant, address), Usage(
-                jobs=1, job_bytes=len(extra["args"].encode()) + upload_bytes(uploads)), now)
-            bucket = bucket_of(now + self.cfg.JOB_TTL)
-        extra.update(tenant_fields(tenant, tenants))
-        if run_at is not None:
-            extra["run_at"] = repr(run_at.timestamp())
-        if uploads:
-            self.uploads.put(job_id, uploads, tenants, bucket)
-        state = self.store.create(job_id, spec.name, owner, SCHEDULED if run_at else QUEUED,
-                                  **extra)
+        try:
+            if quota and tenants:
+                now = time.time()
+                self.quotas.take(self.quotas.payers(tenant, address), Usage(
+                    jobs=1, job_bytes=len(extra["args"].encode()) + upload_bytes(uploads)),
+                    now)
+                bucket = bucket_of(now + self.cfg.JOB_TTL)
+            extra.update(tenant_fields(tenant, tenants))
+            if run_at is not None:
+                extra["run_at"] = repr(run_at.timestamp())
+            if uploads:
+                self.uploads.put(job_id, uploads, tenants, bucket)
+            state = self.store.create(job_id, spec.name, owner, SCHEDULED if run_at else (
+                WAITING if after else QUEUED), **extra)
+        except (redis.RedisError, JobcastError):
+            if key is not None:
+                self.unique.give_back(key, job_id)
+            raise
         try:
             self._hand_over(spec, [(job_id, args)], tenant=tenant, run_at=run_at,
-                            at_front=at_front)
+                            at_front=at_front, admit=not after)
         except redis.RedisError:
             self._not_queued(job_id)
             raise
@@ -184,34 +209,127 @@ class Lifecycle:
         if self.limits.limited(spec.name):  # held by its concurrency limit: its page says so
             state = self.store.get(job_id) or state
         self.changed([state], created=True)
+        if after:
+            self._settle(self.waits.register([job_id], after))
+            return self.store.get(job_id) or state
+        return state
+
+    def _checked_after(self, after: Sequence[str], job_id: str,
+                       run_at: datetime | None = None) -> tuple[str, ...]:
+        """``after`` checked (``shared.after.check_after``), every id a stored job;
+        :class:`Invalid` naming ``after``."""
+        if not after:
+            return ()
+        ids = check_after(list(after), job_id)
+        if run_at is not None:
+            raise Invalid("give after or runAt/delaySeconds, not both",
+                          {"after": "not with runAt or delaySeconds"})
+        missing = self.waits.missing(ids)
+        if missing:
+            raise Invalid(f"after names an unknown job: {missing[0]}",
+                          {"after": f"unknown job {missing[0]}"})
+        return ids
+
+    @staticmethod
+    def _flow_fields(kind: JobKind, key: str | None, after: Sequence[str]) -> dict[str, str]:
+        """The fields a job stores for its unique key and the jobs it waits for."""
+        fields = {"unique_key": key} if key else {}
+        if after:
+            fields.update(after=" ".join(after), waiting_for=" ".join(after))
+            if kind.policy.after_failure == "run":
+                fields["after_failure"] = "run"
+        return fields
+
+    def deduplicated(self, holder: str) -> JobState:
+        """The state of ``holder``, the job a start found with the same unique key,
+        marked ``extra["deduplicated"]``; a holder still being stored is waited for
+        (at most ``STORE_GRACE`` seconds; :class:`Conflict` after)."""
+        deadline = time.monotonic() + STORE_GRACE
+        while (state := self.store.get(holder)) is None:
+            if time.monotonic() > deadline:
+                raise Conflict("a job with the same unique arguments is being started; "
+                               "try again in a moment")
+            time.sleep(0.01)  # the other start stores it within milliseconds
+        state.extra[DEDUPLICATED] = "1"
+        log.info("start deduplicated: job %s (%s) has the same unique arguments",
+                 holder, state.kind)
         return state
 
     def start_batch(self, kind: JobKind, items: list[dict[str, Any]], *, owner: str = "",
                     on_complete: dict[str, Any] | None = None, tenant: str = "",
-                    address: str = "") -> tuple[str, list[str]]:
+                    address: str = "", after: Sequence[str] = (),
+                    deduplicated: dict[int, str] | None = None) -> tuple[str, list[str]]:
         """Store a batch of ``kind`` jobs (one per checked ``items`` entry) and hand them
-        over; the batch id and the children's ids. ``tenant`` and ``address``: as for
-        :meth:`start`; the batch counts one job per item (and one for its
-        ``onComplete``) and its items against the tenant's batch rate, all before
-        anything is stored."""
+        over; the batch id and the children's ids. ``tenant``, ``address`` and ``after``:
+        as for :meth:`start` (``after`` for every child); the batch counts one job per
+        item it stores (and one for its ``onComplete``) and its items against the
+        tenant's batch rate, before anything is stored.
+
+        Items of a ``unique`` kind whose key a job not yet ended holds, or an earlier
+        item of the batch, are not stored: ``deduplicated`` (when given) gets their
+        index and that job's id. When every item is deduplicated, no batch is
+        stored: ``("", [])``.
+        """
         if kind.uploads:
             raise Invalid(f"a batch cannot start jobs with uploads ({kind.name})",
                           {"kind": "has uploads"})
         self.capacity.ensure_room()
+        after = self._checked_after(after, "")
+        ids = [new_id() for _ in items]
+        found: dict[int, str] = {}
+        taken = self._claim_keys(kind, items, ids, found)
+        if deduplicated is not None:
+            deduplicated.update(found)
+        kept = [i for i in range(len(items)) if i not in found]
+        if not kept:
+            return "", []
+        items, ids = [items[i] for i in kept], [ids[i] for i in kept]
         tenants = quota_tenants(tenant, address)
-        if tenants:
-            sizes = sum(len(json.dumps(item, ensure_ascii=False).encode()) for item in items)
-            self.quotas.take(self.quotas.payers(tenant, address), Usage(
-                jobs=len(items) + (1 if on_complete else 0), job_bytes=sizes,
-                batch_items=len(items)))
-        child_fields = {**self._fields(kind, {}, None), **tenant_fields(tenant, tenants)}
-        batch_id, ids = batches.create_batch(self.store, kind.name, items, owner=owner,
-                                             on_complete=on_complete,
-                                             child_fields=child_fields,
-                                             tenant=tenant, address=address)
-        self._hand_over(kind, list(zip(ids, items, strict=True)), tenant=tenant)
+        try:
+            if tenants:
+                sizes = sum(len(json.dumps(item, ensure_ascii=False).encode())
+                            for item in items)
+                self.quotas.take(self.quotas.payers(tenant, address), Usage(
+                    jobs=len(items) + (1 if on_complete else 0), job_bytes=sizes,
+                    batch_items=len(items)))
+            child_fields = {**self._fields(kind, {}, None), **self._flow_fields(kind, None, after),
+                            **tenant_fields(tenant, tenants)}
+            batch_id, ids = batches.create_batch(
+                self.store, kind.name, items, owner=owner, on_complete=on_complete,
+                child_fields=child_fields, tenant=tenant, address=address, ids=ids,
+                initial=WAITING if after else QUEUED,
+                child_extra=[{"unique_key": taken[job_id]} if job_id in taken else {}
+                             for job_id in ids])
+        except (redis.RedisError, JobcastError):
+            for job_id, key in taken.items():
+                self.unique.give_back(key, job_id)
+            raise
+        self._hand_over(kind, list(zip(ids, items, strict=True)), tenant=tenant,
+                        admit=not after)
         log.info("batch %s: %s jobs of %s started", batch_id, len(ids), kind.name)
+        if after:
+            self._settle(self.waits.register(ids, after))
         return batch_id, ids
+
+    def _claim_keys(self, kind: JobKind, items: list[dict[str, Any]], ids: list[str],
+                    found: dict[int, str]) -> dict[str, str]:
+        """Take the unique keys of a batch's items (the first item of each key takes
+        it); the ids that took one -> its key. ``found`` gets each other item's index
+        and the id holding its key."""
+        if not kind.policy.unique:
+            return {}
+        item_keys = [unique_key(kind, args) or "" for args in items]
+        firsts: dict[str, str] = {}
+        for key, job_id in zip(item_keys, ids, strict=True):
+            firsts.setdefault(key, job_id)
+        holders = dict(zip(firsts, self.unique.claim_many(list(firsts.items())), strict=True))
+        taken = {}
+        for i, (key, job_id) in enumerate(zip(item_keys, ids, strict=True)):
+            if holders[key] == job_id:
+                taken[job_id] = key
+            else:
+                found[i] = holders[key]
+        return taken
 
     def release(self, job_id: str, kind: str) -> None:
         """A scheduled job of an external kind is due: it joins its kind's queue, in its
@@ -254,11 +372,14 @@ class Lifecycle:
 
     def _hand_over(self, kind: JobKind, jobs: list[tuple[str, dict[str, Any]]], *,
                    tenant: str = "", run_at: datetime | None = None,
-                   at_front: bool = False) -> None:
+                   at_front: bool = False, admit: bool = True) -> None:
         """Queue stored jobs as their kind says, in their tenant's turn (fair share): RQ,
         or the external kind's queue. ``at_front`` (an operator's bulk job) skips the turn.
+        Without ``admit`` (waiting jobs) RQ jobs are only saved: :meth:`_admit` queues them.
         """
         if kind.external and run_at is None:
+            if not admit:
+                return
             self._admit_external(kind.name, tenant,
                                  self._within_limit(kind, [job_id for job_id, _args in jobs]))
             return
@@ -280,6 +401,8 @@ class Lifecycle:
                 job.save(pipeline=pipe)
                 created[job_id] = job
             pipe.execute()
+        if not admit:
+            return
         if at_front:
             self._enqueue([*created.values()], at_front=True)
             return
@@ -494,8 +617,8 @@ class Lifecycle:
         """
         job = self.current(job_id)
         if job.state not in CANCELLABLE_STATES:
-            raise Conflict(f"the job is {job.state}: only a scheduled, queued or running job "
-                           "can be cancelled")
+            raise Conflict(f"the job is {job.state}: only a scheduled, waiting, queued or "
+                           "running job can be cancelled")
         cancelled = self.store.finish(job.job_id, CANCELLED, "cancelled on request")
         if cancelled is None:  # it ended in the meantime
             raise Conflict(f"the job is {self.current(job.job_id).state}: it has already ended")
@@ -673,3 +796,62 @@ class Lifecycle:
                     log.info("job %s: webhook delivery %s enqueued", job_id, delivery)
             except redis.RedisError as exc:
                 log.warning("job %s: could not enqueue its webhook: %s", job_id, exc)
+
+    def _end_waits(self, changes: list[Change]) -> None:
+        """Jobs that ended let the jobs waiting for them go on (``shared/after.py``)."""
+        ended = [(change.state.job_id, change.state.state) for change in changes
+                 if change.state.finished]
+        if not ended:
+            return
+        try:
+            settled = self.waits.ended(ended)
+        except redis.RedisError as exc:
+            log.warning("could not tell the jobs waiting for %s: %s", ended[0][0], exc)
+            return
+        self._settle(settled)
+
+    def _settle(self, settled: list[Settled]) -> None:
+        """Waiting jobs that changed: each change is pushed and reacted to; then a
+        ready one is handed over in its tenant's turn, a cancelled one's RQ job dropped."""
+        if not settled:
+            return
+        outcomes = {item.job_id: item for item in settled}
+        states = [state for state in self.store.get_many(list(outcomes)) if state is not None]
+        for state in states:
+            item = outcomes[state.job_id]
+            if item.outcome == CANCELLED_NOW:
+                log.info("job %s cancelled: %s", state.job_id, state.message)
+                if item.batch_done:
+                    state.extra["batch_done"] = "1"
+                if state.extra.get("external") != "1":
+                    self._stop_in_rq(state.job_id)
+        self.changed(states)
+        for state in states:
+            if outcomes[state.job_id].outcome == READY:
+                log.info("job %s: the jobs it waited for have ended; queued", state.job_id)
+                self._admit(state)
+
+    def _admit(self, state: JobState) -> None:
+        """Queue a job that waited, in its tenant's turn (its RQ job was saved)."""
+        tenant = state.extra.get("tenant", "")
+        kind = self.kinds.get(state.kind)
+        ids = self._within_limit(kind, [state.job_id]) if kind is not None else [state.job_id]
+        try:
+            if state.extra.get("external") == "1":
+                self._admit_external(state.kind, tenant, ids)
+            else:
+                self._queue_admitted(self.fair.admit(rq_lane(self.queue.name), tenant, ids))
+        except redis.RedisError as exc:
+            log.warning("job %s: could not queue it: %s", state.job_id, exc)
+            self._not_queued(state.job_id)
+
+    def _release_unique(self, changes: list[Change]) -> None:
+        """Ended jobs of kinds with ``unique`` arguments give up their keys."""
+        ended = [change.state.job_id for change in changes if change.state.finished
+                 and (kind := self.kinds.get(change.state.kind)) is not None
+                 and kind.policy.unique]
+        if ended:
+            try:
+                self.unique.release(ended)
+            except redis.RedisError as exc:
+                log.warning("job %s: could not give up its unique key: %s", ended[0], exc)

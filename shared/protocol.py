@@ -39,14 +39,16 @@ RETRY_JOB = "worker.runner.release_retry"  # queues a failed job's next attempt 
 # Job kinds (the ``kind`` field of a job's hash).
 DEMO_KIND = "demo"
 
-# Job states. A scheduled job waits for its time (RQ's scheduler then queues it).
+# Job states. A scheduled job waits for its time (RQ's scheduler then queues it); a
+# waiting one for the jobs it was started after (``after``, shared/after.py).
 SCHEDULED = "scheduled"
+WAITING = "waiting"
 QUEUED = "queued"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
-STATES = (SCHEDULED, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+STATES = (SCHEDULED, WAITING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 # States a worker may report through the callback.
 REPORTABLE_STATES = (RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -61,7 +63,7 @@ CALLBACK_MAX_BYTES = RESULT_MAX_BYTES + LOG_BATCH_MAX * (LOG_LINE_MAX_BYTES + 64
 LOG_START = "0-0"  # the log id before the first line: ``lastLogId`` to replay from the start
 
 # Job control: which states a job may be cancelled from, or retried from.
-CANCELLABLE_STATES = frozenset({SCHEDULED, QUEUED, RUNNING})
+CANCELLABLE_STATES = frozenset({SCHEDULED, WAITING, QUEUED, RUNNING})
 RETRYABLE_STATES = frozenset({FAILED, CANCELLED})
 
 # Operations dashboard: every dashboard page joins one room, which gets one

@@ -173,7 +173,10 @@ def test_api_answers_as_documented(operation: Any, stack: Stack, real_ids: RealI
             case.body.update(cron="*/5 * * * *", kind="demo", args={})  # a cron that parses
         if (path == "/api/batches" and real and isinstance(case.body, dict)
                 and (case.meta is None or case.meta.generation.mode.is_positive)):
-            case.body.update(kind="demo", items=[{}], onComplete=None)  # real kind and args
+            case.body.update(kind="demo", items=[{}], onComplete=None, after=[])  # real kind and args
+        if (path == "/api/jobs" and isinstance(case.body, dict) and "after" in case.body
+                and (case.meta is None or case.meta.generation.mode.is_positive)):
+            case.body["after"] = [real_ids.job]  # ids of stored jobs, which a schema cannot say
         if path == "/api/workers/claim" and isinstance(case.body, dict):
             wait = case.body.get("wait")
             if isinstance(wait, (int, float)) and not isinstance(wait, bool) and 0 < wait <= 30:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
+import pytest
 import requests
 
 from shared.joblog import LogFollower
-from tests.conftest import start_stack, stop_stack
-from tests.support import ROOT, EventRecorder, final_state_received
+from tests.conftest import Stack, start_stack, stop_stack
+from tests.support import ROOT, EventRecorder, final_state_received, wait_until
+from tests.test_docs_examples import json_lines, run_example, sh_blocks
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "kinds.md"
 
@@ -59,5 +62,22 @@ def test_the_documented_kind_runs_live(log_dir: Path, tmp_path: Path) -> None:
             follower.feed(batch)
         assert [line.text for line in follower.lines] == [
             f"holiday-{n:03d}.jpg: resized to 640 px" for n in range(1, 21)]
+        unique_and_after(stack)
     finally:
         stop_stack(stack)
+
+
+def unique_and_after(stack: Stack) -> None:
+    """The doc's block on ``unique`` and ``after``, as written (the album's first resize
+    has ended: a new one starts)."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    [example] = sh_blocks(DOC, "### One resize per album, and a resize after another")
+    first, again, waiting = json_lines(run_example(stack, example))
+    assert first["state"]["state"] == "queued" and "deduplicated" not in first
+    assert again["id"] == first["id"] and again["deduplicated"] is True
+    assert waiting["state"]["state"] == "waiting"
+    assert waiting["state"]["waitingFor"] == [first["id"]]
+    final = wait_until(lambda: (s := stack.job_state(waiting["id"]))["state"] == "succeeded"
+                       and s, timeout=30, what="the job that waited")
+    assert final["result"]["album"] == "beach" and final["waitingFor"] == []

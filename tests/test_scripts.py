@@ -172,6 +172,7 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     names, and every field its header names is sent by some call."""
     from types import SimpleNamespace
 
+    from shared.after import Waits
     from shared.batches import create_batch
     from shared.claimqueue import ExternalQueues
     from shared.concurrency import ConcurrencyLimits
@@ -183,6 +184,7 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     from shared.quotas import Quotas, Usage, count_for_job
     from shared.schedules import ScheduleStore
     from shared.store import JobStore
+    from shared.unique import UniqueKeys
     from shared.uploads import UploadStore
 
     names = _by_text()
@@ -256,6 +258,13 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     assert limits.gate([first, second]).held == [second]
     limits.release([first])
     limits.heal()
+    waits, unique = Waits(redis_client, ttl=60), UniqueKeys(redis_client, ttl=60)
+    waiter = new_id()
+    store.create(waiter, initial="waiting", after=held, waiting_for=held)
+    waits.register([waiter], [held])
+    waits.ended([(held, "succeeded")])
+    unique.claim("jobcast:unique:demo:x", waiter)
+    unique.release([waiter])
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():

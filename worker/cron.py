@@ -22,6 +22,7 @@ import redis
 from shared.config import WORKER, Config, ConfigError
 from shared.errors import JobcastError
 from shared.schedules import Schedule, ScheduleStore
+from shared.unique import DEDUPLICATED
 from worker.core import lifecycle
 
 log = logging.getLogger("worker.cron")
@@ -42,6 +43,10 @@ class Ticker:
         """Start one job of the schedule; its id."""
         state = self.lifecycle.start(schedule.kind, schedule.args,
                                      owner=f"schedule:{schedule.schedule_id}", room=False)
+        if state.extra.get(DEDUPLICATED):  # its kind's unique arguments found a job
+            log.info("schedule %s: job %s of the same unique arguments has not ended; "
+                     "none started", schedule.schedule_id, state.job_id)
+            return state.job_id
         self.schedules.note_job(schedule.schedule_id, state.job_id)
         log.info("schedule %s (%s): started job %s", schedule.schedule_id, schedule.cron,
                  state.job_id)

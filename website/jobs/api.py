@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from shared.errors import Invalid
 from shared.joblog import is_log_id, read_log
 from shared.protocol import LOG_START
+from shared.unique import DEDUPLICATED
 from shared.webhooks import delivery_state
 from website.auth.owners import (
     control_token,
@@ -17,6 +18,7 @@ from website.auth.owners import (
     request_tenant,
 )
 from website.extensions import core
+from website.jobs.flow import deduplicated_answer
 from website.jobs.submit import read_submission
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -34,7 +36,10 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     cancel and retry it).
 
     With ``"runAt"`` (ISO 8601 with a zone) or ``"delaySeconds"`` it is
-    ``scheduled`` until then (``website/jobs/submit.py``).
+    ``scheduled`` until then (``website/jobs/submit.py``). With ``"after": [ids]`` it is
+    ``waiting`` until they all succeeded. A kind's ``unique`` arguments that match a
+    job not yet ended: 200 with that job, ``"deduplicated": true``, nothing stored
+    (``website/jobs/flow.py``).
 
     400 names each bad argument (``fields``); nothing is stored or enqueued then.
     429 when the caller's quota is reached (``shared/quotas.py``).
@@ -43,7 +48,10 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     owner = request_owner(submitted.owner)  # "owner" from the body: operators only
     state = core.lifecycle.start(submitted.kind, submitted.args, owner=owner,
                                  webhook=submitted.webhook, run_at=submitted.run_at,
-                                 tenant=request_tenant(), address=request_address())
+                                 tenant=request_tenant(), address=request_address(),
+                                 after=submitted.after)
+    if state.extra.get(DEDUPLICATED):  # its kind's unique arguments found a job
+        return deduplicated_answer(state)
     status_url = url_for("api.job_state", job_id=state.job_id)
     body = {"id": state.job_id, "kind": submitted.kind.name, "status_url": status_url,
             "state": state.to_payload(), "controlToken": control_token(state.job_id),

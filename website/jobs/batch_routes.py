@@ -35,6 +35,7 @@ from website.auth.owners import (
 )
 from website.extensions import core
 from website.http.body import read_json_body
+from website.jobs.flow import deduplicated_items, read_after
 
 bp = Blueprint("batches", __name__)
 BODY_MAX = 8 * 1024 * 1024
@@ -59,7 +60,8 @@ def _checked(kind: JobKind, raw: object, where: str, errors: dict[str, str]) -> 
 
 
 def read_batch(body: object) -> tuple[JobKind, list[dict[str, Any]], dict[str, Any] | None]:
-    """The kind, each item's checked args and the onComplete job; :class:`Invalid`."""
+    """The kind, each item's checked args and the onComplete job; :class:`Invalid`.
+    (The batch's ``after``, for every item, is read by :func:`website.jobs.flow.read_after`.)"""
     if not isinstance(body, dict):
         raise Invalid('body must be a JSON object {"kind", "items": [...]}', {})
     kind = _kind(body.get("kind"), "kind")
@@ -86,15 +88,29 @@ def read_batch(body: object) -> tuple[JobKind, list[dict[str, Any]], dict[str, A
 @bp.post("/api/batches")
 def create() -> tuple[Response, int]:
     """Start a batch: 202 ``{"batchId", "statusUrl", "total", "controlToken", "owner"}``;
-    400 naming bad items; 429 when its items pass the caller's quota or batch rate."""
-    kind, items, then = read_batch(read_json_body(BODY_MAX))
+    400 naming bad items; 429 when its items pass the caller's quota or batch rate.
+
+    ``"after": [ids]`` makes every item wait for those jobs. Items of a ``unique``
+    kind that match a job not yet ended, or an earlier item, are not stored: listed
+    in ``deduplicated`` (``{"index", "id"}``, ``website/jobs/flow.py``). When every
+    item is: 200 ``{"batchId": null, "total": 0, "deduplicated": [...]}``, nothing stored.
+    """
+    body = read_json_body(BODY_MAX)
+    kind, items, then = read_batch(body)
+    after = read_after(body) if isinstance(body, dict) else ()
     tenant = request_tenant()  # before request_owner: it may make the session's owner id
     owner = request_owner()
+    found: dict[int, str] = {}
     batch_id, ids = core.lifecycle.start_batch(kind, items, owner=owner, on_complete=then,
-                                               tenant=tenant, address=request_address())
+                                               tenant=tenant, address=request_address(),
+                                               after=after, deduplicated=found)
+    deduplicated = {"deduplicated": deduplicated_items(found)} if found else {}
+    if not batch_id:
+        return jsonify({"batchId": None, "total": 0, **deduplicated}), 200
     status_url = url_for("batches.status", batch_id=batch_id)
     return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids),
-                    "controlToken": batch_control_token(batch_id), "owner": owner}), 202
+                    "controlToken": batch_control_token(batch_id), "owner": owner,
+                    **deduplicated}), 202
 
 
 def _totals(batch_id: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from shared.errors import Invalid, NotFound, TooLarge
 from shared.joblog import read_log
 from shared.kinds import JobKind
 from shared.protocol import DEMO_KIND, LOG_START
+from shared.unique import DEDUPLICATED
 from website.auth.owners import (
     may_control,
     readable_job,
@@ -19,6 +20,7 @@ from website.auth.owners import (
 )
 from website.extensions import core
 from website.http.answers import error_response
+from website.jobs.flow import DEDUPLICATED_REFUSED, may_learn
 from website.jobs.submit import read_submission
 
 bp = Blueprint("jobs", __name__)
@@ -54,6 +56,10 @@ def create() -> Response | tuple[Response | str, int]:
     tenant = request_tenant()  # before request_owner: it may make the session's owner id
     state = core.lifecycle.start(submitted.kind, submitted.args, owner=request_owner(),
                                  tenant=tenant, address=request_address())
+    if state.extra.get(DEDUPLICATED):  # the kind's unique arguments found a job: show it
+        if not may_learn(state.job_id):
+            return error_response(409, f"Not started: {DEDUPLICATED_REFUSED}.")
+        return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
     remember_job(state.job_id)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
 

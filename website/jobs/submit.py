@@ -9,6 +9,8 @@ the property's ``maxLength`` bytes. A JSON submission may also name:
 * ``webhook``: a URL called when the job ends; only to hosts the operator
   listed in ``WEBHOOK_ALLOWED_HOSTS`` (``shared/webhooks.py``), and only when
   ``WEBHOOK_SECRET`` is set;
+* ``after``: ids of jobs it waits for (``waiting`` until they all succeeded;
+  ``website/jobs/flow.py`` says whose jobs);
 * ``runAt`` (ISO 8601 with a zone) or ``delaySeconds``: the job waits,
   ``scheduled``, until then. The time must be in the future and within
   ``JOB_TTL`` (the job's record would expire before it ran). RQ's scheduler
@@ -36,6 +38,7 @@ from shared.kinds.validate import FORM_ERROR, checked_args, find_kind
 from shared.protocol import DEMO_KIND
 from shared.webhooks import WebhookRefused, check_url
 from website.http.body import read_json_body, size_text
+from website.jobs.flow import read_after
 
 JSON_BODY_MAX = 512 * 1024
 UPLOAD_DEFAULT_MAX = 1024 * 1024
@@ -51,6 +54,7 @@ class Submission:
     webhook: str | None = None
     run_at: datetime | None = None
     owner: object = None  # the body's "owner" (operators may name one)
+    after: tuple[str, ...] = ()  # jobs it waits for (website/jobs/flow.py)
 
 
 def upload_limit(kind: JobKind, name: str) -> int:
@@ -95,7 +99,8 @@ def read_submission(kinds: dict[str, JobKind]) -> Submission:
         raise Invalid("owner must be text (and only an operator may name one)",
                       {"owner": "must be text"})
     return Submission(kind, checked_args(kind, args), webhook=read_webhook(body),
-                      run_at=read_run_at(body, current_app.config["JOB_TTL"]), owner=owner)
+                      run_at=read_run_at(body, current_app.config["JOB_TTL"]), owner=owner,
+                      after=read_after(body))
 
 
 def read_webhook(body: dict[str, Any]) -> str | None:

@@ -1,6 +1,7 @@
 -- lib/transition.lua: a job moved from one state to another. Included (a line
 -- "--! include transition", shared/scripts.py) by every script that changes a
--- job's state: update_job, claim_external, sweep_leases, reset_job, queue_retry.
+-- job's state: update_job, claim_external, sweep_leases, reset_job, queue_retry,
+-- after_wait, after_done.
 --
 -- transition(a, k, id, from, to, created, batch) -> 1 when this change completed the
 -- job's batch (it made the batch's last child final, the first time), else 0.

@@ -183,8 +183,10 @@
     refreshTimer = setTimeout(function () { refreshTimer = null; watch(); }, 3000);
   }
 
-  /* Not started yet: queued, or scheduled for later. */
-  function waiting(state) { return state === P.states.queued || state === P.states.scheduled; }
+  /* Not started yet: queued, scheduled for later, or waiting for other jobs. */
+  function waiting(state) {
+    return state === P.states.queued || state === P.states.scheduled || state === P.states.waiting;
+  }
 
   /* Whether a change's job passes the filter; null when only the server can tell (text). */
   function passes(p) {

@@ -59,6 +59,7 @@
     if (window.JobcastLog) { window.JobcastLog.result(p); }
     if (window.JobcastHeld) { window.JobcastHeld.render(p); }
     if (window.JobcastRetries) { window.JobcastRetries.render(p); }
+    if (window.JobcastAfter) { window.JobcastAfter.render(p); }
     root.setAttribute("data-state", String(p.state));
     if (finished()) {
       setConnection("done", "not needed, the job has finished");
