@@ -35,7 +35,7 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from shared import batches, keys, webhooks
+from shared import batches, keys, watch, webhooks
 from shared.apikeys import batch_tenant
 from shared.capacity import Capacity
 from shared.claimqueue import Claim, ExternalQueues, LeasesLapsed
@@ -52,6 +52,7 @@ from shared.protocol import (
     RELEASE_JOB,
     RETRYABLE_STATES,
     RUN_KIND_JOB,
+    RUNNING,
     SCHEDULED,
     ProgressUpdate,
     is_uuid,
@@ -129,7 +130,8 @@ class Lifecycle:
         if room:
             self.capacity.ensure_room()
         job_id = job_id or new_id()
-        extra = {**self._fields(spec, args, webhook), **(fields or {})}
+        extra = {**self._fields(spec, args, webhook), **self._watch_fields(spec),
+                 **(fields or {})}
         if tenant:
             extra["tenant"] = tenant
         if run_at is not None:
@@ -153,7 +155,7 @@ class Lifecycle:
         """Store a batch of ``kind`` jobs (one per checked ``items`` entry) and hand them
         over; the batch id and the children's ids. ``tenant``: as for :meth:`start`."""
         self.capacity.ensure_room()
-        child_fields = self._fields(kind, {}, None)
+        child_fields = {**self._fields(kind, {}, None), **self._watch_fields(kind)}
         if tenant:
             child_fields["tenant"] = tenant
         batch_id, ids = batches.create_batch(self.store, kind.name, items, owner=owner,
@@ -186,6 +188,10 @@ class Lifecycle:
         if kind.external:
             fields.update(external="1", attempt="1")
         return fields
+
+    def _watch_fields(self, kind: JobKind) -> dict[str, str]:
+        """The stall watch's field of a new job of ``kind`` (``shared/watch.py``)."""
+        return watch.watch_fields(kind.policy.stall_after, float(self.cfg.STALL_AFTER))
 
     def _hand_over(self, kind: JobKind, jobs: list[tuple[str, dict[str, Any]]], *,
                    tenant: str = "", run_at: datetime | None = None,
@@ -345,7 +351,9 @@ class Lifecycle:
         return state
 
     def cancel(self, job_id: str) -> JobState:
-        """Cancel a scheduled, queued or running job; its new (cancelled) state.
+        """Cancel a scheduled, queued or running job; its new state: cancelled, or for
+        a running job still running, asked to stop (``cancel_requested``: the worker
+        stops within ``CANCEL_GRACE`` seconds, or is stopped by force; ``shared/watch.py``).
 
         The store decides first, atomically: a late report of the worker (even a
         ``failed`` from a killed work horse) is then dropped by the terminal-state
@@ -356,16 +364,20 @@ class Lifecycle:
         if job.state not in CANCELLABLE_STATES:
             raise Conflict(f"the job is {job.state}: only a scheduled, queued or running job "
                            "can be cancelled")
+        if job.state == RUNNING:
+            asked = watch.ask_to_stop(self, job)
+            if asked is not None:
+                return asked
         cancelled = self.store.finish(job.job_id, CANCELLED, "cancelled on request")
         if cancelled is None:  # it ended in the meantime
             raise Conflict(f"the job is {self.current(job.job_id).state}: it has already ended")
         if job.extra.get("external") != "1":
-            self._stop_in_rq(job.job_id)
+            self.stop_in_rq(job.job_id)
         log.info("job %s cancelled (was %s)", job.job_id, job.state)
         self.changed([cancelled])
         return cancelled
 
-    def _stop_in_rq(self, job_id: str) -> None:
+    def stop_in_rq(self, job_id: str) -> None:
         """Take the job off RQ's queue, or tell the worker running it to stop."""
         conn = self.queue.connection
         try:

@@ -30,17 +30,27 @@ from shared import keys, scripts
 from shared.coalesce import OwnConnection, ReportCoalescer
 from shared.joblog import LogBatch, LogLine
 from shared.jobstate import (
+    CANCEL_ACKNOWLEDGED,
     Applied,
     InvalidTransition,
     JobState,
+    LeaseRevoked,
     StaleAttempt,
     UnknownJob,
     UpdateAnswer,
 )
-from shared.protocol import LOG_START, QUEUED, SUCCEEDED, TERMINAL_STATES, ProgressUpdate
+from shared.protocol import (
+    CANCELLED,
+    LOG_START,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL_STATES,
+    ProgressUpdate,
+)
 
-__all__ = ["Applied", "InvalidTransition", "JobState", "JobStore", "StaleAttempt", "UnknownJob",
-           "UpdateAnswer"]
+__all__ = ["Applied", "InvalidTransition", "JobState", "JobStore", "LeaseRevoked",
+           "StaleAttempt", "UnknownJob", "UpdateAnswer"]
 
 MAX_STORED = 100_000  # default MAX_STORED_JOBS: the recent-jobs index never lists more
 TIMELINE_MAX = 100  # the newest states a job's timeline keeps
@@ -50,9 +60,12 @@ TERMINAL_SET = {state: True for state in sorted(TERMINAL_STATES)}  # a Lua set, 
 TRANSITION_FIELDS: dict[str, Any] = {
     "state_index": keys.state_index(""), "batch_prefix": keys.BATCH_PREFIX,
     "timeline": keys.job_timeline_key("").removeprefix(keys.job_key("")),
-    "timeline_max": TIMELINE_MAX, "terminal": TERMINAL_SET,
+    "timeline_max": TIMELINE_MAX, "terminal": TERMINAL_SET, "running": RUNNING,
+    "stall_deadlines": keys.STALL_DEADLINES, "stalled_index": keys.STALLED_INDEX,
 }
-_UPDATE_FIELDS = {**TRANSITION_FIELDS, "succeeded": SUCCEEDED, "log_start": LOG_START}
+_UPDATE_FIELDS = {**TRANSITION_FIELDS, "succeeded": SUCCEEDED, "log_start": LOG_START,
+                  "cancelled": CANCELLED, "ack_message": CANCEL_ACKNOWLEDGED}
+STALL_BATCH = 500  # stalled jobs marked per script run
 _CREATE_FIELDS = {"state_index": keys.state_index(""), "kind_index": keys.kind_index(""),
                   "owner_index": keys.owner_index(""), "batch_index": keys.batch_index(""),
                   "timeline": TRANSITION_FIELDS["timeline"]}
@@ -75,6 +88,8 @@ class JobStore:
         self._update = scripts.register(client, "update_job")
         self._reset = scripts.register(client, "reset_job")
         self._create = scripts.register(client, "create_job")
+        self._request_cancel = scripts.register(client, "request_cancel")
+        self._mark_stalled = scripts.register(client, "mark_stalled")
 
     def create(self, job_id: str, kind: str = "demo", owner: str = "",
                initial: str = QUEUED, **extra: str) -> JobState:
@@ -201,7 +216,7 @@ class JobStore:
                 continue
             try:
                 answers.append(self._answer(update, raw))
-            except (UnknownJob, StaleAttempt) as exc:
+            except (UnknownJob, StaleAttempt, LeaseRevoked) as exc:
                 answers.append(exc)
         return answers
 
@@ -232,14 +247,19 @@ class JobStore:
         code = int(result["code"])
         if code == -2:
             raise StaleAttempt(update.job_id, int(result["attempt"]))
+        if code == -3:
+            raise LeaseRevoked(update.job_id)
         if code < 0:
             raise UnknownJob(update.job_id)
-        if code == 0:
-            return Applied(None, str(result["state"]))
+        cancel = str(result.get("cancel_requested") or "")
+        if code == 0:  # asked to stop: only while it runs
+            return Applied(None, str(result["state"]), bool(cancel) and result["state"] == RUNNING)
         extra = {name: str(result[name]) for name in ("current", "total", "result",
                                                       "owner", "batch_id") if result.get(name)}
         if int(result.get("batch_done") or 0):
             extra["batch_done"] = "1"  # this change ended the batch's last child
+        if cancel:
+            extra["cancel_requested"] = cancel
         ids = [str(i) for i in result.get("log_ids") or []]
         batch = (LogBatch(update.job_id, str(result["log_after"]),
                           tuple(LogLine(i, text) for i, text in zip(ids, update.log, strict=True)))
@@ -249,13 +269,36 @@ class JobStore:
                            stage=result["stage"], kind=result["kind"] or "demo",
                            created_at=float(result.get("created_at") or 0),
                            extra=extra, log=batch)
-        return Applied(applied, applied.state)
+        return Applied(applied, applied.state, bool(cancel) and applied.state == RUNNING)
 
     def finish(self, job_id: str, state: str, message: str = "") -> JobState | None:
         """Move a job to a terminal state unless it already has one."""
         progress = 100 if state == SUCCEEDED else 0
         return self.apply(ProgressUpdate(job_id=job_id, progress=progress, state=state,
                                          message=message)).state
+
+    def request_cancel(self, job_id: str, grace: float, now: float | None = None
+                       ) -> str | None:
+        """Ask a running job to stop within ``grace`` seconds (``request_cancel.lua``):
+        None when it was asked (now or before), else the state it is in (not running:
+        cancel it at once). Raises :class:`UnknownJob`."""
+        result = scripts.pairs(scripts.run(
+            self._request_cancel, [keys.job_key(job_id), keys.CANCEL_DEADLINES],
+            {"id": job_id, "now": repr(time.time() if now is None else now), "grace": grace,
+             "running": RUNNING}))
+        code = int(result["code"])
+        if code < 0:
+            raise UnknownJob(job_id)
+        return str(result["state"]) if code == 0 else None
+
+    def mark_stalled(self, now: float | None = None) -> list[str]:
+        """Mark the running jobs whose stall deadline has passed as stalled
+        (``mark_stalled.lua``); their ids."""
+        found = scripts.run(self._mark_stalled, [keys.STALL_DEADLINES, keys.STALLED_INDEX],
+                            {"now": repr(time.time() if now is None else now),
+                             "limit": STALL_BATCH, "job_prefix": keys.JOB_KEY_PREFIX,
+                             "running": RUNNING})
+        return [str(job_id) for job_id in found or []]
 
     def reset(self, job_id: str, from_states: frozenset[str] | tuple[str, ...]) -> JobState:
         """Put an ended job back to ``queued`` (a retry), atomically.

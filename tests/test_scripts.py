@@ -210,6 +210,8 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     store.apply(ProgressUpdate(job, 10, seq=1, current=1, total=10, log=("a line",)), attempt=1)
     store.apply_many([(ProgressUpdate(job, 100, "succeeded", result={"ok": True}), None)])
     store.reset(job, ("succeeded",))
+    store.request_cancel(job, 10.0)
+    store.mark_stalled(now=10**10)
     _batch, _children = create_batch(store, "demo", [{}])
     queues = ExternalQueues(redis_client, lease_seconds=1)
     other = new_id()

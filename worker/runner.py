@@ -15,7 +15,7 @@ import redis
 
 from shared.config import WORKER, Config
 from shared.errors import Invalid, NotFound
-from shared.kinds import resolve
+from shared.kinds import CancelRequested, resolve
 from shared.protocol import RESULT_MAX_BYTES
 from worker.boundary import job_boundary, make_reporter
 from worker.context import JobContext
@@ -71,6 +71,8 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
             if spec is None:
                 raise UnknownKind(f"this worker knows no job kind {kind!r}")
             outcome["result"] = checked_result(resolve(spec)(ctx, **kind_args))
+            if ctx.acknowledged:  # it returned once it saw the cancel: it ends cancelled
+                raise CancelRequested(job_id)
     finally:
         ctx.finish(False)
     log.info("job %s done (%s)", job_id, kind)

@@ -14,6 +14,9 @@
 --   a.timeline      the suffix of a job's timeline key (for lib/transition.lua)
 --   a.timeline_max  how many entries a timeline keeps (for lib/transition.lua)
 --   a.batch_prefix  the prefix of batch hashes (for lib/transition.lua)
+--   a.running       the name of the running state (for lib/transition.lua)
+--   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
+--   a.stalled_index the stalled jobs' index (for lib/transition.lua)
 --
 -- A lapsed job that has ended meanwhile (or expired) just loses its lease. Any
 -- other goes back to queued with attempt + 1, at the head of its kind's queue,
