@@ -58,6 +58,8 @@
     countsEl.textContent = typeof p.total === "number" ? " (" + p.current + " of " + p.total + ")" : "";
     if (window.JobcastLog) { window.JobcastLog.result(p); }
     root.setAttribute("data-state", String(p.state));
+    /* Other scripts of the page (job-stop.js) read each update from this event. */
+    root.dispatchEvent(new CustomEvent("jobcast:update", { detail: p }));
     if (finished()) {
       setConnection("done", "not needed, the job has finished");
       if (socket) { socket.disconnect(); }
