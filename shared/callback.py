@@ -23,7 +23,8 @@ A refusal by the site (4xx) is a bug in the caller or a wrong address:
 known yet: retried like an unreachable site). After each accepted update,
 ``last_applied`` and ``last_state`` say whether the site applied it and what
 state the job is in now: a job that was cancelled on the site shows up as
-``job_ended`` so the worker can stop.
+``job_ended`` so the worker can stop; a job asked to stop (a cancel of a running
+job) sets ``cancel_requested``, for good, so the worker stops and says so.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import requests
 from shared.errors import JobcastError
 from shared.protocol import (
     APPLIED_HEADER,
+    CANCEL_HEADER,
     NO_RESULT,
     RUNNING,
     STATE_HEADER,
@@ -91,6 +93,7 @@ class ProgressReporter:
         self.last_state: str | None = None
         self.superseded = False
         self.falling_back = False  # the fallback took an update: it takes the rest
+        self.cancel_requested = False  # an answer said the job was asked to stop
 
     @property
     def job_ended(self) -> bool:
@@ -212,6 +215,8 @@ class ProgressReporter:
         if resp.status_code < 400:
             self.last_applied = resp.headers.get(APPLIED_HEADER, "1") == "1"
             self.last_state = resp.headers.get(STATE_HEADER) or None
+            if resp.headers.get(CANCEL_HEADER) == "1":
+                self.cancel_requested = True
             return resp.status_code, ""
         return resp.status_code, _error_text(resp)
 

@@ -46,14 +46,16 @@ LEASES_LAPSED = LeasesLapsed()
 
 @dataclass(frozen=True)
 class Renewal:
-    """The answer to a lease renewal: ``held`` False when another attempt holds the job;
-    ``external`` False for a job RQ runs (no lease: nothing was renewed)."""
+    """The answer to a lease renewal: ``held`` False when another attempt holds the job
+    (or its lease was revoked); ``external`` False for a job RQ runs (no lease: nothing
+    was renewed); ``cancel_requested`` when the job was asked to stop."""
 
     job_id: str
     state: str
     attempt: int
     held: bool
     external: bool = True
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,8 @@ class ExternalQueues:
         if code < 0:
             return None
         return Renewal(job_id=job_id, state=str(result["state"]),
-                       attempt=int(result["attempt"]), held=code != 0, external=code != 2)
+                       attempt=int(result["attempt"]), held=code != 0, external=code != 2,
+                       cancel_requested=bool(int(result.get("cancel") or 0)))
 
     def _renew_call(self, job_id: str, attempt: int | None,
                     now: float) -> tuple[list[str], dict[str, Any]]:

@@ -50,14 +50,18 @@ class JobFilter:
     owner: str = ""
     q: str = ""
     batch: str = ""  # a batch id: its children only
+    stalled: str = ""  # "1": stalled running jobs only (shared/watch.py)
 
     @classmethod
     def parse(cls, args: Any) -> JobFilter:
-        """From query arguments (``state``, ``kind``, ``owner``, ``q``); :class:`BadFilter`."""
+        """From query arguments (``state``, ``kind``, ``owner``, ``q``, ``batch``,
+        ``stalled=1``); :class:`BadFilter`."""
         values = {name: str(args.get(name, "") or "").strip() for name in
-                  ("state", "kind", "owner", "q", "batch")}
+                  ("state", "kind", "owner", "q", "batch", "stalled")}
         if values["state"] and values["state"] not in STATES:
             raise BadFilter(f"state must be one of {', '.join(STATES)}")
+        if values["stalled"] not in ("", "1"):
+            raise BadFilter("stalled must be 1 (stalled jobs only) or empty")
         for name, value in values.items():
             if len(value) > FILTER_TEXT_MAX:
                 raise BadFilter(f"{name} takes at most {FILTER_TEXT_MAX} characters")
@@ -67,14 +71,15 @@ class JobFilter:
         """The non-empty parts, as query arguments."""
         return {k: v for k, v in (("state", self.state), ("kind", self.kind),
                                   ("owner", self.owner), ("q", self.q),
-                                  ("batch", self.batch)) if v}
+                                  ("batch", self.batch), ("stalled", self.stalled)) if v}
 
     def index_keys(self) -> list[str]:
         """The indexes to intersect (the recent-jobs index for no filter)."""
         found = ([keys.state_index(self.state)] if self.state else []) + \
                 ([keys.kind_index(self.kind)] if self.kind else []) + \
                 ([keys.owner_index(self.owner)] if self.owner else []) + \
-                ([keys.batch_index(self.batch)] if self.batch else [])
+                ([keys.batch_index(self.batch)] if self.batch else []) + \
+                ([keys.STALLED_INDEX] if self.stalled else [])
         return found or [keys.RECENT_JOBS]
 
 

@@ -13,7 +13,10 @@ from typing import Any, NamedTuple
 from shared.concurrency import held_by
 from shared.errors import Conflict, NotFound
 from shared.joblog import LogBatch
-from shared.protocol import LOG_START, QUEUED, SCHEDULED, TERMINAL_STATES, iso_time
+from shared.protocol import LOG_START, QUEUED, RUNNING, SCHEDULED, TERMINAL_STATES, iso_time
+
+# The message of a job that ended cancelled after it was asked to stop (shared/watch.py).
+CANCEL_ACKNOWLEDGED = "cancelled on request; the worker stopped"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class JobState:
         if self.extra.get("after"):  # the jobs it was started after (shared/after.py)
             payload["after"] = self.extra["after"].split()
             payload["waitingFor"] = self.extra.get("waiting_for", "").split()
+        payload.update(self._stopping_payload())
         return payload
 
     def retry_payload(self) -> dict[str, Any]:
@@ -92,6 +96,26 @@ class JobState:
         return [{"attempt": int(entry.get("attempt") or 0), "error": str(entry.get("error") or ""),
                  "endedAt": iso_time(float(entry.get("endedAt") or 0))}
                 for entry in kept if isinstance(entry, dict)] if isinstance(kept, list) else []
+
+    def _stopping_payload(self) -> dict[str, Any]:
+        """A running job's cancel and stall (shared/watch.py): ``cancelRequested`` once it
+        was asked to stop; ``stalled`` with ``lastReportAt`` (ISO 8601) while it is stalled."""
+        if self.state != RUNNING:
+            return {}
+        payload: dict[str, Any] = {}
+        if self.extra.get("cancel_requested"):
+            payload["cancelRequested"] = True
+        if self.extra.get("stalled"):
+            payload["stalled"] = True
+            last = self.last_report_at
+            if last is not None:
+                payload["lastReportAt"] = iso_time(last)
+        return payload
+
+    @property
+    def last_report_at(self) -> float | None:
+        """When the job last reported a change (epoch seconds), else when it started."""
+        return self._stamp("reported_at") or self._stamp("started_at")
 
     def _count(self, name: str) -> int | None:
         try:
@@ -221,14 +245,24 @@ class InvalidTransition(Conflict):
         self.state = state
 
 
+class LeaseRevoked(Conflict):
+    """The report is for an attempt whose lease was revoked (a cancel enforced by force)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__("this attempt's lease was revoked: the job was cancelled and did "
+                         "not stop in time")
+        self.job_id = job_id
+
+
 class Applied(NamedTuple):
-    """What one report came to: the state it stored (None: dropped) and the name of the
-    state the job is in."""
+    """What one report came to: the state it stored (None: dropped), the name of the
+    state the job is in, and whether the job was asked to stop (a cancel requested)."""
 
     state: JobState | None
     current: str
+    cancel_requested: bool = False
 
 
 # What one report of many came to: what :meth:`JobStore.apply` returns, or the
-# UnknownJob / StaleAttempt it raised.
+# UnknownJob / StaleAttempt / LeaseRevoked it raised.
 UpdateAnswer = Applied | NotFound | Conflict

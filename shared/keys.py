@@ -149,3 +149,10 @@ FAIR_SLOTS = f"{FAIR_PREFIX}slots"
 CONC_PREFIX = f"{PREFIX}:conc:"
 CONC_SLOTS = f"{CONC_PREFIX}slots"
 CONC_GROUPS = f"{CONC_PREFIX}groups"
+# Cancel and stalls (shared/watch.py): the deadline by which each running job asked to
+# stop must have stopped (id -> epoch seconds), the time at which each running job
+# becomes stalled unless it reports (id -> epoch seconds, kept by the store's scripts),
+# and the stalled jobs, an index scored by creation time (the finder's ``stalled``).
+CANCEL_DEADLINES = f"{PREFIX}:cancel:deadlines"
+STALL_DEADLINES = f"{PREFIX}:stall:deadlines"
+STALLED_INDEX = f"{INDEX_PREFIX}stalled"

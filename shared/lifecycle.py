@@ -44,7 +44,7 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from shared import batches, keys, webhooks
+from shared import batches, keys, watch, webhooks
 from shared.after import CANCELLED_NOW, READY, Settled, Waits, check_after
 from shared.apikeys import batch_tenant
 from shared.capacity import Capacity
@@ -175,8 +175,8 @@ class Lifecycle:
             holder = self.unique.claim(key, job_id)
             if holder != job_id:
                 return self.deduplicated(holder)
-        extra = {**self._fields(spec, args, webhook), **(fields or {}),
-                 **self._flow_fields(spec, key, after)}
+        extra = {**self._fields(spec, args, webhook), **self._watch_fields(spec),
+                 **(fields or {}), **self._flow_fields(spec, key, after)}
         tenants = quota_tenants(tenant, address)
         uploads = {} if spec.external else uploads_of(spec.uploads, args)
         bucket = None
@@ -292,7 +292,8 @@ class Lifecycle:
                 self.quotas.take(self.quotas.payers(tenant, address), Usage(
                     jobs=len(items) + (1 if on_complete else 0), job_bytes=sizes,
                     batch_items=len(items)))
-            child_fields = {**self._fields(kind, {}, None), **self._flow_fields(kind, None, after),
+            child_fields = {**self._fields(kind, {}, None), **self._watch_fields(kind),
+                            **self._flow_fields(kind, None, after),
                             **tenant_fields(tenant, tenants)}
             batch_id, ids = batches.create_batch(
                 self.store, kind.name, items, owner=owner, on_complete=on_complete,
@@ -369,6 +370,10 @@ class Lifecycle:
             fields.update(max_attempts=str(kind.policy.max_attempts),
                           backoff=backoff if isinstance(backoff, str) else json.dumps(backoff))
         return fields
+
+    def _watch_fields(self, kind: JobKind) -> dict[str, str]:
+        """The stall watch's field of a new job of ``kind`` (``shared/watch.py``)."""
+        return watch.watch_fields(kind.policy.stall_after, float(self.cfg.STALL_AFTER))
 
     def _hand_over(self, kind: JobKind, jobs: list[tuple[str, dict[str, Any]]], *,
                    tenant: str = "", run_at: datetime | None = None,
@@ -608,7 +613,9 @@ class Lifecycle:
         return state
 
     def cancel(self, job_id: str) -> JobState:
-        """Cancel a scheduled, queued or running job; its new (cancelled) state.
+        """Cancel a scheduled, queued or running job; its new state: cancelled, or for
+        a running job still running, asked to stop (``cancel_requested``: the worker
+        stops within ``CANCEL_GRACE`` seconds, or is stopped by force; ``shared/watch.py``).
 
         The store decides first, atomically: a late report of the worker (even a
         ``failed`` from a killed work horse) is then dropped by the terminal-state
@@ -619,16 +626,20 @@ class Lifecycle:
         if job.state not in CANCELLABLE_STATES:
             raise Conflict(f"the job is {job.state}: only a scheduled, waiting, queued or "
                            "running job can be cancelled")
+        if job.state == RUNNING:
+            asked = watch.ask_to_stop(self, job)
+            if asked is not None:
+                return asked
         cancelled = self.store.finish(job.job_id, CANCELLED, "cancelled on request")
         if cancelled is None:  # it ended in the meantime
             raise Conflict(f"the job is {self.current(job.job_id).state}: it has already ended")
         if job.extra.get("external") != "1":
-            self._stop_in_rq(job.job_id)
+            self.stop_in_rq(job.job_id)
         log.info("job %s cancelled (was %s)", job.job_id, job.state)
         self.changed([cancelled])
         return cancelled
 
-    def _stop_in_rq(self, job_id: str) -> None:
+    def stop_in_rq(self, job_id: str) -> None:
         """Take the job off RQ's queue, or tell the worker running it to stop."""
         conn = self.queue.connection
         try:
@@ -824,7 +835,7 @@ class Lifecycle:
                 if item.batch_done:
                     state.extra["batch_done"] = "1"
                 if state.extra.get("external") != "1":
-                    self._stop_in_rq(state.job_id)
+                    self.stop_in_rq(state.job_id)
         self.changed(states)
         for state in states:
             if outcomes[state.job_id].outcome == READY:

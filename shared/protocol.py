@@ -76,6 +76,9 @@ DASHBOARD_SUBSCRIBE = "watchDashboard"
 # and the job's state after it (a worker stops when its job ended elsewhere).
 APPLIED_HEADER = "X-Jobcast-Applied"
 STATE_HEADER = "X-Jobcast-State"
+# ... and, set to 1, that the job was asked to stop (a cancel of a running job): the
+# worker stops and reports ``cancelled`` (else it is stopped by force, shared/watch.py).
+CANCEL_HEADER = "X-Jobcast-Cancel-Requested"
 
 
 class PayloadError(Invalid):

@@ -248,6 +248,12 @@ class Settings:
     DEMO_STEP_DELAY = Setting(JOBS, 0.4, number, "seconds between the demo job's steps")
     FAIR_SHARE_DEPTH = Setting(JOBS, 1, integer(1),
                                "jobs of one tenant waiting in a queue at once (fair share)")
+    CANCEL_GRACE = Setting(JOBS, 10.0, number,
+                           "seconds a running job has to stop once cancelled; then it is stopped "
+                           "by force")
+    STALL_AFTER = Setting(JOBS, 300.0, number,
+                          "seconds without a report after which a running job shows as stalled "
+                          "(a kind may declare its own; `0`: never)")
 
     # -- Worker --------------------------------------------------------------------
     WORKER_CLASS = Setting(WORKER_PROCESS, "fork", text(),

@@ -31,18 +31,22 @@ from shared import keys, scripts
 from shared.coalesce import OwnConnection, ReportCoalescer
 from shared.joblog import LogBatch, LogLine
 from shared.jobstate import (
+    CANCEL_ACKNOWLEDGED,
     Applied,
     InvalidTransition,
     JobState,
+    LeaseRevoked,
     StaleAttempt,
     UnknownJob,
     UpdateAnswer,
 )
 from shared.kinds.policy import BACKOFF_CAP, EXPONENTIAL
 from shared.protocol import (
+    CANCELLED,
     FAILED,
     LOG_START,
     QUEUED,
+    RUNNING,
     SCHEDULED,
     SUCCEEDED,
     TERMINAL_STATES,
@@ -50,8 +54,8 @@ from shared.protocol import (
 )
 from shared.quotas import LUA_FIELDS as QUOTA_FIELDS
 
-__all__ = ["Applied", "InvalidTransition", "JobState", "JobStore", "StaleAttempt", "UnknownJob",
-           "UpdateAnswer"]
+__all__ = ["Applied", "InvalidTransition", "JobState", "JobStore", "LeaseRevoked",
+           "StaleAttempt", "UnknownJob", "UpdateAnswer"]
 
 MAX_STORED = 100_000  # default MAX_STORED_JOBS: the recent-jobs index never lists more
 TIMELINE_MAX = 100  # the newest states a job's timeline keeps
@@ -61,7 +65,8 @@ TERMINAL_SET = {state: True for state in sorted(TERMINAL_STATES)}  # a Lua set, 
 TRANSITION_FIELDS: dict[str, Any] = {
     "state_index": keys.state_index(""), "batch_prefix": keys.BATCH_PREFIX,
     "timeline": keys.job_timeline_key("").removeprefix(keys.job_key("")),
-    "timeline_max": TIMELINE_MAX, "terminal": TERMINAL_SET,
+    "timeline_max": TIMELINE_MAX, "terminal": TERMINAL_SET, "running": RUNNING,
+    "stall_deadlines": keys.STALL_DEADLINES, "stalled_index": keys.STALLED_INDEX,
 }
 FAILURES_KEPT = 20  # earlier attempts' errors a job keeps (its hash's failures)
 # The fields shared/lua/lib/retry.lua reads (besides now): a failed attempt of a job whose
@@ -70,7 +75,9 @@ RETRY_FIELDS: dict[str, Any] = {"scheduled": SCHEDULED, "exponential": EXPONENTI
                                 "backoff_cap": BACKOFF_CAP, "failures_max": FAILURES_KEPT}
 # (and the quota counters' fields: an applied report counts the bytes it stores)
 _UPDATE_FIELDS = {**TRANSITION_FIELDS, **QUOTA_FIELDS, "succeeded": SUCCEEDED,
-                  "log_start": LOG_START, "failed": FAILED, **RETRY_FIELDS}
+                  "log_start": LOG_START, "failed": FAILED, **RETRY_FIELDS,
+                  "cancelled": CANCELLED, "ack_message": CANCEL_ACKNOWLEDGED}
+STALL_BATCH = 500  # stalled jobs marked per script run
 _CREATE_FIELDS = {"state_index": keys.state_index(""), "kind_index": keys.kind_index(""),
                   "owner_index": keys.owner_index(""), "batch_index": keys.batch_index(""),
                   "timeline": TRANSITION_FIELDS["timeline"]}
@@ -94,6 +101,8 @@ class JobStore:
         self._reset = scripts.register(client, "reset_job")
         self._create = scripts.register(client, "create_job")
         self._queue_retry = scripts.register(client, "queue_retry")
+        self._request_cancel = scripts.register(client, "request_cancel")
+        self._mark_stalled = scripts.register(client, "mark_stalled")
 
     def create(self, job_id: str, kind: str = "demo", owner: str = "",
                initial: str = QUEUED, **extra: str) -> JobState:
@@ -220,7 +229,7 @@ class JobStore:
                 continue
             try:
                 answers.append(self._answer(update, raw))
-            except (UnknownJob, StaleAttempt) as exc:
+            except (UnknownJob, StaleAttempt, LeaseRevoked) as exc:
                 answers.append(exc)
         return answers
 
@@ -255,10 +264,13 @@ class JobStore:
         code = int(result["code"])
         if code == -2:
             raise StaleAttempt(update.job_id, int(result["attempt"]))
+        if code == -3:
+            raise LeaseRevoked(update.job_id)
         if code < 0:
             raise UnknownJob(update.job_id)
-        if code == 0:
-            return Applied(None, str(result["state"]))
+        cancel = str(result.get("cancel_requested") or "")
+        if code == 0:  # asked to stop: only while it runs
+            return Applied(None, str(result["state"]), bool(cancel) and result["state"] == RUNNING)
         extra = {name: str(result[name]) for name in ("current", "total", "result",
                                                       "owner", "batch_id") if result.get(name)}
         if int(result.get("batch_done") or 0):
@@ -266,6 +278,8 @@ class JobStore:
         if result.get("retry_at"):  # a failed attempt, retried (lib/retry.lua)
             extra.update({name: str(result[name]) for name in
                           ("retry_at", "attempt", "max_attempts", "failures")})
+        if cancel:
+            extra["cancel_requested"] = cancel
         ids = [str(i) for i in result.get("log_ids") or []]
         batch = (LogBatch(update.job_id, str(result["log_after"]),
                           tuple(LogLine(i, text) for i, text in zip(ids, update.log, strict=True)))
@@ -275,7 +289,7 @@ class JobStore:
                            stage=result["stage"], kind=result["kind"] or "demo",
                            created_at=float(result.get("created_at") or 0),
                            extra=extra, log=batch)
-        return Applied(applied, applied.state)
+        return Applied(applied, applied.state, bool(cancel) and applied.state == RUNNING)
 
     def finish(self, job_id: str, state: str, message: str = "") -> JobState | None:
         """Move a job to a terminal state unless it already has one (``failed`` is
@@ -292,6 +306,29 @@ class JobStore:
             "id": job_id, "attempt": attempt, "now": repr(time.time()),
             "scheduled": SCHEDULED, "queued": QUEUED, **TRANSITION_FIELDS}))
         return self.get(job_id) if int(result["code"]) == 1 else None
+
+    def request_cancel(self, job_id: str, grace: float, now: float | None = None
+                       ) -> str | None:
+        """Ask a running job to stop within ``grace`` seconds (``request_cancel.lua``):
+        None when it was asked (now or before), else the state it is in (not running:
+        cancel it at once). Raises :class:`UnknownJob`."""
+        result = scripts.pairs(scripts.run(
+            self._request_cancel, [keys.job_key(job_id), keys.CANCEL_DEADLINES],
+            {"id": job_id, "now": repr(time.time() if now is None else now), "grace": grace,
+             "running": RUNNING}))
+        code = int(result["code"])
+        if code < 0:
+            raise UnknownJob(job_id)
+        return str(result["state"]) if code == 0 else None
+
+    def mark_stalled(self, now: float | None = None) -> list[str]:
+        """Mark the running jobs whose stall deadline has passed as stalled
+        (``mark_stalled.lua``); their ids."""
+        found = scripts.run(self._mark_stalled, [keys.STALL_DEADLINES, keys.STALLED_INDEX],
+                            {"now": repr(time.time() if now is None else now),
+                             "limit": STALL_BATCH, "job_prefix": keys.JOB_KEY_PREFIX,
+                             "running": RUNNING})
+        return [str(job_id) for job_id in found or []]
 
     def reset(self, job_id: str, from_states: frozenset[str] | tuple[str, ...]) -> JobState:
         """Put an ended job back to ``queued`` (a retry), atomically.

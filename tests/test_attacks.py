@@ -249,7 +249,8 @@ def test_a_seq_far_ahead_is_refused_and_later_reports_still_apply(client: FlaskC
 
 
 def test_a_retry_is_a_new_attempt_with_its_own_token_and_seq(config: Config) -> None:
-    app = make_app(config, OPS_TOKEN=OPS)
+    # CANCEL_GRACE=0: the running job is cancelled at once (no worker here to ask).
+    app = make_app(config, OPS_TOKEN=OPS, CANCEL_GRACE=0)
     client = app.test_client()
     job_id, owner = create_api(client)["id"], bearer(OPS)
     conn = rq_queue(app).connection

@@ -77,7 +77,7 @@ def test_reports_queued_behind_a_round_trip_share_the_next_one(
     answers = [future.result(timeout=10) for future in first + rest]
     assert gate.batches == [1, 8]
     assert coalescer.round_trips == 2 and coalescer.reports == 9
-    assert [state.progress for state, _name in answers if state] == [10] + [40] * 8
+    assert [answer.state.progress for answer in answers if answer.state] == [10] + [40] * 8
     for job_id in jobs[1:]:
         stored = store.get(job_id)
         assert stored is not None and stored.progress == 40 and stored.message == "m"
@@ -105,9 +105,9 @@ def test_each_report_of_a_batch_gets_its_own_answer(store: JobStore,
     queued(coalescer, 4)
     gate.release.set()
     assert first[0].result(timeout=10)[0] is not None
-    applied, name = batch[0].result(timeout=10)
+    applied, name, _cancel = batch[0].result(timeout=10)
     assert applied is not None and applied.progress == 50 and name == "running"
-    assert batch[1].result(timeout=10) == (None, "succeeded")  # dropped: it had ended
+    assert batch[1].result(timeout=10) == (None, "succeeded", False)  # dropped: it had ended
     with pytest.raises(UnknownJob):
         batch[2].result(timeout=10)
     with pytest.raises(StaleAttempt):
@@ -137,7 +137,7 @@ def test_a_redis_error_answers_the_whole_batch_and_the_next_report_goes(
     for future in batch:
         with pytest.raises(redis.ConnectionError):
             future.result(timeout=10)
-    applied, _name = coalescer.apply(ProgressUpdate(job_id, 60), None, 1.0e9)
+    applied, _name, _cancel = coalescer.apply(ProgressUpdate(job_id, 60), None, 1.0e9)
     assert applied is not None and applied.progress == 60
 
 

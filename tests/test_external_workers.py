@@ -146,6 +146,9 @@ def test_bad_claims_are_400(client: FlaskClient, body: Any) -> None:
 
 
 def test_cancel_reaches_the_worker_through_heartbeat_and_report(client: FlaskClient) -> None:
+    """A cancel of a running job asks the worker to stop (#27: acknowledged, then
+    enforced; tests/test_flow_cancel.py): its heartbeats and reports say so, and its
+    ``cancelled`` report ends the job."""
     job_id = start(client)
     token = claim(client).get_json()["token"]
     beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
@@ -156,11 +159,18 @@ def test_cancel_reaches_the_worker_through_heartbeat_and_report(client: FlaskCli
                        headers=auth(CONTROL[job_id])).status_code == 200
     beat = client.post("/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
                        json={"jobIds": [job_id, JOB]})
-    assert [(j["state"], j["held"]) for j in beat.get_json()["jobs"]] == [
-        ("cancelled", True), (None, False)]
+    assert beat.get_json()["jobs"] == [
+        {"jobId": job_id, "state": "running", "attempt": 1, "held": True,
+         "cancelRequested": True},
+        {"jobId": JOB, "state": None, "attempt": None, "held": False}]
     late = report(client, {"jobId": job_id, "state": "running", "progress": 50}, token)
-    assert late.status_code == 204 and late.headers["X-Jobcast-State"] == "cancelled"
-    assert late.headers["X-Jobcast-Applied"] == "0"
+    assert late.status_code == 204 and late.headers["X-Jobcast-State"] == "running"
+    assert late.headers["X-Jobcast-Cancel-Requested"] == "1"
+    done = report(client, {"jobId": job_id, "state": "cancelled", "progress": 50}, token)
+    assert done.status_code == 204 and done.headers["X-Jobcast-State"] == "cancelled"
+    assert "X-Jobcast-Cancel-Requested" not in done.headers
+    assert client.get(f"/api/jobs/{job_id}").get_json()["message"] == (
+        "cancelled on request; the worker stopped")
 
 
 def test_a_lapsed_lease_requeues_then_fails_and_refuses_the_old_attempt(

@@ -39,7 +39,7 @@ HELD_TEXT = "1 of 1 running for account=acme"
 def site(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack declaring the limited kinds, with a second RQ worker process."""
     running = start_stack(log_dir, tmp_path_factory.mktemp("conc-redis"),
-                          JOB_KINDS="tests.concurrency_kinds", RATE_LIMIT="0",
+                          JOB_KINDS="tests.concurrency_kinds", RATE_LIMIT="0", CANCEL_GRACE="0",
                           RATE_LIMIT_GLOBAL="0")
     second: Process | None = None
     try:

@@ -1,6 +1,8 @@
 """Cancel under pressure, with real processes: a cancel racing the job's own
-end, and a cancel of a running job on the ``simple`` worker (no work horse to
-kill: the job learns it from its next callback answer)."""
+end (with ``CANCEL_GRACE=0``: a running job is cancelled at once), and a cancel
+of a running job on the ``simple`` worker (no work horse to kill: the job learns
+it from its next callback answer, stops, and says so). The grace period itself:
+tests/test_flow_cancel.py."""
 
 from __future__ import annotations
 
@@ -46,7 +48,16 @@ def race(stack: Stack, job_id: str,
     return answers["end"], answers["cancel"]
 
 
-def test_cancel_racing_the_jobs_end_has_exactly_one_winner(stack: Stack) -> None:
+@pytest.fixture(scope="module")
+def at_once_stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack where a cancel ends even a running job at once (no grace)."""
+    running = start_stack(log_dir, tmp_path_factory.mktemp("at-once"), CANCEL_GRACE="0")
+    yield running
+    stop_stack(running)
+
+
+def test_cancel_racing_the_jobs_end_has_exactly_one_winner(at_once_stack: Stack) -> None:
+    stack = at_once_stack
     store = JobStore(redis.Redis.from_url(stack.redis.url, decode_responses=True))
     outcomes = {"cancel won": 0, "end won": 0}
     for step in range(20):  # from the end 20 ms ahead to the cancel 18 ms ahead
@@ -96,16 +107,20 @@ def test_cancel_stops_a_running_job_on_the_simple_worker(simple_stack: Stack) ->
         rec.wait_for(final_state_received(), timeout=10, what="the cancelled state")
     finally:
         rec.close()
-    last = rec.payloads("updateProgress")[-1]
+    payloads = rec.payloads("updateProgress")
+    last = payloads[-1]
     assert last["state"] == "cancelled" and 20 <= last["progress"] < 100
-    # No work horse to kill: the job's next report is dropped, it sees the
-    # cancelled state in the answer and stops, well before its tenth step.
-    wait_until(lambda: f"job {job_id} stopped: it is cancelled on the site"
+    assert any(p.get("cancelRequested") for p in payloads)  # "stopping…" first
+    # No work horse to kill: the answer to the job's next report says it was asked
+    # to stop; its context raises CancelRequested, and it reports cancelled, well
+    # before its tenth step.
+    wait_until(lambda: f"job {job_id} stopped on request"
                in simple_stack.worker.log_tail(100_000), timeout=5,
                what="the job to stop on the simple worker")
     assert simple_stack.worker.alive()
     state = simple_stack.job_state(job_id)
     assert state["state"] == "cancelled" and state["progress"] == last["progress"]
+    assert state["message"] == "cancelled on request; the worker stopped"
     # The same worker process takes the next job.
     next_id = simple_stack.start_job()
     wait_until(lambda: simple_stack.job_state(next_id)["state"] == "running", timeout=10,

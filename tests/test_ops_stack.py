@@ -42,10 +42,12 @@ SLOW_STEP = "0.3"  # 10 steps: a demo job runs about 3 s
 
 @pytest.fixture(scope="module")
 def ops_stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack whose demo jobs are slow enough to be cancelled while running."""
+    """A stack whose demo jobs are slow enough to be cancelled while running; with
+    ``CANCEL_GRACE=0`` a cancel stops a running job at once, by force (the grace, and a
+    worker that acknowledges: tests/test_flow_cancel.py)."""
     running = start_stack(log_dir, tmp_path_factory.mktemp("ops-redis"),
                           DEMO_STEP_DELAY=SLOW_STEP, WORKER_TTL="20",
-                          OPS_TOKEN=TEST_OPS_TOKEN)
+                          OPS_TOKEN=TEST_OPS_TOKEN, CANCEL_GRACE="0")
     yield running
     stop_stack(running)
 

@@ -39,7 +39,7 @@ def test_push_sends_the_log_lines_the_fallback_stored(app: Flask) -> None:
     job_id = new_id()
     with app.app_context():
         core.store.create(job_id, kind="demo")
-        applied, _ = core.store.apply(ProgressUpdate(
+        applied, _, _ = core.store.apply(ProgressUpdate(
             job_id=job_id, progress=10, message="a", log=("one", "two")))
     assert applied is not None and applied.log is not None
     watcher = socketio.test_client(app, query_string=f"jobId={job_id}")

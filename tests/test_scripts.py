@@ -221,6 +221,8 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     store.reset(job, ("succeeded",))
     store.queue_retry(job, 2)
     store.apply(ProgressUpdate(job, 0, "failed", retry=False))  # a.jitter, a.no_retry
+    store.request_cancel(job, 10.0)
+    store.mark_stalled(now=10**10)
     _batch, _children = create_batch(store, "demo", [{}])
     queues = ExternalQueues(redis_client, lease_seconds=1)
     other = new_id()

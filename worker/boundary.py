@@ -12,7 +12,10 @@ the site's. With ``WORKER_EMIT=direct`` every report goes that way
 RQ to record (and log, with its traceback), so a page never shows "running"
 for a job that has ended. The exception is :class:`JobEnded`: the job was
 cancelled (or otherwise ended) on the site, which the worker learns from a
-callback answer (``checked_report``); the job then just stops.
+callback answer (``checked_report``); the job then just stops. A job asked to
+stop (a cancel while it ran) that stops, raising
+:class:`~shared.kinds.CancelRequested`, is reported ``cancelled``: the cancel
+was acknowledged (``shared/watch.py``).
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ import requests
 from shared.callback import ProgressReporter, ReportError
 from shared.config import Config
 from shared.errors import Conflict
-from shared.kinds import PermanentFailure
-from shared.protocol import FAILED, RUNNING, SUCCEEDED, ProgressUpdate
+from shared.jobstate import CANCEL_ACKNOWLEDGED
+from shared.kinds import CancelRequested, PermanentFailure
+from shared.protocol import CANCELLED, FAILED, RUNNING, SUCCEEDED, ProgressUpdate
 from shared.signing import job_token_attempt
 from shared.siteurl import CallbackAddress
-from shared.store import StaleAttempt, UnknownJob
+from shared.store import LeaseRevoked, StaleAttempt, UnknownJob
 from worker import attempts
 from worker.core import lifecycle
 
@@ -81,11 +85,12 @@ class DirectReporter(ProgressReporter):
         delay = 0.1
         while not self.superseded:
             try:
-                state, current = lifecycle(self.cfg).report(update, self.attempt)
+                state, current, cancel = lifecycle(self.cfg).report(update, self.attempt)
                 self.last_applied = state is not None
                 self.last_state = current  # dropped: where the job stands (cancelled?)
+                self.cancel_requested = self.cancel_requested or cancel
                 return
-            except StaleAttempt:  # retried: a new attempt runs; stop like a 409
+            except (StaleAttempt, LeaseRevoked):  # retried or revoked: stop like a 409
                 self.superseded = True
                 self.last_applied, self.last_state = False, None
             except UnknownJob:
@@ -172,6 +177,12 @@ def job_boundary(job_id: str, reporter: ProgressReporter,
     except JobEnded as ended:
         log.info("job %s stopped: it is %s on the site", job_id, ended.state)
         attempts.finished(job_id, "stopped")
+        return
+    except CancelRequested:  # asked to stop, and it did: the cancel is acknowledged
+        log.info("job %s stopped on request", job_id)
+        attempts.finished(job_id, CANCELLED)
+        reporter.report(job_id, 0, CANCELLED, CANCEL_ACKNOWLEDGED,
+                        **({"lines": final(False)["lines"]} if final else {}))
         return
     except BaseException as exc:  # the job boundary: report, then let RQ see it
         # RQ logs the traceback when it records the failure: once is enough.

@@ -4,6 +4,12 @@ Log lines are buffered and sent with the next report: at once when 100 are
 waiting, else at most ``FLUSH_SECONDS`` after the first of them (a small
 flusher thread per running job does that while the function works). A job
 that logs 1,000 lines a second thus makes about ten callbacks a second.
+
+A cancel of the running job (``shared/watch.py``) reaches the function through
+the context: ``cancelled`` is true once an answer to a report said so, or Redis
+does (read at most every ``CANCEL_CHECK_SECONDS``, for a function that does not
+report while it works); ``check_cancelled()``, ``progress()`` and ``log()`` then
+raise :class:`~shared.kinds.CancelRequested`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import redis
 from shared import keys
 from shared.callback import ProgressReporter, ReportError
 from shared.config import Config
+from shared.kinds import CancelRequested
 from shared.protocol import LOG_BATCH_MAX, RUNNING, cut_line
 from shared.quotas import count_for_job
 from worker.boundary import JobEnded
@@ -25,6 +32,7 @@ from worker.boundary import JobEnded
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.1
+CANCEL_CHECK_SECONDS = 0.25  # how often ``cancelled`` may read Redis
 FILE_MAX_BYTES = 16 * 1024 * 1024
 _FILE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -49,6 +57,9 @@ class JobContext:
         self._stage = ""
         self._ended: JobEnded | None = None
         self._failed: ReportError | None = None
+        self._cancel_seen = False  # Redis said the job was asked to stop
+        self._cancel_read = 0.0  # monotonic time of the last read
+        self.acknowledged = False  # the function was told: the job ends cancelled
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name=f"log-{job_id[:8]}",
                                          daemon=True)
@@ -97,6 +108,36 @@ class JobContext:
         count_for_job(self._files, self.job_id, len(data))
         return name
 
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was asked to stop (see the module); reading it while it is
+        true acknowledges the cancel: the job then ends ``cancelled`` however it ends."""
+        if not (self._reporter.cancel_requested or self._cancel_seen):
+            self._read_cancel()
+        seen = self._reporter.cancel_requested or self._cancel_seen
+        self.acknowledged = self.acknowledged or seen
+        return seen
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`~shared.kinds.CancelRequested` if the job was asked to stop."""
+        if self.cancelled:
+            raise CancelRequested(self.job_id)
+
+    def _read_cancel(self) -> None:
+        """Read the job's ``cancel_requested`` from Redis, at most every
+        ``CANCEL_CHECK_SECONDS`` (a function that does not report learns it so)."""
+        client = getattr(self.lifecycle, "client", None)
+        now = time.monotonic()
+        if client is None or now - self._cancel_read < CANCEL_CHECK_SECONDS:
+            return
+        self._cancel_read = now
+        try:
+            found = client.hmget(keys.job_key(self.job_id), ["state", "cancel_requested"])
+        except redis.RedisError as exc:
+            log.warning("job %s: could not read whether it was cancelled: %s", self.job_id, exc)
+            return
+        self._cancel_seen = found[0] == RUNNING and bool(found[1])
+
     # -- the runner's side -----------------------------------------------------
     def finish(self, succeeded: bool) -> dict[str, Any]:
         """Stop the flusher; the fields for the final report (lines not yet sent)."""
@@ -114,6 +155,9 @@ class JobContext:
             raise self._ended
         if self._failed is not None:
             raise self._failed
+        if self._reporter.cancel_requested:  # an answer said so: stop here
+            self.acknowledged = True
+            raise CancelRequested(self.job_id)
 
     def _send_locked(self) -> None:
         lines, self._pending = self._pending, []

@@ -6,6 +6,11 @@ number of tick processes) and starts one job of the schedule's kind through
 the lifecycle, as the site starts jobs (``shared/lifecycle.py``: an external
 kind goes to its queue, an RQ kind runs with its own timeout), with owner
 ``schedule:<id>``.
+
+Each tick also runs the watch of running jobs (``shared/watch.py``): a job asked
+to stop that has not within ``CANCEL_GRACE`` is stopped by force, and a job that
+has not reported within its ``stall_after`` is marked stalled (or, for a kind with
+``stall_fails``, failed). Both read only the due head of a sorted set.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from types import FrameType
 
 import redis
 
+from shared import watch
 from shared.config import WORKER, Config, ConfigError
 from shared.errors import JobcastError
 from shared.schedules import Schedule, ScheduleStore
@@ -66,6 +72,7 @@ class Ticker:
             except JobcastError as exc:  # its kind left JOB_KINDS, say
                 log.warning("schedule %s (%s): no job started: %s", schedule.schedule_id,
                             schedule.kind, exc)
+        watch.tick(self.lifecycle, now)
         return started
 
 

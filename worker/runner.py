@@ -17,7 +17,7 @@ import redis
 
 from shared.config import WORKER, Config
 from shared.errors import Invalid, NotFound
-from shared.kinds import resolve
+from shared.kinds import CancelRequested, resolve
 from shared.protocol import RESULT_MAX_BYTES
 from shared.uploads import UploadStore
 from worker.boundary import job_boundary, make_reporter
@@ -78,6 +78,8 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
                 stored = UploadStore(core.client, cfg.JOB_TTL).get(job_id, list(uploads))
                 kind_args = {**kind_args, **stored}
             outcome["result"] = checked_result(resolve(spec)(ctx, **kind_args))
+            if ctx.acknowledged:  # it returned once it saw the cancel: it ends cancelled
+                raise CancelRequested(job_id)
     finally:
         ctx.finish(False)
     log.info("job %s done (%s)", job_id, kind)

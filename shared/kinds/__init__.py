@@ -51,6 +51,16 @@ class PermanentFailure(Exception):  # noqa: N818 - named for what the job says, 
     declares (the error would come again: bad input, a missing record)."""
 
 
+class CancelRequested(Exception):  # noqa: N818 - control flow: the job was asked to stop
+    """Raised by the context once the job was asked to stop (a cancel of a running job):
+    by :meth:`Context.check_cancelled`, and by the next ``progress`` or ``log``. Let it
+    propagate (after cleaning up) and the job ends ``cancelled``; the worker stopped."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} was asked to stop")
+        self.job_id = job_id
+
+
 class Context(Protocol):
     """What a kind's function gets as its first argument (the worker provides it)."""
 
@@ -67,6 +77,15 @@ class Context(Protocol):
 
     def save_file(self, name: str, data: bytes, content_type: str = "text/plain") -> str:
         """Store a file for download with the job; its name."""
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was asked to stop (its owner cancelled it while it ran):
+        stop soon, then return or raise :class:`CancelRequested`; the job ends
+        ``cancelled``. Not stopped within ``CANCEL_GRACE`` seconds, it is killed."""
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`CancelRequested` if the job was asked to stop."""
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,13 @@ _TEXT = {"type": "string", "maxLength": FILTER_TEXT_MAX, "default": ""}
                 "properties": {
                     "action": {"type": "string", "enum": list(ACTIONS)},
                     "state": {"type": "string", "enum": ["", *STATES], "default": ""},
-                    "kind": _TEXT, "owner": _TEXT, "q": _TEXT, "batch": _TEXT}})
+                    "kind": _TEXT, "owner": _TEXT, "q": _TEXT, "batch": _TEXT,
+                    "stalled": {"type": "string", "enum": ["", "1"], "default": ""}}})
 def bulk(ctx: Context, action: str, state: str = "", kind: str = "", owner: str = "",
-         q: str = "", batch: str = "") -> dict[str, Any]:
+         q: str = "", batch: str = "", stalled: str = "") -> dict[str, Any]:
     """Apply ``action`` to each matching job; counts of done and skipped jobs."""
     jobs = ctx.lifecycle
-    flt = JobFilter(state=state, kind=kind, owner=owner, q=q, batch=batch)
+    flt = JobFilter(state=state, kind=kind, owner=owner, q=q, batch=batch, stalled=stalled)
     ids = [job_id for job_id in JobQuery(jobs.client).iter_ids(flt) if job_id != ctx.job_id]
     ctx.log(f"{action}: {len(ids)} jobs match {flt.to_args() or 'no filter'}")
     done, skipped = 0, 0

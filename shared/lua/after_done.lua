@@ -18,6 +18,9 @@
 --   a.timeline        the suffix of a job's timeline key (for lib/transition.lua)
 --   a.timeline_max    how many entries a timeline keeps (for lib/transition.lua)
 --   a.batch_prefix    the prefix of batch hashes (for lib/transition.lua)
+--   a.running         the name of the running state (for lib/transition.lua)
+--   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
+--   a.stalled_index    the stalled jobs' index (for lib/transition.lua)
 --
 -- Each id in the set settles (lib/after.lua), then the set is deleted: the
 -- change that ended the job is stored before this runs, so a job that starts

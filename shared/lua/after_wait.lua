@@ -21,6 +21,9 @@
 --   a.timeline        the suffix of a job's timeline key (for lib/transition.lua)
 --   a.timeline_max    how many entries a timeline keeps (for lib/transition.lua)
 --   a.batch_prefix    the prefix of batch hashes (for lib/transition.lua)
+--   a.running         the name of the running state (for lib/transition.lua)
+--   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
+--   a.stalled_index    the stalled jobs' index (for lib/transition.lua)
 --
 -- Each job it waits for that has ended already (or is gone) settles it at once
 -- (lib/after.lua); each other one gets its id in its waiters set, which the

@@ -13,6 +13,9 @@
 --   a.timeline      the suffix of a job's timeline key (for lib/transition.lua)
 --   a.timeline_max  how many entries a timeline keeps (for lib/transition.lua)
 --   a.batch_prefix  the prefix of batch hashes (for lib/transition.lua)
+--   a.running       the name of the running state (for lib/transition.lua)
+--   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
+--   a.stalled_index    the stalled jobs' index (for lib/transition.lua)
 --
 -- Only a job that is scheduled, on attempt a.attempt, with a retry_at (a retry, not a
 -- job started with a time) moves: to queued, with the message saying which attempt

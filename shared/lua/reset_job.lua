@@ -12,10 +12,14 @@
 --   a.timeline      the suffix of a job's timeline key (for lib/transition.lua)
 --   a.timeline_max  how many entries a timeline keeps (for lib/transition.lua)
 --   a.batch_prefix  the prefix of batch hashes (for lib/transition.lua)
+--   a.running       the name of the running state (for lib/transition.lua)
+--   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
+--   a.stalled_index the stalled jobs' index (for lib/transition.lua)
 --
 -- The seq belongs to the attempt and starts again (a late report of the
 -- previous attempt is refused by its attempt number, update_job.lua); the log
--- is kept (the console shows every attempt); the result and "n of total" go.
+-- is kept (the console shows every attempt); the result and "n of total" go, and so
+-- do a requested cancel, a revoked lease and the last report's time (shared/watch.py).
 -- The move to queued is a transition (lib/transition.lua): the state indexes,
 -- "<queued> <now>" on the timeline, and a batch's child is not done any more.
 --
@@ -34,7 +38,7 @@ local attempt = (tonumber(cur[2]) or 1) + 1
 redis.call('HSET', k, 'state', a.queued, 'progress', 0, 'message', '', 'stage', '',
            'updated_at', a.now, 'attempt', attempt)
 redis.call('HDEL', k, 'started_at', 'finished_at', 'seq', 'seq_any', 'result', 'current',
-           'total')
+           'total', 'cancel_requested', 'lease_revoked', 'reported_at', 'stalled')
 redis.call('EXPIRE', k, a.ttl)
 transition(a, k, a.id, cur[1], a.queued, cur[3], cur[4])
 return {'code', 1, 'state', cur[1], 'attempt', attempt}

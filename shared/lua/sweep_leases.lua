@@ -19,6 +19,9 @@
 --   a.exponential   the doubling backoff's name (for lib/retry.lua)
 --   a.backoff_cap   the longest exponential wait (for lib/retry.lua)
 --   a.failures_max  earlier attempts' errors kept (for lib/retry.lua)
+--   a.running       the name of the running state (for lib/transition.lua)
+--   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
+--   a.stalled_index the stalled jobs' index (for lib/transition.lua)
 --
 -- A lapsed job that has ended meanwhile (or expired) just loses its lease. Any
 -- other goes back to queued with attempt + 1, at the head of its kind's queue,

@@ -38,6 +38,12 @@
 --   a.exponential   the doubling backoff's name (for lib/retry.lua)
 --   a.backoff_cap   the longest exponential wait (for lib/retry.lua)
 --   a.failures_max  earlier attempts' errors kept (for lib/retry.lua)
+--   a.running       the name of the running state (lib/transition.lua, and below)
+--   a.stall_deadlines  when each running job becomes stalled (shared.keys.STALL_DEADLINES)
+--   a.stalled_index the stalled jobs, scored by creation time (shared.keys.STALLED_INDEX)
+--   a.cancelled     the name of the cancelled state
+--   a.ack_message   the message of a job that ends cancelled, with none of its own,
+--                   after a cancel was requested ("cancelled on request; ...")
 --
 -- Rules: an unknown job is refused (and, for a.attempt -1, a job of a kind RQ runs,
 -- as if unknown); a report for another attempt (the job was retried since) is
@@ -64,18 +70,28 @@
 -- hash's max_attempts; a.no_retry unset) does not end it: the job becomes scheduled
 -- for its next attempt (lib/retry.lua), loses its lease, and the answer's state is
 -- scheduled, with retry_at, attempt, max_attempts and failures.
+-- A plain report (no log line, no change of state) runs HMGET once and HSET once (and,
+-- running, one ZADD: its stall deadline).
+-- Cancel and stalls (shared/watch.py): every answer says whether a cancel was requested
+-- (cancel_requested, the time it was); a report for an attempt whose lease was revoked
+-- (lease_revoked, a forced cancel) is refused like a superseded one (code -3). An applied
+-- report is a sign of life: it stamps reported_at, moves a running job's stall deadline
+-- to now + its stall_after, and a stalled job is stalled no more. (A heartbeat renews
+-- the lease only: renew_lease.lua.)
 --
 -- Returns field/value pairs (shared.scripts.pairs turns them into a dict):
 --   code -1                 unknown job
 --   code -2, state, attempt stale attempt; attempt is the job's current one
---   code 0, state           dropped; state is the job's current state
+--   code -3, state, attempt that attempt's lease was revoked (a forced cancel)
+--   code 0, state, cancel_requested   dropped; state is the job's current state
 --   code 1, state, progress, message, stage, kind, current, total,
 --           result, log_after, log_ids, created_at, owner, batch_id, batch_done
 --                           applied; log_after is the id of the line before the
 --                           new ones (a.log_start for none), log_ids the new
 --                           lines' ids; batch_done 1 when this change completed
 --                           the job's batch (once); a retried attempt adds
---                           retry_at, attempt, max_attempts, failures
+--                           retry_at, attempt, max_attempts, failures;
+--                           cancel_requested as above
 local a = cjson.decode(ARGV[1])
 local k, logk, leases = KEYS[1], KEYS[2], KEYS[3]
 --! include transition
@@ -88,7 +104,8 @@ local seq_field = for_attempt > 0 and 'seq' or 'seq_any'
 local cur = redis.call('HMGET', k, 'state', 'progress', seq_field, 'message', 'stage', 'kind',
                        'current', 'total', 'log_last', 'created_at',
                        'owner', 'started_at', 'batch_id', 'attempt', 'external',
-                       'tenant', 'tenant_address')
+                       'tenant', 'tenant_address',
+                       'cancel_requested', 'stall_after', 'stalled', 'lease_revoked')
 local cur_state, cur_seq = cur[1], cur[3]
 if not cur_state then return {'code', -1} end
 if for_attempt < 0 and cur[15] ~= '1' then return {'code', -1} end
@@ -96,6 +113,10 @@ local cur_attempt = tonumber(cur[14]) or 1
 if for_attempt > 0 and for_attempt ~= cur_attempt then
   return {'code', -2, 'state', cur_state, 'attempt', cur_attempt}
 end
+if for_attempt > 0 and tonumber(cur[21]) == for_attempt then
+  return {'code', -3, 'state', cur_state, 'attempt', cur_attempt}
+end
+local cancel_requested = cur[18] or ''
 
 -- A report that is not refused renews the lease of a claimed external job.
 local function renew(ended)
@@ -104,7 +125,7 @@ end
 
 local function dropped(ended)
   renew(ended)
-  return {'code', 0, 'state', cur_state}
+  return {'code', 0, 'state', cur_state, 'cancel_requested', cancel_requested}
 end
 
 if a.terminal[cur_state] then return dropped(true) end
@@ -113,6 +134,9 @@ if seq and cur_seq and cur_seq ~= '' and tonumber(seq) <= tonumber(cur_seq) then
   return dropped(false)
 end
 local state, now, message, stage = a.state, a.now, a.message, a.stage
+if state == a.cancelled and message == '' and cancel_requested ~= '' then
+  message = a.ack_message
+end
 local old = tonumber(cur[2]) or 0
 local progress = a.progress
 if progress < old then progress = old end
@@ -145,6 +169,7 @@ local function changed_fields()
   if a.result then add('result', a.result) end
   if not cur[12] then add('started_at', now) end  -- the first change of a run (a retry clears it)
   if a.terminal[state] then add('finished_at', now) end
+  add('reported_at', now)
   return fields
 end
 
@@ -203,10 +228,17 @@ if state ~= cur_state then
   batch_done = transition(a, k, a.id, cur_state, state, cur[10], cur[13])
   redis.call('ZREMRANGEBYSCORE', a.state_index .. state, '-inf', tonumber(now) - a.ttl)
 end
+if state == a.running then  -- a sign of life: the stall deadline moves on
+  if cur[19] then redis.call('ZADD', a.stall_deadlines, tonumber(now) + tonumber(cur[19]), a.id) end
+  if cur[20] then
+    redis.call('HDEL', k, 'stalled')
+    redis.call('ZREM', a.stalled_index, a.id)
+  end
+end
 local answer = {'code', 1, 'state', state, 'progress', progress, 'message', message, 'stage', stage,
         'kind', cur[6] or '', 'current', current, 'total', total,
         'result', a.result or '', 'log_after', log_after, 'log_ids', log_ids,
         'created_at', cur[10] or '', 'owner', cur[11] or '', 'batch_id', cur[13] or '',
-        'batch_done', batch_done}
+        'batch_done', batch_done, 'cancel_requested', cancel_requested}
 for _, value in ipairs(retried) do answer[#answer + 1] = value end
 return answer

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from shared.claimqueue import Claim
 from shared.errors import Invalid
-from shared.protocol import is_uuid
+from shared.protocol import RUNNING, is_uuid
 from shared.signing import parse_bearer, sign_job_token
 from website.claims.notifier import NOTIFIER, Notifier
 from website.extensions import core
@@ -189,8 +189,9 @@ def _read_heartbeat(body: object) -> list[tuple[str, int | None]]:
 @bp.post("/heartbeat")
 def heartbeat() -> Response | tuple[Response | str, int]:
     """Renew the leases of the worker's jobs; each job's state and current attempt
-    (a job that was cancelled says so here). Only jobs of external kinds answer: any
-    other job is as unknown (state and attempt null, not held)."""
+    (a job that was cancelled says so here; one asked to stop has ``cancelRequested``).
+    Only jobs of external kinds answer: any other job is as unknown (state and attempt
+    null, not held). A heartbeat is no report: it does not keep a job from stalling."""
     if not _authorised():
         return error_response(401, "missing or invalid worker token")
     jobs = _read_heartbeat(read_json_body(BODY_MAX_BYTES))
@@ -201,6 +202,9 @@ def heartbeat() -> Response | tuple[Response | str, int]:
         if renewal is None or not renewal.external:  # a job RQ runs is none of theirs
             answers.append({"jobId": job_id, "state": None, "attempt": None, "held": False})
         else:
-            answers.append({"jobId": job_id, "state": renewal.state, "attempt": renewal.attempt,
-                            "held": renewal.held})
+            answer = {"jobId": job_id, "state": renewal.state, "attempt": renewal.attempt,
+                      "held": renewal.held}
+            if renewal.cancel_requested and renewal.state == RUNNING:  # stop, then report
+                answer["cancelRequested"] = True
+            answers.append(answer)
     return jsonify({"jobs": answers, "leaseSeconds": current_app.config["LEASE_SECONDS"]})

@@ -43,7 +43,7 @@ def api_row(job: JobState, worker: str | None) -> dict[str, Any]:
 
 @bp.get("/api/jobs")
 def find_jobs() -> Response | tuple[Response | str, int]:
-    """Jobs matching ``?state=&kind=&owner=&q=`` from ``?cursor=``, ``?limit=`` (1..200) at most
+    """Jobs matching ``?state=&kind=&owner=&q=&stalled=1`` from ``?cursor=``, ``?limit=`` (1..200) at most
     (``ownerName``: the name of the API key that started it)."""
     if not ops_allowed():
         return ops_challenge()
@@ -90,6 +90,6 @@ def start() -> Response | tuple[Response | str, int]:
         return ops_challenge()
     action, flt = _read(request.form)
     args = {"action": action, "state": flt.state, "kind": flt.kind, "owner": flt.owner,
-            "q": flt.q}
+            "q": flt.q, "stalled": flt.stalled}
     state = core.lifecycle.start(BULK_KIND, args, owner=OPERATOR_OWNER, tenant=OPERATOR_TENANT)
     return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]

@@ -27,6 +27,7 @@ from shared.capacity import read_memory
 from shared.protocol import APPLIED_HEADER, STATES
 from shared.rqconf import SERIALIZER, rq_queue
 from shared.store import JobStore
+from shared.watch import stalled_count
 from website.auth.operators import ops_allowed, ops_challenge
 from website.extensions import CORE
 
@@ -52,6 +53,7 @@ class JobGauges(Collector):
             counts = self.ops.store.state_counts(self.scan)
             depth = self.ops.queue.count
             workers = Worker.count(queue=self.ops.queue)
+            stalled = stalled_count(self.ops.store.client)
         except redis.RedisError as exc:
             log.warning("metrics: Redis unavailable: %s", exc)
             up.add_metric([], 0)
@@ -69,6 +71,9 @@ class JobGauges(Collector):
                                 value=depth)
         yield GaugeMetricFamily("jobcast_workers", "RQ workers registered on the queue",
                                 value=workers)
+        yield GaugeMetricFamily("jobcast_jobs_stalled",
+                                "Running jobs that sent no report within their stall_after",
+                                value=stalled)
 
 
 class Ops:

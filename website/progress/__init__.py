@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, request
 
 from shared.errors import Invalid, TooLarge
-from shared.protocol import APPLIED_HEADER, CALLBACK_MAX_BYTES, STATE_HEADER
+from shared.protocol import APPLIED_HEADER, CALLBACK_MAX_BYTES, CANCEL_HEADER, STATE_HEADER
 from shared.signing import parse_bearer
 from website.http.access import note_job, request_started
 from website.http.answers import error_response
@@ -49,8 +49,10 @@ def progress() -> Response | tuple[Response | str, int]:
         return error_response(outcome.status, outcome.message)
     if outcome.applied:
         observe_emit(request_started())
-    return Response(status=204, headers={APPLIED_HEADER: "1" if outcome.applied else "0",
-                                         STATE_HEADER: outcome.state or ""})
+    headers = {APPLIED_HEADER: "1" if outcome.applied else "0", STATE_HEADER: outcome.state or ""}
+    if outcome.cancel_requested:  # the job was asked to stop (shared/watch.py)
+        headers[CANCEL_HEADER] = "1"
+    return Response(status=204, headers=headers)
 
 
 def init_app(app: Flask) -> None:

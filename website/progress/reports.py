@@ -55,6 +55,7 @@ class Outcome:
     message: str = ""
     applied: bool = False
     state: str | None = None
+    cancel_requested: bool = False  # the job was asked to stop: the worker should
 
     def to_json(self) -> dict[str, object]:
         """One item of a batch's answer."""
@@ -62,6 +63,8 @@ class Outcome:
                                    "applied": self.applied, "state": self.state}
         if self.message:
             body["error"] = self.message
+        if self.cancel_requested:
+            body["cancelRequested"] = True
         return body
 
 
@@ -81,10 +84,11 @@ def apply_report(body: object, token: str) -> Outcome:
     try:
         update = ProgressUpdate.from_json(body, now=now)
         # A dropped update still learns the job's state: the worker stops once it ended.
-        applied, state = core.lifecycle.report(update, grant.attempt, now)
+        applied, state, cancel = core.lifecycle.report(update, grant.attempt, now)
     except JobcastError as exc:  # a bad payload, an unknown job, a superseded attempt
         return Outcome(shown, status_of(exc), _message(exc, grant))
-    return Outcome(update.job_id, 204, applied=applied is not None, state=state)
+    return Outcome(update.job_id, 204, applied=applied is not None, state=state,
+                   cancel_requested=cancel)
 
 
 def _message(exc: JobcastError, grant: JobGrant) -> str:
@@ -159,9 +163,9 @@ def apply_batch(items: list[Any], token: str) -> list[Outcome]:
             outcomes[item.index] = Outcome(item.shown, status_of(answer),
                                            _message(answer, JobGrant("", item.attempt)))
         else:
-            applied, name = answer
+            applied, name, cancel = answer
             outcomes[item.index] = Outcome(item.update.job_id, 204, applied=applied is not None,
-                                           state=name)
+                                           state=name, cancel_requested=cancel)
     return [outcome for outcome in outcomes if outcome is not None]
 
 

@@ -17,6 +17,9 @@
 --   a.timeline_max  how many entries a timeline keeps (shared.store.TIMELINE_MAX)
 --   a.batch_prefix  the prefix of batch hashes (shared.keys.BATCH_PREFIX)
 --   a.terminal      the terminal states, a set {name: true}
+--   a.running       the name of the running state
+--   a.stall_deadlines  when each running job becomes stalled (shared.keys.STALL_DEADLINES)
+--   a.stalled_index    the stalled jobs, scored by creation time (shared.keys.STALLED_INDEX)
 --
 -- The id moves from <state_index><from> to <state_index><to>, scored by its
 -- creation time, so the indexes never disagree with the hash; "<to> <now>" is
@@ -25,6 +28,9 @@
 -- `from` to `to` in the batch's totals; `done` goes up when it ends (down when
 -- a retry takes it back), and the change that makes `done` reach `total`
 -- marks the batch completed (HSETNX completed_at), once.
+-- Stalls (shared/watch.py): a job that starts running gets a stall deadline (now +
+-- its stored stall_after; none without one); one that stops running loses it, and
+-- is no longer stalled.
 local function transition(a, k, id, from, to, created, batch)
   local now = a.now
   redis.call('ZREM', a.state_index .. from, id)
@@ -34,6 +40,13 @@ local function transition(a, k, id, from, to, created, batch)
   redis.call('LTRIM', timeline, -a.timeline_max, -1)
   local pttl = redis.call('PTTL', k)
   if pttl > 0 then redis.call('PEXPIRE', timeline, pttl) end
+  if to == a.running and from ~= a.running then
+    local stall = tonumber(redis.call('HGET', k, 'stall_after'))
+    if stall then redis.call('ZADD', a.stall_deadlines, tonumber(now) + stall, id) end
+  elseif from == a.running and to ~= a.running then
+    redis.call('ZREM', a.stall_deadlines, id)
+    if redis.call('ZREM', a.stalled_index, id) == 1 then redis.call('HDEL', k, 'stalled') end
+  end
   if not batch then return 0 end
   local bk = a.batch_prefix .. batch
   if redis.call('EXISTS', bk) == 0 then return 0 end

@@ -16,7 +16,7 @@
   var token = root.getAttribute("data-token");
   var cursor = root.getAttribute("data-cursor") || "";
   var filter = {};
-  ["state", "kind", "owner", "q", "batch"].forEach(function (name) {
+  ["state", "kind", "owner", "q", "batch", "stalled"].forEach(function (name) {
     var value = root.getAttribute("data-filter-" + name);
     if (value) { filter[name] = value; }
   });
@@ -193,7 +193,7 @@
     if (filter.state && p.state !== filter.state) { return false; }
     if (filter.kind && p.kind !== filter.kind) { return false; }
     if (filter.owner && (p.owner || "") !== filter.owner) { return false; }
-    return filter.q || filter.batch ? null : true;  /* not in the event: ask the server */
+    return filter.q || filter.batch || filter.stalled ? null : true;  /* not in the event: ask the server */
   }
 
   function setTotal(delta) {

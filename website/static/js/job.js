@@ -61,6 +61,8 @@
     if (window.JobcastRetries) { window.JobcastRetries.render(p); }
     if (window.JobcastAfter) { window.JobcastAfter.render(p); }
     root.setAttribute("data-state", String(p.state));
+    /* Other scripts of the page (job-stop.js) read each update from this event. */
+    root.dispatchEvent(new CustomEvent("jobcast:update", { detail: p }));
     if (finished()) {
       setConnection("done", "not needed, the job has finished");
       if (socket) { socket.disconnect(); }
