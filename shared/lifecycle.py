@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from rq import Retry
+from rq import Queue, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -41,9 +41,13 @@ from shared.capacity import Capacity
 from shared.claimqueue import Claim, ExternalQueues, LeasesLapsed
 from shared.errors import Conflict, NotFound
 from shared.events import Change
-from shared.fairshare import EXTERNAL_LANE, Admitted, FairShare, external_lane, rq_lane
+from shared.fairshare import EXTERNAL_LANE, Admitted, FairShare, rq_lane
 from shared.kinds import JobKind
 from shared.kinds.bulk import BULK_KIND
+from shared.kinds.policy import DEFAULT_PRIORITY, PRIORITIES
+from shared.pause import KindPause
+from shared.position import record_durations
+from shared.priority import external_of_lane, lane_of, rq_queue_name, rq_queue_of_lane
 from shared.protocol import (
     CANCELLABLE_STATES,
     CANCELLED,
@@ -90,6 +94,10 @@ class Lifecycle:
         self.store = store or JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
                                        log_max=cfg.JOB_LOG_MAX, lease_seconds=cfg.LEASE_SECONDS)
         self.queue = rq_queue(cfg.QUEUE_NAME, raw)  # RQ wants bytes; JSON, never pickle
+        # One RQ queue per priority, highest first (shared/priority.py); normal's is self.queue.
+        self.queues = {p: self.queue if p == DEFAULT_PRIORITY else
+                       rq_queue(rq_queue_name(cfg.QUEUE_NAME, p), raw) for p in PRIORITIES}
+        self.pause = KindPause(client, ttl=cfg.JOB_TTL)  # paused kinds (shared/pause.py)
         # Webhook deliveries on their own queue and worker: never behind, nor in, a user job.
         self.webhook_queue = rq_queue(webhooks.queue_name(cfg.QUEUE_NAME), raw)
         self.external = ExternalQueues(client, lease_seconds=cfg.LEASE_SECONDS,
@@ -98,7 +106,8 @@ class Lifecycle:
         self.fair = FairShare(client, depth=cfg.FAIR_SHARE_DEPTH, ttl=cfg.JOB_TTL)
         self._sweeping = threading.Lock()  # one sweep at a time in this process
         self.reactions: list[Reaction] = [pusher.push, self._free_places,
-                                          self._complete_batches, self._hand_over_webhooks]
+                                          self._complete_batches, self._hand_over_webhooks,
+                                          self._record_durations]
 
     def add_reaction(self, reaction: Reaction) -> None:
         """Run ``reaction`` on every change from now on (after the built-in ones)."""
@@ -115,7 +124,8 @@ class Lifecycle:
     def start(self, kind: JobKind | str, args: dict[str, Any], *, owner: str = "",
               webhook: str | None = None, run_at: datetime | None = None,
               fields: dict[str, str] | None = None, job_id: str | None = None,
-              at_front: bool = False, room: bool = True, tenant: str = "") -> JobState:
+              at_front: bool = False, room: bool = True, tenant: str = "",
+              priority: str | None = None) -> JobState:
         """Store one job of ``kind`` with checked ``args`` and hand it over; its state.
 
         ``owner`` is recorded and indexed; ``webhook`` (a checked URL) is called when
@@ -123,22 +133,25 @@ class Lifecycle:
         stored on it too; ``at_front`` puts it first in RQ's queue (the site's own
         bulk jobs); ``room`` checks the store's caps first (the site's requests);
         ``tenant`` is who the job counts against for quotas and fair share
-        (:mod:`shared.apikeys` names the forms; '' for the site's own jobs).
+        (:mod:`shared.apikeys` names the forms; '' for the site's own jobs);
+        ``priority`` (checked by the caller; None: the kind's) picks its queue.
         """
         spec = kind if isinstance(kind, JobKind) else self.kind(kind)
+        priority = priority or spec.policy.priority
         if room:
             self.capacity.ensure_room()
         job_id = job_id or new_id()
         extra = {**self._fields(spec, args, webhook), **(fields or {})}
         if tenant:
             extra["tenant"] = tenant
+        extra["priority"] = priority
         if run_at is not None:
             extra["run_at"] = repr(run_at.timestamp())
         state = self.store.create(job_id, spec.name, owner, SCHEDULED if run_at else QUEUED,
                                   **extra)
         try:
             self._hand_over(spec, [(job_id, args)], tenant=tenant, run_at=run_at,
-                            at_front=at_front)
+                            at_front=at_front, priority=priority)
         except redis.RedisError:
             self._not_queued(job_id)
             raise
@@ -148,26 +161,30 @@ class Lifecycle:
         return state
 
     def start_batch(self, kind: JobKind, items: list[dict[str, Any]], *, owner: str = "",
-                    on_complete: dict[str, Any] | None = None, tenant: str = ""
-                    ) -> tuple[str, list[str]]:
+                    on_complete: dict[str, Any] | None = None, tenant: str = "",
+                    priority: str | None = None) -> tuple[str, list[str]]:
         """Store a batch of ``kind`` jobs (one per checked ``items`` entry) and hand them
-        over; the batch id and the children's ids. ``tenant``: as for :meth:`start`."""
+        over; the batch id and the children's ids. ``tenant``, ``priority``: as for
+        :meth:`start`."""
         self.capacity.ensure_room()
+        priority = priority or kind.policy.priority
         child_fields = self._fields(kind, {}, None)
         if tenant:
             child_fields["tenant"] = tenant
+        child_fields["priority"] = priority
         batch_id, ids = batches.create_batch(self.store, kind.name, items, owner=owner,
                                              on_complete=on_complete,
                                              child_fields=child_fields)
-        self._hand_over(kind, list(zip(ids, items, strict=True)), tenant=tenant)
+        self._hand_over(kind, list(zip(ids, items, strict=True)), tenant=tenant,
+                        priority=priority)
         log.info("batch %s: %s jobs of %s started", batch_id, len(ids), kind.name)
         return batch_id, ids
 
     def release(self, job_id: str, kind: str) -> None:
         """A scheduled job of an external kind is due: it joins its kind's queue, in its
         tenant's turn (RQ's scheduler runs this as ``RELEASE_JOB`` at its time)."""
-        tenant = self.client.hget(keys.job_key(job_id), "tenant") or ""
-        self._admit_external(kind, str(tenant), [job_id])
+        tenant, priority = self.client.hmget(keys.job_key(job_id), ["tenant", "priority"])
+        self._admit_external(kind, str(tenant or ""), [job_id], str(priority or ""))
 
     def left_queue(self, job_id: str) -> None:
         """A worker took ``job_id`` off its queue (the runner says so first thing): its
@@ -189,24 +206,27 @@ class Lifecycle:
 
     def _hand_over(self, kind: JobKind, jobs: list[tuple[str, dict[str, Any]]], *,
                    tenant: str = "", run_at: datetime | None = None,
-                   at_front: bool = False) -> None:
+                   at_front: bool = False, priority: str = DEFAULT_PRIORITY) -> None:
         """Queue stored jobs as their kind says, in their tenant's turn (fair share): RQ,
-        or the external kind's queue. ``at_front`` (an operator's bulk job) skips the turn.
+        or the external kind's queue, of their ``priority``. ``at_front`` (an operator's
+        bulk job) skips the turn. A paused kind's RQ jobs are held back (shared/pause.py).
         """
         if kind.external and run_at is None:
-            self._admit_external(kind.name, tenant, [job_id for job_id, _args in jobs])
+            self._admit_external(kind.name, tenant, [job_id for job_id, _args in jobs],
+                                 priority)
             return
+        queue = self.queues.get(priority, self.queue)
         if run_at is not None:  # one job, from a form or the API: RQ's scheduler queues it
             for job_id, args in jobs:
                 function, job_args, kwargs, options = self._rq_call(kind, job_id, args)
-                self.queue.enqueue_at(run_at, function, *job_args, **kwargs, **options)
+                queue.enqueue_at(run_at, function, *job_args, **kwargs, **options)
             return
         created: dict[str, Job] = {}
         for start in range(0, len(jobs), ENQUEUE_CHUNK):  # saved first: a held job waits saved
             pipe = self.queue.connection.pipeline()
             for job_id, args in jobs[start:start + ENQUEUE_CHUNK]:
                 function, job_args, kwargs, options = self._rq_call(kind, job_id, args)
-                job = self.queue.create_job(
+                job = queue.create_job(
                     function, args=job_args, kwargs=kwargs, job_id=options["job_id"],
                     timeout=options["job_timeout"], result_ttl=options["result_ttl"],
                     failure_ttl=options["failure_ttl"], ttl=self.cfg.JOB_TTL,
@@ -215,39 +235,60 @@ class Lifecycle:
                 created[job_id] = job
             pipe.execute()
         if at_front:
-            self._enqueue([*created.values()], at_front=True)
+            self._enqueue([*created.values()], at_front=True, queue=queue)
             return
-        self._queue_admitted(self.fair.admit(rq_lane(self.queue.name), tenant, [*created]),
-                             created)
+        held = self.pause.hold([*created], [kind.name] * len(created))  # its kind is paused
+        self._queue_admitted(self.fair.admit(rq_lane(queue.name), tenant,
+                                             [i for i in created if i not in held]), created)
 
-    def _admit_external(self, kind: str, tenant: str, job_ids: list[str]) -> None:
-        self._queue_admitted(self.fair.admit(external_lane(kind), tenant, job_ids))
+    def _admit_external(self, kind: str, tenant: str, job_ids: list[str],
+                        priority: str = DEFAULT_PRIORITY) -> None:
+        self._queue_admitted(self.fair.admit(lane_of(self.cfg.QUEUE_NAME, kind, True,
+                                                     priority or DEFAULT_PRIORITY),
+                                             tenant, job_ids))
 
     def _queue_admitted(self, admitted: Admitted | None,
                         created: dict[str, Job] | None = None) -> None:
         """Put the jobs fair share let in on their lane's queue (RQ's, or an external
-        kind's); ``created``: RQ jobs at hand (others are read from RQ)."""
-        if admitted is None or not (admitted.from_held or admitted.new):
-            return
-        ids = [*admitted.from_held, *admitted.new]
-        if admitted.lane.startswith(EXTERNAL_LANE):
-            self.external.push_many(ids, admitted.lane[len(EXTERNAL_LANE):])
-            return
-        jobs: list[Job] = []
-        for job_id in ids:
-            job = (created or {}).get(job_id) or self.queue.fetch_job(job_id)
-            if job is None:  # its RQ job expired while held: never leave it "queued"
-                log.warning("job %s: its RQ job is gone; it cannot run", job_id)
-                self._not_queued(job_id)
-            else:
-                jobs.append(job)
-        self._enqueue(jobs)
+        kind's); ``created``: RQ jobs at hand (others are read from RQ). An RQ job of a
+        paused kind is held back instead, and its place goes to its tenant's next job
+        (a loop, not a recursion: a tenant may hold thousands)."""
+        pending = [admitted]
+        while pending:
+            admitted = pending.pop()
+            if admitted is None or not (admitted.from_held or admitted.new):
+                continue
+            ids = [*admitted.from_held, *admitted.new]
+            if admitted.lane.startswith(EXTERNAL_LANE):
+                kind, priority = external_of_lane(admitted.lane)
+                self.external.push_many(ids, kind, priority)
+                continue
+            jobs: list[Job] = []
+            for job_id in ids:
+                job = (created or {}).get(job_id) or self.queue.fetch_job(job_id)
+                if job is None:  # its RQ job expired while held: never leave it "queued"
+                    log.warning("job %s: its RQ job is gone; it cannot run", job_id)
+                    self._not_queued(job_id)
+                else:
+                    jobs.append(job)
+            held = self.pause.hold([job.id for job in jobs],
+                                   [str(job.kwargs.get("kind_name", "")) for job in jobs])
+            self._enqueue([job for job in jobs if job.id not in held],
+                          queue=self._queue_named(rq_queue_of_lane(admitted.lane)))
+            pending.extend(self.fair.release(job_id) for job_id in held)
 
-    def _enqueue(self, jobs: list[Job], at_front: bool = False) -> None:
+    def _queue_named(self, name: str) -> Queue:
+        """The RQ queue ``name`` (one of the priorities'; any other is built)."""
+        return next((q for q in self.queues.values() if q.name == name), None) or rq_queue(
+            name, self.queue.connection)
+
+    def _enqueue(self, jobs: list[Job], at_front: bool = False,
+                 queue: Queue | None = None) -> None:
+        queue = queue or self.queue
         for start in range(0, len(jobs), ENQUEUE_CHUNK):
-            pipe = self.queue.connection.pipeline()
+            pipe = queue.connection.pipeline()
             for job in jobs[start:start + ENQUEUE_CHUNK]:
-                self.queue.enqueue_job(job, pipeline=pipe, at_front=at_front)
+                queue.enqueue_job(job, pipeline=pipe, at_front=at_front)
             pipe.execute()
 
     def _rq_call(self, kind: JobKind, job_id: str, args: dict[str, Any]
@@ -300,7 +341,11 @@ class Lifecycle:
 
     def claim(self, kinds: list[str], worker: str) -> Claim | None:
         """Give the oldest waiting job of ``kinds`` to ``worker`` (None: none waits);
-        lapsed leases are swept first, when there are some."""
+        lapsed leases are swept first, when there are some. Paused kinds are skipped."""
+        paused = self.pause.paused()
+        kinds = [kind for kind in kinds if kind not in paused]
+        if not kinds:
+            return None
         got = self.external.claim(kinds, worker)
         if isinstance(got, LeasesLapsed):
             self.sweep()
@@ -390,7 +435,8 @@ class Lifecycle:
                            "retried")
         if job.extra.get("external") == "1":
             state = self._reset(job)
-            self._admit_external(state.kind, job.extra.get("tenant", ""), [state.job_id])
+            self._admit_external(state.kind, job.extra.get("tenant", ""), [state.job_id],
+                                 job.extra.get("priority", DEFAULT_PRIORITY))
         else:
             state = self._retry_in_rq(job)
         log.info("job %s retried (attempt %s, was %s)", job.job_id, state.attempt, job.state)
@@ -425,12 +471,13 @@ class Lifecycle:
             kwargs = {**kwargs, "token": sign_job_token(self.cfg.SECRET_KEY, job.job_id,
                                                         state.attempt)}
         rq_job.delete(remove_from_queue=True)
-        again = self.queue.create_job(function, args=args, kwargs=kwargs, job_id=job.job_id,
-                                      timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
-                                      result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL,
-                                      ttl=self.cfg.JOB_TTL, status=JobStatus.CREATED)
+        queue = self._queue_named(rq_job.origin or self.queue.name)  # its priority's
+        again = queue.create_job(function, args=args, kwargs=kwargs, job_id=job.job_id,
+                                 timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
+                                 result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL,
+                                 ttl=self.cfg.JOB_TTL, status=JobStatus.CREATED)
         again.save()
-        self._queue_admitted(self.fair.admit(rq_lane(self.queue.name),
+        self._queue_admitted(self.fair.admit(rq_lane(queue.name),
                                              job.extra.get("tenant", ""), [job.job_id]),
                              {job.job_id: again})
         return state
@@ -451,6 +498,66 @@ class Lifecycle:
                          owner=f"batch:{batch_id}", job_id=reserved,
                          tenant=batch_tenant(batch_id))
         return job, True
+
+    # -- pause (shared/pause.py) ---------------------------------------------------
+    def pause_kind(self, name: str) -> bool:
+        """Pause the kind ``name``: its running jobs finish, the others wait; False when it
+        was paused already."""
+        paused = self.pause.pause(self.kind(name).name)
+        log.info("kind %s paused%s", name, "" if paused else " (it was already)")
+        return paused
+
+    def resume_kind(self, name: str) -> int:
+        """Resume the kind ``name``: its held RQ jobs go back to fair share, in order, in
+        chunks (an external kind's never left its queues); how many."""
+        kind = self.kind(name).name
+        self.pause.unpause(kind)
+        resumed = 0
+        while ids := self.pause.take(kind, ENQUEUE_CHUNK):
+            created: dict[str, Job] = {}
+            lanes: dict[tuple[str, str], list[str]] = {}  # (queue, tenant) -> ids, in order
+            for state in self.store.get_many(ids):
+                if state is None or state.state != QUEUED:
+                    continue
+                job = self._rq_job_again(state.job_id)
+                if job is None:
+                    self._not_queued(state.job_id)
+                    continue
+                created[state.job_id] = job
+                lanes.setdefault((job.origin, state.extra.get("tenant", "")), []).append(
+                    state.job_id)
+            for (queue_name, tenant), lane_ids in lanes.items():
+                self._queue_admitted(self.fair.admit(rq_lane(queue_name), tenant, lane_ids),
+                                     created)
+            resumed += len(created)
+        log.info("kind %s resumed: %s held jobs queued again", kind, resumed)
+        return resumed
+
+    def held_back(self, job_id: str, kind: str) -> bool:
+        """A worker took ``job_id`` of ``kind`` off RQ's queue: True when its kind is paused,
+        and then it is held back, unrun, until the kind is resumed (``run_kind``)."""
+        return bool(self.pause.hold([job_id], [kind]))
+
+    def _rq_job_again(self, job_id: str) -> Job | None:
+        """The held job's RQ job, saved and ready to queue: as it is when it never ran,
+        made again (same call, same queue) when a worker handed it back; None when gone."""
+        try:
+            rq_job = Job.fetch(job_id, connection=self.queue.connection, serializer=SERIALIZER)
+        except NoSuchJobError:
+            return None
+        if rq_job.get_status(refresh=False) == JobStatus.CREATED:
+            return rq_job
+        queue = self._queue_named(rq_job.origin or self.queue.name)
+        function, args, kwargs = rq_job.func_name, rq_job.args, rq_job.kwargs
+        if not function:
+            return None
+        rq_job.delete(remove_from_queue=True)
+        again = queue.create_job(function, args=args, kwargs=kwargs, job_id=job_id,
+                                 timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
+                                 result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL,
+                                 ttl=self.cfg.JOB_TTL, status=JobStatus.CREATED)
+        again.save()
+        return again
 
     # -- reacting ---------------------------------------------------------------
     def changed(self, states: Iterable[JobState], at: float | None = None,
@@ -509,3 +616,11 @@ class Lifecycle:
                     log.info("job %s: webhook delivery %s enqueued", job_id, delivery)
             except redis.RedisError as exc:
                 log.warning("job %s: could not enqueue its webhook: %s", job_id, exc)
+
+    def _record_durations(self, changes: list[Change]) -> None:
+        """A job that succeeded adds its run time to its kind's recent durations (the
+        ``eta`` of queued jobs, ``shared/position.py``)."""
+        try:
+            record_durations(self.client, changes)
+        except redis.RedisError as exc:
+            log.warning("could not record the jobs' durations: %s", exc)
