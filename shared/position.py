@@ -63,6 +63,31 @@ class Place:
         """The payload fields: ``position``, ``eta``, ``paused``."""
         return {"position": self.position, "eta": self.eta, "paused": self.paused}
 
+    def words(self) -> str:
+        """The place in words, as the job's page shows it (website/static/js/job-place.js
+        says the same): "4th in line, about 50 s"."""
+        if self.paused:
+            return "Paused by an operator: it waits until its kind is resumed."
+        if self.position is None:
+            return "Waiting in line."
+        text = f"{ordinal(self.position)} in line"
+        return text + (f", about {about(self.eta)}" if self.eta is not None else "") + "."
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th… 11th, 12th, 13th… 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def about(seconds: int) -> str:
+    """A wait in round words: "50 s", "3 min", "2 h"."""
+    if seconds < 60:
+        return f"{max(seconds, 1)} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600)} h"
+
 
 def record_durations(client: redis.Redis, changes: Iterable[Change]) -> int:
     """Add the run time of each job that succeeded in ``changes`` to its kind's window;

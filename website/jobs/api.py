@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from shared.errors import Invalid
 from shared.joblog import is_log_id, read_log
+from shared.position import Positions
+from shared.priority import checked, of
 from shared.protocol import LOG_START
+from shared.store import JobState
 from shared.webhooks import delivery_state
+from website.auth.operators import is_operator
 from website.auth.owners import (
     control_token,
     may_control,
@@ -33,15 +39,17 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     cancel and retry it).
 
     With ``"runAt"`` (ISO 8601 with a zone) or ``"delaySeconds"`` it is
-    ``scheduled`` until then (``website/jobs/submit.py``).
+    ``scheduled`` until then (``website/jobs/submit.py``). ``"priority"`` above the
+    kind's default: operators only (403 naming ``priority`` for anyone else).
 
     400 names each bad argument (``fields``); nothing is stored or enqueued then.
     """
     submitted = read_submission(core.kinds)
     owner = request_owner(submitted.owner)  # "owner" from the body: operators only
+    priority = checked(submitted.priority, submitted.kind.policy.priority, is_operator())
     state = core.lifecycle.start(submitted.kind, submitted.args, owner=owner,
                                  webhook=submitted.webhook, run_at=submitted.run_at,
-                                 tenant=request_tenant())
+                                 tenant=request_tenant(), priority=priority)
     status_url = url_for("api.job_state", job_id=state.job_id)
     body = {"id": state.job_id, "kind": submitted.kind.name, "status_url": status_url,
             "state": state.to_payload(), "controlToken": control_token(state.job_id),
@@ -57,10 +65,26 @@ def job_state(job_id: str) -> Response | tuple[Response | str, int]:
     else with the id it would tell what answers at the webhook's URL."""
     state = readable_job(job_id)
     body = state.to_payload()
+    body.update(queue_place(state))
     delivery = delivery_state(state.extra)
     if delivery is not None and may_control(state.job_id):
         body["webhook"] = delivery
     return jsonify(body)
+
+
+def positions() -> Positions:
+    """The position model on the app's Redis (``shared/position.py``)."""
+    return Positions(core.client, current_app.config["QUEUE_NAME"],
+                     {name: kind.external for name, kind in core.kinds.items()})
+
+
+def queue_place(state: JobState) -> dict[str, Any]:
+    """While a job is queued: its ``priority``, ``position``, ``eta`` and ``paused``
+    (``shared/position.py``); nothing once it has left the queue."""
+    place = positions().of([state]).get(state.job_id)
+    if place is None:
+        return {}
+    return {"priority": of(state.extra.get("priority")), **place.to_json()}
 
 
 @bp.get("/jobs/<job_id>/log")

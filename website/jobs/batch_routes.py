@@ -25,7 +25,9 @@ from shared.batches import BATCH_MAX, UnknownBatch, batch_owner, batch_totals
 from shared.errors import Forbidden, Invalid
 from shared.kinds import JobKind
 from shared.kinds.validate import problems, with_defaults
+from shared.priority import checked
 from shared.protocol import is_uuid
+from website.auth.operators import is_operator
 from website.auth.owners import (
     batch_control_token,
     may_control_batch,
@@ -85,11 +87,15 @@ def read_batch(body: object) -> tuple[JobKind, list[dict[str, Any]], dict[str, A
 @bp.post("/api/batches")
 def create() -> tuple[Response, int]:
     """Start a batch: 202 ``{"batchId", "statusUrl", "total", "controlToken", "owner"}``;
-    400 naming bad items."""
-    kind, items, then = read_batch(read_json_body(BODY_MAX))
+    400 naming bad items. ``"priority"`` applies to every item (above the kind's
+    default: operators only, 403 otherwise)."""
+    body = read_json_body(BODY_MAX)
+    kind, items, then = read_batch(body)
     owner = request_owner()
+    priority = checked(body.get("priority") if isinstance(body, dict) else None,
+                       kind.policy.priority, is_operator())
     batch_id, ids = core.lifecycle.start_batch(kind, items, owner=owner, on_complete=then,
-                                               tenant=request_tenant())
+                                               tenant=request_tenant(), priority=priority)
     status_url = url_for("batches.status", batch_id=batch_id)
     return jsonify({"batchId": batch_id, "statusUrl": status_url, "total": len(ids),
                     "controlToken": batch_control_token(batch_id), "owner": owner}), 202

@@ -9,6 +9,8 @@ the property's ``maxLength`` bytes. A JSON submission may also name:
 * ``webhook``: a URL called when the job ends; only to hosts the operator
   listed in ``WEBHOOK_ALLOWED_HOSTS`` (``shared/webhooks.py``), and only when
   ``WEBHOOK_SECRET`` is set;
+* ``priority``: ``high``, ``normal`` or ``low`` (the kind's default without it;
+  only an operator may ask for more than that: ``shared/priority.py``);
 * ``runAt`` (ISO 8601 with a zone) or ``delaySeconds``: the job waits,
   ``scheduled``, until then. The time must be in the future and within
   ``JOB_TTL`` (the job's record would expire before it ran). RQ's scheduler
@@ -51,6 +53,7 @@ class Submission:
     webhook: str | None = None
     run_at: datetime | None = None
     owner: object = None  # the body's "owner" (operators may name one)
+    priority: object = None  # the body's "priority" (checked by shared.priority.checked)
 
 
 def upload_limit(kind: JobKind, name: str) -> int:
@@ -95,7 +98,8 @@ def read_submission(kinds: dict[str, JobKind]) -> Submission:
         raise Invalid("owner must be text (and only an operator may name one)",
                       {"owner": "must be text"})
     return Submission(kind, checked_args(kind, args), webhook=read_webhook(body),
-                      run_at=read_run_at(body, current_app.config["JOB_TTL"]), owner=owner)
+                      run_at=read_run_at(body, current_app.config["JOB_TTL"]), owner=owner,
+                      priority=body.get("priority"))
 
 
 def read_webhook(body: dict[str, Any]) -> str | None:

@@ -139,6 +139,8 @@ def dashboard() -> Response | str | tuple[Response | str, int]:
     return render_template("dashboard.html", data=snapshot(flt, cursor), token=dashboard_token(),
                            flt=flt, states=STATES, kinds=kinds,
                            schedules=ScheduleStore(core.client).all(), api_keys=api_keys,
+                           pausable=[k for k in kinds if not core.kinds[k].hidden],
+                           paused=core.lifecycle.pause.paused(),
                            owner_name=next((k.name for k in api_keys if k.tenant == flt.owner),
                                            None))
 

@@ -49,6 +49,9 @@
      * room can overtake that read's answer: both come before the connect is
      * acknowledged and are handed over in arrival order, the newer state first. */
     if (finished()) { return; }
+    /* A place in line (the position ticker's push) is only ever about a queued job: one
+     * that arrives after the job started is stale. */
+    if (p.position !== undefined && root.getAttribute("data-state") !== P.states.queued) { return; }
     bar.value = p.progress;
     bar.textContent = p.progress + "%";
     span.textContent = String(p.progress);
@@ -57,6 +60,7 @@
     messageEl.textContent = p.message ? ": " + p.message : "";
     countsEl.textContent = typeof p.total === "number" ? " (" + p.current + " of " + p.total + ")" : "";
     if (window.JobcastLog) { window.JobcastLog.result(p); }
+    if (window.JobcastPlace) { window.JobcastPlace.show(p); }
     root.setAttribute("data-state", String(p.state));
     if (finished()) {
       setConnection("done", "not needed, the job has finished");
