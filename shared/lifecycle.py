@@ -263,9 +263,10 @@ class Lifecycle:
                 kind, priority = external_of_lane(admitted.lane)
                 self.external.push_many(ids, kind, priority)
                 continue
+            queue = self._queue_named(rq_queue_of_lane(admitted.lane))
             jobs: list[Job] = []
             for job_id in ids:
-                job = (created or {}).get(job_id) or self.queue.fetch_job(job_id)
+                job = (created or {}).get(job_id) or queue.fetch_job(job_id)
                 if job is None:  # its RQ job expired while held: never leave it "queued"
                     log.warning("job %s: its RQ job is gone; it cannot run", job_id)
                     self._not_queued(job_id)
@@ -273,8 +274,7 @@ class Lifecycle:
                     jobs.append(job)
             held = self.pause.hold([job.id for job in jobs],
                                    [str(job.kwargs.get("kind_name", "")) for job in jobs])
-            self._enqueue([job for job in jobs if job.id not in held],
-                          queue=self._queue_named(rq_queue_of_lane(admitted.lane)))
+            self._enqueue([job for job in jobs if job.id not in held], queue=queue)
             pending.extend(self.fair.release(job_id) for job_id in held)
 
     def _queue_named(self, name: str) -> Queue:
@@ -510,8 +510,11 @@ class Lifecycle:
     def resume_kind(self, name: str) -> int:
         """Resume the kind ``name``: its held RQ jobs go back to fair share, in order, in
         chunks (an external kind's never left its queues); how many."""
-        kind = self.kind(name).name
+        spec = self.kind(name)
+        kind = spec.name
         self.pause.unpause(kind)
+        if spec.external:  # wake the claims waiting for it (they skipped it while paused)
+            self.client.publish(keys.EXTERNAL_CHANNEL, kind)
         resumed = 0
         while ids := self.pause.take(kind, ENQUEUE_CHUNK):
             created: dict[str, Job] = {}
