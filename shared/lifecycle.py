@@ -508,8 +508,9 @@ class Lifecycle:
         return paused
 
     def resume_kind(self, name: str) -> int:
-        """Resume the kind ``name``: its held RQ jobs go back to fair share, in order, in
-        chunks (an external kind's never left its queues); how many."""
+        """Resume the kind ``name``: its held RQ jobs go back to fair share, oldest first,
+        in chunks (an external kind's never left its queues: its waiting claims are
+        woken); how many."""
         spec = self.kind(name)
         kind = spec.name
         self.pause.unpause(kind)
@@ -519,8 +520,10 @@ class Lifecycle:
         while ids := self.pause.take(kind, ENQUEUE_CHUNK):
             created: dict[str, Job] = {}
             lanes: dict[tuple[str, str], list[str]] = {}  # (queue, tenant) -> ids, in order
-            for state in self.store.get_many(ids):
-                if state is None or state.state != QUEUED:
+            # Oldest first: a job handed back by a worker was held after newer ones.
+            for state in sorted((s for s in self.store.get_many(ids) if s is not None),
+                                key=lambda s: s.created_at):
+                if state.state != QUEUED:
                     continue
                 job = self._rq_job_again(state.job_id)
                 if job is None:
