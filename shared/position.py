@@ -90,22 +90,31 @@ def about(seconds: int) -> str:
 
 
 def record_durations(client: redis.Redis, changes: Iterable[Change]) -> int:
-    """Add the run time of each job that succeeded in ``changes`` to its kind's window;
-    how many (one round trip for them all)."""
-    pipe = client.pipeline(transaction=False)
+    """Add the run time of each job that succeeded in ``changes`` to its kind's window
+    (from its first report to its end, read from the job's hash: a report's stored
+    state does not carry them); how many. Two round trips, only when one succeeded."""
+    done = [c.state for c in changes if c.state.state == SUCCEEDED]
+    if not done:
+        return 0
+    read = client.pipeline(transaction=False)
+    for state in done:
+        read.hmget(keys.job_key(state.job_id), ["started_at", "finished_at"])
+    write = client.pipeline(transaction=False)
     count = 0
-    for change in changes:
-        state = change.state
-        started, ended = state.started_at, state.finished_at
-        if state.state != SUCCEEDED or started is None or ended is None or ended < started:
+    for state, (started, ended) in zip(done, read.execute(), strict=True):
+        try:
+            took = float(ended) - float(started)
+        except (TypeError, ValueError):
+            continue
+        if took < 0:
             continue
         key = keys.durations_key(state.kind)
-        pipe.lpush(key, f"{ended - started:.3f}")
-        pipe.ltrim(key, 0, DURATIONS_KEPT - 1)
-        pipe.expire(key, DURATIONS_TTL)
+        write.lpush(key, f"{took:.3f}")
+        write.ltrim(key, 0, DURATIONS_KEPT - 1)
+        write.expire(key, DURATIONS_TTL)
         count += 1
     if count:
-        pipe.execute()
+        write.execute()
     return count
 
 

@@ -10,8 +10,8 @@ Socket.IO connection, like the relay: ``website/realtime/listener.py``). Every
 3. computes the places of the queued ones (``shared/position.py``: one more
    pipeline, no key scan);
 4. sends ``updateProgress`` (the job's payload with ``position``, ``eta``,
-   ``paused`` and ``priority``) to the room's connections on this process, only
-   when the place changed or a connection joined since the last send.
+   ``paused`` and ``priority``) to the room's connections on this process when the
+   place changed, and to a connection that joined since the last send (only to it).
 
 So a job's place is pushed at most once per tick, each process pays only for the
 jobs its own connections watch, and a pause or resume reaches the pages of the
@@ -106,12 +106,16 @@ class PositionTicker(ProcessListener):
         for state in core.store.get_many([s.job_id for s in changed]):
             if state is None or state.state != QUEUED:
                 continue
-            place = places[state.job_id]
+            place, members = places[state.job_id], watched[state.job_id]
             payload = {**state.to_payload(), **place.to_json(),
                        "priority": of(state.extra.get("priority"))}
-            core.pusher.send_here(room_for(state.job_id), UPDATE_PROGRESS,  # type: ignore[attr-defined]
-                                  payload)
-            self.sent[state.job_id] = (place, watched[state.job_id])
+            last = self.sent.get(state.job_id)
+            # The same place: only the connections that joined since are told it.
+            targets = ([room_for(state.job_id)] if last is None or last[0] != place
+                       else sorted(members - last[1]))
+            for target in targets:
+                core.pusher.send_here(target, UPDATE_PROGRESS, payload)  # type: ignore[attr-defined]
+            self.sent[state.job_id] = (place, members)
             sent += 1
         if sent:
             socketio.sleep(0)  # let the connections' writers send now
