@@ -108,7 +108,7 @@ def snapshot(flt: JobFilter, cursor: str | None = None) -> dict[str, Any]:
     return {
         "filter": flt.to_args(), "cursor": cursor or "", "next": found.next,
         "pageSize": size, "total": filter_total(flt), "now": time.time(),
-        "queueDepth": queue.count,
+        "queueDepth": sum(q.count for q in core.lifecycle.queues.values()),  # priorities
         "workers": [{"name": w.name, "short": short_worker_name(w.name),
                      "state": _text(w.get_state()), "job": w.get_current_job_id() or ""}
                     for w in workers],
