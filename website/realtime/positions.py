@@ -16,7 +16,7 @@ Socket.IO connection, like the relay: ``website/realtime/listener.py``). Every
 So a job's place is pushed at most once per tick, each process pays only for the
 jobs its own connections watch, and a pause or resume reaches the pages of the
 kind's waiting jobs within a tick (``paused`` is part of the place), however many
-jobs wait. ``make bench`` (section 14) measures the cost with 10,000 queued.
+jobs wait. ``make bench`` (section 13) measures the cost with 10,000 queued.
 Why hand-written: a place changes when *other* jobs move, so no change of the
 job itself could carry it; a per-process tick bounded by its own watchers is the
 cheapest way we found (a push per dequeue would cost O(queued) per job run).
