@@ -230,6 +230,10 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     store.create(held)
     fair.admit("rq:q", "t", [other, held])
     fair.release(other)
+    from shared.pause import KindPause  # a paused kind's jobs are held back (#27)
+    pause = KindPause(redis_client)
+    pause.pause("demo")
+    pause.hold([held], ["demo"])
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():
