@@ -23,6 +23,7 @@ from bench import (
     measure_fair,
     measure_log,
     measure_many,
+    measure_position,
     measure_push,
     measure_retries,
     measure_web,
@@ -61,6 +62,9 @@ class Sizes:
     fair_jobs: int = 2000
     retry_jobs: int = 1000
     after_samples: int = 200
+    position_queued: int = 10_000
+    position_watchers: int = 1000
+    position_seconds: float = 15.0
 
 
 QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
@@ -68,7 +72,8 @@ QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
               trivial={"simple": 300, "fork": 150, "fork-cold": 40}, highlight=60,
               push_jobs=3, floor_samples=200, log_seconds=3.0,
               claim_rounds=50, claims=2000, stored_jobs=100_000, batch_jobs=1000,
-              filter_pages=60, fair_jobs=500, after_samples=50)
+              filter_pages=60, fair_jobs=500, after_samples=50, position_watchers=300,
+              position_seconds=8.0)
 FULL = Sizes(commands=500, probes=500, clients=(1, 100, 1000), background=15.0,
              fan_out=1000, fan_out_events=30, throughput_seconds=8.0, idle=10000, hold=30.0,
              trivial={"simple": 2000, "fork": 600, "fork-cold": 150}, highlight=300,
@@ -152,6 +157,12 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
             say("12: a waiting job's start after its last dependency succeeded")
             rows += measure_after.waiting_start(stack, floors, sizes.after_samples, say)
             notes.append(measure_after.NOTE)
+        if "13" in only:
+            say("13: position upkeep (the places of watched jobs among 10,000 queued)")
+            rows += measure_position.upkeep(stack, floors, sizes.position_queued,
+                                            sizes.position_watchers, sizes.position_seconds,
+                                            say)
+            notes.append(measure_position.NOTE)
         if "9" in only:  # last: it fills Redis with many jobs
             say("9: many jobs (a batch's pushes, memory per job, filters)")
             rows += measure_many.run(stack, floors, sizes.stored_jobs, sizes.batch_jobs,
@@ -179,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smaller samples (about 2 minutes), for development")
     parser.add_argument("--write", metavar="PATH", help="also write the results as Markdown")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11,12",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11,12,13",
                         help="comma-separated measurement numbers (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",

@@ -20,6 +20,8 @@ from typing import Any
 import redis
 
 from shared import keys, scripts
+from shared.kinds.policy import DEFAULT_PRIORITY
+from shared.priority import claim_keys, external_queue_key
 from shared.protocol import FAILED, QUEUED, RUNNING
 from shared.store import RETRY_FIELDS, TERMINAL_SET, TRANSITION_FIELDS, JobState
 
@@ -85,33 +87,37 @@ class ExternalQueues:
         self._sweep = scripts.register(client, "sweep_leases")
         self._renew = scripts.register(client, "renew_lease")
 
-    def push(self, job_id: str, kind: str) -> None:
-        """Queue a stored job for its kind and wake the waiting claims."""
+    def push(self, job_id: str, kind: str, priority: str = DEFAULT_PRIORITY) -> None:
+        """Queue a stored job for its kind (and priority) and wake the waiting claims."""
         pipe = self.client.pipeline()
-        pipe.rpush(keys.external_queue_key(kind), job_id)
+        pipe.rpush(external_queue_key(kind, priority), job_id)
         pipe.publish(keys.EXTERNAL_CHANNEL, kind)
         pipe.execute()
 
-    def push_many(self, job_ids: list[str], kind: str) -> None:
-        """Queue many stored jobs of one kind (a batch), with one wake-up message each."""
+    def push_many(self, job_ids: list[str], kind: str,
+                  priority: str = DEFAULT_PRIORITY) -> None:
+        """Queue many stored jobs of one kind and priority (a batch), with one wake-up
+        message each."""
         for start in range(0, len(job_ids), 1000):
             chunk = job_ids[start:start + 1000]
             pipe = self.client.pipeline()
-            pipe.rpush(keys.external_queue_key(kind), *chunk)
+            pipe.rpush(external_queue_key(kind, priority), *chunk)
             for _ in chunk:
                 pipe.publish(keys.EXTERNAL_CHANNEL, kind)
             pipe.execute()
 
     def claim(self, kinds: list[str], worker: str, now: float | None = None,
               check_leases: bool = True) -> Claim | LeasesLapsed | None:
-        """Take the oldest waiting job of ``kinds`` (in that order) for ``worker``, or None.
+        """Take the oldest waiting job of ``kinds`` (in that order; every kind's high
+        priority jobs first, then normal, then low: ``shared/priority.py``) for
+        ``worker``, or None.
 
         With ``check_leases`` it takes nothing when the earliest lease deadline has
         passed and answers :data:`LEASES_LAPSED` instead: sweep, then claim again.
         """
         stamp = time.time() if now is None else now
         result = scripts.pairs(scripts.run(
-            self._claim, [keys.EXTERNAL_LEASES, *(keys.external_queue_key(k) for k in kinds)],
+            self._claim, [keys.EXTERNAL_LEASES, *claim_keys(kinds)],
             {"now": repr(stamp), "lease": self.lease_seconds, "worker": worker,
              "job_prefix": keys.JOB_KEY_PREFIX, "queued": QUEUED, "running": RUNNING,
              "check_leases": check_leases, **TRANSITION_FIELDS}))

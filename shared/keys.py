@@ -156,3 +156,18 @@ CONC_GROUPS = f"{CONC_PREFIX}groups"
 CANCEL_DEADLINES = f"{PREFIX}:cancel:deadlines"
 STALL_DEADLINES = f"{PREFIX}:stall:deadlines"
 STALLED_INDEX = f"{INDEX_PREFIX}stalled"
+# Pause (shared/pause.py): the names of the paused kinds (a set), and per kind the
+# ids of its RQ jobs held back while it is paused, in order (a list).
+PAUSED_KINDS = f"{PREFIX}:pause:kinds"
+PAUSE_HELD_PREFIX = f"{PREFIX}:pause:held:"
+
+
+def pause_held_key(kind: str) -> str:
+    """List of the ids of ``kind``'s RQ jobs held back while it is paused (oldest first)."""
+    return f"{PAUSE_HELD_PREFIX}{kind}"
+
+
+def durations_key(kind: str) -> str:
+    """List of the run times (seconds) of ``kind``'s latest jobs, newest first
+    (shared/position.py: the ``eta`` of queued jobs)."""
+    return f"{PREFIX}:durations:{kind}"

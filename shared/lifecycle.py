@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from rq import Retry
+from rq import Queue, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -52,9 +52,13 @@ from shared.claimqueue import Claim, ExternalQueues, LeasesLapsed
 from shared.concurrency import ConcurrencyLimits, Promoted
 from shared.errors import Conflict, Invalid, JobcastError, NotFound
 from shared.events import Change
-from shared.fairshare import EXTERNAL_LANE, Admitted, FairShare, external_lane, rq_lane
+from shared.fairshare import EXTERNAL_LANE, Admitted, FairShare, rq_lane
 from shared.kinds import JobKind
 from shared.kinds.bulk import BULK_KIND
+from shared.kinds.policy import DEFAULT_PRIORITY, PRIORITIES
+from shared.pause import KindPause
+from shared.position import record_durations
+from shared.priority import external_of_lane, lane_of, rq_queue_name, rq_queue_of_lane
 from shared.protocol import (
     CANCELLABLE_STATES,
     CANCELLED,
@@ -107,6 +111,10 @@ class Lifecycle:
         self.store = store or JobStore(client, ttl=cfg.JOB_TTL, max_stored=cfg.MAX_STORED_JOBS,
                                        log_max=cfg.JOB_LOG_MAX, lease_seconds=cfg.LEASE_SECONDS)
         self.queue = rq_queue(cfg.QUEUE_NAME, raw)  # RQ wants bytes; JSON, never pickle
+        # One RQ queue per priority, highest first (shared/priority.py); normal's is self.queue.
+        self.queues = {p: self.queue if p == DEFAULT_PRIORITY else
+                       rq_queue(rq_queue_name(cfg.QUEUE_NAME, p), raw) for p in PRIORITIES}
+        self.pause = KindPause(client, ttl=cfg.JOB_TTL)  # paused kinds (shared/pause.py)
         # Webhook deliveries on their own queue and worker: never behind, nor in, a user job.
         self.webhook_queue = rq_queue(webhooks.queue_name(cfg.QUEUE_NAME), raw)
         self.external = ExternalQueues(client, lease_seconds=cfg.LEASE_SECONDS,
@@ -125,7 +133,8 @@ class Lifecycle:
                                           self._free_slots, self._complete_batches,
                                           self._hand_over_webhooks,
                                           drop_when_ended(self.uploads, kinds),
-                                          self.retries.schedule, self._release_unique]
+                                          self.retries.schedule, self._release_unique,
+                                          self._record_durations]
 
     def add_reaction(self, reaction: Reaction) -> None:
         """Run ``reaction`` on every change from now on (after the built-in ones)."""
@@ -143,7 +152,8 @@ class Lifecycle:
               webhook: str | None = None, run_at: datetime | None = None,
               fields: dict[str, str] | None = None, job_id: str | None = None,
               at_front: bool = False, room: bool = True, tenant: str = "",
-              address: str = "", quota: bool = True, after: Sequence[str] = ()) -> JobState:
+              address: str = "", quota: bool = True, after: Sequence[str] = (),
+              priority: str | None = None) -> JobState:
         """Store one job of ``kind`` with checked ``args`` and hand it over; its state.
 
         ``owner`` is recorded and indexed; ``webhook`` (a checked URL) is called when
@@ -159,9 +169,11 @@ class Lifecycle:
 
         A kind with ``unique`` arguments (``shared/unique.py``): when a job of the kind
         with the same values has not ended, nothing is stored (nor counted) and that
-        job's state is returned, marked ``extra["deduplicated"]``.
+        job's state is returned, marked ``extra["deduplicated"]``. ``priority``
+        (checked by the caller; None: the kind's) picks its queue.
         """
         spec = kind if isinstance(kind, JobKind) else self.kind(kind)
+        priority = priority or spec.policy.priority
         if run_at is not None and self.limits.limited(spec.name):
             # Not yet: RQ's scheduler would queue it at its time past the limit.
             raise Invalid(f"kind {spec.name!r} has a concurrency limit: it cannot be delayed "
@@ -188,6 +200,7 @@ class Lifecycle:
                     now)
                 bucket = bucket_of(now + self.cfg.JOB_TTL)
             extra.update(tenant_fields(tenant, tenants))
+            extra["priority"] = priority
             if run_at is not None:
                 extra["run_at"] = repr(run_at.timestamp())
             if uploads:
@@ -200,7 +213,7 @@ class Lifecycle:
             raise
         try:
             self._hand_over(spec, [(job_id, args)], tenant=tenant, run_at=run_at,
-                            at_front=at_front, admit=not after)
+                            at_front=at_front, admit=not after, priority=priority)
         except redis.RedisError:
             self._not_queued(job_id)
             raise
@@ -258,7 +271,8 @@ class Lifecycle:
     def start_batch(self, kind: JobKind, items: list[dict[str, Any]], *, owner: str = "",
                     on_complete: dict[str, Any] | None = None, tenant: str = "",
                     address: str = "", after: Sequence[str] = (),
-                    deduplicated: dict[int, str] | None = None) -> tuple[str, list[str]]:
+                    deduplicated: dict[int, str] | None = None,
+                    priority: str | None = None) -> tuple[str, list[str]]:
         """Store a batch of ``kind`` jobs (one per checked ``items`` entry) and hand them
         over; the batch id and the children's ids. ``tenant``, ``address`` and ``after``:
         as for :meth:`start` (``after`` for every child); the batch counts one job per
@@ -274,6 +288,7 @@ class Lifecycle:
             raise Invalid(f"a batch cannot start jobs with uploads ({kind.name})",
                           {"kind": "has uploads"})
         self.capacity.ensure_room()
+        priority = priority or kind.policy.priority
         after = self._checked_after(after, "")
         ids = [new_id() for _ in items]
         found: dict[int, str] = {}
@@ -294,7 +309,7 @@ class Lifecycle:
                     batch_items=len(items)))
             child_fields = {**self._fields(kind, {}, None), **self._watch_fields(kind),
                             **self._flow_fields(kind, None, after),
-                            **tenant_fields(tenant, tenants)}
+                            **tenant_fields(tenant, tenants), "priority": priority}
             batch_id, ids = batches.create_batch(
                 self.store, kind.name, items, owner=owner, on_complete=on_complete,
                 child_fields=child_fields, tenant=tenant, address=address, ids=ids,
@@ -306,7 +321,7 @@ class Lifecycle:
                 self.unique.give_back(key, job_id)
             raise
         self._hand_over(kind, list(zip(ids, items, strict=True)), tenant=tenant,
-                        admit=not after)
+                        admit=not after, priority=priority)
         log.info("batch %s: %s jobs of %s started", batch_id, len(ids), kind.name)
         if after:
             self._settle(self.waits.register(ids, after))
@@ -346,8 +361,8 @@ class Lifecycle:
             return
         if due.state is not None:
             self.changed([due.state])
-        tenant = self.client.hget(keys.job_key(job_id), "tenant") or ""
-        self._admit_external(kind, str(tenant), [job_id])
+        tenant, priority = self.client.hmget(keys.job_key(job_id), ["tenant", "priority"])
+        self._admit_external(kind, str(tenant or ""), [job_id], str(priority or ""))
 
     def left_queue(self, job_id: str) -> None:
         """A worker took ``job_id`` off its queue (the runner says so first thing): its
@@ -377,28 +392,32 @@ class Lifecycle:
 
     def _hand_over(self, kind: JobKind, jobs: list[tuple[str, dict[str, Any]]], *,
                    tenant: str = "", run_at: datetime | None = None,
-                   at_front: bool = False, admit: bool = True) -> None:
+                   at_front: bool = False, admit: bool = True,
+                   priority: str = DEFAULT_PRIORITY) -> None:
         """Queue stored jobs as their kind says, in their tenant's turn (fair share): RQ,
-        or the external kind's queue. ``at_front`` (an operator's bulk job) skips the turn.
+        or the external kind's queue, of their ``priority``. ``at_front`` (an operator's
+        bulk job) skips the turn. A paused kind's RQ jobs are held back (shared/pause.py).
         Without ``admit`` (waiting jobs) RQ jobs are only saved: :meth:`_admit` queues them.
         """
         if kind.external and run_at is None:
             if not admit:
                 return
             self._admit_external(kind.name, tenant,
-                                 self._within_limit(kind, [job_id for job_id, _args in jobs]))
+                                 self._within_limit(kind, [job_id for job_id, _args in jobs]),
+                                 priority)
             return
+        queue = self.queues.get(priority, self.queue)
         if run_at is not None:  # one job, from a form or the API: RQ's scheduler queues it
             for job_id, args in jobs:
                 function, job_args, kwargs, options = self._rq_call(kind, job_id, args)
-                self.queue.enqueue_at(run_at, function, *job_args, **kwargs, **options)
+                queue.enqueue_at(run_at, function, *job_args, **kwargs, **options)
             return
         created: dict[str, Job] = {}
         for start in range(0, len(jobs), ENQUEUE_CHUNK):  # saved first: a held job waits saved
             pipe = self.queue.connection.pipeline()
             for job_id, args in jobs[start:start + ENQUEUE_CHUNK]:
                 function, job_args, kwargs, options = self._rq_call(kind, job_id, args)
-                job = self.queue.create_job(
+                job = queue.create_job(
                     function, args=job_args, kwargs=kwargs, job_id=options["job_id"],
                     timeout=options["job_timeout"], result_ttl=options["result_ttl"],
                     failure_ttl=options["failure_ttl"], ttl=self.cfg.JOB_TTL,
@@ -409,10 +428,11 @@ class Lifecycle:
         if not admit:
             return
         if at_front:
-            self._enqueue([*created.values()], at_front=True)
+            self._enqueue([*created.values()], at_front=True, queue=queue)
             return
-        self._queue_admitted(self.fair.admit(rq_lane(self.queue.name), tenant,
-                                             self._within_limit(kind, [*created])), created)
+        held = self.pause.hold([*created], [kind.name] * len(created))  # its kind is paused
+        self._queue_admitted(self.fair.admit(rq_lane(queue.name), tenant, self._within_limit(
+            kind, [i for i in created if i not in held])), created)
 
     # -- concurrency limits (shared/concurrency.py) ---------------------------------
     def _within_limit(self, kind: JobKind, job_ids: list[str]) -> list[str]:
@@ -447,10 +467,12 @@ class Lifecycle:
         if not promoted:
             return
         lines: dict[tuple[str, str], list[str]] = {}
-        for job in promoted:
+        priorities = [self.client.hget(keys.job_key(job.job_id), "priority")
+                      for job in promoted]
+        for job, priority in zip(promoted, priorities, strict=True):
             spec = self.kinds.get(job.kind)
-            lane = (external_lane(job.kind) if spec is not None and spec.external
-                    else rq_lane(self.queue.name))
+            lane = lane_of(self.cfg.QUEUE_NAME, job.kind, spec is not None and spec.external,
+                           str(priority or DEFAULT_PRIORITY))
             lines.setdefault((lane, job.tenant), []).append(job.job_id)
         for (lane, tenant), ids in lines.items():
             log.info("%s job(s) let through by their concurrency limit: %s", len(ids),
@@ -478,37 +500,58 @@ class Lifecycle:
         self._let_through(promoted)
         return len(promoted)
 
-    def _admit_external(self, kind: str, tenant: str, job_ids: list[str]) -> None:
-        self._queue_admitted(self.fair.admit(external_lane(kind), tenant, job_ids))
+    def _admit_external(self, kind: str, tenant: str, job_ids: list[str],
+                        priority: str = DEFAULT_PRIORITY) -> None:
+        self._queue_admitted(self.fair.admit(lane_of(self.cfg.QUEUE_NAME, kind, True,
+                                                     priority or DEFAULT_PRIORITY),
+                                             tenant, job_ids))
 
     def _queue_admitted(self, admitted: Admitted | None,
                         created: dict[str, Job] | None = None) -> None:
         """Put the jobs fair share let in on their lane's queue (RQ's, or an external
-        kind's); ``created``: RQ jobs at hand (others are read from RQ)."""
-        if admitted is None or not (admitted.from_held or admitted.new):
-            return
-        ids = [*admitted.from_held, *admitted.new]
-        if self.limits.active and not (admitted.lane.startswith(EXTERNAL_LANE) and not
-                                       self.limits.limited(admitted.lane[len(EXTERNAL_LANE):])):
-            ids = self._slots_for(ids)
-        if admitted.lane.startswith(EXTERNAL_LANE):
-            self.external.push_many(ids, admitted.lane[len(EXTERNAL_LANE):])
-            return
-        jobs: list[Job] = []
-        for job_id in ids:
-            job = (created or {}).get(job_id) or self.queue.fetch_job(job_id)
-            if job is None:  # its RQ job expired while held: never leave it "queued"
-                log.warning("job %s: its RQ job is gone; it cannot run", job_id)
-                self._not_queued(job_id)
-            else:
-                jobs.append(job)
-        self._enqueue(jobs)
+        kind's); ``created``: RQ jobs at hand (others are read from RQ). An RQ job of a
+        paused kind is held back instead, and its place goes to its tenant's next job
+        (a loop, not a recursion: a tenant may hold thousands)."""
+        pending = [admitted]
+        while pending:
+            admitted = pending.pop()
+            if admitted is None or not (admitted.from_held or admitted.new):
+                continue
+            ids = [*admitted.from_held, *admitted.new]
+            if self.limits.active and not (admitted.lane.startswith(EXTERNAL_LANE) and not
+                                           self.limits.limited(
+                                               external_of_lane(admitted.lane)[0])):
+                ids = self._slots_for(ids)
+            if admitted.lane.startswith(EXTERNAL_LANE):
+                kind, priority = external_of_lane(admitted.lane)
+                self.external.push_many(ids, kind, priority)
+                continue
+            queue = self._queue_named(rq_queue_of_lane(admitted.lane))
+            jobs: list[Job] = []
+            for job_id in ids:
+                job = (created or {}).get(job_id) or queue.fetch_job(job_id)
+                if job is None:  # its RQ job expired while held: never leave it "queued"
+                    log.warning("job %s: its RQ job is gone; it cannot run", job_id)
+                    self._not_queued(job_id)
+                else:
+                    jobs.append(job)
+            held = self.pause.hold([job.id for job in jobs],
+                                   [str(job.kwargs.get("kind_name", "")) for job in jobs])
+            self._enqueue([job for job in jobs if job.id not in held], queue=queue)
+            pending.extend(self.fair.release(job_id) for job_id in held)
 
-    def _enqueue(self, jobs: list[Job], at_front: bool = False) -> None:
+    def _queue_named(self, name: str) -> Queue:
+        """The RQ queue ``name`` (one of the priorities'; any other is built)."""
+        return next((q for q in self.queues.values() if q.name == name), None) or rq_queue(
+            name, self.queue.connection)
+
+    def _enqueue(self, jobs: list[Job], at_front: bool = False,
+                 queue: Queue | None = None) -> None:
+        queue = queue or self.queue
         for start in range(0, len(jobs), ENQUEUE_CHUNK):
-            pipe = self.queue.connection.pipeline()
+            pipe = queue.connection.pipeline()
             for job in jobs[start:start + ENQUEUE_CHUNK]:
-                self.queue.enqueue_job(job, pipeline=pipe, at_front=at_front)
+                queue.enqueue_job(job, pipeline=pipe, at_front=at_front)
             pipe.execute()
 
     def _rq_call(self, kind: JobKind, job_id: str, args: dict[str, Any]
@@ -566,7 +609,11 @@ class Lifecycle:
 
     def claim(self, kinds: list[str], worker: str) -> Claim | None:
         """Give the oldest waiting job of ``kinds`` to ``worker`` (None: none waits);
-        lapsed leases are swept first, when there are some."""
+        lapsed leases are swept first, when there are some. Paused kinds are skipped."""
+        paused = self.pause.paused()
+        kinds = [kind for kind in kinds if kind not in paused]
+        if not kinds:
+            return None
         got = self.external.claim(kinds, worker)
         if isinstance(got, LeasesLapsed):
             self.sweep()
@@ -665,7 +712,8 @@ class Lifecycle:
                            "retried")
         if job.extra.get("external") == "1":
             state = self._reset(job)
-            self._admit_external(state.kind, job.extra.get("tenant", ""), [state.job_id])
+            self._admit_external(state.kind, job.extra.get("tenant", ""), [state.job_id],
+                                 job.extra.get("priority", DEFAULT_PRIORITY))
         else:
             state = self._retry_in_rq(job)
         log.info("job %s retried (attempt %s, was %s)", job.job_id, state.attempt, job.state)
@@ -717,14 +765,15 @@ class Lifecycle:
             kwargs = {**kwargs, "token": (sign_job_token(self.cfg.SECRET_KEY, rq_job.id, attempt)
                                           if self.cfg.SECRET_KEY else None)}
         rq_job.delete(remove_from_queue=True)
-        again = self.queue.create_job(rq_job.func_name or RUN_KIND_JOB, args=rq_job.args,
+        queue = self._queue_named(rq_job.origin or self.queue.name)  # its priority's
+        again = queue.create_job(rq_job.func_name or RUN_KIND_JOB, args=rq_job.args,
                                       kwargs=kwargs,
                                       job_id=rq_job.id,
                                       timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
                                       result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL,
                                       ttl=self.cfg.JOB_TTL, status=JobStatus.CREATED)
         again.save()
-        self._queue_admitted(self.fair.admit(rq_lane(self.queue.name), tenant, [rq_job.id]),
+        self._queue_admitted(self.fair.admit(rq_lane(queue.name), tenant, [rq_job.id]),
                              {rq_job.id: again})
 
     def release_retry(self, job_id: str, attempt: int) -> JobState | None:
@@ -748,6 +797,72 @@ class Lifecycle:
                          owner=f"batch:{batch_id}", job_id=reserved,
                          tenant=batch_tenant(batch_id), quota=False)
         return job, True
+
+    # -- pause (shared/pause.py) ---------------------------------------------------
+    def pause_kind(self, name: str) -> bool:
+        """Pause the kind ``name``: its running jobs finish, the others wait; False when it
+        was paused already."""
+        paused = self.pause.pause(self.kind(name).name)
+        log.info("kind %s paused%s", name, "" if paused else " (it was already)")
+        return paused
+
+    def resume_kind(self, name: str) -> int:
+        """Resume the kind ``name``: its held RQ jobs go back to fair share, oldest first,
+        in chunks (an external kind's never left its queues: its waiting claims are
+        woken); how many."""
+        spec = self.kind(name)
+        kind = spec.name
+        self.pause.unpause(kind)
+        if spec.external:  # wake the claims waiting for it (they skipped it while paused)
+            self.client.publish(keys.EXTERNAL_CHANNEL, kind)
+        resumed = 0
+        while ids := self.pause.take(kind, ENQUEUE_CHUNK):
+            created: dict[str, Job] = {}
+            lanes: dict[tuple[str, str], list[str]] = {}  # (queue, tenant) -> ids, in order
+            # Oldest first: a job handed back by a worker was held after newer ones.
+            for state in sorted((s for s in self.store.get_many(ids) if s is not None),
+                                key=lambda s: s.created_at):
+                if state.state != QUEUED:
+                    continue
+                job = self._rq_job_again(state.job_id)
+                if job is None:
+                    self._not_queued(state.job_id)
+                    continue
+                created[state.job_id] = job
+                lanes.setdefault((job.origin, state.extra.get("tenant", "")), []).append(
+                    state.job_id)
+            for (queue_name, tenant), lane_ids in lanes.items():
+                self._queue_admitted(self.fair.admit(rq_lane(queue_name), tenant, lane_ids),
+                                     created)
+            resumed += len(created)
+        log.info("kind %s resumed: %s held jobs queued again", kind, resumed)
+        return resumed
+
+    def held_back(self, job_id: str, kind: str) -> bool:
+        """A worker took ``job_id`` of ``kind`` off RQ's queue: True when its kind is paused,
+        and then it is held back, unrun, until the kind is resumed (``run_kind``)."""
+        return bool(self.pause.hold([job_id], [kind]))
+
+    def _rq_job_again(self, job_id: str) -> Job | None:
+        """The held job's RQ job, saved and ready to queue: as it is when it never ran,
+        made again (same call, same queue) when a worker handed it back; None when gone."""
+        try:
+            rq_job = Job.fetch(job_id, connection=self.queue.connection, serializer=SERIALIZER)
+        except NoSuchJobError:
+            return None
+        if rq_job.get_status(refresh=False) == JobStatus.CREATED:
+            return rq_job
+        queue = self._queue_named(rq_job.origin or self.queue.name)
+        function, args, kwargs = rq_job.func_name, rq_job.args, rq_job.kwargs
+        if not function:
+            return None
+        rq_job.delete(remove_from_queue=True)
+        again = queue.create_job(function, args=args, kwargs=kwargs, job_id=job_id,
+                                 timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
+                                 result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL,
+                                 ttl=self.cfg.JOB_TTL, status=JobStatus.CREATED)
+        again.save()
+        return again
 
     # -- reacting ---------------------------------------------------------------
     def changed(self, states: Iterable[JobState], at: float | None = None,
@@ -848,10 +963,14 @@ class Lifecycle:
         kind = self.kinds.get(state.kind)
         ids = self._within_limit(kind, [state.job_id]) if kind is not None else [state.job_id]
         try:
+            priority = state.extra.get("priority") or DEFAULT_PRIORITY
             if state.extra.get("external") == "1":
-                self._admit_external(state.kind, tenant, ids)
+                self._admit_external(state.kind, tenant, ids, priority)
             else:
-                self._queue_admitted(self.fair.admit(rq_lane(self.queue.name), tenant, ids))
+                queue = self.queues.get(priority, self.queue)
+                held = self.pause.hold(ids, [state.kind] * len(ids))
+                self._queue_admitted(self.fair.admit(rq_lane(queue.name), tenant,
+                                                     [i for i in ids if i not in held]))
         except redis.RedisError as exc:
             log.warning("job %s: could not queue it: %s", state.job_id, exc)
             self._not_queued(state.job_id)
@@ -866,3 +985,11 @@ class Lifecycle:
                 self.unique.release(ended)
             except redis.RedisError as exc:
                 log.warning("job %s: could not give up its unique key: %s", ended[0], exc)
+
+    def _record_durations(self, changes: list[Change]) -> None:
+        """A job that succeeded adds its run time to its kind's recent durations (the
+        ``eta`` of queued jobs, ``shared/position.py``)."""
+        try:
+            record_durations(self.client, changes)
+        except redis.RedisError as exc:
+            log.warning("could not record the jobs' durations: %s", exc)

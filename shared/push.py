@@ -98,6 +98,12 @@ class ServerPush(Emitter):
         if sent:  # let the connections' writer tasks send now, before the caller answers
             self.socketio.sleep(0)
 
+    def send_here(self, room: str, event: str, payload: dict[str, Any]) -> None:
+        """Send ``event`` to this process's own connections in ``room`` only (never
+        through the message queue: each web process serves its own watchers, as the
+        position ticker does, ``website/realtime/positions.py``)."""
+        self.socketio.emit(event, payload, to=room, ignore_queue=True)
+
     def send(self, sid: str, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Send ``(event, payload)`` to one connection (its state when it joins a room)."""
         for event, payload in events:

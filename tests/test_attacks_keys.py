@@ -1,6 +1,7 @@
 """Attacks on API keys (issue #26, part 6), in process over a real Redis and RQ queue:
 another key's jobs, a revoked or made-up key, a key used as a worker token, a key
-that names another owner or asks to go first. Each is refused and changes nothing."""
+that names another owner or asks to go first (a priority above its kind's: operators
+only, #27). Each is refused and changes nothing."""
 
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ def start(client: FlaskClient, key: str, **body: Any) -> dict[str, Any]:
     return resp.get_json()  # type: ignore[no-any-return]
 
 
-def rq_queue(app: Flask) -> Queue:
-    return Queue(app.config["QUEUE_NAME"], connection=redis.Redis.from_url(app.config["REDIS_URL"]))
+def rq_queue(app: Flask, priority: str = "normal") -> Queue:
+    name = app.config["QUEUE_NAME"] + ("" if priority == "normal" else f"-{priority}")
+    return Queue(name, connection=redis.Redis.from_url(app.config["REDIS_URL"]))
 
 
 @pytest.mark.parametrize("visibility", ["link", "owner"])
@@ -175,13 +177,26 @@ def test_a_key_cannot_name_an_owner_nor_go_first(client: FlaskClient,
     first = start(program, alice["key"])
     queue = rq_queue(client.application)
     for asked in ("ops", alice["owner"], "operator", "", "u-0123456789abcdef"):
-        job = start(program, mallory["key"], owner=asked, tenant="ops", priority=100,
+        job = start(program, mallory["key"], owner=asked, tenant="ops", priority="low",
                     atFront=True, at_front=True, front=True, queue="high")
         stored = redis_client.hgetall(keys.job_key(job["id"]))
         assert job["owner"] == stored["owner"] == stored["tenant"] == mallory["owner"], asked
-        # at the back of the queue, or held back behind its tenant's earlier job (fair share)
-        assert queue.job_ids[0] == first["id"]
-        assert job["id"] not in queue.job_ids or queue.job_ids[-1] == job["id"]
+        assert stored["priority"] == "low"  # yielding to others is allowed
+        assert queue.job_ids[0] == first["id"] and job["id"] not in queue.job_ids
+    # Going first takes an operator (#27: priorities): 403 naming priority, nothing stored.
+    stored_before = redis_client.zcard(keys.owner_index(mallory["owner"]))
+    for body, status in (({"priority": "high"}, 403), ({"priority": 100}, 400),
+                         ({"priority": "urgent"}, 400)):
+        resp = program.post("/api/jobs", headers=auth(mallory["key"]), json=body)
+        assert resp.status_code == status and "priority" in resp.get_json()["fields"], body
+        resp = program.post("/api/batches", headers=auth(mallory["key"]),
+                            json={"kind": "demo", "items": [{}], **body})
+        assert resp.status_code == status and "priority" in resp.get_json()["fields"], body
+    assert redis_client.zcard(keys.owner_index(mallory["owner"])) == stored_before
+    assert rq_queue(client.application, "high").count == 0
+    raised = client.post("/api/jobs", headers=OPS, json={"priority": "high"})  # an operator
+    assert raised.status_code == 202 and rq_queue(client.application, "high").job_ids == [
+        raised.get_json()["id"]]
     for odd in (["ops"], {"owner": "ops"}, True, 7):  # not text: 400, nothing started
         resp = program.post("/api/jobs", headers=auth(mallory["key"]), json={"owner": odd})
         assert resp.status_code == 400 and "owner" in resp.get_json()["fields"]

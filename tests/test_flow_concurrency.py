@@ -118,7 +118,8 @@ def test_a_held_job_says_which_limit_holds_it_then_starts_when_the_slot_frees(
                            for n, d in ev), timeout=30, what="the held job to succeed")
         pushed = [d for n, d in events if n == "updateProgress"]
         assert pushed[0]["heldBy"]["text"] == HELD_TEXT
-        assert all("heldBy" not in d for d in pushed[1:]), pushed
+        # (while it waits its place in line may be pushed too, still held)
+        assert all("heldBy" not in d for d in pushed if d["state"] != "queued"), pushed
     finally:
         recorder.close()
     page = requests.get(f"{site.url}/jobs/{held}", timeout=5)

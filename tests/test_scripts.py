@@ -267,6 +267,10 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     waits.ended([(held, "succeeded")])
     unique.claim("jobcast:unique:demo:x", waiter)
     unique.release([waiter])
+    from shared.pause import KindPause  # a paused kind's jobs are held back (#27)
+    pause = KindPause(redis_client)
+    pause.pause("demo")
+    pause.hold([held], ["demo"])
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():

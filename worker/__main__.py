@@ -15,6 +15,7 @@ import requests
 from shared.config import WORKER, Config, ConfigError
 from shared.kinds import load_kinds
 from shared.kinds.highlight import render
+from shared.priority import rq_queue_names
 from shared.redisconn import worker_redis
 from shared.siteurl import CallbackAddress
 from worker import deliver, logsafety
@@ -135,10 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     # log_job_description=False: job arguments include the per-job callback token.
     # worker_ttl: an idle worker sends a heartbeat every WORKER_TTL - 15 s (/healthz);
     # recovery (worker/recovery.py) may make it shorter to honour ABANDONED_AFTER.
-    worker = make_worker(cfg, conn, [cfg.QUEUE_NAME], args.name, log_job_description=False,
+    # The priorities' queues, highest first: RQ takes from the first one that has a job
+    # (shared/priority.py).
+    queues = rq_queue_names(cfg.QUEUE_NAME)
+    worker = make_worker(cfg, conn, queues, args.name, log_job_description=False,
                          worker_ttl=cfg.WORKER_TTL)
-    log.info("worker %s (%s) on queue %s, reporting %s",
-             worker.name, cfg.WORKER_CLASS, cfg.QUEUE_NAME,
+    log.info("worker %s (%s) on queues %s, reporting %s",
+             worker.name, cfg.WORKER_CLASS, ", ".join(queues),
              "direct to Redis" if cfg.WORKER_EMIT == "direct" else "over HTTP")
     # with_scheduler: RQ's scheduler (one per queue across workers) moves jobs
     # enqueued with enqueue_in/enqueue_at onto the queue when they are due.

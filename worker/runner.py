@@ -59,6 +59,12 @@ def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
         core.left_queue(job_id)
     except redis.RedisError as exc:  # it is given up when this job ends, at the latest
         log.warning("job %s: could not give up its place in the queue: %s", job_id, exc)
+    try:  # its kind was paused while it waited in RQ's queue: hand it back, unrun
+        if core.held_back(job_id, kind):
+            log.info("job %s (%s) held back: its kind is paused", job_id, kind)
+            return "held back: its kind is paused"
+    except redis.RedisError as exc:  # run it: a pause is best kept, not worth a lost job
+        log.warning("job %s: could not check whether its kind is paused: %s", job_id, exc)
     spec = core.kinds.get(kind)
     ctx = JobContext(job_id, reporter, cfg, files=core.queue.connection, lifecycle=core)
     outcome: dict[str, Any] = {}

@@ -24,7 +24,8 @@
 --   a.stalled_index the stalled jobs' index (for lib/transition.lua)
 --
 -- A lapsed job that has ended meanwhile (or expired) just loses its lease. Any
--- other goes back to queued with attempt + 1, at the head of its kind's queue,
+-- other goes back to queued with attempt + 1, at the head of its kind's queue (of
+-- its priority: "<queue_prefix><kind>", with ":high" or ":low" after it),
 -- and a message saying why; on its last attempt it fails instead. Either way it
 -- is a transition, as for a reported change (lib/transition.lua: the state
 -- indexes, its timeline, its batch's totals): the failure that ends a batch's
@@ -51,7 +52,7 @@ for i, id in ipairs(ids) do
   redis.call('ZREM', leases, id)
   local k = a.job_prefix .. id
   local cur = redis.call('HMGET', k, 'state', 'attempt', 'kind', 'worker', 'created_at',
-                         'batch_id', 'max_attempts')
+                         'batch_id', 'max_attempts', 'priority')
   if cur[1] and not a.terminal[cur[1]] then
     local attempt = tonumber(cur[2]) or 1
     local who = cur[4] or 'its worker'
@@ -76,7 +77,9 @@ for i, id in ipairs(ids) do
                  'message', who .. ' stopped reporting (lease lapsed); queued again for attempt '
                  .. (attempt + 1) .. ' of ' .. max_attempts)
       redis.call('HDEL', k, 'worker', 'current', 'total', 'seq', 'seq_any')
-      redis.call('LPUSH', a.queue_prefix .. (cur[3] or ''), id)
+      local queue = a.queue_prefix .. (cur[3] or '')
+      if cur[7] == 'high' or cur[7] == 'low' then queue = queue .. ':' .. cur[7] end
+      redis.call('LPUSH', queue, id)
       requeued[#requeued + 1] = id
       kinds[#kinds + 1] = cur[3] or ''
     end

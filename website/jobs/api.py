@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from shared.errors import Invalid
 from shared.joblog import is_log_id, read_log
+from shared.position import Positions
+from shared.priority import checked, of
 from shared.protocol import LOG_START
+from shared.store import JobState
 from shared.unique import DEDUPLICATED
 from shared.webhooks import delivery_state
+from website.auth.operators import is_operator
 from website.auth.owners import (
     control_token,
     may_control,
@@ -39,17 +45,19 @@ def create_job() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
     ``scheduled`` until then (``website/jobs/submit.py``). With ``"after": [ids]`` it is
     ``waiting`` until they all succeeded. A kind's ``unique`` arguments that match a
     job not yet ended: 200 with that job, ``"deduplicated": true``, nothing stored
-    (``website/jobs/flow.py``).
+    (``website/jobs/flow.py``). ``"priority"`` above the
+    kind's default: operators only (403 naming ``priority`` for anyone else).
 
     400 names each bad argument (``fields``); nothing is stored or enqueued then.
     429 when the caller's quota is reached (``shared/quotas.py``).
     """
     submitted = read_submission(core.kinds)
     owner = request_owner(submitted.owner)  # "owner" from the body: operators only
+    priority = checked(submitted.priority, submitted.kind.policy.priority, is_operator())
     state = core.lifecycle.start(submitted.kind, submitted.args, owner=owner,
                                  webhook=submitted.webhook, run_at=submitted.run_at,
                                  tenant=request_tenant(), address=request_address(),
-                                 after=submitted.after)
+                                 after=submitted.after, priority=priority)
     if state.extra.get(DEDUPLICATED):  # its kind's unique arguments found a job
         return deduplicated_answer(state)
     status_url = url_for("api.job_state", job_id=state.job_id)
@@ -67,10 +75,26 @@ def job_state(job_id: str) -> Response | tuple[Response | str, int]:
     else with the id it would tell what answers at the webhook's URL."""
     state = readable_job(job_id)
     body = state.to_payload()
+    body.update(queue_place(state))
     delivery = delivery_state(state.extra)
     if delivery is not None and may_control(state.job_id):
         body["webhook"] = delivery
     return jsonify(body)
+
+
+def positions() -> Positions:
+    """The position model on the app's Redis (``shared/position.py``)."""
+    return Positions(core.client, current_app.config["QUEUE_NAME"],
+                     {name: kind.external for name, kind in core.kinds.items()})
+
+
+def queue_place(state: JobState) -> dict[str, Any]:
+    """While a job is queued: its ``priority``, ``position``, ``eta`` and ``paused``
+    (``shared/position.py``); nothing once it has left the queue."""
+    place = positions().of([state]).get(state.job_id)
+    if place is None:
+        return {}
+    return {"priority": of(state.extra.get("priority")), **place.to_json()}
 
 
 @bp.get("/jobs/<job_id>/log")

@@ -25,7 +25,9 @@ from shared.batches import BATCH_MAX, UnknownBatch, batch_owner, batch_totals
 from shared.errors import Forbidden, Invalid
 from shared.kinds import JobKind
 from shared.kinds.validate import problems, with_defaults
+from shared.priority import checked
 from shared.protocol import is_uuid
+from website.auth.operators import is_operator
 from website.auth.owners import (
     batch_control_token,
     may_control_batch,
@@ -89,6 +91,8 @@ def read_batch(body: object) -> tuple[JobKind, list[dict[str, Any]], dict[str, A
 def create() -> tuple[Response, int]:
     """Start a batch: 202 ``{"batchId", "statusUrl", "total", "controlToken", "owner"}``;
     400 naming bad items; 429 when its items pass the caller's quota or batch rate.
+    ``"priority"`` applies to every item (above the kind's default: operators only,
+    403 otherwise).
 
     ``"after": [ids]`` makes every item wait for those jobs. Items of a ``unique``
     kind that match a job not yet ended, or an earlier item, are not stored: listed
@@ -100,10 +104,13 @@ def create() -> tuple[Response, int]:
     after = read_after(body) if isinstance(body, dict) else ()
     tenant = request_tenant()  # before request_owner: it may make the session's owner id
     owner = request_owner()
+    priority = checked(body.get("priority") if isinstance(body, dict) else None,
+                       kind.policy.priority, is_operator())
     found: dict[int, str] = {}
     batch_id, ids = core.lifecycle.start_batch(kind, items, owner=owner, on_complete=then,
                                                tenant=tenant, address=request_address(),
-                                               after=after, deduplicated=found)
+                                               after=after, deduplicated=found,
+                                               priority=priority)
     deduplicated = {"deduplicated": deduplicated_items(found)} if found else {}
     if not batch_id:
         return jsonify({"batchId": None, "total": 0, **deduplicated}), 200

@@ -20,6 +20,7 @@ from website.auth.owners import (
 )
 from website.extensions import core
 from website.http.answers import error_response
+from website.jobs.api import positions
 from website.jobs.flow import DEDUPLICATED_REFUSED, may_learn
 from website.jobs.submit import read_submission
 
@@ -71,7 +72,9 @@ def status(job_id: str) -> str:
     state = readable_job(job_id, GONE)
     log_lines = read_log(core.client, state.job_id, LOG_START,
                          current_app.config["JOB_LOG_MAX"]).lines
+    place = positions().of([state]).get(state.job_id)  # queued: its place in line
     return render_template("job.html", job=state, kind=core.kinds.get(state.kind),
+                           place=place.words() if place is not None else "",
                            can_control=may_control(state.job_id), log_lines=log_lines,
                            log_last=log_lines[-1].id if log_lines else LOG_START)
 

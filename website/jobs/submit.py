@@ -11,6 +11,8 @@ the property's ``maxLength`` bytes. A JSON submission may also name:
   ``WEBHOOK_SECRET`` is set;
 * ``after``: ids of jobs it waits for (``waiting`` until they all succeeded;
   ``website/jobs/flow.py`` says whose jobs);
+* ``priority``: ``high``, ``normal`` or ``low`` (the kind's default without it;
+  only an operator may ask for more than that: ``shared/priority.py``);
 * ``runAt`` (ISO 8601 with a zone) or ``delaySeconds``: the job waits,
   ``scheduled``, until then. The time must be in the future and within
   ``JOB_TTL`` (the job's record would expire before it ran). RQ's scheduler
@@ -55,6 +57,7 @@ class Submission:
     run_at: datetime | None = None
     owner: object = None  # the body's "owner" (operators may name one)
     after: tuple[str, ...] = ()  # jobs it waits for (website/jobs/flow.py)
+    priority: object = None  # the body's "priority" (checked by shared.priority.checked)
 
 
 def upload_limit(kind: JobKind, name: str) -> int:
@@ -100,7 +103,7 @@ def read_submission(kinds: dict[str, JobKind]) -> Submission:
                       {"owner": "must be text"})
     return Submission(kind, checked_args(kind, args), webhook=read_webhook(body),
                       run_at=read_run_at(body, current_app.config["JOB_TTL"]), owner=owner,
-                      after=read_after(body))
+                      after=read_after(body), priority=body.get("priority"))
 
 
 def read_webhook(body: dict[str, Any]) -> str | None:

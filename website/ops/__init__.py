@@ -5,15 +5,16 @@ from __future__ import annotations
 from flask import Flask
 
 from website.extensions import socketio
-from website.ops import dashboard, finder, jobdetail, monitoring, recurring
+from website.ops import dashboard, finder, jobdetail, monitoring, pausing, recurring
 
 
 def init_app(app: Flask) -> None:
     """Register /dashboard (with its Socket.IO handler), GET /api/jobs, bulk actions,
-    the operators' job page, recurring schedules, /healthz and /metrics."""
+    the operators' job page, recurring schedules, pausing kinds, /healthz and /metrics."""
     monitoring.register(app, socketio.server)
     dashboard.register(app)
     app.register_blueprint(finder.bp)
     app.register_blueprint(finder.bulk_bp)
     app.register_blueprint(jobdetail.bp)
     app.register_blueprint(recurring.bp)
+    app.register_blueprint(pausing.bp)

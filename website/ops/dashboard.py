@@ -108,7 +108,7 @@ def snapshot(flt: JobFilter, cursor: str | None = None) -> dict[str, Any]:
     return {
         "filter": flt.to_args(), "cursor": cursor or "", "next": found.next,
         "pageSize": size, "total": filter_total(flt), "now": time.time(),
-        "queueDepth": queue.count,
+        "queueDepth": sum(q.count for q in core.lifecycle.queues.values()),  # priorities
         "workers": [{"name": w.name, "short": short_worker_name(w.name),
                      "state": _text(w.get_state()), "job": w.get_current_job_id() or ""}
                     for w in workers],
@@ -139,6 +139,8 @@ def dashboard() -> Response | str | tuple[Response | str, int]:
     return render_template("dashboard.html", data=snapshot(flt, cursor), token=dashboard_token(),
                            flt=flt, states=STATES, kinds=kinds,
                            schedules=ScheduleStore(core.client).all(), api_keys=api_keys,
+                           pausable=[k for k in kinds if not core.kinds[k].hidden],
+                           paused=core.lifecycle.pause.paused(),
                            owner_name=next((k.name for k in api_keys if k.tenant == flt.owner),
                                            None))
 

@@ -10,7 +10,7 @@ from flask import Flask, current_app
 
 from shared.protocol import browser_contract
 from website.extensions import socketio
-from website.realtime import relay, sockets
+from website.realtime import positions, relay, sockets
 from website.realtime.connections import ConnectionCap
 
 
@@ -25,6 +25,7 @@ def init_app(app: Flask) -> None:
         watcher_share=cfg["SOCKETIO_WATCHER_SHARE"], idle_join=cfg["SOCKETIO_IDLE_JOIN_SECONDS"])
     sockets.register()
     relay.init_app(app)  # states the worker stored without the site -> open pages
+    positions.init_app(app)  # queued jobs' places -> their open pages, once a second
     app.add_template_global(page_contract, "browser_contract")
 
 

@@ -110,6 +110,9 @@ def _start_relay() -> None:
     relay = current_app.extensions.get("jobcast.relay")
     if relay is not None and not relay.running:
         relay.ensure_started()
+    ticker = current_app.extensions.get("jobcast.positions")  # website/realtime/positions.py
+    if ticker is not None and not ticker.running:
+        ticker.ensure_started()
 
 
 def on_connect(auth: object = None) -> None:

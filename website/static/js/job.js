@@ -49,6 +49,9 @@
      * room can overtake that read's answer: both come before the connect is
      * acknowledged and are handed over in arrival order, the newer state first. */
     if (finished()) { return; }
+    /* A place in line (the position ticker's push) is only ever about a queued job: one
+     * that arrives after the job started is stale. */
+    if (p.position !== undefined && root.getAttribute("data-state") !== P.states.queued) { return; }
     bar.value = p.progress;
     bar.textContent = p.progress + "%";
     span.textContent = String(p.progress);
@@ -60,6 +63,7 @@
     if (window.JobcastHeld) { window.JobcastHeld.render(p); }
     if (window.JobcastRetries) { window.JobcastRetries.render(p); }
     if (window.JobcastAfter) { window.JobcastAfter.render(p); }
+    if (window.JobcastPlace) { window.JobcastPlace.show(p); }
     root.setAttribute("data-state", String(p.state));
     /* Other scripts of the page (job-stop.js) read each update from this event. */
     root.dispatchEvent(new CustomEvent("jobcast:update", { detail: p }));
