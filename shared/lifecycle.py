@@ -454,8 +454,7 @@ class Lifecycle:
                                           if self.cfg.SECRET_KEY else None)}
         rq_job.delete(remove_from_queue=True)
         again = self.queue.create_job(rq_job.func_name or RUN_KIND_JOB, args=rq_job.args,
-                                      kwargs=kwargs,
-                                      job_id=rq_job.id,
+                                      kwargs=kwargs, job_id=rq_job.id,
                                       timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
                                       result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL,
                                       ttl=self.cfg.JOB_TTL, status=JobStatus.CREATED)
