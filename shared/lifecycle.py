@@ -767,11 +767,10 @@ class Lifecycle:
         rq_job.delete(remove_from_queue=True)
         queue = self._queue_named(rq_job.origin or self.queue.name)  # its priority's
         again = queue.create_job(rq_job.func_name or RUN_KIND_JOB, args=rq_job.args,
-                                      kwargs=kwargs,
-                                      job_id=rq_job.id,
-                                      timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
-                                      result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL,
-                                      ttl=self.cfg.JOB_TTL, status=JobStatus.CREATED)
+                                 kwargs=kwargs, job_id=rq_job.id,
+                                 timeout=int(rq_job.timeout or self.cfg.JOB_TIMEOUT),
+                                 result_ttl=self.cfg.JOB_TTL, failure_ttl=self.cfg.JOB_TTL,
+                                 ttl=self.cfg.JOB_TTL, status=JobStatus.CREATED)
         again.save()
         self._queue_admitted(self.fair.admit(rq_lane(queue.name), tenant, [rq_job.id]),
                              {rq_job.id: again})

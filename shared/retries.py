@@ -22,6 +22,7 @@ or its external kind's queue.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -83,9 +84,16 @@ class Retries:
                                    result_ttl=0, failure_ttl=cfg.JOB_TTL, ttl=cfg.JOB_TTL)
         if at <= time.time():
             queue.enqueue_job(release, pipeline=pipe)
-        else:
-            queue.schedule_job(release, datetime.fromtimestamp(at, UTC), pipeline=pipe)
+        else:  # RQ's scheduler keeps whole seconds (cut down): never run it early
+            queue.schedule_job(release, datetime.fromtimestamp(math.ceil(at), UTC),
+                               pipeline=pipe)
         log.info("job %s: attempt %s due at %.3f", job_id, attempt, at)
+
+    def _again(self, job_id: str, attempt: int, at: float) -> None:
+        """Another release of ``attempt`` at ``at`` (an RQ id of its own: this one runs)."""
+        pipe = self.life.queue.connection.pipeline()
+        self._release_at(job_id, attempt, at, f"retry-{attempt}-{new_id()}", pipe)
+        pipe.execute()
 
     def release(self, job_id: str, attempt: int) -> JobState | None:
         """``attempt`` of ``job_id`` is due: queue it (RQ's same call with the attempt's
@@ -98,6 +106,10 @@ class Retries:
             log.info("job %s: attempt %s is no longer due (%s)", job_id, attempt,
                      job.state if job else "gone")
             return None
+        at = float(job.extra["retry_at"])
+        if at > time.time():  # early (another clock): look again at its time
+            self._again(job_id, attempt, at)
+            return None
         rq_job = None
         if job.extra.get("external") != "1":
             try:
@@ -109,10 +121,7 @@ class Retries:
                 life.changed([failed] if failed else [])
                 return None
             if rq_job.get_status(refresh=False) in RQ_BUSY:  # its worker still records the
-                pipe = life.queue.connection.pipeline()  # failed run: look again shortly
-                self._release_at(job_id, attempt, time.time() + LOOK_AGAIN,
-                                 f"retry-{attempt}-{new_id()}", pipe)
-                pipe.execute()
+                self._again(job_id, attempt, time.time() + LOOK_AGAIN)  # failed run
                 return None
         state = life.store.queue_retry(job_id, attempt)
         if state is None:  # cancelled in between

@@ -32,10 +32,9 @@ DEDUPLICATED_REFUSED = ("a job of this kind with the same unique arguments has n
 def read_after(body: dict[str, Any], name: str = "after") -> tuple[str, ...]:
     """The checked ids of the body's ``after`` (none when absent): each one a job the
     caller may read; :class:`Invalid` naming ``after`` otherwise."""
-    raw = body.get(name)
-    if raw is None:
+    if name not in body:
         return ()
-    ids = check_after(raw)
+    ids = check_after(body[name])  # null, like any other non-list: 400
     unknown = [job_id for job_id in ids if not may_read(job_id)]
     unknown += core.lifecycle.waits.missing([job_id for job_id in ids if job_id not in unknown])
     if unknown:
