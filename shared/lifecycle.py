@@ -467,7 +467,7 @@ class Lifecycle:
         return state
 
     def cancel(self, job_id: str) -> JobState:
-        """Cancel a scheduled, queued or running job; its new (cancelled) state.
+        """Cancel a scheduled, waiting, queued or running job; its new (cancelled) state.
 
         The store decides first, atomically: a late report of the worker (even a
         ``failed`` from a killed work horse) is then dropped by the terminal-state

@@ -119,7 +119,7 @@ def test_the_confirmation_names_the_states_each_action_changes(ops_site: Stack) 
     assert "only the failed and cancelled ones can be retried." in retry.text
     page = session.get(f"{ops_site.url}/dashboard/bulk?action=cancel&state=scheduled&owner=later",
                        headers=OPS, timeout=5)
-    assert "only the scheduled, queued and running ones can be cancelled." in page.text
+    assert "only the scheduled, waiting, queued and running ones can be cancelled." in page.text
     count, bulk_id = start_bulk(ops_site, session, "action=cancel&state=scheduled&owner=later")
     assert count == 3
     wait_until(lambda: ops_site.job_state(bulk_id)["state"] == "succeeded", timeout=60,
