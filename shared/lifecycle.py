@@ -660,7 +660,7 @@ class Lifecycle:
         return state
 
     def cancel(self, job_id: str) -> JobState:
-        """Cancel a scheduled, queued or running job; its new state: cancelled, or for
+        """Cancel a scheduled, waiting, queued or running job; its new state: cancelled, or for
         a running job still running, asked to stop (``cancel_requested``: the worker
         stops within ``CANCEL_GRACE`` seconds, or is stopped by force; ``shared/watch.py``).
 

@@ -1,4 +1,4 @@
-"""Job control: cancel a scheduled, queued or running job, retry a failed or cancelled one.
+"""Job control: cancel a scheduled, waiting, queued or running job, retry a failed or cancelled one.
 
 The lifecycle does both (``Lifecycle.cancel``/``retry``: the store decides
 atomically, then RQ or the external queue is told, then the change is pushed

@@ -67,7 +67,7 @@ def _read(args: Any) -> tuple[str, JobFilter]:
 
 def states_in_words(action: str) -> str:
     """The states ``action`` changes, in the order of ``STATES``, as words:
-    ``"scheduled, queued and running"``."""
+    ``"scheduled, waiting, queued and running"``."""
     names = [state for state in STATES if state in ACTION_STATES[action]]
     return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
 
