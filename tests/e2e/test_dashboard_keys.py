@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import Stack
 from tests.e2e.a11y import PHONE, assert_no_serious_axe_violations, page_width
+from tests.support import wait_until
 
 
 def check(page: Page) -> None:
@@ -44,6 +45,9 @@ def test_the_keys_panel_creates_shows_once_and_revokes(site: Stack,
     check(page)
     first = start(site, key)
     assert first.status_code == 202 and first.json()["owner"] == f"k-{key_id}"
+    wait_until(lambda: site.job_state(first.json()["id"])["state"] == "succeeded", timeout=30,
+               what="the key's first job to end")
+    # Back to a settled page (no snapshot on its way that predates the next job).
     page.get_by_role("link", name="Back to the dashboard").click()
     expect(page.locator("#connection")).to_have_attribute("data-status", "live")
     assert key not in page.content()  # shown once
