@@ -248,14 +248,17 @@ def idle_connections(stack: BenchStack, floors: Floors, count: int, hold: float,
                      log: Log) -> tuple[list[Row], list[str]]:
     """How many idle Socket.IO connections one web process holds, and their memory."""
     web = stack.start_web("web-idle")  # fresh: no memory left over from other runs
-    job = stack.create_jobs(1)[0]
+    job, watched = stack.create_jobs(2)
     with Swarm("127.0.0.1", web.port) as swarm:
         swarm.connect(10)  # warm up: first connections load code and fill caches
         web.post_progress(job, "warm-up")
         swarm.call("close")
         settle(1.0)
         base = web.rss()
-        res = swarm.connect(count, None, concurrency=200)
+        # Each watches a job that gets no events, as an open job page does: a connection
+        # in no room is closed after SOCKETIO_IDLE_JOIN_SECONDS (and may hold only part
+        # of the cap, SOCKETIO_WATCHER_SHARE).
+        res = swarm.connect(count, [watched], concurrency=200)
         log(f"  idle: {res}; holding them {hold:.0f} s")
         settle(3.0 + hold)  # past a ping interval (25 s) the pongs have been exchanged
         rss = web.rss()
@@ -284,7 +287,8 @@ def idle_connections(stack: BenchStack, floors: Floors, count: int, hold: float,
     ]
     notes = [
         f"Connections (3): one process of raw websocket Socket.IO clients opens {count} "
-        f"connections (200 at a time) to a fresh eventlet web process (`WORKER_CONNECTIONS="
+        f"connections (200 at a time, each watching one job that gets no events, `?jobId=`) "
+        "to a fresh eventlet web process (`WORKER_CONNECTIONS="
         "11000`, `SOCKETIO_MAX_CONNECTIONS=10500`) and keeps them open, answering pings, for "
         f"{hold + 3:.0f} s; "
         "memory is the gunicorn worker's RSS before and after (psutil), and 20 callbacks "

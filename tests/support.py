@@ -367,3 +367,13 @@ def session_from(address: str) -> requests.Session:
     web = requests.Session()
     web.mount("http://", SourceAddress(address))
     return web
+
+
+def second_web(env: dict[str, str], log_dir: Path, name: str,
+               **extra: str) -> tuple[Process, str]:
+    """One more web process on the same Redis as ``env`` (with ``extra`` settings), on a
+    free port; the process and its base URL."""
+    port = free_port()
+    web_env = {**env, **extra, "PORT": str(port), "WEB_BIND": f"127.0.0.1:{port}",
+               "SITE_URL": f"http://127.0.0.1:{port}"}
+    return start_web(web_env, log_dir, name=name), web_env["SITE_URL"]

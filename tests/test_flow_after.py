@@ -23,10 +23,8 @@ from tests.support import (
     TEST_OPS_TOKEN,
     TEST_WORKER_TOKEN,
     EventRecorder,
-    Process,
     auth,
-    free_port,
-    start_web,
+    second_web,
     wait_until,
 )
 
@@ -45,11 +43,8 @@ def stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 @pytest.fixture(scope="module")
 def private_site(stack: Stack, log_dir: Path) -> Iterator[str]:
     """A second web process on the same Redis with ``JOB_VISIBILITY=owner``."""
-    port = free_port()
-    env = {**stack.env, "JOB_VISIBILITY": "owner", "PORT": str(port),
-           "WEB_BIND": f"127.0.0.1:{port}", "SITE_URL": f"http://127.0.0.1:{port}"}
-    web: Process = start_web(env, log_dir, name="web-private")
-    yield env["SITE_URL"]
+    web, url = second_web(stack.env, log_dir, "web-private", JOB_VISIBILITY="owner")
+    yield url
     web.stop()
 
 

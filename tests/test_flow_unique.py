@@ -23,11 +23,9 @@ from tests.support import (
     TEST_PROGRESS_TOKEN,
     TEST_SECRET_KEY,
     TEST_WORKER_TOKEN,
-    Process,
     auth,
     csrf_token_in,
-    free_port,
-    start_web,
+    second_web,
     wait_until,
 )
 from worker.cron import Ticker
@@ -47,11 +45,8 @@ def stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 @pytest.fixture(scope="module")
 def private_site(stack: Stack, log_dir: Path) -> Iterator[str]:
     """A second web process on the same Redis with ``JOB_VISIBILITY=owner``."""
-    port = free_port()
-    env = {**stack.env, "JOB_VISIBILITY": "owner", "PORT": str(port),
-           "WEB_BIND": f"127.0.0.1:{port}", "SITE_URL": f"http://127.0.0.1:{port}"}
-    web: Process = start_web(env, log_dir, name="web-private-unique")
-    yield env["SITE_URL"]
+    web, url = second_web(stack.env, log_dir, "web-private-unique", JOB_VISIBILITY="owner")
+    yield url
     web.stop()
 
 
