@@ -27,7 +27,7 @@ slot is counted from then on, while it may still wait there: "running" in the me
 means "let through and not ended", which is the same thing whenever the tenant has
 nothing else waiting.
 
-**Why not RQ 3.0's own limits** (``Queue.enqueue(..., rate_limit=RateLimit(key, n))``,
+**Why not RQ 3.0's own limits** (an enqueue with ``rate_limit=RateLimit(key, n)``,
 ``rq/rate_limit.py``): they compose badly with fair share and cover only RQ. RQ's
 promotion pushes a waiting job straight onto the RQ queue from its own Lua script,
 so fair share cannot be put between the limit and the queue; the other order (fair

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from shared.kinds import Context, external_kind, job_kind
+from tests.support import simulate_work
 
 ARGS = {"type": "object", "properties": {"account": {"type": "string", "maxLength": 200},
                                          "hold": {"type": "number", "default": 0.5}},
@@ -19,7 +20,7 @@ def per_account(ctx: Context, account: str, hold: float = 0.5) -> dict[str, floa
     ctx.progress(0, 1, f"holding {account}")  # reported: the job shows as running
     deadline = started + hold
     while time.time() < deadline:
-        time.sleep(0.02)
+        simulate_work(0.02)
     return {"started": started, "finished": time.time()}
 
 

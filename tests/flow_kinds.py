@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from shared.kinds import Context, external_kind, job_kind
+from tests.support import simulate_work
 
 STEP_ARGS = {"type": "object", "properties": {"n": {"type": "integer", "default": 0}}}
 
@@ -34,7 +35,7 @@ def flow_sync(ctx: Context, account: str, seconds: float = 0, note: str = "") ->
     until = time.monotonic() + seconds
     while time.monotonic() < until:
         ctx.progress(0, message=f"syncing {account}")
-        time.sleep(0.1)
+        simulate_work(0.1)
     return {"account": account}
 
 

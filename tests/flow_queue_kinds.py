@@ -9,6 +9,7 @@ import time
 import redis
 
 from shared.kinds import Context, external_kind, job_kind
+from tests.support import simulate_work
 
 ARGS = {"type": "object", "properties": {"tag": {"type": "string", "maxLength": 40},
                                          "n": {"type": "integer", "default": 0}},
@@ -44,7 +45,7 @@ def gate(ctx: Context, tag: str, n: int = 0) -> dict[str, int]:
     try:
         deadline = time.monotonic() + GATE_WAIT
         while not client.exists(gate_key(tag)) and time.monotonic() < deadline:
-            time.sleep(0.02)
+            simulate_work(0.02)
     finally:
         client.close()
     return _record(ctx, "gate", tag, n)

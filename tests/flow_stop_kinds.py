@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from shared.kinds import Context, external_kind, job_kind
+from tests.support import simulate_work
 
 _HOW = {"type": "object", "additionalProperties": False,
         "properties": {"how": {"type": "string", "enum": ["raise", "return"],
@@ -24,7 +25,7 @@ def heeds_cancel(ctx: Context, how: str = "raise") -> dict[str, str]:
             ctx.check_cancelled()
         elif ctx.cancelled:
             return {"stopped": "on request"}
-        time.sleep(0.05)
+        simulate_work(0.05)
     return {"stopped": "never asked"}
 
 
@@ -33,7 +34,7 @@ def heeds_cancel(ctx: Context, how: str = "raise") -> dict[str, str]:
 def ignores_cancel(ctx: Context) -> dict[str, str]:
     """Report once, then sleep: only the forced stop ends it."""
     ctx.progress(10, message="busy, not listening")
-    time.sleep(60)
+    simulate_work(60)
     return {"stopped": "never"}
 
 
@@ -42,7 +43,7 @@ def ignores_cancel(ctx: Context) -> dict[str, str]:
 def quiet_rq(ctx: Context) -> dict[str, str]:
     """Report, stay silent past ``stall_after``, report again."""
     ctx.progress(10, message="about to go quiet")
-    time.sleep(3)
+    simulate_work(3)
     ctx.progress(90, message="back")
     return {"done": "yes"}
 

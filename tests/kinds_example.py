@@ -6,6 +6,7 @@ Started with ``JOB_KINDS=tests.kinds_example``; nothing under website/ knows it.
 from __future__ import annotations
 
 from shared.kinds import Context, job_kind
+from tests.support import simulate_work
 
 
 @job_kind("count_words", title="Count words",
@@ -43,5 +44,5 @@ def chatty(ctx: Context, lines: int = 1000, per_second: int = 1000) -> int:
         due = start + (n + 1) / per_second
         pause = due - time.monotonic()
         if pause > 0:
-            time.sleep(pause)
+            simulate_work(pause)
     return lines

@@ -377,3 +377,8 @@ def second_web(env: dict[str, str], log_dir: Path, name: str,
     web_env = {**env, **extra, "PORT": str(port), "WEB_BIND": f"127.0.0.1:{port}",
                "SITE_URL": f"http://127.0.0.1:{port}"}
     return start_web(web_env, log_dir, name=name), web_env["SITE_URL"]
+
+
+def simulate_work(seconds: float) -> None:
+    """A test job's own work, which takes ``seconds`` (a job body, not a test waiting)."""
+    time.sleep(seconds)

@@ -9,7 +9,6 @@ once a second, and the page says them in words.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,9 @@ def test_positions_are_pushed_as_they_change_at_most_once_a_second(stack: Stack)
     recorder = EventRecorder(stack.url, watched)
     try:
         recorder.wait_for(lambda ev: 3 in places(ev), timeout=10, what="position 3")
-        time.sleep(2.5)  # nothing moves: nothing more is pushed
+        with pytest.raises(TimeoutError):  # nothing moves: nothing more is pushed
+            recorder.wait_for(lambda ev: len(places(ev)) > 1, timeout=2.5,
+                              what="another place")
         assert places(recorder.events) == [3]
         late = EventRecorder(stack.url, watched)  # a newcomer is told within a tick
         try:

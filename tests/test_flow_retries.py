@@ -246,8 +246,9 @@ def test_a_lapsed_lease_is_a_failed_attempt_retried_after_its_backoff(site: Stac
     first = claim(site)
     assert first is not None and first["jobId"] == job_id
     # The worker goes silent: its lease lapses; the next claim sweeps it.
-    time.sleep(LEASE + 0.2)  # the lease has to lapse: nothing to poll for
-    assert claim(site, wait=0) is None  # swept, now scheduled: not claimable at once
+    # (a claim sweeps lapsed leases: once it has, the job is scheduled, not claimable)
+    wait_until(lambda: claim(site, wait=0) is None and state(site, job_id)["state"]
+               == "scheduled", timeout=LEASE + 10, what="the lease to lapse and be swept")
     waiting = state(site, job_id)
     assert waiting["state"] == "scheduled" and waiting["attempt"] == 2
     assert "stopped reporting (lease lapsed)" in waiting["attempts"][0]["error"]
@@ -256,12 +257,12 @@ def test_a_lapsed_lease_is_a_failed_attempt_retried_after_its_backoff(site: Stac
     assert report(site, first["token"], {"jobId": job_id, "state": "running",
                                          "progress": 5}).status_code == 409
     # Its last attempt lapses too: failed, not queued again.
-    time.sleep(LEASE + 0.2)
-    assert claim(site, wait=0) is None
+    wait_until(lambda: claim(site, wait=0) is None and state(site, job_id)["attempt"] == 3,
+               timeout=LEASE + 10, what="the second lease to lapse and be swept")
     third = claim(site, wait=5)
     assert third is not None and third["attempt"] == 3
-    time.sleep(LEASE + 0.2)
-    assert claim(site, wait=0) is None
+    wait_until(lambda: claim(site, wait=0) is None and state(site, job_id)["state"]
+               == "failed", timeout=LEASE + 10, what="the last lease to lapse and be swept")
     failed = state(site, job_id)
     assert failed["state"] == "failed" and "on attempt 3 of 3: given up" in failed["message"]
     assert [a["attempt"] for a in failed["attempts"]] == [1, 2]
