@@ -164,6 +164,8 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
                                             say)
             notes.append(measure_position.NOTE)
         if "9" in only:  # last: it fills Redis with many jobs
+            assert stack.client is not None  # from an empty store: the sections above
+            stack.client.flushdb()  # leave their jobs behind (13: 10,000 queued)
             say("9: many jobs (a batch's pushes, memory per job, filters)")
             rows += measure_many.run(stack, floors, sizes.stored_jobs, sizes.batch_jobs,
                                      sizes.filter_pages, say)
