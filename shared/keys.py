@@ -88,6 +88,11 @@ def job_attempts_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:attempts"
 
 
+def job_reruns_key(job_id: str) -> str:
+    """List of the ids of the jobs run again from ``job_id`` with changes (shared/rerun.py)."""
+    return f"{PREFIX}:job:{job_id}:reruns"
+
+
 def job_traceback_key(job_id: str) -> str:
     """A failed job's traceback, for operators only (never in public JSON or pages)."""
     return f"{PREFIX}:job:{job_id}:traceback"

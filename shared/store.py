@@ -152,7 +152,8 @@ class JobStore:
         state, kind, owner, batch = found
         pipe = self.client.pipeline()
         pipe.delete(keys.job_key(job_id), keys.job_timeline_key(job_id),
-                    keys.job_attempts_key(job_id), keys.job_traceback_key(job_id))
+                    keys.job_attempts_key(job_id), keys.job_traceback_key(job_id),
+                    keys.job_reruns_key(job_id))
         pipe.zrem(keys.RECENT_JOBS, job_id)
         if state:
             pipe.zrem(keys.state_index(state), job_id)

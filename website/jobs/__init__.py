@@ -12,7 +12,7 @@ from flask import Flask
 from website.extensions import CORE
 from website.http import ratelimit
 from website.http.body import allow_body
-from website.jobs import api, batch_routes, control, pages
+from website.jobs import api, batch_routes, control, pages, rerun
 from website.jobs.submit import FORM_OVERHEAD, largest_upload
 
 
@@ -30,9 +30,11 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(control.bp)
     app.register_blueprint(batch_routes.bp)
+    app.register_blueprint(rerun.bp)
     allow_body(app, batch_routes.BODY_MAX, "batches.create")
-    allow_body(app, largest_upload(kinds) + FORM_OVERHEAD, "jobs.create", "api.create_job")
+    allow_body(app, largest_upload(kinds) + FORM_OVERHEAD, "jobs.create", "api.create_job",
+               "rerun.start")
     ratelimit.limit(app, "jobs", "jobs.create", "api.create_job", "batches.create",
-                    "control.retry_page", "control.retry_api")
+                    "control.retry_page", "control.retry_api", "rerun.start")
     ratelimit.limit(app, "cancel", "control.cancel_page", "control.cancel_api",
                     "batches.cancel")

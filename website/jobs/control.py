@@ -9,7 +9,8 @@ Who may do this: only the job's owner (its session, or its ``controlToken`` as
 a bearer token) and operators (``OPS_TOKEN``, ``website/http/ownership.py``);
 anyone else gets 403 (404 with ``JOB_VISIBILITY=owner``) and nothing changes.
 
-Pages: ``POST /jobs/<id>/cancel|retry`` (form buttons, 303 back to the job).
+Pages: ``POST /jobs/<id>/cancel|retry`` (form buttons, 303 back to the job; with
+``back=detail``, from the operators' job page, back to that page).
 API: ``POST /api/jobs/<id>/cancel|retry``: 200/202 with the state, 403 not
 allowed, 404 for an unknown job, 409 when the job's state does not allow it.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, url_for
+from flask import Blueprint, Response, current_app, jsonify, redirect, request, url_for
 
 from shared.config import VISIBILITY_OWNER
 from shared.errors import Forbidden, JobcastError, NotFound
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("control", __name__)
 
 
-def _authorise(action: str, job_id: str) -> None:
+def authorise(action: str, job_id: str) -> None:
     """Refuse anyone but the owner and operators (404 when jobs are private)."""
     if may_control(job_id.lower()):
         return
@@ -45,7 +46,7 @@ def _authorise(action: str, job_id: str) -> None:
 
 def _run(action: str, job_id: str) -> JobState:
     try:
-        _authorise(action, job_id)
+        authorise(action, job_id)
         jobs = core.lifecycle
         state = jobs.cancel(job_id) if action == "cancel" else jobs.retry(job_id)
     except JobcastError as exc:
@@ -57,18 +58,23 @@ def _run(action: str, job_id: str) -> JobState:
     return state
 
 
+def _back(job_id: str) -> Response:
+    """303 back to the page the button was on: the job's page, or the operators' one
+    (``back=detail``; a fixed choice, never a URL from the form)."""
+    page = "jobdetail.detail" if request.form.get("back") == "detail" else "jobs.status"
+    return redirect(url_for(page, job_id=job_id), code=303)  # type: ignore[return-value]
+
+
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_page(job_id: str) -> Response:
     """Cancel button of the job page: back to the page, which shows "cancelled"."""
-    state = _run("cancel", job_id)
-    return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
+    return _back(_run("cancel", job_id).job_id)
 
 
 @bp.post("/jobs/<job_id>/retry")
 def retry_page(job_id: str) -> Response:
     """Retry button of the job page: back to the page, which follows the new run."""
-    state = _run("retry", job_id)
-    return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
+    return _back(_run("retry", job_id).job_id)
 
 
 @bp.post("/api/jobs/<job_id>/cancel")

@@ -22,6 +22,7 @@ from website.extensions import core
 from website.http.answers import error_response
 from website.jobs.api import positions
 from website.jobs.flow import DEDUPLICATED_REFUSED, may_learn
+from website.jobs.rerun import rerun_links
 from website.jobs.submit import read_submission
 
 bp = Blueprint("jobs", __name__)
@@ -76,6 +77,7 @@ def status(job_id: str) -> str:
     return render_template("job.html", job=state, kind=core.kinds.get(state.kind),
                            place=place.words() if place is not None else "",
                            can_control=may_control(state.job_id), log_lines=log_lines,
+                           rerun=rerun_links(state),
                            log_last=log_lines[-1].id if log_lines else LOG_START)
 
 

@@ -6,6 +6,11 @@ the owner, each attempt (worker, start, end, outcome, from
 ``worker/attempts.py``), every state the job entered (its timeline, kept by
 the store's Lua scripts), the log, the result and, for a failure, the
 traceback, which is kept under a key of its own and shown only here.
+
+Operators act here too (#28): Cancel and Retry post to the public page's endpoints
+(``website/jobs/control.py``, ``back=detail`` brings them back here), and "Run again
+with changes" opens the kind's form filled with the job's arguments
+(``website/jobs/rerun.py``). A worker's name is shown short, whole in its ``title``.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from shared.apikeys import key_names
 from shared.joblog import read_log
 from shared.protocol import LOG_START, is_uuid
 from website.auth.operators import ops_allowed, ops_challenge
+from website.auth.owners import may_control
 from website.extensions import core
 from website.http.answers import error_response
+from website.jobs.rerun import rerun_links
+from website.ops.dashboard import short_worker_name
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobdetail", __name__)
+bp.add_app_template_filter(short_worker_name, "short_worker")
 LOG_SHOWN = 1000
 
 
@@ -82,4 +91,6 @@ def detail(job_id: str) -> Response | str | tuple[Response | str, int]:
     if found is None:
         return error_response(404, "unknown job id")
     owner_name = key_names(core.client, [found["job"].owner]).get(found["job"].owner)
-    return render_template("job_detail.html", owner_name=owner_name, **found)
+    return render_template("job_detail.html", owner_name=owner_name,
+                           can_control=may_control(found["job"].job_id),
+                           rerun=rerun_links(found["job"], "jobdetail.detail"), **found)
