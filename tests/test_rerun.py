@@ -93,9 +93,16 @@ def test_an_operator_runs_anyones_job_again_from_the_operators_page(stack: Stack
                         timeout=5).json()["id"]  # an API client's: not the operator's
     detail = html.unescape(requests.get(f"{stack.url}/dashboard/jobs/{old}", headers=OPS,
                                         timeout=5).text)
-    assert f'id="rerun-link" href="/jobs/{old}/rerun"' in detail
+    assert f'id="rerun-link" href="/dashboard/jobs/{old}/rerun"' in detail
     operator = requests.Session()
-    new = new_job_of(rerun(stack, operator, old, {"steps": "2"}, **OPS))
+    form = operator.get(f"{stack.url}/dashboard/jobs/{old}/rerun", headers=OPS, timeout=5)
+    assert form.status_code == 200 and 'name="steps" value="4"' in form.text
+    assert f'action="/dashboard/jobs/{old}/rerun"' in form.text
+    resp = operator.post(f"{stack.url}/dashboard/jobs/{old}/rerun", headers=OPS, timeout=5,
+                         allow_redirects=False,
+                         data={"csrf_token": csrf_token_in(form.text), "steps": "2"})
+    assert resp.status_code == 303 and resp.headers["Location"].startswith("/dashboard/jobs/")
+    new = resp.headers["Location"].rsplit("/", 1)[-1]
     assert client_of(stack).hget(keys.job_key(new), "rerun_of") == old
     new_detail = html.unescape(requests.get(f"{stack.url}/dashboard/jobs/{new}", headers=OPS,
                                             timeout=5).text)
@@ -103,9 +110,20 @@ def test_an_operator_runs_anyones_job_again_from_the_operators_page(stack: Stack
     assert '"steps": 2' in new_detail
     old_detail = requests.get(f"{stack.url}/dashboard/jobs/{old}", headers=OPS, timeout=5).text
     assert f'<a href="/dashboard/jobs/{new}" title="{new}">' in old_detail
+    # The public form works for an operator too (Bearer or Basic on any route).
+    assert requests.get(f"{stack.url}/jobs/{old}/rerun", headers=OPS, timeout=5).ok
     # The API client that owns the old job is not told of the operator's rerun.
     public = requests.get(f"{stack.url}/jobs/{old}", timeout=5).text
     assert new not in public and 'id="rerun-link"' not in public
+    # The operators' form is the operators' only: 401, and nothing starts.
+    stored = client_of(stack).zcard(keys.RECENT_JOBS)
+    for headers in ({}, auth("wrong")):
+        assert requests.get(f"{stack.url}/dashboard/jobs/{old}/rerun", headers=headers,
+                            timeout=5).status_code == 401
+        assert operator.post(f"{stack.url}/dashboard/jobs/{old}/rerun", headers=headers,
+                             timeout=5, data={"csrf_token": csrf_token_in(form.text),
+                                              "steps": "2"}).status_code == 401
+    assert client_of(stack).zcard(keys.RECENT_JOBS) == stored
 
 
 def test_strangers_may_not_run_a_job_again(stack: Stack) -> None:
@@ -163,25 +181,28 @@ def test_the_operators_page_cancels_and_retries_and_comes_back(stack: Stack) -> 
     url = f"{stack.url}/dashboard/jobs/{job_id}"
     page = operator.get(url, headers=OPS, timeout=5).text
     assert 'id="detail-cancel"' in page and 'id="detail-retry"' not in page
-    resp = operator.post(f"{stack.url}/jobs/{job_id}/cancel", headers=OPS, timeout=5,
-                         data={"csrf_token": csrf_token_in(page), "back": "detail"},
+    token = csrf_token_in(page)
+    # Others: 401 (as the page), and nothing changes; no CSRF token: 400.
+    for headers in ({}, auth("wrong")):
+        assert operator.post(f"{url}/cancel", headers=headers, data={"csrf_token": token},
+                             timeout=5).status_code == 401
+    assert requests.post(f"{url}/cancel", headers=OPS, timeout=5).status_code == 400
+    assert stack.job_state(job_id)["state"] == "scheduled"
+    resp = operator.post(f"{url}/cancel", headers=OPS, timeout=5, data={"csrf_token": token},
                          allow_redirects=False)
     assert resp.status_code == 303 and resp.headers["Location"] == f"/dashboard/jobs/{job_id}"
     page = operator.get(url, headers=OPS, timeout=5).text
-    assert "cancelled" in page and 'id="detail-retry"' in page and 'id="detail-cancel"' not in page
-    resp = operator.post(f"{stack.url}/jobs/{job_id}/retry", headers=OPS, timeout=5,
-                         data={"csrf_token": csrf_token_in(page), "back": "detail"},
+    assert 'id="detail-state">cancelled' in page
+    assert 'id="detail-retry"' in page and 'id="detail-cancel"' not in page
+    assert operator.post(f"{url}/cancel", headers=OPS, data={"csrf_token": token},
+                         timeout=5).status_code == 409  # ended: as the public buttons
+    resp = operator.post(f"{url}/retry", headers=OPS, timeout=5, data={"csrf_token": token},
                          allow_redirects=False)
     assert resp.status_code == 303 and resp.headers["Location"] == f"/dashboard/jobs/{job_id}"
     wait_until(lambda: stack.job_state(job_id)["state"] == "succeeded", timeout=30,
                what="the retried job to succeed")
-    # Any other "back" (the public page's buttons send none) goes to the public page.
-    other = requests.post(f"{stack.url}/api/jobs", json={"delaySeconds": 600},
-                          timeout=5).json()["id"]
-    resp = operator.post(f"{stack.url}/jobs/{other}/cancel", headers=OPS, timeout=5,
-                         data={"csrf_token": csrf_token_in(page), "back": "https://evil.test/"},
-                         allow_redirects=False)
-    assert resp.status_code == 303 and resp.headers["Location"] == f"/jobs/{other}"
+    assert operator.post(f"{stack.url}/dashboard/jobs/{new_id()}/retry", headers=OPS,
+                         data={"csrf_token": token}, timeout=5).status_code == 404
 
 
 def test_with_private_jobs_a_stranger_gets_the_unknown_ids_404(config: Config) -> None:

@@ -33,8 +33,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(rerun.bp)
     allow_body(app, batch_routes.BODY_MAX, "batches.create")
     allow_body(app, largest_upload(kinds) + FORM_OVERHEAD, "jobs.create", "api.create_job",
-               "rerun.start")
+               "rerun.start", "rerun.ops_start")
     ratelimit.limit(app, "jobs", "jobs.create", "api.create_job", "batches.create",
-                    "control.retry_page", "control.retry_api", "rerun.start")
+                    "control.retry_page", "control.retry_api", "rerun.start",
+                    "rerun.ops_start")
     ratelimit.limit(app, "cancel", "control.cancel_page", "control.cancel_api",
                     "batches.cancel")

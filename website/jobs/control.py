@@ -9,8 +9,8 @@ Who may do this: only the job's owner (its session, or its ``controlToken`` as
 a bearer token) and operators (``OPS_TOKEN``, ``website/http/ownership.py``);
 anyone else gets 403 (404 with ``JOB_VISIBILITY=owner``) and nothing changes.
 
-Pages: ``POST /jobs/<id>/cancel|retry`` (form buttons, 303 back to the job; with
-``back=detail``, from the operators' job page, back to that page).
+Pages: ``POST /jobs/<id>/cancel|retry`` (form buttons, 303 back to the job). The
+operators' job page has its own (``website/ops/jobdetail.py``), through :func:`act`.
 API: ``POST /api/jobs/<id>/cancel|retry``: 200/202 with the state, 403 not
 allowed, 404 for an unknown job, 409 when the job's state does not allow it.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, redirect, url_for
 
 from shared.config import VISIBILITY_OWNER
 from shared.errors import Forbidden, JobcastError, NotFound
@@ -44,9 +44,12 @@ def authorise(action: str, job_id: str) -> None:
                     f"an operator may {action} it")
 
 
-def _run(action: str, job_id: str) -> JobState:
+def act(action: str, job_id: str, operator: bool = False) -> JobState:
+    """Cancel or retry ``job_id`` (``action``) for a caller who may (``operator``: an
+    operator page let the caller in already), counted in ``/metrics``; its state."""
     try:
-        authorise(action, job_id)
+        if not operator:
+            authorise(action, job_id)
         jobs = core.lifecycle
         state = jobs.cancel(job_id) if action == "cancel" else jobs.retry(job_id)
     except JobcastError as exc:
@@ -58,34 +61,29 @@ def _run(action: str, job_id: str) -> JobState:
     return state
 
 
-def _back(job_id: str) -> Response:
-    """303 back to the page the button was on: the job's page, or the operators' one
-    (``back=detail``; a fixed choice, never a URL from the form)."""
-    page = "jobdetail.detail" if request.form.get("back") == "detail" else "jobs.status"
-    return redirect(url_for(page, job_id=job_id), code=303)  # type: ignore[return-value]
-
-
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_page(job_id: str) -> Response:
     """Cancel button of the job page: back to the page, which shows "cancelled"."""
-    return _back(_run("cancel", job_id).job_id)
+    state = act("cancel", job_id)
+    return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
 
 
 @bp.post("/jobs/<job_id>/retry")
 def retry_page(job_id: str) -> Response:
     """Retry button of the job page: back to the page, which follows the new run."""
-    return _back(_run("retry", job_id).job_id)
+    state = act("retry", job_id)
+    return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
 
 
 @bp.post("/api/jobs/<job_id>/cancel")
 def cancel_api(job_id: str) -> Response:
     """Cancel a job: 200 with its state, 404 unknown, 409 already ended."""
-    return jsonify(state=_run("cancel", job_id).to_payload())
+    return jsonify(state=act("cancel", job_id).to_payload())
 
 
 @bp.post("/api/jobs/<job_id>/retry")
 def retry_api(job_id: str) -> tuple[Response, int]:
     """Retry a job: 202 with its state, 404 unknown, 409 not failed or cancelled."""
-    state = _run("retry", job_id)
+    state = act("retry", job_id)
     status_url = url_for("api.job_state", job_id=state.job_id)
     return jsonify(state=state.to_payload(), status_url=status_url), 202

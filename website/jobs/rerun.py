@@ -11,6 +11,11 @@ Who may: whoever may read the job's arguments, that is its owner (session,
 retry; anyone else gets 403 (404 with ``JOB_VISIBILITY=owner``, as for an unknown
 id) and nothing is started. The new job is the caller's own (owner and tenant as
 for any start from a form), counted against their quotas and rate-limited alike.
+
+The operators' job page links to the same form under ``/dashboard/jobs/<id>/rerun``
+(GET and POST; operators only, 401 otherwise, as every operator page), so that a
+browser sends the operator's Basic credentials with it; its links go to the
+operators' pages.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from shared.kinds import JobKind
 from shared.protocol import is_uuid
 from shared.rerun import RERUN_OF, form_values, reruns, start_again, stored_args
 from shared.unique import DEDUPLICATED
+from website.auth.operators import ops_allowed, ops_challenge
 from website.auth.owners import may_control, remember_job, request_address, request_owner, request_tenant
 from website.extensions import core
 from website.http.answers import error_response
@@ -38,12 +44,14 @@ GONE = "There is no job with this id (it may have expired)."
 NOT_STARTABLE = "Jobs of this kind cannot be started from a form on this site."
 
 
-def rerunnable(job_id: str) -> tuple[JobState, JobKind]:
-    """The job and its kind, when the caller may run it again; ``Forbidden`` (or
-    ``NotFound`` with private jobs) for others, ``NotFound`` for an unknown id or a
-    kind this site does not start from forms (the bulk kind)."""
+def rerunnable(job_id: str, operator: bool = False) -> tuple[JobState, JobKind]:
+    """The job and its kind, when the caller may run it again (``operator``: an
+    operator page let the caller in already); ``Forbidden`` (or ``NotFound`` with
+    private jobs) for others, ``NotFound`` for an unknown id or a kind this site does
+    not start from forms (the bulk kind)."""
     job_id = job_id.lower()
-    authorise("rerun", job_id)
+    if not operator:
+        authorise("rerun", job_id)
     state = core.store.get(job_id) if is_uuid(job_id) else None
     if state is None:
         raise NotFound(GONE)
@@ -53,41 +61,42 @@ def rerunnable(job_id: str) -> tuple[JobState, JobKind]:
     return state, kind
 
 
-def rerun_links(state: JobState, page: str = "jobs.status") -> dict[str, Any]:
-    """What a job's page (``page``: the endpoint its links go to) says of reruns:
-    ``of``, the job it was run again from; ``reruns``, the jobs run again from it;
-    ``may``, whether the caller may run it again. The public page names only the jobs
-    the caller may control (a rerun's id would let whoever reads one job read another);
-    the operators' page names them all."""
-    everything = page != "jobs.status"
+def _pages(operator: bool) -> dict[str, str]:
+    """The endpoints of a job's page, and of its form to run it again."""
+    if operator:
+        return {"page": "jobdetail.detail", "form": "rerun.ops_form", "start": "rerun.ops_start"}
+    return {"page": "jobs.status", "form": "rerun.form", "start": "rerun.start"}
+
+
+def rerun_links(state: JobState, operator: bool = False) -> dict[str, Any]:
+    """What a job's page (``operator``: the operators' one) says of reruns: ``of``,
+    the job it was run again from; ``reruns``, the jobs run again from it; ``may``,
+    whether the caller may run it again (and ``page``, ``form``: where links go). The
+    public page names only the jobs the caller may control (a rerun's id would let
+    whoever reads one job read another); the operators' page names them all."""
     old = state.extra.get(RERUN_OF, "")
-    if old and not (everything or may_control(old)):
+    if old and not (operator or may_control(old)):
         old = ""
     again = [job_id for job_id in reruns(core.client, state.job_id)
-             if everything or may_control(job_id)]
-    return {"of": old, "reruns": again, "page": page,
-            "may": state.kind in core.kinds and may_control(state.job_id)}
+             if operator or may_control(job_id)]
+    may = state.kind in core.kinds and (operator or may_control(state.job_id))
+    return {"of": old, "reruns": again, "may": may, **_pages(operator)}
 
 
-def _form(state: JobState, kind: JobKind, values: Mapping[str, object],
+def _form(state: JobState, kind: JobKind, values: Mapping[str, object], operator: bool,
           rejected: Invalid | None = None) -> str:
     uploads = [kind.args["properties"][name].get("title", name) for name in kind.uploads]
-    return render_template("rerun.html", job=state, kind=kind, values=values,
-                           uploads=uploads, rejected=rejected)
+    return render_template("rerun.html", job=state, kind=kind, values=values, uploads=uploads,
+                           rejected=rejected, pages=_pages(operator))
 
 
-@bp.get("/jobs/<job_id>/rerun")
-def form(job_id: str) -> str:
-    """The job's kind's form, filled with its arguments."""
-    state, kind = rerunnable(job_id)
-    return _form(state, kind, form_values(kind, stored_args(state)))
+def _show(job_id: str, operator: bool) -> str:
+    state, kind = rerunnable(job_id, operator)
+    return _form(state, kind, form_values(kind, stored_args(state)), operator)
 
 
-@bp.post("/jobs/<job_id>/rerun")
-def start(job_id: str) -> Response | tuple[Response | str, int]:
-    """Start the new job from the filled form (303 to its page); the form again with
-    its errors when refused (400)."""
-    old, kind = rerunnable(job_id)
+def _start(job_id: str, operator: bool) -> Response | tuple[Response | str, int]:
+    old, kind = rerunnable(job_id, operator)
     try:
         submitted = read_submission({kind.name: kind})  # the job's kind, no other
     except TooLarge as exc:
@@ -96,13 +105,39 @@ def start(job_id: str) -> Response | tuple[Response | str, int]:
         if "kind" in exc.fields:
             return error_response(400, f"This form runs {kind.title} jobs only.")
         values = {k: v for k, v in request.form.items() if k not in ("csrf_token", "kind")}
-        return _form(old, kind, values, exc), 400
+        return _form(old, kind, values, operator, exc), 400
     tenant = request_tenant()  # before request_owner: it may make the session's owner id
     state = start_again(core.lifecycle, old, kind, submitted.args, owner=request_owner(),
                         tenant=tenant, address=request_address())
     if state.extra.get(DEDUPLICATED):  # the kind's unique arguments found a job: show it
         if not may_learn(state.job_id):
             return error_response(409, f"Not started: {DEDUPLICATED_REFUSED}.")
-        return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
-    remember_job(state.job_id)
-    return redirect(url_for("jobs.status", job_id=state.job_id), code=303)  # type: ignore[return-value]
+    else:
+        remember_job(state.job_id)
+    page = _pages(operator)["page"]
+    return redirect(url_for(page, job_id=state.job_id), code=303)  # type: ignore[return-value]
+
+
+@bp.get("/jobs/<job_id>/rerun")
+def form(job_id: str) -> str:
+    """The job's kind's form, filled with its arguments (its owner, operators)."""
+    return _show(job_id, operator=False)
+
+
+@bp.post("/jobs/<job_id>/rerun")
+def start(job_id: str) -> Response | tuple[Response | str, int]:
+    """Start the new job from the filled form (303 to its page); the form again with
+    its errors when refused (400)."""
+    return _start(job_id, operator=False)
+
+
+@bp.get("/dashboard/jobs/<job_id>/rerun")
+def ops_form(job_id: str) -> Response | str:
+    """The operators' way to :func:`form` (401 to others, as the operators' pages)."""
+    return _show(job_id, operator=True) if ops_allowed() else ops_challenge()
+
+
+@bp.post("/dashboard/jobs/<job_id>/rerun")
+def ops_start(job_id: str) -> Response | tuple[Response | str, int]:
+    """The operators' way to :func:`start`: 303 to the new job's operators' page."""
+    return _start(job_id, operator=True) if ops_allowed() else ops_challenge()

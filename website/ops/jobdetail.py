@@ -7,10 +7,13 @@ the owner, each attempt (worker, start, end, outcome, from
 the store's Lua scripts), the log, the result and, for a failure, the
 traceback, which is kept under a key of its own and shown only here.
 
-Operators act here too (#28): Cancel and Retry post to the public page's endpoints
-(``website/jobs/control.py``, ``back=detail`` brings them back here), and "Run again
-with changes" opens the kind's form filled with the job's arguments
-(``website/jobs/rerun.py``). A worker's name is shown short, whole in its ``title``.
+Operators act here too (#28): Cancel and Retry (``POST /dashboard/jobs/<id>/cancel``
+and ``/retry``: operators only, 401 otherwise, as the page; CSRF token; the same
+``Lifecycle.cancel``/``retry`` as the public page's buttons, ``website/jobs/control.py``;
+303 back here), and "Run again with changes", the kind's form filled with the job's
+arguments (``website/jobs/rerun.py``). They are under ``/dashboard/`` so that a
+browser sends the operator's Basic credentials with them (its protection space is
+the path it was asked them for). A worker's name is shown short, whole in its ``title``.
 """
 
 from __future__ import annotations
@@ -19,16 +22,16 @@ import json
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, render_template
+from flask import Blueprint, Response, redirect, render_template, url_for
 
 from shared import keys
 from shared.apikeys import key_names
 from shared.joblog import read_log
 from shared.protocol import LOG_START, is_uuid
 from website.auth.operators import ops_allowed, ops_challenge
-from website.auth.owners import may_control
 from website.extensions import core
 from website.http.answers import error_response
+from website.jobs.control import act
 from website.jobs.rerun import rerun_links
 from website.ops.dashboard import short_worker_name
 
@@ -92,5 +95,25 @@ def detail(job_id: str) -> Response | str | tuple[Response | str, int]:
         return error_response(404, "unknown job id")
     owner_name = key_names(core.client, [found["job"].owner]).get(found["job"].owner)
     return render_template("job_detail.html", owner_name=owner_name,
-                           can_control=may_control(found["job"].job_id),
-                           rerun=rerun_links(found["job"], "jobdetail.detail"), **found)
+                           rerun=rerun_links(found["job"], operator=True), **found)
+
+
+def _act(action: str, job_id: str) -> Response:
+    if not ops_allowed():
+        return ops_challenge()
+    if not is_uuid(job_id):
+        return error_response(404, "unknown job id")  # type: ignore[return-value]
+    state = act(action, job_id.lower(), operator=True)
+    return redirect(url_for("jobdetail.detail", job_id=state.job_id), code=303)  # type: ignore[return-value]
+
+
+@bp.post("/dashboard/jobs/<job_id>/cancel")
+def cancel(job_id: str) -> Response:
+    """Cancel button of the operators' page: 303 back to it (404 unknown, 409 ended)."""
+    return _act("cancel", job_id)
+
+
+@bp.post("/dashboard/jobs/<job_id>/retry")
+def retry(job_id: str) -> Response:
+    """Retry button of the operators' page: 303 back to it (409 not failed or cancelled)."""
+    return _act("retry", job_id)
