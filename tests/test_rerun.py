@@ -5,6 +5,7 @@ buttons (real stack; the private-jobs refusal in an app of its own on real Redis
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import redis
@@ -223,3 +224,15 @@ def test_with_private_jobs_a_stranger_gets_the_unknown_ids_404(config: Config) -
     assert posted.status_code == 404
     client = redis.Redis.from_url(config.REDIS_URL, decode_responses=True)
     assert client.zcard(keys.RECENT_JOBS) == 1 and client.llen(keys.job_reruns_key(old)) == 0
+
+
+def test_the_form_values_of_a_kind_without_properties_are_its_json() -> None:
+    from shared.kinds import BUILTIN_MODULES, load_kinds
+    from shared.rerun import form_values
+
+    kinds = load_kinds(BUILTIN_MODULES)
+    EXTERNAL, DEMO = kinds["external"], kinds["demo"]  # noqa: N806
+    args = {"to": "ops@example.com", "n": [1, 2]}
+    assert json.loads(form_values(EXTERNAL, args)["args"]) == args  # the External form's field
+    assert form_values(EXTERNAL, {}) == {}  # the form's own default ({})
+    assert form_values(DEMO, {"steps": 4, "stray": 1}) == {"steps": 4}
