@@ -188,8 +188,25 @@ def test_socketio_answers_the_listed_and_own_origins_only(site: Stack) -> None:
     assert refused.status_code == 400 and "Access-Control-Allow-Origin" not in refused.headers
     with pytest.raises(socketio.exceptions.ConnectionError):
         client = socketio.Client(reconnection=False)
-        client.connect(site.url, headers={"Origin": STRANGER}, transports=["websocket"],
+        client.connect(site.url, headers={"Origin": STRANGER}, transports=["polling"],
                        wait_timeout=5)
+
+
+def test_a_listed_origins_socket_does_not_watch_as_the_visitors_session(site: Stack) -> None:
+    """A same-site embedding page's WebSocket carries the visitor's cookie: it counts for
+    nothing there (the site's own pages keep it)."""
+    browser = requests.Session()
+    job_id = browser.post(site.url + "/api/jobs", timeout=5).json()["id"]  # the session's
+    cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+    own = socketio.Client(reconnection=False)
+    # Long-polling: a WebSocket client adds an Origin of its own to the one given.
+    own.connect(f"{site.url}?jobId={job_id}", transports=["polling"], wait_timeout=10,
+                headers={"Origin": site.url, "Cookie": cookie})
+    own.disconnect()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        socketio.Client(reconnection=False).connect(
+            f"{site.url}?jobId={job_id}", transports=["polling"], wait_timeout=10,
+            headers={"Origin": EMBEDDER, "Cookie": cookie})
 
 
 @pytest.mark.parametrize("visibility", ["link", "owner"])

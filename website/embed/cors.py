@@ -10,7 +10,9 @@ Flask has no CORS of its own; this hook is a few lines over a fixed list of
 endpoints, so no dependency (flask-cors) is added for it.
 
 No answer allows credentials: a listed origin's page reads what its watch token
-allows, never with the visitor's Jobcast session cookie.
+allows, never with the visitor's Jobcast session cookie (a WebSocket handshake
+brings the cookie anyway when the origin is same-site: the connect handler drops
+the session of a connection from another origin, ``website/realtime/sockets.py``).
 
 The element's two scripts also say ``Cross-Origin-Resource-Policy: same-origin``:
 a browser then refuses them to a plain ``<script src>`` of any other page, and a
@@ -24,6 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, request
+
+from website.http.security import own_origins
 
 READ_ENDPOINTS = frozenset({"api.job_state", "api.job_log", "embed.protocol"})
 SCRIPTS = frozenset({"jobcast-progress.js", "vendor/socket.io.min.js"})
@@ -55,20 +59,6 @@ def add_cors_headers(response: Response) -> Response:
         response.headers["Access-Control-Allow-Headers"] = "Authorization"
         response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
     return response
-
-
-def own_origins(environ: dict[str, Any]) -> list[str]:
-    """The site's own origins for a request: as Engine.IO's default rule (scheme and
-    ``Host``, and the ``X-Forwarded-*`` variant), plus ``SITE_URL``'s."""
-    found = []
-    if "wsgi.url_scheme" in environ and "HTTP_HOST" in environ:
-        scheme, host = environ["wsgi.url_scheme"], environ["HTTP_HOST"]
-        found.append(f"{scheme}://{host}")
-        if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
-            scheme = environ.get("HTTP_X_FORWARDED_PROTO", scheme).split(",")[0].strip()
-            host = environ.get("HTTP_X_FORWARDED_HOST", host).split(",")[0].strip()
-            found.append(f"{scheme}://{host}")
-    return found
 
 
 def socket_origins(embed: tuple[str, ...], site_url: str) -> Callable[..., bool]:

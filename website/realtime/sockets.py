@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Flask, current_app, request
+from flask import Flask, current_app, request, session
 from flask_socketio import ConnectionRefusedError
 
 from shared.batches import UnknownBatch, batch_totals
@@ -35,6 +35,7 @@ from shared.protocol import (
 from website.auth.owners import may_read, refused_key
 from website.extensions import core, socketio
 from website.http.access import loggable
+from website.http.security import from_another_origin
 from website.realtime.limits import Refused, joined, throttle, within_replay_budget
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,11 @@ def on_connect(auth: object = None) -> None:
         raise ConnectionRefusedError("state store unavailable, retry later") from None
     if bad_key is not None:
         raise ConnectionRefusedError(bad_key)
+    if from_another_origin():
+        # A page of EMBED_ORIGINS: it watches with a token it was given, never as the
+        # visitor's session (a same-site WebSocket handshake brings the cookie). The
+        # session is this connection's own copy (Flask-SocketIO's managed session).
+        session.clear()
     if isinstance(auth, dict):
         job_id = job_id if job_id is not None else auth.get("jobId")
         last_log_id = last_log_id if last_log_id is not None else auth.get("lastLogId")
