@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -73,7 +74,7 @@ class Watcher(EventRecorder):
 def test_the_owner_gets_a_token_that_reads_and_watches_its_private_job(site: Stack) -> None:
     job = create_job(site.url)
     answer = token_for(site, job["id"], job["controlToken"])
-    expires = time.mktime(time.strptime(answer["expiresAt"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    expires = datetime.fromisoformat(answer["expiresAt"].replace("Z", "+00:00")).timestamp()
     assert 3590 < expires - time.time() <= 3601, answer  # WATCH_TOKEN_SECONDS' default
     token = answer["token"]
 
