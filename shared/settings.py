@@ -27,6 +27,7 @@ from shared.settingtypes import (
     names,
     number,
     one_of,
+    origins,
     secret,
     text,
 )
@@ -166,6 +167,9 @@ class Settings:
                              "who reads a job's state: `link` (anyone with its id) or `owner`")
     JOB_TOKEN_MAX_AGE = Setting(SECRETS_AND_ACCESS, 24 * 3600, integer(60),
                                 "seconds a per-job callback token is accepted after signing")
+    WATCH_TOKEN_SECONDS = Setting(SECRETS_AND_ACCESS, 3600, integer(60),
+                                  "seconds a watch token (read one job: docs/embedding.md) "
+                                  "is accepted after signing")
 
     # -- Redis ---------------------------------------------------------------------
     EMBEDDED_REDIS_PORT = Setting(REDIS, DEFAULT_EMBEDDED_REDIS_PORT, integer(1),
@@ -196,6 +200,10 @@ class Settings:
     TRUSTED_HOSTS: Setting[list[str]] = Setting(
         WEB_PROCESS, [], _host_names, "`Host` names the site answers (others 400); `*` any",
         derive=_hosts, shown="`SITE_URL`'s host (+ loopback names in development)")
+    EMBED_ORIGINS: Setting[tuple[str, ...]] = Setting(
+        WEB_PROCESS, (), origins, "comma-separated origins whose pages may embed the "
+        "progress element (its script, watch-token reads, Socket.IO); empty: none",
+        shown="empty (none)")
     TRUSTED_PROXIES = Setting(WEB_PROCESS, 0, integer(0),
                               "reverse proxies whose `X-Forwarded-*` headers are believed",
                               deploy=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
+from urllib.parse import urlsplit
 
 from shared.errors import JobcastError
 
@@ -182,6 +183,29 @@ def flag(name: str, raw: str) -> bool:
 def names(_name: str, raw: str) -> tuple[str, ...]:
     """Comma-separated names, each stripped; empty ones left out."""
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def origins(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated web origins (``https://host[:port]``: a scheme, a host, an optional
+    port, nothing else), lowercased; ``*`` is refused (list each origin)."""
+    found: list[str] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        url = urlsplit(part.lower())
+        try:
+            url.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            url = url._replace(scheme="")
+        if (url.scheme not in ("http", "https") or not url.hostname or url.path or url.query
+                or url.fragment or "@" in url.netloc or url.netloc.endswith(":")):
+            raise ConfigError(f"{name}: {part!r} is not an origin such as "
+                              "https://app.example.com or http://127.0.0.1:8000")
+        netloc = url.netloc  # as a browser's Origin header writes it: no default port
+        if url.port == {"http": 80, "https": 443}[url.scheme]:
+            netloc = netloc.rpartition(":")[0]
+        found.append(f"{url.scheme}://{netloc}")
+    return tuple(dict.fromkeys(found))
 
 
 def intervals(name: str, raw: str) -> tuple[int, ...]:

@@ -6,6 +6,9 @@
   every token expires after ``max_age`` seconds.
 * A **control token** lets the API client that created a job cancel or retry
   it (and read it when ``JOB_VISIBILITY=owner``); it signs the job id alone.
+* A **watch token** lets its holder read one job's state and log, and watch it
+  over Socket.IO (the embeddable progress element, docs/embedding.md); nothing
+  else. It signs the job id, expires after ``WATCH_TOKEN_SECONDS``.
 
 Each kind has its own salt, so one can never stand in for the other. Ids are
 compared as UTF-8 bytes (``hmac.compare_digest`` refuses non-ASCII ``str``).
@@ -21,6 +24,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 _JOB_SALT = "jobcast.job-token.v2"
 _CONTROL_SALT = "jobcast.control-token"
+_WATCH_SALT = "jobcast.watch-token"
 ANY_ATTEMPT = 0  # what the shared PROGRESS_TOKEN stands for: no attempt check
 # What WORKER_TOKEN stands for: no attempt check, and only jobs of external kinds (the
 # store script refuses any other job as unknown: shared/lua/update_job.lua).
@@ -100,5 +104,21 @@ def control_token_allows(secret: str, token: str | None, job_id: str, max_age: i
     try:
         signed = URLSafeTimedSerializer(secret, salt=_CONTROL_SALT).loads(token, max_age=max_age)
     except BadSignature:
+        return False
+    return isinstance(signed, str) and same_text(signed, job_id)
+
+
+def sign_watch_token(secret: str, job_id: str) -> str:
+    """A read-only token for ``job_id`` (state, log, Socket.IO), timestamped now."""
+    return URLSafeTimedSerializer(secret, salt=_WATCH_SALT).dumps(job_id)
+
+
+def watch_token_allows(secret: str, token: object, job_id: str, max_age: int) -> bool:
+    """True when ``token`` is a watch token for exactly ``job_id``, not older than ``max_age``."""
+    if not isinstance(token, str) or not token:
+        return False
+    try:
+        signed = URLSafeTimedSerializer(secret, salt=_WATCH_SALT).loads(token, max_age=max_age)
+    except BadSignature:  # SignatureExpired is a BadSignature
         return False
     return isinstance(signed, str) and same_text(signed, job_id)

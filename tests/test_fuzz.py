@@ -146,7 +146,7 @@ def headers_for(path: str, job_id: str | None, token: str) -> dict[str, str]:
     """The bearer token ``token`` names: the shared one, the job's own, or the operator's."""
     if (path in ("/metrics", "/api/jobs")
             or path.startswith(("/api/schedules", "/api/keys", "/api/kinds/"))
-            or path.endswith(("/cancel", "/retry"))):
+            or path.endswith(("/cancel", "/retry", "/watch-token"))):
         return auth(OPS_TOKEN) if token != "none" else {}
     if path == "/api/progress" and token == "job" and job_id:
         return auth(sign_job_token(TEST_SECRET_KEY, job_id))

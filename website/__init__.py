@@ -11,7 +11,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Config
 from shared.push import SOCKETIO_CHANNEL
-from website import claims, http, jobs, keys, ops, progress, realtime, snippets
+from website import claims, embed, http, jobs, keys, ops, progress, realtime, snippets
+from website.embed.cors import socket_origins
 from website.extensions import init_core, socketio
 from website.http.access import configure_logging
 from website.http.localonly import ThisMachineOnly
@@ -39,8 +40,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         socketio_lib.RedisManager(queue_url, channel=SOCKETIO_CHANNEL) if queue_url
         else socketio_lib.Manager()
     )
+    # The site's own origin and EMBED_ORIGINS' (website/embed/cors.py); no credentials
+    # cross-origin: an embedding page watches with a watch token, not the visitor's cookie.
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager,
-                      max_http_buffer_size=SOCKETIO_MAX_MESSAGE)
+                      max_http_buffer_size=SOCKETIO_MAX_MESSAGE, cors_credentials=False,
+                      cors_allowed_origins=socket_origins(config.EMBED_ORIGINS,
+                                                          config.SITE_URL))
 
     realtime.init_app(app)
     http.init_app(app)
@@ -50,6 +55,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     snippets.init_app(app)
     ops.init_app(app)
     keys.init_app(app)
+    embed.init_app(app)
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:  # client address, scheme and host from the proxies' X-Forwarded-* headers
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

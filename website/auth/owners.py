@@ -29,7 +29,10 @@ Socket.IO client may pass a ``controlToken``). Only a token with the key prefix 
 looked up; an unknown or revoked one is refused with 401 (:func:`refused_key`).
 
 Operators (``OPS_TOKEN`` as a bearer token or Basic password) may control
-every job and batch. Reading a job's state needs only its id, unless
+every job and batch. A *watch token* (:func:`watch_token`, asked for by whoever may
+control the job) lets its holder read that job's state and log and watch it, with
+``JOB_VISIBILITY=owner`` too, and nothing else: only the reads that pass it on
+(``watch_token=``) look at it (docs/embedding.md). Reading a job's state needs only its id, unless
 ``JOB_VISIBILITY=owner``: then only the owner and operators may, and others
 get the same 404 as for an unknown id. See docs/security.md.
 
@@ -59,7 +62,14 @@ from shared.config import VISIBILITY_OWNER
 from shared.errors import NotFound
 from shared.jobstate import JobState
 from shared.protocol import is_uuid
-from shared.signing import control_token_allows, parse_bearer, same_text, sign_control_token
+from shared.signing import (
+    control_token_allows,
+    parse_bearer,
+    same_text,
+    sign_control_token,
+    sign_watch_token,
+    watch_token_allows,
+)
 from website.auth.operators import is_operator
 from website.extensions import core
 from website.http.ratelimit import client_key
@@ -222,19 +232,41 @@ def may_control(job_id: str, auth_token: object = None) -> bool:
     return is_owner(job_id, auth_token) or is_operator()
 
 
-def may_read(job_id: str, auth_token: object = None) -> bool:
+def bearer_token() -> str | None:
+    """The request's ``Authorization: Bearer`` token, or None."""
+    return _bearer()
+
+
+def watch_token(job_id: str) -> str:
+    """A read-only watch token for ``job_id`` (the caller checked :func:`may_control`)."""
+    return sign_watch_token(current_app.config["SECRET_KEY"], job_id)
+
+
+def watches(job_id: str, token: object) -> bool:
+    """True when ``token`` is a watch token for ``job_id`` that has not expired
+    (``WATCH_TOKEN_SECONDS``)."""
+    cfg = current_app.config
+    return watch_token_allows(cfg["SECRET_KEY"], token, job_id,
+                              max_age=cfg["WATCH_TOKEN_SECONDS"])
+
+
+def may_read(job_id: str, auth_token: object = None, watch_token: object = None) -> bool:
     """True when the caller may read the job's state (always, unless
-    ``JOB_VISIBILITY=owner``: then the owner and operators only)."""
+    ``JOB_VISIBILITY=owner``: then the owner, operators, and the holder of a
+    ``watch_token`` for the job, where the caller passes one on)."""
     if current_app.config["JOB_VISIBILITY"] != VISIBILITY_OWNER:
         return True
-    return may_control(job_id, auth_token)
+    return watches(job_id, watch_token) or may_control(job_id, auth_token)
 
 
-def readable_job(job_id: str, message: str = "unknown job id") -> JobState:
-    """The job, when the caller may read it; :class:`NotFound` with ``message`` for an
+def readable_job(job_id: str, message: str = "unknown job id",
+                 watch_token: object = None) -> JobState:
+    """The job, when the caller may read it (``watch_token``: a watch token it
+    presented, for the reads it may do); :class:`NotFound` with ``message`` for an
     unknown id and for one the caller may not read alike."""
     job_id = job_id.lower()
-    state = core.store.get(job_id) if is_uuid(job_id) and may_read(job_id) else None
+    state = (core.store.get(job_id)
+             if is_uuid(job_id) and may_read(job_id, watch_token=watch_token) else None)
     if state is None:
         raise NotFound(message)
     return state

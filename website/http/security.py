@@ -87,6 +87,31 @@ def _own_hosts() -> set[str]:
     return hosts
 
 
+def own_origins(environ: dict[str, Any]) -> list[str]:
+    """The site's own origins for a request: as Engine.IO's default rule (scheme and
+    ``Host``, and the ``X-Forwarded-*`` variant)."""
+    found = []
+    if "wsgi.url_scheme" in environ and "HTTP_HOST" in environ:
+        scheme, host = environ["wsgi.url_scheme"], environ["HTTP_HOST"]
+        found.append(f"{scheme}://{host}")
+        if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
+            scheme = environ.get("HTTP_X_FORWARDED_PROTO", scheme).split(",")[0].strip()
+            host = environ.get("HTTP_X_FORWARDED_HOST", host).split(",")[0].strip()
+            found.append(f"{scheme}://{host}")
+    return found
+
+
+def from_another_origin() -> bool:
+    """True when the request (a Socket.IO handshake) names an ``Origin`` that is not the
+    site's own (:func:`own_origins`, ``SITE_URL``): a page of ``EMBED_ORIGINS``, the only
+    others Socket.IO lets in."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    site = current_app.config.get("SITE_URL", "").lower()
+    return origin.lower() != site and origin not in own_origins(request.environ)
+
+
 def cross_site_reason() -> str | None:
     """Why the current request looks like a browser request from another site, or None."""
     if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":

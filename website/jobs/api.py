@@ -16,6 +16,7 @@ from shared.unique import DEDUPLICATED
 from shared.webhooks import delivery_state
 from website.auth.operators import is_operator
 from website.auth.owners import (
+    bearer_token,
     control_token,
     may_control,
     readable_job,
@@ -72,8 +73,9 @@ def job_state(job_id: str) -> Response | tuple[Response | str, int]:
     """The job's current state as JSON; 404 for an unknown id (or one the
     caller may not read, with ``JOB_VISIBILITY=owner``). Its webhook's delivery
     (state, attempts, ``lastStatus``) only for its owner and operators: to anyone
-    else with the id it would tell what answers at the webhook's URL."""
-    state = readable_job(job_id)
+    else with the id it would tell what answers at the webhook's URL. A watch token
+    (``Authorization: Bearer``) reads it too, as anyone with the id would."""
+    state = readable_job(job_id, watch_token=bearer_token())
     body = state.to_payload()
     body.update(queue_place(state))
     delivery = delivery_state(state.extra)
@@ -103,9 +105,9 @@ def job_log(job_id: str) -> Response | tuple[Response | str, int]:
 
     ``?limit=`` (1..1000, default 1000) caps the page; ``next`` is the id to ask
     after for the following page, and ``more`` says whether there is one. Who may
-    read the job's state may read its log (``JOB_VISIBILITY``).
+    read the job's state may read its log (``JOB_VISIBILITY``; a watch token too).
     """
-    job_id = readable_job(job_id).job_id
+    job_id = readable_job(job_id, watch_token=bearer_token()).job_id
     after = request.args.get("after", LOG_START)
     if not is_log_id(after):
         raise Invalid("after must be a log line id such as 1700000000000-0")

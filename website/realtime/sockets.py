@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Flask, current_app, request
+from flask import Flask, current_app, request, session
 from flask_socketio import ConnectionRefusedError
 
 from shared.batches import UnknownBatch, batch_totals
@@ -35,13 +35,14 @@ from shared.protocol import (
 from website.auth.owners import may_read, refused_key
 from website.extensions import core, socketio
 from website.http.access import loggable
+from website.http.security import from_another_origin
 from website.realtime.limits import Refused, joined, throttle, within_replay_budget
 
 log = logging.getLogger(__name__)
 
 
-def _join_job(job_id: object, last_log_id: object = None,
-              auth_token: object = None) -> list[tuple[str, dict[str, Any]]]:
+def _join_job(job_id: object, last_log_id: object = None, auth_token: object = None,
+              watch_token: object = None) -> list[tuple[str, dict[str, Any]]]:
     """Join the job's room, then return the events that bring the client up to date.
 
     The job's state (``updateProgress``); with ``last_log_id`` (a log line id,
@@ -52,7 +53,7 @@ def _join_job(job_id: object, last_log_id: object = None,
     (:func:`within_replay_budget`: a cut replay says ``more``). The
     room is left again when the job is unknown or Redis fails. With
     ``JOB_VISIBILITY=owner`` a caller who may not read the job is told the same
-    as for an unknown id (the session or a ``controlToken`` decides).
+    as for an unknown id (the session, a ``controlToken`` or a ``watchToken`` decides).
     """
     if last_log_id is not None and not is_log_id(last_log_id):
         raise ValueError("lastLogId must be a log line id such as 1700000000000-0")
@@ -60,7 +61,7 @@ def _join_job(job_id: object, last_log_id: object = None,
         raise ValueError("jobId must be a UUID")
     assert isinstance(job_id, str)
     job_id = job_id.lower()
-    if not may_read(job_id, auth_token):
+    if not may_read(job_id, auth_token, watch_token):
         raise LookupError(f"unknown job {job_id}")
     with joined(room_for(job_id)) as fresh:
         state = core.store.get(job_id)
@@ -116,12 +117,14 @@ def _start_relay() -> None:
 
 
 def on_connect(auth: object = None) -> None:
-    """Accept a connection; with ``?jobId=`` join that job and send its state. An
+    """Accept a connection; with ``?jobId=`` join that job and send its state (a
+    ``watchToken`` in ``auth`` reads a private job, docs/embedding.md). An
     unknown or revoked API key (the handshake's bearer token, or ``controlToken``)
     is refused."""
     job_id = request.args.get(JOB_QUERY)
     last_log_id: object = request.args.get("lastLogId")
     token = auth.get("controlToken") if isinstance(auth, dict) else None
+    watching = auth.get("watchToken") if isinstance(auth, dict) else None
     try:
         bad_key = refused_key(token)
     except redis.RedisError as exc:
@@ -129,6 +132,11 @@ def on_connect(auth: object = None) -> None:
         raise ConnectionRefusedError("state store unavailable, retry later") from None
     if bad_key is not None:
         raise ConnectionRefusedError(bad_key)
+    if from_another_origin():
+        # A page of EMBED_ORIGINS: it watches with a token it was given, never as the
+        # visitor's session (a same-site WebSocket handshake brings the cookie). The
+        # session is this connection's own copy (Flask-SocketIO's managed session).
+        session.clear()
     if isinstance(auth, dict):
         job_id = job_id if job_id is not None else auth.get("jobId")
         last_log_id = last_log_id if last_log_id is not None else auth.get("lastLogId")
@@ -136,7 +144,7 @@ def on_connect(auth: object = None) -> None:
     if job_id is None:
         return
     try:
-        events = _join_job(job_id, last_log_id, token)
+        events = _join_job(job_id, last_log_id, token, watching)
     except (ValueError, LookupError, Refused) as exc:
         raise ConnectionRefusedError(str(exc)) from None
     except redis.RedisError as exc:
@@ -168,7 +176,8 @@ def on_subscribe(data: object) -> dict[str, Any]:
         if wanted == "batchId":
             events = _join_batch(data["batchId"])
         elif wanted == "jobId":
-            events = _join_job(data["jobId"], data.get("lastLogId"), data.get("controlToken"))
+            events = _join_job(data["jobId"], data.get("lastLogId"), data.get("controlToken"),
+                               data.get("watchToken"))
         else:
             events = joins[wanted](data[wanted])
     except (ValueError, LookupError, Refused) as exc:
