@@ -25,6 +25,7 @@ attempt fails instead: docs/workers.md, Leases). ``on_stop="fail"`` reports it
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -190,7 +191,9 @@ class Worker:
             ctx = JobContext(job.job_id, job.kind, job.args, job.attempt, self.name, reporter,
                              signals)
             outcome: dict[str, Any] = {}
-            runner = threading.Thread(target=self._call, args=(job, ctx, outcome),
+            # in a copy of this context: the handler runs inside the run span
+            runner = threading.Thread(target=contextvars.copy_context().run,
+                                      args=(self._call, job, ctx, outcome),
                                       name=f"job-{job.job_id[:8]}", daemon=True)
             try:
                 runner.start()
