@@ -29,7 +29,9 @@ from jobcast_client import (
     JobContext,
     LogLine,
     NotFound,
+    QuotaExceeded,
     Unauthorized,
+    WaitTimeout,
     Worker,
 )
 
@@ -57,9 +59,9 @@ def stack(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     stop_stack(running)
 
 
-def new_key(stack: Stack, name: str) -> str:
-    """A fresh API key (made by an operator)."""
-    resp = requests.post(stack.url + "/api/keys", json={"name": name}, timeout=5,
+def new_key(stack: Stack, name: str, **quota: int) -> str:
+    """A fresh API key (made by an operator), with ``quota`` when given."""
+    resp = requests.post(stack.url + "/api/keys", json={"name": name, "quota": quota}, timeout=5,
                          headers={"Authorization": f"Bearer {TEST_OPS_TOKEN}"})
     assert resp.status_code == 201, resp.text
     return str(resp.json()["key"])
@@ -287,6 +289,16 @@ def test_refusals_are_exceptions_named_for_them(stack: Stack) -> None:
         owner.get(missing)
     with pytest.raises(NotFound):
         next(iter(owner.watch(missing, timeout=10)))
+    waited = owner.start(KIND, {"n": 1})
+    with pytest.raises(WaitTimeout):
+        owner.wait(waited.id, timeout=0.5)  # nobody runs it
+    small = Client(stack.url, new_key(stack, "small", jobs=1))
+    held = small.start(KIND, {"n": 1})
+    with pytest.raises(QuotaExceeded) as full:
+        small.start(KIND, {"n": 2})
+    assert full.value.status == 429 and full.value.retry_after is not None
+    for job_id in (waited.id, held.id):
+        tidy(stack, job_id)
     with pytest.raises(Unauthorized):
         Worker(stack.url, "wrong-token", kinds={KIND: lambda ctx, **args: None}, wait=0).run()
 
