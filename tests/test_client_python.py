@@ -207,6 +207,23 @@ def test_sigterm_gives_the_running_job_back(stack: Stack) -> None:
     tidy(stack, job_id)
 
 
+def test_a_stopped_worker_with_on_stop_fail_fails_its_job(stack: Stack) -> None:
+    def endless(ctx: JobContext, n: int, tag: str = "") -> None:
+        while True:
+            ctx.progress(1, total=2, message="working")
+            time.sleep(0.02)
+
+    worker = Running(stack.url, endless)
+    worker.worker.on_stop = "fail"
+    with Client(stack.url) as jobs:
+        job = jobs.start(KIND, {"n": 1})
+        wait_until(lambda: jobs.get(job.id).current == 1, timeout=10, what="the handler to run")
+        worker.close()  # Worker.stop(): what SIGTERM does
+        final = jobs.wait(job.id, timeout=10)
+    assert final.state == "failed"
+    assert final.message == "worker pytest-worker stopped before the job ended"
+
+
 def test_a_watch_resumes_after_a_web_restart_without_losing_or_repeating_lines(
         stack: Stack) -> None:
     # Two web processes on one message queue: the watcher's restarts while the worker
