@@ -31,7 +31,7 @@ run: $(VENV)/.installed-run
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared website worker dev bench
+	$(BIN)/mypy shared website worker dev bench clients/python/jobcast_client
 
 # The tests mostly wait on real servers, so three pytest-xdist processes (one test file
 # each at a time) finish in well under half the time on 2 cores: TEST_PROCS=0 runs them

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,10 +133,33 @@ def test_a_wrong_token_is_said_once_and_the_claims_back_off(stack: Stack, which:
     assert gaps[4] < 1.2, gaps  # ...up to RETRY_MAX (doubling on would wait 1.6 s)
 
 
+def test_the_python_worker_runs_a_job(stack: Stack) -> None:
+    """examples/python_worker.py (the jobcast_client library, clients/python) does what the
+    shell and Node workers do, its reports batched."""
+    resp = requests.post(stack.url + "/api/jobs", json={"kind": "external", "args": {"n": 4}},
+                         timeout=5)
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    env = {"PATH": "/usr/bin:/bin", "JOBCAST_URL": stack.url, "WORKER_TOKEN": TEST_WORKER_TOKEN,
+           "ONCE": "1", "STEP_DELAY": "0.05"}
+    done = subprocess.run([sys.executable, str(EXAMPLES / "python_worker.py"), "ref-python"],
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"claimed {job_id}" in done.stdout and f"done {job_id}" in done.stdout
+    state = stack.job_state(job_id)
+    assert state["state"] == "succeeded" and (state["current"], state["total"]) == (4, 4)
+    assert state["result"] == {"steps": 4, "worker": "ref-python"}
+    log = requests.get(f"{stack.url}/api/jobs/{job_id}/log", timeout=5).json()["lines"]
+    assert [line["text"] for line in log] == [f"step {i} of 4 done by ref-python"
+                                              for i in range(1, 5)]
+
+
 def test_reference_workers_are_short_and_need_no_json_tool() -> None:
     shell = (EXAMPLES / "worker.sh").read_text()
     node = (EXAMPLES / "worker.mjs").read_text()
+    python = (EXAMPLES / "python_worker.py").read_text()
     assert len(shell.splitlines()) <= 80 and len(node.splitlines()) <= 80
+    assert len(python.splitlines()) <= 80
     assert not re.search(r"\b(jq|python3?|perl)\b", shell)
     assert "require(" not in node and not re.search(r"^import ", node, re.M)
 
