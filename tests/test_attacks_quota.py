@@ -88,6 +88,7 @@ def test_a_strangers_batches_reach_their_quota_and_others_still_start_jobs(
         message = error_of(refused)
         assert "Quota reached" in message and "stored jobs" in message, message
         assert "this address" in message and "try again in" in message, message
+        assert refused.get_json()["quota"] == "jobs"  # named for a client to tell it apart
         assert 0 < int(refused.headers["Retry-After"]) <= app.config["JOB_TTL"] + BUCKET_SECONDS
     assert stored_jobs(app) == 30  # nothing of the refused batches was stored
 

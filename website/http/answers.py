@@ -79,6 +79,9 @@ def register(app: Flask) -> None:
             body: dict[str, object] = {"error": exc.message}
             if exc.fields:
                 body["fields"] = exc.fields
+            quota = getattr(exc, "resource", None)  # shared.quotas.QuotaReached
+            if isinstance(quota, str):
+                body["quota"] = quota
             response = make_response(jsonify(body))
         else:
             response = make_response(render_template("error.html", status=status,

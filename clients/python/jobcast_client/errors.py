@@ -106,6 +106,7 @@ def error_for(resp: requests.Response) -> JobcastError:
     kind = _BY_STATUS.get(resp.status_code)
     if kind is None:
         kind = Unavailable if resp.status_code >= 500 else JobcastError
-    if kind is RateLimited and message.startswith("Quota"):  # shared/quotas.py's messages
+    quota = isinstance(body, dict) and isinstance(body.get("quota"), str)
+    if kind is RateLimited and quota:  # the site names the quota a 429 is about
         kind = QuotaExceeded
     return kind(message, resp.status_code, fields, _retry_after(resp))
