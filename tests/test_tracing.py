@@ -235,14 +235,16 @@ class _Receiver(BaseHTTPRequestHandler):
         """Quiet."""
 
 
-def test_a_real_site_and_worker_export_one_trace_per_job(log_dir: Path,
-                                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize("async_mode", ["eventlet", "gevent"])
+def test_a_real_site_and_worker_export_one_trace_per_job(log_dir: Path, tmp_path: Path,
+                                                         async_mode: str) -> None:
     got: list[tuple[str, Any]] = []
     handler = type("Receiver", (_Receiver,), {"got": got})
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
     stack = start_stack(log_dir, tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+                        ASYNC_MODE=async_mode,
                         OTEL_BSP_SCHEDULE_DELAY="200", DEMO_STEP_DELAY="0.01")
     try:
         job_id = requests.post(stack.url + "/api/jobs", json={"kind": "demo",
