@@ -44,7 +44,7 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from shared import batches, keys, watch, webhooks
+from shared import batches, keys, tracing, watch, webhooks
 from shared.after import CANCELLED_NOW, READY, Settled, Waits, check_after
 from shared.apikeys import batch_tenant
 from shared.capacity import Capacity
@@ -148,6 +148,7 @@ class Lifecycle:
         return found
 
     # -- starting ---------------------------------------------------------------
+    @tracing.traced("jobcast.enqueue")  # the job's trace context is this span's (carrier)
     def start(self, kind: JobKind | str, args: dict[str, Any], *, owner: str = "",
               webhook: str | None = None, run_at: datetime | None = None,
               fields: dict[str, str] | None = None, job_id: str | None = None,
@@ -188,7 +189,8 @@ class Lifecycle:
             if holder != job_id:
                 return self.deduplicated(holder)
         extra = {**self._fields(spec, args, webhook), **self._watch_fields(spec),
-                 **(fields or {}), **self._flow_fields(spec, key, after)}
+                 **(fields or {}), **self._flow_fields(spec, key, after), **tracing.carrier()}
+        tracing.annotate(job_id=job_id, kind=spec.name)
         tenants = quota_tenants(tenant, address)
         uploads = {} if spec.external else uploads_of(spec.uploads, args)
         bucket = None
@@ -268,6 +270,7 @@ class Lifecycle:
                  holder, state.kind)
         return state
 
+    @tracing.traced("jobcast.enqueue")
     def start_batch(self, kind: JobKind, items: list[dict[str, Any]], *, owner: str = "",
                     on_complete: dict[str, Any] | None = None, tenant: str = "",
                     address: str = "", after: Sequence[str] = (),
@@ -309,7 +312,8 @@ class Lifecycle:
                     batch_items=len(items)))
             child_fields = {**self._fields(kind, {}, None), **self._watch_fields(kind),
                             **self._flow_fields(kind, None, after),
-                            **tenant_fields(tenant, tenants), "priority": priority}
+                            **tenant_fields(tenant, tenants), "priority": priority,
+                            **tracing.carrier()}
             batch_id, ids = batches.create_batch(
                 self.store, kind.name, items, owner=owner, on_complete=on_complete,
                 child_fields=child_fields, tenant=tenant, address=address, ids=ids,

@@ -333,6 +333,11 @@ class Settings:
                                     "seconds since a worker's heartbeat for `/healthz` (`0`: none)")
     METRICS_JOB_SCAN = Setting(OPERATIONS, 1000, integer(1),
                                "recent jobs `/metrics` counts by state")
+    OTEL_EXPORTER_OTLP_ENDPOINT = Setting(OPERATIONS, "", text(),
+                                          "OTLP/HTTP collector for traces; empty: no tracing")
+    OTEL_SERVICE_NAME = Setting(OPERATIONS, "", text(),
+                                "service name of the traces (empty: `jobcast-web`, "
+                                "`jobcast-worker`...)")
 
 
 SETTINGS: tuple[Setting[Any], ...] = tuple(

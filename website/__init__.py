@@ -14,6 +14,7 @@ from shared.push import SOCKETIO_CHANNEL
 from website import claims, embed, http, jobs, keys, ops, progress, realtime, snippets
 from website.embed.cors import socket_origins
 from website.extensions import init_core, socketio
+from website.http import tracing
 from website.http.access import configure_logging
 from website.http.localonly import ThisMachineOnly
 
@@ -32,6 +33,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 512 * 1024
     app.config["TRUSTED_HOSTS"] = config.TRUSTED_HOSTS or None  # others: 400
     configure_logging(app.config["LOG_LEVEL"])
+    tracing.init_app(app, config)  # first: its hooks before all others (website/http/tracing.py)
     _warn_about_development_settings(config)
 
     init_core(app, config)

@@ -12,6 +12,7 @@ import time
 import redis
 import requests
 
+from shared import tracing
 from shared.config import WORKER, Config, ConfigError
 from shared.kinds import load_kinds
 from shared.kinds.highlight import render
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.name:
             take_over_name(cfg, conn, args.name)
         return deliver.serve(cfg, conn, args.name, burst=args.burst)
+    # With OTEL_EXPORTER_OTLP_ENDPOINT: traces, and requests and redis instrumented (patched)
+    # here, in the parent: forked work horses inherit both (shared/tracing.py).
+    tracing.setup(cfg, "jobcast-worker")
     preload_jobs(cfg, args.preload)
     check_callback_address(cfg, conn)
     if args.name:

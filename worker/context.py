@@ -14,6 +14,7 @@ raise :class:`~shared.kinds.CancelRequested`.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -61,7 +62,9 @@ class JobContext:
         self._cancel_read = 0.0  # monotonic time of the last read
         self.acknowledged = False  # the function was told: the job ends cancelled
         self._stop = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_loop, name=f"log-{job_id[:8]}",
+        # In the run's context: the flusher's callbacks belong to the job's trace too.
+        self._flusher = threading.Thread(target=contextvars.copy_context().run,
+                                         args=(self._flush_loop,), name=f"log-{job_id[:8]}",
                                          daemon=True)
         self._flusher.start()
 

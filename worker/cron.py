@@ -24,7 +24,7 @@ from types import FrameType
 
 import redis
 
-from shared import watch
+from shared import tracing, watch
 from shared.config import WORKER, Config, ConfigError
 from shared.errors import JobcastError
 from shared.schedules import Schedule, ScheduleStore
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     if not cfg.SECRET_KEY:
         raise SystemExit("SECRET_KEY must be set: the ticker signs each job's callback token")
     logging.basicConfig(level=cfg.LOG_LEVEL, format="%(asctime)s %(name)s %(message)s")
+    tracing.setup(cfg, "jobcast-tick")  # with OTEL_EXPORTER_OTLP_ENDPOINT: a scheduled
+    # start's trace begins at its enqueue span
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from shared import tracing
 from shared.config import WORKER, Config
 from shared.errors import Invalid, NotFound
 from shared.kinds import CancelRequested, resolve
@@ -50,10 +51,19 @@ def checked_result(value: Any) -> Any:
 def run_kind(job_id: str, kind_name: str, kind_args: dict[str, Any],
              token: str | None = None, uploads: list[str] | None = None) -> str:
     """RQ entry point for every declared kind (enqueued as ``RUN_KIND_JOB``); ``uploads``
-    names the upload arguments stored apart (:class:`~shared.uploads.UploadStore`)."""
+    names the upload arguments stored apart (:class:`~shared.uploads.UploadStore`).
+
+    With tracing on (``shared/tracing.py``) the run is a span parented by the context
+    stored with the job, and its callbacks are that span's children."""
     cfg = Config(role=WORKER)
+    core = lifecycle(cfg)
+    with tracing.job_run(core.client, job_id, kind_name):
+        return _run_kind(cfg, job_id, kind_name, kind_args, token, uploads)
+
+
+def _run_kind(cfg: Config, job_id: str, kind: str, kind_args: dict[str, Any],
+              token: str | None, uploads: list[str] | None) -> str:
     reporter = make_reporter(cfg, token)
-    kind = kind_name
     core = lifecycle(cfg)
     try:  # first thing: the tenant's next held job takes this one's place in the queue
         core.left_queue(job_id)

@@ -22,6 +22,7 @@ from shared.claimqueue import Claim
 from shared.errors import Invalid
 from shared.protocol import RUNNING, is_uuid
 from shared.signing import parse_bearer, sign_job_token
+from shared.tracing import stored_context
 from website.claims.notifier import NOTIFIER, Notifier
 from website.extensions import core
 from website.http.answers import error_response
@@ -120,9 +121,12 @@ def claim() -> Answer:
     if got is None:
         return Response(status=204)
     cfg = current_app.config
+    # traceparent/tracestate: the job's trace context, when it was started with tracing
+    # on; a worker continues the trace with it (shared/tracing.py, docs/workers.md).
     return jsonify({"jobId": got.job_id, "kind": got.kind, "args": got.args,
                     "attempt": got.attempt, "leaseSeconds": cfg["LEASE_SECONDS"],
-                    "token": sign_job_token(cfg["SECRET_KEY"], got.job_id, got.attempt)})
+                    "token": sign_job_token(cfg["SECRET_KEY"], got.job_id, got.attempt),
+                    **stored_context(got.state.extra)})
 
 
 def _wait_for_job(notifier: Notifier, wanted: list[str], worker: str,
