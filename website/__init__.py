@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Config
 from shared.push import SOCKETIO_CHANNEL
+from shared.roomqueue import queue_manager
 from website import claims, http, jobs, keys, ops, progress, realtime, snippets
 from website.extensions import init_core, socketio
 from website.http.access import configure_logging
@@ -35,9 +36,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     init_core(app, config)
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
-    manager: socketio_lib.Manager = (
-        socketio_lib.RedisManager(queue_url, channel=SOCKETIO_CHANNEL) if queue_url
-        else socketio_lib.Manager()
+    manager: socketio_lib.Manager = (  # shared/roomqueue.py: a channel per room by default
+        queue_manager(queue_url, SOCKETIO_CHANNEL, app.config["SOCKETIO_SUBSCRIPTIONS"])
+        if queue_url else socketio_lib.Manager()
     )
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager,
                       max_http_buffer_size=SOCKETIO_MAX_MESSAGE)
