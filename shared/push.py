@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -93,11 +94,13 @@ class ServerPush(Emitter):
     def emit(self, events: list[Event]) -> None:
         manager = self.socketio.server.manager
         sent = False
-        for event, payload, room in events:
-            if not self.message_queue and next(manager.get_participants("/", room), None) is None:
-                continue  # nobody here watches it, and nobody elsewhere can
-            self.socketio.emit(event, payload, to=room)
-            sent = True
+        with published_together(manager):
+            for event, payload, room in events:
+                if (not self.message_queue
+                        and next(manager.get_participants("/", room), None) is None):
+                    continue  # nobody here watches it, and nobody elsewhere can
+                self.socketio.emit(event, payload, to=room)
+                sent = True
         if sent:  # let the connections' writer tasks send now, before the caller answers
             self.socketio.sleep(0)
 
@@ -125,8 +128,9 @@ class QueuePush(Emitter):
 
     def emit(self, events: list[Event]) -> None:
         emitter = queue_emitter(self.message_queue, self.subscriptions)
-        for event, payload, room in events:
-            emitter.emit(event, payload, namespace="/", room=room)
+        with published_together(emitter):
+            for event, payload, room in events:
+                emitter.emit(event, payload, namespace="/", room=room)
 
 
 class RelayPush:
@@ -146,6 +150,13 @@ class RelayPush:
                          else f"{change.state.job_id} {log_batch.after}")
         pipe.execute()
         return len(changes)
+
+
+def published_together(manager: Any) -> AbstractContextManager[None]:
+    """The message queue manager's batch (one round trip for a change's events,
+    ``shared/roomqueue.py``), or nothing for a manager without one."""
+    batch = getattr(manager, "batch", None)
+    return batch() if batch is not None else nullcontext()
 
 
 @lru_cache(maxsize=2)
