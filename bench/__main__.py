@@ -26,6 +26,7 @@ from bench import (
     measure_position,
     measure_push,
     measure_retries,
+    measure_rooms,
     measure_tracing,
     measure_web,
     measure_workers,
@@ -66,6 +67,8 @@ class Sizes:
     position_queued: int = 10_000
     position_watchers: int = 1000
     position_seconds: float = 15.0
+    rooms_rate: int = 2000  # events/s of section 15
+    rooms_seconds: float = 4.0
     tracing_rounds: int = 3
 
 
@@ -81,7 +84,7 @@ FULL = Sizes(commands=500, probes=500, clients=(1, 100, 1000), background=15.0,
              trivial={"simple": 2000, "fork": 600, "fork-cold": 150}, highlight=300,
              push_jobs=10, floor_samples=500, log_seconds=10.0,
              claim_rounds=200, claims=3000, stored_jobs=1_000_000, batch_jobs=10_000,
-             filter_pages=200)
+             filter_pages=200, rooms_seconds=10.0)
 
 
 def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
@@ -165,6 +168,10 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
                                             sizes.position_watchers, sizes.position_seconds,
                                             say)
             notes.append(measure_position.NOTE)
+        if "15" in only:
+            say("15: each web process hears only its rooms (message queue, a channel per room)")
+            rows += measure_rooms.run(stack, sizes.rooms_rate, sizes.rooms_seconds, say)
+            notes.append(measure_rooms.NOTE)
         if "16" in only:
             say("16: traces: callback CPU with tracing off (against today's code) and on")
             rows += measure_tracing.callback_cpu(stack, sizes.throughput_seconds,
@@ -199,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smaller samples (about 2 minutes), for development")
     parser.add_argument("--write", metavar="PATH", help="also write the results as Markdown")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11,12,13,16",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11,12,13,15,16",
                         help="comma-separated measurement numbers (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",

@@ -12,7 +12,9 @@ process:
   published, since other processes' clients may be in the room. It also sends a
   joining connection its own state (:meth:`ServerPush.send`).
 * :class:`QueuePush`, in the worker and the tick with ``SOCKETIO_MESSAGE_QUEUE``:
-  a write-only emitter on the message queue.
+  a write-only emitter on the message queue. Both publish an event for a room on
+  that room's channel (``shared/roomqueue.py``), which only the web processes with
+  a client in the room subscribe to (``SOCKETIO_SUBSCRIPTIONS``).
 * :class:`RelayPush`, in the worker and the tick without one: the job's id (and
   the id of the log line before the change's lines) is published on
   ``keys.STATE_CHANNEL``; every web process's relay (``website/realtime/relay.py``)
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -32,6 +35,7 @@ import socketio
 
 from shared import batches, keys
 from shared.events import Change, Event, KindEvents, change_events
+from shared.roomqueue import queue_manager
 
 log = logging.getLogger(__name__)
 SOCKETIO_CHANNEL = "jobcast"  # the message queue's channel, shared by every process
@@ -90,11 +94,13 @@ class ServerPush(Emitter):
     def emit(self, events: list[Event]) -> None:
         manager = self.socketio.server.manager
         sent = False
-        for event, payload, room in events:
-            if not self.message_queue and next(manager.get_participants("/", room), None) is None:
-                continue  # nobody here watches it, and nobody elsewhere can
-            self.socketio.emit(event, payload, to=room)
-            sent = True
+        with published_together(manager):
+            for event, payload, room in events:
+                if (not self.message_queue
+                        and next(manager.get_participants("/", room), None) is None):
+                    continue  # nobody here watches it, and nobody elsewhere can
+                self.socketio.emit(event, payload, to=room)
+                sent = True
         if sent:  # let the connections' writer tasks send now, before the caller answers
             self.socketio.sleep(0)
 
@@ -114,14 +120,17 @@ class QueuePush(Emitter):
     """Emits through the Socket.IO message queue, write-only (worker, tick)."""
 
     def __init__(self, message_queue: str, client: redis.Redis,
-                 kind_events: Callable[[str], KindEvents | None]) -> None:
+                 kind_events: Callable[[str], KindEvents | None],
+                 subscriptions: str = "rooms") -> None:
         super().__init__(client, kind_events)
         self.message_queue = message_queue
+        self.subscriptions = subscriptions  # SOCKETIO_SUBSCRIPTIONS: the web processes' too
 
     def emit(self, events: list[Event]) -> None:
-        emitter = queue_emitter(self.message_queue)
-        for event, payload, room in events:
-            emitter.emit(event, payload, namespace="/", room=room)
+        emitter = queue_emitter(self.message_queue, self.subscriptions)
+        with published_together(emitter):
+            for event, payload, room in events:
+                emitter.emit(event, payload, namespace="/", room=room)
 
 
 class RelayPush:
@@ -143,8 +152,15 @@ class RelayPush:
         return len(changes)
 
 
+def published_together(manager: Any) -> AbstractContextManager[None]:
+    """The message queue manager's batch (one round trip for a change's events,
+    ``shared/roomqueue.py``), or nothing for a manager without one."""
+    batch = getattr(manager, "batch", None)
+    return batch() if batch is not None else nullcontext()
+
+
 @lru_cache(maxsize=2)
-def queue_emitter(message_queue: str) -> socketio.RedisManager:
-    """python-socketio's write-only manager on ``message_queue``: what the web processes'
-    managers listen to (no server, no event loop needed)."""
-    return socketio.RedisManager(message_queue, channel=SOCKETIO_CHANNEL, write_only=True)
+def queue_emitter(message_queue: str, subscriptions: str = "rooms") -> socketio.RedisManager:
+    """A write-only manager on ``message_queue`` publishing where the web processes' managers
+    listen (``shared/roomqueue.py``: each room's channel; no server, no event loop needed)."""
+    return queue_manager(message_queue, SOCKETIO_CHANNEL, subscriptions, write_only=True)

@@ -19,6 +19,7 @@ from shared.settingtypes import (
     DEVELOPMENT,
     PRODUCTION,
     WEB,
+    ConfigError,
     Context,
     Setting,
     flag,
@@ -130,6 +131,14 @@ def _progress_url(url: str, ctx: Context) -> str:
     return url or (ctx["SITE_URL"] + "/api/progress" if ctx["SITE_URL"] else "")
 
 
+def _subscriptions(name: str, raw: str) -> str:
+    """``rooms``, ``all`` or a number of groups ≥ 1 (``shared.roomqueue.groups_of``)."""
+    value = raw.strip().lower()
+    if value in ("rooms", "all") or (value.isdigit() and int(value) >= 1):
+        return value
+    raise ConfigError(f"{name} must be rooms, all or a number of groups of rooms (1 or more)")
+
+
 def _with_builtin_kinds(modules: tuple[str, ...], _ctx: Context) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*BUILTIN_KIND_MODULES, *modules]))
 
@@ -210,6 +219,10 @@ class Settings:
     SOCKETIO_MESSAGE_QUEUE = Setting(WEB_PROCESS, "", text(),
                                      "Redis URL joining several web processes; empty: one",
                                      deploy=True)
+    SOCKETIO_SUBSCRIPTIONS = Setting(
+        WEB_PROCESS, "rooms", _subscriptions,
+        "with a message queue, which events a web process receives: `rooms` (those of rooms "
+        "its clients are in), a number N (those of N hashed groups of rooms), `all`")
     ASYNC_MODE = Setting(WEB_PROCESS, "eventlet", text(),
                          "`eventlet` or `gevent`: gunicorn's worker class")
     WORKER_CONNECTIONS = Setting(WEB_PROCESS, 1000, integer(1),

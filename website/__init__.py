@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Config
 from shared.push import SOCKETIO_CHANNEL
+from shared.roomqueue import queue_manager
 from website import claims, embed, http, jobs, keys, ops, progress, realtime, snippets
 from website.embed.cors import socket_origins
 from website.extensions import init_core, socketio
@@ -38,9 +39,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     init_core(app, config)
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
-    manager: socketio_lib.Manager = (
-        socketio_lib.RedisManager(queue_url, channel=SOCKETIO_CHANNEL) if queue_url
-        else socketio_lib.Manager()
+    manager: socketio_lib.Manager = (  # shared/roomqueue.py: a channel per room by default
+        queue_manager(queue_url, SOCKETIO_CHANNEL, app.config["SOCKETIO_SUBSCRIPTIONS"])
+        if queue_url else socketio_lib.Manager()
     )
     # The site's own origin and EMBED_ORIGINS' (website/embed/cors.py); no credentials
     # cross-origin: an embedding page watches with a watch token, not the visitor's cookie.

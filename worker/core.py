@@ -40,7 +40,7 @@ def _build(cfg: Config) -> Lifecycle:
     raw = redis.Redis.from_url(cfg.REDIS_URL)
     kinds = load_kinds(cfg.JOB_KINDS)
     pusher: Pusher = (QueuePush(cfg.SOCKETIO_MESSAGE_QUEUE, client,
-                                lambda name: _events(kinds, name))
+                                lambda name: _events(kinds, name), cfg.SOCKETIO_SUBSCRIPTIONS)
                       if cfg.SOCKETIO_MESSAGE_QUEUE else RelayPush(client))
     return Lifecycle(cfg, client, raw, kinds, pusher)
 
