@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import redis
 import socketio
 
-from shared import batches, keys
+from shared import batches, keys, redisconn
 from shared.events import Change, Event, KindEvents, change_events
 
 log = logging.getLogger(__name__)
@@ -147,4 +147,6 @@ class RelayPush:
 def queue_emitter(message_queue: str) -> socketio.RedisManager:
     """python-socketio's write-only manager on ``message_queue``: what the web processes'
     managers listen to (no server, no event loop needed)."""
-    return socketio.RedisManager(message_queue, channel=SOCKETIO_CHANNEL, write_only=True)
+    url, options = redisconn.message_queue(message_queue)
+    return socketio.RedisManager(url, channel=SOCKETIO_CHANNEL, write_only=True,
+                                 redis_options=options)

@@ -9,6 +9,7 @@ import socketio as socketio_lib
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from shared import redisconn
 from shared.config import Config
 from shared.push import SOCKETIO_CHANNEL
 from website import claims, http, jobs, keys, ops, progress, realtime, snippets
@@ -34,10 +35,11 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     _warn_about_development_settings(config)
 
     init_core(app, config)
-    queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
+    queue_url, queue_options = redisconn.message_queue(app.config["SOCKETIO_MESSAGE_QUEUE"])
     manager: socketio_lib.Manager = (
-        socketio_lib.RedisManager(queue_url, channel=SOCKETIO_CHANNEL) if queue_url
-        else socketio_lib.Manager()
+        socketio_lib.RedisManager(queue_url, channel=SOCKETIO_CHANNEL,
+                                  redis_options=queue_options)
+        if queue_url else socketio_lib.Manager()
     )
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], client_manager=manager,
                       max_http_buffer_size=SOCKETIO_MAX_MESSAGE)
