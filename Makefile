@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOCKETIO_CLIENT_VERSION ?= 4.8.4
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test lint bench bench-reference browser nginx vendor screenshots clean
+.PHONY: setup run test lint bench bench-reference browser nginx sentinel vendor screenshots clean
 
 # The runtime packages only (requirements.txt): what `make run` and `honcho start` need.
 $(VENV)/.installed-run: requirements.txt
@@ -37,7 +37,7 @@ lint: $(VENV)/.installed-dev
 # each at a time) finish in well under half the time on 2 cores: TEST_PROCS=0 runs them
 # in this one process.
 TEST_PROCS ?= 3
-test: $(VENV)/.installed-dev browser nginx lint
+test: $(VENV)/.installed-dev browser nginx sentinel lint
 	$(BIN)/pytest -n $(TEST_PROCS) --dist loadfile
 
 # Full run (under 10 minutes) rewrites docs/benchmarks.md; BENCH_ARGS=--quick for a 2-minute check.
@@ -64,6 +64,15 @@ nginx:
 		(apt-get update -qq && apt-get install -y -qq nginx >/dev/null) \
 		|| echo "could not install nginx: the nginx test will skip"; \
 	else echo "nginx not installed (installing needs root and apt-get): the nginx test will skip"; fi
+
+# Debian's redis-server and redis-sentinel for tests/test_failover.py (root on Debian
+# only; else it skips).
+sentinel:
+	@if command -v redis-sentinel >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && apt-get install -y -qq redis-server redis-sentinel >/dev/null) \
+		|| echo "could not install redis-sentinel: the failover test will skip"; \
+	else echo "redis-sentinel not installed (installing needs root and apt-get): the failover test will skip"; fi
 
 # Refresh the vendored Socket.IO browser client from the npm registry.
 vendor:

@@ -135,9 +135,10 @@ def announce_address(listeners: list[Any]) -> None:
     # picks its socket check (select.poll or selectors) when it is imported.
     import redis
 
+    from shared.redisconn import connect
     from shared.siteurl import announce
 
-    client = redis.Redis.from_url(_cfg.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    client = connect(_cfg.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     deadline = time.monotonic() + ANNOUNCE_WAIT
     try:
         while True:

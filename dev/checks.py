@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from shared import redisconn
 from shared.config import Config, ConfigError
 from shared.kinds import JobKind, load_kinds
 
@@ -54,7 +55,7 @@ def check_config(role: str, environ: Mapping[str, str] | None = None) -> Config:
 def check_redis(cfg: Config, embedded: bool, wait: float = 0.0) -> None:
     """Redis answers ``PING`` at ``REDIS_URL`` (the embedded one: within ``wait`` s,
     since it starts beside us); :class:`CheckFailed` otherwise."""
-    client = redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=EXTERNAL_PING_TIMEOUT,
+    client = redisconn.connect(cfg.REDIS_URL, socket_timeout=EXTERNAL_PING_TIMEOUT,
                                   socket_connect_timeout=EXTERNAL_PING_TIMEOUT)
     deadline = time.monotonic() + wait
     try:

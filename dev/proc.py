@@ -34,6 +34,7 @@ from rq import Queue, Worker
 
 from dev import redis_server
 from dev.checks import CheckFailed, banner, check_config, check_kinds, check_redis
+from shared import redisconn
 from shared.config import WEB, WORKER
 from shared.rqconf import rq_queue
 
@@ -107,7 +108,7 @@ def serve_web() -> int:
         if server.poll() is not None:
             return server.returncode
     cfg = check_config(WEB)
-    queue = rq_queue(cfg.QUEUE_NAME, redis.Redis.from_url(cfg.REDIS_URL, socket_timeout=1))
+    queue = rq_queue(cfg.QUEUE_NAME, redisconn.connect(cfg.REDIS_URL, socket_timeout=1))
     deadline = time.monotonic() + WEB_STOP_WAIT
     while time.monotonic() < deadline and server.poll() is None and _workers_left(queue):
         time.sleep(0.1)

@@ -50,7 +50,7 @@ import redis
 import socketio
 from redis.client import PubSub
 
-from shared.redisconn import connection_class
+from shared.redisconn import connection_class, message_queue
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,8 @@ class RoomQueueManager(socketio.RedisManager):  # type: ignore[misc]
 
     def __init__(self, url: str, channel: str, write_only: bool = False, groups: int = 0,
                  confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
-        super().__init__(url, channel=channel, write_only=write_only,
-                         redis_options=connection_class(url))
+        url, options = _connection(url)
+        super().__init__(url, channel=channel, write_only=write_only, redis_options=options)
         self.connected: bool = False  # RedisManager's: its publishing client is up
         self.groups = groups
         self.confirm_timeout = confirm_timeout
@@ -329,6 +329,15 @@ def queue_manager(url: str, channel: str, mode: str = "rooms",
     ``mode``: python-socketio's own ``RedisManager`` for ``all``, else this module's."""
     groups = groups_of(mode)
     if groups is None:
+        url, options = _connection(url)
         return socketio.RedisManager(url, channel=channel, write_only=write_only,
-                                     redis_options=connection_class(url))
+                                     redis_options=options)
     return RoomQueueManager(url, channel=channel, write_only=write_only, groups=groups)
+
+
+def _connection(url: str) -> tuple[str, dict[str, Any]]:
+    """``(url, redis_options)`` for python-socketio's manager on ``url``: a Sentinel URL in
+    the form it reads with its credentials apart (``redisconn.message_queue``), and this
+    process's quick connection check."""
+    queue_url, options = message_queue(url)
+    return queue_url, {**connection_class(url), **options}

@@ -22,6 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from dev.redis_server import server_args
+from shared import redisconn
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -211,7 +212,7 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker",
     proc = Process(name, [sys.executable, "-m", module, "--name", name, *(args or [])],
                    env, log_dir)
     proc.start()
-    client = redis.Redis.from_url(env["REDIS_URL"])
+    client = redisconn.connect(env["REDIS_URL"])  # a Sentinel URL too (test_failover.py)
 
     def registered() -> bool:
         if not proc.alive():

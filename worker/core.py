@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 
-import redis
-
+from shared import redisconn
 from shared.config import Config
 from shared.events import KindEvents
 from shared.kinds import JobKind, load_kinds
@@ -36,8 +35,8 @@ def lifecycle(cfg: Config) -> Lifecycle:
 
 
 def _build(cfg: Config) -> Lifecycle:
-    client = redis.Redis.from_url(cfg.REDIS_URL, decode_responses=True)
-    raw = redis.Redis.from_url(cfg.REDIS_URL)
+    client = redisconn.connect(cfg.REDIS_URL, decode_responses=True)
+    raw = redisconn.connect(cfg.REDIS_URL)
     kinds = load_kinds(cfg.JOB_KINDS)
     pusher: Pusher = (QueuePush(cfg.SOCKETIO_MESSAGE_QUEUE, client,
                                 lambda name: _events(kinds, name), cfg.SOCKETIO_SUBSCRIPTIONS)

@@ -37,7 +37,7 @@ from rq import SimpleWorker, Worker, get_current_job
 from rq.timeouts import JobTimeoutException
 from urllib3.exceptions import ConnectTimeoutError, HTTPError
 
-from shared import keys, webhooks
+from shared import keys, redisconn, webhooks
 from shared.config import WORKER, Config
 from shared.errors import Unavailable
 from shared.rqconf import SERIALIZER
@@ -107,7 +107,7 @@ def send(target: Target, body: bytes, headers: dict[str, str],
 def deliver(job_id: str, delivery: str) -> str:
     """POST the ended job's webhook once; raise :class:`DeliveryFailed` to be retried."""
     cfg = Config(role=WORKER)
-    client = redis.Redis.from_url(cfg.REDIS_URL, decode_responses=True)
+    client = redisconn.connect(cfg.REDIS_URL, decode_responses=True)
     key = keys.job_key(job_id)
     data: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]
     if not data.get("webhook"):

@@ -33,7 +33,7 @@ from flask import Flask
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared import keys
+from shared import keys, redisconn
 from website.extensions import core, socketio
 from website.realtime.listener import ProcessListener
 
@@ -96,7 +96,7 @@ class Notifier(ProcessListener):
 
     def listen(self) -> None:
         """Wake a claim per message; sweep the leases every second."""
-        client = redis.Redis.from_url(self.app.config["REDIS_URL"], decode_responses=True)
+        client = redisconn.connect(self.app.config["REDIS_URL"], decode_responses=True)
         next_sweep = 0.0
         while True:
             pubsub = client.pubsub(ignore_subscribe_messages=True)

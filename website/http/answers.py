@@ -28,6 +28,7 @@ from website.http.access import loggable
 from website.http.body import size_text
 
 log = logging.getLogger(__name__)
+UNAVAILABLE_RETRY_AFTER = 2  # seconds: what a Sentinel failover usually takes
 
 
 # The HTTP status of each kind of error of the core, most specific first.
@@ -103,4 +104,9 @@ def register(app: Flask) -> None:
             return response, status
         log.warning("Redis unavailable for %s %s: %s", loggable(request.method, 16),
                     loggable(request.path, 200), exc)
-        return error_response(503, "The job store is unavailable; try again shortly.")
+        # a restart or a Sentinel failover (a write to a demoted master is refused
+        # read-only): a few seconds (docs/deploying.md, "Redis with Sentinel")
+        body, status = error_response(503, "The job store is unavailable; try again shortly.")
+        response = make_response(body)
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+        return response, status

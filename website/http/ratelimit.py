@@ -38,7 +38,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, make_response, request
 from flask_limiter import Limiter, RateLimitExceeded
 
-from shared import keys
+from shared import keys, redisconn
 from shared.config import parse_rate
 from website.http.answers import error_response
 
@@ -124,9 +124,12 @@ class RateLimits:
         """Create the app's limiter on its Redis and the 429 answer."""
         limiter = Limiter(
             key_func=client_key,
-            storage_uri=app.config["REDIS_URL"],
+            # limits' own Sentinel storage takes neither a database nor a password of
+            # the Sentinels' own: it gets the pool shared/redisconn.py builds instead.
+            storage_uri="redis://",
             storage_options={"key_prefix": keys.RATE_LIMIT_PREFIX,
-                             "health_check_interval": 30},
+                             "connection_pool": redisconn.pool(  # type: ignore[dict-item]
+                                 app.config["REDIS_URL"], health_check_interval=30)},
             strategy="fixed-window",
             headers_enabled=False,  # no extra Redis read on every limited request
         )

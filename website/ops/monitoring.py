@@ -23,6 +23,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from rq import Queue, Worker
 
+from shared import redisconn
 from shared.capacity import read_memory
 from shared.protocol import APPLIED_HEADER, STATES
 from shared.rqconf import SERIALIZER, rq_queue
@@ -83,8 +84,8 @@ class Ops:
         url = app.config["REDIS_URL"]
         opts: dict[str, Any] = {"socket_timeout": OPS_TIMEOUT,
                                 "socket_connect_timeout": OPS_TIMEOUT}
-        self.raw = redis.Redis.from_url(url, **opts)
-        self.store = JobStore(redis.Redis.from_url(url, decode_responses=True, **opts),
+        self.raw = redisconn.connect(url, **opts)
+        self.store = JobStore(redisconn.connect(url, decode_responses=True, **opts),
                               ttl=app.config["JOB_TTL"])
         self.queue = rq_queue(app.config["QUEUE_NAME"], self.raw)
         self.registry = CollectorRegistry(auto_describe=False)

@@ -29,7 +29,7 @@ import time
 import redis
 from flask import Flask
 
-from shared import keys
+from shared import keys, redisconn
 from shared.events import Change
 from shared.joblog import is_log_id, read_log
 from website.extensions import core, socketio
@@ -52,7 +52,7 @@ class Relay(ProcessListener):
 
     def listen(self) -> None:
         """Push the state of every job id published on the channel, resubscribing on errors."""
-        client = redis.Redis.from_url(self.app.config["REDIS_URL"], decode_responses=True)
+        client = redisconn.connect(self.app.config["REDIS_URL"], decode_responses=True)
         while True:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:

@@ -19,12 +19,12 @@ from functools import lru_cache
 from typing import Any
 
 import pygments
-import redis
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from shared import redisconn
 from shared.errors import NotFound
 from shared.kinds import Context, job_kind
 from shared.kinds.highlight.language import detect_lexer
@@ -95,7 +95,7 @@ def run_highlight(snippet_id: str, snippets: SnippetStore, progress: Progress,
 @lru_cache(maxsize=4)
 def snippet_store(redis_url: str, ttl: int, html_max: int) -> SnippetStore:
     """The snippet store on ``redis_url`` (one per process)."""
-    return SnippetStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=ttl,
+    return SnippetStore(redisconn.connect(redis_url, decode_responses=True), ttl=ttl,
                         html_max=html_max)
 
 
