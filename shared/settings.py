@@ -325,6 +325,10 @@ class Settings:
                                     "seconds since a worker's heartbeat for `/healthz` (`0`: none)")
     METRICS_JOB_SCAN = Setting(OPERATIONS, 1000, integer(1),
                                "recent jobs `/metrics` counts by state")
+    WORKER_GONE_AFTER = Setting(OPERATIONS, 90, integer(1),
+                                "seconds unseen after which the dashboard shows a worker gone")
+    WORKER_DROP_AFTER = Setting(OPERATIONS, 3600, integer(1),
+                                "seconds unseen after which a gone worker is dropped")
 
 
 SETTINGS: tuple[Setting[Any], ...] = tuple(
