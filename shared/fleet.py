@@ -202,9 +202,10 @@ class Fleet:
         with their state, the others by when they were last seen."""
         stamp = time.time() if now is None else now
         live = {w.name: w for w in rq_live}
-        members = self.client.zrevrangebyscore(keys.FLEET_WORKERS, "+inf",
-                                               stamp - self.drop_after, start=0, num=LISTED,
-                                               withscores=True)
+        raw: Any = self.client.zrevrangebyscore(keys.FLEET_WORKERS, "+inf",
+                                                stamp - self.drop_after, start=0, num=LISTED,
+                                                withscores=True)
+        members: list[tuple[str, float]] = [(str(m), float(score)) for m, score in raw]
         pipe = self.client.pipeline(transaction=False)
         for member, _score in members:
             pipe.hgetall(keys.FLEET_WORKER_PREFIX + member)

@@ -182,9 +182,9 @@ def seen(worker: str, kinds: list[str], got: Claim | None) -> None:
         log.warning("claim by %s: could not note it for the dashboard: %s", worker, exc)
 
 
-def _read_worker(body: dict[str, Any]) -> str | None:
+def _read_worker(body: object) -> str | None:
     """The heartbeat's optional ``worker`` name (None: the name its jobs were claimed with)."""
-    worker = body.get("worker")
+    worker = body.get("worker") if isinstance(body, dict) else None
     if worker is None:
         return None
     if not isinstance(worker, str) or not WORKER_NAME.match(worker):
@@ -221,7 +221,7 @@ def heartbeat() -> Response | tuple[Response | str, int]:
         return error_response(401, "missing or invalid worker token")
     body = read_json_body(BODY_MAX_BYTES)
     jobs = _read_heartbeat(body)
-    worker = _read_worker(body)  # a dict: _read_heartbeat checked it
+    worker = _read_worker(body)
     core.lifecycle.sweep()
     answers: list[dict[str, Any]] = []
     renewals = core.lifecycle.external.renew_many(jobs)
