@@ -8,7 +8,8 @@
   var root = document.getElementById("fleet");
   var T = window.JobcastTime;
   if (!root || !T) { return; }
-  var REFRESH_MS = 10000;
+  /* Half of WORKER_GONE_AFTER, 3 to 10 s: a worker going gone shows soon enough. */
+  var REFRESH_MS = (parseInt(root.getAttribute("data-refresh"), 10) || 10) * 1000;
   var url = root.getAttribute("data-url");
   var dashboard = document.getElementById("dashboard");
   var token = dashboard ? dashboard.getAttribute("data-token") : "";
