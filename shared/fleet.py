@@ -8,7 +8,9 @@ dashboard's "Queues and workers" (``website/ops/fleet.py``) and ``/metrics``.
 * **External workers** are noted by the name they claim with, when they claim
   (``POST /api/workers/claim``: the kinds asked for, and the job given) and when they
   heartbeat (the jobs still held). The job a worker holds and its lease's expiry
-  are read from the lease set (``EXTERNAL_LEASES``) when listed.
+  are read from the lease set (``EXTERNAL_LEASES``) when listed: a worker whose job's
+  lease has not lapsed is busy, since its reports renew it (reports note nothing:
+  they are the hot path).
 * **RQ workers** are read from RQ's own registry (``Worker.all``, JSON serializer)
   and noted the same way, so that one RQ has forgotten (it stopped, or its key
   expired) is still listed, as gone.
@@ -136,13 +138,14 @@ class Fleet:
     """
 
     def __init__(self, client: redis.Redis, queue_base: str, external_kinds: Iterable[str],
-                 gone_after: int = 90, drop_after: int = 3600) -> None:
+                 gone_after: int = 90, drop_after: int = 3600, lease_seconds: int = 30) -> None:
         self.client = client
         self.base = queue_base
         self.external_kinds = sorted(external_kinds)
         self.gone_after = gone_after
         self.drop_after = max(drop_after, gone_after)
         self.max_workers = MAX_WORKERS
+        self.lease_seconds = lease_seconds  # LEASE_SECONDS: a lease's last renewal from its deadline
         self._seen = scripts.register(client, "fleet_seen")
 
     # -- noting workers -------------------------------------------------------------
@@ -238,13 +241,17 @@ class Fleet:
                          leases: dict[str, tuple[float, str]], now: float) -> WorkerSeen:
         job = fields.get("job", "")
         lease = leases.get(job)
-        holds = lease is not None and lease[1] == name  # still its job, on a lease
-        if now - seen > self.gone_after:
-            status = GONE
+        # Still its job, on a lease not lapsed: its reports renew the lease, so it is
+        # alive (last seen at the lease's last renewal, at least), however long since
+        # it last claimed or heartbeat.
+        holds = lease is not None and lease[1] == name and lease[0] > now
+        if lease is not None and holds:
+            seen = max(seen, lease[0] - self.lease_seconds)
+            status = "busy"
         else:
-            status = "busy" if holds else "idle"
+            status = GONE if now - seen > self.gone_after else "idle"
         return WorkerSeen(name, EXTERNAL, status, seen, job=job if holds else "",
-                          lease_until=lease[0] if holds and lease else None,
+                          lease_until=lease[0] if lease is not None and holds else None,
                           does=fields.get("kinds", ""))
 
     def _leases(self, job_ids: list[str]) -> dict[str, tuple[float, str]]:

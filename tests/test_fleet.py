@@ -35,8 +35,9 @@ OPS = auth(TEST_OPS_TOKEN)
 
 @pytest.fixture
 def fleet_app(config: Config) -> Flask:
-    """The site with a two-second WORKER_GONE_AFTER (and a ten-second drop)."""
+    """The site with a two-second WORKER_GONE_AFTER and lease (and a ten-second drop)."""
     config.WORKER_GONE_AFTER = 2
+    config.LEASE_SECONDS = 2
     config.WORKER_DROP_AFTER = 10
     application = __import__("website").create_app(config)
     application.config["TESTING"] = True
@@ -105,7 +106,7 @@ def test_external_worker_is_listed_by_name_with_its_job_and_lease_then_gone(
     page = web.get("/dashboard", headers=OPS).get_data(as_text=True)
     assert 'data-worker="node-7"' in page and job_id[:8] in page
 
-    # Unseen for WORKER_GONE_AFTER (2 s): gone, and not online.
+    # Its lease lapses (no report: 2 s), then unseen for WORKER_GONE_AFTER (2 s): gone.
     wait_until(lambda: worker_named(fleet_of(web), "node-7")["status"] == "gone",  # type: ignore[index]
                timeout=6, interval=0.2, what="the worker to be shown gone")
     snap = fleet_of(web)
@@ -239,3 +240,20 @@ def test_home_external_form_takes_json_arguments(web: FlaskClient) -> None:
     job_id = made.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
     got = claim(web, "form-taker").get_json()
     assert got["jobId"] == job_id and got["args"] == {"file": "a.csv", "n": [1, 2]}
+
+
+def test_a_worker_busy_on_a_leased_job_is_not_gone(redis_client: redis.Redis) -> None:
+    """Reports renew the lease without noting the worker: a live lease keeps it busy."""
+    fleet = Fleet(redis_client, "jobcast", ["external"], gone_after=5, drop_after=500,
+                  lease_seconds=30)
+    fleet.claiming("long-runner", ["external"], "job-9", now=1000.0)
+    redis_client.hset(keys.job_key("job-9"), "worker", "long-runner")
+    redis_client.zadd(keys.EXTERNAL_LEASES, {"job-9": 1200.0})  # renewed at 1170 by a report
+    [busy] = fleet.workers([], now=1180.0)
+    assert (busy.status, busy.job, busy.lease_until, busy.last_seen) == (
+        "busy", "job-9", 1200.0, 1170.0)
+    [lapsed] = fleet.workers([], now=1201.0)  # the lease lapsed: nothing held, unseen
+    assert (lapsed.status, lapsed.job, lapsed.lease_until) == ("gone", "", None)
+    redis_client.hset(keys.job_key("job-9"), "worker", "another")  # claimed again by another
+    [other] = fleet.workers([], now=1180.0)
+    assert (other.status, other.job) == ("gone", "")

@@ -23,9 +23,10 @@ GONE_AFTER = 6  # more than the dashboard's 3 s between snapshots
 @pytest.fixture(scope="module")
 def fleet_site(browser: Any, log_dir: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack whose workers show gone after GONE_AFTER seconds unseen."""
+    """A stack whose workers show gone after GONE_AFTER seconds unseen (and 5 s leases)."""
     running = start_stack(log_dir, tmp_path_factory.mktemp("e2e-fleet-redis"),
-                          WORKER_GONE_AFTER=str(GONE_AFTER), WORKER_DROP_AFTER="600")
+                          WORKER_GONE_AFTER=str(GONE_AFTER), WORKER_DROP_AFTER="600",
+                          LEASE_SECONDS="5")  # a claimed job's lease lapses soon: then gone
     yield running
     stop_stack(running)
 
@@ -64,7 +65,7 @@ def test_an_external_worker_appears_with_its_job_and_lease_then_gone(
     expect(depth).to_have_text("1")  # the snapshot that follows the new row
     expect(page.locator("#queue-depth")).to_have_text("1")
 
-    claim(fleet_site, "node-e2e")
+    claimed = claim(fleet_site, "node-e2e")
     row = page.locator('#workers tr[data-worker="node-e2e"]')
     expect(row.locator("td.worker-status")).to_have_text("busy")
     expect(row.locator("td.worker-job a")).to_have_text(job_id[:8])
@@ -75,6 +76,10 @@ def test_an_external_worker_appears_with_its_job_and_lease_then_gone(
     for scheme in ("light", "dark"):
         assert_no_serious_axe_violations(page, scheme)
 
+    done = requests.post(fleet_site.url + "/api/progress", headers=auth(claimed["token"]),
+                         json={"jobId": job_id, "state": "succeeded", "progress": 100},
+                         timeout=5)
+    assert done.status_code < 300, done.text
     # Nothing changes on the page's jobs: the panel's own refresh shows it gone.
     expect(row.locator("td.worker-status")).to_have_text("gone", timeout=20_000)
     expect(page.locator("#worker-count")).not_to_have_text("0")  # the RQ worker is online

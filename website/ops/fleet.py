@@ -39,7 +39,8 @@ def fleet(app: Flask | None = None) -> Fleet:
         cfg, the_core = app.config, app.extensions[CORE]
         found = Fleet(the_core.client, cfg["QUEUE_NAME"],
                       [name for name, kind in the_core.kinds.items() if kind.external],
-                      gone_after=cfg["WORKER_GONE_AFTER"], drop_after=cfg["WORKER_DROP_AFTER"])
+                      gone_after=cfg["WORKER_GONE_AFTER"], drop_after=cfg["WORKER_DROP_AFTER"],
+                      lease_seconds=cfg["LEASE_SECONDS"])
         app.extensions[EXTENSION] = found
     return found  # type: ignore[no-any-return]
 
