@@ -58,6 +58,7 @@ class Renewal:
     held: bool
     external: bool = True
     cancel_requested: bool = False
+    worker: str = ""  # the name the job was claimed with
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,8 @@ class ExternalQueues:
             return None
         return Renewal(job_id=job_id, state=str(result["state"]),
                        attempt=int(result["attempt"]), held=code != 0, external=code != 2,
-                       cancel_requested=bool(int(result.get("cancel") or 0)))
+                       cancel_requested=bool(int(result.get("cancel") or 0)),
+                       worker=str(result.get("worker") or ""))
 
     def _renew_call(self, job_id: str, attempt: int | None,
                     now: float) -> tuple[list[str], dict[str, Any]]:

@@ -139,6 +139,14 @@ def external_queue_key(kind: str) -> str:
     return f"{EXTERNAL_QUEUE_PREFIX}{kind}"
 
 
+# Every queue and worker (shared/fleet.py): the workers seen, by last-seen time
+# ("ext:<name>" or "rq:<name>"), a hash per worker (what it holds), and each external
+# kind's last claim time. Bounded: old and surplus workers are dropped as others are seen.
+FLEET_WORKERS = f"{PREFIX}:fleet:workers"
+FLEET_WORKER_PREFIX = f"{PREFIX}:fleet:worker:"
+FLEET_KIND_CLAIMS = f"{PREFIX}:fleet:kind-claims"
+
+
 # Fair share between tenants (shared/fairshare.py): per lane (an RQ queue or an
 # external kind's queue) and tenant, the ids admitted to the lane's queue (a set)
 # and the ids held back in order (a list); one hash maps each admitted id to its

@@ -29,6 +29,7 @@ its own connections watch; nothing scans keys.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -58,10 +59,12 @@ class Place:
     position: int | None
     eta: int | None
     paused: bool = False
+    no_worker: str = ""  # in words, when no worker could take it lately (shared/fleet.py)
 
     def to_json(self) -> dict[str, Any]:
-        """The payload fields: ``position``, ``eta``, ``paused``."""
-        return {"position": self.position, "eta": self.eta, "paused": self.paused}
+        """The payload fields: ``position``, ``eta``, ``paused``, ``noWorker``."""
+        return {"position": self.position, "eta": self.eta, "paused": self.paused,
+                "noWorker": self.no_worker or None}
 
     def words(self) -> str:
         """The place in words, as the job's page shows it (website/static/js/job-place.js
@@ -132,10 +135,12 @@ class Positions:
     """Places of queued jobs on ``client`` (``decode_responses=True``); ``queue_base`` is
     ``QUEUE_NAME``; ``external`` tells whether a kind is external."""
 
-    def __init__(self, client: redis.Redis, queue_base: str, external: dict[str, bool]) -> None:
+    def __init__(self, client: redis.Redis, queue_base: str, external: dict[str, bool],
+                 claim_window: int = 90) -> None:
         self.client = client
         self.base = queue_base
         self.external = external
+        self.claim_window = claim_window  # WORKER_GONE_AFTER: see no_worker_words
 
     def _queue_keys(self, kind: str, priority: str) -> list[str]:
         """The queue keys of a job's family, highest first, ending with its own."""
@@ -160,6 +165,12 @@ class Positions:
         kinds = sorted({s.kind for s in queued})
         for kind in kinds:
             pipe.lrange(keys.durations_key(kind), 0, DURATIONS_KEPT - 1)
+        takers = self._taker_keys(queued)
+        for key, field in takers:
+            if field:
+                pipe.hget(key, field)
+            else:
+                pipe.scard(key)
         for s in queued:
             priority = of(s.extra.get("priority"))
             pipe.lpos(self._queue_keys(s.kind, priority)[-1], s.job_id)
@@ -171,7 +182,9 @@ class Positions:
         length = dict(zip(lengths, (int(n or 0) for n in raw[3:3 + len(lengths)]), strict=True))
         rest = raw[3 + len(lengths):]
         means = dict(zip(kinds, (_mean(r) for r in rest[:len(kinds)]), strict=True))
-        found = rest[len(kinds):]
+        rest = rest[len(kinds):]
+        taken = dict(zip(takers, rest[:len(takers)], strict=True))
+        found = rest[len(takers):]
         places: dict[str, Place] = {}
         for index, s in enumerate(queued):
             if s.kind in paused:
@@ -191,5 +204,36 @@ class Positions:
             position = None if ahead is None else ahead + 1
             eta = (None if position is None or mean is None
                    else math.ceil(position * mean / workers))
-            places[s.job_id] = Place(position, eta)
+            places[s.job_id] = Place(position, eta, no_worker=self.no_worker_words(s, taken))
         return places
+
+    def _taker(self, state: JobState) -> tuple[str, str]:
+        """Where to read who could take the job: its external kind's last claim time
+        (a hash field), or the RQ workers listening on its queue (a set: no field)."""
+        if self.external.get(state.kind, False):
+            return keys.FLEET_KIND_CLAIMS, state.kind
+        queue = rq_queue_name(self.base, of(state.extra.get("priority")))
+        return WORKERS_BY_QUEUE_KEY % queue, ""
+
+    def _taker_keys(self, queued: list[JobState]) -> list[tuple[str, str]]:
+        return sorted({self._taker(s) for s in queued})
+
+    def no_worker_words(self, state: JobState, taken: dict[tuple[str, str], Any],
+                        now: float | None = None) -> str:
+        """'' when a worker could take the job lately; else why not, in words: no claim
+        of its external kind within ``claim_window`` seconds, or no RQ worker on its queue."""
+        key, field = self._taker(state)
+        value = taken.get((key, field))
+        if not field:
+            if int(value or 0) > 0:
+                return ""
+            queue = rq_queue_name(self.base, of(state.extra.get("priority")))
+            return f"No worker is listening on its queue ({queue}): it waits until one starts."
+        try:
+            last = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            last = None
+        stamp = time.time() if now is None else now
+        if last is not None and stamp - last <= self.claim_window:
+            return ""
+        return f"No worker has claimed {state.kind} jobs in the last {self.claim_window} s."

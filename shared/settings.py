@@ -351,6 +351,10 @@ class Settings:
     OTEL_SERVICE_NAME = Setting(OPERATIONS, "", text(),
                                 "service name of the traces (empty: `jobcast-web`, "
                                 "`jobcast-worker`...)")
+    WORKER_GONE_AFTER = Setting(OPERATIONS, 90, integer(1),
+                                "seconds unseen after which the dashboard shows a worker gone")
+    WORKER_DROP_AFTER = Setting(OPERATIONS, 3600, integer(1),
+                                "seconds unseen after which a gone worker is dropped")
 
 
 SETTINGS: tuple[Setting[Any], ...] = tuple(

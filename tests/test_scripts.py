@@ -271,6 +271,10 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     pause = KindPause(redis_client)
     pause.pause("demo")
     pause.hold([held], ["demo"])
+    from shared.fleet import Fleet, RqSeen  # the workers seen (#28)
+    fleet = Fleet(redis_client, "jobcast", ["ext"])
+    fleet.claiming("w1", ["ext"], other)
+    fleet.note_rq([RqSeen("r1", "idle", "", 1.0, ("jobcast",))])
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():

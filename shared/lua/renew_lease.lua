@@ -15,7 +15,8 @@
 -- kept or dropped by lib/lease.lua, as a report does it (update_job.lua). An attempt
 -- whose lease was revoked (a forced cancel: lease_revoked) is not held (code 0).
 -- A heartbeat is no report: it leaves reported_at and the stall deadline alone.
--- Every answer but -1 says whether a cancel was requested (cancel 1 or 0).
+-- Every answer but -1 says whether a cancel was requested (cancel 1 or 0); 0 and 1
+-- name the worker the job was claimed by (worker, '' when none).
 --
 -- Returns field/value pairs:
 --   code -1                    unknown job
@@ -27,7 +28,7 @@ local leases, k = KEYS[1], KEYS[2]
 --! include lease
 
 local cur = redis.call('HMGET', k, 'state', 'attempt', 'external', 'cancel_requested',
-                       'lease_revoked')
+                       'lease_revoked', 'worker')
 if not cur[1] then return {'code', -1} end
 local cancel = cur[4] and 1 or 0
 if cur[3] ~= '1' then
@@ -35,7 +36,9 @@ if cur[3] ~= '1' then
 end
 local stored = cur[2] or '1'
 if (a.attempt and a.attempt ~= stored) or cur[5] == (a.attempt or stored) then
-  return {'code', 0, 'state', cur[1], 'attempt', stored, 'cancel', cancel}
+  return {'code', 0, 'state', cur[1], 'attempt', stored, 'cancel', cancel,
+          'worker', cur[6] or ''}
 end
 keep_lease(leases, a.id, a.terminal[cur[1]] == true, a.deadline)
-return {'code', 1, 'state', cur[1], 'attempt', stored, 'cancel', cancel}
+return {'code', 1, 'state', cur[1], 'attempt', stored, 'cancel', cancel,
+        'worker', cur[6] or ''}

@@ -16,9 +16,10 @@ import socket
 import time
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from shared.claimqueue import Claim
+from shared.claimqueue import Claim, Renewal
 from shared.errors import Invalid
 from shared.protocol import RUNNING, is_uuid
 from shared.signing import parse_bearer, sign_job_token
@@ -27,6 +28,7 @@ from website.claims.notifier import NOTIFIER, Notifier
 from website.extensions import core
 from website.http.answers import error_response
 from website.http.body import read_json_body
+from website.ops.fleet import fleet
 
 log = logging.getLogger(__name__)
 bp = Blueprint("workers", __name__, url_prefix="/api/workers")
@@ -35,6 +37,7 @@ WAIT_MAX = 30  # seconds a claim may wait for a job
 WAIT_SPREAD = 0.1  # a claim gives up after 90-100% of its wait, picked at random
 RETRY_AFTER_SECONDS = 5  # told to a claim refused because too many wait already
 HEARTBEAT_MAX_JOBS = 100
+HEARTBEAT_NAMES_NOTED = 4  # names one heartbeat (without a worker) notes at most
 BODY_MAX_BYTES = 16 * 1024
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 
@@ -110,6 +113,7 @@ def claim() -> Answer:
     notifier: Notifier = current_app.extensions[NOTIFIER]
     notifier.ensure_started()
     got = take(wanted, worker)
+    seen(worker, wanted, got)
     if got is None and wait > 0:
         if notifier.full:
             log.warning("claim by %s: %s claims wait already, the most this process takes",
@@ -118,6 +122,8 @@ def claim() -> Answer:
                                                "process; retry later")
             return busy, status, {"Retry-After": str(RETRY_AFTER_SECONDS)}
         got = _wait_for_job(notifier, wanted, worker, wait)
+        if got is not None:
+            seen(worker, wanted, got)
     if got is None:
         return Response(status=204)
     cfg = current_app.config
@@ -171,6 +177,25 @@ def take(wanted: list[str], worker: str) -> Claim | None:
     return core.lifecycle.claim(wanted, worker)
 
 
+def seen(worker: str, kinds: list[str], got: Claim | None) -> None:
+    """Note the claim for the dashboard's workers (``shared/fleet.py``): who, which
+    kinds, the job given. A Redis error here loses the note, not the claim."""
+    try:
+        fleet().claiming(worker, kinds, got.job_id if got is not None else "")
+    except redis.RedisError as exc:
+        log.warning("claim by %s: could not note it for the dashboard: %s", worker, exc)
+
+
+def _read_worker(body: object) -> str | None:
+    """The heartbeat's optional ``worker`` name (None: the name its jobs were claimed with)."""
+    worker = body.get("worker") if isinstance(body, dict) else None
+    if worker is None:
+        return None
+    if not isinstance(worker, str) or not WORKER_NAME.match(worker):
+        raise Invalid("worker must be a name of 1 to 64 letters, digits and ._:@-")
+    return worker
+
+
 def _read_heartbeat(body: object) -> list[tuple[str, int | None]]:
     if not isinstance(body, dict) or not isinstance(body.get("jobIds"), list):
         raise Invalid('body must be {"jobIds": [...]}')
@@ -198,7 +223,9 @@ def heartbeat() -> Response | tuple[Response | str, int]:
     null, not held). A heartbeat is no report: it does not keep a job from stalling."""
     if not _authorised():
         return error_response(401, "missing or invalid worker token")
-    jobs = _read_heartbeat(read_json_body(BODY_MAX_BYTES))
+    body = read_json_body(BODY_MAX_BYTES)
+    jobs = _read_heartbeat(body)
+    worker = _read_worker(body)
     core.lifecycle.sweep()
     answers: list[dict[str, Any]] = []
     renewals = core.lifecycle.external.renew_many(jobs)
@@ -211,4 +238,22 @@ def heartbeat() -> Response | tuple[Response | str, int]:
             if renewal.cancel_requested and renewal.state == RUNNING:  # stop, then report
                 answer["cancelRequested"] = True
             answers.append(answer)
+    _heartbeat_seen(worker, [r for r in renewals if r is not None and r.external])
     return jsonify({"jobs": answers, "leaseSeconds": current_app.config["LEASE_SECONDS"]})
+
+
+def _heartbeat_seen(worker: str | None, renewals: list[Renewal]) -> None:
+    """Note the heartbeat for the dashboard: by ``worker``, or (without one) by the name
+    each held job was claimed with; the jobs still held."""
+    held: dict[str, list[str]] = {}
+    for renewal in renewals:
+        name = worker or renewal.worker
+        if name and renewal.held and renewal.state == RUNNING:
+            held.setdefault(name, []).append(renewal.job_id)
+        elif name:
+            held.setdefault(name, [])
+    try:
+        for name, job_ids in list(held.items())[:HEARTBEAT_NAMES_NOTED]:
+            fleet().heartbeat(name, job_ids)
+    except redis.RedisError as exc:
+        log.warning("heartbeat: could not note it for the dashboard: %s", exc)

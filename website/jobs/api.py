@@ -87,7 +87,8 @@ def job_state(job_id: str) -> Response | tuple[Response | str, int]:
 def positions() -> Positions:
     """The position model on the app's Redis (``shared/position.py``)."""
     return Positions(core.client, current_app.config["QUEUE_NAME"],
-                     {name: kind.external for name, kind in core.kinds.items()})
+                     {name: kind.external for name, kind in core.kinds.items()},
+                     claim_window=current_app.config["WORKER_GONE_AFTER"])
 
 
 def queue_place(state: JobState) -> dict[str, Any]:

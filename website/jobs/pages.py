@@ -76,6 +76,7 @@ def status(job_id: str) -> str:
     place = positions().of([state]).get(state.job_id)  # queued: its place in line
     return render_template("job.html", job=state, kind=core.kinds.get(state.kind),
                            place=place.words() if place is not None else "",
+                           no_worker=place.no_worker if place is not None else "",
                            can_control=may_control(state.job_id), log_lines=log_lines,
                            rerun=rerun_links(state),
                            log_last=log_lines[-1].id if log_lines else LOG_START)

@@ -25,6 +25,7 @@ Anything refused raises a ``shared.errors`` error naming the fields at fault
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from website.jobs.flow import read_after
 JSON_BODY_MAX = 512 * 1024
 UPLOAD_DEFAULT_MAX = 1024 * 1024
 FORM_OVERHEAD = 256 * 1024  # form fields and multipart framing beside the files
+JSON_ARGS_FIELD = "args"  # the home page's JSON field of an external kind without properties
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,10 @@ def whole_second(when: datetime) -> datetime:
 
 def form_args(kind: JobKind, form: ImmutableMultiDict[str, str],
               files: ImmutableMultiDict[str, FileStorage]) -> dict[str, Any]:
-    """A form's fields as the kind's arguments, converted by the schema's types."""
+    """A form's fields as the kind's arguments, converted by the schema's types (an
+    external kind with no declared properties takes them whole, as JSON: ``args``)."""
+    if kind.external and not kind.args.get("properties"):
+        return json_form_args(form.get(JSON_ARGS_FIELD, ""))
     args: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, spec in kind.args.get("properties", {}).items():
@@ -184,6 +189,24 @@ def form_args(kind: JobKind, form: ImmutableMultiDict[str, str],
     if errors:
         raise Invalid(f"Check {', '.join(sorted(errors))}.", errors)
     return args
+
+
+def json_form_args(raw: str) -> dict[str, Any]:
+    """The form's JSON ``args`` field as an object ({} when blank); :class:`Invalid`
+    naming the field when it is not JSON or not an object."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        where = (f" (line {exc.lineno}, column {exc.colno})"
+                 if isinstance(exc, json.JSONDecodeError) else "")
+        raise Invalid(f"Check the arguments: they are not valid JSON{where}.",
+                      {JSON_ARGS_FIELD: f"are not valid JSON{where}"}) from None
+    if not isinstance(value, dict):
+        raise Invalid('Check the arguments: they must be a JSON object, like {"n": 1}.',
+                      {JSON_ARGS_FIELD: 'must be a JSON object, like {"n": 1}'})
+    return value
 
 
 def _read_upload(kind: JobKind, name: str, upload: FileStorage | None,

@@ -21,7 +21,6 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
-from rq import Worker
 from rq.job import Job
 
 from shared.apikeys import key_names, list_keys
@@ -32,11 +31,11 @@ from shared.schedules import ScheduleStore
 from shared.store import JobState
 from website.auth.operators import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
 from website.extensions import core, socketio
+from website.ops import fleet as fleet_panel
 from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
-MAX_WORKERS_LISTED = 50
 WORKER_NAME_SHOWN = 24
 _RQ_DEFAULT_NAME = re.compile(r"[0-9a-f]{32}")
 
@@ -77,10 +76,6 @@ def with_owner_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _text(value: object) -> str:
-    return str(getattr(value, "value", value))
-
-
 def workers_of(job_ids: list[str]) -> dict[str, str]:
     if not job_ids:
         return {}
@@ -99,19 +94,15 @@ def filter_total(flt: JobFilter) -> int:
 
 
 def snapshot(flt: JobFilter, cursor: str | None = None) -> dict[str, Any]:
-    """One page of the filter's jobs (from ``cursor``), the queue depth and the workers."""
+    """One page of the filter's jobs (from ``cursor``), and every queue and worker."""
     size = current_app.config["DASHBOARD_PAGE_SIZE"]
     found = core.query.page(flt, cursor, size)
     workers_by_job = workers_of([job.job_id for job in found.jobs])
-    queue = core.lifecycle.queue
-    workers = Worker.all(queue=queue, serializer=SERIALIZER)[:MAX_WORKERS_LISTED]
+    fleet = fleet_panel.snapshot()  # every queue and worker: website/ops/fleet.py
     return {
         "filter": flt.to_args(), "cursor": cursor or "", "next": found.next,
         "pageSize": size, "total": filter_total(flt), "now": time.time(),
-        "queueDepth": sum(q.count for q in core.lifecycle.queues.values()),  # priorities
-        "workers": [{"name": w.name, "short": short_worker_name(w.name),
-                     "state": _text(w.get_state()), "job": w.get_current_job_id() or ""}
-                    for w in workers],
+        "queueDepth": fleet["queueDepth"], "fleet": fleet,
         "jobs": with_owner_names([job_row(job, workers_by_job.get(job.job_id))
                                   for job in found.jobs]),
     }

@@ -41,7 +41,7 @@ COLLECTORS = "jobcast.collectors"  # app.extensions list: more collectors for /m
 
 
 class JobGauges(Collector):
-    """Scrape-time gauges read from Redis: jobs by state, queue depth, workers."""
+    """Scrape-time gauges read from Redis: jobs by state, RQ workers, stalled jobs."""
 
     def __init__(self, ops: Ops, scan: int) -> None:
         self.ops = ops
@@ -52,7 +52,6 @@ class JobGauges(Collector):
         up = GaugeMetricFamily("jobcast_redis_up", "1 when Redis answered this scrape")
         try:
             counts = self.ops.store.state_counts(self.scan)
-            depth = self.ops.queue.count
             workers = Worker.count(queue=self.ops.queue)
             stalled = stalled_count(self.ops.store.client)
         except redis.RedisError as exc:
@@ -68,8 +67,7 @@ class JobGauges(Collector):
         for state in STATES:
             jobs.add_metric([state], counts.get(state, 0))
         yield jobs
-        yield GaugeMetricFamily("jobcast_queue_depth", "Jobs waiting in the RQ queue",
-                                value=depth)
+        # jobcast_queue_depth{queue=...}: every queue's, website/ops/fleet.py
         yield GaugeMetricFamily("jobcast_workers", "RQ workers registered on the queue",
                                 value=workers)
         yield GaugeMetricFamily("jobcast_jobs_stalled",

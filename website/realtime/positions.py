@@ -98,8 +98,8 @@ class PositionTicker(ProcessListener):
                                    extra={k: str(fields[k]) for k in ("tenant", "priority")
                                           if fields[k] is not None}))
         places = Positions(core.client, self.app.config["QUEUE_NAME"],
-                           {name: kind.external for name, kind in core.kinds.items()}
-                           ).of(queued)
+                           {name: kind.external for name, kind in core.kinds.items()},
+                           claim_window=self.app.config["WORKER_GONE_AFTER"]).of(queued)
         changed = [s for s in queued if s.job_id in places and self._changed(
             s.job_id, places[s.job_id], watched[s.job_id])]
         sent = 0

@@ -151,33 +151,14 @@
   function renderSnapshot(snap) {
     if (!snap || !snap.jobs) { return; }
     now = T.clock(snap.now);
-    document.getElementById("queue-depth").textContent = String(snap.queueDepth);
-    document.getElementById("worker-count").textContent = String(snap.workers.length);
     document.getElementById("job-total").textContent = String(snap.total);
-    var list = document.getElementById("workers");
-    while (list.firstChild) { list.removeChild(list.firstChild); }
-    snap.workers.forEach(function (w) {
-      var li = document.createElement("li");
-      var name = workerName(w.name, w.short);
-      name.className = "worker-name";
-      li.appendChild(name);
-      li.appendChild(document.createTextNode(": " + w.state));
-      if (w.job) {
-        var jobLink = document.createElement("a");
-        jobLink.href = "/jobs/" + encodeURIComponent(w.job);
-        jobLink.title = w.job;
-        jobLink.textContent = String(w.job).slice(0, 8);
-        li.appendChild(document.createTextNode(" ("));
-        li.appendChild(jobLink);
-        li.appendChild(document.createTextNode(")"));
-      }
-      list.appendChild(li);
-    });
+    /* Queues and workers: fleet.js renders them (templates/_fleet.html). */
+    if (window.JobcastFleet) { window.JobcastFleet.render(snap.fleet); }
     while (tbody.firstChild) { tbody.removeChild(tbody.firstChild); }
     snap.jobs.forEach(function (job) { tbody.appendChild(newRow(job)); });
   }
 
-  /* Queue depth and workers change with jobs; re-read them at most every 3 s. */
+  /* Queues and workers change with jobs; re-read them at most every 3 s. */
   function refreshSoon() {
     if (refreshTimer) { return; }
     refreshTimer = setTimeout(function () { refreshTimer = null; watch(); }, 3000);

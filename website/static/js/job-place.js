@@ -1,7 +1,8 @@
 /* A queued job's place in line, in words: "4th in line, about 50 s", or "Paused by an
  * operator" (the words of shared/position.py Place.words). job.js hands it each
  * state; a state without a place (a push of the job's own change) keeps the last one
- * while the job is still queued. Set as text, never HTML. */
+ * while the job is still queued. Set as text, never HTML. Beside it, when no worker
+ * could take the job lately, the server's words for that (#no-worker). */
 (function () {
   "use strict";
   var el = document.getElementById("queue-place");
@@ -27,8 +28,23 @@
     return text + ".";
   }
 
+  /* "No worker has claimed <kind> jobs in the last N s" (shared/position.py), or none. */
+  var noWorker = document.getElementById("no-worker");
+
+  function showNoWorker(p) {
+    if (!noWorker) { return; }
+    if (p.state !== P.states.queued || p.noWorker === null) {
+      noWorker.hidden = true;
+      noWorker.textContent = "";
+    } else if (typeof p.noWorker === "string") {
+      noWorker.textContent = p.noWorker;
+      noWorker.hidden = false;
+    }
+  }
+
   function show(p) {
     if (!el || !p || !P) { return; }
+    showNoWorker(p);
     if (p.state !== P.states.queued) { el.hidden = true; el.textContent = ""; return; }
     if (p.position === undefined && p.paused === undefined) { return; }
     el.textContent = words(p);
