@@ -271,6 +271,8 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     pause = KindPause(redis_client)
     pause.pause("demo")
     pause.hold([held], ["demo"])
+    from shared.history import DepthSampler  # the dashboard's history (#28)
+    DepthSampler(redis_client).sample()
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():
