@@ -69,6 +69,7 @@ WINDOWS = {b.name: b for b in BUCKETS}
 LUA_FIELDS: dict[str, Any] = {
     "outcome": OUTCOMES, "per_ln": BINS_PER_OCTAVE / math.log(2), "bins": BINS,
     "queued": QUEUED, "failed": FAILED, "totals": TOTALS, "last_failure": LAST_FAILURE,
+    "attempts": keys.job_attempts_key("").removeprefix(keys.job_key("")),
     "buckets": [{"prefix": b.prefix, "width": b.width, "ttl": b.ttl} for b in BUCKETS],
 }
 

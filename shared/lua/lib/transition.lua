@@ -36,7 +36,8 @@
 -- History (shared/history.py): a change that ends a job (to a terminal state from
 -- one that is not) counts once in a.history's fixed buckets, whatever the script:
 -- "<outcome>:<kind>" and, for a job that ran, its duration's log-scale bin
--- "d<bin>:<kind>" go up by one in the hash of its minute and of its quarter hour
+-- "d<bin>:<kind>" (from the start its RQ worker recorded, else its first report or
+-- claim) go up by one in the hash of its minute and of its quarter hour
 -- (each expires after its window); "depth" keeps the bucket's peak of queued jobs
 -- (ZCARD of the queued state index); the never-expiring totals (for /metrics) go up,
 -- and a failure becomes its kind's last one (its id, time and message).
@@ -51,7 +52,13 @@ local function history_end(a, k, id, to)
   local kind = cur[1] or ''
   local t = tonumber(a.now)
   local fields = {h.outcome[to] .. ':' .. kind}
-  local started = tonumber(cur[2])
+  local started = nil  -- the run's start: its RQ attempt's (worker/attempts.py), else the
+  local run = redis.call('LINDEX', k .. h.attempts, -1)  -- first report's or claim's
+  if run then
+    local ok, entry = pcall(cjson.decode, run)
+    if ok and type(entry) == 'table' then started = tonumber(entry.startedAt) end
+  end
+  if not started then started = tonumber(cur[2]) end
   if started and started < t then  -- not a job stamped started by the change that ends it
     local ms = (t - started) * 1000
     local bin = 0
