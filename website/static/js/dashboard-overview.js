@@ -8,8 +8,9 @@
 (function () {
   "use strict";
   var root = document.getElementById("overview");
-  if (!root || !window.JobcastTime) { return; }
+  if (!root || !window.JobcastTime || !window.JobcastProtocol) { return; }
   var T = window.JobcastTime;
+  var S = window.JobcastProtocol.states;
   var url = root.getAttribute("data-url");
   var snap = JSON.parse(root.getAttribute("data-snapshot"));
   var windowName = snap.window;
@@ -20,7 +21,7 @@
   var busy = false;
   var again = false;
   var plots = { finished: null, depth: null };
-  var ENDS = { succeeded: true, failed: true, cancelled: true };
+  var ENDS = window.JobcastProtocol.terminal;
   var WINDOW_TEXT = { "1h": "last hour", "24h": "last 24 hours" };
 
   function $(id) { return document.getElementById(id); }
@@ -86,10 +87,10 @@
     }
     if (plots.finished) { plots.finished.destroy(); plots.depth.destroy(); }
     plots.finished = new uPlot(options(width, [
-      Object.assign({ label: "failed" }, bars(color("--bad"))),
-      Object.assign({ label: "succeeded" }, bars(color("--ok")))]), d.finished, box);
+      Object.assign({ label: S.failed }, bars(color("--bad"))),
+      Object.assign({ label: S.succeeded }, bars(color("--ok")))]), d.finished, box);
     plots.depth = new uPlot(options(Math.max(box2.clientWidth, 200), [
-      { label: "queued", stroke: color("--accent"), width: 2, points: { show: false },
+      { label: S.queued, stroke: color("--accent"), width: 2, points: { show: false },
         paths: uPlot.paths.stepped({ align: 1 }) }]), d.depth, box2);
   }
 
@@ -138,8 +139,8 @@
     if (row) { return row; }
     row = document.createElement("tr");  /* a kind that is only in the history now */
     row.setAttribute("data-kind", k.kind);
-    [["kind", "Kind"], ["queued", "Queued"], ["running", "Running"], ["succeeded", "Succeeded"],
-     ["failed", "Failed"], ["failure-rate", "Failure rate"], ["p50", "p50"], ["p95", "p95"],
+    [["kind", "Kind"], [S.queued, "Queued"], [S.running, "Running"], [S.succeeded, "Succeeded"],
+     [S.failed, "Failed"], ["failure-rate", "Failure rate"], ["p50", "p50"], ["p95", "p95"],
      ["last-failure", "Last failure"], ["runs", "Runs"]].forEach(function (c) {
       var td = document.createElement("td");
       td.className = c[0];
@@ -167,7 +168,7 @@
       state.appendChild(strong);
       state.appendChild(document.createTextNode(": its jobs wait"));
     } else {
-      state.textContent = "running";
+      state.textContent = S.running;
     }
     form.action = form.action.replace(/\/(pause|resume)$/, paused ? "/resume" : "/pause");
     var button = form.querySelector("button");
@@ -178,10 +179,10 @@
   function renderKinds() {
     snap.kinds.forEach(function (k) {
       var row = kindRow(k);
-      text(cell(row, "queued"), count(k.queued));
-      text(cell(row, "running"), count(k.running));
-      text(cell(row, "succeeded"), String(k.succeeded));
-      text(cell(row, "failed"), String(k.failed));
+      text(cell(row, S.queued), count(k.queued));
+      text(cell(row, S.running), count(k.running));
+      text(cell(row, S.succeeded), String(k.succeeded));
+      text(cell(row, S.failed), String(k.failed));
       text(cell(row, "failure-rate"), rate(k.failureRate));
       text(cell(row, "p50"), secs(k.p50));
       text(cell(row, "p95"), secs(k.p95));
