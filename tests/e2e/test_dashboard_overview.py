@@ -132,6 +132,6 @@ def test_the_overview_passes_axe_and_fits_a_phone(kinds_site: Stack,
     assert width <= PHONE["width"], f"the page is {width}px wide at {PHONE['width']}px"
     for scheme in ("light", "dark"):
         assert_no_serious_axe_violations(page, scheme)
-    page.set_viewport_size({"width": 1200, "height": 800})
+    page.set_viewport_size({"width": 1200, "height": 800})  # type: ignore[arg-type]
     expect(page.locator("#finished-plot canvas")).to_have_count(1)
     assert_no_serious_axe_violations(page, "dark")
