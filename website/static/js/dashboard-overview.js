@@ -251,11 +251,21 @@
           k.failureRate = k.succeeded + k.failed ? k.failed / (k.succeeded + k.failed) : null;
         }
       });
+      redrawSoon();
+    }
+    askSoon();
+  }
+
+  /* Many ends a second: the counts move at once, the drawing once a second at most. */
+  var redrawTimer = null;
+  function redrawSoon() {
+    if (redrawTimer) { return; }
+    redrawTimer = setTimeout(function () {
+      redrawTimer = null;
       draw();
       describe();
       renderKinds();
-    }
-    askSoon();
+    }, 1000);
   }
 
   Array.prototype.forEach.call(root.querySelectorAll(".window-switch button"), function (button) {
