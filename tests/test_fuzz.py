@@ -145,7 +145,7 @@ def strategy(operation: Any) -> st.SearchStrategy[Any]:
 def headers_for(path: str, job_id: str | None, token: str) -> dict[str, str]:
     """The bearer token ``token`` names: the shared one, the job's own, or the operator's."""
     if (path in ("/metrics", "/api/jobs")
-            or path.startswith(("/api/schedules", "/api/keys", "/api/kinds/"))
+            or path.startswith(("/api/schedules", "/api/keys", "/api/kinds/", "/api/ops/"))
             or path.endswith(("/cancel", "/retry"))):
         return auth(OPS_TOKEN) if token != "none" else {}
     if path == "/api/progress" and token == "job" and job_id:
