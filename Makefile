@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 SOCKETIO_CLIENT_VERSION ?= 4.8.4
+UPLOT_VERSION ?= 1.6.32
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup run test lint bench bench-reference browser nginx sentinel vendor screenshots clean
@@ -74,13 +75,17 @@ sentinel:
 		|| echo "could not install redis-sentinel: the failover test will skip"; \
 	else echo "redis-sentinel not installed (installing needs root and apt-get): the failover test will skip"; fi
 
-# Refresh the vendored Socket.IO browser client from the npm registry.
+# Refresh the vendored Socket.IO browser client and uPlot (the dashboard's charts) from the npm registry.
 vendor:
 	rm -rf var/vendor && mkdir -p var/vendor
 	cd var/vendor && npm pack --silent socket.io-client@$(SOCKETIO_CLIENT_VERSION) && tar xzf socket.io-client-*.tgz
 	cp var/vendor/package/dist/socket.io.min.js website/static/vendor/socket.io.min.js
 	cp var/vendor/package/LICENSE website/static/vendor/socket.io-client.LICENSE
 	sed -i -E "s/^\| socket.io.min.js \|(.*)\| [^|]+ \| [0-9a-f]+ \|$$/| socket.io.min.js |\1| $(SOCKETIO_CLIENT_VERSION) | $$(sha256sum website/static/vendor/socket.io.min.js | cut -d' ' -f1) |/" website/static/vendor/README.md
+	cd var/vendor && npm pack --silent uplot@$(UPLOT_VERSION) && mkdir -p uplot && tar xzf uplot-*.tgz -C uplot
+	cp var/vendor/uplot/package/dist/uPlot.iife.min.js var/vendor/uplot/package/dist/uPlot.min.css website/static/vendor/
+	cp var/vendor/uplot/package/LICENSE website/static/vendor/uPlot.LICENSE
+	for f in uPlot.iife.min.js uPlot.min.css; do sed -i -E "s/^\| $$f \|(.*)\| [^|]+ \| [0-9a-f]+ \|$$/| $$f |\1| $(UPLOT_VERSION) | $$(sha256sum website/static/vendor/$$f | cut -d' ' -f1) |/" website/static/vendor/README.md; done
 
 # README screenshots (docs/*.png) from the real stack in Debian's Chromium.
 screenshots: $(VENV)/.installed-dev browser

@@ -19,6 +19,7 @@ from pathlib import Path
 from bench import floors as floor_step
 from bench import (
     measure_after,
+    measure_dashboard,
     measure_external,
     measure_fair,
     measure_log,
@@ -70,6 +71,9 @@ class Sizes:
     rooms_rate: int = 2000  # events/s of section 15
     rooms_seconds: float = 4.0
     tracing_rounds: int = 3
+    dashboard_stored: int = 1_000_000
+    dashboard_rate: int = 1000
+    dashboard_samples: int = 100
 
 
 QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
@@ -78,7 +82,8 @@ QUICK = Sizes(commands=100, probes=100, clients=(1, 100, 1000), background=4.0,
               push_jobs=3, floor_samples=200, log_seconds=3.0,
               claim_rounds=50, claims=2000, stored_jobs=100_000, batch_jobs=1000,
               filter_pages=60, fair_jobs=500, after_samples=50, position_watchers=300,
-              position_seconds=8.0, tracing_rounds=2)
+              position_seconds=8.0, tracing_rounds=2, dashboard_stored=100_000,
+              dashboard_samples=30)
 FULL = Sizes(commands=500, probes=500, clients=(1, 100, 1000), background=15.0,
              fan_out=1000, fan_out_events=30, throughput_seconds=8.0, idle=10000, hold=30.0,
              trivial={"simple": 2000, "fork": 600, "fork-cold": 150}, highlight=300,
@@ -168,6 +173,13 @@ def run(sizes: Sizes, only: set[str]) -> tuple[list[Row], list[str]]:
                                             sizes.position_watchers, sizes.position_seconds,
                                             say)
             notes.append(measure_position.NOTE)
+        if "14" in only:  # (fills Redis: the store is emptied first, as for 9)
+            assert stack.client is not None
+            stack.client.flushdb()
+            say("14: the dashboard over many stored jobs, with 1,000 jobs ending a second")
+            rows += measure_dashboard.run(stack, floors, sizes.dashboard_stored,
+                                          sizes.dashboard_rate, sizes.dashboard_samples, say)
+            notes.append(measure_dashboard.NOTE)
         if "15" in only:
             say("15: each web process hears only its rooms (message queue, a channel per room)")
             rows += measure_rooms.run(stack, sizes.rooms_rate, sizes.rooms_seconds, say)
@@ -206,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smaller samples (about 2 minutes), for development")
     parser.add_argument("--write", metavar="PATH", help="also write the results as Markdown")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11,12,13,15,16",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16",
                         help="comma-separated measurement numbers (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",

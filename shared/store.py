@@ -27,7 +27,7 @@ from typing import Any
 import redis
 from redis.connection import AbstractConnection
 
-from shared import keys, scripts
+from shared import history, keys, scripts
 from shared.coalesce import OwnConnection, ReportCoalescer
 from shared.joblog import LogBatch, LogLine
 from shared.jobstate import (
@@ -67,6 +67,7 @@ TRANSITION_FIELDS: dict[str, Any] = {
     "timeline": keys.job_timeline_key("").removeprefix(keys.job_key("")),
     "timeline_max": TIMELINE_MAX, "terminal": TERMINAL_SET, "running": RUNNING,
     "stall_deadlines": keys.STALL_DEADLINES, "stalled_index": keys.STALLED_INDEX,
+    "history": history.LUA_FIELDS,  # a job's end counts in the dashboard's history
 }
 FAILURES_KEPT = 20  # earlier attempts' errors a job keeps (its hash's failures)
 # The fields shared/lua/lib/retry.lua reads (besides now): a failed attempt of a job whose

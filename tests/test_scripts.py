@@ -275,6 +275,8 @@ def test_every_field_a_caller_sends_is_in_its_scripts_header(
     fleet = Fleet(redis_client, "jobcast", ["ext"])
     fleet.claiming("w1", ["ext"], other)
     fleet.note_rq([RqSeen("r1", "idle", "", 1.0, ("jobcast",))])
+    from shared.history import DepthSampler  # the dashboard's history (#28)
+    DepthSampler(redis_client).sample()
 
     assert set(sent) == set(SCRIPTS)
     for name, fields in sent.items():

@@ -11,6 +11,10 @@ Each tick also runs the watch of running jobs (``shared/watch.py``): a job asked
 to stop that has not within ``CANCEL_GRACE`` is stopped by force, and a job that
 has not reported within its ``stall_after`` is marked stalled (or, for a kind with
 ``stall_fails``, failed). Both read only the due head of a sorted set.
+
+And each tick samples the queue depth into the dashboard's history
+(``shared/history.py``: one short script, the queued jobs' count as each current
+bucket's peak).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import redis
 from shared import tracing, watch
 from shared.config import WORKER, Config, ConfigError
 from shared.errors import JobcastError
+from shared.history import DepthSampler
 from shared.schedules import Schedule, ScheduleStore
 from shared.unique import DEDUPLICATED
 from worker.core import lifecycle
@@ -43,6 +48,7 @@ class Ticker:
         self.cfg = cfg
         self.lifecycle = lifecycle(cfg)
         self.schedules = ScheduleStore(self.lifecycle.client)
+        self.depth = DepthSampler(self.lifecycle.client)  # the dashboard's queue-depth chart
         self._heal_at = 0.0  # monotonic time of the next concurrency-slot heal
 
     def fire(self, schedule: Schedule) -> str:
@@ -73,6 +79,7 @@ class Ticker:
                 log.warning("schedule %s (%s): no job started: %s", schedule.schedule_id,
                             schedule.kind, exc)
         watch.tick(self.lifecycle, now)
+        self.depth.sample(now)
         return started
 
 

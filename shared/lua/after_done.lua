@@ -21,6 +21,7 @@
 --   a.running         the name of the running state (for lib/transition.lua)
 --   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
 --   a.stalled_index    the stalled jobs' index (for lib/transition.lua)
+--   a.history       the history's buckets, a job's end counts in them (for lib/transition.lua)
 --
 -- Each id in the set settles (lib/after.lua), then the set is deleted: the
 -- change that ended the job is stored before this runs, so a job that starts

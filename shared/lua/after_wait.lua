@@ -24,6 +24,7 @@
 --   a.running         the name of the running state (for lib/transition.lua)
 --   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
 --   a.stalled_index    the stalled jobs' index (for lib/transition.lua)
+--   a.history       the history's buckets, a job's end counts in them (for lib/transition.lua)
 --
 -- Each job it waits for that has ended already (or is gone) settles it at once
 -- (lib/after.lua); each other one gets its id in its waiters set, which the

@@ -19,6 +19,7 @@
 --   a.batch_prefix  the prefix of batch hashes (for lib/transition.lua)
 --   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
 --   a.stalled_index the stalled jobs' index (for lib/transition.lua)
+--   a.history       the history's buckets, a job's end counts in them (for lib/transition.lua)
 --
 -- The lapse check reads only the head of the deadlines (ZRANGE 0 0), so a claim
 -- sweeps (shared/lua/sweep_leases.lua, then claims again) only when there is

@@ -16,6 +16,7 @@
 --   a.running       the name of the running state (for lib/transition.lua)
 --   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
 --   a.stalled_index    the stalled jobs' index (for lib/transition.lua)
+--   a.history       the history's buckets, a job's end counts in them (for lib/transition.lua)
 --
 -- Only a job that is scheduled, on attempt a.attempt, with a retry_at (a retry, not a
 -- job started with a time) moves: to queued, with the message saying which attempt

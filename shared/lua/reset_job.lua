@@ -15,6 +15,7 @@
 --   a.running       the name of the running state (for lib/transition.lua)
 --   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
 --   a.stalled_index the stalled jobs' index (for lib/transition.lua)
+--   a.history       the history's buckets, a job's end counts in them (for lib/transition.lua)
 --
 -- The seq belongs to the attempt and starts again (a late report of the
 -- previous attempt is refused by its attempt number, update_job.lua); the log

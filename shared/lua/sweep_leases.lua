@@ -22,6 +22,7 @@
 --   a.running       the name of the running state (for lib/transition.lua)
 --   a.stall_deadlines  the stall deadlines (for lib/transition.lua)
 --   a.stalled_index the stalled jobs' index (for lib/transition.lua)
+--   a.history       the history's buckets, a job's end counts in them (for lib/transition.lua)
 --
 -- A lapsed job that has ended meanwhile (or expired) just loses its lease. Any
 -- other goes back to queued with attempt + 1, at the head of its kind's queue (of

@@ -41,6 +41,7 @@
 --   a.running       the name of the running state (lib/transition.lua, and below)
 --   a.stall_deadlines  when each running job becomes stalled (shared.keys.STALL_DEADLINES)
 --   a.stalled_index the stalled jobs, scored by creation time (shared.keys.STALLED_INDEX)
+--   a.history       the history's buckets, a job's end counts in them (for lib/transition.lua)
 --   a.cancelled     the name of the cancelled state
 --   a.ack_message   the message of a job that ends cancelled, with none of its own,
 --                   after a cancel was requested ("cancelled on request; ...")

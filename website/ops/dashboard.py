@@ -32,6 +32,7 @@ from shared.store import JobState
 from website.auth.operators import dashboard_token, dashboard_token_ok, ops_allowed, ops_challenge
 from website.extensions import core, socketio
 from website.ops import fleet as fleet_panel
+from website.ops.overview import overview
 from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def dashboard() -> Response | str | tuple[Response | str, int]:
                            schedules=ScheduleStore(core.client).all(), api_keys=api_keys,
                            pausable=[k for k in kinds if not core.kinds[k].hidden],
                            paused=core.lifecycle.pause.paused(),
+                           overview=overview("1h"),  # the overview at the top (_overview.html)
                            owner_name=next((k.name for k in api_keys if k.tenant == flt.owner),
                                            None))
 

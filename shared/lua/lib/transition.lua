@@ -20,6 +20,7 @@
 --   a.running       the name of the running state
 --   a.stall_deadlines  when each running job becomes stalled (shared.keys.STALL_DEADLINES)
 --   a.stalled_index    the stalled jobs, scored by creation time (shared.keys.STALLED_INDEX)
+--   a.history       the history's buckets and names (shared.history.LUA_FIELDS; absent: none)
 --
 -- The id moves from <state_index><from> to <state_index><to>, scored by its
 -- creation time, so the indexes never disagree with the hash; "<to> <now>" is
@@ -31,10 +32,59 @@
 -- Stalls (shared/watch.py): a job that starts running gets a stall deadline (now +
 -- its stored stall_after; none without one); one that stops running loses it, and
 -- is no longer stalled.
+--
+-- History (shared/history.py): a change that ends a job (to a terminal state from
+-- one that is not) counts once in a.history's fixed buckets, whatever the script:
+-- "<outcome>:<kind>" and, for a job that ran, its duration's log-scale bin
+-- "d<bin>:<kind>" (from the start its RQ worker recorded, else its first report or
+-- claim) go up by one in the hash of its minute and of its quarter hour
+-- (each expires after its window); "depth" keeps the bucket's peak of queued jobs
+-- (ZCARD of the queued state index); the never-expiring totals (for /metrics) go up,
+-- and a failure becomes its kind's last one (its id, time and message).
+local function history_peak(key, depth)
+  local seen = tonumber(redis.call('HGET', key, 'depth'))
+  if not seen or depth > seen then redis.call('HSET', key, 'depth', depth) end
+end
+
+local function history_end(a, k, id, to)
+  local h = a.history
+  local cur = redis.call('HMGET', k, 'kind', 'started_at', 'message')
+  local kind = cur[1] or ''
+  local t = tonumber(a.now)
+  local fields = {h.outcome[to] .. ':' .. kind}
+  local started = nil  -- the run's start: its RQ attempt's (worker/attempts.py), else the
+  local run = redis.call('LINDEX', k .. h.attempts, -1)  -- first report's or claim's
+  if run then
+    local ok, entry = pcall(cjson.decode, run)
+    if ok and type(entry) == 'table' then started = tonumber(entry.startedAt) end
+  end
+  if not started then started = tonumber(cur[2]) end
+  if started and started < t then  -- not a job stamped started by the change that ends it
+    local ms = (t - started) * 1000
+    local bin = 0
+    if ms > 1 then bin = math.floor(math.log(ms) * h.per_ln) end
+    if bin >= h.bins then bin = h.bins - 1 end
+    fields[2] = 'd' .. bin .. ':' .. kind
+  end
+  local depth = redis.call('ZCARD', a.state_index .. h.queued)
+  for _, b in ipairs(h.buckets) do
+    local key = b.prefix .. string.format('%d', t - t % b.width)
+    for _, f in ipairs(fields) do redis.call('HINCRBY', key, f, 1) end
+    history_peak(key, depth)
+    redis.call('EXPIRE', key, b.ttl)
+  end
+  redis.call('HINCRBY', h.totals, fields[1], 1)
+  if to == h.failed then
+    redis.call('HSET', h.last_failure, 'id:' .. kind, id, 'at:' .. kind, a.now,
+               'message:' .. kind, cur[3] or '')
+  end
+end
+
 local function transition(a, k, id, from, to, created, batch)
   local now = a.now
   redis.call('ZREM', a.state_index .. from, id)
   redis.call('ZADD', a.state_index .. to, tonumber(created) or tonumber(now), id)
+  if a.history and a.terminal[to] and not a.terminal[from] then history_end(a, k, id, to) end
   local timeline = k .. a.timeline
   redis.call('RPUSH', timeline, to .. ' ' .. now)
   redis.call('LTRIM', timeline, -a.timeline_max, -1)

@@ -206,6 +206,8 @@
 
   function onChange(p) {
     if (!p || typeof p.jobId !== "string") { return; }
+    /* the overview (dashboard-overview.js) reacts to the same changes */
+    document.dispatchEvent(new CustomEvent("jobcast:jobchanged", { detail: p }));
     var row = findRow(p.jobId);
     var ok = passes(p);
     if (ok === null) {  /* a text filter: the server decides (asked at most every 3 s) */
@@ -249,6 +251,7 @@
       }
       setConnection("live", ack.error ? "connected (" + ack.error + ")" : "connected");
       renderSnapshot(ack.snapshot);
+      document.dispatchEvent(new CustomEvent("jobcast:dashboardsynced"));  /* the overview too */
     });
   }
 
