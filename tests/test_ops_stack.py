@@ -176,8 +176,9 @@ def test_retry_runs_a_failed_job_again(ops_stack: Stack) -> None:
         rec.close()
     states = [p["state"] for p in updates(rec)]
     second_run = states[states.index("failed") + 1:]
-    assert second_run[0] == "queued" and second_run[-1] == "succeeded", states
-    assert set(second_run[1:-1]) == {"running"}, states
+    # a queued job's place in line is pushed again while it waits (website/realtime/positions.py)
+    steps = [state for i, state in enumerate(second_run) if i == 0 or state != second_run[i - 1]]
+    assert steps == ["queued", "running", "succeeded"], states
     assert ops_stack.job_state(job_id)["progress"] == 100
     page = requests.get(f"{ops_stack.url}/jobs/{job_id}", timeout=5).text
     assert '<strong id="state">succeeded</strong>' in page
