@@ -27,6 +27,15 @@ reflects was stored before the read that follows the join. Without a
 confirmation within ``confirm_timeout`` the join fails with
 :class:`redis.TimeoutError` (the handlers answer "state store unavailable").
 
+**After an outage, a resync.** Events published while the subscribing connection
+was down (a Redis restart or failover: the listener subscribes again after 1 s,
+2 s, 4 s ...) are lost for this process's rooms. So when a subscription other
+than the first one (or redis-py's own reconnect of it) has been confirmed for
+every channel, :attr:`RoomQueueManager.on_resubscribed` is started as a
+background task with the process's rooms; the site pushes their stored state to
+its own clients (``website/realtime/resync.py``). The manager knows nothing of
+what is stored.
+
 It is built on python-socketio's pub/sub manager through the methods the
 manager interface defines (``emit``, ``enter_room``, ``basic_enter_room`` /
 ``basic_leave_room``, ``_publish``, ``_listen``): the one subscribing connection is
