@@ -27,6 +27,15 @@ reflects was stored before the read that follows the join. Without a
 confirmation within ``confirm_timeout`` the join fails with
 :class:`redis.TimeoutError` (the handlers answer "state store unavailable").
 
+**After an outage, a resync.** Events published while the subscribing connection
+was down (a Redis restart or failover: the listener subscribes again after 1 s,
+2 s, 4 s ...) are lost for this process's rooms. So when a subscription other
+than the first one (or redis-py's own reconnect of it) has been confirmed for
+every channel, :attr:`RoomQueueManager.on_resubscribed` is started as a
+background task with the process's rooms; the site pushes their stored state to
+its own clients (``website/realtime/resync.py``). The manager knows nothing of
+what is stored.
+
 It is built on python-socketio's pub/sub manager through the methods the
 manager interface defines (``emit``, ``enter_room``, ``basic_enter_room`` /
 ``basic_leave_room``, ``_publish``, ``_listen``): the one subscribing connection is
@@ -43,7 +52,7 @@ import contextlib
 import logging
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -85,6 +94,13 @@ class RoomQueueManager(socketio.RedisManager):  # type: ignore[misc]
         self._sub: PubSub | None = None  # the subscribing connection, once the listener has one
         self._own: bytes | None = None  # how this process's own messages end
         self._batches: dict[int, list[tuple[str, str]]] = {}  # task -> messages held back
+        # Called (as a background task) with this process's rooms, ``{namespace: [room]}``,
+        # once Redis confirmed a subscription that follows an outage of the listener:
+        # events published meanwhile were lost for those rooms (the site pushes their
+        # stored state, website/realtime/resync.py).
+        self.on_resubscribed: Callable[[dict[str, list[str]]], Any] | None = None
+        self._listened = False  # a subscription was made once: the next ones follow a gap
+        self._resync: set[str] | None = None  # channels to be confirmed before the resync
 
     # -- where an emit travels -----------------------------------------------------------
 
@@ -252,11 +268,43 @@ class RoomQueueManager(socketio.RedisManager):  # type: ignore[misc]
 
     def _on_reconnect(self, _connection: Any) -> None:
         """redis-py reconnected the listener's connection and subscribed again to what it
-        held: confirmations sent on the old connection will never come."""
+        held: confirmations sent on the old connection will never come, and what was
+        published while it was down is lost (a resync once Redis confirmed them)."""
         with self._lock:
             if self._sub is not None:
-                for channel in self._sub.channels:
-                    self._pending[_text(channel)] = 1
+                channels = {_text(channel) for channel in self._sub.channels}
+                for channel in channels:
+                    self._pending[channel] = 1
+                self._resync = channels | (self._resync or set())
+
+    def _on_subscribed(self, channel: str) -> None:
+        """A SUBSCRIBE is confirmed: wake its joins, and once every channel of a
+        subscription after an outage is confirmed, start :attr:`on_resubscribed`."""
+        self._on_confirm(channel)
+        with self._lock:
+            if self._resync is None:
+                return
+            self._resync.discard(channel)
+            if self._resync:
+                return
+            self._resync = None
+        hook = self.on_resubscribed
+        if hook is not None:
+            rooms = self.local_rooms()
+            log.info("message queue: subscribed again after an outage; resyncing %d room(s)",
+                     sum(len(names) for names in rooms.values()))
+            self.server.start_background_task(hook, rooms)
+
+    def local_rooms(self) -> dict[str, list[str]]:
+        """The named rooms with a connection of this process, by namespace (no
+        connection's own room)."""
+        found: dict[str, list[str]] = {}
+        for namespace, rooms in list(self.rooms.items()):
+            names = [room for room, members in list(rooms.items())
+                     if isinstance(room, str) and members and room not in members]
+            if names:
+                found[namespace] = names
+        return found
 
     # -- the listener --------------------------------------------------------------------
 
@@ -268,6 +316,8 @@ class RoomQueueManager(socketio.RedisManager):  # type: ignore[misc]
             sub = self.redis.pubsub()
             wanted = [self.channel, *self._users]
             self._pending = dict.fromkeys(wanted, 1)
+            # the first subscription has nothing to catch up with; any later one does
+            self._resync = set(wanted) if self._listened else None
             try:
                 sub.subscribe(*wanted)
             except redis.RedisError:
@@ -275,6 +325,7 @@ class RoomQueueManager(socketio.RedisManager):  # type: ignore[misc]
                 raise
             sub.connection.register_connect_callback(self._on_reconnect)
             self._sub = sub
+            self._listened = True
             return sub
 
     def _drop_listener(self) -> None:
@@ -306,7 +357,7 @@ class RoomQueueManager(socketio.RedisManager):  # type: ignore[misc]
                         if not data.endswith(self._own):
                             yield data
                     elif kind == "subscribe":
-                        self._on_confirm(_text(message["channel"]))
+                        self._on_subscribed(_text(message["channel"]))
             except redis.RedisError as exc:
                 log.error("message queue: cannot receive (%s); subscribing again in %.0f s",
                           exc, wait)

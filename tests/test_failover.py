@@ -5,11 +5,13 @@ replica, three Sentinels (a password on the Redis servers and another on the
 Sentinels). The site, two RQ workers and the tick run on the Sentinel
 ``REDIS_URL`` (the message queue too), python-socketio clients watch every job,
 an external worker long-polls for claims and a prober reads the site all along.
+A real browser (Debian's Chromium, as in ``tests/e2e``) watches one job's page.
 The master is SIGKILLed while jobs run and report; then every job ends in its
-final state with its whole log once, the watchers get it, the external worker's
-next claim works, and nothing answered 500. ``make sentinel`` (part of ``make
-test``) installs the two servers; without them the test skips, unless
-``REQUIRE_BROWSER`` is set (CI), where it fails.
+final state with its whole log once, the watchers get it, the page shows it and
+every log line once, in order (without a reload), the external worker's next
+claim works, and nothing answered 500. ``make sentinel`` (part of ``make test``)
+installs the two servers and ``make browser`` Chromium; without them the test
+skips, unless ``REQUIRE_BROWSER`` is set (CI), where it fails.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pytest
 import redis
 import requests
 
+from tests.e2e.browser import MISSING_REASON, browser_required, find_chromium, launch
 from tests.support import (
     TEST_WORKER_TOKEN,
     EventRecorder,
@@ -46,6 +49,7 @@ PASSWORD = "redis-pass:@/,"  # characters a URL must quote
 SENTINEL_PASSWORD = "sentinel-pass"
 STEPS = 16
 STEP_DELAY = 0.25  # seconds: a demo job runs about 4 s
+PAGE_TIMEOUT_MS = 20_000  # how long the page may take to show one expected thing
 
 pytestmark = [
     pytest.mark.failover,
@@ -254,8 +258,61 @@ def cluster(log_dir: Path, tmp_path: Path) -> Iterator[SentinelCluster]:
     running.stop()
 
 
-def test_a_failover_under_running_jobs_loses_nothing(cluster: SentinelCluster, log_dir: Path,
-                                                      tmp_path: Path) -> None:
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, launched as the e2e tests do (``tests/e2e/browser.py``)."""
+    executable = find_chromium()
+    if executable is None:
+        if browser_required():
+            pytest.fail(MISSING_REASON.replace("skipped", "required (REQUIRE_BROWSER=1)"),
+                        pytrace=False)
+        pytest.skip(MISSING_REASON)
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
+    playwright = sync_playwright().start()
+    try:
+        chromium = launch(playwright, executable)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        playwright.stop()
+
+
+def watch_page(browser: Any, base: str, job_id: str) -> Any:
+    """The job's page, live (connected over Socket.IO), marked to tell a reload."""
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport={"width": 1000, "height": 700}).new_page()
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    page.goto(f"{base}/jobs/{job_id}")
+    page.evaluate("window.__sameDocument = true")
+    expect(page.locator("#connection")).to_have_attribute("data-status", "live")
+    return page
+
+
+def page_shows_the_end(page: Any, lines: list[str], log_dir: Path) -> None:
+    """The page shows the final state and every log line once, in order, unreloaded."""
+    from playwright.sync_api import expect
+
+    try:
+        expect(page.locator("#job")).to_have_attribute("data-state", "succeeded")
+        expect(page.locator("#progress-span")).to_have_text("100")
+        console = page.locator("#console > div[data-id]")
+        expect(console).to_have_count(len(lines))  # the end's catch-up read may come last
+        assert console.all_text_contents() == lines
+        ids = [console.nth(n).get_attribute("data-id") for n in range(len(lines))]
+        assert len(set(ids)) == len(ids), ids
+        assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
+    except AssertionError:
+        page.screenshot(path=str(log_dir / "failover-page.png"), full_page=True)
+        raise
+
+
+def test_a_failover_under_running_jobs_loses_nothing(cluster: SentinelCluster, browser: Any,
+                                                      log_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     env = stack_env(cluster.url, port, SOCKETIO_MESSAGE_QUEUE=cluster.url,
                     DEMO_STEP_DELAY=str(STEP_DELAY),
@@ -275,6 +332,7 @@ def test_a_failover_under_running_jobs_loses_nothing(cluster: SentinelCluster, l
         prober = Prober(base, jobs[0])
         for job_id in jobs:
             watchers[job_id] = EventRecorder(base, job_id)
+        page = watch_page(browser, base, jobs[0])  # a browser watches the first demo job
         for worker in (external, prober):
             stoppers.append(worker.stop)
             threads.append(threading.Thread(target=worker.run, daemon=True))
@@ -295,14 +353,15 @@ def test_a_failover_under_running_jobs_loses_nothing(cluster: SentinelCluster, l
         for job_id in jobs[3:]:
             watchers[job_id] = EventRecorder(base, job_id)
 
+        every_line = [f"step {n} of {STEPS} done" for n in range(1, STEPS + 1)]
         for job_id in jobs:
             wait_until(lambda j=job_id: requests.get(f"{base}/api/jobs/{j}", timeout=5)
                        .json()["state"] == "succeeded", timeout=40, interval=0.1,
                        what=f"job {job_id} to succeed")
-            assert log_lines(base, job_id) == [f"step {n} of {STEPS} done"
-                                               for n in range(1, STEPS + 1)], job_id
+            assert log_lines(base, job_id) == every_line, job_id
             watchers[job_id].wait_for(final_state_received(), timeout=10,
                                       what=f"the watcher of {job_id} to see the end")
+        page_shows_the_end(page, every_line, log_dir)
         assert external.done == [jobs[2], jobs[4]]
         assert 200 in external.claims[external.claims.index(200) + 1:], external.claims
         # Read before the processes stop: an RQ worker stopped while idle may log a

@@ -7,6 +7,7 @@ own view of the subscriptions (``PUBSUB NUMSUB``).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
 import re
@@ -33,6 +34,7 @@ from tests.support import (
     Process,
     RedisServer,
     auth,
+    final_state_received,
     free_port,
     second_web,
     stack_env,
@@ -366,6 +368,103 @@ def test_a_restarted_process_subscribes_again_for_its_reconnecting_clients(
         wait_until(lambda: 90 in got, what="90, reported to A, on restarted B")
     finally:
         client.disconnect()
+
+
+class CuttableProxy:
+    """A TCP proxy to Redis that the test can cut (every connection closed, new ones
+    closed as soon as they come) and mend, for the duration of a ``with`` block."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut = threading.Event()
+        self.closing = False
+        self.lock = threading.Lock()
+        self.open: list[socket.socket] = []
+
+    def __enter__(self) -> CuttableProxy:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closing = True
+        self.listener.close()
+        self.sever()
+
+    def sever(self) -> None:
+        """Cut: close every connection now, and each new one as it comes."""
+        self.cut.set()
+        with self.lock:
+            sockets, self.open = self.open, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def mend(self) -> None:
+        """Let connections through again."""
+        self.cut.clear()
+
+    def _accept(self) -> None:
+        while not self.closing:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self.lock:
+                self.open += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=DelayingProxy._copy, args=(source, target),
+                                 daemon=True).start()
+
+
+def test_a_process_whose_listener_was_down_pushes_the_stored_state_to_its_pages(
+        trio: Trio) -> None:
+    """D's message queue connection is cut while A takes the job's last report (with a
+    log line): the event is published while D hears nothing. Once D subscribed again
+    its client gets the final state, and a ``jobLog`` naming the newest line (so a
+    page reads the lines it missed); A's client, whose process heard the event, gets
+    it once (D pushed to its own clients only)."""
+    port = int(trio.redis.url.rsplit(":", 1)[1].split("/")[0])
+    with CuttableProxy(port) as proxy:
+        web_d, url_d = second_web(trio.env, trio.log_dir, "rooms-cut",
+                                  SOCKETIO_MESSAGE_QUEUE=f"redis://127.0.0.1:{proxy.port}/0")
+        job_id = trio.job()
+        room = room_for(job_id)
+        report(trio.urls[0], job_id, 10)
+        on_d, on_a = EventRecorder(url_d, job_id), EventRecorder(trio.urls[0], job_id)
+        try:
+            for rec in (on_d, on_a):
+                rec.wait_for(progress_is(10), what="the running state on connect")
+            assert trio.subscribers(room) == 2
+            proxy.sever()
+            wait_until(lambda: trio.subscribers(room) == 1, timeout=10,
+                       what="D's subscription gone with its connection")
+            resp = requests.post(trio.urls[0] + "/api/progress", headers=auth(), timeout=5,
+                                 json={"jobId": job_id, "state": "succeeded", "progress": 100,
+                                       "log": ["the last line"], "seq": 100})
+            assert resp.status_code == 204, resp.text
+            on_a.wait_for(final_state_received(), what="the end on A, which heard it")
+            last = JobStore(trio.client).get(job_id)
+            assert last is not None and last.log_last != "0-0"
+            assert not final_state_received()(on_d.events)  # published while D was deaf
+            proxy.mend()
+            on_d.wait_for(final_state_received(), timeout=20,
+                          what="the stored end, pushed by D once it subscribed again")
+            assert any(data.get("after") == last.log_last
+                       for data in on_d.payloads("jobLog")), on_d.events
+            assert trio.subscribers(room) == 2
+            ends = [d for d in on_a.payloads("updateProgress") if d["state"] == "succeeded"]
+            assert len(ends) == 1, on_a.events  # no re-publish to the other processes
+        finally:
+            on_d.close()
+            on_a.close()
+            web_d.stop()
 
 
 def test_rooms_hashed_into_groups_share_channels(redis_url: str) -> None:

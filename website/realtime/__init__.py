@@ -1,6 +1,6 @@
 """Socket.IO: rooms per job and batch (join first, then read), the relay of the
-worker's own pushes, the connection cap and per-connection limits, and the names
-the pages use."""
+worker's own pushes, the resync after a message-queue outage, the connection cap
+and per-connection limits, and the names the pages use."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flask import Flask, current_app
 
 from shared.protocol import browser_contract
 from website.extensions import socketio
-from website.realtime import positions, relay, sockets
+from website.realtime import positions, relay, resync, sockets
 from website.realtime.connections import ConnectionCap
 
 
@@ -26,6 +26,7 @@ def init_app(app: Flask) -> None:
     sockets.register()
     relay.init_app(app)  # states the worker stored without the site -> open pages
     positions.init_app(app)  # queued jobs' places -> their open pages, once a second
+    resync.init_app(app)  # after a message-queue outage: stored states -> this process's pages
     app.add_template_global(page_contract, "browser_contract")
 
 
