@@ -381,5 +381,6 @@ def second_web(env: dict[str, str], log_dir: Path, name: str,
 
 
 def simulate_work(seconds: float) -> None:
-    """A test job's own work, which takes ``seconds`` (a job body, not a test waiting)."""
+    """Time that passes on purpose: a test job's own work, the pace of a test's reports,
+    a delay a test injects (never a wait for a state: that is :func:`wait_until`)."""
     time.sleep(seconds)

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from tests.support import (
     TEST_WORKER_TOKEN,
     Process,
     free_port,
+    simulate_work,
     start_web,
     wait_until,
 )
@@ -119,7 +119,7 @@ def test_the_handler_sees_a_cancel_and_the_job_ends_cancelled(stack: Stack) -> N
         try:
             for i in range(10_000):
                 ctx.progress(i % 100, message="working")
-                time.sleep(0.02)
+                simulate_work(0.02)
         except CancelRequested:
             seen.append("cancel")
             raise
@@ -211,7 +211,7 @@ def test_a_stopped_worker_with_on_stop_fail_fails_its_job(stack: Stack) -> None:
     def endless(ctx: JobContext, n: int, tag: str = "") -> None:
         while True:
             ctx.progress(1, total=2, message="working")
-            time.sleep(0.02)
+            simulate_work(0.02)
 
     worker = Running(stack.url, endless)
     worker.worker.on_stop = "fail"
@@ -249,7 +249,7 @@ def test_a_watch_resumes_after_a_web_restart_without_losing_or_repeating_lines(
                 waits.append(away.wait(30))  # lines 21-40 come while the watcher is away
             if i == 40:
                 waits.append(replayed.wait(30))  # ...and reach it by the replay on reconnect
-            time.sleep(0.01)
+            simulate_work(0.01)
         return n
 
     worker = Running(reported_env["SITE_URL"], phases)

@@ -38,6 +38,7 @@ from tests.support import (
     auth,
     final_state_received,
     free_port,
+    simulate_work,
     stack_env,
     start_web,
     start_worker,
@@ -189,12 +190,12 @@ class ExternalWorker:
                 resp = session.post(self.base + "/api/progress", json=body, headers=auth(token),
                                     timeout=10)
             except requests.RequestException:
-                time.sleep(0.2)
+                self.stop.wait(0.2)
                 continue
             if resp.status_code != 503:
                 assert resp.status_code == 204, resp.text
                 return
-            time.sleep(float(resp.headers.get("Retry-After", "1")) / 4)
+            self.stop.wait(float(resp.headers.get("Retry-After", "1")) / 4)
 
     def run(self) -> None:
         """Claim and work until stopped."""
@@ -206,16 +207,16 @@ class ExternalWorker:
                                     timeout=15)
             except requests.RequestException:
                 self.claims.append(0)
-                time.sleep(0.2)
+                self.stop.wait(0.2)
                 continue
             self.claims.append(resp.status_code)
             if resp.status_code != 200:
-                time.sleep(0.2 if resp.status_code == 503 else 0)
+                self.stop.wait(0.2 if resp.status_code == 503 else 0)
                 continue
             job = resp.json()
             seq = int(time.time() * 1_000_000)
             for step in range(1, STEPS + 1):
-                time.sleep(STEP_DELAY)
+                simulate_work(STEP_DELAY)  # an external job's work
                 seq += 1
                 self.report(session, job["token"], {
                     "jobId": job["jobId"], "state": "running", "current": step, "total": STEPS,

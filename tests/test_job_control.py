@@ -7,7 +7,6 @@ tests/test_flow_cancel.py."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,14 @@ import requests
 from shared.protocol import APPLIED_HEADER, new_id
 from shared.store import JobStore
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.support import TEST_OPS_TOKEN, EventRecorder, auth, final_state_received, wait_until
+from tests.support import (
+    TEST_OPS_TOKEN,
+    EventRecorder,
+    auth,
+    final_state_received,
+    simulate_work,
+    wait_until,
+)
 
 
 def race(stack: Stack, job_id: str,
@@ -31,7 +37,7 @@ def race(stack: Stack, job_id: str,
 
     def send(name: str, delay: float, post: Callable[[], requests.Response]) -> None:
         start.wait()
-        time.sleep(max(0.0, delay))  # the race's lead, by design: not a wait for a state
+        simulate_work(max(0.0, delay))  # the race's lead, by design: not a wait for a state
         answers[name] = post()
 
     threads = [

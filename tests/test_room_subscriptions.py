@@ -37,6 +37,7 @@ from tests.support import (
     final_state_received,
     free_port,
     second_web,
+    simulate_work,
     stack_env,
     start_web,
     wait_until,
@@ -156,7 +157,7 @@ def test_joins_during_a_publish_get_the_event_or_the_state_after_it(trio: Trio) 
         thread.start()
         try:
             for url in joiners:  # each the room's first client on its process
-                time.sleep(rng.uniform(0, 0.02))  # a test's jitter, not a wait for a state
+                simulate_work(rng.uniform(0, 0.02))  # a test's jitter, not a wait for a state
                 recorders.append(EventRecorder(url, job_id))
             thread.join(30)
             for rec in recorders:
@@ -215,7 +216,7 @@ class DelayingProxy:
     def _send_late(chunks: queue.Queue[tuple[float, bytes]], target: socket.socket) -> None:
         while True:
             due, data = chunks.get()
-            time.sleep(max(0.0, due - time.monotonic()))  # the delay this proxy is for
+            simulate_work(max(0.0, due - time.monotonic()))  # the delay this proxy is for
             try:
                 if not data:
                     target.shutdown(socket.SHUT_WR)
@@ -251,7 +252,7 @@ def test_a_join_waits_for_a_late_subscription_and_misses_nothing(trio: Trio) -> 
                     joined.wait(10)
                     for progress in range(2, 12):  # over the 0.3 s the SUBSCRIBE takes
                         report(trio.urls[0], job_id, progress)
-                        time.sleep(0.03)  # the reports' pace, not a wait for a state
+                        simulate_work(0.03)  # the reports' pace, not a wait for a state
 
                 thread = threading.Thread(target=publish)
                 thread.start()
