@@ -29,7 +29,7 @@ from flask import Blueprint, Flask, Response, jsonify, request, url_for
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared import history, keys, scripts
+from shared import history, keys, redisconn, scripts
 from shared.errors import Invalid
 from shared.protocol import QUEUED, RUNNING, STATES
 from website.auth.operators import ops_allowed, ops_challenge
@@ -110,9 +110,8 @@ class OverviewGauges(Collector):
     """``/metrics``: jobs ended by kind and outcome, and jobs per state index."""
 
     def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url, decode_responses=True,
-                                           socket_timeout=OPS_TIMEOUT,
-                                           socket_connect_timeout=OPS_TIMEOUT)
+        self.client = redisconn.connect(url, decode_responses=True, socket_timeout=OPS_TIMEOUT,
+                                        socket_connect_timeout=OPS_TIMEOUT)
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         """Yield both families (nothing when Redis does not answer: ``jobcast_redis_up``
