@@ -158,3 +158,31 @@ def test_the_dashboard_shows_the_overview(client: FlaskClient, filled: JobStore)
     assert re.search(r'<tr data-kind="demo" data-paused="0">', page)
     assert "went wrong" in page and "/dashboard?kind=demo" in page
     assert 'href="/dashboard?state=failed"' in page
+
+
+@pytest.mark.parametrize("has_zintercard", [True, False], ids=["redis7", "redis6"])
+def test_both_ways_of_counting_a_kinds_live_jobs_agree(
+        client: FlaskClient, filled: JobStore, has_zintercard: bool) -> None:
+    """Redis 7's ZINTERCARD and, on 6.2 (the embedded server), count_common.lua."""
+    if has_zintercard and not version_at_least(filled.client, 7):
+        pytest.skip("this Redis has no ZINTERCARD")
+    client.application.extensions["jobcast.zintercard"] = has_zintercard
+    body = client.get("/api/ops/overview", headers=OPS).get_json()
+    demo = next(k for k in body["kinds"] if k["kind"] == "demo")
+    assert (demo["queued"], demo["running"]) == (1, 0)
+
+
+def version_at_least(client: redis.Redis, major: int) -> bool:
+    return int(str(client.info("server")["redis_version"]).split(".")[0]) >= major
+
+
+def test_count_common_counts_what_two_sets_share_up_to_its_limit(
+        redis_client: redis.Redis) -> None:
+    from shared import scripts
+
+    script = scripts.register(redis_client, "count_common")
+    redis_client.zadd("a", {f"m{i}": i for i in range(1200)})
+    redis_client.zadd("b", {f"m{i}": i for i in range(0, 3000, 2)})
+    calls: list[scripts.Call] = [(["a", "b"], {"limit": 10_000}), (["b", "a"], {"limit": 10_000}),
+                                 (["a", "b"], {"limit": 100}), (["a", "none"], {"limit": 10})]
+    assert scripts.run_each(redis_client, script, calls) == [[600, 1], [600, 1], [50, 0], [0, 1]]

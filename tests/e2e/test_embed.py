@@ -175,3 +175,34 @@ def test_a_page_of_an_unlisted_origin_cannot_load_the_element(
     page.wait_for_load_state("load")
     assert page.evaluate("window.customElements.get('jobcast-progress') === undefined")
     assert any(url.endswith("/static/jobcast-progress.js") for url in failed), failed
+
+
+def test_without_socket_io_the_element_polls_to_the_end(
+        site: Stack, embedders: tuple[Embedder, Embedder], page: Page) -> None:
+    """A network that lets no Socket.IO request through (a proxy that strips
+    WebSockets and long polls, say): the element says it polls, and still shows the
+    job to 100 % and "succeeded", from ``GET /api/jobs/<id>`` with the watch token."""
+    blocked: list[str] = []
+
+    def refuse(route: Any) -> None:
+        blocked.append(route.request.url)
+        route.abort()
+
+    page.route("**/socket.io/**", refuse)
+    site.worker.stop()  # the job waits in the queue until the element polls
+    try:
+        job, token = watched_job(site)
+        serve(embedders[0], site, job, token)
+        page.add_init_script(RECORD)
+        page.goto(embedders[0].url + "/")
+        element = page.locator("jobcast-progress")
+        expect(element.locator(".connection")).to_have_attribute("data-status", "polling")
+    finally:
+        site.worker = start_worker(site.env, site.log_dir)
+    expect(element).to_have_attribute("data-state", "succeeded")
+    expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+    expect(page.get_by_role("status")).to_have_text("succeeded")
+    assert blocked, "no Socket.IO request was tried"
+    seen = page.evaluate("window.__seen")
+    assert all(status != "live" for _value, _state, status in seen), seen
+    assert any(state == "succeeded" for _value, state, _status in seen), seen

@@ -12,9 +12,9 @@ when it is unset in development, like the dashboard); 401 otherwise.
 
 Everything is read in O(1) per key: ``ZCARD`` of each state index, ``HGETALL`` of the
 window's 60 (or 96) buckets, and per kind the members the queued (running) index
-shares with the kind's (``shared/lua/count_common.lua``, what Redis 7's ``ZINTERCARD``
-does, on Redis 6.2 too: it walks at most ``COUNT_LIMIT`` members of the smaller set);
-no job is read.
+shares with the kind's, up to ``COUNT_LIMIT`` (Redis 7's ``ZINTERCARD``, or on Redis
+6.2 the same count by ``shared/lua/count_common.lua``, which walks at most that many
+members of the smaller set); no job is read.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from flask import Blueprint, Flask, Response, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("overview", __name__)
 COUNT_LIMIT = 10_000  # a kind's queued (running) count stops here: the page says "10000+"
 REFRESH_SECONDS = 5  # the page asks for a snapshot at most this often
+ZINTERCARD = "jobcast.zintercard"  # app.extensions: whether Redis has it (7 and later)
 OPS_TIMEOUT = 2.0  # seconds, for the Redis calls of a /metrics scrape
 
 
@@ -53,15 +54,31 @@ def state_counts(client: redis.Redis) -> dict[str, int]:
 
 
 def _live_per_kind(client: redis.Redis, kinds: list[str]) -> dict[str, dict[str, int]]:
-    """Each kind's queued and running jobs, in one round trip (``count_common.lua``); a
-    count whose smaller set is over ``COUNT_LIMIT`` is shown as the limit, "10000+"."""
-    calls: list[scripts.Call] = [
-        ([keys.state_index(state), keys.kind_index(kind)], {"limit": COUNT_LIMIT})
-        for kind in kinds for state in (QUEUED, RUNNING)]
-    counts = [COUNT_LIMIT if not complete else int(count) for count, complete in
-              scripts.run_each(client, scripts.register(client, "count_common"), calls)]
+    """Each kind's queued and running jobs, in one round trip: ``ZINTERCARD`` with a
+    limit on Redis 7, the same count by a script (``count_common.lua``) on Redis 6.2 (the
+    embedded server); a count past ``COUNT_LIMIT`` is shown as the limit, "10000+"."""
+    pairs = [[keys.state_index(state), keys.kind_index(kind)]
+             for kind in kinds for state in (QUEUED, RUNNING)]
+    if _has_zintercard(client):
+        pipe = client.pipeline(transaction=False)
+        for pair in pairs:
+            pipe.zintercard(2, pair, limit=COUNT_LIMIT)
+        counts = [int(n) for n in pipe.execute()]
+    else:
+        calls: list[scripts.Call] = [(pair, {"limit": COUNT_LIMIT}) for pair in pairs]
+        counts = [int(count) if complete else COUNT_LIMIT for count, complete in
+                  scripts.run_each(client, scripts.register(client, "count_common"), calls)]
     found = iter(counts)
     return {kind: {QUEUED: next(found), RUNNING: next(found)} for kind in kinds}
+
+
+def _has_zintercard(client: redis.Redis) -> bool:
+    """Whether the store's Redis is 7 or later (asked once per app)."""
+    known = current_app.extensions.get(ZINTERCARD)
+    if known is None:
+        version = str(client.info("server").get("redis_version", "0"))
+        known = current_app.extensions[ZINTERCARD] = int(version.split(".")[0]) >= 7
+    return bool(known)
 
 
 def overview(window: str, now: float | None = None) -> dict[str, Any]:
