@@ -26,6 +26,7 @@ claimed its kind lately (``shared/position.py``).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -281,3 +282,20 @@ def _number(value: object) -> float | None:
 def job_queue_total(depths: list[QueueDepth]) -> int:
     """Jobs waiting in every job queue (RQ's and the external kinds'; not the webhooks')."""
     return sum(q.depth for q in depths if q.family != WEBHOOKS)
+
+
+WORKER_NAME_SHOWN = 24
+_RQ_DEFAULT_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def short_worker_name(name: str) -> str:
+    """A worker's name as the dashboard shows it (the full one goes in a ``title``).
+
+    RQ names an unnamed worker with 32 hex digits: the first 8 are enough to tell
+    workers apart. A chosen name (``host.pid``, ``worker-2``) is kept, cut at 24.
+    """
+    if _RQ_DEFAULT_NAME.fullmatch(name):
+        return name[:8]
+    if len(name) <= WORKER_NAME_SHOWN:
+        return name
+    return name[: WORKER_NAME_SHOWN - 1] + "…"

@@ -30,7 +30,7 @@ import pytest
 import redis
 import requests
 
-from tests.e2e.browser import MISSING_REASON, browser_required, find_chromium, launch
+from tests.e2e.browser import system_chromium
 from tests.support import (
     TEST_WORKER_TOKEN,
     EventRecorder,
@@ -262,24 +262,8 @@ def cluster(log_dir: Path, tmp_path: Path) -> Iterator[SentinelCluster]:
 @pytest.fixture
 def browser() -> Iterator[Any]:
     """Debian's Chromium, headless, launched as the e2e tests do (``tests/e2e/browser.py``)."""
-    executable = find_chromium()
-    if executable is None:
-        if browser_required():
-            pytest.fail(MISSING_REASON.replace("skipped", "required (REQUIRE_BROWSER=1)"),
-                        pytrace=False)
-        pytest.skip(MISSING_REASON)
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=PAGE_TIMEOUT_MS)
-    playwright = sync_playwright().start()
-    try:
-        chromium = launch(playwright, executable)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-    finally:
-        playwright.stop()
+    with system_chromium(PAGE_TIMEOUT_MS) as chromium:
+        yield chromium
 
 
 def watch_page(browser: Any, base: str, job_id: str) -> Any:

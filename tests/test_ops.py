@@ -331,7 +331,7 @@ def test_highlight_jobs_show_on_the_dashboard_with_their_snippet_and_can_be_canc
 
 
 def test_worker_names_are_shortened_for_the_dashboard() -> None:
-    from website.ops.dashboard import short_worker_name
+    from shared.fleet import short_worker_name
 
     assert short_worker_name("0123456789abcdef0123456789abcdef") == "01234567"  # RQ's default
     assert short_worker_name("web-1.example.org.4242") == "web-1.example.org.4242"

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, Page, Playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,6 +49,30 @@ def launch(playwright: Playwright, executable: str) -> Browser:
     """Launch headless Chromium with the flags this project uses everywhere."""
     return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
                                       headless=True)
+
+
+@contextmanager
+def system_chromium(expect_timeout_ms: int) -> Iterator[Browser]:
+    """Debian's Chromium under Playwright, for a test or fixture: skipped when there is
+    none (failed with ``REQUIRE_BROWSER=1``); ``expect`` waits ``expect_timeout_ms``."""
+    executable = find_chromium()
+    if executable is None:
+        if browser_required():
+            pytest.fail(MISSING_REASON.replace("skipped", "required (REQUIRE_BROWSER=1)"),
+                        pytrace=False)
+        pytest.skip(MISSING_REASON)
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=expect_timeout_ms)
+    playwright = sync_playwright().start()
+    try:
+        chromium = launch(playwright, executable)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        playwright.stop()
 
 
 # Records every CSP violation of the page into ``window.__cspViolations``; added

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.e2e.browser import MISSING_REASON, browser_required, find_chromium, launch
+from tests.e2e.browser import system_chromium
 from tests.support import TEST_OPS_TOKEN, start_worker
 
 log = logging.getLogger(__name__)
@@ -38,24 +38,8 @@ def browser() -> Iterator[Any]:
     Package scope: it is closed once the tests in ``tests/e2e`` are done, so it
     does not stay around (nor keep Playwright's event loop) for the rest of the run.
     """
-    executable = find_chromium()
-    if executable is None:
-        if browser_required():
-            pytest.fail(MISSING_REASON.replace("skipped", "required (REQUIRE_BROWSER=1)"),
-                        pytrace=False)
-        pytest.skip(MISSING_REASON)
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-    playwright = sync_playwright().start()
-    try:
-        chromium = launch(playwright, executable)
-    except Exception:
-        playwright.stop()
-        raise
-    yield chromium
-    chromium.close()
-    playwright.stop()
+    with system_chromium(EXPECT_TIMEOUT_MS) as chromium:
+        yield chromium
 
 
 @pytest.fixture

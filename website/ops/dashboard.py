@@ -15,7 +15,6 @@ row as the job enters or leaves the filter. A job started with an API key
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -24,6 +23,7 @@ from flask import Blueprint, Flask, Response, current_app, render_template, requ
 from rq.job import Job
 
 from shared.apikeys import key_names, list_keys
+from shared.fleet import short_worker_name
 from shared.jobquery import BadFilter, JobFilter, parse_cursor
 from shared.protocol import DASHBOARD_ROOM, DASHBOARD_SUBSCRIBE, STATES
 from shared.rqconf import SERIALIZER
@@ -37,23 +37,6 @@ from website.realtime.limits import Refused, joined, throttle
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
-WORKER_NAME_SHOWN = 24
-_RQ_DEFAULT_NAME = re.compile(r"[0-9a-f]{32}")
-
-
-def short_worker_name(name: str) -> str:
-    """A worker's name as the dashboard shows it (the full one goes in a ``title``).
-
-    RQ names an unnamed worker with 32 hex digits: the first 8 are enough to tell
-    workers apart. A chosen name (``host.pid``, ``worker-2``) is kept, cut at 24.
-    """
-    if _RQ_DEFAULT_NAME.fullmatch(name):
-        return name[:8]
-    if len(name) <= WORKER_NAME_SHOWN:
-        return name
-    return name[: WORKER_NAME_SHOWN - 1] + "…"
-
-
 def job_row(job: JobState, worker: str | None) -> dict[str, Any]:
     """A job as the dashboard and ``GET /api/jobs`` list it."""
     return {

@@ -20,7 +20,14 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.fleet import Fleet, QueueDepth, WorkerSeen, job_queue_total, read_rq_workers
+from shared.fleet import (
+    Fleet,
+    QueueDepth,
+    WorkerSeen,
+    job_queue_total,
+    read_rq_workers,
+    short_worker_name,
+)
 from website.auth.operators import dashboard_token_ok, ops_allowed, ops_challenge
 from website.extensions import CORE, core
 from website.ops.monitoring import COLLECTORS
@@ -46,7 +53,6 @@ def fleet(app: Flask | None = None) -> Fleet:
 
 
 def _worker_json(worker: WorkerSeen) -> dict[str, Any]:
-    from website.ops.dashboard import short_worker_name  # dashboard imports this module
     return {**worker.to_json(), "short": short_worker_name(worker.name)}
 
 

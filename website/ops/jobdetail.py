@@ -26,6 +26,7 @@ from flask import Blueprint, Response, redirect, render_template, url_for
 
 from shared import keys
 from shared.apikeys import key_names
+from shared.fleet import short_worker_name
 from shared.joblog import read_log
 from shared.protocol import LOG_START, is_uuid
 from website.auth.operators import ops_allowed, ops_challenge
@@ -33,7 +34,6 @@ from website.extensions import core
 from website.http.answers import error_response
 from website.jobs.control import act
 from website.jobs.rerun import rerun_links
-from website.ops.dashboard import short_worker_name
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobdetail", __name__)

@@ -11,9 +11,10 @@ when it is unset in development, like the dashboard); 401 otherwise.
   and ``jobcast_jobs_in_state`` (the state indexes' sizes, the page's tabs).
 
 Everything is read in O(1) per key: ``ZCARD`` of each state index, ``HGETALL`` of the
-window's 60 (or 96) buckets, and per kind ``ZINTERCARD`` of the queued (running)
-index with the kind's, bounded by ``COUNT_LIMIT`` (Redis walks the smaller set,
-the queued or running one, and stops at the limit); no job is read.
+window's 60 (or 96) buckets, and per kind the members the queued (running) index
+shares with the kind's (``shared/lua/count_common.lua``, what Redis 7's ``ZINTERCARD``
+does, on Redis 6.2 too: it walks at most ``COUNT_LIMIT`` members of the smaller set);
+no job is read.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from flask import Blueprint, Flask, Response, jsonify, request, url_for
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared import history, keys
+from shared import history, keys, redisconn, scripts
 from shared.errors import Invalid
 from shared.protocol import QUEUED, RUNNING, STATES
 from website.auth.operators import ops_allowed, ops_challenge
@@ -52,13 +53,15 @@ def state_counts(client: redis.Redis) -> dict[str, int]:
 
 
 def _live_per_kind(client: redis.Redis, kinds: list[str]) -> dict[str, dict[str, int]]:
-    pipe = client.pipeline(transaction=False)
-    for kind in kinds:
-        for state in (QUEUED, RUNNING):
-            pipe.zintercard(2, [keys.state_index(state), keys.kind_index(kind)],
-                            limit=COUNT_LIMIT)
-    found = iter(pipe.execute())
-    return {kind: {QUEUED: int(next(found)), RUNNING: int(next(found))} for kind in kinds}
+    """Each kind's queued and running jobs, in one round trip (``count_common.lua``); a
+    count whose smaller set is over ``COUNT_LIMIT`` is shown as the limit, "10000+"."""
+    calls: list[scripts.Call] = [
+        ([keys.state_index(state), keys.kind_index(kind)], {"limit": COUNT_LIMIT})
+        for kind in kinds for state in (QUEUED, RUNNING)]
+    counts = [COUNT_LIMIT if not complete else int(count) for count, complete in
+              scripts.run_each(client, scripts.register(client, "count_common"), calls)]
+    found = iter(counts)
+    return {kind: {QUEUED: next(found), RUNNING: next(found)} for kind in kinds}
 
 
 def overview(window: str, now: float | None = None) -> dict[str, Any]:
@@ -107,9 +110,8 @@ class OverviewGauges(Collector):
     """``/metrics``: jobs ended by kind and outcome, and jobs per state index."""
 
     def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url, decode_responses=True,
-                                           socket_timeout=OPS_TIMEOUT,
-                                           socket_connect_timeout=OPS_TIMEOUT)
+        self.client = redisconn.connect(url, decode_responses=True, socket_timeout=OPS_TIMEOUT,
+                                        socket_connect_timeout=OPS_TIMEOUT)
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         """Yield both families (nothing when Redis does not answer: ``jobcast_redis_up``

@@ -20,15 +20,12 @@ import logging
 import queue
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import socketio
 
 from jobcast_client.errors import InvalidArguments, JobcastError, NotFound, Unauthorized, WaitTimeout
 from jobcast_client.models import Job, LogFollower, LogLine
-
-if TYPE_CHECKING:
-    from jobcast_client.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +34,23 @@ RECONNECT_FIRST, RECONNECT_MAX = 0.25, 5.0  # seconds between attempts, doubling
 KEY_REFUSED = "This API key is unknown or was revoked."  # website/auth/owners.py
 
 
+class Source(Protocol):
+    """What a watch uses of its :class:`~jobcast_client.client.Client`."""
+
+    base_url: str
+    api_key: str | None
+
+    def token_for(self, job_id: str) -> str | None:
+        """The bearer token that may read ``job_id``."""
+
+    def log(self, job_id: str, after: str = ...) -> list[LogLine]:
+        """The job's log lines after the line id ``after``."""
+
+
 class Watch:
     """One :meth:`Client.watch`: a Socket.IO client feeding a queue, read by :meth:`events`."""
 
-    def __init__(self, client: Client, job_id: str, timeout: float | None) -> None:
+    def __init__(self, client: Source, job_id: str, timeout: float | None) -> None:
         self.client = client
         self.job_id = job_id.lower()
         self.deadline = None if timeout is None else time.monotonic() + timeout
