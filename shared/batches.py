@@ -7,7 +7,7 @@ field, listed in ``shared.keys.batch_index``. Each child's change moves the
 totals in the same Lua script that changes the child, and the one change that
 makes the last child final is told so (``JobState.extra["batch_done"]``),
 exactly once: the lifecycle then starts the batch's ``onComplete`` job
-(``shared/lifecycle.py``). :func:`totals_event` is the push of the totals that
+(``shared/lifecycle/reactions.py``). :func:`totals_event` is the push of the totals that
 a child's change makes, throttled.
 """
 

@@ -24,20 +24,19 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from shared.events import Change
 from shared.protocol import FAILED, RETRY_JOB, SCHEDULED, new_id
 from shared.rqconf import SERIALIZER
-from shared.store import JobState
-
-if TYPE_CHECKING:
-    from shared.lifecycle import Lifecycle
+from shared.store import JobState, JobStore
 
 log = logging.getLogger(__name__)
 # RQ states in which the failed run is still being recorded by its worker.
@@ -51,10 +50,33 @@ def release_id(job_id: str, attempt: int) -> str:
     return f"retry-{attempt}-{job_id}"
 
 
+class RetriesLifecycle(Protocol):
+    """What retries use of the lifecycle that owns them (:class:`shared.lifecycle.Lifecycle`
+    is one): its settings, RQ queue and store, and how it queues and reacts."""
+
+    @property
+    def cfg(self) -> Any: ...  # the lifecycle's Config
+
+    @property
+    def queue(self) -> Queue: ...
+
+    @property
+    def store(self) -> JobStore: ...
+
+    def changed(self, states: Iterable[JobState], at: float | None = None,
+                created: bool = False) -> None: ...
+
+    def left_queue(self, job_id: str) -> None: ...
+
+    def release(self, job_id: str, kind: str) -> None: ...
+
+    def run_again(self, rq_job: Job, attempt: int, tenant: str) -> None: ...
+
+
 class Retries:
     """Schedules and releases the retries of one lifecycle's jobs (see the module)."""
 
-    def __init__(self, life: Lifecycle) -> None:
+    def __init__(self, life: RetriesLifecycle) -> None:
         self.life = life
 
     def schedule(self, changes: list[Change]) -> None:

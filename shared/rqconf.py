@@ -11,7 +11,7 @@ Every job Jobcast queues has JSON arguments:
 
 * ``worker.runner.run_kind(job_id, kind_name=, kind_args=, token=)``: the kind's
   arguments are the JSON the site checked against the kind's schema (an upload is
-  a string), the token a string (``shared/lifecycle.py``);
+  a string), the token a string (``shared/lifecycle/queueing.py``);
 * ``worker.runner.release(job_id, kind_name)``;
 * ``worker.deliver.deliver(job_id, delivery)``: two strings; its ``Retry`` is a job
   option, stored by RQ as plain fields.

@@ -41,19 +41,42 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 import redis
 
 from shared import keys
+from shared.kinds import JobKind
 from shared.protocol import CANCELLED, FAILED
-from shared.store import JobState
-
-if TYPE_CHECKING:
-    from shared.lifecycle import Lifecycle
+from shared.store import JobState, JobStore
 
 log = logging.getLogger(__name__)
 ENFORCE_BATCH = 100  # due cancels enforced per tick (the rest on the next)
+
+
+class WatchedJobs(Protocol):
+    """What the watch uses of a lifecycle (:class:`shared.lifecycle.Lifecycle` is one):
+    its settings, Redis, store and kinds, and how it reads, stops and reacts."""
+
+    @property
+    def cfg(self) -> Any: ...  # the lifecycle's Config
+
+    @property
+    def client(self) -> redis.Redis: ...
+
+    @property
+    def store(self) -> JobStore: ...
+
+    @property
+    def kinds(self) -> Mapping[str, JobKind]: ...
+
+    def current(self, job_id: str) -> JobState: ...
+
+    def stop_in_rq(self, job_id: str) -> None: ...
+
+    def changed(self, states: Iterable[JobState], at: float | None = None,
+                created: bool = False) -> None: ...
 
 
 def watch_fields(stall_after: float | None, default: float) -> dict[str, str]:
@@ -63,7 +86,7 @@ def watch_fields(stall_after: float | None, default: float) -> dict[str, str]:
     return {"stall_after": repr(float(seconds))} if seconds > 0 else {}
 
 
-def ask_to_stop(jobs: Lifecycle, job: JobState) -> JobState | None:
+def ask_to_stop(jobs: WatchedJobs, job: JobState) -> JobState | None:
     """Ask a running job to stop within ``CANCEL_GRACE`` seconds; its state, with
     ``cancel_requested`` (pushed: "stopping…"). None when it no longer runs (the
     caller cancels it at once) or when the grace is 0 (stopped by force at once)."""
@@ -76,7 +99,7 @@ def ask_to_stop(jobs: Lifecycle, job: JobState) -> JobState | None:
     return state
 
 
-def force_stop(jobs: Lifecycle, job: JobState, message: str, end: str = CANCELLED
+def force_stop(jobs: WatchedJobs, job: JobState, message: str, end: str = CANCELLED
                ) -> JobState | None:
     """End a running job as ``end`` with ``message``, and stop its worker: RQ's
     stop-job command kills its work horse, or an external job's lease is revoked
@@ -95,7 +118,7 @@ def force_stop(jobs: Lifecycle, job: JobState, message: str, end: str = CANCELLE
     return ended
 
 
-def enforce_cancels(jobs: Lifecycle, now: float | None = None) -> list[str]:
+def enforce_cancels(jobs: WatchedJobs, now: float | None = None) -> list[str]:
     """Stop by force the jobs asked to stop whose grace has passed and that still run;
     their ids."""
     stamp = time.time() if now is None else now
@@ -127,7 +150,7 @@ def for_words(seconds: float) -> str:
     return f"{round(seconds / 3600)} h"
 
 
-def mark_stalls(jobs: Lifecycle, now: float | None = None) -> list[str]:
+def mark_stalls(jobs: WatchedJobs, now: float | None = None) -> list[str]:
     """Mark the running jobs that have not reported within their ``stall_after`` as
     stalled, and push them; a kind with ``stall_fails`` has the attempt failed
     instead. The ids marked."""
@@ -148,7 +171,7 @@ def mark_stalls(jobs: Lifecycle, now: float | None = None) -> list[str]:
     return ids
 
 
-def tick(jobs: Lifecycle, now: float | None = None) -> tuple[list[str], list[str]]:
+def tick(jobs: WatchedJobs, now: float | None = None) -> tuple[list[str], list[str]]:
     """One round of the watch (the tick process runs it every second): the ids of the
     jobs stopped by force, and of those found stalled."""
     stamp = time.time() if now is None else now

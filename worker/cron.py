@@ -3,7 +3,7 @@
 Every ``CRON_TICK_SECONDS`` it claims the schedules that are due
 (``shared.schedules.ScheduleStore.claim_due``: each run once, whatever the
 number of tick processes) and starts one job of the schedule's kind through
-the lifecycle, as the site starts jobs (``shared/lifecycle.py``: an external
+the lifecycle, as the site starts jobs (``shared/lifecycle/``: an external
 kind goes to its queue, an RQ kind runs with its own timeout), with owner
 ``schedule:<id>``.
 
