@@ -62,12 +62,14 @@ def batch(stack: BenchStack, floors: Floors, size: int,
     arrivals: list[tuple[float, dict[str, Any]]] = []
     client = socketio.Client(reconnection=False)
     client.on("batchProgress", lambda data: arrivals.append((time.time(), data)))
+    resp = requests.post(web.url + "/api/batches", timeout=300,
+                         json={"kind": "demo", "items": [{"steps": 1}] * size})
+    resp.raise_for_status()
+    batch_id = resp.json()["batchId"]
+    # connected once the batch is stored: a connection in no room is closed after
+    # SOCKETIO_IDLE_JOIN_SECONDS, and storing a big batch may take longer
     client.connect(web.url, transports=["websocket"], wait_timeout=10)
     try:
-        resp = requests.post(web.url + "/api/batches", timeout=300,
-                             json={"kind": "demo", "items": [{"steps": 1}] * size})
-        resp.raise_for_status()
-        batch_id = resp.json()["batchId"]
         ack = client.call("subscribe", {"batchId": batch_id}, timeout=10)
         assert ack and ack.get("ok"), ack
         wait_until(lambda: arrivals, timeout=10, what="the totals on subscribe")
