@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.e2e.a11y import PHONE, assert_no_serious_axe_violations, page_width
@@ -117,18 +117,26 @@ def serve(embedder: Embedder, site: Stack, job: str, token: str) -> None:
     embedder.page = PAGE.format(site=site.url, job=job, token=token)
 
 
-def test_an_embedded_element_sees_the_job_succeed_live(
-        site: Stack, embedders: tuple[Embedder, Embedder], page: Page) -> None:
-    site.worker.stop()  # the job waits in the queue until the element is live
+def open_embedded(site: Stack, embedder: Embedder, page: Page, status: str) -> Locator:
+    """A new job's element on ``embedder``'s page, once its connection shows ``status``
+    (``live`` or ``polling``): the job waits in its queue until then, so every update
+    it has comes after."""
+    site.worker.stop()
     try:
         job, token = watched_job(site)
-        serve(embedders[0], site, job, token)
+        serve(embedder, site, job, token)
         page.add_init_script(RECORD)
-        page.goto(embedders[0].url + "/")
+        page.goto(embedder.url + "/")
         element = page.locator("jobcast-progress")
-        expect(element.locator(".connection")).to_have_attribute("data-status", "live")
+        expect(element.locator(".connection")).to_have_attribute("data-status", status)
     finally:
         site.worker = start_worker(site.env, site.log_dir)
+    return element
+
+
+def test_an_embedded_element_sees_the_job_succeed_live(
+        site: Stack, embedders: tuple[Embedder, Embedder], page: Page) -> None:
+    element = open_embedded(site, embedders[0], page, "live")
 
     bar = page.get_by_role("progressbar", name="Report progress")
     expect(element).to_have_attribute("data-state", "succeeded")
@@ -189,16 +197,7 @@ def test_without_socket_io_the_element_polls_to_the_end(
         route.abort()
 
     page.route("**/socket.io/**", refuse)
-    site.worker.stop()  # the job waits in the queue until the element polls
-    try:
-        job, token = watched_job(site)
-        serve(embedders[0], site, job, token)
-        page.add_init_script(RECORD)
-        page.goto(embedders[0].url + "/")
-        element = page.locator("jobcast-progress")
-        expect(element.locator(".connection")).to_have_attribute("data-status", "polling")
-    finally:
-        site.worker = start_worker(site.env, site.log_dir)
+    element = open_embedded(site, embedders[0], page, "polling")
     expect(element).to_have_attribute("data-state", "succeeded")
     expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
     expect(page.get_by_role("status")).to_have_text("succeeded")
