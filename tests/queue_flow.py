@@ -73,3 +73,18 @@ def claim(stack: Stack, kinds: list[str], wait: float = 0) -> requests.Response:
     """An external worker's claim over HTTP."""
     return requests.post(f"{stack.url}/api/workers/claim", headers=WORKER, timeout=wait + 10,
                          json={"kinds": kinds, "worker": "flow-test", "wait": wait})
+
+
+def claimed(stack: Stack, kind: str) -> dict[str, Any]:
+    """A job of ``kind`` an external worker claimed (waiting up to 5 s for one)."""
+    resp = claim(stack, [kind], wait=5)
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def beat(stack: Stack, job_id: str) -> dict[str, Any]:
+    """An external worker's heartbeat for ``job_id``: what it answers for that job."""
+    resp = requests.post(f"{stack.url}/api/workers/heartbeat", headers=WORKER,
+                         json={"jobIds": [job_id]}, timeout=5)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["jobs"][0]  # type: ignore[no-any-return]

@@ -23,7 +23,8 @@ from rq.job import Job, JobStatus
 
 from shared.rqconf import SERIALIZER
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.support import TEST_OPS_TOKEN, TEST_WORKER_TOKEN, EventRecorder, Process, auth, wait_until
+from tests.queue_flow import beat, claimed
+from tests.support import TEST_OPS_TOKEN, EventRecorder, Process, auth, wait_until
 
 GRACE = "1.5"
 ACKNOWLEDGED = "cancelled on request; the worker stopped"
@@ -58,20 +59,6 @@ def cancel(site: Stack, job_id: str, token: str | None) -> requests.Response:
 def wait_state(site: Stack, job_id: str, state: str, timeout: float = 20) -> dict[str, Any]:
     return wait_until(lambda: (got := site.job_state(job_id))["state"] == state and got,
                       timeout=timeout, what=f"job {job_id} {state}")
-
-
-def claim(site: Stack, kind: str) -> dict[str, Any]:
-    resp = requests.post(f"{site.url}/api/workers/claim", headers=auth(TEST_WORKER_TOKEN),
-                         json={"kinds": [kind], "worker": "ext-1", "wait": 5}, timeout=10)
-    assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
-
-
-def beat(site: Stack, job_id: str) -> dict[str, Any]:
-    resp = requests.post(f"{site.url}/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
-                         json={"jobIds": [job_id]}, timeout=5)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["jobs"][0]  # type: ignore[no-any-return]
 
 
 def report(site: Stack, body: Any, token: str) -> requests.Response:
@@ -146,7 +133,7 @@ def test_a_queued_job_is_cancelled_at_once(site: Stack) -> None:
 
 def test_an_external_worker_hears_of_the_cancel_and_stops(site: Stack) -> None:
     job_id, token = start(site, "stalls")
-    job = claim(site, "stalls")
+    job = claimed(site, "stalls")
     assert job["jobId"] == job_id
     first = report(site, {"jobId": job_id, "state": "running", "progress": 10}, job["token"])
     assert first.status_code == 204 and "X-Jobcast-Cancel-Requested" not in first.headers
@@ -165,7 +152,7 @@ def test_an_external_worker_hears_of_the_cancel_and_stops(site: Stack) -> None:
 
 def test_an_external_worker_that_does_not_stop_loses_its_lease(site: Stack) -> None:
     job_id, token = start(site, "stalls")
-    job = claim(site, "stalls")
+    job = claimed(site, "stalls")
     assert cancel(site, job_id, token).status_code == 200
     going = report(site, {"jobId": job_id, "state": "running", "progress": 30}, job["token"])
     assert going.status_code == 204 and going.headers["X-Jobcast-Cancel-Requested"] == "1"

@@ -21,7 +21,8 @@ import pytest
 import requests
 
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.support import TEST_OPS_TOKEN, TEST_WORKER_TOKEN, EventRecorder, Process, auth, wait_until
+from tests.queue_flow import beat, claimed
+from tests.support import TEST_OPS_TOKEN, EventRecorder, Process, auth, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +41,6 @@ def start(site: Stack, kind: str) -> str:
     resp = requests.post(f"{site.url}/api/jobs", json={"kind": kind, "args": {}}, timeout=5)
     assert resp.status_code == 202, resp.text
     return str(resp.json()["id"])
-
-
-def claim(site: Stack, kind: str) -> dict[str, Any]:
-    resp = requests.post(f"{site.url}/api/workers/claim", headers=auth(TEST_WORKER_TOKEN),
-                         json={"kinds": [kind], "worker": "ext-1", "wait": 5}, timeout=10)
-    assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
-
-
-def beat(site: Stack, job_id: str) -> dict[str, Any]:
-    resp = requests.post(f"{site.url}/api/workers/heartbeat", headers=auth(TEST_WORKER_TOKEN),
-                         json={"jobIds": [job_id]}, timeout=5)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["jobs"][0]  # type: ignore[no-any-return]
 
 
 def report(site: Stack, job_id: str, token: str, progress: int) -> requests.Response:
@@ -78,7 +65,7 @@ def found_stalled(site: Stack) -> list[str]:
 def test_a_job_with_heartbeats_but_no_reports_stalls_and_its_next_report_clears_it(
         site: Stack) -> None:
     job_id = start(site, "stalls")
-    job = claim(site, "stalls")
+    job = claimed(site, "stalls")
     reported = time.time()
     assert report(site, job_id, job["token"], 10).status_code == 204
     rec = EventRecorder(site.url, job_id)
@@ -121,7 +108,7 @@ def test_an_rq_job_silent_past_its_stall_after_shows_stalled_until_it_reports(
 
 def test_a_kind_with_stall_fails_has_the_stalled_attempt_failed(site: Stack) -> None:
     job_id = start(site, "stall_fails")
-    job = claim(site, "stall_fails")
+    job = claimed(site, "stall_fails")
     assert report(site, job_id, job["token"], 10).status_code == 204
 
     def failed() -> dict[str, Any] | None:
