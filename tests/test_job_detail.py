@@ -80,10 +80,13 @@ def test_a_demo_job_shows_args_log_and_result(ops_site: Stack) -> None:
                            timeout=5).json()["id"]
     wait_until(lambda: ops_site.job_state(job_id)["state"] == "succeeded", timeout=30,
                what="the demo to finish")
-    page = detail(ops_site, job_id)
+    def with_outcome() -> str | None:  # the RQ worker writes it after the job's last report
+        page = detail(ops_site, job_id)
+        return page if ">succeeded</td>" in page else None
+
+    page = wait_until(with_outcome, timeout=10, interval=0.2, what="the attempt's outcome")
     assert '"steps": 3' in page and "step 3 of 3 done" in page
     assert 'id="detail-result"' in page and "Traceback" not in page
-    assert ">succeeded</td>" in page
 
 
 def test_only_operators_see_the_job_page(ops_site: Stack) -> None:
